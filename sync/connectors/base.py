@@ -1,0 +1,186 @@
+"""The one interface every vendor connector offers the engine.
+
+A connector is the only code that knows a vendor's JSON. It yields raw vendor records
+(``VendorRecord.data`` is the vendor's JSON object as returned) and writes vendor-shaped
+payloads given to it by the mapping layer. It never sees the store. Network policy (retries,
+backoff, rate limits, auth refresh) lives in the HTTP transport built by ``sync.connectors.http``,
+never here: a connector calls ``self._request`` once and gets either a response or a typed error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import httpx
+
+from sync.connectors.errors import (
+    Action,
+    AuthFailed,
+    NotFound,
+    OutcomeUnknown,
+    RateLimited,
+    Rejected,
+    Retryable,
+    classify_status,
+)
+
+CaptureMode = Literal["incremental", "scan"]
+
+
+@dataclass(frozen=True, slots=True)
+class VendorRecord:
+    """One opportunity as the vendor returned it."""
+
+    external_id: str
+    modified: dt.datetime  # timezone-aware UTC, parsed from the vendor's stamp
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """A delete seen in a vendor's delete feed."""
+
+    external_id: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A referenced object: a company/lead/account, an owner (user/member) or a stage/status.
+
+    ``key`` is what references are matched on across systems (company name, user e-mail,
+    stage name); ``extra`` carries what the mapping needs besides (e.g. a stage's status type
+    ``open|won|lost``, a Close status's ``pipeline_id``).
+    """
+
+    kind: Literal["company", "owner", "stage"]
+    id: str
+    key: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class BaseConnector:
+    """Shared plumbing: one request helper that turns HTTP outcomes into typed errors.
+
+    Subclasses set the class attributes and implement the operations. ``client`` comes from
+    ``sync.connectors.http.build_client`` (or, in tests, any ``httpx.Client`` whose transport
+    is an emulator); ``options`` are the system's connector options from config.
+    """
+
+    vendor: ClassVar[str] = ""
+    capture: ClassVar[CaptureMode] = "scan"
+    has_delete_feed: ClassVar[bool] = False
+    max_page_size: ClassVar[int] = 100
+
+    def __init__(
+        self, system: str, client: httpx.Client, options: Mapping[str, Any] | None = None
+    ) -> None:
+        self.system = system
+        self.client = client
+        self.options: dict[str, Any] = dict(options or {})
+        self._ref_cache: dict[str, list[Reference]] = {}
+
+    # -- the interface the engine uses -------------------------------------------------
+    def list_changed(self, since: dt.datetime) -> Iterator[list[VendorRecord]]:
+        """Pages of records modified at or after ``since`` (incremental systems only)."""
+        raise NotImplementedError(f"{self.vendor} has no modified-since listing; use scan()")
+
+    def scan(self) -> Iterator[list[VendorRecord]]:
+        """Pages of every record (full listing)."""
+        raise NotImplementedError
+
+    def get(self, external_id: str) -> VendorRecord:
+        raise NotImplementedError
+
+    def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
+        raise NotImplementedError
+
+    def update(self, external_id: str, payload: Mapping[str, Any]) -> VendorRecord:
+        """Write only the fields given; return the record as the vendor holds it now."""
+        raise NotImplementedError
+
+    def delete(self, external_id: str) -> None:
+        raise NotImplementedError
+
+    def deleted_since(self, since: dt.datetime) -> Iterator[Deletion]:
+        """Deletes the vendor's feed reports at or after ``since`` (``has_delete_feed`` only)."""
+        raise NotImplementedError(f"{self.vendor} has no delete feed")
+
+    def find_candidates(self, name: str, created_after: dt.datetime) -> list[VendorRecord]:
+        """Records named ``name`` created at or after ``created_after``: the look-up half of
+        intent-then-look-up-then-adopt create recovery."""
+        raise NotImplementedError
+
+    def references(self, kind: str) -> list[Reference]:
+        """Every reference of a kind (cached for the connector's life, i.e. one run)."""
+        if kind not in self._ref_cache:
+            self._ref_cache[kind] = list(self._load_references(kind))
+        return self._ref_cache[kind]
+
+    def create_reference(self, kind: str, key: str) -> Reference:
+        """Create a company/lead/account named ``key`` (auto-create, where configured)."""
+        raise NotImplementedError(f"{self.vendor} cannot create {kind} references")
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- hooks for subclasses ------------------------------------------------------------
+    def _load_references(self, kind: str) -> Iterator[Reference]:
+        raise NotImplementedError(f"{self.vendor} has no {kind} references")
+
+    def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
+        """The vendor's own message and field errors from an error body."""
+        try:
+            body = response.json()
+        except ValueError:
+            return response.text[:500] or response.reason_phrase, {}
+        if isinstance(body, dict):
+            message = body.get("message") or body.get("error") or body.get("detail") or body
+            return str(message), {}
+        return str(body), {}
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        """Seconds the vendor asked us to wait on a 429 (vendor-specific signal)."""
+        value = response.headers.get("retry-after")
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        record: str | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send one request; return a 2xx response or raise the typed error for it."""
+        writing = method.upper() in {"POST", "PUT", "PATCH", "DELETE"}
+        try:
+            response = self.client.request(method, url, **kwargs)
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            kind = OutcomeUnknown if writing else Retryable
+            raise kind(f"{type(exc).__name__}: {exc}", system=self.system, record=record) from exc
+        action = classify_status(response.status_code)
+        if action is Action.SUCCESS:
+            return response
+        message, field_errors = self._error_message(response)
+        common: dict[str, Any] = {
+            "system": self.system,
+            "record": record,
+            "status": response.status_code,
+        }
+        if action is Action.RETRY:
+            kind = OutcomeUnknown if writing else Retryable
+            raise kind(message, **common)
+        if action is Action.RATE_LIMITED:
+            raise RateLimited(message, retry_after=self._retry_after(response), **common)
+        if action is Action.NOT_FOUND:
+            raise NotFound(message, **common)
+        if action in (Action.AUTH, Action.REFRESH_AUTH):
+            raise AuthFailed(message, **common)
+        raise Rejected(message, field_errors=field_errors, **common)
