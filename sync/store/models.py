@@ -60,6 +60,9 @@ class Link(SQLModel, table=True):
     system: str = Field(max_length=64)
     external_id: str = Field(max_length=128)
     shadow: dict[str, Any] = _json()
+    # field -> [value we sent, value the vendor answered]: a lossy vendor (Close's integer
+    # confidence) keeps our 0.7512 as 0.75; this pair says the two are the same for it.
+    sent: dict[str, Any] = _json()
     vendor_modified: dt.datetime | None = None
     linked_at: dt.datetime = Field(default_factory=utcnow)
     synced_at: dt.datetime = Field(default_factory=utcnow)

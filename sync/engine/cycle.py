@@ -1,0 +1,129 @@
+"""One full cycle (``crmsync run --once``): capture every system, then drain every outbox
+until it is empty or only waiting retries remain. Each cycle is a ``runs`` row with counts; a
+cycle that stopped early says so (status ``interrupted`` or ``failed``), never ``done``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+from sqlmodel import col, func, select
+
+from sync.connectors.errors import ConnectorError
+from sync.engine.capture import capture
+from sync.engine.push import drain
+from sync.engine.state import Counts, Engine, new_id
+from sync.store.models import Cursor, Outbox, Run, utcnow
+
+log = structlog.get_logger("crmsync.cycle")
+
+
+@dataclass
+class CycleReport:
+    run_id: str
+    status: str
+    counts: Counts
+    per_system: dict[str, Counts] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dead_letters(self) -> int:
+        return self.counts["dead_letters"]
+
+
+def start_run(engine: Engine, kind: str, system: str | None = None) -> str:
+    run_id = new_id("run")
+    with engine.session() as session:
+        session.add(Run(id=run_id, kind=kind, system=system))
+        session.commit()
+    return run_id
+
+
+def finish_run(
+    engine: Engine, run_id: str, status: str, counts: Counts, error: str | None = None
+) -> None:
+    with engine.session() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            return
+        run.status, run.counts, run.error = status, dict(counts.values), error
+        run.finished_at = utcnow()
+        session.add(run)
+        session.commit()
+
+
+def poll(engine: Engine, system: str, *, full: bool = False, run_id: str | None = None) -> Counts:
+    """Capture one system, recording a connector failure on its cursor instead of raising."""
+    try:
+        return capture(engine, system, full=full, run_id=run_id)
+    except ConnectorError as exc:
+        with engine.session() as session:
+            cursor = session.get(Cursor, system) or Cursor(system=system)
+            cursor.last_error = str(exc)[:1000]
+            session.add(cursor)
+            session.commit()
+        log.warning("capture_failed", system=system, error=str(exc))
+        raise
+
+
+def pending(engine: Engine, system: str | None = None) -> int:
+    """Rows still due now (not waiting on a retry time)."""
+    with engine.session() as session:
+        query = (
+            select(func.count())
+            .select_from(Outbox)
+            .where(col(Outbox.status).in_(("pending",)), Outbox.next_attempt_at <= utcnow())
+        )
+        if system:
+            query = query.where(Outbox.system == system)
+        return int(session.exec(query).one())
+
+
+def run_cycle(
+    engine: Engine,
+    systems: Sequence[str] | None = None,
+    *,
+    full: bool = False,
+    kind: str = "cycle",
+    max_passes: int = 5,
+) -> CycleReport:
+    """Capture then push, over the given systems (default: all)."""
+    chosen = list(systems or engine.systems)
+    run_id = start_run(engine, kind, chosen[0] if len(chosen) == 1 else None)
+    report = CycleReport(run_id, "running", Counts())
+    engine.refs.forget()
+    status = "done"
+    try:
+        for system in chosen:
+            try:
+                report.per_system[system] = poll(engine, system, full=full, run_id=run_id)
+            except ConnectorError as exc:
+                report.errors[system] = str(exc)
+                status = "partial"
+        for _ in range(max_passes):
+            for system in engine.systems:
+                pushed = drain(engine, system, run_id=run_id)
+                report.per_system.setdefault(system, Counts()).merge(pushed)
+            if pending(engine) == 0:
+                break
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except Exception as exc:
+        status = "failed"
+        report.errors["cycle"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        for counts in report.per_system.values():
+            report.counts.merge(counts)
+        report.status = status
+        finish_run(
+            engine,
+            run_id,
+            status,
+            report.counts,
+            "; ".join(f"{k}: {v}" for k, v in report.errors.items()) or None,
+        )
+        log.info("cycle_done", run_id=run_id, status=status, **report.counts.values)
+    return report

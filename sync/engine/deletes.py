@@ -1,0 +1,112 @@
+"""Deletes (DESIGN §2.7): seen by scan set-difference after a complete scan, by a vendor's
+delete feed (Close's event log), or by a 404 on push. The deleting system's policy decides:
+
+- ``propagate``: the deal is deleted everywhere (record tombstoned, deletes enqueued);
+- ``unlink`` (default): only that system's link is tombstoned; the deal lives on elsewhere
+  and is never re-created in the system that deleted it;
+- ``ignore``: the link is dropped and the deal is re-created there on the next push (the
+  other systems are the truth).
+
+Tombstones (``records.deleted_at``, ``links.deleted_at``) keep a stale read from resurrecting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import structlog
+from sqlmodel import Session, select
+
+from sync.engine.journal import enqueue, note
+from sync.engine.state import Counts, Engine, aware_utc, naive_utc
+from sync.store.models import Cursor, Link, Record, utcnow
+
+log = structlog.get_logger("crmsync.deletes")
+
+
+def vendor_deleted(
+    engine: Engine,
+    session: Session,
+    system: str,
+    link: Link,
+    how: str,
+    run_id: str | None = None,
+) -> str:
+    """Apply the system's delete policy to a deal that vanished from it; returns the policy."""
+    policy = engine.config.systems[system].deletes
+    record = session.get(Record, link.record_id)
+    now = utcnow()
+    if policy == "ignore":
+        note(
+            session,
+            link.record_id,
+            "delete_ignored",
+            f"deleted in {system} ({how}); policy ignore re-creates it there",
+            system=system,
+            run_id=run_id,
+        )
+        session.delete(link)
+        if record is not None and record.deleted_at is None:
+            enqueue(session, record.id, system, "create", f"re-create after delete in {system}")
+        return policy
+    link.deleted_at = now
+    session.add(link)
+    note(
+        session,
+        link.record_id,
+        "deleted",
+        f"deleted in {system} ({how}); policy {policy}",
+        system=system,
+        run_id=run_id,
+    )
+    if policy == "propagate" and record is not None and record.deleted_at is None:
+        record.deleted_at, record.deleted_by = now, system
+        session.add(record)
+        others = session.exec(select(Link).where(Link.record_id == record.id)).all()
+        for other in others:
+            if other.system != system and other.deleted_at is None:
+                enqueue(session, record.id, other.system, "delete", f"deleted in {system}")
+    return policy
+
+
+def after_complete_scan(
+    engine: Engine, system: str, seen: set[str], started: dt.datetime, run_id: str | None
+) -> Counts:
+    """Links of ``system`` that a complete scan no longer saw were deleted there."""
+    counts = Counts()
+    with engine.session() as session:
+        live = session.exec(
+            select(Link).where(Link.system == system, Link.deleted_at == None)  # noqa: E711
+        ).all()
+        for link in live:
+            if link.external_id in seen or link.linked_at >= started:
+                continue  # linked during this scan: the listing may predate it
+            vendor_deleted(engine, session, system, link, "missing from a complete scan", run_id)
+            counts.add("deleted")
+        session.commit()
+    return counts
+
+
+def from_feed(engine: Engine, system: str, started: dt.datetime, run_id: str | None) -> Counts:
+    """Deletes reported by the vendor's feed since the last look (minus the lookback)."""
+    counts = Counts()
+    with engine.session() as session:
+        cursor = session.get(Cursor, system) or Cursor(system=system)
+        since = cursor.deletes_stamp or cursor.last_poll_at or started
+        since_aware = aware_utc(since - engine.config.sync.lookback)
+        assert since_aware is not None
+        newest = cursor.deletes_stamp
+        for deletion in engine.connector(system).deleted_since(since_aware):
+            stamp = naive_utc(deletion.at)
+            newest = max(newest, stamp) if newest and stamp else (stamp or newest)
+            link = session.exec(
+                select(Link).where(Link.system == system, Link.external_id == deletion.external_id)
+            ).first()
+            if link is None or link.deleted_at is not None:
+                continue
+            vendor_deleted(engine, session, system, link, "reported by the delete feed", run_id)
+            counts.add("deleted")
+        cursor.deletes_stamp = min(newest, started) if newest else started
+        session.add(cursor)
+        session.commit()
+    return counts

@@ -1,0 +1,111 @@
+"""Small helpers that write the journal, conflicts, dead letters and outbox rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from sync.store.models import DeadLetter, Journal, Outbox, utcnow
+
+OPEN_STATES = ("pending", "retry", "parked", "in_flight")
+
+
+def note(
+    session: Session,
+    record_id: str,
+    action: str,
+    reason: str,
+    *,
+    system: str | None = None,
+    field: str | None = None,
+    old: Any = None,
+    new: Any = None,
+    run_id: str | None = None,
+) -> None:
+    """Add one journal entry (what happened to a record, from where, and why)."""
+    session.add(
+        Journal(
+            record_id=record_id,
+            action=action,
+            reason=reason[:1000],
+            system=system,
+            field=field,
+            old=old,
+            new=new,
+            run_id=run_id,
+            at=utcnow(),
+        )
+    )
+
+
+def dead_letter(
+    session: Session,
+    *,
+    system: str,
+    direction: str,
+    op: str,
+    error: str,
+    payload: Any = None,
+    record_id: str | None = None,
+    external_id: str | None = None,
+) -> DeadLetter:
+    """Park something that failed for good, with the vendor's message and the payload."""
+    existing = session.exec(
+        select(DeadLetter).where(
+            DeadLetter.system == system,
+            DeadLetter.status == "open",
+            DeadLetter.record_id == record_id,
+            DeadLetter.external_id == external_id,
+            DeadLetter.op == op,
+        )
+    ).first()
+    if existing is not None:
+        existing.error, existing.payload = error[:4000], payload
+        existing.attempts += 1
+        existing.updated_at = utcnow()
+        session.add(existing)
+        return existing
+    letter = DeadLetter(
+        system=system,
+        direction=direction,
+        op=op,
+        error=error[:4000],
+        payload=payload,
+        record_id=record_id,
+        external_id=external_id,
+    )
+    session.add(letter)
+    return letter
+
+
+def enqueue(session: Session, record_id: str, system: str, op: str, reason: str) -> Outbox:
+    """One open outbox row per (record, system): reuse it (coalescing) or add one.
+
+    A delete supersedes a pending create/update; a create stays a create."""
+    row = session.exec(
+        select(Outbox).where(
+            Outbox.record_id == record_id,
+            Outbox.system == system,
+            col(Outbox.status).in_(OPEN_STATES),
+        )
+    ).first()
+    now = utcnow()
+    if row is None:
+        row = Outbox(
+            record_id=record_id,
+            system=system,
+            op=op,
+            reason=reason[:500],
+            idempotency_key=f"{record_id}:{system}",
+            next_attempt_at=now,
+        )
+    else:
+        if op == "delete" or row.op not in ("create",):
+            row.op = op
+        row.reason = reason[:500]
+        if row.status == "parked":
+            row.status = "pending"
+        row.updated_at = now
+    session.add(row)
+    return row

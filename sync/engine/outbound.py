@@ -1,0 +1,56 @@
+"""What a system should receive: the projection of a canonical record, diffed against the
+system's shadow (DESIGN §2.4). Only changed fields are ever sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, select
+
+from sync.engine.journal import enqueue
+from sync.engine.state import Engine
+from sync.store.models import Link, Record
+
+
+def desired(engine: Engine, system: str, record: Record) -> dict[str, Any]:
+    """The canonical fields this system should hold (held fields excluded)."""
+    names = engine.mapper.fields_for(system, "outbound")
+    return {name: record.fields.get(name) for name in names if name not in record.held}
+
+
+def push_diff(engine: Engine, system: str, record: Record, link: Link) -> dict[str, Any]:
+    """Fields whose desired value differs from the shadow — unless the shadow is the vendor's
+    lossy copy of exactly that value (``link.sent``), which would otherwise ping-pong."""
+    diff: dict[str, Any] = {}
+    for name, value in desired(engine, system, record).items():
+        held = link.shadow.get(name)
+        if value == held or link.sent.get(name) == [value, held]:
+            continue
+        diff[name] = value
+    return diff
+
+
+def creatable(engine: Engine, system: str) -> bool:
+    return engine.config.systems[system].create
+
+
+def enqueue_pushes(engine: Engine, session: Session, record: Record, *, reason: str) -> list[str]:
+    """Enqueue a push to every system whose copy differs (or that lacks the deal)."""
+    links = {
+        link.system: link
+        for link in session.exec(select(Link).where(Link.record_id == record.id)).all()
+    }
+    queued = []
+    for system in engine.systems:
+        link = links.get(system)
+        if link is None:
+            if record.deleted_at is None and creatable(engine, system):
+                enqueue(session, record.id, system, "create", reason)
+                queued.append(system)
+            continue
+        if link.deleted_at is not None or record.deleted_at is not None:
+            continue
+        if push_diff(engine, system, record, link):
+            enqueue(session, record.id, system, "update", reason)
+            queued.append(system)
+    return queued

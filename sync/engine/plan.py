@@ -1,0 +1,129 @@
+"""``crmsync plan``: the real planner over a copy of the state, writing nothing anywhere.
+
+It runs the real capture and merge (vendor reads only) against a throw-away copy of the
+store — a file copy for SQLite, a transaction rolled back at the end for PostgreSQL — and
+reports, per system and record, the fields a push would change and why. Reference
+auto-creation is off (``dry_run``), and no outbox is drained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from sync.engine.capture import capture
+from sync.engine.outbound import desired, push_diff
+from sync.engine.state import Engine
+from sync.store.models import Link, Outbox, Record
+
+
+@dataclass(frozen=True)
+class PlannedWrite:
+    system: str
+    record_id: str
+    op: str
+    changes: dict[str, tuple[Any, Any]]  # field -> (their current value, the value to send)
+    reason: str
+    name: str | None = None
+
+
+@dataclass
+class PlanReport:
+    writes: list[PlannedWrite] = field(default_factory=list)
+    captured: dict[str, dict[str, int]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _scratch(engine: Engine) -> Iterator[Engine]:
+    url = engine.db.url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        with tempfile.TemporaryDirectory(prefix="crmsync-plan-") as tmp:
+            copy = Path(tmp) / "plan.db"
+            with sqlite3.connect(str(url.database)) as src, sqlite3.connect(copy) as dst:
+                src.backup(dst)
+            scratch_db = sa.create_engine(f"sqlite:///{copy}")
+            yield _clone(engine, scratch_db, None)
+            scratch_db.dispose()
+        return
+    with engine.db.connect() as conn:
+        outer = conn.begin()
+        try:
+            yield _clone(engine, engine.db, conn)
+        finally:
+            outer.rollback()
+
+
+def _clone(engine: Engine, db: sa.Engine, conn: sa.Connection | None) -> Engine:
+    clone = Engine(
+        config=engine.config,
+        db=db,
+        mapper=engine.mapper,
+        transports=engine.transports,
+        limiter=engine.limiter,
+        retry=engine.retry,
+        dry_run=True,
+    )
+    if conn is not None:
+        clone._session_bind = conn
+    return clone
+
+
+def plan(engine: Engine, systems: list[str] | None = None) -> PlanReport:
+    report = PlanReport()
+    with _scratch(engine) as scratch:
+        for system in systems or scratch.systems:
+            try:
+                report.captured[system] = capture(scratch, system).values
+            except Exception as exc:  # a vendor that cannot be read is reported, not fatal
+                report.errors[system] = f"{type(exc).__name__}: {exc}"
+        with _session(scratch) as session:
+            report.writes = _planned(scratch, session)
+        scratch.close()
+    return report
+
+
+@contextlib.contextmanager
+def _session(engine: Engine) -> Iterator[Session]:
+    with engine.session() as session:
+        yield session
+
+
+def _planned(engine: Engine, session: Session) -> list[PlannedWrite]:
+    rows = session.exec(
+        select(Outbox)
+        .where(col(Outbox.status).in_(("pending", "retry", "parked", "in_flight")))
+        .order_by(col(Outbox.system), col(Outbox.id))
+    ).all()
+    writes = []
+    for row in rows:
+        record = session.get(Record, row.record_id)
+        if record is None:
+            continue
+        link = session.exec(
+            select(Link).where(Link.record_id == row.record_id, Link.system == row.system)
+        ).first()
+        if row.op == "delete" or link is None:
+            want = {} if row.op == "delete" else desired(engine, row.system, record)
+            changes = {k: (None, v) for k, v in want.items() if v is not None}
+            op = row.op if row.op == "delete" else "create"
+        else:
+            diff = push_diff(engine, row.system, record, link)
+            if not diff:
+                continue
+            changes = {k: (link.shadow.get(k), v) for k, v in diff.items()}
+            op = "update"
+        writes.append(
+            PlannedWrite(
+                row.system, row.record_id, op, changes, row.reason, record.fields.get("name")
+            )
+        )
+    return writes

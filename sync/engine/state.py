@@ -1,0 +1,217 @@
+"""The engine's working context: config, mapper, store, connectors, references, policies.
+
+Built once per process (``Engine.from_config``) and handed to the engine functions; tasks and
+the CLI only build it and call those functions. Connector transports can be injected (tests
+and the demo use the emulators in-process; production uses real HTTP).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+import structlog
+from sqlmodel import Session, select
+
+from sync.config import Config, PreferPolicy
+from sync.connectors import build_connector
+from sync.connectors.base import BaseConnector
+from sync.engine.merge import Policy
+from sync.mapping.mapper import Mapper
+from sync.store.models import RefMap, utcnow
+
+log = structlog.get_logger("crmsync.engine")
+
+
+def new_id(prefix: str = "rec") -> str:
+    """A sortable, unique id (time-ordered UUIDv7-like hex) for records and runs."""
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+def naive_utc(stamp: dt.datetime | None) -> dt.datetime | None:
+    """Store form of a vendor stamp: naive UTC (SQLite keeps no zone)."""
+    if stamp is None:
+        return None
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(dt.UTC).replace(tzinfo=None)
+    return stamp
+
+
+def aware_utc(stamp: dt.datetime | None) -> dt.datetime | None:
+    if stamp is None:
+        return None
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=dt.UTC)
+
+
+@dataclass
+class Counts:
+    """Per-run counters (stored in ``runs.counts``)."""
+
+    values: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.values[name] = self.values.get(name, 0) + n
+
+    def merge(self, other: Counts) -> None:
+        for name, n in other.values.items():
+            self.add(name, n)
+
+    def __getitem__(self, name: str) -> int:
+        return self.values.get(name, 0)
+
+
+class StoreRefs:
+    """Resolves references (company, owner, stage) between canonical keys and vendor ids.
+
+    Order: explicit entries in ``ref_maps`` (source ``config`` or ``created``), then the
+    vendor's own listing (cached for the run), then auto-create where the system allows it.
+    Keys match case-insensitively, ignoring surrounding spaces.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._by_id: dict[tuple[str, str], dict[str, str]] = {}
+        self._by_key: dict[tuple[str, str], dict[str, str]] = {}
+
+    def _load(self, system: str, kind: str) -> None:
+        slot = (system, kind)
+        if slot in self._by_key:
+            return
+        by_id: dict[str, str] = {}
+        by_key: dict[str, str] = {}
+        try:
+            refs = self._engine.connector(system).references(kind)
+        except NotImplementedError:
+            refs = []
+        for ref in refs:
+            by_id[ref.id] = ref.key
+            by_key.setdefault(_fold(ref.key), ref.id)
+        with self._engine.session() as session:
+            rows = session.exec(
+                select(RefMap).where(RefMap.system == system, RefMap.kind == kind)
+            ).all()
+            for row in rows:
+                by_id[row.vendor_id] = row.key
+                by_key[_fold(row.key)] = row.vendor_id
+        self._by_id[slot], self._by_key[slot] = by_id, by_key
+
+    def key_for(self, system: str, kind: str, vendor_id: str) -> str | None:
+        self._load(system, kind)
+        return self._by_id[(system, kind)].get(vendor_id)
+
+    def id_for(self, system: str, kind: str, key: str) -> str | None:
+        self._load(system, kind)
+        found = self._by_key[(system, kind)].get(_fold(key))
+        if found is not None or kind != "company" or self._engine.dry_run:
+            return found
+        if not self._engine.config.systems[system].auto_create_companies:
+            return None
+        ref = self._engine.connector(system).create_reference(kind, key)
+        self._remember(system, kind, key, ref.id, "created")
+        return ref.id
+
+    def _remember(self, system: str, kind: str, key: str, vendor_id: str, source: str) -> None:
+        self._by_id[(system, kind)][vendor_id] = key
+        self._by_key[(system, kind)][_fold(key)] = vendor_id
+        with self._engine.session() as session:
+            session.add(
+                RefMap(
+                    system=system,
+                    kind=kind,
+                    key=key,
+                    vendor_id=vendor_id,
+                    source=source,
+                    updated_at=utcnow(),
+                )
+            )
+            session.commit()
+
+    def forget(self) -> None:
+        """Drop cached listings (a new run sees new companies and users)."""
+        self._by_id.clear()
+        self._by_key.clear()
+
+
+def _fold(key: str) -> str:
+    return key.strip().casefold()
+
+
+@dataclass
+class Engine:
+    """Everything the engine functions need. ``dry_run`` forbids vendor writes (``plan``)."""
+
+    config: Config
+    db: sa.Engine
+    mapper: Mapper
+    transports: Mapping[str, httpx.BaseTransport] = field(default_factory=dict)
+    limiter: Any = None
+    retry: Any = None
+    dry_run: bool = False
+    #: first wait after a failed push, doubled per attempt (tests make it tiny)
+    backoff_base: float = 2.0
+    worker_id: str = field(default_factory=lambda: new_id("wrk"))
+    _connectors: dict[str, BaseConnector] = field(default_factory=dict)
+    _session_bind: Any = None
+
+    def __post_init__(self) -> None:
+        self.refs = StoreRefs(self)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        db: sa.Engine,
+        *,
+        transports: Mapping[str, httpx.BaseTransport] | None = None,
+        limiter: Any = None,
+        retry: Any = None,
+    ) -> Engine:
+        return cls(
+            config=config,
+            db=db,
+            mapper=Mapper(config),
+            transports=dict(transports or {}),
+            limiter=limiter,
+            retry=retry,
+        )
+
+    @property
+    def systems(self) -> list[str]:
+        return list(self.config.systems)
+
+    def connector(self, system: str) -> BaseConnector:
+        if system not in self._connectors:
+            self._connectors[system] = build_connector(
+                system,
+                self.config.systems[system],
+                transport=self.transports.get(system),
+                limiter=self.limiter,
+                retry=self.retry,
+            )
+        return self._connectors[system]
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self._session_bind or self.db, expire_on_commit=False) as session:
+            yield session
+
+    def policy_for(self, field_name: str) -> Policy:
+        conflicts = self.config.conflicts
+        raw = conflicts.fields.get(field_name, conflicts.default)
+        order = tuple(conflicts.priority) or tuple(self.systems)
+        if isinstance(raw, PreferPolicy):
+            rest = tuple(s for s in order if s not in raw.prefer)
+            return Policy("prefer", tuple(raw.prefer) + rest, conflicts.skew)
+        kind = "manual" if raw == "manual" else "latest"
+        return Policy(kind, order, conflicts.skew)
+
+    def close(self) -> None:
+        for connector in self._connectors.values():
+            connector.close()
+        self._connectors.clear()
