@@ -25,7 +25,7 @@ from sync.engine.journal import dead_letter, note
 from sync.engine.merge import Side, merge_field
 from sync.engine.outbound import enqueue_pushes
 from sync.engine.state import Counts, Engine, aware_utc, naive_utc, new_id
-from sync.mapping.mapper import MappingError, UnresolvedReference
+from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store.models import Conflict, Cursor, Link, Record, utcnow
 
 log = structlog.get_logger("crmsync.capture")
@@ -197,7 +197,9 @@ def _ingest_new(
     run_id: str | None,
 ) -> None:
     natural = engine.config.sync.natural_key
-    record, why = find_record(session, theirs, natural)
+    record, why = _by_record_id(engine, session, system, rec)
+    if record is None:
+        record, why = find_record(session, theirs, natural)
     if record is not None and record.deleted_at is not None:
         counts.add("tombstoned")
         return
@@ -242,6 +244,15 @@ def _ingest_new(
     index_keys(session, record, natural)
     session.flush()
     enqueue_pushes(engine, session, record, reason=f"captured from {system}")
+
+
+def _by_record_id(
+    engine: Engine, session: Session, system: str, rec: VendorRecord
+) -> tuple[Record | None, str]:
+    """Our own record id written into the vendor's deal (a create whose answer we lost)."""
+    record_id = engine.mapper.record_id_of(system, rec.data)
+    record = session.get(Record, record_id) if record_id else None
+    return (record, f"carries our record id {record_id}") if record else (None, "")
 
 
 def _linked_elsewhere(session: Session, record_id: str, system: str) -> bool:
@@ -335,10 +346,8 @@ def _merge_into(
                 run_id=run_id,
             )
             ours[name] = value
-            provenance[name] = {
-                "system": system,
-                "at": naive_utc(stamp).isoformat() if stamp else None,
-            }
+            at = naive_utc(stamp)
+            provenance[name] = {"system": system, "at": at.isoformat() if at else None}
             changed = True
         elif decision.conflict:
             note(

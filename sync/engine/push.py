@@ -39,7 +39,7 @@ from sync.engine.identity import index_keys
 from sync.engine.journal import dead_letter, note
 from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Counts, Engine, aware_utc, naive_utc
-from sync.mapping.mapper import MappingError, UnresolvedReference
+from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store.models import Cursor, Link, Outbox, Record, utcnow
 
 log = structlog.get_logger("crmsync.push")
@@ -68,9 +68,9 @@ def claim(engine: Engine, system: str, limit: int, *, creates: bool = True) -> l
                 sa.or_(
                     sa.and_(
                         col(Outbox.status).in_(("pending", "retry", "parked")),
-                        Outbox.next_attempt_at <= now,
+                        col(Outbox.next_attempt_at) <= now,
                     ),
-                    sa.and_(Outbox.status == "in_flight", col(Outbox.claimed_until) < now),
+                    sa.and_(col(Outbox.status) == "in_flight", col(Outbox.claimed_until) < now),
                 ),
             )
             .order_by(col(Outbox.next_attempt_at), col(Outbox.id))
@@ -230,7 +230,9 @@ def _create(
     fields = {k: v for k, v in desired(engine, row.system, record).items() if v is not None}
     answer = _recover(engine, session, row, record) if row.intent_at is not None else None
     if answer is None:
-        payload = engine.mapper.to_vendor(row.system, fields, engine.refs, for_create=True)
+        payload = engine.mapper.to_vendor(
+            row.system, fields, engine.refs, for_create=True, record_id=record.id
+        )
         row.intent_at = utcnow()  # the intent is durable before the request leaves
         row.attempts += 1
         session.add(row)

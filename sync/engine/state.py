@@ -78,6 +78,7 @@ class StoreRefs:
         self._engine = engine
         self._by_id: dict[tuple[str, str], dict[str, str]] = {}
         self._by_key: dict[tuple[str, str], dict[str, str]] = {}
+        self._refreshed: set[tuple[str, str]] = set()
 
     def _load(self, system: str, kind: str) -> None:
         slot = (system, kind)
@@ -103,7 +104,15 @@ class StoreRefs:
 
     def key_for(self, system: str, kind: str, vendor_id: str) -> str | None:
         self._load(system, kind)
-        return self._by_id[(system, kind)].get(vendor_id)
+        found = self._by_id[(system, kind)].get(vendor_id)
+        if found is None and (system, kind) not in self._refreshed:
+            # a reference created since the listing was cached (a new company): look again once
+            self._refreshed.add((system, kind))
+            self._engine.connector(system)._ref_cache.pop(kind, None)
+            self._by_key.pop((system, kind), None)
+            self._load(system, kind)
+            found = self._by_id[(system, kind)].get(vendor_id)
+        return found
 
     def id_for(self, system: str, kind: str, key: str) -> str | None:
         self._load(system, kind)
@@ -136,6 +145,9 @@ class StoreRefs:
         """Drop cached listings (a new run sees new companies and users)."""
         self._by_id.clear()
         self._by_key.clear()
+        self._refreshed.clear()
+        for connector in self._engine._connectors.values():
+            connector._ref_cache.clear()
 
 
 def _fold(key: str) -> str:
@@ -208,8 +220,9 @@ class Engine:
         if isinstance(raw, PreferPolicy):
             rest = tuple(s for s in order if s not in raw.prefer)
             return Policy("prefer", tuple(raw.prefer) + rest, conflicts.skew)
-        kind = "manual" if raw == "manual" else "latest"
-        return Policy(kind, order, conflicts.skew)
+        if raw == "manual":
+            return Policy("manual", order, conflicts.skew)
+        return Policy("latest", order, conflicts.skew)
 
     def close(self) -> None:
         for connector in self._connectors.values():

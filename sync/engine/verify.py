@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from sync.engine.outbound import desired
 from sync.engine.state import Engine
-from sync.mapping.mapper import MappingError, UnresolvedReference
+from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store.models import Link, Record
 
 

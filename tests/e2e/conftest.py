@@ -1,0 +1,104 @@
+"""Scenario harness: the four emulators in-process, the shipped config.yaml, a fresh store.
+
+``world.cycle()`` runs one ``crmsync run --once`` cycle; ``world.users[system]`` edits deals
+through the vendor's own API; ``world.calls()`` counts vendor requests since the last reset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sync.emulators.server import build_all
+
+from sync.config import Config, load_config
+from sync.connectors.http import RetryPolicy
+from sync.emulators.base import Emulator
+from sync.engine.cycle import CycleReport, run_cycle
+from sync.engine.state import Engine
+from sync.engine.verify import VerifyReport, verify
+from sync.store.db import make_engine, upgrade
+from tests.e2e.users import CloseUser, ParsaLinkUser, RuddrUser, TrutoUser, VendorUser
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST_RETRY = RetryPolicy(attempts=4, timeout=5.0, wait_initial=0.001, wait_max=0.01,
+                         wait_jitter=0.0, max_vendor_wait=0.05)
+AUTH = {
+    "ruddr": {"Authorization": "Bearer ruddr-test-token"},
+    "close": None,
+    "parsalink": {"Authorization": "Bearer pk_test_parsalink"},
+    "truto": {"Authorization": "Bearer truto-test-token"},
+}
+
+
+@dataclass
+class World:
+    config: Config
+    engine: Engine
+    emulators: dict[str, Emulator]  # by system name
+    users: dict[str, Any] = field(default_factory=dict)
+
+    def cycle(self, **kw: Any) -> CycleReport:
+        return run_cycle(self.engine, **kw)
+
+    def converge(self, cycles: int = 3) -> VerifyReport:
+        for _ in range(cycles):
+            self.cycle()
+        return verify(self.engine)
+
+    def calls(self, system: str, *, writes_only: bool = False) -> int:
+        log = self.emulators[system].requests
+        if writes_only:
+            return sum(1 for r in log if r["method"] in ("POST", "PUT", "PATCH", "DELETE"))
+        return len(log)
+
+    def reset_calls(self) -> None:
+        for emulator in self.emulators.values():
+            emulator.requests.clear()
+
+    def faults(self, system: str, **faults: Any) -> None:
+        emulator = self.emulators[system]
+        response = httpx.Client(transport=emulator.transport(), base_url="http://emu").post(
+            "/_emulator/faults", json=faults
+        )
+        assert response.status_code == 200
+
+
+def _user(kind: str, client: httpx.Client) -> VendorUser:
+    return {"ruddr": RuddrUser, "close": CloseUser, "parsalink": ParsaLinkUser,
+            "truto": TrutoUser}[kind](client)
+
+
+def make_world(tmp_path: Path, *, seed: int = 7, seed_opportunities: int = 0,
+               overrides: dict[str, Any] | None = None) -> World:
+    config = load_config(ROOT / "config.yaml", env={})
+    if overrides:
+        config = config.model_copy(update=overrides)
+    url = f"sqlite:///{tmp_path / 'crmsync.db'}"
+    upgrade(url)
+    by_vendor = build_all(seed=seed, seed_opportunities=seed_opportunities)
+    emulators = {name: by_vendor[cfg.type] for name, cfg in config.systems.items()}
+    engine = Engine.from_config(
+        config, make_engine(url),
+        transports={name: emu.transport() for name, emu in emulators.items()},
+        retry=FAST_RETRY,
+    )
+    engine.backoff_base = 0.0
+    world = World(config, engine, emulators)
+    for name, cfg in config.systems.items():
+        auth = httpx.BasicAuth("close-test-key", "") if cfg.type == "close" else None
+        client = httpx.Client(transport=emulators[name].transport(), base_url=cfg.base_url,
+                              headers=AUTH[cfg.type], auth=auth)
+        world.users[name] = _user(cfg.type, client)
+    return world
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    built = make_world(tmp_path)
+    yield built
+    built.engine.close()

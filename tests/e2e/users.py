@@ -1,0 +1,177 @@
+"""People using the vendors' own APIs (not our connectors): they create, edit and delete deals
+the way a sales rep's tools would, so scenarios exercise crmsync from the outside."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import httpx
+
+from sync.emulators.reference import CLOSE_CUSTOM_FIELDS, TRUTO_ACCOUNTS
+
+CLOSE_NAME = CLOSE_CUSTOM_FIELDS[0][0]
+
+
+class VendorUser:
+    """Base: an authenticated raw client and cached look-ups."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+        self._cache: dict[str, dict[str, str]] = {}
+
+    def _ok(self, response: httpx.Response) -> Any:
+        assert response.status_code < 300, f"{response.request.method} {response.request.url}" \
+            f" -> {response.status_code} {response.text}"
+        return response.json() if response.content else None
+
+
+class RuddrUser(VendorUser):
+    def _lookup(self, path: str, key: str) -> dict[str, str]:
+        if path not in self._cache:
+            body = self._ok(self.client.get(path, params={"limit": 100}))
+            self._cache[path] = {row[key]: row["id"] for row in body["results"]}
+        return self._cache[path]
+
+    def create(self, name: str, company: str = "Acme Corp", amount: float = 1000.0,
+               stage: str = "Prospecting", owner: str = "john.davis@example.com") -> str:
+        body = {
+            "name": name, "companyId": self._lookup("/companies", "name")[company],
+            "amount": amount, "opportunityStageId": self._lookup("/opportunity-stages",
+                                                                 "name")[stage],
+            "ownerId": self._lookup("/members", "email")[owner], "probability": 0.1,
+            "closeDate": "2026-06-30",
+        }
+        return str(self._ok(self.client.post("/opportunities", json=body))["id"])
+
+    def edit(self, deal_id: str, **fields: Any) -> dict[str, Any]:
+        return dict(self._ok(self.client.patch(f"/opportunities/{deal_id}", json=fields)))
+
+    def get(self, deal_id: str) -> dict[str, Any]:
+        return dict(self._ok(self.client.get(f"/opportunities/{deal_id}")))
+
+    def delete(self, deal_id: str) -> None:
+        self._ok(self.client.delete(f"/opportunities/{deal_id}"))
+
+    def all(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": 100}
+        while True:
+            body = self._ok(self.client.get("/opportunities", params=params))
+            out.extend(body["results"])
+            if not body["hasMore"] or not body["results"]:
+                return out
+            params["startingAfter"] = body["results"][-1]["id"]
+
+
+class CloseUser(VendorUser):
+    def _lookup(self, path: str, key: str) -> dict[str, str]:
+        if path not in self._cache:
+            body = self._ok(self.client.get(path, params={"_limit": 100}))
+            self._cache[path] = {row[key]: row["id"] for row in body["data"]}
+        return self._cache[path]
+
+    def create(self, name: str, company: str = "Acme Corp", value_cents: int = 100000,
+               status: str = "Prospecting") -> str:
+        body = {
+            "lead_id": self._lookup("/lead/", "display_name")[company],
+            "status_id": self._lookup("/status/opportunity/", "label")[status],
+            "value": value_cents, "confidence": 10, f"custom.{CLOSE_NAME}": name,
+        }
+        return str(self._ok(self.client.post("/opportunity/", json=body))["id"])
+
+    def edit(self, deal_id: str, **fields: Any) -> dict[str, Any]:
+        return dict(self._ok(self.client.put(f"/opportunity/{deal_id}/", json=fields)))
+
+    def get(self, deal_id: str) -> dict[str, Any]:
+        return dict(self._ok(self.client.get(f"/opportunity/{deal_id}/")))
+
+    def delete(self, deal_id: str) -> None:
+        self._ok(self.client.delete(f"/opportunity/{deal_id}/"))
+
+    def all(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        skip = 0
+        while True:
+            body = self._ok(self.client.get("/opportunity/", params={"_skip": skip,
+                                                                     "_limit": 100}))
+            out.extend(body["data"])
+            if not body["has_more"]:
+                return out
+            skip += 100
+
+
+class ParsaLinkUser(VendorUser):
+    def _lookup(self, path: str, key: str) -> dict[str, str]:
+        if path not in self._cache:
+            body = self._ok(self.client.get(path, params={"limit": 100}))
+            self._cache[path] = {row[key]: row["id"] for row in body["results"]}
+        return self._cache[path]
+
+    def create(self, name: str, company: str = "Acme Corp", value: float = 1000.0,
+               stage: str = "prospecting") -> str:
+        body = {"name": name, "accountId": self._lookup("/accounts/", "name")[company],
+                "value": value, "stage": stage, "probability": 10}
+        return str(self._ok(self.client.post("/opportunities/", json=body))["id"])
+
+    def edit(self, deal_id: str, **fields: Any) -> dict[str, Any]:
+        return dict(self._ok(self.client.patch(f"/opportunities/{deal_id}/", json=fields)))
+
+    def get(self, deal_id: str) -> dict[str, Any]:
+        return dict(self._ok(self.client.get(f"/opportunities/{deal_id}/")))
+
+    def delete(self, deal_id: str) -> None:
+        self._ok(self.client.delete(f"/opportunities/{deal_id}/"))
+
+    def all(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        url: str | None = "/opportunities/?limit=100"
+        while url:
+            body = self._ok(self.client.get(url))
+            out.extend(body["results"])
+            url = body["next"]
+        return out
+
+
+class TrutoUser(VendorUser):
+    def __init__(self, client: httpx.Client, integration: str = "salesforce") -> None:
+        super().__init__(client)
+        self.account = TRUTO_ACCOUNTS[integration]
+
+    def _params(self, **extra: Any) -> dict[str, Any]:
+        return {"integrated_account_id": self.account, **extra}
+
+    def _lookup(self, path: str, key: str) -> dict[str, str]:
+        if path not in self._cache:
+            body = self._ok(self.client.get(path, params=self._params(limit=100)))
+            self._cache[path] = {row[key]: row["id"] for row in body["result"]}
+        return self._cache[path]
+
+    def create(self, name: str, company: str = "Acme Corp", amount: float = 1000.0,
+               stage: str = "Prospecting") -> str:
+        body = {"name": name, "amount": amount, "stage": {"id": stage},
+                "account": {"id": self._lookup("/accounts", "name")[company]},
+                "close_date": dt.datetime(2026, 6, 30, tzinfo=dt.UTC).isoformat()}
+        return str(self._ok(self.client.post("/opportunities", params=self._params(),
+                                             json=body))["id"])
+
+    def edit(self, deal_id: str, **fields: Any) -> dict[str, Any]:
+        return dict(self._ok(self.client.patch(f"/opportunities/{deal_id}",
+                                               params=self._params(), json=fields)))
+
+    def get(self, deal_id: str) -> dict[str, Any]:
+        return dict(self._ok(self.client.get(f"/opportunities/{deal_id}",
+                                             params=self._params())))
+
+    def delete(self, deal_id: str) -> None:
+        self._ok(self.client.delete(f"/opportunities/{deal_id}", params=self._params()))
+
+    def all(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        params = self._params(limit=100)
+        while True:
+            body = self._ok(self.client.get("/opportunities", params=params))
+            out.extend(body["result"])
+            if not body.get("next_cursor") or not body["result"]:
+                return out
+            params["next_cursor"] = body["next_cursor"]
