@@ -92,6 +92,7 @@ def verify_cmd(
         "linked",
         "unlinked",
         "missing",
+        "absent",
         "duplicates",
         "drifting fields",
     ):
@@ -103,6 +104,7 @@ def verify_cmd(
             str(check.linked),
             str(len(check.unlinked)),
             str(len(check.missing)),
+            str(len(check.absent)),
             str(len(check.duplicates)),
             str(len(check.drift)),
         )

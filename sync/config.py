@@ -1,4 +1,4 @@
-"""Typed configuration (first cut — the foundation work replaces the loader, keeps the names).
+"""Typed configuration: pydantic models of config.yaml and a loader whose errors point at lines.
 
 Shape of config.yaml::
 
@@ -23,19 +23,148 @@ Shape of config.yaml::
         auto_create_companies: false
         options: {}              # connector options (Truto: integrated_account_id)
     mapping: {...}               # see sync.mapping.spec
+
+Rules the loader enforces (and the README's configuration reference repeats):
+
+- ``${VAR}`` and ``${VAR:-default}`` are replaced from the environment in every string value;
+  ``$$`` is a literal ``$``. An unset ``${VAR}`` without a default is an error.
+- Everything under a system's ``credentials`` must come from the environment: a literal value in
+  the file is an error (a ``${VAR:-default}`` fallback is allowed so the shipped file works
+  against the local emulators out of the box).
+- ``CRMSYNC_DATABASE_URL`` overrides ``store.url`` and ``CRMSYNC_BROKER_URL`` ``broker.url``.
+- Unknown keys are rejected; durations are written ``500ms``, ``30s``, ``2m``, ``24h``, ``1d``
+  or combined (``1h30m``).
+- Every problem is reported at once, each as
+  ``config.yaml:14 systems.close.poll_every: expected a duration like "30s", got "soon"``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
 
 from sync.mapping.spec import MappingSpec
 
 SystemType = Literal["ruddr", "close", "parsalink", "truto"]
 DeletePolicy = Literal["propagate", "unlink", "ignore"]
+
+DEFAULT_PATH = "config.yaml"
+CONFIG_ENV = "CRMSYNC_CONFIG"
+DATABASE_URL_ENV = "CRMSYNC_DATABASE_URL"
+BROKER_URL_ENV = "CRMSYNC_BROKER_URL"
+MASK = "***"
+
+# --------------------------------------------------------------------------- value types
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION_UNITS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+}
+
+
+def parse_duration(value: object) -> dt.timedelta:
+    """Read ``"30s"``, ``"2m"``, ``"1h30m"``, ``"1d"`` or a number of seconds as a timedelta."""
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and _is_duration_text(value.strip()):
+        text = value.strip()
+        seconds = sum(
+            float(m.group(1)) * _DURATION_UNITS[m.group(2)] for m in _DURATION_PART.finditer(text)
+        )
+    else:
+        raise PydanticCustomError("duration", 'a duration like "30s", "2m", "24h" or "1d"')
+    if seconds < 0:
+        raise PydanticCustomError("duration", "a duration that is not negative")
+    return dt.timedelta(seconds=seconds)
+
+
+def _is_duration_text(text: str) -> bool:
+    return bool(text) and _DURATION_PART.sub("", text) == ""
+
+
+def format_duration(value: dt.timedelta) -> str:
+    """Write a timedelta the way config.yaml spells it (``90s`` -> ``"1m30s"``)."""
+    millis = round(value.total_seconds() * 1000)
+    if millis == 0:
+        return "0s"
+    parts: list[str] = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        count, millis = divmod(millis, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    if millis:
+        parts.append(f"{millis}ms")
+    return "".join(parts)
+
+
+Duration = Annotated[
+    dt.timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PydanticCustomError("url", "an http(s) URL like https://api.example.com/v1")
+    return value.rstrip("/")
+
+
+def _database_url(value: str) -> str:
+    scheme = value.split(":", 1)[0] if "://" in value else ""
+    dialect = scheme.split("+", 1)[0]
+    if dialect not in ("sqlite", "postgresql"):
+        raise PydanticCustomError(
+            "url",
+            'a database URL like "sqlite:///crmsync.db" or "postgresql+psycopg://user@host/db"',
+        )
+    return value
+
+
+def _broker_url(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if urlsplit(value).scheme not in ("redis", "rediss", "amqp", "amqps"):
+        raise PydanticCustomError("url", 'a broker URL like "redis://127.0.0.1:6379/0" or empty')
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+DatabaseUrl = Annotated[str, AfterValidator(_database_url)]
+BrokerUrl = Annotated[str | None, AfterValidator(_broker_url)]
+
+# --------------------------------------------------------------------------- models
 
 
 class _Strict(BaseModel):
@@ -43,49 +172,62 @@ class _Strict(BaseModel):
 
 
 class StoreConfig(_Strict):
-    url: str = "sqlite:///crmsync.db"
+    url: DatabaseUrl = "sqlite:///crmsync.db"
 
 
 class BrokerConfig(_Strict):
-    url: str | None = None
+    url: BrokerUrl = None
 
 
 class SyncConfig(_Strict):
-    lookback: dt.timedelta = dt.timedelta(minutes=2)
-    reconcile_every: dt.timedelta = dt.timedelta(hours=24)
-    batch_size: int = 100
+    lookback: Duration = dt.timedelta(minutes=2)
+    reconcile_every: Duration = dt.timedelta(hours=24)
+    batch_size: int = Field(default=100, gt=0)
+    # canonical fields that identify a deal when no external id does (e.g. [name, company])
+    natural_key: list[str] = Field(default_factory=list)
 
 
 class PreferPolicy(_Strict):
-    prefer: list[str]
+    prefer: list[str] = Field(min_length=1)
 
 
-Policy = Literal["latest", "manual"] | PreferPolicy
+_POLICY_EXPECTED = '"latest", "manual" or {prefer: [system, ...]}'
+
+
+def _one_policy_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    # A union reports one error per member; people want one sentence about the field.
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        raise PydanticCustomError("policy", _POLICY_EXPECTED) from exc
+
+
+Policy = Annotated[Literal["latest", "manual"] | PreferPolicy, WrapValidator(_one_policy_error)]
 
 
 class ConflictConfig(_Strict):
     default: Policy = "latest"
-    skew: dt.timedelta = dt.timedelta(seconds=5)
+    skew: Duration = dt.timedelta(seconds=5)
     priority: list[str] = Field(default_factory=list)
     fields: dict[str, Policy] = Field(default_factory=dict)
 
 
 class RateLimitConfig(_Strict):
-    rate: float  # requests per second
-    burst: float | None = None
+    rate: float = Field(gt=0)  # requests per second
+    burst: float | None = Field(default=None, gt=0)
 
 
 class SystemConfig(_Strict):
     type: SystemType
-    base_url: str
+    base_url: HttpUrl
     credentials: dict[str, str] = Field(default_factory=dict)
-    poll_every: dt.timedelta = dt.timedelta(seconds=30)
+    poll_every: Duration = dt.timedelta(seconds=30)
     rate_limit: RateLimitConfig | None = None
     capture: Literal["scan", "incremental"] | None = None
     deletes: DeletePolicy = "unlink"
     create: bool = True
     auto_create_companies: bool = False
-    timeout: float = 30.0
+    timeout: float = Field(default=30.0, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -96,3 +238,468 @@ class Config(_Strict):
     conflicts: ConflictConfig = Field(default_factory=ConflictConfig)
     systems: dict[str, SystemConfig]
     mapping: MappingSpec = Field(default_factory=dict)
+
+    def masked(self) -> dict[str, Any]:
+        """The resolved configuration as plain data, credentials and URL passwords masked."""
+        data = self.model_dump(mode="json", by_alias=True)
+        for system in data["systems"].values():
+            system["credentials"] = {key: MASK for key in system["credentials"]}
+            system["base_url"] = mask_url(system["base_url"])
+        # Mappings are long; only what differs from the defaults says anything.
+        data["mapping"] = {
+            name: spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+            for name, spec in self.mapping.items()
+        }
+        data["store"]["url"] = mask_url(data["store"]["url"])
+        if data["broker"]["url"]:
+            data["broker"]["url"] = mask_url(data["broker"]["url"])
+        return data
+
+    def masked_yaml(self) -> str:
+        """:meth:`masked` as YAML, in the file's key order (for ``crmsync config check``)."""
+        return yaml.safe_dump(self.masked(), sort_keys=False, allow_unicode=True)
+
+
+def mask_url(url: str) -> str:
+    """Hide the secret part of a URL's user info and keep everything else.
+
+    Database and broker URLs keep the user name (``crm:***@db``); HTTP URLs lose the whole
+    user info, because APIs such as Close take the key as the user name (``https://key:@…``).
+    """
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    if parts.scheme in ("http", "https") or parts.password is None:
+        userinfo = MASK
+    else:
+        userinfo = f"{parts.username}:{MASK}"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+
+
+# --------------------------------------------------------------------------- errors
+
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One mistake in a config file: where it is, what was expected and what was found."""
+
+    location: str  # "config.yaml:14", or "$CRMSYNC_DATABASE_URL" for an env override
+    path: KeyPath
+    expected: str
+    found: str
+
+    @property
+    def key(self) -> str:
+        """The key path as people write it: ``systems.close.poll_every``, ``priority[2]``."""
+        return format_key_path(self.path)
+
+    def __str__(self) -> str:
+        where = f"{self.location} {self.key}" if self.path else self.location
+        return f"{where}: expected {self.expected}, got {self.found}"
+
+
+def format_key_path(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; ``problems`` lists every mistake found, in file order."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _found(value: object) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
+# --------------------------------------------------------------------------- YAML reading
+
+_INTERPOLATION = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
+_REFERENCE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)(.*))?", re.DOTALL)
+
+
+class _Reader:
+    """Turns YAML into plain data, remembering the line of every key and interpolating env."""
+
+    def __init__(self, location: str, env: Mapping[str, str]) -> None:
+        self.location = location
+        self.env = env
+        self.lines: dict[KeyPath, int] = {}
+        self.problems: list[ConfigProblem] = []
+        self.sources: dict[KeyPath, str] = {}  # values that came from CRMSYNC_* overrides
+        self.reported: set[KeyPath] = set()  # paths with a problem already (one is enough)
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def problem(self, path: KeyPath, expected: str, found: str, line: int | None = None) -> None:
+        where = f"{self.location}:{line if line is not None else self.line_of(path)}"
+        self.problems.append(ConfigProblem(where, path, expected, found))
+        self.reported.add(path)
+
+    def line_of(self, path: KeyPath) -> int:
+        """The line of ``path``, or of its nearest ancestor present in the file."""
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+    def apply_overrides(self, data: dict[str, Any]) -> None:
+        for variable, section in ((DATABASE_URL_ENV, "store"), (BROKER_URL_ENV, "broker")):
+            value = self.env.get(variable)
+            if value is None:
+                continue
+            current = data.get(section)
+            target = current if isinstance(current, dict) else {}
+            target["url"] = value
+            data[section] = target
+            self.sources[(section, "url")] = f"${variable}"
+
+    def read(self, text: str) -> Any:
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else 1
+            found = getattr(exc, "problem", None) or str(exc)
+            self.problem((), "valid YAML", str(found), line)
+            return None
+        if node is None:
+            return {}
+        self.lines[()] = node.start_mark.line + 1
+        return self._value(node, ())
+
+    def _value(self, node: yaml.Node, path: KeyPath) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self._value(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node, path)
+
+    def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, Any]:
+        explicit = [pair for pair in node.value if pair[0].tag != "tag:yaml.org,2002:merge"]
+        self._constructor.flatten_mapping(node)  # resolves YAML merge keys (<<: *anchor)
+        explicit_ids = {id(key) for key, _ in explicit}
+        merged = [pair for pair in node.value if id(pair[0]) not in explicit_ids]
+        out: dict[str, Any] = {}
+        for key_node, value_node in explicit:
+            key = self._key(key_node, path)
+            if key is None:
+                continue
+            if key in out:
+                first = self.lines[(*path, key)]
+                line = key_node.start_mark.line + 1
+                self.problem(
+                    (*path, key), "each key once", f"a duplicate (first on line {first})", line
+                )
+                continue
+            self.lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = self._value(value_node, (*path, key))
+        for key_node, value_node in merged:  # keys written out win over merged ones
+            key = self._key(key_node, path)
+            if key is not None and key not in out:
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+                out[key] = self._value(value_node, (*path, key))
+        return out
+
+    def _key(self, node: yaml.Node, path: KeyPath) -> str | None:
+        if isinstance(node, yaml.ScalarNode):
+            return str(node.value)
+        line = node.start_mark.line + 1
+        self.problem(path, "a plain key", "a mapping or list used as a key", line)
+        return None
+
+    def _scalar(self, node: yaml.Node, path: KeyPath) -> Any:
+        is_secret = _is_credential(path)
+        if node.tag != "tag:yaml.org,2002:str":
+            if is_secret:
+                self._literal_secret(path)
+            return self._constructor.construct_object(node)
+        text = str(node.value)
+        if is_secret and "${" not in text and text != "":
+            self._literal_secret(path)
+            return text
+        return self._interpolate(text, path)
+
+    def _literal_secret(self, path: KeyPath) -> None:
+        name = re.sub(r"[^A-Z0-9]+", "_", "_".join(str(p) for p in path[1:2] + path[-1:]).upper())
+        self.problem(
+            path, f"an environment variable reference like ${{{name}}}", "a literal secret"
+        )
+
+    def _interpolate(self, text: str, path: KeyPath) -> str:
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            inner = match.group(1)
+            reference = _REFERENCE.fullmatch(inner) if inner is not None else None
+            if reference is None:
+                self.problem(path, "${NAME} or ${NAME:-default}", f'"{match.group(0)}"')
+                return match.group(0)
+            name, operator, default = reference.groups()
+            value = self.env.get(name)
+            if operator == ":-" and not value:
+                return default or ""
+            if operator == "-" and value is None:
+                return default or ""
+            if value is None:
+                self.problem(
+                    path, f"environment variable {name} to be set", "it unset (and no default)"
+                )
+                return ""
+            return value
+
+        return _INTERPOLATION.sub(replace, text)
+
+
+def _is_credential(path: KeyPath) -> bool:
+    return len(path) >= 4 and path[0] == "systems" and path[2] == "credentials"
+
+
+# --------------------------------------------------------------------------- validation
+
+
+_EXPECTED_BY_TYPE = {
+    "missing": "this required key",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "list_type": "a list",
+    "none_required": "nothing",
+}
+
+
+def _pydantic_problems(reader: _Reader, data: Any, exc: ValidationError) -> Iterator[ConfigProblem]:
+    """One problem per key path: a union's alternatives become one "expected a or b"."""
+    grouped: dict[KeyPath, list[tuple[str, str]]] = {}
+    for error in exc.errors(include_url=False):
+        kind = error["type"]
+        path = _data_path(
+            data, tuple(error["loc"]), keep_last=kind in ("missing", "extra_forbidden")
+        )
+        if kind == "extra_forbidden":
+            expected, found = _known_keys_hint(path), f'unknown key "{path[-1]}"'
+        elif kind == "missing":
+            expected, found = _EXPECTED_BY_TYPE[kind], "nothing"
+        else:
+            expected, found = _expected(error), _found(error.get("input"))
+        grouped.setdefault(path, []).append((expected, found))
+    for path, alternatives in grouped.items():
+        if path in reader.reported:  # e.g. an unset ${VAR} also fails the URL check
+            continue
+        expected = " or ".join(dict.fromkeys(e for e, _ in alternatives))
+        location = reader.sources.get(path, f"{reader.location}:{reader.line_of(path)}")
+        yield ConfigProblem(location, path, expected, alternatives[0][1])
+
+
+def _data_path(data: Any, loc: KeyPath, *, keep_last: bool) -> KeyPath:
+    """``loc`` without the entries pydantic adds for union members (``str``, ``list[str]``)."""
+    path: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        found, child = _child(node, part)
+        if found or (keep_last and i == len(loc) - 1):
+            path.append(part)
+            node = child
+    return tuple(path)
+
+
+def _child(node: Any, part: str | int) -> tuple[bool, Any]:
+    if isinstance(node, Mapping) and part in node:
+        return True, node[part]
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return True, node[part]
+    return False, None
+
+
+def _expected(error: Any) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "literal_error":
+        return "one of " + str(ctx.get("expected", "")).replace("'", "")
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = next(iter(ctx.values()), "")
+        words = {
+            "greater_than": "greater than",
+            "greater_than_equal": "at least",
+            "less_than": "less than",
+            "less_than_equal": "at most",
+        }[kind]
+        return f"a number {words} {bound}"
+    if kind == "too_short":
+        return "a non-empty list"
+    return _EXPECTED_BY_TYPE.get(kind, str(error["msg"]))
+
+
+def _known_keys_hint(path: KeyPath) -> str:
+    known = _allowed_keys(path[:-1])
+    if not known:
+        return "no key here"
+    close = difflib.get_close_matches(str(path[-1]), known, n=1)
+    listed = ", ".join(known)
+    return f'"{close[0]}" (known keys: {listed})' if close else f"one of {listed}"
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            models = [a for a in typing.get_args(tp) if isinstance(a, type) and a is not type(None)]
+            tp = next((a for a in models if issubclass(a, BaseModel)), models[0] if models else tp)
+            if typing.get_origin(tp) in (Union, types.UnionType):
+                return tp
+        else:
+            return tp
+
+
+def _allowed_keys(path: KeyPath) -> list[str]:
+    """The keys a mapping at ``path`` accepts, read off the models (for "did you mean")."""
+    tp: Any = Config
+    for part in path:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = _model_field(tp, str(part))
+            if field is None:
+                return []
+            tp = field.annotation
+        elif typing.get_origin(tp) in (dict, list):
+            tp = typing.get_args(tp)[-1]
+        else:
+            return []
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [field.alias or name for name, field in tp.model_fields.items()]
+    return []
+
+
+def _model_field(model: type[BaseModel], key: str) -> Any:
+    for name, field in model.model_fields.items():
+        if key in (name, field.alias):
+            return field
+    return None
+
+
+# --------------------------------------------------------------------------- cross checks
+
+
+def _cross_checks(data: Mapping[str, Any]) -> Iterator[tuple[KeyPath, str, str]]:
+    systems = data.get("systems")
+    known = set(systems) if isinstance(systems, Mapping) else set()
+    system_list = ", ".join(sorted(known)) or "(none configured)"
+    expect_system = f"a system named under systems: ({system_list})"
+    mapping = data.get("mapping")
+    if isinstance(mapping, Mapping):
+        # Unknown canonical fields are caught by SystemMapping itself (extra keys forbidden).
+        for system in mapping:
+            if system not in known:
+                yield ("mapping", system), expect_system, f'"{system}"'
+    conflicts = data.get("conflicts")
+    if isinstance(conflicts, Mapping):
+        yield from _named_systems(conflicts.get("priority"), ("conflicts", "priority"), known)
+        for key, policy in _policies(conflicts):
+            if isinstance(policy, Mapping):
+                prefer_path = (*key, "prefer")
+                yield from _named_systems(policy.get("prefer"), prefer_path, known)
+
+
+def _policies(conflicts: Mapping[str, Any]) -> Iterator[tuple[KeyPath, Any]]:
+    yield ("conflicts", "default"), conflicts.get("default")
+    fields = conflicts.get("fields")
+    if isinstance(fields, Mapping):
+        for field, policy in fields.items():
+            yield ("conflicts", "fields", field), policy
+
+
+def _named_systems(
+    names: Any, path: KeyPath, known: set[str]
+) -> Iterator[tuple[KeyPath, str, str]]:
+    if not isinstance(names, list):
+        return
+    listed = ", ".join(sorted(known)) or "(none configured)"
+    for i, name in enumerate(names):
+        if isinstance(name, str) and name not in known:
+            yield (*path, i), f"a system named under systems: ({listed})", f'"{name}"'
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def default_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where the config lives when no path is given: ``$CRMSYNC_CONFIG`` or ./config.yaml."""
+    env = os.environ if env is None else env
+    return Path(env.get(CONFIG_ENV) or DEFAULT_PATH)
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read, interpolate and validate a config file; raise :class:`ConfigError` listing every
+    problem (file, line, key path, expected, found)."""
+    env = os.environ if env is None else env
+    file = Path(path) if path is not None else default_path(env)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError([ConfigProblem(str(file), (), "a readable config file", reason)]) from exc
+    return parse_config(text, location=str(file), env=env)
+
+
+def parse_config(
+    text: str, location: str = DEFAULT_PATH, env: Mapping[str, str] | None = None
+) -> Config:
+    """Validate config text; ``location`` is the file name used in error messages."""
+    reader = _Reader(location, os.environ if env is None else env)
+    data = reader.read(text)
+    if reader.problems and data is None:
+        raise ConfigError(reader.problems)
+    if not isinstance(data, dict):
+        reader.problem((), "a mapping of sections (store, systems, mapping, …)", _found(data))
+        raise ConfigError(reader.problems)
+    reader.apply_overrides(data)
+    problems = list(reader.problems)
+    config: Config | None = None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(reader, data, exc))
+    for path, expected, found in _cross_checks(data):
+        problems.append(ConfigProblem(f"{location}:{reader.line_of(path)}", path, expected, found))
+    if problems or config is None:
+        raise ConfigError(_in_file_order(problems))
+    return config
+
+
+def _in_file_order(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    def line(problem: ConfigProblem) -> int:
+        _, _, number = problem.location.rpartition(":")
+        return int(number) if number.isdigit() else 0
+
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=line)

@@ -94,7 +94,9 @@ def normalize(field: str, value: object) -> JSON:
     """Put one python value for a canonical field into canonical form (None stays None)."""
     kind = CANONICAL_FIELDS.get(field)
     if kind is None:
-        raise CanonicalValueError(field, value, f"a canonical field ({', '.join(CANONICAL_FIELDS)})")
+        raise CanonicalValueError(
+            field, value, f"a canonical field ({', '.join(CANONICAL_FIELDS)})"
+        )
     if value is None:
         return None
     if kind == "money":

@@ -19,15 +19,31 @@ import httpx
 from sync.connectors.errors import (
     Action,
     AuthFailed,
+    ConnectorError,
     NotFound,
     OutcomeUnknown,
     RateLimited,
     Rejected,
     Retryable,
+    classify_exception,
     classify_status,
 )
+from sync.connectors.http import BearerAuth, retry_after_header
 
 CaptureMode = Literal["incremental", "scan"]
+
+
+def parse_stamp(value: object) -> dt.datetime:
+    """A vendor timestamp as aware UTC: accepts ``Z``, ``+00:00``, ``+0000``, ms and µs.
+
+    A naive stamp is taken as UTC (every vendor here documents UTC).
+    """
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"not a timestamp: {value!r}")
+    stamp = dt.datetime.fromisoformat(value)
+    if stamp.tzinfo is None:
+        return stamp.replace(tzinfo=dt.UTC)
+    return stamp.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +53,8 @@ class VendorRecord:
     external_id: str
     modified: dt.datetime  # timezone-aware UTC, parsed from the vendor's stamp
     data: dict[str, Any]
+    #: the listing returned a summary (ParsaLink): ``get()`` the record before mapping it
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +100,15 @@ class BaseConnector:
         self.client = client
         self.options: dict[str, Any] = dict(options or {})
         self._ref_cache: dict[str, list[Reference]] = {}
+
+    @classmethod
+    def make_auth(cls, credentials: Mapping[str, str], *, base_url: str) -> httpx.Auth | None:
+        """The ``httpx.Auth`` for this vendor from a system's ``credentials`` (default: Bearer
+        ``token``). Used by ``sync.connectors.build_connector``."""
+        token = credentials.get("token")
+        if not token:
+            raise AuthFailed(f"{cls.vendor} needs credentials.token", system=cls.vendor)
+        return BearerAuth(token)
 
     # -- the interface the engine uses -------------------------------------------------
     def list_changed(self, since: dt.datetime) -> Iterator[list[VendorRecord]]:
@@ -143,12 +170,11 @@ class BaseConnector:
         return str(body), {}
 
     def _retry_after(self, response: httpx.Response) -> float | None:
-        """Seconds the vendor asked us to wait on a 429 (vendor-specific signal)."""
-        value = response.headers.get("retry-after")
-        try:
-            return float(value) if value is not None else None
-        except ValueError:
-            return None
+        """Seconds the vendor asked us to wait on a 429 (vendor-specific signal).
+
+        The factory hands this to the HTTP layer's retry transport, so it must not depend on
+        anything but the response."""
+        return retry_after_header(response)
 
     def _request(
         self,
@@ -162,9 +188,8 @@ class BaseConnector:
         writing = method.upper() in {"POST", "PUT", "PATCH", "DELETE"}
         try:
             response = self.client.request(method, url, **kwargs)
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            kind = OutcomeUnknown if writing else Retryable
-            raise kind(f"{type(exc).__name__}: {exc}", system=self.system, record=record) from exc
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc, writing=writing, record=record) from exc
         action = classify_status(response.status_code)
         if action is Action.SUCCESS:
             return response
@@ -184,3 +209,15 @@ class BaseConnector:
         if action in (Action.AUTH, Action.REFRESH_AUTH):
             raise AuthFailed(message, **common)
         raise Rejected(message, field_errors=field_errors, **common)
+
+    def _transport_error(
+        self, exc: httpx.TransportError, *, writing: bool, record: str | None
+    ) -> ConnectorError:
+        """The typed error for a failure with no response (after the transport's retries)."""
+        message = f"{type(exc).__name__}: {exc}"
+        classified = classify_exception(exc)
+        if classified is None:
+            return ConnectorError(message, system=self.system, record=record)
+        _, maybe_sent = classified
+        kind = OutcomeUnknown if writing and maybe_sent else Retryable
+        return kind(message, system=self.system, record=record)

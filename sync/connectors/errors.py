@@ -10,8 +10,10 @@ sending) — for creates the engine must look the record up before trying again.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import httpx
 
 
 class ConnectorError(Exception):
@@ -106,3 +108,24 @@ def classify_status(status: int) -> Action:
     if status >= 500:
         return Action.RETRY
     return STATUS_ACTIONS.get(status, Action.REJECT)
+
+
+#: transport exception -> (action, may the request have reached the server?). First match wins,
+#: so the "never sent" connect failures come before the timeouts and network errors they
+#: subclass. A non-idempotent write is only retried when the answer is ``False``.
+EXCEPTION_ACTIONS: Sequence[tuple[type[Exception], Action, bool]] = (
+    (httpx.ConnectError, Action.RETRY, False),
+    (httpx.ConnectTimeout, Action.RETRY, False),
+    (httpx.PoolTimeout, Action.RETRY, False),
+    (httpx.TimeoutException, Action.RETRY, True),
+    (httpx.NetworkError, Action.RETRY, True),
+    (httpx.RemoteProtocolError, Action.RETRY, True),
+)
+
+
+def classify_exception(exc: BaseException) -> tuple[Action, bool] | None:
+    """Classify a transport exception with the table above (None: not a transport failure)."""
+    for kind, action, maybe_sent in EXCEPTION_ACTIONS:
+        if isinstance(exc, kind):
+            return action, maybe_sent
+    return None

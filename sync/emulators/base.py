@@ -219,7 +219,8 @@ class Emulator:
         if faults.timeout_rate and rng.random() < faults.timeout_rate:
             return await self._drop(request)
         captured = await _capture(inner, scope, receive)
-        if faults.fail_after_commit_rate and request.method in {"POST", "PUT", "PATCH", "DELETE"}:
+        writing = request.method in {"POST", "PUT", "PATCH", "DELETE"}
+        if writing and faults.fail_after_commit_rate:  # noqa: SIM102 — two draws, on purpose
             if rng.random() < faults.fail_after_commit_rate:
                 if rng.random() < 0.5:
                     return await self._drop(request)
@@ -248,7 +249,7 @@ class Emulator:
     def request_counts(self) -> dict[str, Any]:
         by_method = Counter(r["method"] for r in self.requests)
         by_status = Counter(str(r["status"]) for r in self.requests)
-        by_route = Counter(f'{r["method"]} {r["path"]}' for r in self.requests)
+        by_route = Counter(f"{r['method']} {r['path']}" for r in self.requests)
         return {
             "total": len(self.requests),
             "by_method": dict(by_method),

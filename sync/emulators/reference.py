@@ -105,8 +105,18 @@ TRUTO_ACCOUNTS: dict[str, str] = {
     "close": "5f0c8f1e-6d0a-4c4e-9a8b-2b8f1f0a5003",
 }
 
-DEAL_WORDS = ("Mobile App", "Data Platform", "Support Renewal", "Cloud Migration", "Audit",
-              "Training", "Integration", "Analytics Pilot", "Security Review", "Expansion")
+DEAL_WORDS = (
+    "Mobile App",
+    "Data Platform",
+    "Support Renewal",
+    "Cloud Migration",
+    "Audit",
+    "Training",
+    "Integration",
+    "Analytics Pilot",
+    "Security Review",
+    "Expansion",
+)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sync.engine.identity import find_record, index_keys
 from sync.engine.journal import dead_letter, note
 from sync.engine.merge import Side, merge_field
 from sync.engine.outbound import enqueue_pushes
-from sync.engine.state import Counts, Engine, aware_utc, naive_utc, new_id
+from sync.engine.state import Counts, Engine, aware_utc, new_id, to_utc
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store.models import Conflict, Cursor, Link, Record, utcnow
 
@@ -54,6 +54,7 @@ def capture(
     """Read one system's changes (or everything, when ``full`` or the vendor only scans)."""
     counts = Counts()
     connector = engine.connector(system)
+    engine.refs.prime()
     started = utcnow()
     with engine.session() as session:
         cursor = session.get(Cursor, system) or Cursor(system=system)
@@ -69,6 +70,7 @@ def capture(
     for page in pages:
         with engine.session() as session:
             _ingest_page(engine, session, system, page, counts, run_id)
+            session.add_all(engine.refs.take_pending())
             if mode == "incremental":
                 _advance_cursor(session, system, page, started)
             session.commit()
@@ -89,7 +91,7 @@ def _advance_cursor(
     if not page:
         return
     last = max(page, key=lambda r: (r.modified, r.external_id))
-    stamp = min(naive_utc(last.modified) or cap, cap)
+    stamp = min(to_utc(last.modified) or cap, cap)
     cursor = session.get(Cursor, system) or Cursor(system=system)
     if cursor.stamp is None or (stamp, last.external_id) > (cursor.stamp, cursor.external_id or ""):
         cursor.stamp, cursor.external_id = stamp, last.external_id
@@ -139,11 +141,29 @@ def _ingest_page(
         _ingest_one(engine, session, system, vendor_record, loaded, counts, run_id)
 
 
-def _same_stamp(link: Link, modified: dt.datetime) -> bool:
-    """A sub-second stamp equal to the shadow's means nothing changed. Whole-second stamps
-    (ParsaLink) are not trusted: two edits in one second share one."""
-    stamp = naive_utc(modified)
-    return link.vendor_modified == stamp and stamp is not None and stamp.microsecond != 0
+def _same_stamp(link: Link, rec: VendorRecord) -> bool:
+    """A sub-second stamp equal to the shadow's means nothing changed. Whole-second stamps are
+    not trusted (two edits in one second share one) — except on summary listings (ParsaLink),
+    where the alternative is a GET per record per scan: there an edit landing in the same
+    second as our own write waits for its next change (documented limitation)."""
+    stamp = to_utc(rec.modified)
+    if stamp is None or link.vendor_modified != stamp:
+        return False
+    return rec.partial or stamp.microsecond != 0
+
+
+def _summary_moved(engine: Engine, link: Link, rec: VendorRecord) -> bool:
+    """For a summary record whose whole-second stamp equals the shadow's: does any field the
+    summary does carry differ from the shadow? (Catches an edit in the same second as ours.)"""
+    if not rec.partial or to_utc(rec.modified).microsecond != 0:  # type: ignore[union-attr]
+        return False
+    try:
+        summary = engine.mapper.to_canonical(link.system, rec.data, engine.refs)
+    except (MappingError, UnresolvedReference):
+        return True
+    return any(
+        value is not None and value != link.shadow.get(name) for name, value in summary.items()
+    )
 
 
 def _ingest_one(
@@ -156,13 +176,16 @@ def _ingest_one(
     run_id: str | None,
 ) -> None:
     link = page.links.get(rec.external_id)
-    if link is not None and _same_stamp(link, rec.modified):
+    if link is not None and _same_stamp(link, rec) and not _summary_moved(engine, link, rec):
         counts.add("unchanged")
         return
     record = page.records.get(link.record_id) if link is not None else None
     if link is not None and (link.deleted_at is not None or (record and record.deleted_at)):
         counts.add("tombstoned")  # a stale read must not resurrect a deleted deal
         return
+    if rec.partial:  # a summary listing: read the whole deal before mapping it
+        rec = engine.connector(system).get(rec.external_id)
+        counts.add("fetched_full")
     if not engine.mapper.accepts(system, rec.data):
         counts.add("filtered")
         return
@@ -236,7 +259,7 @@ def _ingest_new(
         system=system,
         external_id=rec.external_id,
         shadow=shadow,
-        vendor_modified=naive_utc(rec.modified),
+        vendor_modified=to_utc(rec.modified),
     )
     session.add(link)
     if not shadow:  # matched: merge everything against an unknown base
@@ -265,7 +288,7 @@ def _linked_elsewhere(session: Session, record_id: str, system: str) -> bool:
 
 
 def _prov(fields: dict[str, Any], system: str, rec: VendorRecord) -> dict[str, Any]:
-    at = naive_utc(rec.modified)
+    at = to_utc(rec.modified)
     return {name: {"system": system, "at": at.isoformat() if at else None} for name in fields}
 
 
@@ -281,7 +304,7 @@ def _ingest_known(
     run_id: str | None,
 ) -> None:
     if theirs == link.shadow:
-        link.vendor_modified = naive_utc(rec.modified)  # echo of our own write, or no change
+        link.vendor_modified = to_utc(rec.modified)  # echo of our own write, or no change
         session.add(link)
         counts.add("unchanged")
         return
@@ -346,7 +369,7 @@ def _merge_into(
                 run_id=run_id,
             )
             ours[name] = value
-            at = naive_utc(stamp)
+            at = to_utc(stamp)
             provenance[name] = {"system": system, "at": at.isoformat() if at else None}
             changed = True
         elif decision.conflict:
@@ -362,7 +385,7 @@ def _merge_into(
                 run_id=run_id,
             )
     link.shadow = dict(theirs)
-    link.vendor_modified = naive_utc(rec.modified)
+    link.vendor_modified = to_utc(rec.modified)
     link.synced_at = utcnow()
     session.add(link)
     if changed or held != record.held:

@@ -18,7 +18,7 @@ import structlog
 from sqlmodel import Session, select
 
 from sync.engine.journal import enqueue, note
-from sync.engine.state import Counts, Engine, aware_utc, naive_utc
+from sync.engine.state import Counts, Engine, aware_utc, to_utc
 from sync.store.models import Cursor, Link, Record, utcnow
 
 log = structlog.get_logger("crmsync.deletes")
@@ -97,7 +97,7 @@ def from_feed(engine: Engine, system: str, started: dt.datetime, run_id: str | N
         assert since_aware is not None
         newest = cursor.deletes_stamp
         for deletion in engine.connector(system).deleted_since(since_aware):
-            stamp = naive_utc(deletion.at)
+            stamp = to_utc(deletion.at)
             newest = max(newest, stamp) if newest and stamp else (stamp or newest)
             link = session.exec(
                 select(Link).where(Link.system == system, Link.external_id == deletion.external_id)

@@ -37,8 +37,8 @@ from sync.connectors.errors import (
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
 from sync.engine.journal import dead_letter, note
-from sync.engine.outbound import desired, push_diff
-from sync.engine.state import Counts, Engine, aware_utc, naive_utc
+from sync.engine.outbound import desired, enqueue_pushes, push_diff
+from sync.engine.state import Counts, Engine, aware_utc, to_utc
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store.models import Cursor, Link, Outbox, Record, utcnow
 
@@ -104,6 +104,7 @@ def drain(
 ) -> Counts:
     """Push every due row of one system's outbox. Returns counts (pushed, created, …)."""
     counts = Counts()
+    engine.refs.prime()
     creates = initial_capture_done(engine)
     done = 0
     while max_rows is None or done < max_rows:
@@ -148,6 +149,7 @@ def push_one(engine: Engine, row_id: int, counts: Counts, run_id: str | None = N
         row.claimed_by, row.claimed_until = None, None
         row.updated_at = utcnow()
         session.add(row)
+        session.add_all(engine.refs.take_pending())
         session.commit()
     counts.add(outcome)
 
@@ -219,7 +221,7 @@ def _apply_answer(engine: Engine, link: Link, answer: VendorRecord, sent: dict[s
     link.sent = {**link.sent, **{name: [value, after.get(name)] for name, value in sent.items()}}
     link.shadow = shadow
     if not untouched_moved:
-        link.vendor_modified = naive_utc(answer.modified)
+        link.vendor_modified = to_utc(answer.modified)
     link.synced_at = utcnow()
 
 
@@ -255,12 +257,13 @@ def _create(
     else:
         action = "adopted"
     theirs = engine.mapper.to_canonical(row.system, answer.data, engine.refs)
+    _adopt_vendor_fills(engine, session, record, row.system, theirs, answer, run_id)
     link = Link(
         record_id=record.id,
         system=row.system,
         external_id=answer.external_id,
         shadow=theirs,
-        vendor_modified=naive_utc(answer.modified),
+        vendor_modified=to_utc(answer.modified),
         sent={name: [value, theirs.get(name)] for name, value in fields.items()},
     )
     session.add(link)
@@ -277,6 +280,47 @@ def _create(
     return action
 
 
+def _adopt_vendor_fills(
+    engine: Engine,
+    session: Session,
+    record: Record,
+    system: str,
+    theirs: dict[str, Any],
+    answer: VendorRecord,
+    run_id: str | None,
+) -> None:
+    """Fields the target filled in on create (a required default, a computed stage) that the
+    deal lacked become the deal's values, so the next push does not try to blank them."""
+    filled = {
+        name: value
+        for name, value in theirs.items()
+        if value is not None and record.fields.get(name) in (None, {}, [])
+    }
+    if not filled:
+        return
+    at = to_utc(answer.modified)
+    record.fields = {**record.fields, **filled}
+    record.provenance = {
+        **record.provenance,
+        **{name: {"system": system, "at": at.isoformat() if at else None} for name in filled},
+    }
+    record.updated_at = utcnow()
+    session.add(record)
+    for name, value in filled.items():
+        note(
+            session,
+            record.id,
+            "field_changed",
+            f"filled in by {system} on create",
+            system=system,
+            field=name,
+            new=value,
+            run_id=run_id,
+        )
+    session.flush()
+    enqueue_pushes(engine, session, record, reason=f"filled in by {system} on create")
+
+
 def _recover(engine: Engine, session: Session, row: Outbox, record: Record) -> VendorRecord | None:
     """An earlier create's outcome is unknown: find the deal it may have made and adopt it."""
     name = record.fields.get("name")
@@ -291,7 +335,10 @@ def _recover(engine: Engine, session: Session, row: Outbox, record: Record) -> V
         if candidates and link.external_id in {c.external_id for c in candidates}
     }
     free = [c for c in candidates if c.external_id not in taken]
-    return min(free, key=lambda c: c.modified) if free else None
+    if not free:
+        return None
+    found = min(free, key=lambda c: c.modified)
+    return engine.connector(row.system).get(found.external_id) if found.partial else found
 
 
 def _delete(

@@ -34,13 +34,13 @@ def new_id(prefix: str = "rec") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
-def naive_utc(stamp: dt.datetime | None) -> dt.datetime | None:
-    """Store form of a vendor stamp: naive UTC (SQLite keeps no zone)."""
+def to_utc(stamp: dt.datetime | None) -> dt.datetime | None:
+    """Store form of a vendor stamp: aware UTC (a naive stamp is taken as UTC)."""
     if stamp is None:
         return None
-    if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(dt.UTC).replace(tzinfo=None)
-    return stamp
+    if stamp.tzinfo is None:
+        return stamp.replace(tzinfo=dt.UTC)
+    return stamp.astimezone(dt.UTC)
 
 
 def aware_utc(stamp: dt.datetime | None) -> dt.datetime | None:
@@ -79,6 +79,19 @@ class StoreRefs:
         self._by_id: dict[tuple[str, str], dict[str, str]] = {}
         self._by_key: dict[tuple[str, str], dict[str, str]] = {}
         self._refreshed: set[tuple[str, str]] = set()
+        self._explicit: dict[tuple[str, str], list[RefMap]] | None = None
+        self.pending: list[RefMap] = []
+
+    def prime(self) -> None:
+        """Load the stored reference map once per run, before any transaction is open (on
+        SQLite a second connection inside a write transaction would wait for the first)."""
+        if self._explicit is not None:
+            return
+        explicit: dict[tuple[str, str], list[RefMap]] = {}
+        with self._engine.session() as session:
+            for row in session.exec(select(RefMap)).all():
+                explicit.setdefault((row.system, row.kind), []).append(row)
+        self._explicit = explicit
 
     def _load(self, system: str, kind: str) -> None:
         slot = (system, kind)
@@ -93,13 +106,9 @@ class StoreRefs:
         for ref in refs:
             by_id[ref.id] = ref.key
             by_key.setdefault(_fold(ref.key), ref.id)
-        with self._engine.session() as session:
-            rows = session.exec(
-                select(RefMap).where(RefMap.system == system, RefMap.kind == kind)
-            ).all()
-            for row in rows:
-                by_id[row.vendor_id] = row.key
-                by_key[_fold(row.key)] = row.vendor_id
+        for row in (self._explicit or {}).get(slot, []):
+            by_id[row.vendor_id] = row.key
+            by_key[_fold(row.key)] = row.vendor_id
         self._by_id[slot], self._by_key[slot] = by_id, by_key
 
     def key_for(self, system: str, kind: str, vendor_id: str) -> str | None:
@@ -128,24 +137,28 @@ class StoreRefs:
     def _remember(self, system: str, kind: str, key: str, vendor_id: str, source: str) -> None:
         self._by_id[(system, kind)][vendor_id] = key
         self._by_key[(system, kind)][_fold(key)] = vendor_id
-        with self._engine.session() as session:
-            session.add(
-                RefMap(
-                    system=system,
-                    kind=kind,
-                    key=key,
-                    vendor_id=vendor_id,
-                    source=source,
-                    updated_at=utcnow(),
-                )
-            )
-            session.commit()
+        row = RefMap(
+            system=system,
+            kind=kind,
+            key=key,
+            vendor_id=vendor_id,
+            source=source,
+            updated_at=utcnow(),
+        )
+        self.pending.append(row)
+        self._explicit = None  # re-read next run
+
+    def take_pending(self) -> list[RefMap]:
+        """Reference-map rows learnt during a transaction, for the caller to add to it."""
+        rows, self.pending = self.pending, []
+        return rows
 
     def forget(self) -> None:
         """Drop cached listings (a new run sees new companies and users)."""
         self._by_id.clear()
         self._by_key.clear()
         self._refreshed.clear()
+        self._explicit = None
         for connector in self._engine._connectors.values():
             connector._ref_cache.clear()
 

@@ -39,12 +39,15 @@ class SystemCheck:
     missing: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    #: live deals that should be in this system and are not (e.g. a create in dead letters)
+    absent: list[str] = field(default_factory=list)
     drift: list[Drift] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
         return not (
             self.unlinked or self.missing or self.duplicates or self.drift or self.unreadable
+            or self.absent
         )
 
 
@@ -60,6 +63,7 @@ class VerifyReport:
 def verify(engine: Engine, systems: list[str] | None = None) -> VerifyReport:
     report = VerifyReport()
     engine.refs.forget()
+    engine.refs.prime()
     for system in systems or engine.systems:
         report.systems[system] = _verify_system(engine, system)
     return report
@@ -97,6 +101,13 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
             if record is not None:
                 check.drift.extend(_compare(engine, system, record, link, theirs))
     check.duplicates = sorted(name for name, n in names.items() if n > 1)
+    if engine.config.systems[system].create:
+        linked_records = {link.record_id for link in links.values()}
+        check.absent = sorted(
+            rid
+            for rid, record in records.items()
+            if record.deleted_at is None and rid not in linked_records
+        )
     check.missing = sorted(
         ext
         for ext, link in links.items()

@@ -8,7 +8,8 @@ the drainer recomputes the diff at send time, so coalescing is free), ``Conflict
 (reference map: canonical key <-> vendor id per system and kind) and ``RecordKey`` (identity
 keys: external ids such as a Salesforce id, and configured natural keys).
 
-Timestamps are stored as naive UTC (SQLite has no time zones); ``utcnow()`` makes them.
+Timestamps are timezone-aware UTC (SQLModel's UTCDateTime: SQLite keeps UTC without an offset
+and hands it back as UTC); ``utcnow()`` makes them.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> dt.datetime:
-    """Naive UTC now (what every column stores)."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    """Aware UTC now (what every column stores)."""
+    return dt.datetime.now(dt.UTC)
 
 
 def _json(**kw: Any) -> Any:

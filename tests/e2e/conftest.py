@@ -13,11 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sync.emulators.server import build_all
 
 from sync.config import Config, load_config
 from sync.connectors.http import RetryPolicy
+from sync.connectors.ratelimit import TokenBucket
 from sync.emulators.base import Emulator
+from sync.emulators.server import build_all
 from sync.engine.cycle import CycleReport, run_cycle
 from sync.engine.state import Engine
 from sync.engine.verify import VerifyReport, verify
@@ -25,8 +26,14 @@ from sync.store.db import make_engine, upgrade
 from tests.e2e.users import CloseUser, ParsaLinkUser, RuddrUser, TrutoUser, VendorUser
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST_RETRY = RetryPolicy(attempts=4, timeout=5.0, wait_initial=0.001, wait_max=0.01,
-                         wait_jitter=0.0, max_vendor_wait=0.05)
+FAST_RETRY = RetryPolicy(
+    attempts=4,
+    timeout=5.0,
+    wait_initial=0.001,
+    wait_max=0.01,
+    wait_jitter=0.0,
+    max_vendor_wait=0.05,
+)
 AUTH = {
     "ruddr": {"Authorization": "Bearer ruddr-test-token"},
     "close": None,
@@ -69,12 +76,18 @@ class World:
 
 
 def _user(kind: str, client: httpx.Client) -> VendorUser:
-    return {"ruddr": RuddrUser, "close": CloseUser, "parsalink": ParsaLinkUser,
-            "truto": TrutoUser}[kind](client)
+    return {"ruddr": RuddrUser, "close": CloseUser, "parsalink": ParsaLinkUser, "truto": TrutoUser}[
+        kind
+    ](client)
 
 
-def make_world(tmp_path: Path, *, seed: int = 7, seed_opportunities: int = 0,
-               overrides: dict[str, Any] | None = None) -> World:
+def make_world(
+    tmp_path: Path,
+    *,
+    seed: int = 7,
+    seed_opportunities: int = 0,
+    overrides: dict[str, Any] | None = None,
+) -> World:
     config = load_config(ROOT / "config.yaml", env={})
     if overrides:
         config = config.model_copy(update=overrides)
@@ -83,16 +96,22 @@ def make_world(tmp_path: Path, *, seed: int = 7, seed_opportunities: int = 0,
     by_vendor = build_all(seed=seed, seed_opportunities=seed_opportunities)
     emulators = {name: by_vendor[cfg.type] for name, cfg in config.systems.items()}
     engine = Engine.from_config(
-        config, make_engine(url),
+        config,
+        make_engine(url),
         transports={name: emu.transport() for name, emu in emulators.items()},
         retry=FAST_RETRY,
+        limiter=TokenBucket(),  # unconfigured: the emulators enforce no limits here either
     )
     engine.backoff_base = 0.0
     world = World(config, engine, emulators)
     for name, cfg in config.systems.items():
         auth = httpx.BasicAuth("close-test-key", "") if cfg.type == "close" else None
-        client = httpx.Client(transport=emulators[name].transport(), base_url=cfg.base_url,
-                              headers=AUTH[cfg.type], auth=auth)
+        client = httpx.Client(
+            transport=emulators[name].transport(),
+            base_url=cfg.base_url,
+            headers=AUTH[cfg.type],
+            auth=auth,
+        )
         world.users[name] = _user(cfg.type, client)
     return world
 

@@ -21,8 +21,10 @@ class VendorUser:
         self._cache: dict[str, dict[str, str]] = {}
 
     def _ok(self, response: httpx.Response) -> Any:
-        assert response.status_code < 300, f"{response.request.method} {response.request.url}" \
+        assert response.status_code < 300, (
+            f"{response.request.method} {response.request.url}"
             f" -> {response.status_code} {response.text}"
+        )
         return response.json() if response.content else None
 
 
@@ -33,13 +35,21 @@ class RuddrUser(VendorUser):
             self._cache[path] = {row[key]: row["id"] for row in body["results"]}
         return self._cache[path]
 
-    def create(self, name: str, company: str = "Acme Corp", amount: float = 1000.0,
-               stage: str = "Prospecting", owner: str = "john.davis@example.com") -> str:
+    def create(
+        self,
+        name: str,
+        company: str = "Acme Corp",
+        amount: float = 1000.0,
+        stage: str = "Prospecting",
+        owner: str = "john.davis@example.com",
+    ) -> str:
         body = {
-            "name": name, "companyId": self._lookup("/companies", "name")[company],
-            "amount": amount, "opportunityStageId": self._lookup("/opportunity-stages",
-                                                                 "name")[stage],
-            "ownerId": self._lookup("/members", "email")[owner], "probability": 0.1,
+            "name": name,
+            "companyId": self._lookup("/companies", "name")[company],
+            "amount": amount,
+            "opportunityStageId": self._lookup("/opportunity-stages", "name")[stage],
+            "ownerId": self._lookup("/members", "email")[owner],
+            "probability": 0.1,
             "closeDate": "2026-06-30",
         }
         return str(self._ok(self.client.post("/opportunities", json=body))["id"])
@@ -67,16 +77,24 @@ class RuddrUser(VendorUser):
 class CloseUser(VendorUser):
     def _lookup(self, path: str, key: str) -> dict[str, str]:
         if path not in self._cache:
-            body = self._ok(self.client.get(path, params={"_limit": 100}))
+            params = {} if path.startswith("/status/") else {"_limit": 100}
+            body = self._ok(self.client.get(path, params=params))
             self._cache[path] = {row[key]: row["id"] for row in body["data"]}
         return self._cache[path]
 
-    def create(self, name: str, company: str = "Acme Corp", value_cents: int = 100000,
-               status: str = "Prospecting") -> str:
+    def create(
+        self,
+        name: str,
+        company: str = "Acme Corp",
+        value_cents: int = 100000,
+        status: str = "Prospecting",
+    ) -> str:
         body = {
             "lead_id": self._lookup("/lead/", "display_name")[company],
             "status_id": self._lookup("/status/opportunity/", "label")[status],
-            "value": value_cents, "confidence": 10, f"custom.{CLOSE_NAME}": name,
+            "value": value_cents,
+            "confidence": 10,
+            f"custom.{CLOSE_NAME}": name,
         }
         return str(self._ok(self.client.post("/opportunity/", json=body))["id"])
 
@@ -93,8 +111,7 @@ class CloseUser(VendorUser):
         out: list[dict[str, Any]] = []
         skip = 0
         while True:
-            body = self._ok(self.client.get("/opportunity/", params={"_skip": skip,
-                                                                     "_limit": 100}))
+            body = self._ok(self.client.get("/opportunity/", params={"_skip": skip, "_limit": 100}))
             out.extend(body["data"])
             if not body["has_more"]:
                 return out
@@ -108,10 +125,20 @@ class ParsaLinkUser(VendorUser):
             self._cache[path] = {row[key]: row["id"] for row in body["results"]}
         return self._cache[path]
 
-    def create(self, name: str, company: str = "Acme Corp", value: float = 1000.0,
-               stage: str = "prospecting") -> str:
-        body = {"name": name, "accountId": self._lookup("/accounts/", "name")[company],
-                "value": value, "stage": stage, "probability": 10}
+    def create(
+        self,
+        name: str,
+        company: str = "Acme Corp",
+        value: float = 1000.0,
+        stage: str = "prospecting",
+    ) -> str:
+        body = {
+            "name": name,
+            "accountId": self._lookup("/accounts/", "name")[company],
+            "value": value,
+            "stage": stage,
+            "probability": 10,
+        }
         return str(self._ok(self.client.post("/opportunities/", json=body))["id"])
 
     def edit(self, deal_id: str, **fields: Any) -> dict[str, Any]:
@@ -147,21 +174,33 @@ class TrutoUser(VendorUser):
             self._cache[path] = {row[key]: row["id"] for row in body["result"]}
         return self._cache[path]
 
-    def create(self, name: str, company: str = "Acme Corp", amount: float = 1000.0,
-               stage: str = "Prospecting") -> str:
-        body = {"name": name, "amount": amount, "stage": {"id": stage},
-                "account": {"id": self._lookup("/accounts", "name")[company]},
-                "close_date": dt.datetime(2026, 6, 30, tzinfo=dt.UTC).isoformat()}
-        return str(self._ok(self.client.post("/opportunities", params=self._params(),
-                                             json=body))["id"])
+    def create(
+        self,
+        name: str,
+        company: str = "Acme Corp",
+        amount: float = 1000.0,
+        stage: str = "Prospecting",
+    ) -> str:
+        body = {
+            "name": name,
+            "amount": amount,
+            "stage": {"id": stage},
+            "account": {"id": self._lookup("/accounts", "name")[company]},
+            "close_date": dt.datetime(2026, 6, 30, tzinfo=dt.UTC).isoformat(),
+        }
+        return str(
+            self._ok(self.client.post("/opportunities", params=self._params(), json=body))["id"]
+        )
 
     def edit(self, deal_id: str, **fields: Any) -> dict[str, Any]:
-        return dict(self._ok(self.client.patch(f"/opportunities/{deal_id}",
-                                               params=self._params(), json=fields)))
+        return dict(
+            self._ok(
+                self.client.patch(f"/opportunities/{deal_id}", params=self._params(), json=fields)
+            )
+        )
 
     def get(self, deal_id: str) -> dict[str, Any]:
-        return dict(self._ok(self.client.get(f"/opportunities/{deal_id}",
-                                             params=self._params())))
+        return dict(self._ok(self.client.get(f"/opportunities/{deal_id}", params=self._params())))
 
     def delete(self, deal_id: str) -> None:
         self._ok(self.client.delete(f"/opportunities/{deal_id}", params=self._params()))

@@ -74,7 +74,10 @@ def test_latest_within_skew_falls_back_to_priority() -> None:
 def test_prefer_ranks_the_preferred_system_first() -> None:
     """`prefer: [ruddr]` keeps ruddr's value against a later edit from close."""
     decision = merge_field(
-        "amount", "a", Side("b", "ruddr", T0), Side("c", "close", T0 + dt.timedelta(hours=1)),
+        "amount",
+        "a",
+        Side("b", "ruddr", T0),
+        Side("c", "close", T0 + dt.timedelta(hours=1)),
         Policy("prefer", ("ruddr", "close")),
     )
     assert (decision.outcome, decision.value) == ("keep_ours", "b")
@@ -83,7 +86,11 @@ def test_prefer_ranks_the_preferred_system_first() -> None:
 def test_held_field_ignores_new_values_until_resolved() -> None:
     """A field held by an open manual conflict keeps ours, without opening another conflict."""
     decision = merge_field(
-        "amount", "a", Side("a", "ruddr", T0), Side("z", "close", T0), POLICIES["latest"],
+        "amount",
+        "a",
+        Side("a", "ruddr", T0),
+        Side("z", "close", T0),
+        POLICIES["latest"],
         held=True,
     )
     assert (decision.outcome, decision.value, decision.conflict) == ("held", "a", False)
@@ -101,7 +108,9 @@ values = st.one_of(st.none(), st.sampled_from(["x", "y", "z"]))
 
 
 @given(base=values, ours=values, theirs=values, policy=st.sampled_from(sorted(POLICIES)))
-def test_merge_never_invents_values(base: object, ours: object, theirs: object, policy: str) -> None:
+def test_merge_never_invents_values(
+    base: object, ours: object, theirs: object, policy: str
+) -> None:
     """Whatever the inputs, the merged value is ours or theirs, and an agreement is kept."""
     decision = _merge(base, ours, theirs, policy)  # type: ignore[arg-type]
     assert decision.value in (ours, theirs)

@@ -1,0 +1,208 @@
+"""The admin HTTP API, for operators and the web dashboard.
+
+Every route but ``GET /health`` needs ``Authorization: Bearer $CRMSYNC_ADMIN_TOKEN``; the
+token is compared in constant time (:func:`hmac.compare_digest`), and the app refuses to be
+built without one — an admin API open to anyone who can reach the port is worse than none.
+
+=================================  ============================================================
+``GET /health``                    no auth; 200 when the store (and broker) answer, else 503
+``GET /status``                    per-system health, cursor, lag, outbox, conflicts, last runs
+``POST /resync``                   ``{"system": s|null, "full": bool}`` -> 202 ``{"run_id"}``
+``GET /runs/{id}``                 one run (follow a resync to completion)
+``GET /conflicts``                 open conflicts (``?status=resolved`` for the others)
+``POST /conflicts/{id}/resolve``   ``{"take": system|"ours"}``: set the field, unhold, push
+``GET /deadletters``               open dead letters
+``POST /deadletters/{id}/replay``  re-enqueue the push, or re-read the system
+``GET /records/{id}/history``      the record's journal
+``GET /metrics``                   Prometheus text format
+=================================  ============================================================
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sync import metrics
+from sync.engine import admin_ops
+from sync.engine.admin_ops import AdminError
+from sync.engine.state import Engine
+
+TOKEN_ENV = "CRMSYNC_ADMIN_TOKEN"
+OPEN_PATHS = frozenset({"/health"})
+
+
+@dataclass
+class AdminBackend:
+    """What the API acts on: the Engine, and how to start a resync (enqueue or run here)."""
+
+    engine: Engine
+    #: (system, full) -> run id; enqueues the Celery task, or runs it in a thread when embedded
+    resync: Callable[[str | None, bool], str]
+    #: a system whose dead letter asks for a re-read -> start that (a full poll)
+    reread: Callable[[str], None]
+    #: extra readiness checks by name (e.g. "broker": ping Redis); raise when not ready
+    checks: dict[str, Callable[[], object]] | None = None
+
+
+class BearerAuth(BaseHTTPMiddleware):
+    """Rejects requests without the right bearer token (constant-time comparison)."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        super().__init__(app)
+        self._token = token.encode()
+
+    async def dispatch(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.url.path in OPEN_PATHS:
+            return await call_next(request)
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), self._token
+        ):
+            return JSONResponse(
+                {"error": "a valid bearer token is required"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="crmsync"'},
+            )
+        return await call_next(request)
+
+
+def _error(exc: AdminError) -> JSONResponse:
+    return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise AdminError(f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise AdminError("the body must be a JSON object")
+    return data
+
+
+def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
+    """The admin app. ``token`` defaults to ``$CRMSYNC_ADMIN_TOKEN``; none -> ``ValueError``."""
+    token = token if token is not None else os.environ.get(TOKEN_ENV, "")
+    if not token.strip():
+        raise ValueError(
+            f"the admin API needs a bearer token: set {TOKEN_ENV} to a long random value "
+            "(e.g. `openssl rand -hex 32`)"
+        )
+    engine = backend.engine
+    metrics.watch_store(lambda: admin_ops.system_health(engine))
+
+    def health(request: Request) -> JSONResponse:
+        report: dict[str, str] = {}
+        ok = True
+        try:
+            with engine.db.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+            report["database"] = "ok"
+        except sa.exc.SQLAlchemyError as exc:
+            report["database"], ok = f"unreachable: {type(exc).__name__}", False
+        for name, check in (backend.checks or {}).items():
+            try:
+                check()
+                report[name] = "ok"
+            except Exception as exc:
+                report[name], ok = f"unreachable: {type(exc).__name__}", False
+        report["status"] = "ok" if ok else "unavailable"
+        return JSONResponse(report, status_code=200 if ok else 503)
+
+    def status(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "systems": admin_ops.system_health(engine),
+                "runs": admin_ops.last_runs(engine, int(request.query_params.get("runs", 10))),
+            }
+        )
+
+    async def resync(request: Request) -> JSONResponse:
+        try:
+            body = await _body(request)
+            system = body.get("system")
+            if system is not None and system not in engine.config.systems:
+                raise AdminError(f"unknown system {system!r}")
+            run_id = await run_in_threadpool(backend.resync, system, bool(body.get("full")))
+        except AdminError as exc:
+            return _error(exc)
+        return JSONResponse({"run_id": run_id, "status": "queued"}, status_code=202)
+
+    def run(request: Request) -> JSONResponse:
+        found = admin_ops.get_run(engine, request.path_params["run_id"])
+        if found is None:
+            return JSONResponse({"error": "no such run"}, status_code=404)
+        return JSONResponse(found)
+
+    def conflicts(request: Request) -> JSONResponse:
+        wanted = request.query_params.get("status", "open")
+        return JSONResponse({"conflicts": admin_ops.list_conflicts(engine, wanted)})
+
+    async def resolve(request: Request) -> JSONResponse:
+        try:
+            take = (await _body(request)).get("take")
+            if not isinstance(take, str) or not take:
+                raise AdminError('the body must be {"take": "<system>" or "ours"}')
+            result = await run_in_threadpool(
+                admin_ops.resolve_conflict, engine, request.path_params["conflict_id"], take
+            )
+        except AdminError as exc:
+            return _error(exc)
+        return JSONResponse(result)
+
+    def deadletters(request: Request) -> JSONResponse:
+        wanted = request.query_params.get("status", "open")
+        return JSONResponse({"dead_letters": admin_ops.list_dead_letters(engine, wanted)})
+
+    def replay(request: Request) -> JSONResponse:
+        try:
+            result = admin_ops.replay_dead_letter(engine, request.path_params["letter_id"])
+        except AdminError as exc:
+            return _error(exc)
+        if result["reread"]:
+            backend.reread(result["reread"])
+        return JSONResponse(result)
+
+    def history(request: Request) -> JSONResponse:
+        try:
+            entries = admin_ops.record_history(engine, request.path_params["record_id"])
+        except AdminError as exc:
+            return _error(exc)
+        return JSONResponse({"record_id": request.path_params["record_id"], "history": entries})
+
+    def prometheus(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    routes = [
+        Route("/health", health),
+        Route("/status", status),
+        Route("/resync", resync, methods=["POST"]),
+        Route("/runs/{run_id}", run),
+        Route("/conflicts", conflicts),
+        Route("/conflicts/{conflict_id:int}/resolve", resolve, methods=["POST"]),
+        Route("/deadletters", deadletters),
+        Route("/deadletters/{letter_id:int}/replay", replay, methods=["POST"]),
+        Route("/records/{record_id}/history", history),
+        Route("/metrics", prometheus),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(BearerAuth, token=token)])

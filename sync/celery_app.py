@@ -1,0 +1,143 @@
+"""The Celery application: Redis broker, JSON only, late acks, one queue per system.
+
+Run workers with ``celery -A sync.celery_app worker`` (or ``crmsync worker``). Choices, each
+from Celery's docs (https://docs.celeryq.dev/en/stable/userguide/configuration.html):
+
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a task is acknowledged only after it
+  ran, so a worker that dies mid-task (SIGKILL, OOM) leaves it to be redelivered and redone.
+  Tasks are idempotent, so running one twice is harmless.
+- ``worker_prefetch_multiplier=1``: a worker reserves one message at a time, so a slow vendor's
+  backlog sits in Redis where an idle worker can take it, not in a busy worker's buffer.
+- One queue per system (``crmsync.<system>``) for polls and drains, plus ``crmsync.admin`` for
+  resync and verify: workers consume the queues round-robin, so one slow vendor cannot starve
+  the others; a deployment can also dedicate workers (``-Q crmsync.close``).
+- No result backend (``task_ignore_result``): nothing reads results; progress and outcomes are
+  in the store's ``runs`` table.
+- Time limits: a soft limit raises in the task so it can stop cleanly; the hard limit kills it.
+  The Redis ``visibility_timeout`` must exceed the hard limit, or a running task is redelivered.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import structlog
+from celery import Celery, signals
+from kombu.entity import Exchange, Queue
+
+from sync.config import BROKER_URL_ENV, ConfigError, load_config
+from sync.logging import bind_task, clear_context, configure_logging
+
+ADMIN_QUEUE = "crmsync.admin"
+TIME_LIMIT_ENV = "CRMSYNC_TASK_TIME_LIMIT"
+VISIBILITY_ENV = "CRMSYNC_VISIBILITY_TIMEOUT"
+#: tasks routed to the queue of the system named in their first argument
+SYSTEM_TASKS = frozenset({"crmsync.poll_system", "crmsync.drain_system", "crmsync.detect_deletes"})
+
+log = structlog.get_logger("crmsync.celery")
+
+
+def system_queue(system: str) -> str:
+    return f"crmsync.{system}"
+
+
+def _config_systems_and_broker() -> tuple[list[str], str | None]:
+    try:
+        config = load_config()
+    except ConfigError:
+        # No usable config (e.g. `celery inspect` run elsewhere): tasks will fail loudly when
+        # they build the engine; the app itself can still talk to the broker.
+        return [], os.environ.get(BROKER_URL_ENV) or None
+    return list(config.systems), config.broker.url
+
+
+def route_task(
+    name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any
+) -> dict[str, str]:
+    """Polls, drains and delete scans go to their system's queue; everything else to admin."""
+    if name in SYSTEM_TASKS:
+        system = (args[0] if args else None) or (kwargs or {}).get("system")
+        if system:
+            return {"queue": system_queue(str(system))}
+    return {"queue": ADMIN_QUEUE}
+
+
+def _queue(name: str) -> Any:
+    # Its own direct exchange and routing key: a message routed to one system's queue must
+    # land in that queue only (a shared default exchange would copy it into every queue).
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)  # type: ignore[no-untyped-call]
+
+
+def make_app(broker_url: str | None = None, systems: list[str] | None = None) -> Celery:
+    """The Celery app for ``broker_url`` with one queue per system."""
+    if broker_url is None or systems is None:
+        found_systems, found_broker = _config_systems_and_broker()
+        broker_url = broker_url or found_broker
+        systems = found_systems if systems is None else systems
+    hard = int(os.environ.get(TIME_LIMIT_ENV, "1800"))
+    app = Celery("crmsync", broker=broker_url or None, include=["sync.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=hard,
+        task_soft_time_limit=max(1, hard - 60),
+        broker_transport_options={
+            "visibility_timeout": int(os.environ.get(VISIBILITY_ENV, str(hard + 600)))
+        },
+        broker_connection_retry_on_startup=True,
+        task_default_queue=ADMIN_QUEUE,
+        task_queues=[_queue(ADMIN_QUEUE), *(_queue(system_queue(s)) for s in systems)],
+        task_create_missing_queues=True,
+        task_routes=(route_task,),
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        enable_utc=True,
+    )
+    return app
+
+
+app = make_app()
+
+
+def _setup_logging(**_: Any) -> None:
+    """Celery leaves logging to us: the same structlog set-up as the CLI."""
+    configure_logging()
+
+
+def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    clear_context()
+    if task_id:
+        bind_task(task_id, getattr(task, "name", None))
+
+
+def _unbind_task(**_: Any) -> None:
+    clear_context()
+
+
+def _after_fork(**_: Any) -> None:
+    """A forked pool child must not share the parent's DB or Redis connections."""
+    from sync.runtime import context
+
+    context.reset()
+    port = os.environ.get("CRMSYNC_METRICS_PORT")
+    if port:
+        from sync.metrics import serve
+
+        try:  # the first child gets the port; in a prefork pool the others cannot
+            serve(int(port))
+        except OSError:
+            log.debug("metrics_port_taken", port=port)
+
+
+# Connected with calls rather than decorators: Celery's signal decorators are untyped.
+signals.setup_logging.connect(_setup_logging, weak=False)
+signals.task_prerun.connect(_bind_task, weak=False)
+signals.task_postrun.connect(_unbind_task, weak=False)
+signals.worker_process_init.connect(_after_fork, weak=False)

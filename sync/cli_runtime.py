@@ -1,0 +1,451 @@
+"""Runtime commands of the CLI: ``run``, ``scheduler``, ``worker``, ``admin``, ``resync``,
+``status``. The lead's ``sync.cli`` calls :func:`register` to add them to the app.
+
+``run`` is embedded mode (no services: the store on SQLite, the scheduler and the engine in
+this process); ``scheduler`` + ``worker`` + ``admin`` are the distributed processes
+(``CRMSYNC_BROKER_URL`` set), as in the Procfile.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sync.config import CONFIG_ENV
+
+if TYPE_CHECKING:
+    from sync.config import Config
+    from sync.engine.cycle import CycleReport
+    from sync.engine.state import Engine
+
+out = Console()
+err = Console(stderr=True)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _cli() -> Any:
+    import sync.cli as cli  # late: sync.cli imports this module to register the commands
+
+    return cli
+
+
+def _config(ctx: typer.Context) -> Config:
+    cli = _cli()
+    state = cli.state(ctx)
+    # Child processes (celery pool, scheduler jobs) read the same file.
+    os.environ[CONFIG_ENV] = str(state.config_path)
+    config: Config = state.config()
+    return config
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _log(ctx: typer.Context) -> None:
+    from sync.logging import configure_logging
+
+    configure_logging(_cli().state(ctx).log_format)
+
+
+def _engine(config: Config, *, distributed: bool, migrate: bool = False) -> Engine:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sync.config import mask_url
+    from sync.runtime.context import build_engine
+    from sync.store.db import upgrade
+
+    if migrate:
+        try:
+            upgrade(config.store.url)
+        except SQLAlchemyError as exc:
+            raise _fail(f"cannot migrate {mask_url(config.store.url)}: {exc}") from None
+    return build_engine(config, distributed=distributed)
+
+
+def _broker(config: Config, command: str) -> str:
+    if not config.broker.url:
+        raise _fail(
+            f"`crmsync {command}` needs a broker: set CRMSYNC_BROKER_URL=redis://… "
+            "(or use `crmsync run`, the embedded mode, which needs none)"
+        )
+    return config.broker.url
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+_HEALTH_STYLE = {"ok": "green", "stale": "yellow", "error": "red", "never": "dim"}
+
+
+def health_table(rows: list[dict[str, Any]], title: str = "systems") -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in ("system", "health", "last poll", "lag", "cursor", "pending", "conflicts"):
+        table.add_column(
+            name, justify="right" if name in ("lag", "pending", "conflicts") else "left"
+        )
+    table.add_column("dead letters", justify="right")
+    for row in rows:
+        style = _HEALTH_STYLE.get(row["health"], "")
+        table.add_row(
+            row["system"],
+            f"[{style}]{row['health']}[/]" if style else row["health"],
+            row["last_poll_at"] or "—",
+            _ago(row["lag_seconds"]),
+            row["cursor"] or "—",
+            str(row["pending"]),
+            str(row["conflicts"]),
+            f"[red]{row['dead_letters']}[/]" if row["dead_letters"] else "0",
+        )
+    return table
+
+
+def runs_table(runs: list[dict[str, Any]]) -> Table:
+    table = Table(title="last runs", title_justify="left")
+    for name in ("run", "kind", "system", "status", "started", "finished", "counts"):
+        table.add_column(name)
+    for run in runs:
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(run["counts"].items()) if v)
+        style = {"done": "green", "failed": "red", "interrupted": "yellow"}.get(run["status"], "")
+        table.add_row(
+            run["id"],
+            run["kind"],
+            run["system"] or "all",
+            f"[{style}]{run['status']}[/]" if style else run["status"],
+            run["started_at"] or "—",
+            run["finished_at"] or "—",
+            escape(counts) or "—",
+        )
+    return table
+
+
+def cycle_table(report: CycleReport) -> Table:
+    table = Table(title=f"cycle {report.run_id}: {report.status}", title_justify="left")
+    columns = ("fetched", "changed", "created", "pushed", "deleted", "conflicts", "dead_letters")
+    table.add_column("system")
+    for name in columns:
+        table.add_column(name.replace("_", " "), justify="right")
+    table.add_column("error")
+    for system, counts in report.per_system.items():
+        table.add_row(
+            system,
+            *(str(counts[name]) for name in columns),
+            escape(report.errors.get(system, "")),
+        )
+    return table
+
+
+# --------------------------------------------------------------------------- run (embedded)
+
+
+def run(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Run one full cycle and exit.")] = False,
+    live: Annotated[
+        bool | None,
+        typer.Option("--live/--no-live", help="Live view (default: when on a terminal)."),
+    ] = None,
+) -> None:
+    """Embedded mode: the scheduler and the engine in this process (Ctrl-C stops cleanly)."""
+    _log(ctx)
+    config = _config(ctx)
+    engine = _engine(config, distributed=False, migrate=True)
+    try:
+        if once:
+            _run_once(engine)
+        else:
+            _run_forever(engine, config, live if live is not None else out.is_terminal)
+    finally:
+        engine.close()
+
+
+def _run_once(engine: Engine) -> None:
+    from sync.engine.cycle import run_cycle
+
+    report = run_cycle(engine)
+    out.print(cycle_table(report))
+    if report.dead_letters:
+        err.print(f"[red]{report.dead_letters} record(s) went to dead letters[/]")
+        raise typer.Exit(1)
+    if report.status != "done":
+        raise typer.Exit(1)
+
+
+def _run_forever(engine: Engine, config: Config, live: bool) -> None:
+    from sync.engine import admin_ops
+    from sync.scheduler import EmbeddedDispatcher, Runner
+
+    dispatcher = EmbeddedDispatcher(engine)
+    runner = Runner(config, dispatcher, config_path=os.environ.get(CONFIG_ENV))
+    runner.install_signals()
+    _maybe_serve_metrics(engine)
+    runner.start()
+    err.print("[green]crmsync running[/] (embedded). Ctrl-C finishes the job in flight and stops.")
+
+    def view() -> Group:
+        return Group(
+            health_table(admin_ops.system_health(engine), "crmsync — embedded"),
+            runs_table(admin_ops.last_runs(engine, 5)),
+        )
+
+    try:
+        if live:
+            with Live(view(), console=out, refresh_per_second=2, transient=False) as screen:
+                while runner.tick(1.0):
+                    screen.update(view())
+        else:
+            while runner.tick(1.0):
+                pass
+    except KeyboardInterrupt:  # a second Ctrl-C
+        err.print("[yellow]stopping now[/]")
+    finally:
+        err.print("finishing the job in flight…")
+        runner.shutdown()
+        err.print("[green]stopped[/]")
+
+
+def _maybe_serve_metrics(engine: Engine) -> None:
+    port = os.environ.get("CRMSYNC_METRICS_PORT")
+    if not port:
+        return
+    from sync import metrics
+    from sync.engine import admin_ops
+
+    metrics.watch_store(lambda: admin_ops.system_health(engine))
+    metrics.serve(int(port))
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+def scheduler(ctx: typer.Context) -> None:
+    """Distributed scheduler: enqueue polls and reconciles (one scheduler leads)."""
+    _log(ctx)
+    config = _config(ctx)
+    from sync.runtime.context import prefix, redis_client
+    from sync.scheduler import EnqueueDispatcher, Runner
+
+    client = redis_client(_broker(config, "scheduler"))
+    dispatcher = EnqueueDispatcher(client, prefix=prefix())
+    runner = Runner(config, dispatcher, config_path=os.environ.get(CONFIG_ENV))
+    runner.install_signals()
+    runner.run_forever()
+
+
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[int | None, typer.Option(help="Worker processes/threads.")] = None,
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated queues (default: all: crmsync.<system>, crmsync.admin)."
+        ),
+    ] = None,
+    pool: Annotated[str | None, typer.Option(help="prefork (default), threads or solo.")] = None,
+) -> None:
+    """A Celery worker running the sync tasks (same as `celery -A sync.celery_app worker`)."""
+    config = _config(ctx)
+    _broker(config, "worker")
+    from sync.celery_app import app as celery_app
+
+    argv = ["worker", "--loglevel", os.environ.get("CRMSYNC_LOG_LEVEL", "INFO")]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    if queues:
+        argv += ["--queues", queues]
+    if pool:
+        argv += ["--pool", pool]
+    celery_app.worker_main(argv=argv)
+
+
+def admin(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+) -> None:
+    """The admin HTTP API (bearer token from CRMSYNC_ADMIN_TOKEN)."""
+    from sync.admin.app import TOKEN_ENV
+
+    token = os.environ.get(TOKEN_ENV, "")
+    if not token.strip():
+        raise _fail(
+            f"refusing to start the admin API without a token: set {TOKEN_ENV} "
+            "(e.g. `export CRMSYNC_ADMIN_TOKEN=$(openssl rand -hex 32)`)"
+        )
+    _log(ctx)
+    config = _config(ctx)
+    import uvicorn
+
+    from sync.admin.app import create_app
+
+    engine = _engine(config, distributed=bool(config.broker.url))
+    app = create_app(admin_backend(engine, config), token=token)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
+def admin_backend(engine: Engine, config: Config) -> Any:
+    """How the admin API starts work: Celery tasks when distributed, a thread when embedded."""
+    from sync.admin.app import AdminBackend
+    from sync.runtime.resync import perform_resync, queue_run
+
+    if config.broker.url:
+        from sync.celery_app import app as celery_app
+        from sync.runtime.context import redis_client
+
+        client = redis_client(config.broker.url)
+
+        def enqueue_resync(system: str | None, full: bool) -> str:
+            run_id = queue_run(engine, system)
+            celery_app.send_task("crmsync.resync", args=[system, full, run_id])
+            return run_id
+
+        def enqueue_reread(system: str) -> None:
+            celery_app.send_task("crmsync.resync", args=[system, True, None])
+
+        return AdminBackend(
+            engine, enqueue_resync, enqueue_reread, checks={"broker": lambda: client.ping()}
+        )
+
+    one_at_a_time = threading.Lock()
+
+    def resync_here(system: str | None, full: bool) -> str:
+        run_id = queue_run(engine, system)
+
+        def work() -> None:
+            with one_at_a_time:
+                perform_resync(engine, system, full, run_id)
+
+        threading.Thread(target=work, name=f"resync:{run_id}", daemon=True).start()
+        return run_id
+
+    def reread_here(system: str) -> None:
+        resync_here(system, True)
+
+    return AdminBackend(engine, resync_here, reread_here)
+
+
+# --------------------------------------------------------------------------- admin commands
+
+
+def resync(
+    ctx: typer.Context,
+    system: Annotated[str | None, typer.Option(help="Only this system (default: all).")] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="A complete re-read (finds deletes).")
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait, with a progress bar.")] = False,
+) -> None:
+    """Re-read one system or all and push the differences (enqueued when distributed)."""
+    config = _config(ctx)
+    if system is not None and system not in config.systems:
+        raise _fail(f"unknown system {system!r}; configured: {', '.join(config.systems)}")
+    from sync.runtime.resync import perform_resync, queue_run
+
+    distributed = bool(config.broker.url)
+    engine = _engine(config, distributed=distributed, migrate=not distributed)
+    try:
+        run_id = queue_run(engine, system)
+        if not distributed:
+            _log(ctx)
+            with err.status(f"resync {run_id}…"):
+                _, status, counts = perform_resync(engine, system, full, run_id)
+            out.print(f"resync {run_id}: {status} ({_counts_text(counts.values)})")
+            raise typer.Exit(0 if status == "done" else 1)
+        from sync.celery_app import app as celery_app
+
+        celery_app.send_task("crmsync.resync", args=[system, full, run_id])
+        out.print(f"resync {run_id} enqueued")
+        if wait:
+            _follow(engine, run_id)
+    finally:
+        engine.close()
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()) if v) or "nothing to do"
+
+
+def _follow(engine: Engine, run_id: str, poll_every: float = 0.5) -> None:
+    from sync.engine import admin_ops
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task(f"resync {run_id}", total=None)
+        while True:
+            run = admin_ops.get_run(engine, run_id) or {"status": "queued", "counts": {}}
+            counts = run["counts"]
+            progress.update(
+                task,
+                total=counts.get("systems_total"),
+                completed=counts.get("systems_done", 0),
+                description=f"resync {run_id}: {run['status']}",
+            )
+            if run["status"] not in ("queued", "running"):
+                break
+            time.sleep(poll_every)
+    out.print(f"resync {run_id}: {run['status']} ({_counts_text(run['counts'])})")
+    if run["status"] != "done":
+        raise typer.Exit(1)
+
+
+def status(
+    ctx: typer.Context,
+    runs: Annotated[int, typer.Option(help="How many recent runs to show.")] = 10,
+) -> None:
+    """Per-system health, cursor, lag, pending pushes, conflicts, dead letters; last runs."""
+    config = _config(ctx)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sync.engine import admin_ops
+
+    engine = _engine(config, distributed=False)
+    try:
+        rows = admin_ops.system_health(engine)
+        recent = admin_ops.last_runs(engine, runs)
+    except SQLAlchemyError as exc:
+        raise _fail(f"cannot read the store (run `crmsync db upgrade`?): {exc}") from None
+    finally:
+        engine.close()
+    out.print(health_table(rows))
+    out.print(runs_table(recent))
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def register(app: typer.Typer) -> None:
+    """Add the runtime commands to the ``crmsync`` app."""
+    app.command("run")(run)
+    app.command("scheduler")(scheduler)
+    app.command("worker")(worker)
+    app.command("admin")(admin)
+    app.command("resync")(resync)
+    app.command("status")(status)
+
+
+__all__ = ["register"]

@@ -1,0 +1,101 @@
+"""``build_client``: the one httpx client factory every connector uses."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+
+import httpx
+
+from sync import __version__
+from sync.connectors.http.stats import REQUEST_STATS, RequestStats
+from sync.connectors.http.transport import (
+    InstrumentTransport,
+    RateLimitTransport,
+    RetryAfter,
+    RetryPolicy,
+    RetryTransport,
+)
+from sync.connectors.ratelimit import RateLimiter
+
+USER_AGENT = f"crmsync/{__version__}"
+
+#: Connections kept alive per client; one client serves one system.
+POOL_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30)
+
+
+def build_client(
+    *,
+    system: str,
+    base_url: str,
+    auth: httpx.Auth | None,
+    timeout: float,
+    limiter: RateLimiter | None,
+    retry: RetryPolicy,
+    retry_after: RetryAfter,
+    transport: httpx.BaseTransport | None = None,
+    headers: Mapping[str, str] | None = None,
+    stats: RequestStats | None = None,
+) -> httpx.Client:
+    """An ``httpx.Client`` for one system: base URL, auth, timeouts, pool, User-Agent, and the
+    retry -> rate limit -> instrument transport stack around ``transport``.
+
+    ``timeout`` is the read/write/pool timeout; connecting gets at most 10 s of it.
+    ``retry_after`` reads the vendor's wait signal off a 429/503 (seconds, or None).
+    """
+    inner = transport or httpx.HTTPTransport(limits=POOL_LIMITS, retries=0)
+    stack: httpx.BaseTransport = InstrumentTransport(
+        inner, system=system, stats=stats or REQUEST_STATS
+    )
+    stack = RateLimitTransport(stack, system=system, limiter=limiter)
+    stack = RetryTransport(
+        stack, system=system, policy=retry, limiter=limiter, retry_after=retry_after
+    )
+    return httpx.Client(
+        base_url=base_url,
+        auth=auth,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
+        transport=stack,
+        follow_redirects=False,
+    )
+
+
+# -- vendor wait signals, in seconds from now ------------------------------------------------
+
+
+def retry_after_header(response: httpx.Response) -> float | None:
+    """RFC 9110 ``Retry-After``: delay-seconds or an HTTP-date."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def reset_epoch_header(response: httpx.Response, name: str) -> float | None:
+    """A header holding the Unix time the window resets (ParsaLink's ``X-RateLimit-Reset``)."""
+    value = response.headers.get(name)
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value) - time.time())
+    except ValueError:
+        return None
+
+
+def reset_seconds_header(response: httpx.Response, name: str) -> float | None:
+    """A header holding seconds until the window resets (Truto's ``ratelimit-reset``)."""
+    value = response.headers.get(name)
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,219 @@
+"""ParsaLink CRM connector (``https://api.parsalink.io/api``).
+
+Docs: opportunities https://docs.parsalink.io/api-reference/crm/opportunities, conventions and
+limits https://docs.parsalink.io/api-reference/introduction, auth
+https://docs.parsalink.io/api-reference/authentication.
+
+Quirks handled here:
+
+- No modified-since filter and no ordering parameter: capture is a full ``scan()`` in pages of
+  100 (``limit`` max), following the DRF envelope's absolute ``next`` URL as the docs say; the
+  engine compares ``updatedAt`` itself. Ids seen earlier in a scan are not yielded again.
+- Every path ends with a slash (``/opportunities/``, ``/opportunities/{id}/``).
+- Create answers 201, update (PATCH, only the fields given) 200 with the full object, delete 204.
+- Validation errors are 422 with field messages; they become ``Rejected`` with field errors.
+- 429 carries ``X-RateLimit-Reset``, the Unix time the window resets.
+- References: accounts (companies, keyed by name) and users (owners, keyed by e-mail). Stages
+  are a fixed enum, so there are no stage references; the mapping's value map handles them.
+- ``find_candidates`` uses the documented ``search`` name filter, then keeps exact names created
+  at or after the instant (``createdAt``): one request in the common case.
+- Credentials: a workspace API key ``pk_…`` (``api_key``), or ``email`` + ``password`` for the
+  JWT flow whose refresh tokens rotate (see ``ParsaLinkJWTAuth``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from sync.connectors.base import (
+    BaseConnector,
+    CaptureMode,
+    Reference,
+    VendorRecord,
+    parse_stamp,
+)
+from sync.connectors.errors import AuthFailed
+from sync.connectors.http import (
+    BearerAuth,
+    ParsaLinkJWTAuth,
+    reset_epoch_header,
+    retry_after_header,
+)
+from sync.connectors.pagination import NextUrlPaginator
+
+PAGE_SIZE = 100
+_MESSAGE_KEYS = ("message", "detail", "error", "non_field_errors")
+
+
+class ParsaLinkConnector(BaseConnector):
+    """Opportunities, accounts and users of one ParsaLink workspace."""
+
+    vendor: ClassVar[str] = "parsalink"
+    capture: ClassVar[CaptureMode] = "scan"
+    max_page_size: ClassVar[int] = PAGE_SIZE
+
+    @classmethod
+    def make_auth(cls, credentials: Mapping[str, str], *, base_url: str) -> httpx.Auth | None:
+        """``api_key`` (Bearer ``pk_…``) or ``email`` + ``password`` (rotating JWT)."""
+        if credentials.get("api_key"):
+            return BearerAuth(credentials["api_key"])
+        if credentials.get("email") and credentials.get("password"):
+            return ParsaLinkJWTAuth(base_url, credentials["email"], credentials["password"])
+        raise AuthFailed(
+            "parsalink needs credentials.api_key, or credentials.email and credentials.password",
+            system=cls.vendor,
+        )
+
+    # -- listing -------------------------------------------------------------------------
+    def scan(self) -> Iterator[list[VendorRecord]]:
+        seen: set[str] = set()
+        for page in self._pages("/opportunities/"):
+            records = [self._record(r, partial=True) for r in page if str(r["id"]) not in seen]
+            seen.update(r.external_id for r in records)
+            if records:
+                yield records
+
+    def find_candidates(self, name: str, created_after: dt.datetime) -> list[VendorRecord]:
+        found = {
+            str(raw["id"]): self._record(raw, partial=True)
+            for page in self._pages("/opportunities/", {"search": name})
+            for raw in page
+            if raw.get("name") == name and parse_stamp(raw["createdAt"]) >= created_after
+        }
+        return list(found.values())
+
+    def _pages(
+        self, path: str, params: dict[str, Any] | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Every page, following ``next`` URLs from an offset-based first request.
+
+        Offsets, not ``page=N``: when records before our position are deleted mid-listing a
+        page number past the new end answers 404, and every later page starts too far on.
+        DRF's ``count`` shows such deletes: when it drops by ``d``, the ``d`` records before
+        the page just read are read again (callers drop ids they already have).
+        """
+        paginator = NextUrlPaginator()
+        first = {"limit": PAGE_SIZE, "offset": 0, **(params or {})}
+        consumed, last_count = 0, None
+        while paginator.has_next:
+            request = paginator.next_request()
+            body = self._fetch(request.url or path, request.params if request.url else first)
+            count = body.get("count") if isinstance(body, dict) else None
+            if isinstance(count, int) and last_count is not None and count < last_count:
+                yield from self._reread(path, first, consumed, last_count - count)
+            last_count = count if isinstance(count, int) else None
+            page = paginator.update(body)
+            consumed += len(page)
+            if page:
+                yield page
+
+    def _reread(
+        self, path: str, first: dict[str, Any], position: int, dropped: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Read the ``dropped`` records just before ``position`` again (see ``_pages``)."""
+        start = max(0, position - dropped)
+        while start < position:
+            size = min(PAGE_SIZE, position - start)
+            body = self._fetch(path, {**first, "offset": start, "limit": size})
+            records = NextUrlPaginator().records(body)
+            if not records:
+                return
+            yield records
+            start += len(records)
+
+    def _fetch(self, url: str, params: dict[str, Any]) -> Any:
+        return self._request("GET", url, params=params or None).json()
+
+    def _record(self, raw: dict[str, Any], *, partial: bool = False) -> VendorRecord:
+        """List answers are summaries (seed 003 shows no description, contactIds, lossReason,
+        closedDate or assignedToName in the list): they are marked ``partial``."""
+        return VendorRecord(str(raw["id"]), parse_stamp(raw["updatedAt"]), raw, partial)
+
+    # -- single records ------------------------------------------------------------------
+    def get(self, external_id: str) -> VendorRecord:
+        response = self._request("GET", f"/opportunities/{external_id}/", record=external_id)
+        return self._record(response.json())
+
+    def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
+        # No idempotency key in ParsaLink's API: the engine's intent + find_candidates covers it.
+        response = self._request(
+            "POST", "/opportunities/", json=dict(payload), record=str(payload.get("name"))
+        )
+        return self._record(response.json())
+
+    def update(self, external_id: str, payload: Mapping[str, Any]) -> VendorRecord:
+        response = self._request(
+            "PATCH", f"/opportunities/{external_id}/", json=dict(payload), record=external_id
+        )
+        return self._record(response.json())
+
+    def delete(self, external_id: str) -> None:
+        self._request("DELETE", f"/opportunities/{external_id}/", record=external_id)
+
+    # -- references ----------------------------------------------------------------------
+    def _load_references(self, kind: str) -> Iterator[Reference]:
+        if kind == "company":
+            for page in self._pages("/accounts/"):
+                yield from (Reference("company", str(a["id"]), a["name"]) for a in page)
+        elif kind == "owner":
+            for page in self._pages("/users/"):
+                yield from (
+                    Reference("owner", str(u["id"]), u["email"], {"name": _full_name(u)})
+                    for u in page
+                    if u.get("email")
+                )
+        else:
+            yield from super()._load_references(kind)
+
+    def create_reference(self, kind: str, key: str) -> Reference:
+        if kind != "company":
+            return super().create_reference(kind, key)
+        account = self._request("POST", "/accounts/", json={"name": key}, record=key).json()
+        reference = Reference("company", str(account["id"]), account["name"])
+        if "company" in self._ref_cache:
+            self._ref_cache["company"].append(reference)
+        return reference
+
+    # -- vendor signals ------------------------------------------------------------------
+    def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
+        """DRF-style bodies: ``{"detail": ...}`` or ``{"field": ["msg", ...]}``, possibly
+        wrapped as ``{"message": ..., "errors": {...}}``."""
+        try:
+            body = response.json()
+        except ValueError:
+            return super()._error_message(response)
+        if not isinstance(body, dict):
+            return super()._error_message(response)
+        nested = body.get("errors")
+        raw_fields = nested if isinstance(nested, dict) else body
+        fields = {
+            str(key): _text(value)
+            for key, value in raw_fields.items()
+            if key not in _MESSAGE_KEYS and key not in ("errors", "status", "code")
+        }
+        message = next((_text(body[k]) for k in _MESSAGE_KEYS if body.get(k)), "")
+        details = "; ".join(f"{k}: {v}" for k, v in fields.items())
+        if message and details:
+            message = f"{message} ({details})"
+        return message or details or response.reason_phrase, fields
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        reset = reset_epoch_header(response, "x-ratelimit-reset")
+        return reset if reset is not None else retry_after_header(response)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(_text(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_text(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _full_name(user: Mapping[str, Any]) -> str | None:
+    parts = [user.get("firstName"), user.get("lastName")]
+    return " ".join(p for p in parts if p) or user.get("name")

@@ -1,0 +1,181 @@
+"""Ruddr workspace API connector (``https://www.ruddr.io/api/workspace``).
+
+Docs: https://docs.ruddr.io/ — opportunities
+https://docs.ruddr.io/api-reference/opportunities/create-an-opportunity, pagination
+https://docs.ruddr.io/guides/pagination, errors https://docs.ruddr.io/guides/errors, rate limits
+https://docs.ruddr.io/guides/rate-limits.
+
+Quirks handled here:
+
+- No modified-since filter on ``GET /opportunities`` and a fixed ``createdAt``-descending order:
+  capture is a full ``scan()`` (pages of 100, cursor ``startingAfter=<last id>`` + ``hasMore``)
+  and the engine compares ``modifiedAt`` itself.
+- ``startingAfter`` must name a record still in the list: if the record our cursor points at is
+  deleted mid-scan Ruddr answers 400. The scan then resumes after an earlier record of the last
+  page that still exists, or restarts from the top; ids already yielded are never yielded twice.
+- No name filter is documented for opportunities, so ``find_candidates`` pages through the
+  listing, newest first, and stops at the first record created before ``created_after`` — cost:
+  one request per 100 opportunities created since then (usually one).
+- No ``Retry-After`` on 429: the HTTP layer backs off exponentially (1 s, 2 s, 4 s, 8 s as the docs
+  advise). Error bodies are ``{"status", "message", "errors": ["'name' is required", ...]}``.
+- Creates answer 200 with the full object, updates are PATCH with only the fields given, deletes
+  answer 204. There is no idempotency key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from sync.connectors.base import (
+    BaseConnector,
+    CaptureMode,
+    Reference,
+    VendorRecord,
+    parse_stamp,
+)
+from sync.connectors.errors import Rejected, Retryable
+from sync.connectors.pagination import RuddrCursorPaginator
+
+PAGE_SIZE = 100
+#: How often one listing may start over because its cursor record vanished.
+MAX_RESTARTS = 5
+_FIELD_IN_MESSAGE = re.compile(r"'([^']+)'")
+
+
+class RuddrConnector(BaseConnector):
+    """Opportunities, companies, members and opportunity stages of one Ruddr workspace."""
+
+    vendor: ClassVar[str] = "ruddr"
+    capture: ClassVar[CaptureMode] = "scan"
+    max_page_size: ClassVar[int] = PAGE_SIZE
+
+    # -- listing -------------------------------------------------------------------------
+    def scan(self) -> Iterator[list[VendorRecord]]:
+        seen: set[str] = set()
+        for page in self._pages("/opportunities"):
+            records = [self._record(r) for r in page if r["id"] not in seen]
+            seen.update(r.external_id for r in records)
+            if records:
+                yield records
+
+    def find_candidates(self, name: str, created_after: dt.datetime) -> list[VendorRecord]:
+        found: dict[str, VendorRecord] = {}
+        for page in self._pages("/opportunities"):
+            for raw in page:
+                if parse_stamp(raw["createdAt"]) < created_after:
+                    return list(found.values())  # newest first: everything further is older
+                if raw.get("name") == name:
+                    found[raw["id"]] = self._record(raw)
+        return list(found.values())
+
+    def _pages(self, path: str) -> Iterator[list[dict[str, Any]]]:
+        """Every page of a cursor listing, surviving the deletion of the cursor's record."""
+        paginator = RuddrCursorPaginator()
+        fallbacks: list[str] = []  # earlier ids of the last page, newest cursor candidate last
+        restarts = 0
+        while paginator.has_next:
+            params = {"limit": PAGE_SIZE, **paginator.next_request_params()}
+            try:
+                body = self._request("GET", path, params=params).json()
+            except Rejected as exc:
+                if paginator.cursor is None or "startingAfter" not in exc.message:
+                    raise
+                # The cursor's record was deleted: resume after an earlier one, else restart.
+                paginator = RuddrCursorPaginator()
+                if fallbacks:
+                    paginator.cursor = fallbacks.pop()
+                elif (restarts := restarts + 1) > MAX_RESTARTS:
+                    raise Retryable(f"{path} keeps losing its cursor", system=self.system) from exc
+                continue
+            page = paginator.update(body)
+            fallbacks = [r["id"] for r in page[:-1]]
+            if page:
+                yield page
+
+    def _record(self, raw: dict[str, Any]) -> VendorRecord:
+        return VendorRecord(str(raw["id"]), parse_stamp(raw["modifiedAt"]), raw)
+
+    # -- single records ------------------------------------------------------------------
+    def get(self, external_id: str) -> VendorRecord:
+        response = self._request("GET", f"/opportunities/{external_id}", record=external_id)
+        return self._record(response.json())
+
+    def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
+        # Ruddr has no idempotency key: the engine's intent + find_candidates covers retries.
+        response = self._request(
+            "POST", "/opportunities", json=dict(payload), record=str(payload.get("name"))
+        )
+        return self._record(response.json())
+
+    def update(self, external_id: str, payload: Mapping[str, Any]) -> VendorRecord:
+        response = self._request(
+            "PATCH", f"/opportunities/{external_id}", json=dict(payload), record=external_id
+        )
+        return self._record(response.json())
+
+    def delete(self, external_id: str) -> None:
+        self._request("DELETE", f"/opportunities/{external_id}", record=external_id)
+
+    # -- references ----------------------------------------------------------------------
+    def _load_references(self, kind: str) -> Iterator[Reference]:
+        if kind == "company":
+            for page in self._pages("/companies"):
+                yield from (Reference("company", c["id"], c["name"]) for c in page)
+        elif kind == "owner":
+            for page in self._pages("/members"):
+                yield from (
+                    Reference("owner", m["id"], m["email"], {"name": m.get("name")})
+                    for m in page
+                    if m.get("email")
+                )
+        elif kind == "stage":
+            for page in self._pages("/opportunity-stages"):
+                yield from (self._stage(s) for s in page)
+        else:
+            yield from super()._load_references(kind)
+
+    @staticmethod
+    def _stage(stage: dict[str, Any]) -> Reference:
+        extra = {
+            "status": stage.get("statusId"),
+            "probability": stage.get("probability"),
+            "pipeline_id": stage.get("opportunityPipelineId"),
+            "active": stage.get("isActive", True),
+        }
+        return Reference("stage", stage["id"], stage["name"], extra)
+
+    def create_reference(self, kind: str, key: str) -> Reference:
+        if kind != "company":
+            return super().create_reference(kind, key)
+        company = self._request("POST", "/companies", json={"name": key}, record=key).json()
+        reference = Reference("company", company["id"], company["name"])
+        if "company" in self._ref_cache:
+            self._ref_cache["company"].append(reference)
+        return reference
+
+    # -- vendor signals ------------------------------------------------------------------
+    def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
+        """``{"status", "message", "errors": ["'name' is required"]}`` -> message, fields."""
+        try:
+            body = response.json()
+        except ValueError:
+            return super()._error_message(response)
+        if not isinstance(body, dict):
+            return super()._error_message(response)
+        message = str(body.get("message") or response.reason_phrase)
+        errors = body.get("errors") or []
+        fields: dict[str, str] = {}
+        for item in errors if isinstance(errors, list) else [errors]:
+            match = _FIELD_IN_MESSAGE.search(str(item))
+            fields.setdefault(match.group(1) if match else "_", str(item))
+        if fields:
+            message = f"{message} ({'; '.join(str(e) for e in errors)})"
+        return message, fields
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        return None  # Ruddr sends no wait signal; the HTTP layer backs off exponentially

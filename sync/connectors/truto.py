@@ -1,0 +1,295 @@
+"""Truto's unified CRM API, one integrated account per system (https://truto.one/docs).
+
+Truto's quirks, each handled here and nowhere else:
+
+- **Auth** is ``Authorization: Bearer <Truto API token>``, and every unified call names the
+  integrated account in ``integrated_account_id``
+  (https://truto.one/docs/api-reference/unified-crm-api/opportunities/list).
+- **Change capture depends on the integration behind the account**: ``updated_at`` is a
+  filter only where the integration's query schema lists it, read from
+  ``GET /opportunities/meta/list`` (https://truto.one/docs/api-reference/overview/meta).
+  Range filters use bracket syntax, ``updated_at[gte]=…``
+  (https://truto.one/docs/api-reference/overview/specifying-query-parameters).
+- **Paging** follows ``next_cursor`` until it is null
+  (https://truto.one/docs/api-reference/overview/pagination).
+- **Writes** take an ``Idempotency-Key`` header; a replay answers the cached response
+  (https://truto.one/docs/api-reference/overview/idempotency).
+- ``remote_data`` (the vendor's raw object) is left out with ``truto_ignore_remote_data=true``
+  unless the mapping needs it (option ``remote_data: true``)
+  (https://truto.one/docs/api-reference/unified-crm-api/opportunities/list).
+- **No delete feed**: deletes are found by scan set difference (and 404s).
+- **Errors** use the envelope ``{"statusCode", "error", "message", "details"}``; limits are
+  normalised into ``ratelimit-limit/-remaining/-reset`` (seconds) headers
+  (https://truto.one/docs/api-reference/overview/rate-limits).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from sync.connectors.base import BaseConnector, CaptureMode, Reference, VendorRecord, parse_stamp
+from sync.connectors.errors import ConnectorError
+from sync.connectors.pagination import CursorPaginator, JSONObject, iterate_pages
+
+
+def format_stamp(value: dt.datetime) -> str:
+    """ISO 8601 UTC with milliseconds and ``Z``, as Truto writes stamps."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def next_cursor_paginator() -> CursorPaginator:
+    """Truto's ``{result, next_cursor}`` envelope; the next page is ``next_cursor=<value>``.
+
+    Stops on an empty ``result`` or a null ``next_cursor``, raises ``PaginationLoop`` on a
+    cursor handed back twice (https://truto.one/docs/api-reference/overview/pagination).
+    """
+    return CursorPaginator(
+        cursor_param="next_cursor",
+        records_key="result",
+        has_more_key=None,
+        token_of=lambda body, _records: body.get("next_cursor"),
+    )
+
+
+class TrutoConnector(BaseConnector):
+    """Opportunities of one Truto integrated account, through ``/unified/crm``.
+
+    Options: ``integrated_account_id`` (required); ``remote_data`` (bool, default false) keeps
+    the vendor's raw object in every record for mappings that read it (e.g.
+    ``remote_data.Probability``); ``capture`` (``incremental|scan``) overrides what
+    ``meta/list`` says.
+    """
+
+    vendor: ClassVar[str] = "truto"
+    has_delete_feed: ClassVar[bool] = False
+    max_page_size: ClassVar[int] = 100
+
+    def __init__(
+        self, system: str, client: httpx.Client, options: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(system, client, options)
+        account = self.options.get("integrated_account_id")
+        if not account:
+            raise ConnectorError("truto: options.integrated_account_id is not set", system=system)
+        self.integrated_account_id = str(account)
+        self._query_fields: frozenset[str] | None = None
+
+    # -- capability discovery ------------------------------------------------------------
+    # The base declares ``capture`` a class constant; Truto decides it per integrated account.
+    @property
+    def capture(self) -> CaptureMode:  # type: ignore[override]
+        """``incremental`` when the integration filters opportunities on ``updated_at``."""
+        forced = self.options.get("capture")
+        if forced in ("incremental", "scan"):
+            return "incremental" if forced == "incremental" else "scan"
+        return "incremental" if "updated_at" in self.query_fields() else "scan"
+
+    def query_fields(self) -> frozenset[str]:
+        """Fields the integration's list query schema accepts (read once, from meta/list)."""
+        if self._query_fields is None:
+            body = self._request("GET", "/opportunities/meta/list", params=self._params()).json()
+            schema = body.get("query_schema") or {}
+            if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+                schema = schema["properties"]  # a JSON schema rather than a flat field map
+            self._query_fields = frozenset(schema if isinstance(schema, dict) else ())
+        return self._query_fields
+
+    # -- listing -------------------------------------------------------------------------
+    def list_changed(self, since: dt.datetime) -> Iterator[list[VendorRecord]]:
+        """Pages of opportunities updated at or after ``since`` (integrations with
+        ``updated_at`` only; others must :meth:`scan`)."""
+        if self.capture != "incremental":
+            raise NotImplementedError(
+                f"truto account {self.integrated_account_id} has no updated_at filter; use scan()"
+            )
+        yield from self._pages("/opportunities", {"updated_at[gte]": format_stamp(since)})
+
+    def scan(self) -> Iterator[list[VendorRecord]]:
+        """Pages of every opportunity of the account."""
+        yield from self._pages("/opportunities", {})
+
+    def _pages(self, path: str, query: Mapping[str, str]) -> Iterator[list[VendorRecord]]:
+        for items in self._raw_pages(path, {**query, **self._read_params()}):
+            yield [self._record(item) for item in items]
+
+    def _raw_pages(self, path: str, query: Mapping[str, str]) -> Iterator[list[JSONObject]]:
+        params = {**self._params(), "limit": str(self.max_page_size), **query}
+        yield from iterate_pages(self._fetch, path, next_cursor_paginator(), params)
+
+    def _fetch(self, url: str, params: dict[str, Any]) -> Any:
+        return self._request("GET", url, params=params).json()
+
+    # -- single records ------------------------------------------------------------------
+    def get(self, external_id: str) -> VendorRecord:
+        response = self._request(
+            "GET", f"/opportunities/{external_id}", record=external_id, params=self._read_params()
+        )
+        return self._record(response.json())
+
+    def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
+        """Create with an ``Idempotency-Key``: a retry after an unknown outcome replays the
+        first answer instead of creating a duplicate."""
+        response = self._request(
+            "POST",
+            "/opportunities",
+            params=self._read_params(),
+            json=dict(payload),
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        return self._record(response.json())
+
+    def update(
+        self, external_id: str, payload: Mapping[str, Any], *, idempotency_key: str | None = None
+    ) -> VendorRecord:
+        """PATCH only the given fields, with an ``Idempotency-Key`` (see
+        :func:`update_idempotency_key`; a caller may pass its own, e.g. an outbox row id)."""
+        key = idempotency_key or update_idempotency_key(external_id, payload)
+        response = self._request(
+            "PATCH",
+            f"/opportunities/{external_id}",
+            record=external_id,
+            params=self._read_params(),
+            json=dict(payload),
+            headers={"Idempotency-Key": key},
+        )
+        return self._record(response.json())
+
+    def delete(self, external_id: str) -> None:
+        self._request(
+            "DELETE", f"/opportunities/{external_id}", record=external_id, params=self._params()
+        )
+
+    def find_candidates(self, name: str, created_after: dt.datetime) -> list[VendorRecord]:
+        """Opportunities named ``name`` created at or after ``created_after`` (listing plus a
+        client-side filter: the unified list has no name filter)."""
+        query: dict[str, str] = {}
+        if "created_at" in self.query_fields():
+            query["created_at[gte]"] = format_stamp(created_after)
+        found: list[VendorRecord] = []
+        for page in self._pages("/opportunities", query):
+            found += [r for r in page if r.data.get("name") == name and _created(r, created_after)]
+        return found
+
+    def _record(self, data: dict[str, Any]) -> VendorRecord:
+        stamp = data.get("updated_at") or data.get("created_at")
+        # No stamp at all (an integration that maps none): "now" makes the engine compare the
+        # record with its shadow instead of skipping it as unchanged.
+        modified = parse_stamp(str(stamp)) if stamp else dt.datetime.now(dt.UTC)
+        return VendorRecord(str(data["id"]), modified, data)
+
+    def _params(self) -> dict[str, str]:
+        return {"integrated_account_id": self.integrated_account_id}
+
+    def _read_params(self) -> dict[str, str]:
+        """Params of calls that answer a record: writes too, so every record has one shape."""
+        if self.options.get("remote_data"):
+            return self._params()
+        return {**self._params(), "truto_ignore_remote_data": "true"}
+
+    # -- references ----------------------------------------------------------------------
+    def _load_references(self, kind: str) -> Iterator[Reference]:
+        ignore = {"truto_ignore_remote_data": "true"}
+        if kind == "company":
+            for page in self._raw_pages("/accounts", ignore):
+                yield from (Reference("company", str(a["id"]), str(a.get("name"))) for a in page)
+        elif kind == "owner":
+            for page in self._raw_pages("/users", ignore):
+                yield from (Reference("owner", str(u["id"]), _email(u)) for u in page)
+        elif kind == "stage":
+            yield from self._stages()
+        else:
+            raise NotImplementedError(f"truto has no {kind} references")
+
+    def _stages(self) -> Iterator[Reference]:
+        """Stages from ``GET /stages``. Behind Salesforce a stage is a ``StageName`` picklist
+        value, so its id *is* its name. ``remote_data`` is kept in ``extra`` (e.g. Salesforce's
+        ``IsClosed``/``IsWon``, Capsule's ``probability``) for the mapping to read."""
+        for page in self._raw_pages("/stages", {}):
+            for stage in page:
+                name = str(stage.get("name") or stage["id"])
+                extra = {"remote_data": stage["remote_data"]} if "remote_data" in stage else {}
+                yield Reference("stage", str(stage["id"]), name, extra)
+
+    # -- vendor error signals ------------------------------------------------------------
+    def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
+        """Truto's ``{"statusCode", "error", "message", "details"}`` envelope."""
+        try:
+            body = response.json()
+        except ValueError:
+            return response.text[:500] or response.reason_phrase, {}
+        if not isinstance(body, dict):
+            return str(body), {}
+        message = str(body.get("message") or body.get("error") or response.reason_phrase)
+        return message, _field_errors(body.get("details"))
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        """``ratelimit-reset`` (seconds until the window resets), then ``Retry-After``."""
+        value = response.headers.get("ratelimit-reset")
+        if value is not None:
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        return super()._retry_after(response)
+
+
+def update_idempotency_key(
+    external_id: str, payload: Mapping[str, Any], nonce: str | None = None
+) -> str:
+    """The key of one update: record id, a hash of the payload, and a per-call nonce.
+
+    The transport re-sends the *same* request on a retry, so a retry replays. The nonce keeps two
+    separate writes of one payload apart: Truto replays a key's first answer for as long as it
+    keeps it, so with id + hash alone an ``A→B, B→A, A→B`` sequence would have its third write
+    answered from the first one's cache and never applied. A PATCH the engine sends again under
+    a new key is harmless: it sets the same fields to the same values.
+    """
+    digest = hashlib.sha256(
+        json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
+    return f"crmsync-update-{external_id}-{digest[:24]}-{nonce or uuid.uuid4().hex[:12]}"
+
+
+def _created(record: VendorRecord, created_after: dt.datetime) -> bool:
+    created = record.data.get("created_at")
+    return created is None or parse_stamp(str(created)) >= created_after
+
+
+def _email(user: Mapping[str, Any]) -> str:
+    if user.get("email"):
+        return str(user["email"])
+    emails = user.get("emails") or []
+    primary = [e for e in emails if isinstance(e, dict) and e.get("is_primary")] or emails
+    first = primary[0] if primary else ""
+    return str(first.get("email", "") if isinstance(first, dict) else first)
+
+
+def _field_errors(details: object) -> dict[str, str]:
+    """Field -> message from ``details``: Truto's own ``failures`` list, or the upstream's
+    error passed through under ``remote_error`` (Salesforce list, Capsule ``errors``)."""
+    if not isinstance(details, dict):
+        return {}
+    items: list[Any] = list(details.get("failures") or [])
+    remote = details.get("remote_error")
+    if isinstance(remote, dict):
+        items += list(remote.get("errors") or [])
+    elif isinstance(remote, list):
+        items += remote
+    errors: dict[str, str] = {}
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        names = item.get("fields") or [item.get("field") or item.get("path")]
+        for name in names:
+            if name:
+                errors[str(name)] = str(item.get("message", ""))
+    return errors

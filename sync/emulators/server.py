@@ -1,0 +1,337 @@
+"""Serve the vendor emulators over real HTTP: ``crmsync emulate`` and :func:`running`.
+
+One process, one asyncio loop, one ``uvicorn.Server`` per emulator, each on its own port:
+
+========== ============= ======================= ==========================================
+emulator   port          base path               default credentials
+========== ============= ======================= ==========================================
+ruddr      port-base + 1 ``/api/workspace``      ``Authorization: Bearer ruddr-test-token``
+close      port-base + 2 ``/api/v1``             Basic, API key ``close-test-key``, no password
+parsalink  port-base + 3 ``/api``                ``Authorization: Bearer pk_test_parsalink``
+truto      port-base + 4 ``/unified/crm``        ``Authorization: Bearer truto-test-token``
+========== ============= ======================= ==========================================
+
+With the default port base 8710 that is 8711..8714. Each port also answers the control API
+under ``/_emulator/`` (see :mod:`sync.emulators.base`). Sockets are bound before any server
+starts, so a taken port fails fast with ``OSError`` and nothing is left half-running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import importlib
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from sync.emulators.base import Emulator
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT_BASE = 8710
+STARTUP_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class EmulatorSpec:
+    """Where one emulator lives and how a client signs in to it."""
+
+    name: str
+    module: str
+    class_name: str
+    port_offset: int
+    scheme: str  # "bearer" or "basic" (key as user name, empty password)
+    secret: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The ``Authorization`` header a client sends with the default credentials."""
+        if self.scheme == "basic":
+            token = base64.b64encode(f"{self.secret}:".encode()).decode()
+            return {"Authorization": f"Basic {token}"}
+        return {"Authorization": f"Bearer {self.secret}"}
+
+    @property
+    def credentials(self) -> str:
+        if self.scheme == "basic":
+            return f"API key {self.secret} (Basic auth, empty password)"
+        return f"Bearer {self.secret}"
+
+
+SPECS: dict[str, EmulatorSpec] = {
+    spec.name: spec
+    for spec in (
+        EmulatorSpec(
+            "ruddr", "sync.emulators.ruddr", "RuddrEmulator", 1, "bearer", "ruddr-test-token"
+        ),
+        EmulatorSpec(
+            "close", "sync.emulators.close", "CloseEmulator", 2, "basic", "close-test-key"
+        ),
+        EmulatorSpec(
+            "parsalink",
+            "sync.emulators.parsalink",
+            "ParsaLinkEmulator",
+            3,
+            "bearer",
+            "pk_test_parsalink",
+        ),
+        EmulatorSpec(
+            "truto", "sync.emulators.truto", "TrutoEmulator", 4, "bearer", "truto-test-token"
+        ),
+    )
+}
+
+
+def emulator_class(name: str) -> type[Emulator]:
+    """The emulator class of ``name``; ``ImportError`` when its module is not installed."""
+    spec = SPECS[name]
+    module = importlib.import_module(spec.module)
+    cls: type[Emulator] = getattr(module, spec.class_name)
+    return cls
+
+
+def available() -> list[str]:
+    """The emulators whose modules import, in port order."""
+    names = []
+    for name in SPECS:
+        try:
+            emulator_class(name)
+        except ImportError:
+            continue
+        names.append(name)
+    return names
+
+
+def _select(only: Iterable[str] | str | None) -> list[str]:
+    if only is None:
+        return available()
+    names = [n.strip() for n in (only.split(",") if isinstance(only, str) else only) if n.strip()]
+    unknown = sorted(set(names) - set(SPECS))
+    if unknown:
+        raise ValueError(f"unknown emulator {', '.join(unknown)}; choose from {', '.join(SPECS)}")
+    return [name for name in SPECS if name in names]
+
+
+def build_all(
+    *,
+    only: Iterable[str] | str | None = None,
+    seed: int = 1,
+    seed_opportunities: int = 0,
+    rate_limited: bool = False,
+) -> dict[str, Emulator]:
+    """Build the emulators (all installed ones, or those in ``only``), keyed by name.
+
+    Naming an emulator in ``only`` whose module is missing raises ``ImportError``.
+    """
+    return {
+        name: emulator_class(name)(
+            seed=seed, seed_opportunities=seed_opportunities, rate_limited=rate_limited
+        )
+        for name in _select(only)
+    }
+
+
+@dataclass
+class Served:
+    """One emulator being served: its object, URLs and default credentials."""
+
+    name: str
+    emulator: Emulator
+    root_url: str  # scheme://host:port — the control API is under root_url + "/_emulator/"
+    headers: dict[str, str] = field(default_factory=dict)
+    credentials: str = ""
+
+    @property
+    def base_url(self) -> str:
+        """The vendor's base URL, e.g. ``http://127.0.0.1:8711/api/workspace``."""
+        return self.root_url + self.emulator.prefix
+
+    @property
+    def port(self) -> int:
+        return int(self.root_url.rsplit(":", 1)[1])
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to us: one handler stops every server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        return None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _prepare(
+    emulators: Mapping[str, Emulator], host: str, port_base: int | None
+) -> list[tuple[Served, _Server, socket.socket]]:
+    """Bind every port first (so a taken port fails before anything serves), then configure."""
+    prepared: list[tuple[Served, _Server, socket.socket]] = []
+    try:
+        for name, emulator in emulators.items():
+            spec = SPECS[name]
+            port = 0 if port_base is None else port_base + spec.port_offset
+            sock = _bind(host, port)
+            prepared.append(
+                (
+                    Served(
+                        name,
+                        emulator,
+                        _url(host, sock.getsockname()[1]),
+                        spec.headers,
+                        spec.credentials,
+                    ),
+                    _Server(_config(emulator, host, sock.getsockname()[1])),
+                    sock,
+                )
+            )
+    except OSError:
+        for _, _, sock in prepared:
+            sock.close()
+        raise
+    return prepared
+
+
+def _config(emulator: Emulator, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        emulator.app,
+        host=host,
+        port=port,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+    )
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+async def _serve_together(prepared: list[tuple[Served, _Server, socket.socket]]) -> None:
+    await asyncio.gather(*(server.serve(sockets=[sock]) for _, server, sock in prepared))
+
+
+def _stop(prepared: list[tuple[Served, _Server, socket.socket]]) -> None:
+    for _, server, _ in prepared:
+        server.should_exit = True
+
+
+def serve(
+    only: Iterable[str] | str | None = None,
+    host: str = DEFAULT_HOST,
+    port_base: int = DEFAULT_PORT_BASE,
+    seed: int = 1,
+    seed_opportunities: int = 0,
+    rate_limited: bool = False,
+) -> None:
+    """Serve the emulators until SIGINT or SIGTERM, printing each base URL and credentials."""
+    emulators = build_all(
+        only=only, seed=seed, seed_opportunities=seed_opportunities, rate_limited=rate_limited
+    )
+    prepared = _prepare(emulators, host, port_base)
+    _print_table([served for served, _, _ in prepared], seed, seed_opportunities)
+    asyncio.run(_serve_until_signalled(prepared))
+
+
+async def _serve_until_signalled(prepared: list[tuple[Served, _Server, socket.socket]]) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, _stop, prepared)
+    try:
+        await _serve_together(prepared)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def _print_table(served: list[Served], seed: int, seed_opportunities: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"crmsync emulators (seed {seed}, {seed_opportunities} seeded deals)")
+    table.add_column("emulator")
+    table.add_column("base URL")
+    table.add_column("credentials")
+    table.add_column("control API")
+    for item in served:
+        table.add_row(item.name, item.base_url, item.credentials, f"{item.root_url}/_emulator/")
+    console = Console()
+    console.print(table)
+    console.print("Press Ctrl+C to stop.")
+
+
+@contextlib.contextmanager
+def running(
+    *,
+    only: Iterable[str] | str | None = None,
+    host: str = DEFAULT_HOST,
+    port_base: int | None = None,
+    seed: int = 1,
+    seed_opportunities: int = 0,
+    rate_limited: bool = False,
+    emulators: Mapping[str, Emulator] | None = None,
+) -> Iterator[dict[str, Served]]:
+    """Serve emulators over HTTP from a background thread; yields name -> :class:`Served`.
+
+    Ports are free ones unless ``port_base`` is given. Pass ``emulators`` (e.g. from
+    :func:`build_all`) to serve objects the caller already holds. The servers stop on exit.
+    """
+    if emulators is None:
+        emulators = build_all(
+            only=only, seed=seed, seed_opportunities=seed_opportunities, rate_limited=rate_limited
+        )
+    prepared = _prepare(emulators, host, port_base)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(_serve_together(prepared))
+        except BaseException as exc:  # surfaced to the caller below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="crmsync-emulators", daemon=True)
+    thread.start()
+    try:
+        _wait_started(prepared, thread, failure)
+        yield {served.name: served for served, _, _ in prepared}
+    finally:
+        _stop(prepared)
+        thread.join(timeout=STARTUP_TIMEOUT)
+        for _, _, sock in prepared:
+            sock.close()
+
+
+def _wait_started(
+    prepared: list[tuple[Served, _Server, socket.socket]],
+    thread: threading.Thread,
+    failure: list[BaseException],
+) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if all(server.started for _, server, _ in prepared):
+            return
+        if failure or not thread.is_alive():
+            break
+        time.sleep(0.01)
+    raise RuntimeError(f"emulators did not start: {failure[0] if failure else 'timeout'}")

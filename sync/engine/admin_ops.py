@@ -1,0 +1,340 @@
+"""Admin operations on the store, shared by the CLI (``status``), the admin HTTP API and the
+embedded live view: system health, last runs, conflicts and their resolution, dead letters and
+their replay, a record's history.
+
+Resolving a manual conflict (DESIGN §2.3): the admin picks a side — ``"ours"`` (the canonical
+value) or a system name (that system's value) — the field takes it, stops being held, the
+resolution is journaled, and pushes are enqueued to every system whose copy now differs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+
+from sync.engine.journal import OPEN_STATES, enqueue, note
+from sync.engine.outbound import enqueue_pushes
+from sync.engine.state import Engine
+from sync.store.models import (
+    Conflict,
+    Cursor,
+    DeadLetter,
+    Journal,
+    Link,
+    Outbox,
+    Record,
+    Run,
+    utcnow,
+)
+
+
+class AdminError(Exception):
+    """An admin request that cannot be done; ``status`` is the HTTP status that fits."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --------------------------------------------------------------------------- health
+
+
+def _counts_by_system(session: Session, query: Any) -> dict[str, int]:
+    return {str(system): int(n) for system, n in session.exec(query).all()}
+
+
+def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Per system: health, cursor, last poll, lag, pending outbox, open conflicts, dead letters.
+
+    ``health`` is ``never`` (not polled yet), ``error`` (the last poll failed), ``stale`` (no
+    poll for three intervals) or ``ok``.
+    """
+    now = now or utcnow()
+    with engine.session() as session:
+        cursors = {c.system: c for c in session.exec(select(Cursor)).all()}
+        pending = _counts_by_system(
+            session,
+            select(Outbox.system, func.count())
+            .where(col(Outbox.status).in_(OPEN_STATES))
+            .group_by(Outbox.system),
+        )
+        conflicts = _counts_by_system(
+            session,
+            select(Conflict.theirs_system, func.count())
+            .where(Conflict.status == "open")
+            .group_by(Conflict.theirs_system),
+        )
+        dead = _counts_by_system(
+            session,
+            select(DeadLetter.system, func.count())
+            .where(DeadLetter.status == "open")
+            .group_by(DeadLetter.system),
+        )
+    rows = []
+    for system, cfg in engine.config.systems.items():
+        cursor = cursors.get(system)
+        last = cursor.last_poll_at if cursor else None
+        lag = (now - last).total_seconds() if last else None
+        if last is None:
+            health = "never"
+        elif cursor is not None and cursor.last_error:
+            health = "error"
+        elif lag is not None and lag > 3 * cfg.poll_every.total_seconds():
+            health = "stale"
+        else:
+            health = "ok"
+        rows.append(
+            {
+                "system": system,
+                "health": health,
+                "cursor": _iso(cursor.stamp) if cursor else None,
+                "cursor_id": cursor.external_id if cursor else None,
+                "last_poll_at": _iso(last),
+                "last_full_scan_at": _iso(cursor.last_full_scan_at) if cursor else None,
+                "lag_seconds": round(lag, 3) if lag is not None else None,
+                "last_error": cursor.last_error if cursor else None,
+                "pending": pending.get(system, 0),
+                "conflicts": conflicts.get(system, 0),
+                "dead_letters": dead.get(system, 0),
+            }
+        )
+    return rows
+
+
+def due_systems(engine: Engine) -> list[str]:
+    """Systems with outbox rows a drain could claim now (due, or abandoned by a dead worker)."""
+    now = utcnow()
+    with engine.session() as session:
+        due = session.exec(
+            select(Outbox.system)
+            .where(
+                sa.or_(
+                    sa.and_(
+                        col(Outbox.status).in_(("pending", "retry", "parked")),
+                        col(Outbox.next_attempt_at) <= now,
+                    ),
+                    sa.and_(col(Outbox.status) == "in_flight", col(Outbox.claimed_until) < now),
+                )
+            )
+            .distinct()
+        ).all()
+    return sorted(str(s) for s in due)
+
+
+def open_outbox(engine: Engine) -> int:
+    """Outbox rows not yet settled (pending, retry, parked or in flight)."""
+    with engine.session() as session:
+        query = select(func.count()).select_from(Outbox).where(col(Outbox.status).in_(OPEN_STATES))
+        return int(session.exec(query).one())
+
+
+def last_runs(engine: Engine, limit: int = 10) -> list[dict[str, Any]]:
+    with engine.session() as session:
+        runs = session.exec(select(Run).order_by(col(Run.started_at).desc()).limit(limit)).all()
+    return [run_dict(run) for run in runs]
+
+
+def get_run(engine: Engine, run_id: str) -> dict[str, Any] | None:
+    with engine.session() as session:
+        run = session.get(Run, run_id)
+    return run_dict(run) if run is not None else None
+
+
+def run_dict(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "system": run.system,
+        "status": run.status,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "counts": dict(run.counts),
+        "error": run.error,
+    }
+
+
+# --------------------------------------------------------------------------- conflicts
+
+
+def list_conflicts(engine: Engine, status: str = "open", limit: int = 100) -> list[dict[str, Any]]:
+    with engine.session() as session:
+        rows = session.exec(
+            select(Conflict)
+            .where(Conflict.status == status)
+            .order_by(col(Conflict.id))
+            .limit(limit)
+        ).all()
+    return [
+        _row(
+            c,
+            "record_id field policy base ours ours_system theirs theirs_system winner status "
+            "reason created_at resolved_at",
+        )
+        for c in rows
+    ]
+
+
+def resolve_conflict(engine: Engine, conflict_id: int, take: str) -> dict[str, Any]:
+    """Resolve an open conflict with ``take`` = ``"ours"`` or a system name; returns the
+    conflict and the systems a push was enqueued to."""
+    with engine.session() as session:
+        conflict = session.get(Conflict, conflict_id)
+        if conflict is None:
+            raise AdminError(f"no conflict {conflict_id}", 404)
+        if conflict.status != "open":
+            raise AdminError(f"conflict {conflict_id} is already {conflict.status}", 409)
+        record = session.get(Record, conflict.record_id)
+        if record is None:
+            raise AdminError(f"record {conflict.record_id} is gone", 409)
+        value = _chosen_value(engine, session, conflict, record, take)
+        fields = dict(record.fields)
+        old = fields.get(conflict.field)
+        fields[conflict.field] = value
+        provenance = dict(record.provenance)
+        provenance[conflict.field] = {
+            "system": take if take != "ours" else conflict.ours_system,
+            "at": utcnow().isoformat(),
+            "by": "admin",
+        }
+        record.fields, record.provenance = fields, provenance
+        record.held = [name for name in record.held if name != conflict.field]
+        record.updated_at = utcnow()
+        conflict.status, conflict.winner, conflict.resolved_at = "resolved", take, utcnow()
+        conflict.reason = f"{conflict.reason}; resolved by an admin taking {take}"[:500]
+        session.add(record)
+        session.add(conflict)
+        note(
+            session,
+            record.id,
+            "conflict_resolved",
+            f"an admin took {take} for {conflict.field}",
+            field=conflict.field,
+            old=old,
+            new=value,
+        )
+        queued = enqueue_pushes(engine, session, record, reason=f"conflict {conflict_id} resolved")
+        session.commit()
+        return {
+            "conflict": _row(conflict, "record_id field winner status"),
+            "value": value,
+            "queued": queued,
+        }
+
+
+def _chosen_value(
+    engine: Engine, session: Session, conflict: Conflict, record: Record, take: str
+) -> Any:
+    if take == "ours":
+        return conflict.ours
+    if take == conflict.theirs_system:
+        return conflict.theirs
+    if take == conflict.ours_system:
+        return conflict.ours
+    if take not in engine.config.systems:
+        choices = ", ".join(["ours", *engine.config.systems])
+        raise AdminError(f"take must be one of {choices}; got {take!r}")
+    link = session.exec(
+        select(Link).where(Link.record_id == record.id, Link.system == take)
+    ).first()
+    if link is None:
+        raise AdminError(f"record {record.id} has no copy in {take}", 409)
+    return link.shadow.get(conflict.field)
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+def list_dead_letters(
+    engine: Engine, status: str = "open", limit: int = 100
+) -> list[dict[str, Any]]:
+    with engine.session() as session:
+        rows = session.exec(
+            select(DeadLetter)
+            .where(DeadLetter.status == status)
+            .order_by(col(DeadLetter.id))
+            .limit(limit)
+        ).all()
+    return [
+        _row(
+            d,
+            "record_id system direction op external_id error status attempts payload "
+            "created_at updated_at",
+        )
+        for d in rows
+    ]
+
+
+def replay_dead_letter(engine: Engine, letter_id: int) -> dict[str, Any]:
+    """Retry a dead letter: an outbound one re-enqueues the record's push; an inbound one asks
+    for a re-read of its system (the caller enqueues / runs a full poll: ``reread`` is set)."""
+    with engine.session() as session:
+        letter = session.get(DeadLetter, letter_id)
+        if letter is None:
+            raise AdminError(f"no dead letter {letter_id}", 404)
+        if letter.status != "open":
+            raise AdminError(f"dead letter {letter_id} is already {letter.status}", 409)
+        reread: str | None = None
+        if letter.direction == "outbound" and letter.record_id is not None:
+            enqueue(
+                session,
+                letter.record_id,
+                letter.system,
+                letter.op,
+                f"replay of dead letter {letter_id}",
+            )
+            note(
+                session,
+                letter.record_id,
+                "replayed",
+                f"dead letter {letter_id} replayed by an admin",
+                system=letter.system,
+            )
+        else:
+            reread = letter.system
+        letter.status, letter.updated_at = "replayed", utcnow()
+        session.add(letter)
+        session.commit()
+        return {
+            "id": letter_id,
+            "system": letter.system,
+            "direction": letter.direction,
+            "reread": reread,
+        }
+
+
+# --------------------------------------------------------------------------- history
+
+
+def record_history(engine: Engine, record_id: str, limit: int = 500) -> list[dict[str, Any]]:
+    with engine.session() as session:
+        if session.get(Record, record_id) is None:
+            raise AdminError(f"no record {record_id}", 404)
+        rows = session.exec(
+            select(Journal)
+            .where(Journal.record_id == record_id)
+            .order_by(col(Journal.id))
+            .limit(limit)
+        ).all()
+    return [_row(j, "run_id at system action field old new reason") for j in rows]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _iso(stamp: dt.datetime | None) -> str | None:
+    if stamp is None:
+        return None
+    return stamp.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _row(obj: Any, names: str | Sequence[str]) -> dict[str, Any]:
+    keys = names.split() if isinstance(names, str) else list(names)
+    out: dict[str, Any] = {"id": obj.id}
+    for key in keys:
+        value = getattr(obj, key)
+        out[key] = _iso(value) if isinstance(value, dt.datetime) else value
+    return out

@@ -1,0 +1,307 @@
+"""The mapper: a vendor's raw JSON ⇄ a partial canonical record, for every configured system.
+
+Pure: no I/O. References (company, owner, stage) go through a :class:`RefResolver` the engine
+supplies over its reference map; the mapper only asks it questions.
+
+Reading (:meth:`Mapper.to_canonical`) takes every ``inbound``/``both`` field of the system:
+vendor path → reference key → transform → ``values`` → ``sync.model.normalize``. Writing
+(:meth:`Mapper.to_vendor`) runs the same steps backwards for the ``both``/``outbound`` fields
+present in ``fields``. Decisions worth knowing:
+
+- ``status`` comes from the vendor's stage/status *type* through ``values`` (Ruddr
+  ``opportunityStage.statusId``, Close ``status_type``, ParsaLink's ``closed_won`` /
+  ``closed_lost`` enum values, Salesforce's closed stage names behind Truto), never written.
+- A vendor value missing from ``values`` (and no ``"*"``) is a :class:`MappingError`: an
+  unknown stage goes to the dead letters with its name rather than being guessed.
+- An unknown vendor id on read and an unknown key on write both raise
+  :class:`UnresolvedReference`, so the engine parks the record until the reference map knows it.
+- Canonical dict fields (``external_ids``, ``custom``) are mapped key by key and always read
+  as a whole dict (keys whose value is ``None`` dropped, as ``normalize`` does).
+- Close opportunities have no name: the shipped config maps ``name`` to a Close custom field.
+  Close's ``lead_id`` (the ``company`` reference) must be on every create; that is the
+  engine's required-on-create check, not the mapper's.
+- ``default`` (a canonical value) fills a field on create when the record has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from sync.mapping.errors import MappingError, UnresolvedReference
+from sync.mapping.paths import get_path, set_path
+from sync.mapping.spec import FieldSpec, SystemMapping, relative_date, vendor_text
+from sync.mapping.transforms import (
+    Transform,
+    TransformError,
+    default_for_kind,
+    get_transform,
+)
+from sync.model import CANONICAL_FIELDS, CanonicalValueError, Fields, normalize
+
+if TYPE_CHECKING:
+    from sync.config import Config
+
+JSON = Any
+DirectionQuery = Literal["inbound", "outbound", "both"]
+
+_ANY = "*"
+
+
+class RefResolver(Protocol):
+    """The engine's reference map, as the mapper sees it."""
+
+    def key_for(self, system: str, kind: str, vendor_id: str) -> str | None:
+        """Canonical key (company name, owner e-mail, stage name) of a vendor id, if known."""
+        ...
+
+    def id_for(self, system: str, kind: str, key: str) -> str | None:
+        """The vendor id in ``system`` of a canonical key, if known."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One mapped field of one system, resolved once from config."""
+
+    system: str
+    field: str  # canonical field
+    key: str | None  # sub-key of a dict field (external_ids.salesforce)
+    spec: FieldSpec
+    transform: Transform
+    flat: bool  # write paths are literal keys
+
+    @property
+    def label(self) -> str:
+        return self.field if self.key is None else f"{self.field}.{self.key}"
+
+    def error(self, value: object, reason: str, *, path: str | None = None) -> MappingError:
+        return MappingError(self.system, self.label, path or self.spec.read, value, reason)
+
+
+def _flat_default(system_type: str, path: str) -> bool:
+    # Close custom fields are flat keys with a dot (https://developer.close.com/api/resources/custom-fields)
+    return system_type == "close" and path.startswith("custom.")
+
+
+class Mapper:
+    """Maps every configured system's records to canonical fields and back."""
+
+    def __init__(self, config: Config) -> None:
+        unknown = sorted(set(config.mapping) - set(config.systems))
+        if unknown:
+            raise ValueError(f"mapping names systems not configured: {', '.join(unknown)}")
+        self._mappings: dict[str, SystemMapping] = dict(config.mapping)
+        self._entries: dict[str, list[_Entry]] = {
+            system: list(self._resolve(system, mapping, config.systems[system].type))
+            for system, mapping in config.mapping.items()
+        }
+        self._record_ids: dict[str, _Entry] = {
+            system: self._entry(
+                system, "record_id", None, mapping.record_id, config.systems[system].type
+            )
+            for system, mapping in config.mapping.items()
+            if mapping.record_id is not None
+        }
+
+    # -- construction ------------------------------------------------------------------------
+    @staticmethod
+    def _entry(
+        system: str, field: str, key: str | None, spec: FieldSpec, system_type: str
+    ) -> _Entry:
+        kind = CANONICAL_FIELDS.get(field, "text")
+        transform = get_transform(spec.transform) if spec.transform else default_for_kind(kind)
+        flat = (
+            spec.write_flat
+            if spec.write_flat is not None
+            else all(_flat_default(system_type, path) for path in spec.write_paths)
+        )
+        return _Entry(system, field, key, spec, transform, flat)
+
+    def _resolve(self, system: str, mapping: SystemMapping, system_type: str) -> Iterator[_Entry]:
+        for label, spec in mapping.entries():
+            field, _, key = label.partition(".")
+            yield self._entry(system, field, key or None, spec, system_type)
+
+    def _system(self, system: str) -> list[_Entry]:
+        try:
+            return self._entries[system]
+        except KeyError:
+            known = ", ".join(self._entries) or "(none)"
+            raise KeyError(f"no mapping for system {system!r}; mapped: {known}") from None
+
+    # -- queries -------------------------------------------------------------------------------
+    @property
+    def systems(self) -> list[str]:
+        """The systems that have a mapping."""
+        return list(self._entries)
+
+    def fields_for(self, system: str, direction: DirectionQuery) -> set[str]:
+        """Canonical fields read from (``inbound``), written to (``outbound``) or both ways."""
+        entries = self._system(system)
+        if direction == "inbound":
+            return {e.field for e in entries if e.spec.reads}
+        if direction == "outbound":
+            return {e.field for e in entries if e.spec.writes}
+        return {e.field for e in entries if e.spec.reads and e.spec.writes}
+
+    def accepts(self, system: str, data: Mapping[str, Any]) -> bool:
+        """Whether a vendor record takes part in the sync (every ``filter`` rule holds)."""
+        self._system(system)
+        return all(rule.matches(data) for rule in self._mappings[system].filter)
+
+    def record_id_of(self, system: str, data: Mapping[str, Any]) -> str | None:
+        """crmsync's record id stored in the vendor record, where the system has a slot for it."""
+        entry = self._record_ids.get(system)
+        if entry is None:
+            return None
+        value = get_path(data, entry.spec.read)
+        return None if value in (None, "") else str(value)
+
+    # -- vendor → canonical ----------------------------------------------------------------------
+    def to_canonical(self, system: str, data: Mapping[str, Any], refs: RefResolver) -> Fields:
+        """The partial canonical record of one vendor object (inbound and both fields only)."""
+        record: Fields = {}
+        dicts: dict[str, dict[str, JSON]] = {}
+        for entry in self._system(system):
+            if not entry.spec.reads:
+                continue
+            value = self._read(entry, get_path(data, entry.spec.read), refs)
+            if entry.key is None:
+                record[entry.field] = value
+            else:
+                dicts.setdefault(entry.field, {})[entry.key] = value
+        for field, items in dicts.items():
+            record[field] = normalize(field, items)
+        return record
+
+    def _read(self, entry: _Entry, raw: JSON, refs: RefResolver) -> JSON:
+        if raw is None and not entry.transform.accepts_none:
+            return None
+        value = raw
+        if entry.spec.ref is not None:
+            value = self._key_for(entry, raw, refs)
+        try:
+            value = entry.transform.to_canonical(value)
+        except TransformError as exc:
+            raise entry.error(raw, str(exc)) from exc
+        if entry.spec.values is not None and value is not None:
+            value = self._canonical_value(entry, value)
+        return self._normalize(entry, value, raw)
+
+    @staticmethod
+    def _key_for(entry: _Entry, raw: JSON, refs: RefResolver) -> str:
+        kind = str(entry.spec.ref)
+        key = refs.key_for(entry.system, kind, str(raw))
+        if key is None:
+            raise UnresolvedReference(
+                entry.system, entry.label, kind, str(raw), direction="inbound"
+            )
+        return key
+
+    @staticmethod
+    def _canonical_value(entry: _Entry, value: JSON) -> JSON:
+        values = entry.spec.values or {}
+        text = vendor_text(value)
+        if text in values:
+            return values[text]
+        if _ANY in values:
+            return values[_ANY]
+        known = ", ".join(v for v in values if v != _ANY)
+        raise entry.error(value, f"not in the values map ({known})")
+
+    @staticmethod
+    def _normalize(entry: _Entry, value: JSON, raw: JSON) -> JSON:
+        if entry.key is not None:
+            return value  # normalized with its whole dict
+        try:
+            return normalize(entry.field, value)
+        except CanonicalValueError as exc:
+            raise entry.error(raw, str(exc)) from exc
+
+    # -- canonical → vendor ------------------------------------------------------------------------
+    def to_vendor(
+        self,
+        system: str,
+        fields: Mapping[str, JSON],
+        refs: RefResolver,
+        *,
+        for_create: bool,
+        record_id: str | None = None,
+    ) -> dict[str, JSON]:
+        """The write payload for the ``both``/``outbound`` fields present in ``fields``.
+
+        On create, ``default``s fill fields the record lacks, and ``record_id`` (crmsync's id)
+        is written where the system has a ``record_id`` slot.
+        """
+        payload: dict[str, JSON] = {}
+        for entry in self._system(system):
+            if not entry.spec.writes:
+                continue
+            present, value = self._value_of(entry, fields)
+            if value is None and for_create and entry.spec.default is not None:
+                present, value = True, self._default(entry)
+            if present:
+                self._write(entry, payload, self._vendor_value(entry, value, refs))
+        slot = self._record_ids.get(system)
+        if for_create and slot is not None and record_id is not None:
+            self._write(slot, payload, record_id)
+        return payload
+
+    @staticmethod
+    def _default(entry: _Entry) -> JSON:
+        default = entry.spec.default
+        if entry.key is not None:
+            return default
+        return normalize(entry.field, relative_date(default) or default)
+
+    @staticmethod
+    def _value_of(entry: _Entry, fields: Mapping[str, JSON]) -> tuple[bool, JSON]:
+        if entry.field not in fields:
+            return False, None
+        value = fields[entry.field]
+        if entry.key is None:
+            return True, value
+        return True, (value or {}).get(entry.key)
+
+    @staticmethod
+    def _write(entry: _Entry, payload: dict[str, JSON], value: JSON) -> None:
+        for path in entry.spec.write_paths:
+            try:
+                set_path(payload, path, value, flat=entry.flat)
+            except ValueError as exc:
+                raise entry.error(value, str(exc), path=path) from exc
+
+    def _vendor_value(self, entry: _Entry, value: JSON, refs: RefResolver) -> JSON:
+        if value is None:
+            return None
+        path = entry.spec.write_paths[0]
+        vendor = value
+        if entry.spec.values is not None or entry.spec.write_values is not None:
+            vendor = self._vendor_choice(entry, value, path)
+        try:
+            vendor = entry.transform.to_vendor(vendor)
+        except TransformError as exc:
+            raise entry.error(value, str(exc), path=path) from exc
+        if entry.spec.ref is not None:
+            vendor = self._id_for(entry, vendor, refs)
+        return vendor
+
+    @staticmethod
+    def _vendor_choice(entry: _Entry, value: JSON, path: str) -> JSON:
+        """``write_values`` first, else the first vendor value that reads as ``value``."""
+        if entry.spec.write_values and value in entry.spec.write_values:
+            return entry.spec.write_values[value]
+        for vendor, canonical in (entry.spec.values or {}).items():
+            if vendor != _ANY and canonical == value:
+                return vendor
+        raise entry.error(value, "no vendor value maps to it (add it to values)", path=path)
+
+    @staticmethod
+    def _id_for(entry: _Entry, key: JSON, refs: RefResolver) -> str:
+        kind = str(entry.spec.ref)
+        vendor_id = refs.id_for(entry.system, kind, str(key))
+        if vendor_id is None:
+            raise UnresolvedReference(entry.system, entry.label, kind, str(key))
+        return vendor_id

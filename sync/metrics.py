@@ -1,0 +1,143 @@
+"""Prometheus metrics (prometheus-client): what the sync did and how far behind it is.
+
+Two kinds, on one registry:
+
+- Counters this process increments as it works — records fetched / changed / pushed by system,
+  conflicts, errors — via :func:`observe_counts` and :func:`observe_error`. Each worker exports
+  its own (``CRMSYNC_METRICS_PORT``); the admin API exports the admin process's.
+- Values read at scrape time: vendor API calls by system and status (from the HTTP layer's
+  request counters) and, from the store (so they are right whichever process scrapes), poll lag,
+  pending outbox rows, open conflicts and dead letters.
+
+See https://prometheus.github.io/client_python/collector/custom/ for the collector pattern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from sync.connectors.http.stats import REQUEST_STATS, RequestStats
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+#: Count names the engine reports (sync.engine.state.Counts) -> the metric they feed.
+_RECORD_OUTCOMES = {
+    "fetched": "fetched",
+    "changed": "changed",
+    "created": "pushed",
+    "pushed": "pushed",
+    "adopted": "pushed",
+    "deleted": "deleted",
+    "dead_letters": "dead_lettered",
+}
+
+RECORDS = Counter(
+    "crmsync_records",
+    "Records handled, by system and outcome (fetched, changed, pushed, deleted, dead_lettered).",
+    ["system", "outcome"],
+    registry=REGISTRY,
+)
+CONFLICTS = Counter(
+    "crmsync_conflicts", "Conflicting edits detected, by system.", ["system"], registry=REGISTRY
+)
+ERRORS = Counter(
+    "crmsync_errors",
+    "Failed polls, drains and tasks, by system and error type.",
+    ["system", "error"],
+    registry=REGISTRY,
+)
+
+
+def observe_counts(system: str, counts: Mapping[str, int]) -> None:
+    """Feed one poll's or drain's counts into the counters."""
+    for name, value in counts.items():
+        if value <= 0:
+            continue
+        outcome = _RECORD_OUTCOMES.get(name)
+        if outcome is not None:
+            RECORDS.labels(system, outcome).inc(value)
+        elif name == "conflicts":
+            CONFLICTS.labels(system).inc(value)
+
+
+def observe_error(system: str, error: BaseException) -> None:
+    ERRORS.labels(system, type(error).__name__).inc()
+
+
+class ApiCallsCollector(Collector):
+    """Vendor API calls by system and status, read from the HTTP layer's counters."""
+
+    def __init__(self, stats: RequestStats = REQUEST_STATS) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "crmsync_api_calls",
+            "Vendor API requests sent, by system and status.",
+            labels=["system", "status"],
+        )
+        totals: dict[tuple[str, str], int] = {}
+        for key, count in self._stats.snapshot().items():
+            totals[(key.system, key.status)] = totals.get((key.system, key.status), 0) + count
+        for (system, status), count in sorted(totals.items()):
+            family.add_metric([system, status], count)
+        yield family
+
+
+class StoreCollector(Collector):
+    """Gauges read from the store at scrape time: poll lag, outbox, conflicts, dead letters."""
+
+    def __init__(self, health: Callable[[], list[dict[str, Any]]]) -> None:
+        self._health = health
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = GaugeMetricFamily(
+            "crmsync_poll_lag_seconds", "Seconds since the last successful poll.", labels=["system"]
+        )
+        pending = GaugeMetricFamily(
+            "crmsync_outbox_pending", "Outbox rows not yet pushed.", labels=["system"]
+        )
+        conflicts = GaugeMetricFamily(
+            "crmsync_conflicts_open", "Open manual conflicts, by system.", labels=["system"]
+        )
+        dead = GaugeMetricFamily(
+            "crmsync_dead_letters_open", "Open dead letters.", labels=["system"]
+        )
+        for row in self._health():
+            system = str(row["system"])
+            if row.get("lag_seconds") is not None:
+                lag.add_metric([system], float(row["lag_seconds"]))
+            pending.add_metric([system], float(row["pending"]))
+            conflicts.add_metric([system], float(row["conflicts"]))
+            dead.add_metric([system], float(row["dead_letters"]))
+        yield from (lag, pending, conflicts, dead)
+
+
+REGISTRY.register(ApiCallsCollector())
+_store_collector: StoreCollector | None = None
+
+
+def watch_store(health: Callable[[], list[dict[str, Any]]]) -> None:
+    """Export the store gauges computed by ``health`` (once per process; later calls replace)."""
+    global _store_collector
+    if _store_collector is not None:
+        REGISTRY.unregister(_store_collector)
+    _store_collector = StoreCollector(health)
+    REGISTRY.register(_store_collector)
+
+
+def render() -> bytes:
+    """The registry in the Prometheus text format."""
+    return generate_latest(REGISTRY)
+
+
+def serve(port: int, addr: str = "0.0.0.0") -> None:
+    """Serve ``/metrics`` on ``port`` from a background thread (workers, embedded mode)."""
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=addr, registry=REGISTRY)

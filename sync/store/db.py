@@ -1,0 +1,141 @@
+"""Engine and session factory for the store, and Alembic migrations run from code.
+
+SQLite is the embedded default. Each SQLite connection is switched to WAL (readers never wait
+for the writer), ``synchronous=NORMAL`` (safe in WAL, much faster), enforced foreign keys (as
+PostgreSQL enforces them) and a busy timeout, and transactions are begun explicitly so that
+SAVEPOINTs work — pysqlite's own transaction handling breaks them, see
+https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
+
+Transactions begin ``IMMEDIATE`` (take the write lock up front): the embedded runtime runs jobs
+on several threads, and a deferred transaction that reads and then writes after another thread
+committed fails at once with SQLITE_BUSY instead of waiting (https://sqlite.org/lang_transaction.html).
+At CRM sizes serialising writers costs nothing; pass ``sqlite_begin="DEFERRED"`` for read-only use.
+
+Migrations need no ``alembic.ini``: :func:`alembic_config` builds the configuration and points
+it at ``sync/store/migrations``. ``crmsync db upgrade`` calls :func:`upgrade`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, SQLModel
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _is_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or "mode=memory" in str(url)
+
+
+def make_engine(
+    url: str | URL, *, sqlite_begin: Literal["IMMEDIATE", "DEFERRED"] = "IMMEDIATE", **kwargs: Any
+) -> Engine:
+    """An engine for ``url`` with the settings crmsync relies on (see the module docstring)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return sa.create_engine(parsed, **kwargs)
+    connect_args = kwargs.pop("connect_args", {})
+    connect_args.setdefault("check_same_thread", False)  # the scheduler runs jobs on threads
+    if _is_memory(parsed):
+        kwargs.setdefault("poolclass", StaticPool)  # one connection, or each sees an empty DB
+    else:
+        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
+    _install_sqlite_pragmas(engine, wal=not _is_memory(parsed), begin=sqlite_begin)
+    return engine
+
+
+def _install_sqlite_pragmas(engine: Engine, *, wal: bool, begin: str) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        if wal:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql(f"BEGIN {begin}")
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions bound to ``engine``; objects stay readable after commit."""
+    return sessionmaker(bind=engine, class_=Session, expire_on_commit=False)
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def alembic_config(url: str | URL | None = None) -> AlembicConfig:
+    """Alembic configuration for the store without any ini file.
+
+    The URL travels in ``attributes`` rather than the ini options, where ``%`` in a password
+    would be read as interpolation.
+    """
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    config.set_main_option("path_separator", "os")
+    if url is not None:
+        config.attributes["url"] = make_url(url)
+    return config
+
+
+def upgrade(url: str | URL, revision: str = "head") -> None:
+    """Bring the database at ``url`` up to ``revision`` (default: the newest)."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def head_revision() -> str | None:
+    """The newest revision shipped with this version of crmsync."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(url: str | URL) -> str | None:
+    """The revision the database at ``url`` is at (``None`` if never migrated)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def schema_diff(url: str | URL) -> list[Any]:
+    """Differences between the tables in ``sync.store.models`` and the database at ``url``.
+
+    Empty after ``upgrade(url)`` means the migrations describe the models exactly — the same
+    comparison ``alembic check`` makes.
+    """
+    import sync.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "compare_server_default": True}
+            )
+            return list(compare_metadata(context, SQLModel.metadata))
+    finally:
+        engine.dispose()

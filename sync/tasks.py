@@ -1,0 +1,182 @@
+"""Celery tasks: thin, explicitly named wrappers over the engine that take only strings.
+
+=========================  ==========================================================
+``crmsync.poll_system``    capture one system's changes (one poll per system at a time)
+``crmsync.drain_system``   push one system's due outbox rows (any number in parallel)
+``crmsync.resync``         re-read one system or all (``full``: a complete scan), push
+``crmsync.detect_deletes`` a full scan of one system, which is how scan-only vendors
+                           reveal deletes (DESIGN §2.7)
+``crmsync.verify``         compare every system with the store, field by field
+=========================  ==========================================================
+
+Every task is idempotent: a poll re-reads from the committed cursor, a drain claims rows with
+``FOR UPDATE SKIP LOCKED`` and re-checks the diff at send time, creates recover their intent.
+So a task redelivered after a worker died (``acks_late``) redoes the work without duplicates.
+Only the connector's :class:`~sync.connectors.errors.Retryable` errors are retried by Celery;
+anything else fails the task and is recorded on the run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import structlog
+
+from sync.celery_app import app
+from sync.connectors.errors import Retryable
+from sync.engine import admin_ops
+from sync.engine.cycle import finish_run, start_run
+from sync.engine.push import drain
+from sync.engine.state import Counts, Engine
+from sync.engine.verify import verify as verify_systems
+from sync.logging import bind_system
+from sync.metrics import observe_counts
+from sync.runtime import context
+from sync.runtime.locks import RenewedLock
+from sync.runtime.resync import perform_resync, recorded_poll
+from sync.store.models import Run, utcnow
+
+log = structlog.get_logger("crmsync.tasks")
+
+POLL_LOCK_TTL = 60.0
+#: how long a full resync waits for a running poll of the same system to finish
+RESYNC_LOCK_WAIT = 120.0
+DRAIN_FLAG_TTL = 120
+
+_RETRY: dict[str, Any] = {
+    "autoretry_for": (Retryable,),
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+
+
+class UnknownSystem(ValueError):
+    """A task named a system the configuration does not have."""
+
+
+def _engine(system: str | None = None) -> Engine:
+    engine = context.engine(distributed=True)
+    if system is not None and system not in engine.config.systems:
+        raise UnknownSystem(f"unknown system {system!r}; configured: {', '.join(engine.systems)}")
+    if system is not None:
+        bind_system(system)
+    return engine
+
+
+def _redis() -> Any:
+    url = context.engine().config.broker.url
+    if not url:
+        raise RuntimeError("no broker configured (CRMSYNC_BROKER_URL): tasks need Redis")
+    return context.redis_client(url)
+
+
+def poll_lock(system: str) -> RenewedLock:
+    """The lock that lets one poll of ``system`` run at a time, cluster-wide."""
+    return RenewedLock(_redis(), f"{context.prefix()}:lock:poll:{system}", ttl=POLL_LOCK_TTL)
+
+
+def enqueue_drains(engine: Engine) -> list[str]:
+    """Queue one drain per system that has claimable outbox rows (unless one is waiting)."""
+    queued = []
+    client = _redis()
+    for system in admin_ops.due_systems(engine):
+        flag = f"{context.prefix()}:drain-queued:{system}"
+        if client.set(flag, "1", nx=True, ex=DRAIN_FLAG_TTL):
+            app.send_task("crmsync.drain_system", args=[system])
+            queued.append(system)
+    return queued
+
+
+def _poll_system(self: Any, system: str, full: bool = False) -> dict[str, Any]:
+    engine = _engine(system)
+    lock = poll_lock(system)
+    if not lock.acquire():
+        log.info("poll_skipped", reason="another poll of this system is running")
+        return {"system": system, "status": "busy"}
+    try:
+        counts = recorded_poll(engine, system, full)
+    finally:
+        lock.release()
+    drains = enqueue_drains(engine)
+    return {"system": system, "status": "done", "counts": counts.values, "drains": drains}
+
+
+def _drain_system(self: Any, system: str) -> dict[str, Any]:
+    engine = _engine(system)
+    _redis().delete(f"{context.prefix()}:drain-queued:{system}")
+    started = utcnow()
+    counts = drain(engine, system)
+    observe_counts(system, counts.values)
+    if counts.values:
+        _record_run(engine, "drain", system, started, counts)
+    return {"system": system, "counts": counts.values}
+
+
+def _record_run(
+    engine: Engine, kind: str, system: str, started: dt.datetime, counts: Counts
+) -> None:
+    run_id = start_run(engine, kind, system)
+    with engine.session() as session:
+        run = session.get(Run, run_id)
+        if run is not None:
+            run.started_at = started
+            session.add(run)
+            session.commit()
+    finish_run(engine, run_id, "done", counts)
+
+
+def _locked_full_poll(engine: Engine, system: str, *, full: bool, kind: str) -> Counts:
+    lock = poll_lock(system)
+    if not lock.acquire(wait=RESYNC_LOCK_WAIT):
+        raise Retryable(f"a poll of {system} is still running", system=system)
+    try:
+        return recorded_poll(engine, system, full, kind)
+    finally:
+        lock.release()
+
+
+def _resync(
+    self: Any, system: str | None = None, full: bool = False, run_id: str | None = None
+) -> dict[str, Any]:
+    """Re-read (``full``: completely) one system or all, then push until nothing is due;
+    ``run_id`` names the ``runs`` row whoever enqueued it follows (sync.runtime.resync)."""
+    engine = _engine(system)
+
+    def locked(engine: Engine, name: str, full: bool) -> Counts:
+        return _locked_full_poll(engine, name, full=full, kind="poll")
+
+    run_id, status, counts = perform_resync(engine, system, full, run_id, locked)
+    return {"run_id": run_id, "status": status, "counts": counts.values}
+
+
+def _detect_deletes(self: Any, system: str) -> dict[str, Any]:
+    engine = _engine(system)
+    counts = _locked_full_poll(engine, system, full=True, kind="detect_deletes")
+    enqueue_drains(engine)
+    return {"system": system, "deleted": counts["deleted"]}
+
+
+def _verify(self: Any) -> dict[str, Any]:
+    engine = _engine()
+    run_id = start_run(engine, "verify")
+    report = verify_systems(engine)
+    counts = Counts()
+    for check in report.systems.values():
+        counts.add("drift", len(check.drift))
+        counts.add("unlinked", len(check.unlinked))
+        counts.add("missing", len(check.missing))
+        counts.add("duplicates", len(check.duplicates))
+    finish_run(engine, run_id, "done" if report.clean else "drift", counts)
+    return {"run_id": run_id, "clean": report.clean, "counts": counts.values}
+
+
+# Registered with calls rather than decorators (Celery's decorators are untyped); the names
+# are the wire contract with the scheduler, the CLI and the admin API.
+poll_system: Any = app.task(name="crmsync.poll_system", bind=True, **_RETRY)(_poll_system)
+drain_system: Any = app.task(name="crmsync.drain_system", bind=True, **_RETRY)(_drain_system)
+resync: Any = app.task(name="crmsync.resync", bind=True, **_RETRY)(_resync)
+detect_deletes: Any = app.task(name="crmsync.detect_deletes", bind=True, **_RETRY)(_detect_deletes)
+verify: Any = app.task(name="crmsync.verify", bind=True, **_RETRY)(_verify)

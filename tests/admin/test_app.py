@@ -1,0 +1,103 @@
+"""The admin API's authentication and conflict resolution, on a SQLite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from sync.admin.app import AdminBackend, create_app
+from sync.config import parse_config
+from sync.engine.state import Engine
+from sync.store.db import make_engine, upgrade
+from sync.store.models import Conflict, Link, Outbox, Record
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "t0ken-for-tests"
+
+
+@pytest.fixture
+def engine(sqlite_url: str) -> Engine:
+    upgrade(sqlite_url)
+    config = parse_config((ROOT / "config.yaml").read_text(), env={})
+    return Engine.from_config(config, make_engine(sqlite_url))
+
+
+@pytest.fixture
+def client(engine: Engine) -> TestClient:
+    calls: list[Any] = []
+    backend = AdminBackend(engine, lambda s, f: calls.append((s, f)) or "run_x", calls.append)
+    return TestClient(create_app(backend, token=TOKEN))
+
+
+def test_refuses_to_build_without_a_token(engine: Engine) -> None:
+    """No token configured: the app is never built."""
+    backend = AdminBackend(engine, lambda s, f: "", lambda s: None)
+    with pytest.raises(ValueError, match="CRMSYNC_ADMIN_TOKEN"):
+        create_app(backend, token="  ")
+
+
+def test_missing_or_wrong_token_is_401_and_health_is_open(client: TestClient) -> None:
+    """Every route but /health needs the exact bearer token."""
+    assert client.get("/health").status_code == 200
+    assert client.get("/status").status_code == 401
+    assert client.get("/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/status", headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
+    ok = client.get("/status", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200
+    assert {row["system"] for row in ok.json()["systems"]} >= {"ruddr", "close"}
+
+
+def test_resolving_a_conflict_sets_the_field_unholds_it_and_enqueues_pushes(
+    client: TestClient, engine: Engine
+) -> None:
+    """Taking Close's value writes it, clears the hold and queues a push to Ruddr."""
+    with engine.session() as session:
+        session.add(
+            Record(id="rec_1", fields={"name": "Deal", "description": "ours"}, held=["description"])
+        )
+        session.commit()
+        session.add(
+            Link(
+                record_id="rec_1",
+                system="ruddr",
+                external_id="r1",
+                shadow={"name": "Deal", "description": "ours"},
+            )
+        )
+        session.add(
+            Link(
+                record_id="rec_1",
+                system="close",
+                external_id="c1",
+                shadow={"name": "Deal", "description": "theirs"},
+            )
+        )
+        session.add(
+            Conflict(
+                id=7,
+                record_id="rec_1",
+                field="description",
+                policy="manual",
+                ours="ours",
+                ours_system="ruddr",
+                theirs="theirs",
+                theirs_system="close",
+            )
+        )
+        session.commit()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    answer = client.post("/conflicts/7/resolve", json={"take": "close"}, headers=auth)
+    assert answer.status_code == 200, answer.text
+    assert "ruddr" in answer.json()["queued"]
+    with engine.session() as session:
+        record = session.get(Record, "rec_1")
+        assert record is not None
+        assert record.fields["description"] == "theirs" and record.held == []
+        assert session.get(Conflict, 7).status == "resolved"  # type: ignore[union-attr]
+        queued = {o.system: o.op for o in session.query(Outbox).all()}
+        assert queued["ruddr"] == "update" and "close" not in queued
+    again = client.post("/conflicts/7/resolve", json={"take": "close"}, headers=auth)
+    assert again.status_code == 409

@@ -1,0 +1,205 @@
+"""The distributed runtime end to end: real Redis, PostgreSQL, celery workers, schedulers."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import col, select
+
+from sync.engine import admin_ops
+from sync.engine.verify import verify
+from sync.store.models import Outbox
+from tests.integration.conftest import Stack, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+def _converged(stack: Stack) -> bool:
+    engine = stack.engine()
+    try:
+        if admin_ops.open_outbox(engine):
+            return False
+        return verify(engine).clean
+    finally:
+        engine.close()
+        engine.db.dispose()
+
+
+def _names(stack: Stack, system: str) -> Counter[str]:
+    served = stack.emulators[system]
+    engine = stack.engine()
+    try:
+        return Counter(
+            str(engine.mapper.to_canonical(system, r.data, engine.refs).get("name"))
+            for page in engine.connector(system).scan()
+            for r in page
+        )
+    finally:
+        engine.close()
+        engine.db.dispose()
+        del served
+
+
+def test_converges_with_two_workers_and_the_scheduler(make_stack: Callable[..., Stack]) -> None:
+    """Deals seeded in Ruddr and Close reach the other system, once, via two workers."""
+    stack = make_stack(seed_opportunities=4)
+    stack.worker("w1")
+    stack.worker("w2")
+    stack.scheduler("s1")
+    wait_for(lambda: _converged(stack), 60, "both systems to hold every deal")
+    for system in ("ruddr", "close"):
+        names = _names(stack, system)
+        assert names and max(names.values()) == 1, f"duplicates in {system}: {names}"
+    both = stack.log_text("w1") + stack.log_text("w2")
+    assert "crmsync.drain_system" in both and "crmsync.poll_system" in both
+
+
+def test_a_worker_killed_mid_push_loses_nothing_and_duplicates_nothing(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """SIGKILL during slow creates in Close: another worker redoes the work, no duplicates."""
+    stack = make_stack(
+        seed_opportunities=6,
+        extra_env={"CRMSYNC_CLAIM_SECONDS": "3", "CRMSYNC_VISIBILITY_TIMEOUT": "5"},
+    )
+    close = stack.emulators["close"]
+    httpx.post(f"{close.root_url}/_emulator/faults", json={"latency_ms": 700})
+    victim = stack.worker("victim")
+    stack.send("crmsync.poll_system", "close")
+    stack.send("crmsync.poll_system", "ruddr")
+
+    def close_push_in_flight() -> bool:
+        engine = stack.engine()
+        try:
+            with engine.session() as session:
+                rows = session.exec(
+                    select(Outbox).where(
+                        Outbox.system == "close", col(Outbox.status) == "in_flight"
+                    )
+                ).all()
+            return bool(rows)
+        finally:
+            engine.db.dispose()
+
+    wait_for(close_push_in_flight, 40, "a push to Close in flight")
+    time.sleep(0.8)  # inside a create request
+    stack.kill(victim, signal.SIGKILL)
+    httpx.post(f"{close.root_url}/_emulator/faults", json={"latency_ms": 0})
+    stack.worker("rescuer")
+    stack.scheduler("s1")
+    wait_for(lambda: _converged(stack), 60, "convergence after the crash")
+    names = _names(stack, "close")
+    assert max(names.values()) == 1, f"duplicates in Close: {names}"
+    assert sum(names.values()) >= 12  # 6 of its own + 6 from Ruddr
+
+
+def test_two_schedulers_never_double_enqueue(make_stack: Callable[..., Stack]) -> None:
+    """Two schedulers, polls every 1 s: Redis holds one poll per period, and a follower takes
+    over when the leader stops."""
+    stack = make_stack(seed_opportunities=0)
+    first = stack.scheduler("s1")
+    stack.scheduler("s2")
+    started = time.monotonic()
+    time.sleep(4.5)
+    queued = stack.redis.llen("crmsync.ruddr")
+    elapsed = time.monotonic() - started
+    assert 2 <= queued <= elapsed + 1, f"{queued} polls queued in {elapsed:.1f}s"
+    leaders = [name for name in ("s1", "s2") if "leadership_taken" in stack.log_text(name)]
+    assert len(leaders) == 1
+    leader = first if leaders == ["s1"] else stack.procs[1]
+    stack.kill(leader, signal.SIGTERM)  # resigns on the way out
+    before = stack.redis.llen("crmsync.ruddr")
+    time.sleep(3)
+    assert stack.redis.llen("crmsync.ruddr") - before >= 2  # the other one leads now
+
+
+def test_the_rate_limit_is_shared_by_two_workers(make_stack: Callable[..., Stack]) -> None:
+    """Two workers pushing to Ruddr together stay under its limit: the emulator sends no 429."""
+    stack = make_stack(
+        seed_opportunities=12,
+        overrides={"ruddr": {"rate_limit": {"rate": 4, "burst": 2}}},
+    )
+    ruddr = stack.emulators["ruddr"]
+    httpx.post(f"{ruddr.root_url}/_emulator/rate_limit", json={"rate": 5, "burst": 3})
+    engine = stack.engine()
+    try:
+        from sync.engine.cycle import poll
+
+        poll(engine, "ruddr")  # link Ruddr's own deals first, in this process (unlimited)
+    finally:
+        engine.close()
+        engine.db.dispose()
+    httpx.post(f"{ruddr.root_url}/_emulator/reset", json={})  # keeps data? reset the log only
+    stack.worker("w1")
+    stack.worker("w2")
+    stack.send("crmsync.poll_system", "close")
+    for _ in range(4):
+        stack.send("crmsync.drain_system", "ruddr")
+    wait_for(lambda: _converged(stack), 90, "Close's deals to reach Ruddr")
+    log = httpx.get(f"{ruddr.root_url}/_emulator/requests").json()
+    statuses = Counter(str(r["status"]) for r in log["requests"])
+    assert statuses.get("429", 0) == 0, statuses
+    assert sum(statuses.values()) >= 12
+
+
+def test_the_admin_api_checks_the_token_and_runs_a_resync(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Missing or wrong tokens get 401; a resync posted with the token completes."""
+    import threading
+
+    import uvicorn
+
+    from sync.admin.app import create_app
+    from sync.cli_runtime import admin_backend
+    from tests.integration.conftest import ROOT
+
+    stack = make_stack(seed_opportunities=3)
+    stack.worker("w1")
+    engine = stack.engine()
+    import os
+
+    saved = dict(os.environ)
+    os.environ.update(stack.env)
+    try:
+        app = create_app(admin_backend(engine, stack.config()), token="s3cret-token")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 10, "the admin API to start")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert httpx.get(f"{base}/health").status_code == 200
+        assert httpx.post(f"{base}/resync", json={}).status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert httpx.post(f"{base}/resync", json={}, headers=wrong).status_code == 401
+        auth = {"Authorization": "Bearer s3cret-token"}
+        answer = httpx.post(f"{base}/resync", json={"full": True}, headers=auth)
+        assert answer.status_code == 202
+        run_id = answer.json()["run_id"]
+
+        def finished() -> dict[str, Any] | None:
+            run = httpx.get(f"{base}/runs/{run_id}", headers=auth).json()
+            return run if run["status"] not in ("queued", "running") else None
+
+        run = wait_for(finished, 60, "the resync to finish")
+        assert run["status"] == "done", run
+        assert run["counts"]["systems_done"] == run["counts"]["systems_total"] == 3
+        status = httpx.get(f"{base}/status", headers=auth).json()
+        assert {row["system"] for row in status["systems"]} == {"ruddr", "close"}
+        assert "crmsync_api_calls" in httpx.get(f"{base}/metrics", headers=auth).text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.close()
+        del ROOT
