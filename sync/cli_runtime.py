@@ -265,7 +265,11 @@ def worker(
     """A Celery worker running the sync tasks (same as `celery -A sync.celery_app worker`)."""
     config = _config(ctx)
     _broker(config, "worker")
-    from sync.celery_app import app as celery_app
+    from sync.cli import state
+
+    # tasks build their engine from CRMSYNC_CONFIG: make it the file this command was given
+    os.environ["CRMSYNC_CONFIG"] = str(state(ctx).config_path)
+    from sync.celery_app import app as celery_app  # tasks are bound to this app
 
     argv = ["worker", "--loglevel", os.environ.get("CRMSYNC_LOG_LEVEL", "INFO")]
     if concurrency:
@@ -308,8 +312,11 @@ def admin_backend(engine: Engine, config: Config) -> Any:
     from sync.runtime.resync import perform_resync, queue_run
 
     if config.broker.url:
-        from sync.celery_app import app as celery_app
+        from sync.celery_app import make_app
         from sync.runtime.context import redis_client
+
+        # the app for *this* config's broker (not the import-time default of the process)
+        celery_app = make_app(config.broker.url, list(config.systems))
 
         client = redis_client(config.broker.url)
 
@@ -370,8 +377,9 @@ def resync(
                 _, status, counts = perform_resync(engine, system, full, run_id)
             out.print(f"resync {run_id}: {status} ({_counts_text(counts.values)})")
             raise typer.Exit(0 if status == "done" else 1)
-        from sync.celery_app import app as celery_app
+        from sync.celery_app import make_app
 
+        celery_app = make_app(config.broker.url, list(config.systems))
         celery_app.send_task("crmsync.resync", args=[system, full, run_id])
         out.print(f"resync {run_id} enqueued")
         if wait:

@@ -334,7 +334,15 @@ def _recover(engine: Engine, session: Session, row: Outbox, record: Record) -> V
         for link in session.exec(select(Link).where(Link.system == row.system)).all()
         if candidates and link.external_id in {c.external_id for c in candidates}
     }
-    free = [c for c in candidates if c.external_id not in taken]
+    # a candidate carrying another deal's record id is that deal; ours wins outright
+    free = [
+        c
+        for c in candidates
+        if c.external_id not in taken
+        and engine.mapper.record_id_of(row.system, c.data) in (None, record.id)
+    ]
+    own = [c for c in free if engine.mapper.record_id_of(row.system, c.data) == record.id]
+    free = own or free
     if not free:
         return None
     found = min(free, key=lambda c: c.modified)

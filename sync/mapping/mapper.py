@@ -137,6 +137,13 @@ class Mapper:
         """The systems that have a mapping."""
         return list(self._entries)
 
+    def spec_of(self, system: str, field: str) -> FieldSpec | None:
+        """The mapping of one canonical field in one system (None when unmapped)."""
+        for entry in self._system(system):
+            if entry.field == field and entry.key is None:
+                return entry.spec
+        return None
+
     def fields_for(self, system: str, direction: DirectionQuery) -> set[str]:
         """Canonical fields read from (``inbound``), written to (``outbound``) or both ways."""
         entries = self._system(system)

@@ -155,7 +155,15 @@ def canonical_round_trip(
     and status follows the stage's type."""
     payload = mapper.to_vendor(system, record, refs, for_create=True)
     again = mapper.to_canonical(system, apply(copy.deepcopy(blank), payload), refs)
-    assert {name: again[name] for name in record} == record
+    # a create fills an empty field that has a `default` (Salesforce's CloseDate)
+    defaulted = {
+        name
+        for name, value in record.items()
+        if value is None and getattr(mapper.spec_of(system, name), "default", None) is not None
+    }
+    assert {name: again[name] for name in record if name not in defaulted} == {
+        name: value for name, value in record.items() if name not in defaulted
+    }
     if "status" in again:
         stage = record.get("stage")
         assert again["status"] == STATUS_OF_STAGE.get(stage, "open")

@@ -146,3 +146,16 @@ def test_loader_points_at_the_line_of_a_mapping_mistake() -> None:
     assert str(caught.value.problems[0]).startswith(
         "config.yaml:6 mapping.close.amount.transform: expected one of identity, number, cents"
     )
+
+
+def test_relative_date_defaults_resolve_against_today() -> None:
+    """`today+30d` / `today-1d` / `today` are date defaults relative to the day of a create."""
+    import datetime as dt
+
+    from sync.mapping.spec import relative_date
+
+    day = dt.date(2026, 1, 31)
+    assert relative_date("today+30d", day) == "2026-03-02"
+    assert relative_date("today-1d", day) == "2026-01-30"
+    assert relative_date("today", day) == "2026-01-31"
+    assert relative_date("2026-01-01", day) is None
