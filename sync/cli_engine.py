@@ -268,3 +268,36 @@ def register(app: typer.Typer) -> None:
     app.command("conflicts")(conflicts_cmd)
     app.command("deadletters")(deadletters_cmd)
     app.command("history")(history_cmd)
+    app.command("demo")(demo_cmd)
+
+
+def demo_cmd(
+    ctx: typer.Context,
+    seed_opportunities: Annotated[
+        int, typer.Option("--seed-opportunities", help="Random deals per emulated vendor.")
+    ] = 10,
+    port_base: Annotated[int, typer.Option(help="Emulators listen on port-base+1..+4.")] = 8710,
+    cycles: Annotated[
+        int, typer.Option(help="Run this many cycles, verify and exit (0: run until Ctrl-C).")
+    ] = 0,
+) -> None:
+    """The demo: the four emulators with seeded deals over HTTP, and crmsync syncing them.
+
+    Uses the shipped config.yaml (its default base URLs are the emulators' ports). Watch deals
+    converge across Ruddr, Close, ParsaLink and Salesforce-through-Truto; Ctrl-C stops."""
+    from sync.cli_runtime import run
+    from sync.emulators.server import running
+
+    with running(port_base=port_base, seed=1, seed_opportunities=seed_opportunities) as served:
+        for name, emulator in served.items():
+            out.print(f"[cyan]{name}[/] emulator at {emulator.base_url}")
+        if cycles <= 0:
+            run(ctx, once=False, live=None)
+            return
+        for _ in range(cycles):
+            try:
+                run(ctx, once=True, live=False)
+            except typer.Exit as done:
+                if done.exit_code not in (0, None):
+                    raise
+        verify_cmd(ctx, system=None)

@@ -236,6 +236,9 @@ class ParsaLinkEmulator(Emulator):
         self._seed_reference()
         self.add_opportunities(opportunities, seed)
 
+    def _rep_ids(self) -> list[str]:
+        return [uid for uid, u in self.collections["users"].items() if u.get("email") != DEMO_EMAIL]
+
     def add_opportunities(self, count: int, seed: int) -> None:
         opps = self.collections["opportunities"]
         rng = random.Random(f"parsalink-opps-{seed}-{len(opps)}")
@@ -312,7 +315,8 @@ class ParsaLinkEmulator(Emulator):
             closeDate=(created.date() + dt.timedelta(days=rng.randrange(14, 365))).isoformat(),
             closedDate=updated.date().isoformat() if closed else None,
             lossReason=rng.choice(LOSS_REASONS) if stage == "closed_lost" else None,
-            assignedTo=rng.choice(list(self.collections["users"])) if rng.random() < 0.9 else None,
+            # sales reps only: the API's own demo user owns no deals (other vendors lack it)
+            assignedTo=rng.choice(self._rep_ids()) if rng.random() < 0.9 else None,
             source=rng.choice(SOURCES),
         )
 

@@ -88,6 +88,8 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
         for vendor_record in page:
             check.vendor_records += 1
             seen.add(vendor_record.external_id)
+            if vendor_record.partial:  # a summary listing (ParsaLink): compare the whole deal
+                vendor_record = engine.connector(system).get(vendor_record.external_id)
             if not engine.mapper.accepts(system, vendor_record.data):
                 continue
             try:

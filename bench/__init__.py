@@ -1,0 +1,1 @@
+"""crmsync benchmarks: ``python -m bench`` (see bench/README.md)."""
