@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.scenarios import SCENARIOS, Result, run
+from sync.logging import configure_logging
 
 
 def summary(results: list[Result]) -> Table:
@@ -90,10 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run only this scenario (repeatable; default: all)",
     )
     parser.add_argument("--records", type=int, default=1000, help="opportunities seeded in Ruddr")
-    parser.add_argument("--json", type=Path, default=Path("bench-results.json"), help="output file")
+    parser.add_argument("--json", type=Path, default=Path("bench/results.json"), help="output file")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--log-level", default="WARNING", help="the engine's log level")
     args = parser.parse_args(argv)
     chosen = tuple(args.scenario or SCENARIOS)
+    configure_logging(level=args.log_level)
     results = run(chosen, args.records, seed=args.seed)
     console = Console(width=max(Console().width, 160))
     console.print(summary(results))
