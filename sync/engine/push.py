@@ -150,8 +150,27 @@ def push_one(engine: Engine, row_id: int, counts: Counts, run_id: str | None = N
         row.updated_at = utcnow()
         session.add(row)
         session.add_all(engine.refs.take_pending())
-        session.commit()
+        try:
+            session.commit()
+        except sa.exc.IntegrityError as exc:  # lost a race with a concurrent capture
+            session.rollback()
+            _release_for_retry(engine, row_id, f"concurrent change: {exc.orig}")
+            outcome = "retries"
     counts.add(outcome)
+
+
+def _release_for_retry(engine: Engine, row_id: int, reason: str) -> None:
+    """Put a row back for a soon retry after its transaction lost a race (the retry re-reads
+    the links and finds, e.g., that a capture already linked the deal it created)."""
+    with engine.session() as session:
+        row = session.get(Outbox, row_id)
+        if row is None:
+            return
+        row.status, row.claimed_by, row.claimed_until = "retry", None, None
+        row.last_error = reason[:1000]
+        row.next_attempt_at = utcnow()
+        session.add(row)
+        session.commit()
 
 
 def _vendor_words(exc: Rejected) -> str:
@@ -257,6 +276,12 @@ def _create(
     else:
         action = "adopted"
     theirs = engine.mapper.to_canonical(row.system, answer.data, engine.refs)
+    existing = session.exec(
+        select(Link).where(Link.record_id == record.id, Link.system == row.system)
+    ).first()
+    if existing is not None:  # a concurrent capture saw our new deal (our record id) first
+        row.status = "done"
+        return "adopted"
     _adopt_vendor_fills(engine, session, record, row.system, theirs, answer, run_id)
     link = Link(
         record_id=record.id,
