@@ -140,7 +140,7 @@ def registry(spec_dict: dict[str, Any]) -> referencing.Registry[Any]:
 
 
 @pytest.fixture
-def validate(openapi: OpenAPI, registry: referencing.Registry[Any]) -> Validate:
+def check_spec(openapi: OpenAPI, registry: referencing.Registry[Any]) -> Validate:
     """Validate one emulator answer against the spec (and the supplement for its path)."""
 
     def check(response: httpx.Response) -> None:
@@ -186,15 +186,15 @@ def _label(client: httpx.Client, label: str) -> str:
 
 
 def test_opportunity_list_and_filtered_list_validate(
-    client: httpx.Client, validate: Validate
+    client: httpx.Client, check_spec: Validate
 ) -> None:
     """``GET /opportunity/`` answers (plain, filtered, ordered) match ``opportunities_list``."""
-    validate(client.get("/opportunity/"))
-    validate(client.get("/opportunity/", params={"status_type": "won", "_order_by": "-value"}))
-    validate(client.get("/opportunity/", params={"date_updated__gte": "2020-01-01", "_limit": 5}))
+    check_spec(client.get("/opportunity/"))
+    check_spec(client.get("/opportunity/", params={"status_type": "won", "_order_by": "-value"}))
+    check_spec(client.get("/opportunity/", params={"date_updated__gte": "2020-01-01", "_limit": 5}))
 
 
-def test_opportunity_crud_answers_validate(client: httpx.Client, validate: Validate) -> None:
+def test_opportunity_crud_answers_validate(client: httpx.Client, check_spec: Validate) -> None:
     """Create, get, update (incl. custom fields and a won status) and delete match the spec."""
     lead = client.get("/lead/", params={"query": 'name:"Globex"'}).json()["data"][0]["id"]
     created = client.post(
@@ -207,56 +207,56 @@ def test_opportunity_crud_answers_validate(client: httpx.Client, validate: Valid
             "custom.cf_OppName0000000000000000000000000000000001": "Globex - Audit",
         },
     )
-    validate(created)
+    check_spec(created)
     url = f"/opportunity/{created.json()['id']}/"
-    validate(client.get(url))
-    validate(client.put(url, json={"status_id": _label(client, "Won"), "value": None}))
-    validate(client.put(url, json={"status_id": _label(client, "Lost")}))
-    validate(client.delete(url))
+    check_spec(client.get(url))
+    check_spec(client.put(url, json={"status_id": _label(client, "Won"), "value": None}))
+    check_spec(client.put(url, json={"status_id": _label(client, "Lost")}))
+    check_spec(client.delete(url))
 
 
-def test_untitled_lead_opportunity_validates(client: httpx.Client, validate: Validate) -> None:
+def test_untitled_lead_opportunity_validates(client: httpx.Client, check_spec: Validate) -> None:
     """An opportunity on a new "Untitled" lead (null lead name) still matches the spec."""
-    validate(client.post("/opportunity/", json={}))
+    check_spec(client.post("/opportunity/", json={}))
 
 
-def test_supporting_resources_validate(client: httpx.Client, validate: Validate) -> None:
+def test_supporting_resources_validate(client: httpx.Client, check_spec: Validate) -> None:
     """Statuses, pipelines, users, custom fields and leads (list, get, create) validate."""
-    validate(client.get("/status/opportunity/"))
-    validate(client.get("/pipeline/"))
-    validate(client.get("/user/"))
-    validate(client.get("/custom_field/opportunity/"))
+    check_spec(client.get("/status/opportunity/"))
+    check_spec(client.get("/pipeline/"))
+    check_spec(client.get("/user/"))
+    check_spec(client.get("/custom_field/opportunity/"))
     leads = client.get("/lead/")
-    validate(leads)
-    validate(client.get(f"/lead/{leads.json()['data'][0]['id']}/"))
-    validate(client.post("/lead/", json={"name": "Initech Labs"}))
+    check_spec(leads)
+    check_spec(client.get(f"/lead/{leads.json()['data'][0]['id']}/"))
+    check_spec(client.post("/lead/", json={"name": "Initech Labs"}))
 
 
-def test_event_log_validates_including_deletes(client: httpx.Client, validate: Validate) -> None:
+def test_event_log_validates_including_deletes(client: httpx.Client, check_spec: Validate) -> None:
     """Event pages — created, updated and deleted events (``data: null``) — validate."""
     created = client.post("/opportunity/", json={}).json()
     client.put(f"/opportunity/{created['id']}/", json={"confidence": 5})
     client.delete(f"/opportunity/{created['id']}/")
     page = client.get("/event/", params={"object_type": "opportunity", "object_id": created["id"]})
     assert [e["action"] for e in page.json()["data"]] == ["deleted", "updated", "created"]
-    validate(page)
+    check_spec(page)
 
 
-def test_validation_catches_a_wrong_answer(client: httpx.Client, validate: Validate) -> None:
+def test_validation_catches_a_wrong_answer(client: httpx.Client, check_spec: Validate) -> None:
     """The validator is not vacuous: a non-integer ``confidence`` is rejected."""
     answer = client.get("/opportunity/", params={"_limit": 1})
     body = answer.json()
     body["data"][0]["confidence"] = "high"
     broken = httpx.Response(200, content=json.dumps(body).encode(), request=answer.request)
     with pytest.raises(InvalidData, match=r"confidence|high"):
-        validate(broken)
+        check_spec(broken)
 
 
-def test_supplement_catches_a_wrong_event_page(client: httpx.Client, validate: Validate) -> None:
+def test_supplement_catches_a_wrong_event_page(client: httpx.Client, check_spec: Validate) -> None:
     """The supplementary event schema rejects a page without ``cursor_next``."""
     client.post("/opportunity/", json={})
     answer = client.get("/event/")
     body = {k: v for k, v in answer.json().items() if k != "cursor_next"}
     broken = httpx.Response(200, content=json.dumps(body).encode(), request=answer.request)
     with pytest.raises(jsonschema.ValidationError):
-        validate(broken)
+        check_spec(broken)

@@ -143,7 +143,7 @@ def seed_round_trip(
     return first, payload
 
 
-def canonical_round_trip(
+def assert_canonical_round_trip(
     mapper: Mapper,
     system: str,
     record: dict[str, Any],

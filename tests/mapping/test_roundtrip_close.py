@@ -13,8 +13,8 @@ from .support import (
     CANONICAL_STAGES,
     FakeRefs,
     amounts,
+    assert_canonical_round_trip,
     canonical_records,
-    canonical_round_trip,
     dates,
     probabilities,
     reference_refs,
@@ -190,4 +190,4 @@ def test_create_carries_our_record_id() -> None:
 )
 def test_any_canonical_record_round_trips(record: dict[str, Any]) -> None:
     """Any canonical record Close can hold (whole percents) reads back identical."""
-    canonical_round_trip(MAPPER, SYSTEM, record, BLANK, apply, make_refs())
+    assert_canonical_round_trip(MAPPER, SYSTEM, record, BLANK, apply, make_refs())

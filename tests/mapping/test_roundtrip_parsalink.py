@@ -14,8 +14,8 @@ from .support import (
     CANONICAL_STAGES,
     FakeRefs,
     amounts,
+    assert_canonical_round_trip,
     canonical_records,
-    canonical_round_trip,
     dates,
     probabilities,
     reference_refs,
@@ -147,4 +147,4 @@ def test_qualification_is_written_as_qualification() -> None:
 )
 def test_any_canonical_record_round_trips(record: dict[str, Any]) -> None:
     """Any canonical record ParsaLink can hold (whole percents) reads back identical."""
-    canonical_round_trip(MAPPER, SYSTEM, record, BLANK, apply, make_refs())
+    assert_canonical_round_trip(MAPPER, SYSTEM, record, BLANK, apply, make_refs())

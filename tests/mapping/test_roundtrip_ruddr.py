@@ -13,8 +13,8 @@ from .support import (
     CANONICAL_STAGES,
     FakeRefs,
     amounts,
+    assert_canonical_round_trip,
     canonical_records,
-    canonical_round_trip,
     dates,
     pick,
     probabilities,
@@ -195,4 +195,4 @@ def test_seed_round_trips() -> None:
 )
 def test_any_canonical_record_round_trips(record: dict[str, Any]) -> None:
     """Any canonical record written to Ruddr reads back identical, status from the stage type."""
-    canonical_round_trip(MAPPER, SYSTEM, record, BLANK, apply, make_refs())
+    assert_canonical_round_trip(MAPPER, SYSTEM, record, BLANK, apply, make_refs())

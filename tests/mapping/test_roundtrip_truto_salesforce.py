@@ -17,8 +17,8 @@ from .support import (
     CANONICAL_STAGES,
     FakeRefs,
     amounts,
+    assert_canonical_round_trip,
     canonical_records,
-    canonical_round_trip,
     dates,
     probabilities,
     reference_refs,
@@ -173,4 +173,4 @@ def test_stage_names_give_stage_and_status(name: str, stage: str, status: str) -
 )
 def test_any_canonical_record_round_trips(record: dict[str, Any]) -> None:
     """Any canonical record Salesforce can hold (whole percents) reads back identical."""
-    canonical_round_trip(MAPPER, SYSTEM, record, BLANK, apply, make_refs())
+    assert_canonical_round_trip(MAPPER, SYSTEM, record, BLANK, apply, make_refs())
