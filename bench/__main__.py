@@ -7,12 +7,23 @@ import json
 import platform
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from bench.scenarios import SCENARIOS, Result, run
+from bench.dlt_compare import ToolResult, compare
+from bench.scenarios import SCENARIOS, Plan, Result, run
 from sync.logging import configure_logging
+
+LARGE = 100_000
+# a handful of writes, or a window under a second, says nothing about a rate
+MIN_WRITES = 10
+MIN_WINDOW_S = 1.0
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def summary(results: list[Result]) -> Table:
@@ -20,6 +31,7 @@ def summary(results: list[Result]) -> Table:
     for column in (
         "scenario",
         "N",
+        "inj. ms",
         "changed",
         "cycles",
         "wall s",
@@ -28,8 +40,11 @@ def summary(results: list[Result]) -> Table:
         "ideal",
         "ratio",
         "writes",
+        "429s",
         "engine s",
         "µs/rec",
+        "p50 s",
+        "p95 s",
         "peak RSS MB",
         "outbox left",
     ):
@@ -38,6 +53,7 @@ def summary(results: list[Result]) -> Table:
         table.add_row(
             r.scenario,
             str(r.records),
+            f"{r.latency_ms:g}",
             str(r.changed),
             str(r.cycles),
             f"{r.wall_s:.2f}",
@@ -46,8 +62,11 @@ def summary(results: list[Result]) -> Table:
             str(r.ideal),
             f"{r.ratio:.2f}",
             str(r.writes),
+            str(r.throttled),
             f"{r.engine_s:.2f}",
             f"{r.engine_us_per_record:.0f}",
+            seconds(r.latency_p50_s),
+            seconds(r.latency_p95_s),
             f"{r.peak_rss_mb:.0f}",
             str(r.outbox_left),
         )
@@ -82,7 +101,70 @@ def per_system(results: list[Result]) -> Table:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
+def saturation_table(results: list[Result]) -> Table:
+    table = Table(title="rate-limit saturation (writes that landed, per system)")
+    for column in (
+        "system",
+        "allowed req/s",
+        "client limit",
+        "writes",
+        "window s",
+        "write rate /s",
+        "share of rate %",
+        "share of allowance %",
+        "429s",
+    ):
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for r in results:
+        for s in r.saturation:
+            measurable = s.writes >= MIN_WRITES and s.window_s >= MIN_WINDOW_S
+            table.add_row(
+                s.system,
+                f"{s.allowed_rate:.2f}",
+                "-" if s.client_rate is None else f"{s.client_rate:g}",
+                str(s.writes),
+                f"{s.window_s:.1f}",
+                f"{s.write_rate:.2f}" if measurable else "-",
+                f"{s.share:.0%}" if measurable else "-",
+                f"{s.allowance_share:.0%}" if measurable else "-",
+                str(s.throttled),
+            )
+    return table
+
+
+def dlt_table(tools: list[ToolResult]) -> Table:
+    table = Table(title="capture of one Close listing over HTTP: crmsync vs dlt rest_api")
+    for column in (
+        "tool",
+        "records",
+        "seconds",
+        "records/s",
+        "peak RSS MB",
+        "RSS at start MB",
+        "requests",
+        "emulator s",
+        "own s",
+        "ratio",
+    ):
+        table.add_column(column, justify="left" if column == "tool" else "right")
+    reference = next((t.records_per_s for t in tools if t.tool == "dlt"), 0.0)
+    for t in tools:
+        table.add_row(
+            t.tool,
+            str(t.records),
+            f"{t.seconds:.2f}",
+            f"{t.records_per_s:.0f}",
+            f"{t.peak_rss_mb:.0f}",
+            f"{t.start_rss_mb:.0f}",
+            str(t.requests),
+            f"{t.emulator_s:.2f}",
+            f"{t.seconds - t.emulator_s:.2f}",
+            f"{t.records_per_s / reference:.2f}" if reference else "-",
+        )
+    return table
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--scenario",
@@ -90,24 +172,80 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help="run only this scenario (repeatable; default: all)",
     )
-    parser.add_argument("--records", type=int, default=1000, help="opportunities seeded in Ruddr")
+    parser.add_argument(
+        "--records",
+        type=int,
+        help="opportunities seeded in Ruddr for initial_load, noop_cycle, churn, noop_steady "
+        "(default 1000; 100000 with --large)",
+    )
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help=f"default N = {LARGE} for initial_load and dlt_compare (slow)",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="latency every emulator adds to each answer in the main world (default 0)",
+    )
+    parser.add_argument(
+        "--injected-latency-ms",
+        type=float,
+        default=200.0,
+        help="latency of initial_load_latency and rate_limit (default 200)",
+    )
+    parser.add_argument(
+        "--latency-records", type=int, default=100, help="N of initial_load_latency (100)"
+    )
+    parser.add_argument("--ratelimit-records", type=int, default=100, help="N of rate_limit (100)")
+    parser.add_argument(
+        "--dlt-records",
+        type=int,
+        help="N of dlt_compare (default 10000; 100000 with --large)",
+    )
     parser.add_argument("--json", type=Path, default=Path("bench/results.json"), help="output file")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--log-level", default="WARNING", help="the engine's log level")
-    args = parser.parse_args(argv)
-    chosen = tuple(args.scenario or SCENARIOS)
+    return parser.parse_args(argv)
+
+
+def plan_of(args: argparse.Namespace) -> Plan:
+    return Plan(
+        scenarios=tuple(args.scenario or SCENARIOS),
+        records=args.records or (LARGE if args.large else 1000),
+        latency_ms=args.latency_ms,
+        injected_ms=args.injected_latency_ms,
+        latency_records=args.latency_records,
+        ratelimit_records=args.ratelimit_records,
+        dlt_records=args.dlt_records or (LARGE if args.large else 10_000),
+        seed=args.seed,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = plan_of(args)
     configure_logging(level=args.log_level)
-    results = run(chosen, args.records, seed=args.seed)
-    console = Console(width=max(Console().width, 160))
-    console.print(summary(results))
-    console.print(per_system(results))
-    payload = {
+    results = run(plan)
+    tools = compare(plan.dlt_records, seed=plan.seed) if "dlt_compare" in plan.scenarios else []
+    console = Console(width=max(Console().width, 180))
+    if results:
+        console.print(summary(results))
+        console.print(per_system(results))
+    if any(r.saturation for r in results):
+        console.print(saturation_table(results))
+    if tools:
+        console.print(dlt_table(tools))
+    payload: dict[str, Any] = {
         "machine": {
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
         },
+        "plan": {**plan.__dict__, "scenarios": list(plan.scenarios)},
         "results": [r.to_json() for r in results],
+        "dlt_compare": [t.to_json() for t in tools],
     }
     args.json.write_text(json.dumps(payload, indent=2, default=str))
     console.print(f"JSON written to {args.json}")

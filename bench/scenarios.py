@@ -1,12 +1,16 @@
-"""Benchmark scenarios against the four emulators in-process (issue 7, first cut).
+"""Benchmark scenarios against the four emulators in-process (issue 7).
 
 The world is built the way ``tests/e2e/conftest.py`` builds it (shipped ``config.yaml``, a fresh
 SQLite store, in-process transports), except that Ruddr starts with ``N`` opportunities.
-Every figure comes from the emulators' own request logs, so it counts what a vendor would see.
+Request counts come from the emulators' own request logs, so they count what a vendor would
+see. Per-record propagation latency comes from the store's journal: the engine notes
+``created`` / ``adopted`` / ``pushed`` right after the vendor answered a write, with the time.
+The emulators' request log carries no timestamp, so it cannot say *when* a write landed.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import random
 import resource
@@ -20,25 +24,30 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlmodel import select
+import sqlalchemy as sa
+from sqlmodel import col, func, select
 
 from sync.config import Config, load_config
 from sync.connectors.http import RetryPolicy
 from sync.connectors.ratelimit import TokenBucket
-from sync.emulators.base import Emulator
+from sync.emulators.base import Emulator, RateLimitState
 from sync.emulators.ruddr import RuddrEmulator
 from sync.emulators.server import build_all
 from sync.engine.capture import capture_mode
-from sync.engine.cycle import pending, run_cycle
+from sync.engine.cycle import run_cycle
+from sync.engine.journal import OPEN_STATES
 from sync.engine.state import Engine
 from sync.store.db import make_engine, upgrade
-from sync.store.models import Link
+from sync.store.models import Journal, Link, Outbox, utcnow
 from tests.e2e.users import CloseUser, ParsaLinkUser, RuddrUser, TrutoUser, VendorUser
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = 100  # largest page every vendor serves; the ideal list count is ceil(records / PAGE)
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_CYCLES = 10
+MAX_WAIT_S = 120.0  # longest we sleep for a retry row to come due before giving up
+CHURN_SHARE = 0.01
+CHURN_ROUNDS = 3
 FAST_RETRY = RetryPolicy(
     attempts=4,
     timeout=5.0,
@@ -76,6 +85,9 @@ class World:
     emulators: dict[str, Emulator]
     users: dict[str, Any]  # tests.e2e.users.*User: create, edit, get, all
     tmp: tempfile.TemporaryDirectory[str]
+    held: dict[str, int]  # opportunities each system held before the load
+    latency_ms: float = 0.0
+    rate_limited: bool = False
 
     def reset_logs(self) -> None:
         for emulator in self.emulators.values():
@@ -88,8 +100,16 @@ class World:
         self.tmp.cleanup()
 
 
-def make_world(records: int, seed: int = 7) -> World:
-    """The e2e world with ``records`` opportunities seeded in Ruddr and none elsewhere."""
+def make_world(
+    records: int, seed: int = 7, *, latency_ms: float = 0.0, rate_limited: bool = False
+) -> World:
+    """The e2e world with ``records`` opportunities seeded in Ruddr and none elsewhere.
+
+    ``latency_ms`` delays every vendor answer (the emulators' latency fault). ``rate_limited``
+    switches on each emulator's documented limit and lets the engine size its client-side
+    limiter from config.yaml's ``rate_limit`` per system (``build_connector`` does that when no
+    limiter is passed), with the production retry policy and backoff.
+    """
     config = load_config(ROOT / "config.yaml", env={})
     tmp = tempfile.TemporaryDirectory(prefix="crmsync-bench-")
     url = f"sqlite:///{Path(tmp.name) / 'crmsync.db'}"
@@ -97,14 +117,18 @@ def make_world(records: int, seed: int = 7) -> World:
     by_vendor = build_all(seed=seed, seed_opportunities=0)
     by_vendor["ruddr"] = RuddrEmulator(seed=seed, seed_opportunities=records)
     emulators = {name: by_vendor[cfg.type] for name, cfg in config.systems.items()}
-    engine = Engine.from_config(
-        config,
-        make_engine(url),
-        transports={name: emu.transport() for name, emu in emulators.items()},
-        retry=FAST_RETRY,
-        limiter=TokenBucket(),  # unconfigured: the emulators enforce no limits either
-    )
-    engine.backoff_base = 0.0
+    transports = {name: emu.transport() for name, emu in emulators.items()}
+    if rate_limited:
+        engine = Engine.from_config(config, make_engine(url), transports=transports)
+    else:
+        engine = Engine.from_config(
+            config,
+            make_engine(url),
+            transports=transports,
+            retry=FAST_RETRY,
+            limiter=TokenBucket(),  # unconfigured: the emulators enforce no limits either
+        )
+        engine.backoff_base = 0.0
     users: dict[str, Any] = {}
     for name, cfg in config.systems.items():
         auth = httpx.BasicAuth("close-test-key", "") if cfg.type == "close" else None
@@ -115,7 +139,15 @@ def make_world(records: int, seed: int = 7) -> World:
             auth=auth,
         )
         users[name] = USERS[cfg.type](client)
-    return World(config, engine, emulators, users, tmp)
+    # counted before latency and limits are on: the users' reads are not part of any figure
+    held = {name: len(user.all()) for name, user in users.items()}
+    for emulator in emulators.values():
+        emulator.faults.latency_ms = latency_ms
+        if rate_limited:  # a fresh, full bucket at the vendor's documented rate
+            emulator.rate_limit = RateLimitState(
+                True, emulator.default_rate, emulator.default_burst
+            )
+    return World(config, engine, emulators, users, tmp, held, latency_ms, rate_limited)
 
 
 # -- request accounting --------------------------------------------------------------------
@@ -141,6 +173,7 @@ class SystemCalls:
     by_kind: dict[str, int] = field(default_factory=dict)
     total: int = 0
     errors: int = 0  # 4xx/5xx answers
+    throttled: int = 0  # 429 answers
     ideal: int = 0
 
     @property
@@ -165,6 +198,7 @@ def tally(
             by_kind=dict(kinds),
             total=len(log),
             errors=sum(1 for r in log if int(r["status"]) >= 400),
+            throttled=sum(1 for r in log if int(r["status"]) == 429),
         )
         calls.ideal = ideal_lists[name] + ideal_writes[name] + len(distinct_refs)
         out[name] = calls
@@ -177,11 +211,105 @@ def pages(records: int) -> int:
 
 
 def emulator_seconds(world: World) -> float:
-    """Time spent inside the emulators' handlers, to subtract from wall time."""
+    """Time spent inside the emulators' handlers (injected latency included), to subtract
+    from wall time."""
     return sum(float(r["duration_ms"]) for e in world.emulators.values() for r in e.requests) / 1000
 
 
+# -- propagation latency (from the journal) ------------------------------------------------
+def landed_writes(world: World, since: dt.datetime) -> list[tuple[str, str, dt.datetime]]:
+    """(record id, system, when) of every write that landed at or after ``since``.
+
+    The push notes ``pushed`` after an update and ``created in X as ID`` / ``adopted in X as
+    ID`` after a create, once the vendor answered. Capture notes ``created`` too (``new deal
+    captured from X``): that is no write, hence the reason test."""
+    landed = sa.or_(
+        col(Journal.action) == "pushed",
+        sa.and_(col(Journal.action) == "created", col(Journal.reason).startswith("created in ")),
+        sa.and_(col(Journal.action) == "adopted", col(Journal.reason).startswith("adopted in ")),
+    )
+    with world.engine.session() as session:
+        rows = session.exec(
+            select(Journal.record_id, Journal.system, Journal.at).where(landed, Journal.at >= since)
+        ).all()
+    return [(rid, system or "", _aware(at)) for rid, system, at in rows]
+
+
+def _aware(at: dt.datetime) -> dt.datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+
+
+def load_latencies(world: World, started: dt.datetime) -> list[float]:
+    """Per record: seconds from the start of the load until its last target write landed."""
+    last: dict[str, dt.datetime] = {}
+    for rid, _system, at in landed_writes(world, started):
+        last[rid] = max(at, last.get(rid, at))
+    return [(at - started).total_seconds() for at in last.values()]
+
+
+def edit_latencies(
+    world: World, edits: dict[str, tuple[str, dt.datetime]]
+) -> tuple[list[float], int]:
+    """Per edited record: seconds from the user's edit until the last write of it landed in
+    another system. Also how many edits reached no other system at all."""
+    since = min((at for _, at in edits.values()), default=utcnow())
+    last: dict[str, dt.datetime] = {}
+    for rid, system, at in landed_writes(world, since):
+        edited = edits.get(rid)
+        if edited is None or system == edited[0] or at < edited[1]:
+            continue
+        last[rid] = max(at, last.get(rid, at))
+    seconds = [(at - edits[rid][1]).total_seconds() for rid, at in last.items()]
+    return seconds, len(edits) - len(last)
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """Nearest-rank percentile (``share`` in 0..1); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(share * len(ordered)))
+    return ordered[rank - 1]
+
+
 # -- results -------------------------------------------------------------------------------
+@dataclass
+class Saturation:
+    """How close to a vendor's limit one system's writes ran (rate-limit scenario)."""
+
+    system: str
+    allowed_rate: float  # the emulator's documented limit, requests/s (per key)
+    allowed_burst: float  # the emulator's bucket capacity
+    client_rate: float | None  # config.yaml's rate_limit.rate for the system (None: none)
+    writes: int  # writes that landed (journal)
+    window_s: float  # first to last landed write
+    throttled: int  # 429 answers from this system, all requests
+
+    @property
+    def write_rate(self) -> float:
+        return (self.writes - 1) / self.window_s if self.writes > 1 and self.window_s else 0.0
+
+    @property
+    def share(self) -> float:
+        """Write rate ÷ allowed rate. Over a window short next to burst ÷ rate the burst
+        lifts it past 100 %; :attr:`allowance_share` cannot pass 100 %."""
+        return self.write_rate / self.allowed_rate if self.allowed_rate else 0.0
+
+    @property
+    def allowance_share(self) -> float:
+        """Writes ÷ the requests the limit allowed over the window (rate × window + burst)."""
+        allowed = self.allowed_rate * self.window_s + self.allowed_burst
+        return self.writes / allowed if allowed else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "write_rate": self.write_rate,
+            "share": self.share,
+            "allowance_share": self.allowance_share,
+        }
+
+
 @dataclass
 class Result:
     scenario: str
@@ -191,8 +319,12 @@ class Result:
     wall_s: float
     engine_s: float  # wall time minus time inside emulator handlers
     peak_rss_mb: float
-    outbox_left: int
+    outbox_left: int  # outbox rows not done (pending, retry, parked, in flight)
     systems: dict[str, SystemCalls]
+    latency_ms: float = 0.0  # injected per vendor answer
+    latencies: list[float] = field(default_factory=list, repr=False)
+    unpropagated: int = 0  # edited records that reached no other system
+    saturation: list[Saturation] = field(default_factory=list)
 
     @property
     def requests(self) -> int:
@@ -211,6 +343,10 @@ class Result:
         return sum(s.writes for s in self.systems.values())
 
     @property
+    def throttled(self) -> int:
+        return sum(s.throttled for s in self.systems.values())
+
+    @property
     def records_per_s(self) -> float:
         return self.records / self.wall_s if self.wall_s else 0.0
 
@@ -218,15 +354,29 @@ class Result:
     def engine_us_per_record(self) -> float:
         return self.engine_s / self.records * 1e6 if self.records else 0.0
 
+    @property
+    def latency_p50_s(self) -> float | None:
+        return percentile(self.latencies, 0.50)
+
+    @property
+    def latency_p95_s(self) -> float | None:
+        return percentile(self.latencies, 0.95)
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data.pop("latencies")
+        data["saturation"] = [s.to_json() for s in self.saturation]
+        data["latency_samples"] = len(self.latencies)
         for key in (
             "requests",
             "ideal",
             "ratio",
             "writes",
+            "throttled",
             "records_per_s",
             "engine_us_per_record",
+            "latency_p50_s",
+            "latency_p95_s",
         ):
             data[key] = getattr(self, key)
         for name, calls in self.systems.items():
@@ -249,13 +399,43 @@ def measured() -> Iterator[dict[str, float]]:
         box["wall"] = time.perf_counter() - started
 
 
+def open_rows(world: World) -> int:
+    """Outbox rows not finished: pending, waiting for a retry, parked or in flight."""
+    with world.engine.session() as session:
+        query = select(func.count()).select_from(Outbox).where(col(Outbox.status).in_(OPEN_STATES))
+        return int(session.exec(query).one())
+
+
+def next_due_in(world: World) -> float | None:
+    """Seconds until the earliest row still to send comes due (None when there is none).
+
+    Parked rows (waiting for a reference to appear) are left out: waiting cannot help them;
+    they show in ``outbox_left``."""
+    with world.engine.session() as session:
+        due = session.exec(
+            select(func.min(Outbox.next_attempt_at)).where(
+                col(Outbox.status).in_(("pending", "retry", "in_flight"))
+            )
+        ).one()
+    if due is None:
+        return None
+    return max(0.0, (_aware(due) - utcnow()).total_seconds())
+
+
 def converge(world: World) -> int:
-    """Run cycles until the outbox is empty (or ``MAX_CYCLES``); return how many ran."""
+    """Run cycles until no outbox row is open (or ``MAX_CYCLES``); return how many ran.
+
+    Rows waiting for a retry (a 429's reset) are waited for, up to ``MAX_WAIT_S`` each time:
+    the daemon would pick them up on a later poll, and they belong to the load."""
     for cycle in range(1, MAX_CYCLES + 1):
         run_cycle(world.engine)
-        if pending(world.engine) == 0:
+        wait = next_due_in(world)
+        if wait is None:
             return cycle
-    return MAX_CYCLES
+        if wait > MAX_WAIT_S:
+            break
+        time.sleep(wait)
+    return cycle
 
 
 def result(
@@ -276,28 +456,32 @@ def result(
         wall_s=wall,
         engine_s=max(0.0, wall - emulator_seconds(world)),
         peak_rss_mb=peak_rss_mb(),
-        outbox_left=pending(world.engine),
+        outbox_left=open_rows(world),
         systems=tally(world, ideal_lists, ideal_writes),
+        latency_ms=world.latency_ms,
     )
 
 
 # -- scenarios -----------------------------------------------------------------------------
-def initial_load(world: World) -> Result:
+def initial_load(world: World, scenario: str = "initial_load") -> Result:
     """Ruddr's opportunities to Close, ParsaLink and Truto until the outbox is empty.
 
     Ideal: every system read once (``ceil(held / 100)`` list requests, one for an empty
     system), one create per record a target lacks, each reference endpoint read once. The
     emulators' fixture deals (Ruddr and Truto each carry a few) count as records too.
+    Latency per record: from the start of the load until its last target write landed.
     """
-    held = {name: len(user.all()) for name, user in world.users.items()}
     world.reset_logs()
+    started = utcnow()
     with measured() as t:
         cycles = converge(world)
     total = len(links_by_record(world))
-    lists = {name: pages(count) for name, count in held.items()}
-    writes = {name: total - count for name, count in held.items()}
+    lists = {name: pages(count) for name, count in world.held.items()}
+    writes = {name: total - count for name, count in world.held.items()}
     changed = sum(writes.values())
-    return result(world, "initial_load", total, changed, cycles, t["wall"], lists, writes)
+    out = result(world, scenario, total, changed, cycles, t["wall"], lists, writes)
+    out.latencies = load_latencies(world, started)
+    return out
 
 
 def scan_or_one(world: World, name: str, records: int) -> int:
@@ -305,14 +489,25 @@ def scan_or_one(world: World, name: str, records: int) -> int:
     return 1 if capture_mode(world.engine, name) == "incremental" else pages(records)
 
 
-def noop_cycle(world: World, records: int) -> Result:
+def noop_cycle(world: World, records: int, scenario: str = "noop_cycle") -> Result:
     """One more cycle once everything is linked: only the cost of finding nothing changed."""
     world.reset_logs()
     with measured() as t:
         run_cycle(world.engine)
     lists = {name: scan_or_one(world, name, records) for name in world.emulators}
     writes = dict.fromkeys(world.emulators, 0)
-    return result(world, "noop_cycle", records, 0, 1, t["wall"], lists, writes)
+    return result(world, scenario, records, 0, 1, t["wall"], lists, writes)
+
+
+def noop_steady(world: World, records: int) -> Result:
+    """The no-op after a quiet period: every vendor clock moves past the lookback, one warm
+    cycle runs, then one cycle is measured. Once cursors follow the vendors' server time this
+    should cost one list request per incremental system; until then it shows the re-reads."""
+    quiet = world.config.sync.lookback.total_seconds() + 60
+    for emulator in world.emulators.values():
+        emulator.clock.advance(quiet)
+    run_cycle(world.engine)
+    return noop_cycle(world, records, scenario="noop_steady")
 
 
 def links_by_record(world: World) -> dict[str, dict[str, str]]:
@@ -325,47 +520,165 @@ def links_by_record(world: World) -> dict[str, dict[str, str]]:
     return {rid: by for rid, by in out.items() if len(by) == len(world.emulators)}
 
 
-def churn(world: World, records: int, share: float = 0.01, seed: int = 11) -> Result:
-    """Edit ``share`` of the records (amount), each in a random system, then one cycle.
-
-    Ideal: the normal read of every system, plus one write per edited record to each of the
-    other systems.
-    """
-    rng = random.Random(seed)
+def churn_round(
+    world: World, rng: random.Random, records: int, share: float
+) -> tuple[dict[str, tuple[str, dt.datetime]], Counter[str]]:
+    """Edit ``share`` of the linked records (amount), each through a random system's API."""
     linked = links_by_record(world)
     count = max(1, round(records * share))
     systems = sorted(world.emulators)
+    edits: dict[str, tuple[str, dt.datetime]] = {}
     edits_in: Counter[str] = Counter()
     for record_id in rng.sample(sorted(linked), min(count, len(linked))):
         name = rng.choice(systems)
         kind = world.config.systems[name].type
-        external = linked[record_id][name]
-        world.users[name].edit(external, **AMOUNT_EDIT[kind](rng.randint(1, 10**6)))
+        world.users[name].edit(linked[record_id][name], **AMOUNT_EDIT[kind](rng.randint(1, 10**6)))
+        edits[record_id] = (name, utcnow())  # the edit has landed: the clock starts
         edits_in[name] += 1
-    world.reset_logs()  # the edits are the users' requests, not ours
-    with measured() as t:
-        run_cycle(world.engine)
-    lists = {name: scan_or_one(world, name, records) for name in world.emulators}
-    writes = {name: count - edits_in[name] for name in world.emulators}
-    return result(world, "churn", records, count * (len(systems) - 1), 1, t["wall"], lists, writes)
+    return edits, edits_in
 
 
-SCENARIOS = ("initial_load", "noop_cycle", "churn")
+def churn(
+    world: World,
+    records: int,
+    share: float = CHURN_SHARE,
+    rounds: int = CHURN_ROUNDS,
+    seed: int = 11,
+) -> Result:
+    """``rounds`` times: edit ``share`` of the records (amount), each in a random system, then
+    one cycle. Figures add up over the rounds (the users' edits are not counted).
+
+    Ideal per round: the normal read of every system, plus one write per edited record to
+    each of the other systems. Latency: from each edit until its last write elsewhere landed.
+    """
+    rng = random.Random(seed)
+    systems = sorted(world.emulators)
+    logs: dict[str, list[dict[str, Any]]] = {name: [] for name in systems}
+    lists: Counter[str] = Counter()
+    writes: Counter[str] = Counter()
+    latencies: list[float] = []
+    unpropagated = wall = 0.0
+    changed = 0
+    for _ in range(rounds):
+        edits, edits_in = churn_round(world, rng, records, share)
+        world.reset_logs()  # the edits are the users' requests, not ours
+        with measured() as t:
+            run_cycle(world.engine)
+        wall += t["wall"]
+        for name in systems:
+            logs[name] += world.emulators[name].requests
+            lists[name] += scan_or_one(world, name, records)
+            writes[name] += len(edits) - edits_in[name]
+        changed += len(edits) * (len(systems) - 1)
+        seconds, missing = edit_latencies(world, edits)
+        latencies += seconds
+        unpropagated += missing
+    for name in systems:  # the accounting reads the request logs: hand it every round's
+        world.emulators[name].requests[:] = logs[name]
+    out = result(world, "churn", records, changed, rounds, wall, dict(lists), dict(writes))
+    out.latencies, out.unpropagated = latencies, int(unpropagated)
+    return out
 
 
-def run(scenarios: tuple[str, ...], records: int, seed: int = 7) -> list[Result]:
-    """Run the chosen scenarios on one world; later ones build on the initial load."""
-    world = make_world(records, seed=seed)
+def saturation(world: World, out: Result, since: dt.datetime) -> list[Saturation]:
+    """Per system that was written to: landed writes per second between its first and last
+    landed write, against the emulator's documented limit, and the 429s it answered."""
+    by_system: dict[str, list[dt.datetime]] = {}
+    for _rid, system, at in landed_writes(world, since):
+        by_system.setdefault(system, []).append(at)
+    rows = []
+    for name, emulator in world.emulators.items():
+        stamps = sorted(by_system.get(name, []))
+        limit = world.config.systems[name].rate_limit
+        rows.append(
+            Saturation(
+                system=name,
+                allowed_rate=emulator.rate_limit.rate,
+                allowed_burst=emulator.rate_limit.burst,
+                client_rate=limit.rate if limit else None,
+                writes=len(stamps),
+                window_s=(stamps[-1] - stamps[0]).total_seconds() if stamps else 0.0,
+                throttled=out.systems[name].throttled,
+            )
+        )
+    return rows
+
+
+def rate_limit(world: World) -> Result:
+    """The initial load with every vendor's documented limit on (and the engine's limiter
+    sized from config.yaml): how much of each allowed rate the writes use, how many 429s."""
+    started = utcnow()
+    out = initial_load(world, scenario="rate_limit")
+    out.saturation = saturation(world, out, started)
+    return out
+
+
+#: every scenario name, in the order ``run`` runs them
+SCENARIOS = (
+    "initial_load",
+    "noop_cycle",
+    "churn",
+    "noop_steady",
+    "initial_load_latency",
+    "rate_limit",
+    "dlt_compare",
+)
+MAIN_WORLD = ("initial_load", "noop_cycle", "churn", "noop_steady")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run, at which sizes. ``records`` and ``latency_ms`` are the main world's (its
+    scenarios share one world, in order); the slow scenarios have their own sizes."""
+
+    scenarios: tuple[str, ...] = SCENARIOS
+    records: int = 1000
+    latency_ms: float = 0.0
+    injected_ms: float = 200.0  # initial_load_latency and rate_limit
+    latency_records: int = 100
+    ratelimit_records: int = 100
+    dlt_records: int = 10_000
+    seed: int = 7
+
+
+def run_main_world(plan: Plan) -> list[Result]:
+    """``initial_load``, ``noop_cycle``, ``churn``, ``noop_steady`` on one world, in order;
+    each later one builds on the load (measured even when not printed)."""
+    world = make_world(plan.records, seed=plan.seed, latency_ms=plan.latency_ms)
     out: list[Result] = []
     try:
         load = initial_load(world)
         records = load.records
-        if "initial_load" in scenarios:
+        if "initial_load" in plan.scenarios:
             out.append(load)
-        if "noop_cycle" in scenarios:
+        if "noop_cycle" in plan.scenarios:
             out.append(noop_cycle(world, records))
-        if "churn" in scenarios:
+        if "churn" in plan.scenarios:
             out.append(churn(world, records))
+        if "noop_steady" in plan.scenarios:
+            out.append(noop_steady(world, records))
     finally:
         world.close()
+    return out
+
+
+def run_alone(plan: Plan, name: str) -> Result:
+    """``initial_load_latency`` or ``rate_limit``, each on a world of its own."""
+    limited = name == "rate_limit"
+    records = plan.ratelimit_records if limited else plan.latency_records
+    world = make_world(records, seed=plan.seed, latency_ms=plan.injected_ms, rate_limited=limited)
+    try:
+        return rate_limit(world) if limited else initial_load(world, scenario=name)
+    finally:
+        world.close()
+
+
+def run(plan: Plan) -> list[Result]:
+    """Run the in-process scenarios of ``plan`` (``dlt_compare`` is :mod:`bench.dlt_compare`)."""
+    out: list[Result] = []
+    if set(MAIN_WORLD) & set(plan.scenarios):
+        out += run_main_world(plan)
+    for name in ("initial_load_latency", "rate_limit"):
+        if name in plan.scenarios:
+            out.append(run_alone(plan, name))
     return out

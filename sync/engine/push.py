@@ -37,7 +37,7 @@ from sync.connectors.errors import (
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
 from sync.engine.journal import dead_letter, note
-from sync.engine.outbound import desired, enqueue_pushes, push_diff
+from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Counts, Engine, aware_utc, to_utc
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store.models import Cursor, Link, Outbox, Record, utcnow
@@ -248,7 +248,8 @@ def _create(
     engine: Engine, session: Session, row: Outbox, record: Record, run_id: str | None
 ) -> str:
     connector = engine.connector(row.system)
-    fields = {k: v for k, v in desired(engine, row.system, record).items() if v is not None}
+    wanted = desired(engine, row.system, record)
+    fields = {k: v for k, v in wanted.items() if v is not None}
     answer = _recover(engine, session, row, record) if row.intent_at is not None else None
     if answer is None:
         payload = engine.mapper.to_vendor(
@@ -282,14 +283,17 @@ def _create(
     if existing is not None:  # a concurrent capture saw our new deal (our record id) first
         row.status = "done"
         return "adopted"
-    _adopt_vendor_fills(engine, session, record, row.system, theirs, answer, run_id)
+    _adopt_identity(engine, session, record, row.system, theirs, run_id)
     link = Link(
         record_id=record.id,
         system=row.system,
         external_id=answer.external_id,
         shadow=theirs,
         vendor_modified=to_utc(answer.modified),
-        sent={name: [value, theirs.get(name)] for name, value in fields.items()},
+        # Every outbound field, the empty ones too: what the target put where we sent nothing
+        # (a default owner, a required close date) is its lossy copy of "nothing", so the next
+        # push neither blanks it there nor spreads it to the other systems.
+        sent={name: [value, theirs.get(name)] for name, value in wanted.items()},
     )
     session.add(link)
     index_keys(session, record, engine.config.sync.natural_key)
@@ -305,45 +309,35 @@ def _create(
     return action
 
 
-def _adopt_vendor_fills(
+def _adopt_identity(
     engine: Engine,
     session: Session,
     record: Record,
     system: str,
     theirs: dict[str, Any],
-    answer: VendorRecord,
     run_id: str | None,
 ) -> None:
-    """Fields the target filled in on create (a required default, a computed stage) that the
-    deal lacked become the deal's values, so the next push does not try to blank them."""
-    filled = {
-        name: value
-        for name, value in theirs.items()
-        if value is not None and record.fields.get(name) in (None, {}, [])
-    }
-    if not filled:
+    """The ids the target gave the new deal (e.g. its Salesforce id) join the deal's
+    ``external_ids``: they identify it, so identity resolution and ``salesforceId`` matching
+    can use them. Other values the target invented stay its own (see ``Link.sent``)."""
+    ids = theirs.get("external_ids") or {}
+    known = record.fields.get("external_ids") or {}
+    new = {key: value for key, value in ids.items() if value and key not in known}
+    if not new:
         return
-    at = to_utc(answer.modified)
-    record.fields = {**record.fields, **filled}
-    record.provenance = {
-        **record.provenance,
-        **{name: {"system": system, "at": at.isoformat() if at else None} for name in filled},
-    }
+    record.fields = {**record.fields, "external_ids": {**known, **new}}
     record.updated_at = utcnow()
     session.add(record)
-    for name, value in filled.items():
-        note(
-            session,
-            record.id,
-            "field_changed",
-            f"filled in by {system} on create",
-            system=system,
-            field=name,
-            new=value,
-            run_id=run_id,
-        )
-    session.flush()
-    enqueue_pushes(engine, session, record, reason=f"filled in by {system} on create")
+    note(
+        session,
+        record.id,
+        "field_changed",
+        f"ids given by {system} on create",
+        system=system,
+        field="external_ids",
+        new=new,
+        run_id=run_id,
+    )
 
 
 def _recover(engine: Engine, session: Session, row: Outbox, record: Record) -> VendorRecord | None:

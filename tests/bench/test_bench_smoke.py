@@ -1,0 +1,55 @@
+"""Every benchmark scenario runs at a tiny size and reports sane figures (issue 7).
+
+Not a performance test: it proves ``python -m bench`` still works against today's engine and
+emulators — every scenario finishes, the outbox drains, ratios and latencies are finite, the
+rate-limit scenario runs against limited emulators, and dlt ingests the same Close listing
+crmsync's capture does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import main
+from bench.scenarios import SCENARIOS
+
+TINY = [
+    "--records", "20",
+    "--latency-ms", "5",
+    "--injected-latency-ms", "5",
+    "--latency-records", "20",
+    "--ratelimit-records", "10",
+    "--dlt-records", "20",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_every_scenario_runs_at_a_tiny_size_with_sane_figures(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    assert main([*TINY, "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    results = {r["scenario"]: r for r in payload["results"]}
+    assert set(results) | {"dlt_compare"} == set(SCENARIOS)
+    for name, r in results.items():
+        assert r["records"] >= 10, name  # 5 fixture deals join the seeded ones
+        assert r["outbox_left"] == 0, name
+        assert math.isfinite(r["ratio"]) and 0.5 <= r["ratio"] <= 3.0, (name, r["ratio"])
+    for name in ("initial_load", "initial_load_latency", "rate_limit", "churn"):
+        r = results[name]
+        assert r["latency_samples"] > 0, name
+        assert 0 < r["latency_p50_s"] <= r["latency_p95_s"] <= r["wall_s"] + 1, name
+    assert results["churn"]["unpropagated"] == 0
+    for name in ("noop_cycle", "noop_steady"):
+        assert results[name]["writes"] == 0, name
+    limited = {s["system"]: s for s in results["rate_limit"]["saturation"]}
+    assert limited["parsalink"]["client_rate"] == 1.5  # the shipped config's limit is in force
+    assert all(s["writes"] >= 10 for n, s in limited.items() if n != "ruddr")
+    crmsync, dlt = payload["dlt_compare"]
+    assert (crmsync["tool"], dlt["tool"]) == ("crmsync", "dlt")
+    assert crmsync["records"] == dlt["records"] == 20
+    assert crmsync["peak_rss_mb"] > 0 and dlt["peak_rss_mb"] > 0
