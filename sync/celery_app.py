@@ -33,7 +33,9 @@ ADMIN_QUEUE = "crmsync.admin"
 TIME_LIMIT_ENV = "CRMSYNC_TASK_TIME_LIMIT"
 VISIBILITY_ENV = "CRMSYNC_VISIBILITY_TIMEOUT"
 #: tasks routed to the queue of the system named in their first argument
-SYSTEM_TASKS = frozenset({"crmsync.poll_system", "crmsync.drain_system", "crmsync.detect_deletes"})
+SYSTEM_TASKS = frozenset(
+    {"crmsync.poll_system", "crmsync.drain_system", "crmsync.reconcile", "crmsync.detect_deletes"}
+)
 
 log = structlog.get_logger("crmsync.celery")
 

@@ -104,6 +104,7 @@ def health_table(rows: list[dict[str, Any]], title: str = "systems") -> Table:
             name, justify="right" if name in ("lag", "pending", "conflicts") else "left"
         )
     table.add_column("dead letters", justify="right")
+    table.add_column("healed", justify="right")  # by the last reconcile; 0 when healthy
     for row in rows:
         style = _HEALTH_STYLE.get(row["health"], "")
         table.add_row(
@@ -115,8 +116,15 @@ def health_table(rows: list[dict[str, Any]], title: str = "systems") -> Table:
             str(row["pending"]),
             str(row["conflicts"]),
             f"[red]{row['dead_letters']}[/]" if row["dead_letters"] else "0",
+            _healed_cell(row.get("healed")),
         )
     return table
+
+
+def _healed_cell(healed: int | None) -> str:
+    if healed is None:
+        return "—"  # never reconciled
+    return f"[yellow]{healed}[/]" if healed else "0"
 
 
 def runs_table(runs: list[dict[str, Any]]) -> Table:
@@ -388,11 +396,72 @@ def resync(
         engine.close()
 
 
+def reconcile(
+    ctx: typer.Context,
+    system: Annotated[str | None, typer.Option(help="Only this system (default: all).")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the enqueued reconcile (distributed).")
+    ] = False,
+) -> None:
+    """Anti-entropy: read every deal, heal what the incremental path missed, count it.
+
+    Heals are also scheduled (``sync.reconcile_every``, daily by default); a healthy
+    installation heals nothing. Exit 1 when a system could not be read."""
+    config = _config(ctx)
+    if system is not None and system not in config.systems:
+        raise _fail(f"unknown system {system!r}; configured: {', '.join(config.systems)}")
+    from sync.runtime.resync import queue_run
+
+    distributed = bool(config.broker.url)
+    engine = _engine(config, distributed=distributed, migrate=not distributed)
+    try:
+        run_id = queue_run(engine, system, kind="reconcile")
+        if not distributed:
+            _log(ctx)
+            from sync.engine.reconcile import reconcile as reconcile_systems
+
+            with err.status(f"reconcile {run_id}…"):
+                report = reconcile_systems(engine, [system] if system else None, run_id=run_id)
+            out.print(reconcile_table(report))
+            if report.healed:
+                out.print(
+                    f"[yellow]healed {report.healed} difference(s) the incremental path "
+                    f"missed; `crmsync history RECORD` shows each (action 'healed' or "
+                    f"'field_changed')[/]"
+                )
+            raise typer.Exit(0 if report.status == "done" else 1)
+        from sync.celery_app import make_app
+
+        celery_app = make_app(config.broker.url, list(config.systems))
+        celery_app.send_task("crmsync.reconcile", args=[system, run_id])
+        out.print(f"reconcile {run_id} enqueued")
+        if wait:
+            _follow(engine, run_id, "reconcile")
+    finally:
+        engine.close()
+
+
+def reconcile_table(report: Any) -> Table:
+    title = f"reconcile {report.run_id}: {report.status} — healed {report.healed}"
+    table = Table(title=title, title_justify="left")
+    columns = ("fetched", "healed", "changed", "created", "linked", "deleted", "pushed")
+    table.add_column("system")
+    for name in columns:
+        table.add_column(name, justify="right")
+    table.add_column("error")
+    for system, counts in report.per_system.items():
+        cells = [str(counts[name]) for name in columns]
+        if counts["healed"]:
+            cells[1] = f"[yellow]{counts['healed']}[/]"
+        table.add_row(system, *cells, escape(report.errors.get(system, "")))
+    return table
+
+
 def _counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()) if v) or "nothing to do"
 
 
-def _follow(engine: Engine, run_id: str, poll_every: float = 0.5) -> None:
+def _follow(engine: Engine, run_id: str, kind: str = "resync", poll_every: float = 0.5) -> None:
     from sync.engine import admin_ops
 
     with Progress(
@@ -403,7 +472,7 @@ def _follow(engine: Engine, run_id: str, poll_every: float = 0.5) -> None:
         TimeElapsedColumn(),
         console=err,
     ) as progress:
-        task = progress.add_task(f"resync {run_id}", total=None)
+        task = progress.add_task(f"{kind} {run_id}", total=None)
         while True:
             run = admin_ops.get_run(engine, run_id) or {"status": "queued", "counts": {}}
             counts = run["counts"]
@@ -411,12 +480,12 @@ def _follow(engine: Engine, run_id: str, poll_every: float = 0.5) -> None:
                 task,
                 total=counts.get("systems_total"),
                 completed=counts.get("systems_done", 0),
-                description=f"resync {run_id}: {run['status']}",
+                description=f"{kind} {run_id}: {run['status']}",
             )
             if run["status"] not in ("queued", "running"):
                 break
             time.sleep(poll_every)
-    out.print(f"resync {run_id}: {run['status']} ({_counts_text(run['counts'])})")
+    out.print(f"{kind} {run_id}: {run['status']} ({_counts_text(run['counts'])})")
     if run["status"] != "done":
         raise typer.Exit(1)
 
@@ -453,6 +522,7 @@ def register(app: typer.Typer) -> None:
     app.command("worker")(worker)
     app.command("admin")(admin)
     app.command("resync")(resync)
+    app.command("reconcile")(reconcile)
     app.command("status")(status)
 
 

@@ -30,6 +30,7 @@ from sync.config import Config, ConfigError, load_config
 from sync.engine import admin_ops
 from sync.engine.cycle import finish_run, poll, start_run
 from sync.engine.push import drain
+from sync.engine.reconcile import reconcile as reconcile_systems
 from sync.engine.state import Counts, Engine
 from sync.metrics import observe_counts, observe_error
 
@@ -80,7 +81,7 @@ class EnqueueDispatcher:
         self._enqueue(f"poll:{system}", "crmsync.poll_system", [system])
 
     def reconcile(self, system: str) -> None:
-        self._enqueue(f"reconcile:{system}", "crmsync.detect_deletes", [system])
+        self._enqueue(f"reconcile:{system}", "crmsync.reconcile", [system])
 
 
 def _celery_send(task: str, args: list[Any]) -> None:
@@ -102,7 +103,18 @@ class EmbeddedDispatcher:
         self._run(system, full=False, kind="poll")
 
     def reconcile(self, system: str) -> None:
-        self._run(system, full=True, kind="reconcile")
+        if self.stopping.is_set():
+            return
+        with self.lock:
+            try:
+                report = reconcile_systems(self.engine, [system])
+            except Exception as exc:
+                observe_error(system, exc)
+                log.warning("job_failed", system=system, kind="reconcile", error=str(exc))
+                return
+            counts = report.totals()
+            observe_counts(system, counts.values)
+            self.last[system] = counts
 
     def _run(self, system: str, *, full: bool, kind: str) -> None:
         if self.stopping.is_set():

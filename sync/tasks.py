@@ -4,8 +4,10 @@
 ``crmsync.poll_system``    capture one system's changes (one poll per system at a time)
 ``crmsync.drain_system``   push one system's due outbox rows (any number in parallel)
 ``crmsync.resync``         re-read one system or all (``full``: a complete scan), push
-``crmsync.detect_deletes`` a full scan of one system, which is how scan-only vendors
-                           reveal deletes (DESIGN §2.7)
+``crmsync.reconcile``      anti-entropy for one system or all: a complete read, the pushes
+                           the store owes, deletes found by the scan (DESIGN §2.7); counts
+                           what it healed
+``crmsync.detect_deletes`` the older name of a one-system reconcile (kept for queued tasks)
 ``crmsync.verify``         compare every system with the store, field by field
 =========================  ==========================================================
 
@@ -26,15 +28,16 @@ import structlog
 from sync.celery_app import app
 from sync.connectors.errors import Retryable
 from sync.engine import admin_ops
-from sync.engine.cycle import finish_run, start_run
+from sync.engine.cycle import finish_run, poll, start_run
 from sync.engine.push import drain
+from sync.engine.reconcile import reconcile as reconcile_systems
 from sync.engine.state import Counts, Engine
 from sync.engine.verify import verify as verify_systems
 from sync.logging import bind_system
 from sync.metrics import observe_counts
 from sync.runtime import context
 from sync.runtime.locks import RenewedLock
-from sync.runtime.resync import perform_resync, recorded_poll
+from sync.runtime.resync import open_run, perform_resync, recorded_poll
 from sync.store.models import Run, utcnow
 
 log = structlog.get_logger("crmsync.tasks")
@@ -152,11 +155,29 @@ def _resync(
     return {"run_id": run_id, "status": status, "counts": counts.values}
 
 
-def _detect_deletes(self: Any, system: str) -> dict[str, Any]:
+def _locked_reconcile_read(engine: Engine, system: str, run_id: str) -> Counts:
+    """A reconcile's complete read, under the system's poll lock like any poll."""
+    lock = poll_lock(system)
+    if not lock.acquire(wait=RESYNC_LOCK_WAIT):
+        raise Retryable(f"a poll of {system} is still running", system=system)
+    try:
+        return poll(engine, system, full=True, run_id=run_id)
+    finally:
+        lock.release()
+
+
+def _reconcile(self: Any, system: str | None = None, run_id: str | None = None) -> dict[str, Any]:
     engine = _engine(system)
-    counts = _locked_full_poll(engine, system, full=True, kind="detect_deletes")
+    run_id = open_run(engine, run_id, "reconcile", system)
+    report = reconcile_systems(
+        engine, [system] if system else None, run_id=run_id, full_poll=_locked_reconcile_read
+    )
     enqueue_drains(engine)
-    return {"system": system, "deleted": counts["deleted"]}
+    return {"run_id": run_id, "status": report.status, "healed": report.healed}
+
+
+def _detect_deletes(self: Any, system: str) -> dict[str, Any]:
+    return _reconcile(self, system)
 
 
 def _verify(self: Any) -> dict[str, Any]:
@@ -178,5 +199,6 @@ def _verify(self: Any) -> dict[str, Any]:
 poll_system: Any = app.task(name="crmsync.poll_system", bind=True, **_RETRY)(_poll_system)
 drain_system: Any = app.task(name="crmsync.drain_system", bind=True, **_RETRY)(_drain_system)
 resync: Any = app.task(name="crmsync.resync", bind=True, **_RETRY)(_resync)
+reconcile: Any = app.task(name="crmsync.reconcile", bind=True, **_RETRY)(_reconcile)
 detect_deletes: Any = app.task(name="crmsync.detect_deletes", bind=True, **_RETRY)(_detect_deletes)
 verify: Any = app.task(name="crmsync.verify", bind=True, **_RETRY)(_verify)

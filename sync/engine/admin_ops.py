@@ -74,6 +74,7 @@ def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[s
             .where(DeadLetter.status == "open")
             .group_by(DeadLetter.system),
         )
+        healed = _last_healed(session, list(engine.config.systems))
     rows = []
     for system, cfg in engine.config.systems.items():
         cursor = cursors.get(system)
@@ -100,9 +101,29 @@ def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[s
                 "pending": pending.get(system, 0),
                 "conflicts": conflicts.get(system, 0),
                 "dead_letters": dead.get(system, 0),
+                "last_reconcile_at": healed[system][0] if system in healed else None,
+                "healed": healed[system][1] if system in healed else None,
             }
         )
     return rows
+
+
+def _last_healed(session: Session, systems: list[str]) -> dict[str, tuple[str | None, int]]:
+    """Per system, the finish time and ``healed`` count of its latest completed reconcile
+    (one of that system alone, or of all systems, which records ``healed.<system>``)."""
+    runs = session.exec(
+        select(Run)
+        .where(Run.kind == "reconcile", col(Run.status).in_(("done", "partial")))
+        .order_by(col(Run.started_at).desc())
+        .limit(200)
+    ).all()
+    found: dict[str, tuple[str | None, int]] = {}
+    for run in runs:
+        for system in systems:
+            key = f"healed.{system}"
+            if system not in found and (run.system in (None, system)) and key in run.counts:
+                found[system] = (_iso(run.finished_at), int(run.counts[key]))
+    return found
 
 
 def due_systems(engine: Engine) -> list[str]:

@@ -189,3 +189,24 @@ def test_a_vendor_rejection_lands_in_dead_letters_and_the_cycle_goes_on(world: W
     assert "no more than 255 characters" in letters["parsalink"]
     assert len(journal) >= 2  # a later change of the deal retries the create (and journals it)
     assert len(report.systems["ruddr"].absent) == 1 and not report.systems["close"].absent
+
+
+def test_a_default_a_target_invents_on_create_stays_there(world: World) -> None:
+    """A Ruddr deal without an owner gets Close's default owner (the API key's user) when
+    created there; that default is neither written back to Ruddr nor blanked in Close — but a
+    real owner change made later in Close does reach Ruddr."""
+    deal = world.users["ruddr"].create("Ownerless deal", owner=None)
+    report = world.converge(cycles=2)
+    assert report.clean, report
+    record_id = record_of(world, "ruddr", deal)
+    close_id = link_of(world, "close", record_id).external_id
+    assert world.users["close"].get(close_id)["user_id"]  # Close filled in its default
+    assert world.users["ruddr"].get(deal).get("owner") is None
+    world.reset_calls()
+    world.cycle()
+    assert sum(world.calls(s, writes_only=True) for s in SYSTEMS) == 0
+
+    maria = world.users["close"]._lookup("/user/", "email")["maria.lopez@example.com"]
+    world.users["close"].edit(close_id, user_id=maria)
+    assert world.converge(cycles=2).clean
+    assert (world.users["ruddr"].get(deal).get("owner") or {}).get("name") == "Maria Lopez"
