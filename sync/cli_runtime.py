@@ -336,8 +336,17 @@ def admin_backend(engine: Engine, config: Config) -> Any:
         def enqueue_reread(system: str) -> None:
             celery_app.send_task("crmsync.resync", args=[system, True, None])
 
+        def enqueue_reconcile(system: str | None) -> str:
+            run_id = queue_run(engine, system, kind="reconcile")
+            celery_app.send_task("crmsync.reconcile", args=[system, run_id])
+            return run_id
+
         return AdminBackend(
-            engine, enqueue_resync, enqueue_reread, checks={"broker": lambda: client.ping()}
+            engine,
+            enqueue_resync,
+            enqueue_reread,
+            checks={"broker": lambda: client.ping()},
+            reconcile=enqueue_reconcile,
         )
 
     one_at_a_time = threading.Lock()
@@ -355,7 +364,19 @@ def admin_backend(engine: Engine, config: Config) -> Any:
     def reread_here(system: str) -> None:
         resync_here(system, True)
 
-    return AdminBackend(engine, resync_here, reread_here)
+    def reconcile_here(system: str | None) -> str:
+        from sync.engine.reconcile import reconcile as reconcile_systems
+
+        run_id = queue_run(engine, system, kind="reconcile")
+
+        def work() -> None:
+            with one_at_a_time:
+                reconcile_systems(engine, [system] if system else None, run_id=run_id)
+
+        threading.Thread(target=work, name=f"reconcile:{run_id}", daemon=True).start()
+        return run_id
+
+    return AdminBackend(engine, resync_here, reread_here, reconcile=reconcile_here)
 
 
 # --------------------------------------------------------------------------- admin commands

@@ -56,6 +56,8 @@ class AdminBackend:
     reread: Callable[[str], None]
     #: extra readiness checks by name (e.g. "broker": ping Redis); raise when not ready
     checks: dict[str, Callable[[], object]] | None = None
+    #: system or None (all) -> run id of a reconcile (anti-entropy), enqueued or run here
+    reconcile: Callable[[str | None], str] | None = None
 
 
 class BearerAuth(BaseHTTPMiddleware):
@@ -148,6 +150,19 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
             return _error(exc)
         return JSONResponse({"run_id": run_id, "status": "queued"}, status_code=202)
 
+    async def reconcile(request: Request) -> JSONResponse:
+        try:
+            body = await _body(request)
+            system = body.get("system")
+            if system is not None and system not in engine.config.systems:
+                raise AdminError(f"unknown system {system!r}")
+            if backend.reconcile is None:
+                raise AdminError("this admin API cannot start a reconcile", 501)
+            run_id = await run_in_threadpool(backend.reconcile, system)
+        except AdminError as exc:
+            return _error(exc)
+        return JSONResponse({"run_id": run_id, "status": "queued"}, status_code=202)
+
     def run(request: Request) -> JSONResponse:
         found = admin_ops.get_run(engine, request.path_params["run_id"])
         if found is None:
@@ -197,6 +212,7 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
         Route("/health", health),
         Route("/status", status),
         Route("/resync", resync, methods=["POST"]),
+        Route("/reconcile", reconcile, methods=["POST"]),
         Route("/runs/{run_id}", run),
         Route("/conflicts", conflicts),
         Route("/conflicts/{conflict_id:int}/resolve", resolve, methods=["POST"]),

@@ -101,3 +101,24 @@ def test_resolving_a_conflict_sets_the_field_unholds_it_and_enqueues_pushes(
         assert queued["ruddr"] == "update" and "close" not in queued
     again = client.post("/conflicts/7/resolve", json={"take": "close"}, headers=auth)
     assert again.status_code == 409
+
+
+def test_reconcile_is_started_through_the_backend_and_checks_the_system(engine: Engine) -> None:
+    """POST /reconcile hands the system to the backend and answers 202 with its run id; an
+    unknown system is a 400 naming it; a backend that cannot reconcile answers 501."""
+    started: list[str | None] = []
+    backend = AdminBackend(
+        engine,
+        lambda s, f: "run_x",
+        lambda s: None,
+        reconcile=lambda s: started.append(s) or "run_rec",
+    )
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    client = TestClient(create_app(backend, token=TOKEN))
+    answer = client.post("/reconcile", json={"system": "close"}, headers=auth)
+    assert answer.status_code == 202 and answer.json()["run_id"] == "run_rec"
+    assert started == ["close"]
+    bad = client.post("/reconcile", json={"system": "nope"}, headers=auth)
+    assert bad.status_code == 400 and "nope" in bad.json()["error"]
+    plain = TestClient(create_app(AdminBackend(engine, lambda s, f: "", lambda s: None), TOKEN))
+    assert plain.post("/reconcile", json={}, headers=auth).status_code == 501
