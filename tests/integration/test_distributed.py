@@ -203,3 +203,31 @@ def test_the_admin_api_checks_the_token_and_runs_a_resync(
         thread.join(timeout=10)
         engine.close()
         del ROOT
+
+
+def test_a_reconcile_task_on_a_worker_heals_nothing_after_convergence(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """`crmsync.reconcile` (what `crmsync reconcile` and the scheduler enqueue) runs on a worker
+    through its run row: done, with healed 0 for every system once the stack has converged."""
+    stack = make_stack(seed_opportunities=3)
+    stack.worker("w1")
+    stack.send("crmsync.resync", None, False, None)
+    wait_for(lambda: _converged(stack), 60, "both systems to hold every deal")
+    from sync.runtime.resync import queue_run
+
+    engine = stack.engine()
+    try:
+        run_id = queue_run(engine, None, kind="reconcile")
+        stack.send("crmsync.reconcile", None, run_id)
+
+        def finished() -> dict[str, Any] | None:
+            run = admin_ops.get_run(engine, run_id)
+            return run if run and run["status"] not in ("queued", "running") else None
+
+        run = wait_for(finished, 60, "the reconcile to finish")
+    finally:
+        engine.close()
+        engine.db.dispose()
+    assert run["status"] == "done", run
+    assert run["counts"]["healed.ruddr"] == 0 and run["counts"]["healed.close"] == 0, run
