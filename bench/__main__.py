@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.dlt_compare import ToolResult, compare
+from bench.engine_cpu import StageCost, engine_cpu
 from bench.scenarios import SCENARIOS, Plan, Result, run
 from sync.logging import configure_logging
 
@@ -164,6 +165,21 @@ def dlt_table(tools: list[ToolResult]) -> Table:
     return table
 
 
+def cpu_table(costs: list[StageCost]) -> Table:
+    table = Table(title="engine CPU per record, no I/O (median of 5 rounds)")
+    for column in ("stage", "system", "records", "µs/record", "records/s on one core"):
+        table.add_column(column, justify="left" if column in ("stage", "system") else "right")
+    for c in costs:
+        table.add_row(
+            c.stage,
+            c.system,
+            str(c.records),
+            f"{c.us_per_record:.1f}",
+            f"{c.records_per_s:,.0f}",
+        )
+    return table
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
@@ -237,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(saturation_table(results))
     if tools:
         console.print(dlt_table(tools))
+    cpu = engine_cpu(plan.records, seed=plan.seed) if "engine_cpu" in plan.scenarios else []
+    if cpu:
+        console.print(cpu_table(cpu))
     payload: dict[str, Any] = {
         "machine": {
             "python": sys.version.split()[0],
@@ -246,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         "plan": {**plan.__dict__, "scenarios": list(plan.scenarios)},
         "results": [r.to_json() for r in results],
         "dlt_compare": [t.to_json() for t in tools],
+        "engine_cpu": [c.to_json() for c in cpu],
     }
     args.json.write_text(json.dumps(payload, indent=2, default=str))
     console.print(f"JSON written to {args.json}")

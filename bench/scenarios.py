@@ -622,6 +622,7 @@ SCENARIOS = (
     "initial_load_latency",
     "rate_limit",
     "dlt_compare",
+    "engine_cpu",
 )
 MAIN_WORLD = ("initial_load", "noop_cycle", "churn", "noop_steady")
 

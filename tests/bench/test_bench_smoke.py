@@ -34,7 +34,7 @@ def test_every_scenario_runs_at_a_tiny_size_with_sane_figures(tmp_path: Path) ->
     assert main([*TINY, "--json", str(out)]) == 0
     payload = json.loads(out.read_text())
     results = {r["scenario"]: r for r in payload["results"]}
-    assert set(results) | {"dlt_compare"} == set(SCENARIOS)
+    assert set(results) | {"dlt_compare", "engine_cpu"} == set(SCENARIOS)
     for name, r in results.items():
         assert r["records"] >= 10, name  # 5 fixture deals join the seeded ones
         assert r["outbox_left"] == 0, name
@@ -53,3 +53,6 @@ def test_every_scenario_runs_at_a_tiny_size_with_sane_figures(tmp_path: Path) ->
     assert (crmsync["tool"], dlt["tool"]) == ("crmsync", "dlt")
     assert crmsync["records"] == dlt["records"] == 20
     assert crmsync["peak_rss_mb"] > 0 and dlt["peak_rss_mb"] > 0
+    stages = {(c["stage"], c["system"]) for c in payload["engine_cpu"]}
+    assert ("merge", "all") in stages and ("map in", "close") in stages
+    assert all(0 < c["us_per_record"] < 1e5 for c in payload["engine_cpu"])
