@@ -14,6 +14,7 @@ from rich.table import Table
 
 from bench.dlt_compare import ToolResult, compare
 from bench.engine_cpu import StageCost, engine_cpu
+from bench.large_load import run_in_subprocess
 from bench.scenarios import SCENARIOS, Plan, Result, run
 from sync.logging import configure_logging
 
@@ -165,6 +166,28 @@ def dlt_table(tools: list[ToolResult]) -> Table:
     return table
 
 
+def oop_table(r: dict[str, Any]) -> Table:
+    table = Table(title="initial load, emulators in another process (crmsync's own RSS)")
+    columns = ("N", "cycles", "wall s", "rec/s", "requests", "ideal", "ratio", "p50 s", "p95 s")
+    for column in (*columns, "peak RSS MB", "outbox left", "fully linked"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(r["deals"]),
+        str(r["cycles"]),
+        f"{r['wall_s']:.1f}",
+        f"{r['records_per_s']:.0f}",
+        str(r["requests"]),
+        str(r["ideal"]),
+        f"{r['ratio']:.2f}",
+        f"{r['latency_p50_s'] or 0:.1f}",
+        f"{r['latency_p95_s'] or 0:.1f}",
+        f"{r['peak_rss_mb']:.0f}",
+        str(r["outbox_left"]),
+        "yes" if r["fully_linked"] else "[red]no[/]",
+    )
+    return table
+
+
 def cpu_table(costs: list[StageCost]) -> Table:
     table = Table(title="engine CPU per record, no I/O (median of 5 rounds)")
     for column in ("stage", "system", "records", "µs/record", "records/s on one core"):
@@ -253,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(saturation_table(results))
     if tools:
         console.print(dlt_table(tools))
+    oop = run_in_subprocess(plan.records, plan.seed) if "initial_load_oop" in plan.scenarios else {}
+    if oop:
+        console.print(oop_table(oop))
     cpu = engine_cpu(plan.records, seed=plan.seed) if "engine_cpu" in plan.scenarios else []
     if cpu:
         console.print(cpu_table(cpu))
@@ -266,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": [r.to_json() for r in results],
         "dlt_compare": [t.to_json() for t in tools],
         "engine_cpu": [c.to_json() for c in cpu],
+        "initial_load_oop": oop,
     }
     args.json.write_text(json.dumps(payload, indent=2, default=str))
     console.print(f"JSON written to {args.json}")

@@ -217,7 +217,7 @@ def emulator_seconds(world: World) -> float:
 
 
 # -- propagation latency (from the journal) ------------------------------------------------
-def landed_writes(world: World, since: dt.datetime) -> list[tuple[str, str, dt.datetime]]:
+def landed_writes(engine: Engine, since: dt.datetime) -> list[tuple[str, str, dt.datetime]]:
     """(record id, system, when) of every write that landed at or after ``since``.
 
     The push notes ``pushed`` after an update and ``created in X as ID`` / ``adopted in X as
@@ -228,7 +228,7 @@ def landed_writes(world: World, since: dt.datetime) -> list[tuple[str, str, dt.d
         sa.and_(col(Journal.action) == "created", col(Journal.reason).startswith("created in ")),
         sa.and_(col(Journal.action) == "adopted", col(Journal.reason).startswith("adopted in ")),
     )
-    with world.engine.session() as session:
+    with engine.session() as session:
         rows = session.exec(
             select(Journal.record_id, Journal.system, Journal.at).where(landed, Journal.at >= since)
         ).all()
@@ -239,10 +239,10 @@ def _aware(at: dt.datetime) -> dt.datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
 
 
-def load_latencies(world: World, started: dt.datetime) -> list[float]:
+def load_latencies(engine: Engine, started: dt.datetime) -> list[float]:
     """Per record: seconds from the start of the load until its last target write landed."""
     last: dict[str, dt.datetime] = {}
-    for rid, _system, at in landed_writes(world, started):
+    for rid, _system, at in landed_writes(engine, started):
         last[rid] = max(at, last.get(rid, at))
     return [(at - started).total_seconds() for at in last.values()]
 
@@ -254,7 +254,7 @@ def edit_latencies(
     another system. Also how many edits reached no other system at all."""
     since = min((at for _, at in edits.values()), default=utcnow())
     last: dict[str, dt.datetime] = {}
-    for rid, system, at in landed_writes(world, since):
+    for rid, system, at in landed_writes(world.engine, since):
         edited = edits.get(rid)
         if edited is None or system == edited[0] or at < edited[1]:
             continue
@@ -480,7 +480,7 @@ def initial_load(world: World, scenario: str = "initial_load") -> Result:
     writes = {name: total - count for name, count in world.held.items()}
     changed = sum(writes.values())
     out = result(world, scenario, total, changed, cycles, t["wall"], lists, writes)
-    out.latencies = load_latencies(world, started)
+    out.latencies = load_latencies(world.engine, started)
     return out
 
 
@@ -584,7 +584,7 @@ def saturation(world: World, out: Result, since: dt.datetime) -> list[Saturation
     """Per system that was written to: landed writes per second between its first and last
     landed write, against the emulator's documented limit, and the 429s it answered."""
     by_system: dict[str, list[dt.datetime]] = {}
-    for _rid, system, at in landed_writes(world, since):
+    for _rid, system, at in landed_writes(world.engine, since):
         by_system.setdefault(system, []).append(at)
     rows = []
     for name, emulator in world.emulators.items():
@@ -623,6 +623,7 @@ SCENARIOS = (
     "rate_limit",
     "dlt_compare",
     "engine_cpu",
+    "initial_load_oop",
 )
 MAIN_WORLD = ("initial_load", "noop_cycle", "churn", "noop_steady")
 

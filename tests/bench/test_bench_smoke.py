@@ -34,7 +34,7 @@ def test_every_scenario_runs_at_a_tiny_size_with_sane_figures(tmp_path: Path) ->
     assert main([*TINY, "--json", str(out)]) == 0
     payload = json.loads(out.read_text())
     results = {r["scenario"]: r for r in payload["results"]}
-    assert set(results) | {"dlt_compare", "engine_cpu"} == set(SCENARIOS)
+    assert set(results) | {"dlt_compare", "engine_cpu", "initial_load_oop"} == set(SCENARIOS)
     for name, r in results.items():
         assert r["records"] >= 10, name  # 5 fixture deals join the seeded ones
         assert r["outbox_left"] == 0, name
@@ -56,3 +56,6 @@ def test_every_scenario_runs_at_a_tiny_size_with_sane_figures(tmp_path: Path) ->
     stages = {(c["stage"], c["system"]) for c in payload["engine_cpu"]}
     assert ("merge", "all") in stages and ("map in", "close") in stages
     assert all(0 < c["us_per_record"] < 1e5 for c in payload["engine_cpu"])
+    oop = payload["initial_load_oop"]
+    assert oop["outbox_left"] == 0 and oop["fully_linked"]
+    assert 0.9 <= oop["ratio"] <= 1.5 and oop["peak_rss_mb"] > 0
