@@ -89,9 +89,19 @@ def _resolve(ours: Side, theirs: Side, policy: Policy) -> tuple[Side, str]:
 
 
 def merge_field(
-    field: str, base: Any, ours: Side, theirs: Side, policy: Policy, *, held: bool = False
+    field: str,
+    base: Any,
+    ours: Side,
+    theirs: Side,
+    policy: Policy,
+    *,
+    held: bool = False,
+    first_match: bool = False,
 ) -> Decision:
-    """Merge one field. ``held`` means an open manual conflict freezes the field."""
+    """Merge one field. ``held`` means an open manual conflict freezes the field.
+    ``first_match``: the incoming deal was just matched to ours (by an external id, our record
+    id or the natural key), so there is no base: differing values are a conflict, and the
+    journal should say they differed at the match, not that both sides edited."""
     if theirs.value == ours.value:
         return Decision(field, "agree", ours.value, reason="both sides hold the same value")
     if theirs.value == base:
@@ -112,6 +122,11 @@ def merge_field(
             winner=theirs.system,
             reason=f"only {theirs.system} changed it",
         )
+    what = (
+        f"{ours.system} and {theirs.system} held different values when matched"
+        if first_match
+        else f"{ours.system} and {theirs.system} both changed it"
+    )
     if policy.kind == "manual":
         return Decision(
             field,
@@ -119,8 +134,7 @@ def merge_field(
             ours.value,
             conflict=True,
             policy="manual",
-            reason=f"{ours.system} and {theirs.system} both changed it; policy manual holds "
-            "the field until an admin resolves the conflict",
+            reason=f"{what}; policy manual holds the field until an admin resolves the conflict",
         )
     winner, why = _resolve(ours, theirs, policy)
     outcome: Outcome = "take_theirs" if winner is theirs else "keep_ours"
@@ -131,5 +145,5 @@ def merge_field(
         conflict=True,
         winner=winner.system,
         policy=policy.kind,
-        reason=f"{ours.system} and {theirs.system} both changed it; {why}",
+        reason=f"{what}; {why}",
     )

@@ -104,6 +104,22 @@ def test_unknown_stamp_falls_back_to_priority() -> None:
     assert decision.winner == "ruddr"
 
 
+def test_a_first_match_conflict_says_the_copies_differed_at_the_match() -> None:
+    """Matching a deal (no base yet) with a different stage is a conflict settled by policy,
+    journaled as a difference found at the match rather than as two edits."""
+    decision = merge_field(
+        "stage",
+        None,
+        Side("negotiation", "ruddr", T0),
+        Side("proposal", "truto_salesforce", T0 + dt.timedelta(minutes=1)),
+        POLICIES["latest"],
+        first_match=True,
+    )
+    assert decision.conflict and decision.value == "proposal"
+    assert decision.reason.startswith("ruddr and truto_salesforce held different values when")
+    assert "both changed" not in decision.reason
+
+
 values = st.one_of(st.none(), st.sampled_from(["x", "y", "z"]))
 
 
