@@ -382,6 +382,21 @@ def admin_backend(engine: Engine, config: Config) -> Any:
 # --------------------------------------------------------------------------- admin commands
 
 
+def _admin_engine(ctx: typer.Context, system: str | None) -> tuple[Config, Engine, bool]:
+    """Config, engine and whether work is enqueued (distributed) for resync / reconcile."""
+    config = _config(ctx)
+    if system is not None and system not in config.systems:
+        raise _fail(f"unknown system {system!r}; configured: {', '.join(config.systems)}")
+    distributed = bool(config.broker.url)
+    return config, _engine(config, distributed=distributed, migrate=not distributed), distributed
+
+
+def _send(config: Config, task: str, args: list[Any]) -> None:
+    from sync.celery_app import make_app
+
+    make_app(config.broker.url, list(config.systems)).send_task(task, args=args)
+
+
 def resync(
     ctx: typer.Context,
     system: Annotated[str | None, typer.Option(help="Only this system (default: all).")] = None,
@@ -391,13 +406,9 @@ def resync(
     wait: Annotated[bool, typer.Option("--wait", help="Wait, with a progress bar.")] = False,
 ) -> None:
     """Re-read one system or all and push the differences (enqueued when distributed)."""
-    config = _config(ctx)
-    if system is not None and system not in config.systems:
-        raise _fail(f"unknown system {system!r}; configured: {', '.join(config.systems)}")
     from sync.runtime.resync import perform_resync, queue_run
 
-    distributed = bool(config.broker.url)
-    engine = _engine(config, distributed=distributed, migrate=not distributed)
+    config, engine, distributed = _admin_engine(ctx, system)
     try:
         run_id = queue_run(engine, system)
         if not distributed:
@@ -406,10 +417,7 @@ def resync(
                 _, status, counts = perform_resync(engine, system, full, run_id)
             out.print(f"resync {run_id}: {status} ({_counts_text(counts.values)})")
             raise typer.Exit(0 if status == "done" else 1)
-        from sync.celery_app import make_app
-
-        celery_app = make_app(config.broker.url, list(config.systems))
-        celery_app.send_task("crmsync.resync", args=[system, full, run_id])
+        _send(config, "crmsync.resync", [system, full, run_id])
         out.print(f"resync {run_id} enqueued")
         if wait:
             _follow(engine, run_id)
@@ -428,13 +436,9 @@ def reconcile(
 
     Heals are also scheduled (``sync.reconcile_every``, daily by default); a healthy
     installation heals nothing. Exit 1 when a system could not be read."""
-    config = _config(ctx)
-    if system is not None and system not in config.systems:
-        raise _fail(f"unknown system {system!r}; configured: {', '.join(config.systems)}")
     from sync.runtime.resync import queue_run
 
-    distributed = bool(config.broker.url)
-    engine = _engine(config, distributed=distributed, migrate=not distributed)
+    config, engine, distributed = _admin_engine(ctx, system)
     try:
         run_id = queue_run(engine, system, kind="reconcile")
         if not distributed:
@@ -451,10 +455,7 @@ def reconcile(
                     f"'field_changed')[/]"
                 )
             raise typer.Exit(0 if report.status == "done" else 1)
-        from sync.celery_app import make_app
-
-        celery_app = make_app(config.broker.url, list(config.systems))
-        celery_app.send_task("crmsync.reconcile", args=[system, run_id])
+        _send(config, "crmsync.reconcile", [system, run_id])
         out.print(f"reconcile {run_id} enqueued")
         if wait:
             _follow(engine, run_id, "reconcile")

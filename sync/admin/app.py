@@ -139,12 +139,16 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
             }
         )
 
+    def _system_of(body: dict[str, Any]) -> str | None:
+        system = body.get("system")
+        if system is not None and system not in engine.config.systems:
+            raise AdminError(f"unknown system {system!r}")
+        return system
+
     async def resync(request: Request) -> JSONResponse:
         try:
             body = await _body(request)
-            system = body.get("system")
-            if system is not None and system not in engine.config.systems:
-                raise AdminError(f"unknown system {system!r}")
+            system = _system_of(body)
             run_id = await run_in_threadpool(backend.resync, system, bool(body.get("full")))
         except AdminError as exc:
             return _error(exc)
@@ -152,10 +156,7 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
 
     async def reconcile(request: Request) -> JSONResponse:
         try:
-            body = await _body(request)
-            system = body.get("system")
-            if system is not None and system not in engine.config.systems:
-                raise AdminError(f"unknown system {system!r}")
+            system = _system_of(await _body(request))
             if backend.reconcile is None:
                 raise AdminError("this admin API cannot start a reconcile", 501)
             run_id = await run_in_threadpool(backend.reconcile, system)
