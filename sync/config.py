@@ -228,6 +228,9 @@ class SystemConfig(_Strict):
     create: bool = True
     auto_create_companies: bool = False
     timeout: float = Field(default=30.0, gt=0)
+    #: pushes in flight at once to this system (each waits on the vendor; the rate limit
+    #: still bounds requests per second)
+    concurrency: int = Field(default=8, gt=0, le=64)
     options: dict[str, Any] = Field(default_factory=dict)
 
 

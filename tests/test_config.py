@@ -99,6 +99,21 @@ def test_valid_file_loads_into_typed_models(tmp_path: Path) -> None:
     assert amount is not None and amount.read == "value"
 
 
+def test_pushes_in_flight_per_system_default_to_eight_and_must_be_positive(
+    tmp_path: Path,
+) -> None:
+    """`systems.NAME.concurrency` bounds the pushes in flight to one system: 8 unless set,
+    any number from 1 to 64, and 0 is an error naming the key."""
+    text = replace_line(VALID, "poll_every: 30s", "poll_every: 30s\n    concurrency: 2")
+    config = load_config(write(tmp_path, text), env=ENV)
+    assert config.systems["ruddr"].concurrency == 2
+    assert config.systems["close"].concurrency == 8
+    zero = replace_line(VALID, "poll_every: 30s", "poll_every: 30s\n    concurrency: 0")
+    assert only(tmp_path, zero).startswith(
+        at(tmp_path, zero, "concurrency:") + "systems.ruddr.concurrency: "
+    )
+
+
 def test_env_default_used_only_when_variable_is_unset_or_empty(tmp_path: Path) -> None:
     """`${VAR:-default}` takes the environment's value when set, the default otherwise."""
     path = write(tmp_path, VALID)

@@ -10,7 +10,8 @@ never here: a connector calls ``self._request`` once and gets either a response 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+import email.utils
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -44,6 +45,39 @@ def parse_stamp(value: object) -> dt.datetime:
     if stamp.tzinfo is None:
         return stamp.replace(tzinfo=dt.UTC)
     return stamp.astimezone(dt.UTC)
+
+
+def server_date(response: httpx.Response) -> dt.datetime | None:
+    """The vendor's clock from the HTTP ``Date`` header (RFC 7231: whole seconds, so up to a
+    second behind the server's true time), as aware UTC; None when absent or unreadable."""
+    raw = response.headers.get("date")
+    if not raw:
+        return None
+    try:
+        stamp = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ListingClock:
+    """The vendor's clock against ours, read from the first answer of a listing.
+
+    ``vendor`` is that answer's ``Date`` (None when the vendor sent none); ``local`` is our
+    clock when the answer arrived. ``vendor - local`` is the skew, erring on the early side
+    (``Date`` is truncated to the second and stamped before the answer travelled back), which
+    is the safe side for a watermark.
+    """
+
+    vendor: dt.datetime | None
+    local: dt.datetime
+
+    def to_vendor(self, moment: dt.datetime) -> dt.datetime | None:
+        """``moment`` of our clock in the vendor's clock; None without a ``Date``."""
+        if self.vendor is None:
+            return None
+        return moment + (self.vendor - self.local)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +134,9 @@ class BaseConnector:
         self.client = client
         self.options: dict[str, Any] = dict(options or {})
         self._ref_cache: dict[str, list[Reference]] = {}
+        #: the vendor's clock at the first answer of the latest ``list_changed``/``scan``
+        #: (None until one answered): capture turns it into the cursor's watermark
+        self.listing_clock: ListingClock | None = None
 
     @classmethod
     def make_auth(cls, credentials: Mapping[str, str], *, base_url: str) -> httpx.Auth | None:
@@ -155,6 +192,23 @@ class BaseConnector:
         self.client.close()
 
     # -- hooks for subclasses ------------------------------------------------------------
+    def _listing_fetch(self) -> Callable[[str, dict[str, Any]], Any]:
+        """A page fetch (``GET`` -> decoded body) for one ``list_changed``/``scan`` that notes
+        the vendor's clock from the listing's first answer in :attr:`listing_clock`.
+
+        Call it inside the listing's generator, so the note belongs to the listing being read.
+        """
+        self.listing_clock = None
+
+        def fetch(url: str, params: dict[str, Any]) -> Any:
+            response = self._request("GET", url, params=params or None)
+            if self.listing_clock is None:
+                local = dt.datetime.now(dt.UTC)
+                self.listing_clock = ListingClock(server_date(response), local)
+            return response.json()
+
+        return fetch
+
     def _load_references(self, kind: str) -> Iterator[Reference]:
         raise NotImplementedError(f"{self.vendor} has no {kind} references")
 

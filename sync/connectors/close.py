@@ -150,15 +150,19 @@ class CloseConnector(BaseConnector):
     # -- listing -------------------------------------------------------------------------
     def list_changed(self, since: dt.datetime) -> Iterator[list[VendorRecord]]:
         """Pages of opportunities whose ``date_updated`` is at or after ``since``."""
-        yield from self._windowed("date_updated", format_stamp(since))
+        yield from self._windowed("date_updated", format_stamp(since), clocked=True)
 
     def scan(self) -> Iterator[list[VendorRecord]]:
         """Every opportunity: the incremental listing from the epoch."""
-        yield from self._windowed("date_updated", format_stamp(EPOCH))
+        yield from self._windowed("date_updated", format_stamp(EPOCH), clocked=True)
 
-    def _windowed(self, stamp_field: str, start: str) -> Iterator[list[VendorRecord]]:
+    def _windowed(
+        self, stamp_field: str, start: str, *, clocked: bool = False
+    ) -> Iterator[list[VendorRecord]]:
+        """``clocked``: a capture listing, which notes the vendor's clock (``listing_clock``)."""
         paginator = WindowPaginator(window=start, stamp_field=stamp_field, limit=self.max_page_size)
-        for page in iterate_pages(self._fetch, "/opportunity/", paginator):
+        fetch = self._listing_fetch() if clocked else self._fetch
+        for page in iterate_pages(fetch, "/opportunity/", paginator):
             yield [self._record(item) for item in page]
 
     def _fetch(self, url: str, params: dict[str, Any]) -> Any:

@@ -71,7 +71,7 @@ class ParsaLinkConnector(BaseConnector):
     # -- listing -------------------------------------------------------------------------
     def scan(self) -> Iterator[list[VendorRecord]]:
         seen: set[str] = set()
-        for page in self._pages("/opportunities/"):
+        for page in self._pages("/opportunities/", clocked=True):
             records = [self._record(r, partial=True) for r in page if str(r["id"]) not in seen]
             seen.update(r.external_id for r in records)
             if records:
@@ -87,7 +87,7 @@ class ParsaLinkConnector(BaseConnector):
         return list(found.values())
 
     def _pages(
-        self, path: str, params: dict[str, Any] | None = None
+        self, path: str, params: dict[str, Any] | None = None, *, clocked: bool = False
     ) -> Iterator[list[dict[str, Any]]]:
         """Every page, following ``next`` URLs from an offset-based first request.
 
@@ -95,13 +95,15 @@ class ParsaLinkConnector(BaseConnector):
         page number past the new end answers 404, and every later page starts too far on.
         DRF's ``count`` shows such deletes: when it drops by ``d``, the ``d`` records before
         the page just read are read again (callers drop ids they already have).
+        ``clocked``: a capture listing, which notes the vendor's clock (``listing_clock``).
         """
+        fetch = self._listing_fetch() if clocked else self._fetch
         paginator = NextUrlPaginator()
         first = {"limit": PAGE_SIZE, "offset": 0, **(params or {})}
         consumed, last_count = 0, None
         while paginator.has_next:
             request = paginator.next_request()
-            body = self._fetch(request.url or path, request.params if request.url else first)
+            body = fetch(request.url or path, request.params if request.url else first)
             count = body.get("count") if isinstance(body, dict) else None
             if isinstance(count, int) and last_count is not None and count < last_count:
                 yield from self._reread(path, first, consumed, last_count - count)

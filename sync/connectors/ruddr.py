@@ -57,7 +57,7 @@ class RuddrConnector(BaseConnector):
     # -- listing -------------------------------------------------------------------------
     def scan(self) -> Iterator[list[VendorRecord]]:
         seen: set[str] = set()
-        for page in self._pages("/opportunities"):
+        for page in self._pages("/opportunities", clocked=True):
             records = [self._record(r) for r in page if r["id"] not in seen]
             seen.update(r.external_id for r in records)
             if records:
@@ -73,15 +73,17 @@ class RuddrConnector(BaseConnector):
                     found[raw["id"]] = self._record(raw)
         return list(found.values())
 
-    def _pages(self, path: str) -> Iterator[list[dict[str, Any]]]:
-        """Every page of a cursor listing, surviving the deletion of the cursor's record."""
+    def _pages(self, path: str, *, clocked: bool = False) -> Iterator[list[dict[str, Any]]]:
+        """Every page of a cursor listing, surviving the deletion of the cursor's record.
+        ``clocked``: a capture listing, which notes the vendor's clock (``listing_clock``)."""
+        fetch = self._listing_fetch() if clocked else self._fetch
         paginator = RuddrCursorPaginator()
         fallbacks: list[str] = []  # earlier ids of the last page, newest cursor candidate last
         restarts = 0
         while paginator.has_next:
             params = {"limit": PAGE_SIZE, **paginator.next_request_params()}
             try:
-                body = self._request("GET", path, params=params).json()
+                body = fetch(path, params)
             except Rejected as exc:
                 if paginator.cursor is None or "startingAfter" not in exc.message:
                     raise
@@ -96,6 +98,9 @@ class RuddrConnector(BaseConnector):
             fallbacks = [r["id"] for r in page[:-1]]
             if page:
                 yield page
+
+    def _fetch(self, url: str, params: dict[str, Any]) -> Any:
+        return self._request("GET", url, params=params).json()
 
     def _record(self, raw: dict[str, Any]) -> VendorRecord:
         return VendorRecord(str(raw["id"]), parse_stamp(raw["modifiedAt"]), raw)

@@ -111,19 +111,27 @@ class TrutoConnector(BaseConnector):
             raise NotImplementedError(
                 f"truto account {self.integrated_account_id} has no updated_at filter; use scan()"
             )
-        yield from self._pages("/opportunities", {"updated_at[gte]": format_stamp(since)})
+        query = {"updated_at[gte]": format_stamp(since)}
+        yield from self._pages("/opportunities", query, clocked=True)
 
     def scan(self) -> Iterator[list[VendorRecord]]:
         """Pages of every opportunity of the account."""
-        yield from self._pages("/opportunities", {})
+        yield from self._pages("/opportunities", {}, clocked=True)
 
-    def _pages(self, path: str, query: Mapping[str, str]) -> Iterator[list[VendorRecord]]:
-        for items in self._raw_pages(path, {**query, **self._read_params()}):
+    def _pages(
+        self, path: str, query: Mapping[str, str], *, clocked: bool = False
+    ) -> Iterator[list[VendorRecord]]:
+        """``clocked``: a capture listing, which notes the vendor's clock (``listing_clock``)."""
+        query = {**query, **self._read_params()}
+        for items in self._raw_pages(path, query, clocked=clocked):
             yield [self._record(item) for item in items]
 
-    def _raw_pages(self, path: str, query: Mapping[str, str]) -> Iterator[list[JSONObject]]:
+    def _raw_pages(
+        self, path: str, query: Mapping[str, str], *, clocked: bool = False
+    ) -> Iterator[list[JSONObject]]:
         params = {**self._params(), "limit": str(self.max_page_size), **query}
-        yield from iterate_pages(self._fetch, path, next_cursor_paginator(), params)
+        fetch = self._listing_fetch() if clocked else self._fetch
+        yield from iterate_pages(fetch, path, next_cursor_paginator(), params)
 
     def _fetch(self, url: str, params: dict[str, Any]) -> Any:
         return self._request("GET", url, params=params).json()

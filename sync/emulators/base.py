@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.utils
 import json
 import random
 import threading
@@ -192,6 +193,8 @@ class Emulator:
             started = time.perf_counter()
             request = Request(scope, receive)
             status, headers, body = await self._answer(request, inner, scope, receive)
+            headers = [(k, v) for k, v in headers if k.lower() != b"date"]
+            headers.append((b"date", self.http_date().encode()))
             self._log(request, status, started)
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -245,6 +248,11 @@ class Emulator:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             }
         )
+
+    def http_date(self) -> str:
+        """The ``Date`` header every answer carries, from the emulator's own clock (so an
+        advanced clock shows), in whole seconds as RFC 7231 has it: the fraction is dropped."""
+        return email.utils.format_datetime(self.clock.peek(), usegmt=True)
 
     def request_counts(self) -> dict[str, Any]:
         by_method = Counter(r["method"] for r in self.requests)

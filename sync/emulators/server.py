@@ -218,6 +218,7 @@ def _config(emulator: Emulator, host: str, port: int) -> uvicorn.Config:
         port=port,
         lifespan="off",
         log_level="warning",
+        date_header=False,  # the emulator sends its own Date, from its (advanceable) clock
         access_log=False,
         timeout_graceful_shutdown=1,
     )

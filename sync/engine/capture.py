@@ -3,41 +3,96 @@
 Per page, in one transaction: map each vendor record to canonical form, skip what we already
 hold (same vendor stamp, or a projection equal to the shadow: echo suppression), resolve the
 identity of unlinked deals, merge field by field against the shadow, journal every decision,
-and enqueue pushes for the systems whose shadow now differs. The cursor moves in the same
-transaction, only over committed records and never past the run's start, so a crash re-reads
-and never skips.
+and enqueue pushes for the systems whose shadow now differs. The store rows a page needs
+(links, records, identity keys) are loaded in a few queries per page, not per record.
+
+Cursors. The compound cursor (stamp, external id) moves in the page's transaction, only over
+committed records and never past the run's start (in the vendor's clock), so a crash re-reads
+and never skips. A poll that read *every* page also sets the **watermark**: the run's start in
+the vendor's clock, measured from the HTTP ``Date`` of the listing's first answer. Everything
+the vendor had committed by then has been seen, so the next incremental poll asks from
+``watermark - lookback`` — after a quiet period one empty page — instead of from the newest
+stamp, which would re-read every record modified in the lookback before it, poll after poll.
+Without a ``Date`` the watermark stays unset and polls ask from ``stamp - lookback``.
+
+Healing. A full compare (``full=True``: a reconcile) counts ``healed``: records that differ
+from the store (or are unlinked) although their vendor stamp is older than what the previous
+complete poll had covered (its watermark, else the cursor stamp for incremental systems or
+the poll's start for scan systems; minus the lookback, which the regular path re-reads
+anyway), and deletes a full scan finds in an incremental system without a delete feed. The
+regular path should have delivered all of them: in a healthy installation the count is 0.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from sqlmodel import Session, col, select
 
-from sync.connectors.base import VendorRecord
+from sync.connectors.base import BaseConnector, VendorRecord
 from sync.engine import deletes
-from sync.engine.identity import find_record, index_keys
-from sync.engine.journal import dead_letter, note
+from sync.engine.identity import keys_of
+from sync.engine.journal import OPEN_STATES, Notes, dead_letter, enqueue_into
 from sync.engine.merge import Side, merge_field
-from sync.engine.outbound import enqueue_pushes
+from sync.engine.outbound import creatable, push_diff
 from sync.engine.state import Counts, Engine, aware_utc, new_id, to_utc
 from sync.mapping.errors import MappingError, UnresolvedReference
-from sync.store.models import Conflict, Cursor, Link, Record, utcnow
+from sync.store.models import Conflict, Cursor, Link, Outbox, Record, RecordKey, utcnow
 
 log = structlog.get_logger("crmsync.capture")
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+Key = tuple[str, str]
+
+
+@dataclass
+class Poll:
+    """One capture of one system: what the ingest of every record needs besides the page."""
+
+    engine: Engine
+    system: str
+    counts: Counts
+    run_id: str | None
+    #: full compare only: a difference in a record stamped before this was missed by the
+    #: regular path (None: not a full compare, or nothing was covered before)
+    heal_before: dt.datetime | None = None
+
+    def missed(self, rec: VendorRecord) -> bool:
+        stamp = to_utc(rec.modified)
+        return self.heal_before is not None and stamp is not None and stamp < self.heal_before
 
 
 @dataclass
 class Page:
-    """The store rows one page of vendor records touches, loaded in two queries."""
+    """The store rows one page of vendor records touches, loaded a few queries per page and
+    kept up to date as the page creates records, links and keys (a later record of the same
+    page must see an earlier one: two listings of one new deal link to one record)."""
 
-    links: dict[str, Link]
-    records: dict[str, Record]
+    session: Session
+    links: dict[str, Link]  # this system's links, by external id
+    records: dict[str, Record] = field(default_factory=dict)  # by record id
+    keys: dict[Key, str] = field(default_factory=dict)  # identity key -> record id
+    absent: set[Key] = field(default_factory=set)  # identity keys known not to be stored
+    linked_here: set[str] = field(default_factory=set)  # record ids linked in this system
+    touched: dict[str, tuple[Record, str]] = field(default_factory=dict)  # id -> (record, why)
+    #: new links and keys, added after the page's records are flushed: without ORM
+    #: relationships the unit of work does not order inserts by foreign key
+    dependents: list[Link | RecordKey] = field(default_factory=list)
+    notes: Notes = field(default_factory=Notes)  # the page's journal, one insert
+    created: dict[str, Link] = field(default_factory=dict)  # new record id -> its only link
+
+
+@dataclass
+class Item:
+    """A vendor record that survived the skips, mapped, with what the store has of it."""
+
+    rec: VendorRecord
+    theirs: dict[str, Any]
+    link: Link | None
+    record: Record | None
 
 
 def capture_mode(engine: Engine, system: str) -> str:
@@ -56,32 +111,62 @@ def capture(
     connector = engine.connector(system)
     engine.refs.prime()
     started = utcnow()
+    lookback = engine.config.sync.lookback
     with engine.session() as session:
         cursor = session.get(Cursor, system) or Cursor(system=system)
-    mode = "scan" if full else capture_mode(engine, system)
-    if mode == "incremental" and cursor.stamp is not None:
-        since = aware_utc(cursor.stamp - engine.config.sync.lookback) or EPOCH
-        pages: Iterable[list[VendorRecord]] = connector.list_changed(since)
-    elif mode == "incremental":
-        pages = connector.list_changed(EPOCH)
+    regular = capture_mode(engine, system)
+    mode = "scan" if full else regular
+    pages: Iterable[list[VendorRecord]]
+    if mode == "incremental":
+        pages = connector.list_changed(_since(cursor, lookback))
     else:
         pages = connector.scan()
+    covered = _covered(cursor, regular) if full else None
+    poll = Poll(engine, system, counts, run_id, covered - lookback if covered else None)
     seen: set[str] = set()
     for page in pages:
         with engine.session() as session:
-            _ingest_page(engine, session, system, page, counts, run_id)
+            _ingest_page(poll, session, page)
             session.add_all(engine.refs.take_pending())
             if mode == "incremental":
-                _advance_cursor(session, system, page, started)
+                _advance_cursor(session, system, page, _vendor_start(connector, started))
             session.commit()
         seen.update(r.external_id for r in page)
         counts.add("fetched", len(page))
+    # every page was read: the listing proves everything committed before its start was seen
+    watermark = _vendor_clock(connector, started)
     if mode == "scan":
-        counts.merge(deletes.after_complete_scan(engine, system, seen, started, run_id))
+        found = deletes.after_complete_scan(engine, system, seen, started, run_id)
+        if full and regular == "incremental" and not connector.has_delete_feed:
+            counts.add("healed", found["deleted"])  # no feed: only a full scan sees deletes
+        counts.merge(found)
     if connector.has_delete_feed:
         counts.merge(deletes.from_feed(engine, system, started, run_id))
-    _finish_poll(engine, system, started, mode, counts)
+    _finish_poll(engine, system, started, mode, counts, watermark)
     return counts
+
+
+def _since(cursor: Cursor, lookback: dt.timedelta) -> dt.datetime:
+    """Where an incremental poll starts: the watermark (or the newest stamp) minus lookback."""
+    mark = aware_utc(cursor.watermark or cursor.stamp)
+    return mark - lookback if mark is not None else EPOCH
+
+
+def _covered(cursor: Cursor, regular: str) -> dt.datetime | None:
+    """Up to when the regular path had read the system before this full compare."""
+    fallback = cursor.stamp if regular == "incremental" else cursor.last_poll_at
+    return aware_utc(cursor.watermark or fallback)
+
+
+def _vendor_clock(connector: BaseConnector, moment: dt.datetime) -> dt.datetime | None:
+    """``moment`` of our clock in the vendor's, from the latest listing's ``Date``."""
+    clock = connector.listing_clock
+    return clock.to_vendor(moment) if clock is not None else None
+
+
+def _vendor_start(connector: BaseConnector, started: dt.datetime) -> dt.datetime:
+    """The run's start in the vendor's clock (ours when the vendor sends no ``Date``)."""
+    return _vendor_clock(connector, started) or started
 
 
 def _advance_cursor(
@@ -93,18 +178,25 @@ def _advance_cursor(
     last = max(page, key=lambda r: (r.modified, r.external_id))
     stamp = min(to_utc(last.modified) or cap, cap)
     cursor = session.get(Cursor, system) or Cursor(system=system)
-    if cursor.stamp is None or (stamp, last.external_id) > (cursor.stamp, cursor.external_id or ""):
+    held = aware_utc(cursor.stamp)
+    if held is None or (stamp, last.external_id) > (held, cursor.external_id or ""):
         cursor.stamp, cursor.external_id = stamp, last.external_id
     cursor.updated_at = utcnow()
     session.add(cursor)
 
 
 def _finish_poll(
-    engine: Engine, system: str, started: dt.datetime, mode: str, counts: Counts
+    engine: Engine,
+    system: str,
+    started: dt.datetime,
+    mode: str,
+    counts: Counts,
+    watermark: dt.datetime | None,
 ) -> None:
     with engine.session() as session:
         cursor = session.get(Cursor, system) or Cursor(system=system)
         cursor.last_poll_at = started
+        cursor.watermark = watermark
         if mode == "scan":
             cursor.last_full_scan_at = started
         cursor.last_error = None
@@ -113,7 +205,61 @@ def _finish_poll(
     log.info("capture_done", system=system, mode=mode, **counts.values)
 
 
-def _load_page(session: Session, system: str, page: list[VendorRecord]) -> Page:
+# -- one page ------------------------------------------------------------------------------
+def _ingest_page(poll: Poll, session: Session, page: list[VendorRecord]) -> None:
+    """Fold one page in: skip and map every record, load what identity resolution needs in
+    one go, ingest record by record, then queue the pushes once per touched record."""
+    state = _load_links(session, poll.system, page)
+    items = [item for rec in page if (item := _prepare(poll, state, rec)) is not None]
+    _load_identities(poll, state, [item for item in items if item.record is None])
+    for item in items:
+        if item.record is None:
+            _ingest_new(poll, state, item)
+        else:
+            _ingest_known(poll, state, item)
+    session.flush()  # the page's new records first, then what refers to them
+    session.add_all(state.dependents)
+    _queue_pushes(poll, state)
+    state.notes.write(session)
+
+
+def _queue_pushes(poll: Poll, state: Page) -> None:
+    """Queue a push to every system whose copy of a touched record differs (or that lacks
+    it): ``outbound.enqueue_pushes`` for a whole page, with each record's links and open
+    outbox rows read in one query per page instead of two per record."""
+    if not state.touched:
+        return
+    engine, session = poll.engine, state.session
+    ids = sorted(state.touched)
+    # a record created by this page has one link, ours, and no outbox row: nothing to read
+    links = {rid: {poll.system: link} for rid, link in state.created.items()}
+    stored = [rid for rid in ids if rid not in state.created]
+    open_rows: dict[tuple[str, str], Outbox] = {}
+    if stored:
+        for row in session.exec(select(Link).where(col(Link.record_id).in_(stored))).all():
+            links.setdefault(row.record_id, {})[row.system] = row
+        outbox = select(Outbox).where(
+            col(Outbox.record_id).in_(stored), col(Outbox.status).in_(OPEN_STATES)
+        )
+        open_rows = {(row.record_id, row.system): row for row in session.exec(outbox).all()}
+    for record_id in ids:
+        record, reason = state.touched[record_id]
+        held = links.get(record_id, {})
+        for system in engine.systems:
+            link = held.get(system)
+            if link is None:
+                op = "create" if record.deleted_at is None and creatable(engine, system) else ""
+            elif link.deleted_at is None and record.deleted_at is None:
+                op = "update" if push_diff(engine, system, record, link) else ""
+            else:
+                op = ""
+            if op:
+                enqueue_into(
+                    session, open_rows.get((record_id, system)), record_id, system, op, reason
+                )
+
+
+def _load_links(session: Session, system: str, page: list[VendorRecord]) -> Page:
     ids = [r.external_id for r in page]
     links = {
         link.external_id: link
@@ -121,33 +267,64 @@ def _load_page(session: Session, system: str, page: list[VendorRecord]) -> Page:
             select(Link).where(Link.system == system, col(Link.external_id).in_(ids))
         ).all()
     }
-    record_ids = [link.record_id for link in links.values()]
-    records = {
-        r.id: r for r in session.exec(select(Record).where(col(Record.id).in_(record_ids))).all()
-    }
-    return Page(links, records)
+    state = Page(session, links)
+    _load_records(state, [link.record_id for link in links.values()])
+    state.linked_here.update(link.record_id for link in links.values())
+    return state
 
 
-def _ingest_page(
-    engine: Engine,
-    session: Session,
-    system: str,
-    page: list[VendorRecord],
-    counts: Counts,
-    run_id: str | None,
-) -> None:
-    loaded = _load_page(session, system, page)
-    for vendor_record in page:
-        _ingest_one(engine, session, system, vendor_record, loaded, counts, run_id)
+def _load_records(state: Page, ids: Iterable[str]) -> None:
+    wanted = sorted(set(ids) - set(state.records))
+    if wanted:
+        rows = state.session.exec(select(Record).where(col(Record.id).in_(wanted))).all()
+        state.records.update((r.id, r) for r in rows)
 
 
+def _load_identities(poll: Poll, state: Page, items: list[Item]) -> None:
+    """For the page's unlinked deals: the records their carried record ids name, the records
+    their identity keys point at, and which of those already have a link in this system."""
+    if not items:
+        return
+    natural = poll.engine.config.sync.natural_key
+    carried = [poll.engine.mapper.record_id_of(poll.system, item.rec.data) for item in items]
+    _lookup_keys(state, [key for item in items for key in keys_of(item.theirs, natural)])
+    candidates = {rid for rid in carried if rid} | set(state.keys.values())
+    _load_records(state, candidates)
+    unknown = sorted(candidates - state.linked_here)
+    if unknown:
+        state.linked_here.update(
+            state.session.exec(
+                select(Link.record_id).where(
+                    Link.system == poll.system, col(Link.record_id).in_(unknown)
+                )
+            ).all()
+        )
+
+
+def _lookup_keys(state: Page, keys: Iterable[Key]) -> None:
+    """Load which record holds each identity key (one query for all the keys not known)."""
+    wanted = {key for key in keys if key not in state.keys and key not in state.absent}
+    if not wanted:
+        return
+    rows = state.session.exec(
+        select(RecordKey).where(
+            col(RecordKey.namespace).in_(sorted({ns for ns, _ in wanted})),
+            col(RecordKey.value).in_(sorted({value for _, value in wanted})),
+        )
+    ).all()
+    for row in rows:
+        state.keys[(row.namespace, row.value)] = row.record_id
+    state.absent |= wanted - set(state.keys)
+
+
+# -- one record ----------------------------------------------------------------------------
 def _same_stamp(link: Link, rec: VendorRecord) -> bool:
     """A sub-second stamp equal to the shadow's means nothing changed. Whole-second stamps are
     not trusted (two edits in one second share one) — except on summary listings (ParsaLink),
     where the alternative is a GET per record per scan: there an edit landing in the same
     second as our own write waits for its next change (documented limitation)."""
     stamp = to_utc(rec.modified)
-    if stamp is None or link.vendor_modified != stamp:
+    if stamp is None or to_utc(link.vendor_modified) != stamp:
         return False
     return rec.partial or stamp.microsecond != 0
 
@@ -166,34 +343,29 @@ def _summary_moved(engine: Engine, link: Link, rec: VendorRecord) -> bool:
     )
 
 
-def _ingest_one(
-    engine: Engine,
-    session: Session,
-    system: str,
-    rec: VendorRecord,
-    page: Page,
-    counts: Counts,
-    run_id: str | None,
-) -> None:
-    link = page.links.get(rec.external_id)
+def _prepare(poll: Poll, state: Page, rec: VendorRecord) -> Item | None:
+    """Skip what needs no work (unchanged, tombstoned, filtered), read a summary in full and
+    map the record; None when there is nothing more to do with it."""
+    engine, system, counts = poll.engine, poll.system, poll.counts
+    link = state.links.get(rec.external_id)
     if link is not None and _same_stamp(link, rec) and not _summary_moved(engine, link, rec):
         counts.add("unchanged")
-        return
-    record = page.records.get(link.record_id) if link is not None else None
+        return None
+    record = state.records.get(link.record_id) if link is not None else None
     if link is not None and (link.deleted_at is not None or (record and record.deleted_at)):
         counts.add("tombstoned")  # a stale read must not resurrect a deleted deal
-        return
+        return None
     if rec.partial:  # a summary listing: read the whole deal before mapping it
         rec = engine.connector(system).get(rec.external_id)
         counts.add("fetched_full")
     if not engine.mapper.accepts(system, rec.data):
         counts.add("filtered")
-        return
+        return None
     try:
         theirs = engine.mapper.to_canonical(system, rec.data, engine.refs)
     except (MappingError, UnresolvedReference) as exc:
         dead_letter(
-            session,
+            state.session,
             system=system,
             direction="inbound",
             op="read",
@@ -203,88 +375,124 @@ def _ingest_one(
             record_id=record.id if record else None,
         )
         counts.add("dead_letters")
-        return
-    if link is None or record is None:
-        _ingest_new(engine, session, system, rec, theirs, counts, run_id)
-    else:
-        _ingest_known(engine, session, system, rec, link, record, theirs, counts, run_id)
+        return None
+    return Item(rec, theirs, link, record)
 
 
-def _ingest_new(
-    engine: Engine,
-    session: Session,
-    system: str,
-    rec: VendorRecord,
-    theirs: dict[str, Any],
-    counts: Counts,
-    run_id: str | None,
-) -> None:
+def _healed(poll: Poll, state: Page, record_id: str, rec: VendorRecord, what: str) -> None:
+    """Count and journal a difference the regular path should already have delivered."""
+    poll.counts.add("healed")
+    state.notes.add(
+        record_id,
+        "healed",
+        f"full compare: {poll.system} {rec.external_id} {what} although its stamp "
+        f"{rec.modified.isoformat()} predates what earlier polls covered",
+        system=poll.system,
+        run_id=poll.run_id,
+    )
+
+
+def _ingest_new(poll: Poll, state: Page, item: Item) -> None:
+    engine, session, system, rec = poll.engine, state.session, poll.system, item.rec
     natural = engine.config.sync.natural_key
-    record, why = _by_record_id(engine, session, system, rec)
+    record, why = _by_record_id(poll, state, rec)
     if record is None:
-        record, why = find_record(session, theirs, natural)
+        record, why = _find_record(state, item.theirs, natural)
     if record is not None and record.deleted_at is not None:
-        counts.add("tombstoned")
+        poll.counts.add("tombstoned")
         return
-    if record is not None and _linked_elsewhere(session, record.id, system):
+    if record is not None and record.id in state.linked_here:
         record, why = None, ""  # that deal already has a partner here: this one is another deal
+    theirs = item.theirs
+    now = utcnow()  # every column given: pydantic inspects a default factory on each use
     if record is None:
-        record = Record(id=new_id(), fields=dict(theirs), provenance=_prov(theirs, system, rec))
+        record = Record(
+            id=new_id(),
+            fields=dict(theirs),
+            provenance=_prov(theirs, system, rec),
+            held=[],
+            created_at=now,
+            updated_at=now,
+        )
         session.add(record)
-        session.flush()
-        note(
-            session,
+        state.records[record.id] = record
+        state.notes.add(
             record.id,
             "created",
             f"new deal captured from {system} {rec.external_id}",
             system=system,
             new=theirs,
-            run_id=run_id,
+            run_id=poll.run_id,
         )
-        counts.add("created")
+        poll.counts.add("created")
         shadow: dict[str, Any] = dict(theirs)
     else:
-        note(
-            session,
+        state.notes.add(
             record.id,
             "linked",
             f"{system} {rec.external_id} {why}",
             system=system,
-            run_id=run_id,
+            run_id=poll.run_id,
         )
-        counts.add("linked")
+        poll.counts.add("linked")
         shadow = {}
+    if poll.missed(rec):
+        _healed(poll, state, record.id, rec, "was not linked")
     link = Link(
         record_id=record.id,
         system=system,
         external_id=rec.external_id,
         shadow=shadow,
+        sent={},
         vendor_modified=to_utc(rec.modified),
+        linked_at=now,
+        synced_at=now,
     )
-    session.add(link)
+    state.dependents.append(link)
+    state.links[rec.external_id] = link
+    state.linked_here.add(record.id)
+    if shadow:
+        state.created[record.id] = link
     if not shadow:  # matched: merge everything against an unknown base
-        _merge_into(engine, session, system, rec, link, record, theirs, counts, run_id)
-    index_keys(session, record, natural)
-    session.flush()
-    enqueue_pushes(engine, session, record, reason=f"captured from {system}")
+        _merge_into(poll, state, rec, link, record, theirs)
+    _index_keys(state, record, natural)
+    state.touched[record.id] = (record, f"captured from {system}")
 
 
-def _by_record_id(
-    engine: Engine, session: Session, system: str, rec: VendorRecord
-) -> tuple[Record | None, str]:
+def _by_record_id(poll: Poll, state: Page, rec: VendorRecord) -> tuple[Record | None, str]:
     """Our own record id written into the vendor's deal (a create whose answer we lost)."""
-    record_id = engine.mapper.record_id_of(system, rec.data)
-    record = session.get(Record, record_id) if record_id else None
+    record_id = poll.engine.mapper.record_id_of(poll.system, rec.data)
+    record = state.records.get(record_id) if record_id else None
     return (record, f"carries our record id {record_id}") if record else (None, "")
 
 
-def _linked_elsewhere(session: Session, record_id: str, system: str) -> bool:
-    return (
-        session.exec(
-            select(Link.id).where(Link.record_id == record_id, Link.system == system)
-        ).first()
-        is not None
-    )
+def _find_record(
+    state: Page, fields: dict[str, Any], natural_key: list[str]
+) -> tuple[Record | None, str]:
+    """The record an unlinked deal belongs to, by its identity keys in order (DESIGN §2.5):
+    external ids it carries first, then the natural key."""
+    for namespace, value in keys_of(fields, natural_key):
+        record_id = state.keys.get((namespace, value))
+        record = state.records.get(record_id) if record_id else None
+        if record is not None:
+            label = (
+                "natural key " + "+".join(natural_key)
+                if namespace == "natural"
+                else f"{namespace} id {value}"
+            )
+            return record, f"matched by {label}"
+    return None, ""
+
+
+def _index_keys(state: Page, record: Record, natural_key: list[str]) -> None:
+    """Make sure every identity key of the record points at it (first come keeps a key)."""
+    wanted = keys_of(record.fields, natural_key)
+    _lookup_keys(state, wanted)
+    for key in wanted:
+        if key not in state.keys:
+            state.dependents.append(RecordKey(record_id=record.id, namespace=key[0], value=key[1]))
+            state.keys[key] = record.id
+            state.absent.discard(key)
 
 
 def _prov(fields: dict[str, Any], system: str, rec: VendorRecord) -> dict[str, Any]:
@@ -292,26 +500,20 @@ def _prov(fields: dict[str, Any], system: str, rec: VendorRecord) -> dict[str, A
     return {name: {"system": system, "at": at.isoformat() if at else None} for name in fields}
 
 
-def _ingest_known(
-    engine: Engine,
-    session: Session,
-    system: str,
-    rec: VendorRecord,
-    link: Link,
-    record: Record,
-    theirs: dict[str, Any],
-    counts: Counts,
-    run_id: str | None,
-) -> None:
+def _ingest_known(poll: Poll, state: Page, item: Item) -> None:
+    rec, link, record, theirs = item.rec, item.link, item.record, item.theirs
+    assert link is not None and record is not None
     if theirs == link.shadow:
         link.vendor_modified = to_utc(rec.modified)  # echo of our own write, or no change
-        session.add(link)
-        counts.add("unchanged")
+        state.session.add(link)
+        poll.counts.add("unchanged")
         return
-    changed = _merge_into(engine, session, system, rec, link, record, theirs, counts, run_id)
-    counts.add("changed" if changed else "unchanged")
-    index_keys(session, record, engine.config.sync.natural_key)
-    enqueue_pushes(engine, session, record, reason=f"changed in {system}")
+    if poll.missed(rec):
+        _healed(poll, state, record.id, rec, "differs from its shadow")
+    changed = _merge_into(poll, state, rec, link, record, theirs)
+    poll.counts.add("changed" if changed else "unchanged")
+    _index_keys(state, record, poll.engine.config.sync.natural_key)
+    state.touched[record.id] = (record, f"changed in {poll.system}")
 
 
 def _effective_base(link: Link, ours: dict[str, Any], name: str) -> Any:
@@ -324,17 +526,15 @@ def _effective_base(link: Link, ours: dict[str, Any], name: str) -> Any:
 
 
 def _merge_into(
-    engine: Engine,
-    session: Session,
-    system: str,
+    poll: Poll,
+    state: Page,
     rec: VendorRecord,
     link: Link,
     record: Record,
     theirs: dict[str, Any],
-    counts: Counts,
-    run_id: str | None,
 ) -> bool:
     """Three-way merge of every incoming field; returns whether the canonical record changed."""
+    engine, session, system, run_id = poll.engine, state.session, poll.system, poll.run_id
     ours = dict(record.fields)
     provenance = dict(record.provenance)
     held = list(record.held)
@@ -353,12 +553,11 @@ def _merge_into(
         )
         if decision.conflict:
             _record_conflict(session, record, link, decision, ours_side, value, system)
-            counts.add("conflicts")
+            poll.counts.add("conflicts")
             if decision.outcome == "held" and name not in held:
                 held.append(name)
         if decision.outcome == "take_theirs":
-            note(
-                session,
+            state.notes.add(
                 record.id,
                 "field_changed",
                 decision.reason,
@@ -373,8 +572,7 @@ def _merge_into(
             provenance[name] = {"system": system, "at": at.isoformat() if at else None}
             changed = True
         elif decision.conflict:
-            note(
-                session,
+            state.notes.add(
                 record.id,
                 "conflict",
                 decision.reason,
@@ -386,8 +584,7 @@ def _merge_into(
             )
     link.shadow = dict(theirs)
     link.vendor_modified = to_utc(rec.modified)
-    link.synced_at = utcnow()
-    session.add(link)
+    link.synced_at = utcnow()  # a stored link is tracked; a new one is in state.dependents
     if changed or held != record.held:
         record.fields, record.provenance, record.held = ours, provenance, held
         record.updated_at = utcnow()

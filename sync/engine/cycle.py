@@ -1,10 +1,15 @@
 """One full cycle (``crmsync run --once``): capture every system, then drain every outbox
 until it is empty or only waiting retries remain. Each cycle is a ``runs`` row with counts; a
-cycle that stopped early says so (status ``interrupted`` or ``failed``), never ``done``."""
+cycle that stopped early says so (status ``interrupted`` or ``failed``), never ``done``.
+
+Captures run one after another (two captures matching the same new deal at once would both
+create it); the outboxes are drained at the same time, one thread per system, since each
+vendor has its own rate limit and a slow one must not hold up the others."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
@@ -14,6 +19,7 @@ from sync.connectors.errors import ConnectorError
 from sync.engine.capture import capture
 from sync.engine.push import drain
 from sync.engine.state import Counts, Engine, new_id
+from sync.store.db import supports_threads
 from sync.store.models import Cursor, Outbox, Run, utcnow
 
 log = structlog.get_logger("crmsync.cycle")
@@ -80,6 +86,16 @@ def pending(engine: Engine, system: str | None = None) -> int:
         return int(session.exec(query).one())
 
 
+def drain_all(engine: Engine, systems: Sequence[str], run_id: str | None) -> dict[str, Counts]:
+    """Drain every system's outbox, one thread per system. Every drain runs to its end even
+    when another fails (its rows must not stay claimed); the first failure is then raised."""
+    if len(systems) < 2 or not supports_threads(engine.db):
+        return {system: drain(engine, system, run_id=run_id) for system in systems}
+    with ThreadPoolExecutor(max_workers=len(systems), thread_name_prefix="drain") as pool:
+        futures = {system: pool.submit(drain, engine, system, run_id=run_id) for system in systems}
+        return {system: future.result() for system, future in futures.items()}
+
+
 def run_cycle(
     engine: Engine,
     systems: Sequence[str] | None = None,
@@ -102,8 +118,7 @@ def run_cycle(
                 report.errors[system] = str(exc)
                 status = "partial"
         for _ in range(max_passes):
-            for system in engine.systems:
-                pushed = drain(engine, system, run_id=run_id)
+            for system, pushed in drain_all(engine, engine.systems, run_id).items():
                 report.per_system.setdefault(system, Counts()).merge(pushed)
             if pending(engine) == 0:
                 break

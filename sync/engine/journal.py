@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from sync.store.models import DeadLetter, Journal, Outbox, utcnow
@@ -37,6 +38,47 @@ def note(
             at=utcnow(),
         )
     )
+
+
+class Notes:
+    """Journal entries gathered over a batch and inserted with one statement when written: a
+    batch of pushes journals thousands, and building an ORM object for each costs more than
+    the insert. Entries are inserted in the order they were added."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        record_id: str,
+        action: str,
+        reason: str,
+        *,
+        system: str | None = None,
+        field: str | None = None,
+        old: Any = None,
+        new: Any = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.rows.append(
+            {
+                "record_id": record_id,
+                "action": action,
+                "reason": reason[:1000],
+                "system": system,
+                "field": field,
+                "old": old,
+                "new": new,
+                "run_id": run_id,
+                "at": utcnow(),
+            }
+        )
+
+    def write(self, session: Session) -> None:
+        """Insert the gathered entries in ``session``'s transaction."""
+        if self.rows:
+            session.execute(sa.insert(Journal), self.rows)
+            self.rows = []
 
 
 def dead_letter(
@@ -90,6 +132,21 @@ def enqueue(session: Session, record_id: str, system: str, op: str, reason: str)
             col(Outbox.status).in_(OPEN_STATES),
         )
     ).first()
+    return enqueue_into(session, row, record_id, system, op, reason)
+
+
+def open_rows(session: Session, record_id: str) -> dict[str, Outbox]:
+    """The open outbox rows of one record, by system (one query for every system)."""
+    rows = session.exec(
+        select(Outbox).where(Outbox.record_id == record_id, col(Outbox.status).in_(OPEN_STATES))
+    ).all()
+    return {row.system: row for row in rows}
+
+
+def enqueue_into(
+    session: Session, row: Outbox | None, record_id: str, system: str, op: str, reason: str
+) -> Outbox:
+    """:func:`enqueue` given the open row of (record, system) already looked up (or None)."""
     now = utcnow()
     if row is None:
         row = Outbox(

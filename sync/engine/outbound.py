@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from sync.engine.journal import enqueue
+from sync.engine.journal import enqueue_into, open_rows
 from sync.engine.state import Engine
 from sync.store.models import Link, Record
 
@@ -35,22 +35,26 @@ def creatable(engine: Engine, system: str) -> bool:
 
 
 def enqueue_pushes(engine: Engine, session: Session, record: Record, *, reason: str) -> list[str]:
-    """Enqueue a push to every system whose copy differs (or that lacks the deal)."""
+    """Enqueue a push to every system whose copy differs (or that lacks the deal).
+
+    Two queries per record whatever the number of systems: its links, its open rows."""
     links = {
         link.system: link
         for link in session.exec(select(Link).where(Link.record_id == record.id)).all()
     }
-    queued = []
+    ops: dict[str, str] = {}
     for system in engine.systems:
         link = links.get(system)
         if link is None:
             if record.deleted_at is None and creatable(engine, system):
-                enqueue(session, record.id, system, "create", reason)
-                queued.append(system)
+                ops[system] = "create"
             continue
         if link.deleted_at is not None or record.deleted_at is not None:
             continue
         if push_diff(engine, system, record, link):
-            enqueue(session, record.id, system, "update", reason)
-            queued.append(system)
-    return queued
+            ops[system] = "update"
+    if ops:
+        rows = open_rows(session, record.id)
+        for system, op in ops.items():
+            enqueue_into(session, rows.get(system), record.id, system, op, reason)
+    return list(ops)

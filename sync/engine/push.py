@@ -12,13 +12,31 @@ drain one outbox without double sends), then:
 Failures: a 4xx goes to dead letters with the vendor's message (the run goes on); a 404 on
 update is a delete in the target (its policy applies); transient errors and 429s wait with
 exponential backoff (or the vendor's signal); an unresolvable reference parks the row.
+
+No transaction is open while a vendor answers. A drain works in three steps per claimed batch:
+
+1. *prepare* (the draining thread): load the batch's rows, records and links in three queries,
+   compute each diff and payload, and commit the intents of the batch's creates in one
+   transaction — an intent is durable before its request leaves;
+2. *send* (a bounded pool of threads, ``systems.<name>.concurrency``): the vendor call, and the
+   vendor's answer mapped to canonical fields; no session is open (except a create recovery's
+   look-up and its fresh intent);
+3. *apply* (the draining thread): the outcomes that arrived, in one short write transaction:
+   shadows from the answers, journal, outbox status, dead letters, retries, the 404 policy.
+   Each row is re-checked: still claimed by us, and not re-enqueued meanwhile (a capture
+   changed the deal while it was in flight: the row goes back to ``pending`` and is diffed
+   again). A row that loses a race (a unique link) is put back for a soon retry.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from typing import Any
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import sqlalchemy as sa
 import structlog
@@ -26,20 +44,18 @@ from sqlmodel import Session, col, select
 
 from sync.connectors.base import VendorRecord
 from sync.connectors.errors import (
-    AuthFailed,
     ConnectorError,
     NotFound,
-    OutcomeUnknown,
     RateLimited,
     Rejected,
-    Retryable,
 )
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
-from sync.engine.journal import dead_letter, note
+from sync.engine.journal import Notes, dead_letter, note
 from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Counts, Engine, aware_utc, to_utc
 from sync.mapping.errors import MappingError, UnresolvedReference
+from sync.store.db import supports_threads
 from sync.store.models import Cursor, Link, Outbox, Record, utcnow
 
 log = structlog.get_logger("crmsync.push")
@@ -47,12 +63,55 @@ CLAIM_SECONDS = 300
 MAX_BACKOFF = 3600.0
 #: how far before a create intent we look for the deal it may have made (vendor clock skew)
 RECOVERY_SLACK = dt.timedelta(minutes=10)
+#: outcomes are applied together once this many arrived, or the oldest waited ``FLUSH_SECONDS``
+#: (fewer commits; a record's journal entry is late by at most that)
+APPLY_GROUP = 32
+FLUSH_SECONDS = 0.05
+
+Kind = Literal["create", "update", "delete", "done"]
+
+
+@dataclass
+class _Job:
+    """One claimed row as prepared: what to send, and what it was sent against."""
+
+    row_id: int
+    record_id: str
+    system: str
+    op: str
+    reason: str
+    #: the row's ``updated_at`` when prepared: a later value means it was re-enqueued
+    stamp: dt.datetime
+    idempotency_key: str
+    kind: Kind = "done"
+    #: for ``done``: the outcome decided without a vendor call (skipped, unchanged)
+    outcome: str = "skipped"
+    external_id: str | None = None
+    diff: dict[str, Any] = field(default_factory=dict)
+    wanted: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] | None = None
+    #: create whose earlier outcome is unknown: look the deal up before sending
+    recover: bool = False
+    intent_at: dt.datetime | None = None
+    name: Any = None
+    #: an error found while preparing (an unresolvable reference, a mapping error)
+    error: Exception | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class _Result:
+    job: _Job
+    answer: VendorRecord | None = None
+    after: dict[str, Any] = field(default_factory=dict)  # the answer in canonical form
+    adopted: bool = False
+    error: Exception | None = None
 
 
 def initial_capture_done(engine: Engine) -> bool:
     """Creates wait until every system has been read once, so a deal that exists in a system
     not yet read is matched (e.g. by Salesforce id) instead of duplicated."""
-    with engine.session() as session:
+    with engine.read_session() as session:
         polled = session.exec(select(Cursor).where(col(Cursor.last_poll_at).is_not(None))).all()
     return {c.system for c in polled} >= set(engine.systems)
 
@@ -101,138 +160,509 @@ def drain(
     batch: int = 50,
     run_id: str | None = None,
     max_rows: int | None = None,
+    concurrency: int | None = None,
 ) -> Counts:
-    """Push every due row of one system's outbox. Returns counts (pushed, created, …)."""
-    counts = Counts()
+    """Push every due row of one system's outbox, up to ``concurrency`` (default: the system's
+    ``concurrency`` setting) vendor calls at a time. Returns counts (pushed, created, …)."""
     engine.refs.prime()
-    creates = initial_capture_done(engine)
-    done = 0
-    while max_rows is None or done < max_rows:
-        ids = claim(engine, system, batch, creates=creates)
+    workers = concurrency or engine.config.systems[system].concurrency
+    if not supports_threads(engine.db):
+        workers = 1  # one shared connection: sessions on two threads would share a transaction
+    drainer = _Drainer(engine, system, run_id, workers, initial_capture_done(engine))
+    if workers == 1:
+        return drainer.run_inline(batch, max_rows)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"push-{system}") as pool:
+        return drainer.run(pool, batch, max_rows)
+
+
+class _Drainer:
+    """One drain of one system: claims, prepares, hands sends to the pool, applies outcomes."""
+
+    def __init__(
+        self, engine: Engine, system: str, run_id: str | None, workers: int, creates: bool
+    ) -> None:
+        self.engine, self.system, self.run_id = engine, system, run_id
+        self.workers, self.creates = workers, creates
+        self.counts = Counts()
+        self.claimed = 0
+
+    def _claim(self, batch: int, max_rows: int | None) -> list[_Job] | None:
+        """The next batch, prepared; None when nothing more is due (or ``max_rows`` is met)."""
+        limit = batch if max_rows is None else min(batch, max_rows - self.claimed)
+        if limit <= 0:
+            return None
+        ids = claim(self.engine, self.system, limit, creates=self.creates)
         if not ids:
-            break
-        for row_id in ids:
-            push_one(engine, row_id, counts, run_id)
-        done += len(ids)
-    return counts
+            return None
+        self.claimed += len(ids)
+        return prepare(self.engine, self.system, ids, self.run_id)
+
+    def run_inline(self, batch: int, max_rows: int | None) -> Counts:
+        while (jobs := self._claim(batch, max_rows)) is not None:
+            apply_results(
+                self.engine, [send(self.engine, job, self.run_id) for job in jobs], self.counts
+            )
+        return self.counts
+
+    def run(self, pool: ThreadPoolExecutor, batch: int, max_rows: int | None) -> Counts:
+        inflight: dict[Future[_Result], _Job] = {}
+        ready: list[_Result] = []
+        first_ready = 0.0
+        exhausted = False
+        try:
+            while True:
+                # Keep the pool fed: claim the next batch while the last one is still sending.
+                # Rows that need no call (unchanged) are applied a group at a time too.
+                while not exhausted and len(inflight) <= self.workers and len(ready) < APPLY_GROUP:
+                    jobs = self._claim(batch, max_rows)
+                    if jobs is None:
+                        exhausted = True
+                        break
+                    for job in jobs:
+                        if job.kind == "done" or job.error is not None:
+                            ready.append(_Result(job, error=job.error))
+                        else:
+                            inflight[pool.submit(send, self.engine, job, self.run_id)] = job
+                    if ready and not first_ready:
+                        first_ready = time.monotonic()
+                if inflight:
+                    # With outcomes waiting, wake up in time to apply them.
+                    left = first_ready + FLUSH_SECONDS - time.monotonic()
+                    timeout = max(0.0, left) if ready else None
+                    finished, _ = wait(inflight, timeout=timeout, return_when=FIRST_COMPLETED)
+                    if finished and not ready:
+                        first_ready = time.monotonic()
+                    for future in finished:
+                        ready.append(future.result())  # raises a bug in send: see _abandon
+                        del inflight[future]
+                due = time.monotonic() - first_ready >= FLUSH_SECONDS
+                if ready and (not inflight or len(ready) >= APPLY_GROUP or due):
+                    apply_results(self.engine, ready, self.counts)
+                    ready, first_ready = [], 0.0
+                if exhausted and not inflight and not ready:
+                    return self.counts
+        except BaseException:
+            self._abandon(inflight, ready)
+            raise
+
+    def _abandon(self, inflight: dict[Future[_Result], _Job], ready: list[_Result]) -> None:
+        """The drain is failing: record what the vendors already did, put the rest back
+        (the rows not sent, and those whose send failed unexpectedly, wait for a retry)."""
+        unsent = [job.row_id for future, job in inflight.items() if future.cancel()]
+        done, _ = wait([future for future in inflight if not future.cancelled()])
+        results = ready + [f.result() for f in done if f.exception() is None]
+        failed = [inflight[f].row_id for f in done if f.exception() is not None]
+        with contextlib.suppress(Exception):
+            apply_results(self.engine, results, self.counts)
+        with contextlib.suppress(Exception):
+            _release(self.engine, unsent + failed)
 
 
-def push_one(engine: Engine, row_id: int, counts: Counts, run_id: str | None = None) -> None:
-    """Send one outbox row and record the outcome; never raises for vendor errors."""
-    with engine.session() as session:
-        row = session.get(Outbox, row_id)
+# --------------------------------------------------------------------------- 1. prepare
+
+
+def prepare(engine: Engine, system: str, ids: Sequence[int], run_id: str | None) -> list[_Job]:
+    """Load claimed rows with their records and links (one query each), decide what each
+    needs, and make the creates' intents durable. Rows no longer ours are left out."""
+    with engine.read_session() as session:
+        rows, records, links = _load(session, system, ids)
+    jobs: list[_Job] = []
+    for row_id in ids:
+        row = rows.get(row_id)
         if row is None or row.status != "in_flight" or row.claimed_by != engine.worker_id:
-            return
-        record = session.get(Record, row.record_id)
-        link = session.exec(
-            select(Link).where(Link.record_id == row.record_id, Link.system == row.system)
-        ).first()
+            continue
+        job = _Job(
+            row_id=row_id,
+            record_id=row.record_id,
+            system=row.system,
+            op=row.op,
+            reason=row.reason,
+            stamp=row.updated_at,
+            idempotency_key=row.idempotency_key,
+            intent_at=row.intent_at,
+            run_id=run_id,
+        )
         try:
-            outcome = _send(engine, session, row, record, link, run_id)
-        except UnresolvedReference as exc:
-            _park(row, f"unresolved reference: {exc}")
-            outcome = "parked"
-        except MappingError as exc:
-            _dead(session, row, str(exc), None)
-            outcome = "dead_letters"
-        except Rejected as exc:
-            _dead(session, row, _vendor_words(exc), getattr(exc, "payload", None))
-            outcome = "dead_letters"
-        except NotFound as exc:
-            outcome = _not_found(engine, session, row, link, exc, run_id)
-        except (RateLimited, OutcomeUnknown, Retryable, AuthFailed) as exc:
-            _retry(engine, row, exc)
-            outcome = "retries"
-        except ConnectorError as exc:  # anything else a connector says: keep, retry later
-            _retry(engine, row, exc)
-            outcome = "retries"
-        row.claimed_by, row.claimed_until = None, None
-        row.updated_at = utcnow()
-        session.add(row)
-        session.add_all(engine.refs.take_pending())
-        try:
-            session.commit()
-        except sa.exc.IntegrityError as exc:  # lost a race with a concurrent capture
-            session.rollback()
-            _release_for_retry(engine, row_id, f"concurrent change: {exc.orig}")
-            outcome = "retries"
-    counts.add(outcome)
+            _plan(engine, job, records.get(row.record_id), links.get(row.record_id))
+        except (MappingError, ConnectorError) as exc:  # UnresolvedReference is a MappingError
+            job.error = exc
+        jobs.append(job)
+    fresh = [job for job in jobs if job.kind == "create" and not job.recover and not job.error]
+    if fresh:
+        sendable = _commit_intents(engine, fresh, run_id)
+        jobs = [job for job in jobs if job not in fresh or job.row_id in sendable]
+    return jobs
 
 
-def _release_for_retry(engine: Engine, row_id: int, reason: str) -> None:
-    """Put a row back for a soon retry after its transaction lost a race (the retry re-reads
-    the links and finds, e.g., that a capture already linked the deal it created)."""
-    with engine.session() as session:
-        row = session.get(Outbox, row_id)
-        if row is None:
-            return
-        row.status, row.claimed_by, row.claimed_until = "retry", None, None
-        row.last_error = reason[:1000]
-        row.next_attempt_at = utcnow()
-        session.add(row)
-        session.commit()
+def _load(
+    session: Session, system: str, ids: Iterable[int], *, records_of: set[str] | None = None
+) -> tuple[dict[int, Outbox], dict[str, Record], dict[str, Link]]:
+    """The rows, their records (all, or only ``records_of``) and their links in ``system``:
+    three queries for a whole batch."""
+    rows = {
+        row.id: row
+        for row in session.exec(select(Outbox).where(col(Outbox.id).in_(list(ids)))).all()
+        if row.id is not None
+    }
+    record_ids = list({row.record_id for row in rows.values()})
+    if not record_ids:
+        return rows, {}, {}
+    wanted = record_ids if records_of is None else list(records_of)
+    records = (
+        {
+            record.id: record
+            for record in session.exec(select(Record).where(col(Record.id).in_(wanted))).all()
+        }
+        if wanted
+        else {}
+    )
+    links = {
+        link.record_id: link
+        for link in session.exec(
+            select(Link).where(Link.system == system, col(Link.record_id).in_(record_ids))
+        ).all()
+    }
+    return rows, records, links
 
 
-def _vendor_words(exc: Rejected) -> str:
-    fields = "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items())
-    return f"{exc}" + (f" — {fields}" if fields else "")
-
-
-def _send(
-    engine: Engine,
-    session: Session,
-    row: Outbox,
-    record: Record | None,
-    link: Link | None,
-    run_id: str | None,
-) -> str:
+def _plan(engine: Engine, job: _Job, record: Record | None, link: Link | None) -> None:
+    """Fill in what the job sends (or decide it needs no call); may raise MappingError."""
     if record is None:
-        row.status = "done"
-        return "skipped"
-    if row.op == "delete":
-        return _delete(engine, session, row, link, run_id)
+        return
+    if job.op == "delete":
+        if link is not None and link.deleted_at is None:
+            job.kind, job.external_id = "delete", link.external_id
+        return
     if record.deleted_at is not None or (link is not None and link.deleted_at is not None):
-        row.status = "done"
-        return "skipped"
-    if link is None:
-        return _create(engine, session, row, record, run_id)
-    return _update(engine, session, row, record, link, run_id)
-
-
-def _update(
-    engine: Engine, session: Session, row: Outbox, record: Record, link: Link, run_id: str | None
-) -> str:
-    diff = push_diff(engine, row.system, record, link)
-    if not diff:
-        row.status = "done"
-        return "unchanged"
-    payload = engine.mapper.to_vendor(row.system, diff, engine.refs, for_create=False)
+        return
     if engine.dry_run:
         raise RuntimeError("dry run must not write")  # plan never drains; belt and braces
-    try:
-        answer = engine.connector(row.system).update(link.external_id, payload)
-    except Rejected as exc:
-        exc.payload = payload  # type: ignore[attr-defined]
-        raise
-    _apply_answer(engine, link, answer, diff)
-    note(
-        session,
-        record.id,
-        "pushed",
-        f"{row.reason}: sent {', '.join(sorted(diff))}",
-        system=row.system,
-        new=diff,
-        run_id=run_id,
+    if link is None:
+        job.kind, job.name = "create", record.fields.get("name")
+        job.wanted = desired(engine, job.system, record)
+        job.recover = job.intent_at is not None
+        if not job.recover:
+            job.payload = _create_payload(engine, job)
+        return
+    diff = push_diff(engine, job.system, record, link)
+    if not diff:
+        job.outcome = "unchanged"
+        return
+    job.kind, job.external_id, job.diff = "update", link.external_id, diff
+    job.payload = engine.mapper.to_vendor(job.system, diff, engine.refs, for_create=False)
+
+
+def _create_payload(engine: Engine, job: _Job) -> dict[str, Any]:
+    fields = {k: v for k, v in job.wanted.items() if v is not None}
+    return dict(
+        engine.mapper.to_vendor(
+            job.system, fields, engine.refs, for_create=True, record_id=job.record_id
+        )
     )
-    row.status = "done"
-    session.add(link)
-    return "pushed"
 
 
-def _apply_answer(engine: Engine, link: Link, answer: VendorRecord, sent: dict[str, Any]) -> None:
+def _commit_intents(engine: Engine, jobs: Sequence[_Job], run_id: str | None) -> set[int]:
+    """Journal the creates' intents in one transaction; returns the rows that are still ours
+    (only those may be sent)."""
+    now = utcnow()
+    with engine.session() as session:
+        result = session.execute(
+            sa.update(Outbox)
+            .where(
+                col(Outbox.id).in_([job.row_id for job in jobs]),
+                col(Outbox.status) == "in_flight",
+                col(Outbox.claimed_by) == engine.worker_id,
+            )
+            .values(intent_at=now, attempts=col(Outbox.attempts) + 1)
+            .returning(col(Outbox.id))
+        )
+        ours = {row_id for (row_id,) in result.all()}
+        notes = Notes()
+        for job in jobs:
+            if job.row_id in ours:
+                job.intent_at = now
+                notes.add(
+                    job.record_id,
+                    "create_intent",
+                    f"creating in {job.system}: {job.reason}",
+                    system=job.system,
+                    new={k: v for k, v in job.wanted.items() if v is not None},
+                    run_id=run_id,
+                )
+        notes.write(session)
+        session.commit()
+    return ours
+
+
+# --------------------------------------------------------------------------- 2. send
+
+
+def send(engine: Engine, job: _Job, run_id: str | None) -> _Result:
+    """The vendor call of one job (any thread; no transaction open). Never raises for vendor
+    or mapping errors: they travel in the result to be applied."""
+    result = _Result(job, error=job.error)
+    if job.kind == "done" or job.error is not None:
+        return result
+    connector = engine.connector(job.system)
+    try:
+        if job.kind == "delete":
+            assert job.external_id is not None
+            with contextlib.suppress(NotFound):  # already gone: that is what we wanted
+                connector.delete(job.external_id)
+            return result
+        if job.kind == "update":
+            assert job.external_id is not None and job.payload is not None
+            result.answer = connector.update(job.external_id, job.payload)
+        else:
+            result.answer = _recover(engine, job) if job.recover else None
+            result.adopted = result.answer is not None
+            if result.answer is None:
+                if job.recover and not _fresh_intent(engine, job, run_id):
+                    job.kind, job.outcome = "done", "skipped"  # no longer ours: send nothing
+                    return result
+                assert job.payload is not None
+                result.answer = connector.create(job.payload, idempotency_key=job.idempotency_key)
+        result.after = engine.mapper.to_canonical(job.system, result.answer.data, engine.refs)
+    except Rejected as exc:
+        exc.payload = job.payload  # type: ignore[attr-defined]
+        result.error = exc
+    except (ConnectorError, MappingError) as exc:
+        result.error = exc
+    return result
+
+
+def _fresh_intent(engine: Engine, job: _Job, run_id: str | None) -> bool:
+    """A recovery found nothing: a new intent is durable before the create is sent again."""
+    job.payload = _create_payload(engine, job)
+    job.recover = False
+    return job.row_id in _commit_intents(engine, [job], run_id)
+
+
+def _recover(engine: Engine, job: _Job) -> VendorRecord | None:
+    """An earlier create's outcome is unknown: find the deal it may have made and adopt it."""
+    if not job.name or job.intent_at is None:
+        return None
+    since = aware_utc(job.intent_at - RECOVERY_SLACK)
+    assert since is not None
+    connector = engine.connector(job.system)
+    candidates = connector.find_candidates(str(job.name), since)
+    if not candidates:
+        return None
+    with engine.read_session() as session:
+        taken = set(
+            session.exec(
+                select(Link.external_id).where(
+                    Link.system == job.system,
+                    col(Link.external_id).in_([c.external_id for c in candidates]),
+                )
+            ).all()
+        )
+    # a candidate carrying another deal's record id is that deal; ours wins outright
+    free = [
+        c
+        for c in candidates
+        if c.external_id not in taken
+        and engine.mapper.record_id_of(job.system, c.data) in (None, job.record_id)
+    ]
+    own = [c for c in free if engine.mapper.record_id_of(job.system, c.data) == job.record_id]
+    free = own or free
+    if not free:
+        return None
+    found = min(free, key=lambda c: c.modified)
+    return connector.get(found.external_id) if found.partial else found
+
+
+# --------------------------------------------------------------------------- 3. apply
+
+
+def apply_results(engine: Engine, results: Sequence[_Result], counts: Counts) -> None:
+    """Record the outcomes of several sends in one write transaction. Should one of them lose
+    a race (a unique constraint), each is applied on its own savepoint instead and the loser is
+    put back for a soon retry."""
+    if not results:
+        return
+    taken = engine.refs.take_pending()
+    try:
+        with engine.session() as session:
+            outcomes = _apply_all(engine, session, results, isolate=False)
+            session.add_all(taken)
+            session.commit()
+    except sa.exc.IntegrityError:
+        engine.refs.give_back(taken)
+        taken = engine.refs.take_pending()
+        with engine.session() as session:
+            outcomes = _apply_all(engine, session, results, isolate=True)
+            session.add_all(taken)
+            try:
+                session.commit()
+            except sa.exc.IntegrityError:  # a learnt reference was stored meanwhile
+                session.rollback()
+                outcomes = _apply_all(engine, session, results, isolate=True)
+                session.commit()
+    for outcome in outcomes:
+        counts.add(outcome)
+
+
+def _apply_all(
+    engine: Engine, session: Session, results: Sequence[_Result], *, isolate: bool
+) -> list[str]:
+    # Records are only needed where a create landed (its identity, its new link).
+    wanted = {r.job.record_id for r in results if r.job.kind == "create" and r.answer is not None}
+    rows, records, links = _load(
+        session, results[0].job.system, [r.job.row_id for r in results], records_of=wanted
+    )
+    applier = _Applier(engine, session, rows, records, links)
+    if not isolate:
+        # No flush between rows: the group's writes go out together at commit. A conflict
+        # between rows surfaces there, and the group is re-applied row by row.
+        with session.no_autoflush:
+            outcomes = [applier.apply(result) for result in results]
+            applier.notes.write(session)
+        return outcomes
+    outcomes = []
+    for result in results:
+        try:
+            with session.begin_nested():
+                outcomes.append(applier.apply(result))
+                applier.notes.write(session)
+        except sa.exc.IntegrityError as exc:  # lost a race with a concurrent capture
+            applier.notes = Notes()
+            links.pop(result.job.record_id, None)
+            row = session.get(Outbox, result.job.row_id)
+            if row is not None:
+                _release_row(row, f"concurrent change: {exc.orig}")
+                session.add(row)
+            outcomes.append("retries")
+    return outcomes
+
+
+@dataclass
+class _Applier:
+    """Applies outcomes in one session, over the rows, records and links loaded for them."""
+
+    engine: Engine
+    session: Session
+    rows: dict[int, Outbox]
+    records: dict[str, Record]
+    links: dict[str, Link]
+    notes: Notes = field(default_factory=Notes)
+
+    def apply(self, result: _Result) -> str:
+        job = result.job
+        row = self.rows.get(job.row_id)
+        if row is None:
+            return "skipped"
+        ours = row.status == "in_flight" and row.claimed_by == self.engine.worker_id
+        if not ours:
+            # Our claim expired and another worker took the row: record what the vendor did
+            # (never lose a created deal), leave the row to its new owner.
+            if result.error is not None or job.kind == "done":
+                return "skipped"
+            row = Outbox.model_validate(row.model_dump())  # a detached scratch copy
+        moved = row.updated_at != job.stamp
+        try:
+            return self._outcome(result, row)
+        finally:
+            if ours:
+                row.claimed_by, row.claimed_until = None, None
+                if moved and row.status == "done":
+                    # Re-enqueued while in flight (a capture changed the deal): diff again.
+                    row.status, row.next_attempt_at = "pending", utcnow()
+                row.updated_at = utcnow()
+                self.session.add(row)
+
+    def _outcome(self, result: _Result, row: Outbox) -> str:
+        exc, session = result.error, self.session
+        if exc is None:
+            row.status = "done"
+            return self._success(result)
+        if isinstance(exc, UnresolvedReference):
+            _park(row, f"unresolved reference: {exc}")
+            return "parked"
+        if isinstance(exc, MappingError):
+            _dead(session, row, str(exc), None)
+            return "dead_letters"
+        if isinstance(exc, Rejected):
+            _dead(session, row, _vendor_words(exc), getattr(exc, "payload", None))
+            return "dead_letters"
+        if isinstance(exc, NotFound):
+            link = self.links.get(result.job.record_id)
+            return _not_found(self.engine, session, row, link, exc, result.job.run_id)
+        assert isinstance(exc, ConnectorError)
+        # RateLimited, OutcomeUnknown, Retryable, AuthFailed, anything else: retry later
+        _retry(self.engine, row, exc)
+        return "retries"
+
+    def _success(self, result: _Result) -> str:
+        job = result.job
+        link = self.links.get(job.record_id)
+        if job.kind == "done":
+            return job.outcome
+        if job.kind == "delete":
+            if link is not None and link.deleted_at is None:
+                link.deleted_at = utcnow()
+                self.session.add(link)
+                self._note(job, "deleted_remote", f"deleted in {job.system}: {job.reason}")
+            return "deleted"
+        answer = result.answer
+        assert answer is not None
+        if job.kind == "update":
+            if link is not None and link.deleted_at is None:
+                _apply_answer(link, answer, result.after, job.diff)
+                self.session.add(link)
+            reason = f"{job.reason}: sent {', '.join(sorted(job.diff))}"
+            self._note(job, "pushed", reason, new=job.diff)
+            return "pushed"
+        record = self.records.get(job.record_id)
+        if link is not None or record is None:  # a concurrent capture saw our new deal first
+            return "adopted"
+        if self._adopt_identity(job, record, result.after):
+            index_keys(self.session, record, self.engine.config.sync.natural_key)
+        link = Link(
+            record_id=record.id,
+            system=job.system,
+            external_id=answer.external_id,
+            shadow=result.after,
+            vendor_modified=to_utc(answer.modified),
+            # Every outbound field, the empty ones too: what the target put where we sent
+            # nothing (a default owner, a required close date) is its lossy copy of "nothing",
+            # so the next push neither blanks it there nor spreads it to the other systems.
+            sent={name: [value, result.after.get(name)] for name, value in job.wanted.items()},
+        )
+        self.session.add(link)
+        self.links[record.id] = link
+        action = "adopted" if result.adopted else "created"
+        self._note(job, action, f"{action} in {job.system} as {answer.external_id}")
+        return action
+
+    def _adopt_identity(self, job: _Job, record: Record, theirs: dict[str, Any]) -> bool:
+        """The ids the target gave the new deal (e.g. its Salesforce id) join the deal's
+        ``external_ids``: they identify it, so identity resolution and ``salesforceId``
+        matching can use them. Other values the target invented stay its own (see
+        ``Link.sent``). Returns whether the deal's identity changed (its keys then need
+        indexing)."""
+        ids = theirs.get("external_ids") or {}
+        known = record.fields.get("external_ids") or {}
+        new = {key: value for key, value in ids.items() if value and key not in known}
+        if not new:
+            return False
+        record.fields = {**record.fields, "external_ids": {**known, **new}}
+        record.updated_at = utcnow()
+        self.session.add(record)
+        reason = f"ids given by {job.system} on create"
+        self._note(job, "field_changed", reason, field="external_ids", new=new)
+        return True
+
+    def _note(self, job: _Job, action: str, reason: str, **extra: Any) -> None:
+        self.notes.add(job.record_id, action, reason, system=job.system, run_id=job.run_id, **extra)
+
+
+def _apply_answer(
+    link: Link, answer: VendorRecord, after: dict[str, Any], sent: dict[str, Any]
+) -> None:
     """Shadow := the vendor's answer for the fields we sent. If the answer shows other fields
-    changed too (a concurrent edit there), keep the old stamp so the next capture merges it."""
-    after = engine.mapper.to_canonical(link.system, answer.data, engine.refs)
+    changed too (a concurrent edit there), keep the old stamp so the next capture merges it.
+    ``link`` is the link as it is now (a capture may have moved its shadow meanwhile)."""
     shadow = dict(link.shadow)
     untouched_moved = any(after.get(name) != shadow.get(name) for name in after if name not in sent)
     for name in sent:
@@ -244,149 +674,31 @@ def _apply_answer(engine: Engine, link: Link, answer: VendorRecord, sent: dict[s
     link.synced_at = utcnow()
 
 
-def _create(
-    engine: Engine, session: Session, row: Outbox, record: Record, run_id: str | None
-) -> str:
-    connector = engine.connector(row.system)
-    wanted = desired(engine, row.system, record)
-    fields = {k: v for k, v in wanted.items() if v is not None}
-    answer = _recover(engine, session, row, record) if row.intent_at is not None else None
-    if answer is None:
-        payload = engine.mapper.to_vendor(
-            row.system, fields, engine.refs, for_create=True, record_id=record.id
-        )
-        row.intent_at = utcnow()  # the intent is durable before the request leaves
-        row.attempts += 1
-        session.add(row)
-        note(
-            session,
-            record.id,
-            "create_intent",
-            f"creating in {row.system}: {row.reason}",
-            system=row.system,
-            new=fields,
-            run_id=run_id,
+def _release_row(row: Outbox, reason: str) -> None:
+    """Put a row back for a soon retry after it lost a race (the retry re-reads the links and
+    finds, e.g., that a capture already linked the deal it created)."""
+    row.status, row.claimed_by, row.claimed_until = "retry", None, None
+    row.last_error = reason[:1000]
+    row.next_attempt_at = utcnow()
+    row.updated_at = utcnow()
+
+
+def _release(engine: Engine, row_ids: Sequence[int]) -> None:
+    """Put claimed rows that were never sent back for the next drain."""
+    if not row_ids:
+        return
+    with engine.session() as session:
+        session.execute(
+            sa.update(Outbox)
+            .where(col(Outbox.id).in_(row_ids), col(Outbox.claimed_by) == engine.worker_id)
+            .values(status="retry", claimed_by=None, claimed_until=None, next_attempt_at=utcnow())
         )
         session.commit()
-        try:
-            answer = connector.create(payload, idempotency_key=row.idempotency_key)
-        except Rejected as exc:
-            exc.payload = payload  # type: ignore[attr-defined]
-            raise
-        action = "created"
-    else:
-        action = "adopted"
-    theirs = engine.mapper.to_canonical(row.system, answer.data, engine.refs)
-    existing = session.exec(
-        select(Link).where(Link.record_id == record.id, Link.system == row.system)
-    ).first()
-    if existing is not None:  # a concurrent capture saw our new deal (our record id) first
-        row.status = "done"
-        return "adopted"
-    _adopt_identity(engine, session, record, row.system, theirs, run_id)
-    link = Link(
-        record_id=record.id,
-        system=row.system,
-        external_id=answer.external_id,
-        shadow=theirs,
-        vendor_modified=to_utc(answer.modified),
-        # Every outbound field, the empty ones too: what the target put where we sent nothing
-        # (a default owner, a required close date) is its lossy copy of "nothing", so the next
-        # push neither blanks it there nor spreads it to the other systems.
-        sent={name: [value, theirs.get(name)] for name, value in wanted.items()},
-    )
-    session.add(link)
-    index_keys(session, record, engine.config.sync.natural_key)
-    note(
-        session,
-        record.id,
-        action,
-        f"{action} in {row.system} as {answer.external_id}",
-        system=row.system,
-        run_id=run_id,
-    )
-    row.status = "done"
-    return action
 
 
-def _adopt_identity(
-    engine: Engine,
-    session: Session,
-    record: Record,
-    system: str,
-    theirs: dict[str, Any],
-    run_id: str | None,
-) -> None:
-    """The ids the target gave the new deal (e.g. its Salesforce id) join the deal's
-    ``external_ids``: they identify it, so identity resolution and ``salesforceId`` matching
-    can use them. Other values the target invented stay its own (see ``Link.sent``)."""
-    ids = theirs.get("external_ids") or {}
-    known = record.fields.get("external_ids") or {}
-    new = {key: value for key, value in ids.items() if value and key not in known}
-    if not new:
-        return
-    record.fields = {**record.fields, "external_ids": {**known, **new}}
-    record.updated_at = utcnow()
-    session.add(record)
-    note(
-        session,
-        record.id,
-        "field_changed",
-        f"ids given by {system} on create",
-        system=system,
-        field="external_ids",
-        new=new,
-        run_id=run_id,
-    )
-
-
-def _recover(engine: Engine, session: Session, row: Outbox, record: Record) -> VendorRecord | None:
-    """An earlier create's outcome is unknown: find the deal it may have made and adopt it."""
-    name = record.fields.get("name")
-    if not name or row.intent_at is None:
-        return None
-    since = aware_utc(row.intent_at - RECOVERY_SLACK)
-    assert since is not None
-    candidates = engine.connector(row.system).find_candidates(str(name), since)
-    taken = {
-        link.external_id
-        for link in session.exec(select(Link).where(Link.system == row.system)).all()
-        if candidates and link.external_id in {c.external_id for c in candidates}
-    }
-    # a candidate carrying another deal's record id is that deal; ours wins outright
-    free = [
-        c
-        for c in candidates
-        if c.external_id not in taken
-        and engine.mapper.record_id_of(row.system, c.data) in (None, record.id)
-    ]
-    own = [c for c in free if engine.mapper.record_id_of(row.system, c.data) == record.id]
-    free = own or free
-    if not free:
-        return None
-    found = min(free, key=lambda c: c.modified)
-    return engine.connector(row.system).get(found.external_id) if found.partial else found
-
-
-def _delete(
-    engine: Engine, session: Session, row: Outbox, link: Link | None, run_id: str | None
-) -> str:
-    row.status = "done"
-    if link is None or link.deleted_at is not None:
-        return "skipped"
-    with contextlib.suppress(NotFound):  # already gone: that is what we wanted
-        engine.connector(row.system).delete(link.external_id)
-    link.deleted_at = utcnow()
-    session.add(link)
-    note(
-        session,
-        link.record_id,
-        "deleted_remote",
-        f"deleted in {row.system}: {row.reason}",
-        system=row.system,
-        run_id=run_id,
-    )
-    return "deleted"
+def _vendor_words(exc: Rejected) -> str:
+    fields = "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items())
+    return f"{exc}" + (f" — {fields}" if fields else "")
 
 
 def _not_found(

@@ -8,6 +8,7 @@ and the demo use the emulators in-process; production uses real HTTP).
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -72,6 +73,12 @@ class StoreRefs:
     Order: explicit entries in ``ref_maps`` (source ``config`` or ``created``), then the
     vendor's own listing (cached for the run), then auto-create where the system allows it.
     Keys match case-insensitively, ignoring surrounding spaces.
+
+    Shared by every thread of a process (one drain per system, several pushes per drain): each
+    system's listings are guarded by that system's lock — held across the listing request, so
+    concurrent pushes wait for one listing instead of each sending their own, and an
+    auto-created company is created once — and the stored map and the pending rows by
+    ``_lock``.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -81,19 +88,27 @@ class StoreRefs:
         self._refreshed: set[tuple[str, str]] = set()
         self._explicit: dict[tuple[str, str], list[RefMap]] | None = None
         self.pending: list[RefMap] = []
+        self._lock = threading.RLock()
+        self._system_locks: dict[str, threading.RLock] = {}
+
+    def _lock_for(self, system: str) -> threading.RLock:
+        with self._lock:
+            return self._system_locks.setdefault(system, threading.RLock())
 
     def prime(self) -> None:
         """Load the stored reference map once per run, before any transaction is open (on
         SQLite a second connection inside a write transaction would wait for the first)."""
-        if self._explicit is not None:
-            return
-        explicit: dict[tuple[str, str], list[RefMap]] = {}
-        with self._engine.session() as session:
-            for row in session.exec(select(RefMap)).all():
-                explicit.setdefault((row.system, row.kind), []).append(row)
-        self._explicit = explicit
+        with self._lock:
+            if self._explicit is not None:
+                return
+            explicit: dict[tuple[str, str], list[RefMap]] = {}
+            with self._engine.session() as session:
+                for row in session.exec(select(RefMap)).all():
+                    explicit.setdefault((row.system, row.kind), []).append(row)
+            self._explicit = explicit
 
     def _load(self, system: str, kind: str) -> None:
+        """Fill the cache of one (system, kind); the caller holds the system's lock."""
         slot = (system, kind)
         if slot in self._by_key:
             return
@@ -106,33 +121,38 @@ class StoreRefs:
         for ref in refs:
             by_id[ref.id] = ref.key
             by_key.setdefault(_fold(ref.key), ref.id)
-        for row in (self._explicit or {}).get(slot, []):
+        with self._lock:
+            explicit = list((self._explicit or {}).get(slot, []))
+        for row in explicit:
             by_id[row.vendor_id] = row.key
             by_key[_fold(row.key)] = row.vendor_id
         self._by_id[slot], self._by_key[slot] = by_id, by_key
 
     def key_for(self, system: str, kind: str, vendor_id: str) -> str | None:
-        self._load(system, kind)
-        found = self._by_id[(system, kind)].get(vendor_id)
-        if found is None and (system, kind) not in self._refreshed:
-            # a reference created since the listing was cached (a new company): look again once
-            self._refreshed.add((system, kind))
-            self._engine.connector(system)._ref_cache.pop(kind, None)
-            self._by_key.pop((system, kind), None)
+        with self._lock_for(system):
             self._load(system, kind)
             found = self._by_id[(system, kind)].get(vendor_id)
-        return found
+            if found is None and (system, kind) not in self._refreshed:
+                # a reference created since the listing was cached (a new company): look again
+                # once
+                self._refreshed.add((system, kind))
+                self._engine.connector(system)._ref_cache.pop(kind, None)
+                self._by_key.pop((system, kind), None)
+                self._load(system, kind)
+                found = self._by_id[(system, kind)].get(vendor_id)
+            return found
 
     def id_for(self, system: str, kind: str, key: str) -> str | None:
-        self._load(system, kind)
-        found = self._by_key[(system, kind)].get(_fold(key))
-        if found is not None or kind != "company" or self._engine.dry_run:
-            return found
-        if not self._engine.config.systems[system].auto_create_companies:
-            return None
-        ref = self._engine.connector(system).create_reference(kind, key)
-        self._remember(system, kind, key, ref.id, "created")
-        return ref.id
+        with self._lock_for(system):
+            self._load(system, kind)
+            found = self._by_key[(system, kind)].get(_fold(key))
+            if found is not None or kind != "company" or self._engine.dry_run:
+                return found
+            if not self._engine.config.systems[system].auto_create_companies:
+                return None
+            ref = self._engine.connector(system).create_reference(kind, key)
+            self._remember(system, kind, key, ref.id, "created")
+            return ref.id
 
     def _remember(self, system: str, kind: str, key: str, vendor_id: str, source: str) -> None:
         self._by_id[(system, kind)][vendor_id] = key
@@ -145,22 +165,45 @@ class StoreRefs:
             source=source,
             updated_at=utcnow(),
         )
-        self.pending.append(row)
-        self._explicit = None  # re-read next run
+        with self._lock:
+            self.pending.append(row)
+            # Known from now on without a re-read: another thread may be loading this slot.
+            if self._explicit is not None:
+                self._explicit.setdefault((system, kind), []).append(row)
 
     def take_pending(self) -> list[RefMap]:
         """Reference-map rows learnt during a transaction, for the caller to add to it."""
-        rows, self.pending = self.pending, []
+        with self._lock:
+            rows, self.pending = self.pending, []
         return rows
+
+    def give_back(self, rows: list[RefMap]) -> None:
+        """Rows taken by a transaction that rolled back: the next transaction stores them."""
+        if rows:
+            with self._lock:
+                self.pending[:0] = [_fresh(row) for row in rows]
 
     def forget(self) -> None:
         """Drop cached listings (a new run sees new companies and users)."""
-        self._by_id.clear()
-        self._by_key.clear()
-        self._refreshed.clear()
-        self._explicit = None
-        for connector in self._engine._connectors.values():
-            connector._ref_cache.clear()
+        with self._lock:
+            self._by_id.clear()
+            self._by_key.clear()
+            self._refreshed.clear()
+            self._explicit = None
+            for connector in self._engine.connectors():
+                connector._ref_cache.clear()
+
+
+def _fresh(row: RefMap) -> RefMap:
+    """A transient copy of a reference-map row (the original may be bound to a dead session)."""
+    return RefMap(
+        system=row.system,
+        kind=row.kind,
+        key=row.key,
+        vendor_id=row.vendor_id,
+        source=row.source,
+        updated_at=row.updated_at,
+    )
 
 
 def _fold(key: str) -> str:
@@ -183,6 +226,8 @@ class Engine:
     worker_id: str = field(default_factory=lambda: new_id("wrk"))
     _connectors: dict[str, BaseConnector] = field(default_factory=dict)
     _session_bind: Any = None
+    #: guards ``_connectors``: two threads must not build two connectors (two rate limiters)
+    _connectors_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.refs = StoreRefs(self)
@@ -211,19 +256,37 @@ class Engine:
         return list(self.config.systems)
 
     def connector(self, system: str) -> BaseConnector:
-        if system not in self._connectors:
-            self._connectors[system] = build_connector(
-                system,
-                self.config.systems[system],
-                transport=self.transports.get(system),
-                limiter=self.limiter,
-                retry=self.retry,
-            )
-        return self._connectors[system]
+        found = self._connectors.get(system)
+        if found is not None:
+            return found
+        with self._connectors_lock:
+            if system not in self._connectors:
+                self._connectors[system] = build_connector(
+                    system,
+                    self.config.systems[system],
+                    transport=self.transports.get(system),
+                    limiter=self.limiter,
+                    retry=self.retry,
+                )
+            return self._connectors[system]
+
+    def connectors(self) -> list[BaseConnector]:
+        """The connectors built so far."""
+        with self._connectors_lock:
+            return list(self._connectors.values())
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         with Session(self._session_bind or self.db, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reads only: on SQLite it begins DEFERRED, so it reads a WAL snapshot
+        without waiting for (or blocking) the writers; it must not write."""
+        with self.session() as session:
+            if self._session_bind is None:
+                session.connection(execution_options={"sqlite_begin": "DEFERRED"})
             yield session
 
     def policy_for(self, field_name: str) -> Policy:
@@ -238,6 +301,7 @@ class Engine:
         return Policy("latest", order, conflicts.skew)
 
     def close(self) -> None:
-        for connector in self._connectors.values():
-            connector.close()
-        self._connectors.clear()
+        with self._connectors_lock:
+            for connector in self._connectors.values():
+                connector.close()
+            self._connectors.clear()

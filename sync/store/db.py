@@ -9,7 +9,14 @@ https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-sa
 Transactions begin ``IMMEDIATE`` (take the write lock up front): the embedded runtime runs jobs
 on several threads, and a deferred transaction that reads and then writes after another thread
 committed fails at once with SQLITE_BUSY instead of waiting (https://sqlite.org/lang_transaction.html).
-At CRM sizes serialising writers costs nothing; pass ``sqlite_begin="DEFERRED"`` for read-only use.
+At CRM sizes serialising writers costs nothing; pass ``sqlite_begin="DEFERRED"`` for read-only use,
+or set the execution option ``sqlite_begin="DEFERRED"`` on one connection (``Engine.read_session``):
+a read then takes no lock at all, so pushes running on several threads read while one writes.
+
+Pools are sized for the push threads (``POOL_SIZE`` + ``POOL_OVERFLOW`` connections): one drain
+thread per system plus its bounded pool of push threads each hold a session briefly. An in-memory
+SQLite database has exactly one connection (:func:`supports_threads` is then False and the
+engine pushes on the calling thread).
 
 Migrations need no ``alembic.ini``: :func:`alembic_config` builds the configuration and points
 it at ``sync/store/migrations``. ``crmsync db upgrade`` calls :func:`upgrade`.
@@ -28,11 +35,15 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 from sqlmodel import Session, SQLModel
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: connections kept open, and opened beyond that under load (threads waiting on a full pool
+#: would otherwise queue for ``pool_timeout``)
+POOL_SIZE = 10
+POOL_OVERFLOW = 30
 
 
 def is_sqlite(url: str | URL) -> bool:
@@ -50,6 +61,9 @@ def make_engine(
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
+        if "poolclass" not in kwargs:
+            kwargs.setdefault("pool_size", POOL_SIZE)
+            kwargs.setdefault("max_overflow", POOL_OVERFLOW)
         return sa.create_engine(parsed, **kwargs)
     connect_args = kwargs.pop("connect_args", {})
     connect_args.setdefault("check_same_thread", False)  # the scheduler runs jobs on threads
@@ -57,6 +71,9 @@ def make_engine(
         kwargs.setdefault("poolclass", StaticPool)  # one connection, or each sees an empty DB
     else:
         Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+        if "poolclass" not in kwargs:
+            kwargs.setdefault("pool_size", POOL_SIZE)
+            kwargs.setdefault("max_overflow", POOL_OVERFLOW)
     engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
     _install_sqlite_pragmas(engine, wal=not _is_memory(parsed), begin=sqlite_begin)
     return engine
@@ -76,7 +93,16 @@ def _install_sqlite_pragmas(engine: Engine, *, wal: bool, begin: str) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql(f"BEGIN {begin}")
+        mode = connection.get_execution_options().get("sqlite_begin", begin)
+        if mode not in ("IMMEDIATE", "DEFERRED"):
+            raise ValueError(f"sqlite_begin must be IMMEDIATE or DEFERRED, not {mode!r}")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def supports_threads(engine: Engine) -> bool:
+    """Whether sessions on several threads at once get connections of their own (not so for
+    an in-memory SQLite database, whose one connection every session shares)."""
+    return not isinstance(engine.pool, StaticPool | SingletonThreadPool)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

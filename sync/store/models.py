@@ -26,8 +26,19 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _new_dict() -> dict[str, Any]:
+    return {}
+
+
+def _new_list() -> list[Any]:
+    return []
+
+
+# The factories are Python functions, not the builtins ``dict``/``list``: pydantic inspects a
+# default factory's signature on every construction, and for a builtin that means parsing its
+# text signature (~40 µs a field) — a third of the cost of capturing a record.
 def _json(**kw: Any) -> Any:
-    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False), **kw)
+    return Field(default_factory=_new_dict, sa_column=Column(JSON, nullable=False), **kw)
 
 
 class Record(SQLModel, table=True):
@@ -40,7 +51,7 @@ class Record(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=40)
     fields: dict[str, Any] = _json()
     provenance: dict[str, Any] = _json()
-    held: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    held: list[str] = Field(default_factory=_new_list, sa_column=Column(JSON, nullable=False))
     created_at: dt.datetime = Field(default_factory=utcnow)
     updated_at: dt.datetime = Field(default_factory=utcnow)
     deleted_at: dt.datetime | None = Field(default=None, index=True)
@@ -83,13 +94,18 @@ class RecordKey(SQLModel, table=True):
 
 
 class Cursor(SQLModel, table=True):
-    """Capture progress of one system: the compound cursor (stamp, external id)."""
+    """Capture progress of one system: the compound cursor (stamp, external id), and the
+    ``watermark``: the vendor's own clock at the start of the last *complete* listing (from its
+    HTTP ``Date``). Every record the vendor had committed before it was seen, so the next
+    incremental poll asks from ``watermark - lookback`` instead of re-reading from the newest
+    stamp; null until a complete listing answered with a ``Date``."""
 
     __tablename__ = "cursors"
 
     system: str = Field(primary_key=True, max_length=64)
     stamp: dt.datetime | None = None
     external_id: str | None = Field(default=None, max_length=128)
+    watermark: dt.datetime | None = None
     deletes_stamp: dt.datetime | None = None
     last_poll_at: dt.datetime | None = None
     last_full_scan_at: dt.datetime | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import importlib.util
 import os
 import signal
@@ -88,6 +90,25 @@ def test_a_request_without_auth_gets_the_vendors_401(served: dict[str, Served], 
     ) as client:
         in_process = client.get(LIST_PATHS[name])
     assert over_http.json() == in_process.json()
+
+
+@pytest.mark.parametrize("name", EMULATORS)
+def test_every_answer_carries_one_date_from_the_emulators_clock(
+    served: dict[str, Served], name: str
+) -> None:
+    """Like a real server each answer has one RFC 7231 ``Date`` (whole seconds), and it is the
+    emulator's own clock — an advanced clock shows — not the host's."""
+    item = served[name]
+    item.emulator.clock.advance(3600)
+    try:
+        response = httpx.get(item.base_url + LIST_PATHS[name], headers=item.headers, timeout=10)
+        now = item.emulator.clock.peek()
+    finally:
+        item.emulator.clock.advance(-3600)
+    assert len(response.headers.get_list("date")) == 1
+    date = email.utils.parsedate_to_datetime(response.headers["date"])
+    assert date.microsecond == 0
+    assert now - dt.timedelta(seconds=5) <= date <= now
 
 
 def test_control_api_answers_on_each_port(served: dict[str, Served]) -> None:
