@@ -501,8 +501,9 @@ def noop_cycle(world: World, records: int, scenario: str = "noop_cycle") -> Resu
 
 def noop_steady(world: World, records: int) -> Result:
     """The no-op after a quiet period: every vendor clock moves past the lookback, one warm
-    cycle runs, then one cycle is measured. Once cursors follow the vendors' server time this
-    should cost one list request per incremental system; until then it shows the re-reads."""
+    cycle runs, then one cycle is measured. Incremental systems ask from the last complete
+    poll's vendor server time (``Date``) minus the lookback, so this costs one list request
+    each; scan systems read everything (``ceil(N / 100)``)."""
     quiet = world.config.sync.lookback.total_seconds() + 60
     for emulator in world.emulators.values():
         emulator.clock.advance(quiet)

@@ -454,7 +454,7 @@ def _ingest_new(poll: Poll, state: Page, item: Item) -> None:
     if shadow:
         state.created[record.id] = link
     if not shadow:  # matched: merge everything against an unknown base
-        _merge_into(poll, state, rec, link, record, theirs)
+        _merge_into(poll, state, rec, link, record, theirs, first_match=True)
     _index_keys(state, record, natural)
     state.touched[record.id] = (record, f"captured from {system}")
 
@@ -532,8 +532,11 @@ def _merge_into(
     link: Link,
     record: Record,
     theirs: dict[str, Any],
+    *,
+    first_match: bool = False,
 ) -> bool:
-    """Three-way merge of every incoming field; returns whether the canonical record changed."""
+    """Three-way merge of every incoming field; returns whether the canonical record changed.
+    ``first_match``: the deal was just matched to ours, so there is no base yet."""
     engine, session, system, run_id = poll.engine, state.session, poll.system, poll.run_id
     ours = dict(record.fields)
     provenance = dict(record.provenance)
@@ -550,6 +553,7 @@ def _merge_into(
             Side(value, system, stamp),
             engine.policy_for(name),
             held=name in held,
+            first_match=first_match,
         )
         if decision.conflict:
             _record_conflict(session, record, link, decision, ours_side, value, system)
