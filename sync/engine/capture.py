@@ -38,7 +38,7 @@ from sync.engine import deletes
 from sync.engine.identity import keys_of
 from sync.engine.journal import OPEN_STATES, Notes, dead_letter, enqueue_into
 from sync.engine.merge import Side, merge_field
-from sync.engine.outbound import creatable, push_diff
+from sync.engine.outbound import push_op
 from sync.engine.state import Counts, Engine, aware_utc, new_id, to_utc
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store.models import Conflict, Cursor, Link, Outbox, Record, RecordKey, utcnow
@@ -246,13 +246,7 @@ def _queue_pushes(poll: Poll, state: Page) -> None:
         record, reason = state.touched[record_id]
         held = links.get(record_id, {})
         for system in engine.systems:
-            link = held.get(system)
-            if link is None:
-                op = "create" if record.deleted_at is None and creatable(engine, system) else ""
-            elif link.deleted_at is None and record.deleted_at is None:
-                op = "update" if push_diff(engine, system, record, link) else ""
-            else:
-                op = ""
+            op = push_op(engine, system, record, held.get(system))
             if op:
                 enqueue_into(
                     session, open_rows.get((record_id, system)), record_id, system, op, reason

@@ -34,6 +34,16 @@ def creatable(engine: Engine, system: str) -> bool:
     return engine.config.systems[system].create
 
 
+def push_op(engine: Engine, system: str, record: Record, link: Link | None) -> str | None:
+    """What ``system`` is owed for ``record``: ``create`` (it lacks the deal and may get it),
+    ``update`` (its copy differs), or nothing. The one place this decision is made."""
+    if link is None:
+        return "create" if record.deleted_at is None and creatable(engine, system) else None
+    if link.deleted_at is not None or record.deleted_at is not None:
+        return None
+    return "update" if push_diff(engine, system, record, link) else None
+
+
 def enqueue_pushes(engine: Engine, session: Session, record: Record, *, reason: str) -> list[str]:
     """Enqueue a push to every system whose copy differs (or that lacks the deal).
 
@@ -44,15 +54,9 @@ def enqueue_pushes(engine: Engine, session: Session, record: Record, *, reason: 
     }
     ops: dict[str, str] = {}
     for system in engine.systems:
-        link = links.get(system)
-        if link is None:
-            if record.deleted_at is None and creatable(engine, system):
-                ops[system] = "create"
-            continue
-        if link.deleted_at is not None or record.deleted_at is not None:
-            continue
-        if push_diff(engine, system, record, link):
-            ops[system] = "update"
+        op = push_op(engine, system, record, links.get(system))
+        if op:
+            ops[system] = op
     if ops:
         rows = open_rows(session, record.id)
         for system, op in ops.items():
