@@ -645,8 +645,9 @@ class Plan:
 
 
 def run_main_world(plan: Plan) -> list[Result]:
-    """``initial_load``, ``noop_cycle``, ``churn``, ``noop_steady`` on one world, in order;
-    each later one builds on the load (measured even when not printed)."""
+    """``initial_load``, ``noop_cycle``, ``noop_steady``, ``churn`` on one world, in order;
+    each later one builds on the load (measured even when not printed). Churn comes after the
+    quiet period of ``noop_steady``: steady churn, not edits inside the load's lookback."""
     world = make_world(plan.records, seed=plan.seed, latency_ms=plan.latency_ms)
     out: list[Result] = []
     try:
@@ -656,10 +657,11 @@ def run_main_world(plan: Plan) -> list[Result]:
             out.append(load)
         if "noop_cycle" in plan.scenarios:
             out.append(noop_cycle(world, records))
+        steady = noop_steady(world, records)  # the quiet period churn starts from
+        if "noop_steady" in plan.scenarios:
+            out.append(steady)
         if "churn" in plan.scenarios:
             out.append(churn(world, records))
-        if "noop_steady" in plan.scenarios:
-            out.append(noop_steady(world, records))
     finally:
         world.close()
     return out
