@@ -246,6 +246,7 @@ class Emulator:
                 "query": request.url.query,
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "started": started,  # time.perf_counter() when the request arrived
             }
         )
 

@@ -23,6 +23,8 @@ from sync.store.db import supports_threads
 from sync.store.models import Cursor, Outbox, Run, utcnow
 
 log = structlog.get_logger("crmsync.cycle")
+#: seconds a cycle reuses the previous cycle's owner / company / stage listings
+REFERENCE_TTL = 300.0
 
 
 @dataclass
@@ -108,7 +110,7 @@ def run_cycle(
     chosen = list(systems or engine.systems)
     run_id = start_run(engine, kind, chosen[0] if len(chosen) == 1 else None)
     report = CycleReport(run_id, "running", Counts())
-    engine.refs.forget()
+    engine.refs.forget(max_age=REFERENCE_TTL)
     status = "done"
     try:
         for system in chosen:

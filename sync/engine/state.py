@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -90,6 +91,7 @@ class StoreRefs:
         self.pending: list[RefMap] = []
         self._lock = threading.RLock()
         self._system_locks: dict[str, threading.RLock] = {}
+        self._listed_at = 0.0  # time.monotonic() of the last full forget
 
     def _lock_for(self, system: str) -> threading.RLock:
         with self._lock:
@@ -183,9 +185,17 @@ class StoreRefs:
             with self._lock:
                 self.pending[:0] = [_fresh(row) for row in rows]
 
-    def forget(self) -> None:
-        """Drop cached listings (a new run sees new companies and users)."""
+    def forget(self, max_age: float | None = None) -> None:
+        """Drop cached listings (a new run sees new companies and users). With ``max_age``
+        (seconds), listings younger than that are kept — a cycle every 30 s need not re-read
+        every owner and company list — but the once-per-run look-again on a miss is re-armed,
+        so a company created since is still found; a renamed one shows within ``max_age``."""
         with self._lock:
+            if max_age is not None and time.monotonic() - self._listed_at < max_age:
+                self._refreshed.clear()
+                self._explicit = None
+                return
+            self._listed_at = time.monotonic()
             self._by_id.clear()
             self._by_key.clear()
             self._refreshed.clear()

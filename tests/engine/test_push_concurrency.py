@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -92,21 +93,33 @@ def seeded(tmp_path: Path) -> World:
 def test_concurrent_creates_send_each_row_exactly_once_and_overlap(seeded: World) -> None:
     """With 8 pushes in flight per system and the systems drained side by side, each deal is
     created once in each target that lacked it (one POST per journaled create, nothing left
-    in the outbox), and the pushes overlap: draining takes a fraction of the serial
-    creates x 30 ms."""
+    in the outbox), and the pushes overlap: each target sees several requests in flight at
+    once (from the emulators' own request log, not from a timing threshold)."""
     for system in seeded.config.systems:
         poll(seeded.engine, system)
-    started = time.monotonic()
     counts = drain_all(seeded.engine, list(seeded.config.systems), None)
-    elapsed = time.monotonic() - started
     assert sum(c["dead_letters"] for c in counts.values()) == 0
     assert open_rows(seeded.engine) == 0
     for system in TARGETS:
         assert creates_sent(seeded, system) == created(seeded.engine, system) >= SEEDED
     assert_each_deal_once_everywhere(seeded)
     assert verify(seeded.engine).clean
-    serial = sum(created(seeded.engine, system) for system in TARGETS) * 0.030
-    assert elapsed < serial / 3, (elapsed, serial)
+    for system in TARGETS:
+        assert peak_in_flight(seeded.emulators[system].requests) >= 2, system
+
+
+def peak_in_flight(log: list[dict[str, Any]]) -> int:
+    """The most requests an emulator was answering at the same moment."""
+    edges = sorted(
+        edge
+        for r in log
+        for edge in ((r["started"], 1), (r["started"] + r["duration_ms"] / 1000, -1))
+    )
+    peak = current = 0
+    for _, step in edges:
+        current += step
+        peak = max(peak, current)
+    return peak
 
 
 def test_answers_lost_after_commit_under_concurrency_duplicate_nothing(seeded: World) -> None:
