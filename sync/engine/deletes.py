@@ -75,12 +75,20 @@ def after_complete_scan(
     """Links of ``system`` that a complete scan no longer saw were deleted there."""
     counts = Counts()
     with engine.session() as session:
+        # ids and times only: loading every live link with its shadow would hold the whole
+        # system in memory; only the few that vanished are loaded in full
         live = session.exec(
-            select(Link).where(Link.system == system, Link.deleted_at == None)  # noqa: E711
+            select(Link.id, Link.external_id, Link.linked_at).where(
+                Link.system == system,
+                Link.deleted_at == None,  # noqa: E711
+            )
         ).all()
-        for link in live:
-            if link.external_id in seen or link.linked_at >= started:
+        for link_id, external_id, linked_at in live:
+            if external_id in seen or linked_at >= started:
                 continue  # linked during this scan: the listing may predate it
+            link = session.get(Link, link_id)
+            if link is None:
+                continue
             vendor_deleted(engine, session, system, link, "missing from a complete scan", run_id)
             counts.add("deleted")
         session.commit()
