@@ -12,8 +12,7 @@ from sync.store.models import DeadLetter, Journal, Outbox, utcnow
 OPEN_STATES = ("pending", "retry", "parked", "in_flight")
 
 
-def note(
-    session: Session,
+def entry(
     record_id: str,
     action: str,
     reason: str,
@@ -23,21 +22,24 @@ def note(
     old: Any = None,
     new: Any = None,
     run_id: str | None = None,
-) -> None:
-    """Add one journal entry (what happened to a record, from where, and why)."""
-    session.add(
-        Journal(
-            record_id=record_id,
-            action=action,
-            reason=reason[:1000],
-            system=system,
-            field=field,
-            old=old,
-            new=new,
-            run_id=run_id,
-            at=utcnow(),
-        )
-    )
+) -> dict[str, Any]:
+    """The columns of one journal entry (what happened to a record, from where, and why)."""
+    return {
+        "record_id": record_id,
+        "action": action,
+        "reason": reason[:1000],
+        "system": system,
+        "field": field,
+        "old": old,
+        "new": new,
+        "run_id": run_id,
+        "at": utcnow(),
+    }
+
+
+def note(session: Session, record_id: str, action: str, reason: str, **details: Any) -> None:
+    """Add one journal entry; ``details`` are :func:`entry`'s keywords."""
+    session.add(Journal(**entry(record_id, action, reason, **details)))
 
 
 class Notes:
@@ -48,31 +50,9 @@ class Notes:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
 
-    def add(
-        self,
-        record_id: str,
-        action: str,
-        reason: str,
-        *,
-        system: str | None = None,
-        field: str | None = None,
-        old: Any = None,
-        new: Any = None,
-        run_id: str | None = None,
-    ) -> None:
-        self.rows.append(
-            {
-                "record_id": record_id,
-                "action": action,
-                "reason": reason[:1000],
-                "system": system,
-                "field": field,
-                "old": old,
-                "new": new,
-                "run_id": run_id,
-                "at": utcnow(),
-            }
-        )
+    def add(self, record_id: str, action: str, reason: str, **details: Any) -> None:
+        """Gather one entry; ``details`` are :func:`entry`'s keywords."""
+        self.rows.append(entry(record_id, action, reason, **details))
 
     def write(self, session: Session) -> None:
         """Insert the gathered entries in ``session``'s transaction."""
