@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from sync.connectors.errors import ConnectorError
 from sync.engine.cycle import finish_run, poll, start_run
 from sync.engine.journal import OPEN_STATES, enqueue, note
-from sync.engine.outbound import creatable, push_diff
+from sync.engine.outbound import push_diff, push_op
 from sync.engine.push import drain
 from sync.engine.state import Counts, Engine
 from sync.store.models import DeadLetter, Link, Outbox, Record, Run, utcnow
@@ -176,12 +176,9 @@ def _owed(
         if record.id in busy or record.id in refused:
             continue
         link = links.get(record.id)
-        if link is None:
-            if creatable(engine, system):
-                yield record, None, f"reconcile: {system} lacks this deal and no create was queued"
-            continue
-        if link.deleted_at is not None:
-            continue
-        diff = push_diff(engine, system, record, link)
-        if diff:
+        op = push_op(engine, system, record, link)
+        if op == "create":
+            yield record, None, f"reconcile: {system} lacks this deal and no create was queued"
+        elif op == "update" and link is not None:
+            diff = push_diff(engine, system, record, link)  # again, for the journal's words
             yield record, link, f"reconcile: {system} differs in {', '.join(sorted(diff))}"
