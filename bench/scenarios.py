@@ -30,7 +30,7 @@ from sqlmodel import col, func, select
 from sync.config import Config, load_config
 from sync.connectors.http import RetryPolicy
 from sync.connectors.ratelimit import TokenBucket
-from sync.emulators.base import Emulator, RateLimitState
+from sync.emulators.base import Emulator, EmulatorTransport, RateLimitState
 from sync.emulators.ruddr import RuddrEmulator
 from sync.emulators.server import build_all
 from sync.engine.capture import capture_mode
@@ -86,12 +86,15 @@ class World:
     users: dict[str, Any]  # tests.e2e.users.*User: create, edit, get, all
     tmp: tempfile.TemporaryDirectory[str]
     held: dict[str, int]  # opportunities each system held before the load
+    transports: dict[str, EmulatorTransport]  # the engine's, which time their round trips
     latency_ms: float = 0.0
     rate_limited: bool = False
 
     def reset_logs(self) -> None:
         for emulator in self.emulators.values():
             emulator.requests.clear()
+        for transport in self.transports.values():
+            transport.in_flight.clear()
 
     def close(self) -> None:
         self.engine.close()
@@ -147,7 +150,7 @@ def make_world(
             emulator.rate_limit = RateLimitState(
                 True, emulator.default_rate, emulator.default_burst
             )
-    return World(config, engine, emulators, users, tmp, held, latency_ms, rate_limited)
+    return World(config, engine, emulators, users, tmp, held, transports, latency_ms, rate_limited)
 
 
 # -- request accounting --------------------------------------------------------------------
@@ -210,10 +213,18 @@ def pages(records: int) -> int:
     return max(1, math.ceil(records / PAGE))
 
 
-def emulator_seconds(world: World) -> float:
-    """Time spent inside the emulators' handlers (injected latency included), to subtract
-    from wall time."""
-    return sum(float(r["duration_ms"]) for e in world.emulators.values() for r in e.requests) / 1000
+def waiting_seconds(world: World) -> float:
+    """Time during which at least one engine request was in flight (the union of the
+    in-process round trips: what a network and a vendor would take), to subtract from wall
+    time. A union, not a sum: eight pushes in flight at once wait once, not eight times."""
+    spans = sorted(span for t in world.transports.values() for span in t.in_flight)
+    total, end = 0.0, float("-inf")
+    for start, stop in spans:
+        if stop <= end:
+            continue
+        total += stop - max(start, end)
+        end = stop
+    return total
 
 
 # -- propagation latency (from the journal) ------------------------------------------------
@@ -317,7 +328,7 @@ class Result:
     changed: int  # ideal writes: record copies the scenario had to create or update
     cycles: int
     wall_s: float
-    engine_s: float  # wall time minus time inside emulator handlers
+    engine_s: float  # wall time with no vendor request in flight
     peak_rss_mb: float
     outbox_left: int  # outbox rows not done (pending, retry, parked, in flight)
     systems: dict[str, SystemCalls]
@@ -454,7 +465,7 @@ def result(
         changed=changed,
         cycles=cycles,
         wall_s=wall,
-        engine_s=max(0.0, wall - emulator_seconds(world)),
+        engine_s=max(0.0, wall - waiting_seconds(world)),
         peak_rss_mb=peak_rss_mb(),
         outbox_left=open_rows(world),
         systems=tally(world, ideal_lists, ideal_writes),

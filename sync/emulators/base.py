@@ -351,6 +351,9 @@ class EmulatorTransport(httpx.BaseTransport):
 
     One event loop thread per transport (anyio blocking portal) serves every request, so the
     emulator's async handlers never race; latency faults still overlap across client threads.
+
+    ``in_flight`` keeps the (start, end) ``perf_counter`` interval of every call: the stand-in
+    for a network round trip, which benchmarks subtract from wall time to get the client's own.
     """
 
     def __init__(self, app: Any) -> None:
@@ -358,6 +361,7 @@ class EmulatorTransport(httpx.BaseTransport):
         self._portal_cm: Any = None
         self._portal: Any = None
         self._lock = threading.Lock()
+        self.in_flight: list[tuple[float, float]] = []
 
     def _get_portal(self) -> Any:
         with self._lock:
@@ -374,10 +378,14 @@ class EmulatorTransport(httpx.BaseTransport):
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
         request.headers[INPROCESS_HEADER] = "1"
         body = request.read()
         copy = httpx.Request(request.method, request.url, headers=request.headers, content=body)
-        response: httpx.Response = self._get_portal().call(self._send, copy)
+        try:
+            response: httpx.Response = self._get_portal().call(self._send, copy)
+        finally:
+            self.in_flight.append((started, time.perf_counter()))  # list.append: thread-safe
         if response.headers.get(DROP_HEADER):
             raise httpx.ReadTimeout("emulator: no answer (injected)", request=request)
         response.request = request

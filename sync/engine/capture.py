@@ -26,10 +26,11 @@ regular path should have delivered all of them: in a healthy installation the co
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 import structlog
 from sqlmodel import Session, col, select
 
@@ -45,6 +46,7 @@ from sync.store.models import Conflict, Cursor, Link, Outbox, Record, RecordKey,
 
 log = structlog.get_logger("crmsync.capture")
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+SETTLE = dt.timedelta(seconds=2)  # after this, a whole-second stamp can gain no same-second edit
 Key = tuple[str, str]
 
 
@@ -56,6 +58,7 @@ class Poll:
     system: str
     counts: Counts
     run_id: str | None
+    started: dt.datetime  # our clock, before the first listing request
     #: full compare only: a difference in a record stamped before this was missed by the
     #: regular path (None: not a full compare, or nothing was covered before)
     heal_before: dt.datetime | None = None
@@ -122,7 +125,7 @@ def capture(
     else:
         pages = connector.scan()
     covered = _covered(cursor, regular) if full else None
-    poll = Poll(engine, system, counts, run_id, covered - lookback if covered else None)
+    poll = Poll(engine, system, counts, run_id, started, covered - lookback if covered else None)
     seen: set[str] = set()
     for page in pages:
         with engine.session() as session:
@@ -209,6 +212,7 @@ def _finish_poll(
 def _ingest_page(poll: Poll, session: Session, page: list[VendorRecord]) -> None:
     """Fold one page in: skip and map every record, load what identity resolution needs in
     one go, ingest record by record, then queue the pushes once per touched record."""
+    page = _changed_only(poll, session, page)
     state = _load_links(session, poll.system, page)
     items = [item for rec in page if (item := _prepare(poll, state, rec)) is not None]
     _load_identities(poll, state, [item for item in items if item.record is None])
@@ -253,8 +257,85 @@ def _queue_pushes(poll: Poll, state: Page) -> None:
                 )
 
 
+def _changed_only(poll: Poll, session: Session, page: list[VendorRecord]) -> list[VendorRecord]:
+    """The page minus the deals whose vendor stamp says nothing changed since their shadow.
+
+    Decided from a few columns of the links, not from loaded Link and Record objects: a no-op
+    scan of 10,000 deals would otherwise build 20,000 ORM objects and parse their JSON only to
+    drop them. Whole-second summary stamps (ParsaLink) are compared field by field with the
+    shadow until a scan confirms them after their second closed (``Link.confirmed_at``)."""
+    if not page:
+        return page
+    stored: dict[str, tuple[dt.datetime | None, dt.datetime | None]] = {
+        external_id: (stamp, confirmed)
+        for external_id, stamp, confirmed in session.exec(
+            select(Link.external_id, Link.vendor_modified, Link.confirmed_at).where(
+                Link.system == poll.system,
+                col(Link.external_id).in_([rec.external_id for rec in page]),
+            )
+        ).all()
+    }
+    same = [
+        rec
+        for rec in page
+        if rec.external_id in stored and _same_stamp(stored[rec.external_id][0], rec)
+    ]
+    racy = [
+        rec
+        for rec in same
+        if _whole_second_summary(rec) and not _settled(stored[rec.external_id][1], rec)
+    ]
+    moved = _summaries_moved(poll, session, racy)
+    _confirm(poll, session, [rec.external_id for rec in racy if rec.external_id not in moved])
+    unchanged = {rec.external_id for rec in same} - moved
+    poll.counts.add("unchanged", len(unchanged))
+    return [rec for rec in page if rec.external_id not in unchanged]
+
+
+def _settled(confirmed: dt.datetime | None, rec: VendorRecord) -> bool:
+    """Was the shadow confirmed when the stamp's second had surely closed? 2 s, not 1: the
+    vendor clock is estimated from whole-second ``Date`` headers."""
+    stamp = to_utc(rec.modified)
+    confirmed = aware_utc(confirmed)
+    return stamp is not None and confirmed is not None and confirmed >= stamp + SETTLE
+
+
+def _summaries_moved(poll: Poll, session: Session, racy: list[VendorRecord]) -> set[str]:
+    """External ids among ``racy`` whose summary fields differ from the shadow."""
+    if not racy:
+        return set()
+    shadows: dict[str, Mapping[str, Any]] = dict(
+        session.exec(
+            select(Link.external_id, Link.shadow).where(
+                Link.system == poll.system,
+                col(Link.external_id).in_([rec.external_id for rec in racy]),
+            )
+        ).all()
+    )
+    return {
+        rec.external_id
+        for rec in racy
+        if _summary_moved(poll.engine, poll.system, shadows[rec.external_id], rec)
+    }
+
+
+def _confirm(poll: Poll, session: Session, external_ids: list[str]) -> None:
+    """Remember that these summaries matched their shadows at this listing's start (in the
+    vendor's clock; unknown without a ``Date``, then nothing is remembered)."""
+    at = _vendor_clock(poll.engine.connector(poll.system), poll.started)
+    if not external_ids or at is None:
+        return
+    session.execute(
+        sa.update(Link)
+        .where(col(Link.system) == poll.system, col(Link.external_id).in_(external_ids))
+        .values(confirmed_at=at)
+    )
+
+
 def _load_links(session: Session, system: str, page: list[VendorRecord]) -> Page:
     ids = [r.external_id for r in page]
+    if not ids:  # every record of the page was unchanged
+        return Page(session, {})
     links = {
         link.external_id: link
         for link in session.exec(
@@ -312,39 +393,41 @@ def _lookup_keys(state: Page, keys: Iterable[Key]) -> None:
 
 
 # -- one record ----------------------------------------------------------------------------
-def _same_stamp(link: Link, rec: VendorRecord) -> bool:
-    """A sub-second stamp equal to the shadow's means nothing changed. Whole-second stamps are
-    not trusted (two edits in one second share one) — except on summary listings (ParsaLink),
-    where the alternative is a GET per record per scan: there an edit landing in the same
-    second as our own write waits for its next change (documented limitation)."""
+def _same_stamp(stored: dt.datetime | None, rec: VendorRecord) -> bool:
+    """A sub-second stamp equal to the shadow's (``stored``) means nothing changed. Whole-second
+    stamps are not trusted (two edits in one second share one) — except on summary listings
+    (ParsaLink), where the alternative is a GET per record per scan: there the summary's own
+    fields are compared with the shadow (``_summary_moved``), and an edit landing in the same
+    second as our own write that touches only fields the summary lacks waits for its next
+    change (documented limitation)."""
     stamp = to_utc(rec.modified)
-    if stamp is None or to_utc(link.vendor_modified) != stamp:
+    if stamp is None or to_utc(stored) != stamp:
         return False
     return rec.partial or stamp.microsecond != 0
 
 
-def _summary_moved(engine: Engine, link: Link, rec: VendorRecord) -> bool:
+def _whole_second_summary(rec: VendorRecord) -> bool:
+    stamp = to_utc(rec.modified)
+    return rec.partial and stamp is not None and stamp.microsecond == 0
+
+
+def _summary_moved(
+    engine: Engine, system: str, shadow: Mapping[str, Any], rec: VendorRecord
+) -> bool:
     """For a summary record whose whole-second stamp equals the shadow's: does any field the
     summary does carry differ from the shadow? (Catches an edit in the same second as ours.)"""
-    if not rec.partial or to_utc(rec.modified).microsecond != 0:  # type: ignore[union-attr]
-        return False
     try:
-        summary = engine.mapper.to_canonical(link.system, rec.data, engine.refs)
+        summary = engine.mapper.to_canonical(system, rec.data, engine.refs)
     except (MappingError, UnresolvedReference):
         return True
-    return any(
-        value is not None and value != link.shadow.get(name) for name, value in summary.items()
-    )
+    return any(value is not None and value != shadow.get(name) for name, value in summary.items())
 
 
 def _prepare(poll: Poll, state: Page, rec: VendorRecord) -> Item | None:
     """Skip what needs no work (unchanged, tombstoned, filtered), read a summary in full and
     map the record; None when there is nothing more to do with it."""
     engine, system, counts = poll.engine, poll.system, poll.counts
-    link = state.links.get(rec.external_id)
-    if link is not None and _same_stamp(link, rec) and not _summary_moved(engine, link, rec):
-        counts.add("unchanged")
-        return None
+    link = state.links.get(rec.external_id)  # unchanged stamps were dropped: _changed_only
     record = state.records.get(link.record_id) if link is not None else None
     if link is not None and (link.deleted_at is not None or (record and record.deleted_at)):
         counts.add("tombstoned")  # a stale read must not resurrect a deleted deal

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 
 import structlog
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from sync.engine.journal import enqueue, note
 from sync.engine.state import Counts, Engine, aware_utc, to_utc
@@ -75,17 +75,19 @@ def after_complete_scan(
     """Links of ``system`` that a complete scan no longer saw were deleted there."""
     counts = Counts()
     with engine.session() as session:
-        # ids and times only: loading every live link with its shadow would hold the whole
-        # system in memory; only the few that vanished are loaded in full
+        # two strings per link: loading every live link with its shadow would hold the whole
+        # system in memory; only the few that vanished are loaded in full. Links made during
+        # this scan are left out: the listing may predate them.
         live = session.exec(
-            select(Link.id, Link.external_id, Link.linked_at).where(
+            select(Link.id, Link.external_id).where(
                 Link.system == system,
                 Link.deleted_at == None,  # noqa: E711
+                col(Link.linked_at) < started,
             )
         ).all()
-        for link_id, external_id, linked_at in live:
-            if external_id in seen or linked_at >= started:
-                continue  # linked during this scan: the listing may predate it
+        for link_id, external_id in live:
+            if external_id in seen:
+                continue
             link = session.get(Link, link_id)
             if link is None:
                 continue

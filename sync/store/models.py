@@ -76,6 +76,10 @@ class Link(SQLModel, table=True):
     # confidence) keeps our 0.7512 as 0.75; this pair says the two are the same for it.
     sent: dict[str, Any] = _json()
     vendor_modified: dt.datetime | None = None
+    # vendor clock: when a scan last found the summary of a whole-second stamp equal to the
+    # shadow. Once this is 2 s past ``vendor_modified`` the stamp's second had closed, so an
+    # equal stamp cannot hide a later same-second edit and later scans skip the compare.
+    confirmed_at: dt.datetime | None = None
     linked_at: dt.datetime = Field(default_factory=utcnow)
     synced_at: dt.datetime = Field(default_factory=utcnow)
     deleted_at: dt.datetime | None = None  # tombstone: the deal is gone from this system

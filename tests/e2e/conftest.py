@@ -116,6 +116,16 @@ def make_world(
     return world
 
 
+def single_system(tmp_path: Path, system: str, seed_opportunities: int = 0) -> World:
+    """A world whose config syncs ``system`` alone (no pushes to anywhere else)."""
+    config = make_world(tmp_path / "probe").config
+    overrides = {
+        "systems": {system: config.systems[system]},
+        "mapping": {system: config.mapping[system]},
+    }
+    return make_world(tmp_path, overrides=overrides, seed_opportunities=seed_opportunities)
+
+
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     built = make_world(tmp_path)

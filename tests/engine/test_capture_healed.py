@@ -12,8 +12,8 @@ from sqlmodel import select
 
 from sync.engine.capture import capture
 from sync.store.models import Journal, Link
-from tests.e2e.conftest import World
-from tests.engine.test_capture_watermark import cursor_of, single_system
+from tests.e2e.conftest import World, single_system
+from tests.engine.test_capture_watermark import cursor_of
 
 
 @pytest.fixture

@@ -17,19 +17,9 @@ from sync.connectors.errors import ConnectorError
 from sync.emulators.base import Emulator
 from sync.engine.capture import capture
 from sync.store.models import Cursor, Link
-from tests.e2e.conftest import World, make_world
+from tests.e2e.conftest import World, single_system
 
 LIST_PATH = "/api/v1/opportunity/"
-
-
-def single_system(tmp_path: Path, system: str, seed_opportunities: int = 0) -> World:
-    """A world whose config syncs ``system`` alone (no pushes to anywhere else)."""
-    config = make_world(tmp_path / "probe").config
-    overrides = {
-        "systems": {system: config.systems[system]},
-        "mapping": {system: config.mapping[system]},
-    }
-    return make_world(tmp_path, overrides=overrides, seed_opportunities=seed_opportunities)
 
 
 @pytest.fixture
