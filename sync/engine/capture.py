@@ -37,9 +37,10 @@ from sqlmodel import Session, col, select
 from sync.connectors.base import BaseConnector, VendorRecord
 from sync.engine import deletes
 from sync.engine.identity import keys_of
-from sync.engine.journal import OPEN_STATES, Notes, dead_letter, enqueue_into
+from sync.engine.journal import OPEN_STATES, Notes, dead_letter, enqueue_into, outbox_row
 from sync.engine.merge import Side, merge_field
 from sync.engine.outbound import push_op
+from sync.engine.prefetch import one_ahead
 from sync.engine.state import Counts, Engine, aware_utc, new_id, to_utc
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store.models import Conflict, Cursor, Link, Outbox, Record, RecordKey, utcnow
@@ -69,23 +70,66 @@ class Poll:
 
 
 @dataclass
+class NewRecord:
+    """A record this page creates, as plain data: never added to the session but inserted with
+    the page's other new rows, one statement per table. Building and flushing an ORM object
+    per new record and link cost more than the rest of an initial capture. Never merged into
+    within its page: a later listing matching it finds it already linked here."""
+
+    id: str
+    fields: dict[str, Any]
+    provenance: dict[str, Any]
+    held: list[str]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    deleted_at: dt.datetime | None = None
+    deleted_by: str | None = None
+
+
+@dataclass
+class NewLink:
+    """A link this page creates (to a new record, or to a stored one it matched), as plain
+    data inserted after the page's new records. The columns of ``Link`` but its id."""
+
+    record_id: str
+    system: str
+    external_id: str
+    shadow: dict[str, Any]
+    sent: dict[str, Any]
+    vendor_modified: dt.datetime | None
+    linked_at: dt.datetime
+    synced_at: dt.datetime
+    confirmed_at: dt.datetime | None = None
+    deleted_at: dt.datetime | None = None
+
+
+@dataclass
 class Page:
     """The store rows one page of vendor records touches, loaded a few queries per page and
     kept up to date as the page creates records, links and keys (a later record of the same
     page must see an earlier one: two listings of one new deal link to one record)."""
 
     session: Session
-    links: dict[str, Link]  # this system's links, by external id
-    records: dict[str, Record] = field(default_factory=dict)  # by record id
+    links: dict[str, Link]  # this system's stored links, by external id
+    records: dict[str, Record] = field(default_factory=dict)  # stored ones, by record id
     keys: dict[Key, str] = field(default_factory=dict)  # identity key -> record id
     absent: set[Key] = field(default_factory=set)  # identity keys known not to be stored
     linked_here: set[str] = field(default_factory=set)  # record ids linked in this system
-    touched: dict[str, tuple[Record, str]] = field(default_factory=dict)  # id -> (record, why)
-    #: new links and keys, added after the page's records are flushed: without ORM
-    #: relationships the unit of work does not order inserts by foreign key
-    dependents: list[Link | RecordKey] = field(default_factory=list)
+    #: id -> (record, why)
+    touched: dict[str, tuple[Record | NewRecord, str]] = field(default_factory=dict)
+    #: rows this page creates, inserted one statement per table when the page is done
+    new_records: dict[str, NewRecord] = field(default_factory=dict)  # by record id
+    new_links: dict[str, NewLink] = field(default_factory=dict)  # by external id
+    new_keys: list[dict[str, str]] = field(default_factory=list)
+    new_outbox: list[dict[str, Any]] = field(default_factory=list)
     notes: Notes = field(default_factory=Notes)  # the page's journal, one insert
-    created: dict[str, Link] = field(default_factory=dict)  # new record id -> its only link
+    created: dict[str, NewLink] = field(default_factory=dict)  # new record id -> its only link
+
+    def record(self, record_id: str | None) -> Record | NewRecord | None:
+        """A stored record the page loaded, or one it created."""
+        if not record_id:
+            return None
+        return self.records.get(record_id) or self.new_records.get(record_id)
 
 
 @dataclass
@@ -127,7 +171,7 @@ def capture(
     covered = _covered(cursor, regular) if full else None
     poll = Poll(engine, system, counts, run_id, started, covered - lookback if covered else None)
     seen: set[str] = set()
-    for page in pages:
+    for page in one_ahead(pages):  # the next page is read while this one is folded in
         with engine.session() as session:
             _ingest_page(poll, session, page)
             session.add_all(engine.refs.take_pending())
@@ -221,10 +265,20 @@ def _ingest_page(poll: Poll, session: Session, page: list[VendorRecord]) -> None
             _ingest_new(poll, state, item)
         else:
             _ingest_known(poll, state, item)
-    session.flush()  # the page's new records first, then what refers to them
-    session.add_all(state.dependents)
+    _insert_new(state)
     _queue_pushes(poll, state)
     state.notes.write(session)
+
+
+def _insert_new(state: Page) -> None:
+    """Insert the page's new records, then their links and keys, one statement per table."""
+    for table, rows in (
+        (Record, [vars(record) for record in state.new_records.values()]),
+        (Link, [vars(link) for link in state.new_links.values()]),
+        (RecordKey, state.new_keys),
+    ):
+        if rows:
+            state.session.execute(sa.insert(table), rows)
 
 
 def _queue_pushes(poll: Poll, state: Page) -> None:
@@ -236,7 +290,9 @@ def _queue_pushes(poll: Poll, state: Page) -> None:
     engine, session = poll.engine, state.session
     ids = sorted(state.touched)
     # a record created by this page has one link, ours, and no outbox row: nothing to read
-    links = {rid: {poll.system: link} for rid, link in state.created.items()}
+    links: dict[str, dict[str, Link | NewLink]] = {
+        rid: {poll.system: link} for rid, link in state.created.items()
+    }
     stored = [rid for rid in ids if rid not in state.created]
     open_rows: dict[tuple[str, str], Outbox] = {}
     if stored:
@@ -251,10 +307,13 @@ def _queue_pushes(poll: Poll, state: Page) -> None:
         held = links.get(record_id, {})
         for system in engine.systems:
             op = push_op(engine, system, record, held.get(system))
-            if op:
-                enqueue_into(
-                    session, open_rows.get((record_id, system)), record_id, system, op, reason
-                )
+            queued = open_rows.get((record_id, system))
+            if op and queued is None:  # most of a load: inserted with the page's other rows
+                state.new_outbox.append(outbox_row(record_id, system, op, reason))
+            elif op:
+                enqueue_into(session, queued, record_id, system, op, reason)
+    if state.new_outbox:
+        session.execute(sa.insert(Outbox), state.new_outbox)
 
 
 def _changed_only(poll: Poll, session: Session, page: list[VendorRecord]) -> list[VendorRecord]:
@@ -470,87 +529,100 @@ def _healed(poll: Poll, state: Page, record_id: str, rec: VendorRecord, what: st
 
 
 def _ingest_new(poll: Poll, state: Page, item: Item) -> None:
-    engine, session, system, rec = poll.engine, state.session, poll.system, item.rec
-    natural = engine.config.sync.natural_key
-    record, why = _by_record_id(poll, state, rec)
-    if record is None:
-        record, why = _find_record(state, item.theirs, natural)
-    if record is not None and record.deleted_at is not None:
+    """An unlinked deal: link it to the stored record it matches, or create one."""
+    system, rec, theirs = poll.system, item.rec, item.theirs
+    if rec.external_id in state.new_links:  # listed twice in one page: linked by the first
+        poll.counts.add("repeated")
+        return
+    found, why = _match(poll, state, rec, theirs)
+    if isinstance(found, NewRecord) or (found is not None and found.id in state.linked_here):
+        found = None  # that deal already has a partner here: this one is another deal
+    elif found is not None and found.deleted_at is not None:
         poll.counts.add("tombstoned")
         return
-    if record is not None and record.id in state.linked_here:
-        record, why = None, ""  # that deal already has a partner here: this one is another deal
-    theirs = item.theirs
-    now = utcnow()  # every column given: pydantic inspects a default factory on each use
-    if record is None:
-        record = Record(
-            id=new_id(),
-            fields=dict(theirs),
-            provenance=_prov(theirs, system, rec),
-            held=[],
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(record)
-        state.records[record.id] = record
+    now = utcnow()
+    record: Record | NewRecord = found or _create(poll, state, rec, theirs, now)
+    if found is not None:
         state.notes.add(
-            record.id,
-            "created",
-            f"new deal captured from {system} {rec.external_id}",
-            system=system,
-            new=theirs,
-            run_id=poll.run_id,
-        )
-        poll.counts.add("created")
-        shadow: dict[str, Any] = dict(theirs)
-    else:
-        state.notes.add(
-            record.id,
+            found.id,
             "linked",
             f"{system} {rec.external_id} {why}",
             system=system,
             run_id=poll.run_id,
         )
         poll.counts.add("linked")
-        shadow = {}
     if poll.missed(rec):
         _healed(poll, state, record.id, rec, "was not linked")
-    link = Link(
+    link = NewLink(
         record_id=record.id,
         system=system,
         external_id=rec.external_id,
-        shadow=shadow,
+        shadow={} if found else dict(theirs),
         sent={},
         vendor_modified=to_utc(rec.modified),
         linked_at=now,
         synced_at=now,
     )
-    state.dependents.append(link)
-    state.links[rec.external_id] = link
+    state.new_links[rec.external_id] = link
     state.linked_here.add(record.id)
-    if shadow:
+    if found is None:
         state.created[record.id] = link
-    if not shadow:  # matched: merge everything against an unknown base
-        _merge_into(poll, state, rec, link, record, theirs, first_match=True)
-    _index_keys(state, record, natural)
+    else:  # matched: merge everything against an unknown base
+        _merge_into(poll, state, rec, link, found, theirs, first_match=True)
+    _index_keys(state, record, poll.engine.config.sync.natural_key)
     state.touched[record.id] = (record, f"captured from {system}")
 
 
-def _by_record_id(poll: Poll, state: Page, rec: VendorRecord) -> tuple[Record | None, str]:
+def _match(
+    poll: Poll, state: Page, rec: VendorRecord, theirs: dict[str, Any]
+) -> tuple[Record | NewRecord | None, str]:
+    """The record an unlinked deal belongs to: our record id it carries, then its keys."""
+    record, why = _by_record_id(poll, state, rec)
+    if record is None:
+        record, why = _find_record(state, theirs, poll.engine.config.sync.natural_key)
+    return record, why
+
+
+def _create(
+    poll: Poll, state: Page, rec: VendorRecord, theirs: dict[str, Any], now: dt.datetime
+) -> NewRecord:
+    record = NewRecord(
+        id=new_id(),
+        fields=dict(theirs),
+        provenance=_prov(theirs, poll.system, rec),
+        held=[],
+        created_at=now,
+        updated_at=now,
+    )
+    state.new_records[record.id] = record
+    state.notes.add(
+        record.id,
+        "created",
+        f"new deal captured from {poll.system} {rec.external_id}",
+        system=poll.system,
+        new=theirs,
+        run_id=poll.run_id,
+    )
+    poll.counts.add("created")
+    return record
+
+
+def _by_record_id(
+    poll: Poll, state: Page, rec: VendorRecord
+) -> tuple[Record | NewRecord | None, str]:
     """Our own record id written into the vendor's deal (a create whose answer we lost)."""
     record_id = poll.engine.mapper.record_id_of(poll.system, rec.data)
-    record = state.records.get(record_id) if record_id else None
+    record = state.record(record_id)
     return (record, f"carries our record id {record_id}") if record else (None, "")
 
 
 def _find_record(
     state: Page, fields: dict[str, Any], natural_key: list[str]
-) -> tuple[Record | None, str]:
+) -> tuple[Record | NewRecord | None, str]:
     """The record an unlinked deal belongs to, by its identity keys in order (DESIGN §2.5):
     external ids it carries first, then the natural key."""
     for namespace, value in keys_of(fields, natural_key):
-        record_id = state.keys.get((namespace, value))
-        record = state.records.get(record_id) if record_id else None
+        record = state.record(state.keys.get((namespace, value)))
         if record is not None:
             label = (
                 "natural key " + "+".join(natural_key)
@@ -561,13 +633,13 @@ def _find_record(
     return None, ""
 
 
-def _index_keys(state: Page, record: Record, natural_key: list[str]) -> None:
+def _index_keys(state: Page, record: Record | NewRecord, natural_key: list[str]) -> None:
     """Make sure every identity key of the record points at it (first come keeps a key)."""
     wanted = keys_of(record.fields, natural_key)
     _lookup_keys(state, wanted)
     for key in wanted:
         if key not in state.keys:
-            state.dependents.append(RecordKey(record_id=record.id, namespace=key[0], value=key[1]))
+            state.new_keys.append({"record_id": record.id, "namespace": key[0], "value": key[1]})
             state.keys[key] = record.id
             state.absent.discard(key)
 
@@ -593,7 +665,7 @@ def _ingest_known(poll: Poll, state: Page, item: Item) -> None:
     state.touched[record.id] = (record, f"changed in {poll.system}")
 
 
-def _effective_base(link: Link, ours: dict[str, Any], name: str) -> Any:
+def _effective_base(link: Link | NewLink, ours: dict[str, Any], name: str) -> Any:
     """The shadow value, except where the shadow is the vendor's lossy copy of ours."""
     base = link.shadow.get(name)
     sent = link.sent.get(name)
@@ -606,7 +678,7 @@ def _merge_into(
     poll: Poll,
     state: Page,
     rec: VendorRecord,
-    link: Link,
+    link: Link | NewLink,
     record: Record,
     theirs: dict[str, Any],
     *,
@@ -665,7 +737,7 @@ def _merge_into(
             )
     link.shadow = dict(theirs)
     link.vendor_modified = to_utc(rec.modified)
-    link.synced_at = utcnow()  # a stored link is tracked; a new one is in state.dependents
+    link.synced_at = utcnow()  # a stored link is tracked; a new one is in state.new_links
     if changed or held != record.held:
         record.fields, record.provenance, record.held = ours, provenance, held
         record.updated_at = utcnow()
@@ -676,7 +748,7 @@ def _merge_into(
 def _record_conflict(
     session: Session,
     record: Record,
-    link: Link,
+    link: Link | NewLink,
     decision: Any,
     ours: Side,
     theirs: Any,

@@ -123,26 +123,39 @@ def open_rows(session: Session, record_id: str) -> dict[str, Outbox]:
     return {row.system: row for row in rows}
 
 
+def outbox_row(record_id: str, system: str, op: str, reason: str) -> dict[str, Any]:
+    """Every column of a new outbox row (capture inserts a page's rows in one statement)."""
+    now = utcnow()
+    return {
+        "record_id": record_id,
+        "system": system,
+        "op": op,
+        "status": "pending",
+        "reason": reason[:500],
+        "attempts": 0,
+        "next_attempt_at": now,
+        "intent_at": None,
+        "idempotency_key": f"{record_id}:{system}",
+        "last_error": None,
+        "claimed_by": None,
+        "claimed_until": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def enqueue_into(
     session: Session, row: Outbox | None, record_id: str, system: str, op: str, reason: str
 ) -> Outbox:
     """:func:`enqueue` given the open row of (record, system) already looked up (or None)."""
-    now = utcnow()
     if row is None:
-        row = Outbox(
-            record_id=record_id,
-            system=system,
-            op=op,
-            reason=reason[:500],
-            idempotency_key=f"{record_id}:{system}",
-            next_attempt_at=now,
-        )
+        row = Outbox(**outbox_row(record_id, system, op, reason))
     else:
         if op == "delete" or row.op not in ("create",):
             row.op = op
         row.reason = reason[:500]
         if row.status == "parked":
             row.status = "pending"
-        row.updated_at = now
+        row.updated_at = utcnow()
     session.add(row)
     return row

@@ -3,7 +3,8 @@ system's shadow (DESIGN §2.4). Only changed fields are ever sent."""
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Any, Protocol
 
 from sqlmodel import Session, select
 
@@ -12,13 +13,29 @@ from sync.engine.state import Engine
 from sync.store.models import Link, Record
 
 
-def desired(engine: Engine, system: str, record: Record) -> dict[str, Any]:
+class Canonical(Protocol):
+    """What deciding a push reads of a record: a stored ``Record``, or one capture is creating."""
+
+    fields: dict[str, Any]
+    held: list[str]
+    deleted_at: dt.datetime | None
+
+
+class Copy(Protocol):
+    """What deciding a push reads of a system's copy: a stored ``Link``, or a new one."""
+
+    shadow: dict[str, Any]
+    sent: dict[str, Any]
+    deleted_at: dt.datetime | None
+
+
+def desired(engine: Engine, system: str, record: Canonical) -> dict[str, Any]:
     """The canonical fields this system should hold (held fields excluded)."""
     names = engine.mapper.fields_for(system, "outbound")
     return {name: record.fields.get(name) for name in names if name not in record.held}
 
 
-def push_diff(engine: Engine, system: str, record: Record, link: Link) -> dict[str, Any]:
+def push_diff(engine: Engine, system: str, record: Canonical, link: Copy) -> dict[str, Any]:
     """Fields whose desired value differs from the shadow — unless the shadow is the vendor's
     lossy copy of exactly that value (``link.sent``), which would otherwise ping-pong."""
     diff: dict[str, Any] = {}
@@ -34,7 +51,7 @@ def creatable(engine: Engine, system: str) -> bool:
     return engine.config.systems[system].create
 
 
-def push_op(engine: Engine, system: str, record: Record, link: Link | None) -> str | None:
+def push_op(engine: Engine, system: str, record: Canonical, link: Copy | None) -> str | None:
     """What ``system`` is owed for ``record``: ``create`` (it lacks the deal and may get it),
     ``update`` (its copy differs), or nothing. The one place this decision is made."""
     if link is None:
