@@ -275,3 +275,36 @@ class BaseConnector:
         _, maybe_sent = classified
         kind = OutcomeUnknown if writing and maybe_sent else Retryable
         return kind(message, system=self.system, record=record)
+
+
+class RestCollection(BaseConnector):
+    """A connector whose deals are one plain REST collection: ``GET``/``PATCH``/``DELETE``
+    ``{collection}{id}{suffix}`` and ``POST {collection}``, each answering with the deal
+    (Ruddr: ``/opportunities/ID``; ParsaLink, DRF style: ``/opportunities/ID/``). Neither has
+    an idempotency key: the engine's intent + ``find_candidates`` covers a lost create."""
+
+    collection: ClassVar[str] = "/opportunities"  # the POST path
+    item_suffix: ClassVar[str] = ""  # after the id
+
+    def _record(self, raw: dict[str, Any]) -> VendorRecord:
+        raise NotImplementedError
+
+    def _item(self, external_id: str) -> str:
+        return f"{self.collection.rstrip('/')}/{external_id}{self.item_suffix}"
+
+    def get(self, external_id: str) -> VendorRecord:
+        response = self._request("GET", self._item(external_id), record=external_id)
+        return self._record(response.json())
+
+    def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
+        name = str(payload.get("name"))
+        response = self._request("POST", self.collection, json=dict(payload), record=name)
+        return self._record(response.json())
+
+    def update(self, external_id: str, payload: Mapping[str, Any]) -> VendorRecord:
+        path = self._item(external_id)
+        response = self._request("PATCH", path, json=dict(payload), record=external_id)
+        return self._record(response.json())
+
+    def delete(self, external_id: str) -> None:
+        self._request("DELETE", self._item(external_id), record=external_id)

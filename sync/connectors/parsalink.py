@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 import httpx
 
 from sync.connectors.base import (
-    BaseConnector,
     CaptureMode,
     Reference,
+    RestCollection,
     VendorRecord,
     parse_stamp,
 )
@@ -49,11 +49,13 @@ PAGE_SIZE = 100
 _MESSAGE_KEYS = ("message", "detail", "error", "non_field_errors")
 
 
-class ParsaLinkConnector(BaseConnector):
+class ParsaLinkConnector(RestCollection):
     """Opportunities, accounts and users of one ParsaLink workspace."""
 
     vendor: ClassVar[str] = "parsalink"
     capture: ClassVar[CaptureMode] = "scan"
+    collection: ClassVar[str] = "/opportunities/"
+    item_suffix: ClassVar[str] = "/"  # DRF's trailing slash
     max_page_size: ClassVar[int] = PAGE_SIZE
 
     @classmethod
@@ -134,27 +136,6 @@ class ParsaLinkConnector(BaseConnector):
         """List answers are summaries (seed 003 shows no description, contactIds, lossReason,
         closedDate or assignedToName in the list): they are marked ``partial``."""
         return VendorRecord(str(raw["id"]), parse_stamp(raw["updatedAt"]), raw, partial)
-
-    # -- single records ------------------------------------------------------------------
-    def get(self, external_id: str) -> VendorRecord:
-        response = self._request("GET", f"/opportunities/{external_id}/", record=external_id)
-        return self._record(response.json())
-
-    def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
-        # No idempotency key in ParsaLink's API: the engine's intent + find_candidates covers it.
-        response = self._request(
-            "POST", "/opportunities/", json=dict(payload), record=str(payload.get("name"))
-        )
-        return self._record(response.json())
-
-    def update(self, external_id: str, payload: Mapping[str, Any]) -> VendorRecord:
-        response = self._request(
-            "PATCH", f"/opportunities/{external_id}/", json=dict(payload), record=external_id
-        )
-        return self._record(response.json())
-
-    def delete(self, external_id: str) -> None:
-        self._request("DELETE", f"/opportunities/{external_id}/", record=external_id)
 
     # -- references ----------------------------------------------------------------------
     def _load_references(self, kind: str) -> Iterator[Reference]:

@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import httpx
 
 from sync.connectors.base import (
-    BaseConnector,
     CaptureMode,
     Reference,
+    RestCollection,
     VendorRecord,
     parse_stamp,
 )
@@ -47,10 +47,11 @@ MAX_RESTARTS = 5
 _FIELD_IN_MESSAGE = re.compile(r"'([^']+)'")
 
 
-class RuddrConnector(BaseConnector):
+class RuddrConnector(RestCollection):
     """Opportunities, companies, members and opportunity stages of one Ruddr workspace."""
 
     vendor: ClassVar[str] = "ruddr"
+    collection: ClassVar[str] = "/opportunities"
     capture: ClassVar[CaptureMode] = "scan"
     max_page_size: ClassVar[int] = PAGE_SIZE
 
@@ -104,27 +105,6 @@ class RuddrConnector(BaseConnector):
 
     def _record(self, raw: dict[str, Any]) -> VendorRecord:
         return VendorRecord(str(raw["id"]), parse_stamp(raw["modifiedAt"]), raw)
-
-    # -- single records ------------------------------------------------------------------
-    def get(self, external_id: str) -> VendorRecord:
-        response = self._request("GET", f"/opportunities/{external_id}", record=external_id)
-        return self._record(response.json())
-
-    def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
-        # Ruddr has no idempotency key: the engine's intent + find_candidates covers retries.
-        response = self._request(
-            "POST", "/opportunities", json=dict(payload), record=str(payload.get("name"))
-        )
-        return self._record(response.json())
-
-    def update(self, external_id: str, payload: Mapping[str, Any]) -> VendorRecord:
-        response = self._request(
-            "PATCH", f"/opportunities/{external_id}", json=dict(payload), record=external_id
-        )
-        return self._record(response.json())
-
-    def delete(self, external_id: str) -> None:
-        self._request("DELETE", f"/opportunities/{external_id}", record=external_id)
 
     # -- references ----------------------------------------------------------------------
     def _load_references(self, kind: str) -> Iterator[Reference]:
