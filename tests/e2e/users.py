@@ -4,7 +4,7 @@ the way a sales rep's tools would, so scenarios exercise crmsync from the outsid
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -14,7 +14,12 @@ CLOSE_NAME = CLOSE_CUSTOM_FIELDS[0][0]
 
 
 class VendorUser:
-    """Base: an authenticated raw client and cached look-ups."""
+    """Base: an authenticated raw client, cached look-ups (name -> id of a reference list) and
+    the single-deal calls, which differ between vendors only in path, verb and envelope."""
+
+    item: ClassVar[str]  # one deal's path, "{}" for its id
+    edit_method: ClassVar[str] = "PATCH"
+    rows: ClassVar[str] = "results"  # the list envelope's key
 
     def __init__(self, client: httpx.Client) -> None:
         self.client = client
@@ -27,13 +32,35 @@ class VendorUser:
         )
         return response.json() if response.content else None
 
+    def _params(self, **extra: Any) -> dict[str, Any]:
+        """Query parameters every call carries (Truto: the integrated account)."""
+        return extra
 
-class RuddrUser(VendorUser):
+    def _lookup_params(self, path: str) -> dict[str, Any]:
+        return self._params(limit=100)
+
     def _lookup(self, path: str, key: str) -> dict[str, str]:
         if path not in self._cache:
-            body = self._ok(self.client.get(path, params={"limit": 100}))
-            self._cache[path] = {row[key]: row["id"] for row in body["results"]}
+            body = self._ok(self.client.get(path, params=self._lookup_params(path)))
+            self._cache[path] = {row[key]: row["id"] for row in body[self.rows]}
         return self._cache[path]
+
+    def _deal(self, method: str, deal_id: str, **kw: Any) -> Any:
+        url = self.item.format(deal_id)
+        return self._ok(self.client.request(method, url, params=self._params(), **kw))
+
+    def edit(self, deal_id: str, **fields: Any) -> dict[str, Any]:
+        return dict(self._deal(self.edit_method, deal_id, json=fields))
+
+    def get(self, deal_id: str) -> dict[str, Any]:
+        return dict(self._deal("GET", deal_id))
+
+    def delete(self, deal_id: str) -> None:
+        self._deal("DELETE", deal_id)
+
+
+class RuddrUser(VendorUser):
+    item = "/opportunities/{}"
 
     def create(
         self,
@@ -55,15 +82,6 @@ class RuddrUser(VendorUser):
             body["ownerId"] = self._lookup("/members", "email")[owner]
         return str(self._ok(self.client.post("/opportunities", json=body))["id"])
 
-    def edit(self, deal_id: str, **fields: Any) -> dict[str, Any]:
-        return dict(self._ok(self.client.patch(f"/opportunities/{deal_id}", json=fields)))
-
-    def get(self, deal_id: str) -> dict[str, Any]:
-        return dict(self._ok(self.client.get(f"/opportunities/{deal_id}")))
-
-    def delete(self, deal_id: str) -> None:
-        self._ok(self.client.delete(f"/opportunities/{deal_id}"))
-
     def all(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         params: dict[str, Any] = {"limit": 100}
@@ -76,12 +94,12 @@ class RuddrUser(VendorUser):
 
 
 class CloseUser(VendorUser):
-    def _lookup(self, path: str, key: str) -> dict[str, str]:
-        if path not in self._cache:
-            params = {} if path.startswith("/status/") else {"_limit": 100}
-            body = self._ok(self.client.get(path, params=params))
-            self._cache[path] = {row[key]: row["id"] for row in body["data"]}
-        return self._cache[path]
+    item = "/opportunity/{}/"
+    edit_method = "PUT"
+    rows = "data"
+
+    def _lookup_params(self, path: str) -> dict[str, Any]:
+        return {} if path.startswith("/status/") else {"_limit": 100}
 
     def create(
         self,
@@ -99,15 +117,6 @@ class CloseUser(VendorUser):
         }
         return str(self._ok(self.client.post("/opportunity/", json=body))["id"])
 
-    def edit(self, deal_id: str, **fields: Any) -> dict[str, Any]:
-        return dict(self._ok(self.client.put(f"/opportunity/{deal_id}/", json=fields)))
-
-    def get(self, deal_id: str) -> dict[str, Any]:
-        return dict(self._ok(self.client.get(f"/opportunity/{deal_id}/")))
-
-    def delete(self, deal_id: str) -> None:
-        self._ok(self.client.delete(f"/opportunity/{deal_id}/"))
-
     def all(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         skip = 0
@@ -120,11 +129,7 @@ class CloseUser(VendorUser):
 
 
 class ParsaLinkUser(VendorUser):
-    def _lookup(self, path: str, key: str) -> dict[str, str]:
-        if path not in self._cache:
-            body = self._ok(self.client.get(path, params={"limit": 100}))
-            self._cache[path] = {row[key]: row["id"] for row in body["results"]}
-        return self._cache[path]
+    item = "/opportunities/{}/"
 
     def create(
         self,
@@ -142,15 +147,6 @@ class ParsaLinkUser(VendorUser):
         }
         return str(self._ok(self.client.post("/opportunities/", json=body))["id"])
 
-    def edit(self, deal_id: str, **fields: Any) -> dict[str, Any]:
-        return dict(self._ok(self.client.patch(f"/opportunities/{deal_id}/", json=fields)))
-
-    def get(self, deal_id: str) -> dict[str, Any]:
-        return dict(self._ok(self.client.get(f"/opportunities/{deal_id}/")))
-
-    def delete(self, deal_id: str) -> None:
-        self._ok(self.client.delete(f"/opportunities/{deal_id}/"))
-
     def all(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         url: str | None = "/opportunities/?limit=100"
@@ -162,18 +158,15 @@ class ParsaLinkUser(VendorUser):
 
 
 class TrutoUser(VendorUser):
+    item = "/opportunities/{}"
+    rows = "result"
+
     def __init__(self, client: httpx.Client, integration: str = "salesforce") -> None:
         super().__init__(client)
         self.account = TRUTO_ACCOUNTS[integration]
 
     def _params(self, **extra: Any) -> dict[str, Any]:
         return {"integrated_account_id": self.account, **extra}
-
-    def _lookup(self, path: str, key: str) -> dict[str, str]:
-        if path not in self._cache:
-            body = self._ok(self.client.get(path, params=self._params(limit=100)))
-            self._cache[path] = {row[key]: row["id"] for row in body["result"]}
-        return self._cache[path]
 
     def create(
         self,
@@ -192,19 +185,6 @@ class TrutoUser(VendorUser):
         return str(
             self._ok(self.client.post("/opportunities", params=self._params(), json=body))["id"]
         )
-
-    def edit(self, deal_id: str, **fields: Any) -> dict[str, Any]:
-        return dict(
-            self._ok(
-                self.client.patch(f"/opportunities/{deal_id}", params=self._params(), json=fields)
-            )
-        )
-
-    def get(self, deal_id: str) -> dict[str, Any]:
-        return dict(self._ok(self.client.get(f"/opportunities/{deal_id}", params=self._params())))
-
-    def delete(self, deal_id: str) -> None:
-        self._ok(self.client.delete(f"/opportunities/{deal_id}", params=self._params()))
 
     def all(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
