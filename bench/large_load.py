@@ -172,9 +172,9 @@ def _rss_mb() -> float:
 
 def run_in_subprocess(records: int, seed: int = 7) -> dict[str, Any]:
     """``measure`` in a fresh interpreter, so its peak RSS is the load's alone."""
-    done = subprocess.run(
+    done = subprocess.run(  # stderr passes through: a failed load shows why
         [*CHILD, "run", "--records", str(records), "--seed", str(seed)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
         check=True,
     )

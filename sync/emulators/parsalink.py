@@ -81,7 +81,7 @@ from starlette.routing import BaseRoute, Route
 from ulid import ULID
 
 from sync.emulators import reference
-from sync.emulators.base import Emulator
+from sync.emulators.base import Emulator, tables
 
 Record = dict[str, Any]
 Handler = Callable[[Request], Awaitable[Response]]
@@ -231,7 +231,7 @@ class ParsaLinkEmulator(Emulator):
         self._rng = random.Random(f"parsalink-{seed}")
         self._used_refresh = set()
         self._passwords: dict[str, str] = {}
-        self.collections = {"opportunities": {}, "accounts": {}, "users": {}}
+        self.collections = dict(tables("opportunities", "accounts", "users"))
         self.workspace_id = self._new_id("ws_", dt.datetime(2024, 1, 2, tzinfo=dt.UTC))
         self._seed_reference()
         self.add_opportunities(opportunities, seed)
@@ -477,9 +477,8 @@ class ParsaLinkEmulator(Emulator):
 
     # -- opportunities ---------------------------------------------------------------------
     async def _list_opps(self, request: Request) -> Response:
-        matches = self._filter(request, list(self.collections["opportunities"].values()))
-        matches.sort(key=lambda r: (r["createdAt"], r["id"]))
-        return self._paginate(request, matches, self._render_summary)
+        ordered = self.ordered("opportunities", "created", _created_key, newest_first=False)
+        return self._paginate(request, self._filter(request, ordered.rows), self._render_summary)
 
     def _filter(self, request: Request, records: list[Record]) -> list[Record]:
         params = {k: v for k, v in request.query_params.items() if v != ""}
@@ -506,6 +505,8 @@ class ParsaLinkEmulator(Emulator):
         if "search" in params:
             terms = params["search"].replace(",", " ").lower().split()
             checks.append(lambda r: all(t in r["name"].lower() for t in terms))
+        if not checks:
+            return records  # no copy: a 100,000-deal scan asks 1,000 times
         return [r for r in records if all(check(r) for check in checks)]
 
     def _find_opp(self, request: Request) -> Record:
@@ -635,6 +636,10 @@ class ParsaLinkEmulator(Emulator):
 
 
 # -- module helpers ----------------------------------------------------------------------------
+def _created_key(record: Record) -> tuple[Any, str]:
+    return (record["createdAt"], record["id"])
+
+
 def _replace(url: URL, key: str, value: int | None) -> str:
     """DRF's ``replace_query_param`` / ``remove_query_param``: set or drop one parameter and
     re-encode the query with its keys sorted, on the request's absolute URL."""

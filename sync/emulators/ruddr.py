@@ -59,7 +59,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sync.emulators import reference
-from sync.emulators.base import Emulator
+from sync.emulators.base import Emulator, Ordered, tables
 
 Record = dict[str, Any]
 Handler = Callable[[Request], Awaitable[Response]]
@@ -220,9 +220,8 @@ class RuddrEmulator(Emulator):
 
     def reset_state(self, *, seed: int, opportunities: int) -> None:
         self._rng = random.Random(f"ruddr-{seed}")
-        self.collections = {
-            name: {}
-            for name in (
+        self.collections = dict(
+            tables(
                 "opportunities",
                 "companies",
                 "clients",
@@ -235,7 +234,7 @@ class RuddrEmulator(Emulator):
                 "tags",
                 "projects",
             )
-        }
+        )
         self._seed_reference()
         self._seed_shared_deals(seed)
         self.add_opportunities(opportunities, seed)
@@ -482,9 +481,9 @@ class RuddrEmulator(Emulator):
         return error(404, "The requested resource was not found.")
 
     def _page(
-        self, request: Request, records: list[Record], filters: tuple[str, ...] = ()
+        self, request: Request, ordered: Ordered, filters: tuple[str, ...] = ()
     ) -> tuple[list[Record], bool]:
-        """Cursor pagination over ``records`` sorted ``createdAt`` descending (id tiebreak)."""
+        """Cursor pagination over ``ordered`` (``createdAt`` descending, id tiebreak)."""
         params = request.query_params
         allowed = {"startingAfter", "endingBefore", "limit", *filters}
         for key in params:
@@ -494,33 +493,32 @@ class RuddrEmulator(Emulator):
         after, before = params.get("startingAfter"), params.get("endingBefore")
         if after is not None and before is not None:
             raise BadRequest("'startingAfter' and 'endingBefore' cannot be used together.")
-        ordered = sorted(records, key=lambda r: (r["createdAt"], r["id"]), reverse=True)
-        ids = [r["id"] for r in ordered]
+        rows, position = ordered.rows, ordered.position
         for name, cursor in (("startingAfter", after), ("endingBefore", before)):
-            if cursor is not None and cursor not in ids:
+            if cursor is not None and cursor not in position:
                 raise BadRequest(f"'{name}' must be the ID of an object in this list.")
-        if after is not None:
-            rest = ordered[ids.index(after) + 1 :]
-            return rest[:limit], len(rest) > limit
         if before is not None:
-            head = ordered[: ids.index(before)]
+            end = position[before]
             # Going backwards, hasMore says whether newer records remain before this page.
-            return head[-limit:], len(head) > limit
-        return ordered[:limit], len(ordered) > limit
+            return rows[max(0, end - limit) : end], end > limit
+        start = position[after] + 1 if after is not None else 0
+        return rows[start : start + limit], start + limit < len(rows)
 
     def _list(
         self,
         request: Request,
-        records: list[Record],
+        records: list[Record] | Ordered,
         render: Callable[[Record], Any],
         filters: tuple[str, ...] = (),
     ) -> JSONResponse:
-        page, has_more = self._page(request, records, filters)
+        ordered = records if isinstance(records, Ordered) else _newest_first(records)
+        page, has_more = self._page(request, ordered, filters)
         return JSONResponse({"results": [render(r) for r in page], "hasMore": has_more})
 
     # -- opportunities ---------------------------------------------------------------------
     async def _list_opps(self, request: Request) -> Response:
-        return self._list(request, list(self.collections["opportunities"].values()), self._render)
+        ordered = self.ordered("opportunities", "created", _created_key, newest_first=True)
+        return self._list(request, ordered, self._render)
 
     def _find_opp(self, request: Request) -> Record | None:
         return self.collections["opportunities"].get(request.path_params["id"])
@@ -691,6 +689,15 @@ class RuddrEmulator(Emulator):
 
 
 # -- module helpers ----------------------------------------------------------------------------
+def _created_key(record: Record) -> tuple[str, str]:
+    return (record["createdAt"], record["id"])
+
+
+def _newest_first(records: list[Record]) -> Ordered:
+    rows = sorted(records, key=_created_key, reverse=True)
+    return Ordered(rows, {row["id"]: index for index, row in enumerate(rows)})
+
+
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
