@@ -2,7 +2,7 @@
 
 The Close emulator is served over real HTTP (dlt talks through ``requests``), seeded with N
 opportunities. Each side then runs in a subprocess of its own, so its peak RSS
-(``ru_maxrss``) is its own:
+(``VmHWM``, bench/memory.py) is its own:
 
 - ``crmsync``: the engine's capture of the ``close`` system (shipped config.yaml reduced to
   that one system, so no pushes are queued for others, and without its client-side rate
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from bench.memory import peak_rss_mb, rss_now_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ("crmsync", "dlt")
@@ -42,7 +43,7 @@ class ToolResult:
     tool: str
     records: int  # opportunities the tool's store holds afterwards
     seconds: float  # the ingest alone
-    peak_rss_mb: float  # the child's ru_maxrss
+    peak_rss_mb: float  # the child's own peak (VmHWM)
     start_rss_mb: float  # the child's RSS after imports, before the ingest
     requests: int  # requests the emulator answered during this side
     emulator_s: float  # time inside the emulator's handlers during this side
@@ -53,16 +54,6 @@ class ToolResult:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "records_per_s": self.records_per_s}
-
-
-def rss_now_mb() -> float:
-    """Current resident set size (Linux ``/proc/self/statm``, pages)."""
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # -- the two sides (run in a child process) -------------------------------------------------

@@ -15,7 +15,6 @@ import argparse
 import datetime as dt
 import json
 import math
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from typing import Any
 import httpx
 from sqlmodel import col, func, select
 
+from bench.memory import peak_rss_mb
 from bench.scenarios import FAST_RETRY, PAGE, WRITES, load_latencies, percentile
 from sync.config import load_config
 from sync.connectors.ratelimit import TokenBucket
@@ -101,7 +101,7 @@ def _load(urls: dict[str, str], records: int) -> dict[str, Any]:
             config, make_engine(url), retry=FAST_RETRY, limiter=TokenBucket()
         )
         engine.backoff_base = 0.0
-        rss_before = _rss_mb()
+        rss_before = peak_rss_mb()
         started_at = utcnow()
         started = time.perf_counter()
         cycles = 0
@@ -110,9 +110,9 @@ def _load(urls: dict[str, str], records: int) -> dict[str, Any]:
             if pending(engine) == 0:
                 break
         wall = time.perf_counter() - started
-        # ru_maxrss only grows: read it before the bench's own accounting below (the journal's
+        # the peak only grows: read it before the bench's own accounting below (the journal's
         # write times, the emulators' request logs — 300,000 parsed entries at N = 100,000)
-        peak = _rss_mb()
+        peak = peak_rss_mb()
         latencies = load_latencies(engine, started_at)
         left = pending(engine)
         store = _store_counts(engine)
@@ -139,7 +139,7 @@ def _load(urls: dict[str, str], records: int) -> dict[str, Any]:
         "wall_s": wall,
         "records_per_s": records / wall if wall else 0.0,
         "peak_rss_mb": peak,
-        "peak_rss_with_accounting_mb": _rss_mb(),
+        "peak_rss_with_accounting_mb": peak_rss_mb(),
         "rss_before_mb": rss_before,
         "latency_p50_s": percentile(latencies, 0.5),
         "latency_p95_s": percentile(latencies, 0.95),
@@ -164,10 +164,6 @@ def _store_counts(engine: Engine) -> dict[str, int]:
             .where(Journal.action == "created", col(Journal.reason).startswith("created in "))
         ).one()
     return {"records": int(records), "links": int(links), "creates": int(creates)}
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_in_subprocess(records: int, seed: int = 7) -> dict[str, Any]:

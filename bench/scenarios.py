@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
-import resource
 import tempfile
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ import httpx
 import sqlalchemy as sa
 from sqlmodel import col, func, select
 
+from bench.memory import peak_rss_mb
 from sync.config import Config, load_config
 from sync.connectors.http import RetryPolicy
 from sync.connectors.ratelimit import TokenBucket
@@ -393,11 +393,6 @@ class Result:
         for name, calls in self.systems.items():
             data["systems"][name]["writes"] = calls.writes
         return data
-
-
-def peak_rss_mb() -> float:
-    """Process peak RSS so far (``ru_maxrss`` is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @contextmanager
