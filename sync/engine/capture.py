@@ -1,10 +1,12 @@
 """Capture: read what changed in one system and fold it into the store (DESIGN §2.1–2.3).
 
-Per page, in one transaction: map each vendor record to canonical form, skip what we already
-hold (same vendor stamp, or a projection equal to the shadow: echo suppression), resolve the
-identity of unlinked deals, merge field by field against the shadow, journal every decision,
-and enqueue pushes for the systems whose shadow now differs. The store rows a page needs
-(links, records, identity keys) are loaded in a few queries per page, not per record.
+Per page, in one transaction: skip what we already hold (same vendor stamp, decided from link
+columns; or a projection equal to the shadow: echo suppression), map the rest to canonical
+form, resolve the identity of unlinked deals, merge field by field against the shadow, journal
+every decision, and enqueue pushes for the systems whose shadow now differs. The store rows a
+page needs (links, records, identity keys) are loaded in a few queries per page, not per
+record; the rows it creates are inserted with one statement per table. The next page is read
+while this one is folded in (``prefetch.one_ahead``).
 
 Cursors. The compound cursor (stamp, external id) moves in the page's transaction, only over
 committed records and never past the run's start (in the vendor's clock), so a crash re-reads
