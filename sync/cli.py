@@ -50,6 +50,10 @@ class State:
     log_format: str | None = None
     _config: Config | None = None
 
+    def forget_config(self) -> None:
+        """Load the configuration again on next use (the environment it reads has changed)."""
+        self._config = None
+
     def config(self) -> Config:
         """The validated configuration (loaded once); a ConfigError exits with code 2."""
         if self._config is None:

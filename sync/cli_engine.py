@@ -7,8 +7,10 @@ the result with rich; exit codes are documented per command.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -17,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlmodel import col, select
 
+from sync.config import DATABASE_URL_ENV, mask_url
 from sync.engine.factory import open_engine
 from sync.engine.state import Engine
 
@@ -271,6 +274,29 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo_cmd)
 
 
+DEMO_STORE = Path("crmsync-demo.db")
+
+
+def _fresh_demo_store() -> str:
+    """The demo's emulators start from their seed every run, so its store must too: a store
+    kept from an earlier demo links deals those emulators no longer hold. Unless
+    ``$CRMSYNC_DATABASE_URL`` names another, the demo uses ./crmsync-demo.db, emptied first
+    (inspect it afterwards with ``CRMSYNC_DATABASE_URL=sqlite:///crmsync-demo.db crmsync …``)."""
+    chosen = os.environ.get(DATABASE_URL_ENV)
+    if chosen:
+        return mask_url(chosen)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{DEMO_STORE}{suffix}").unlink(missing_ok=True)
+    os.environ[DATABASE_URL_ENV] = f"sqlite:///{DEMO_STORE}"
+    return f"{DEMO_STORE} (fresh, like the emulators)"
+
+
+def _forget_config(ctx: typer.Context) -> None:
+    from sync.cli import state
+
+    state(ctx).forget_config()
+
+
 def demo_cmd(
     ctx: typer.Context,
     seed_opportunities: Annotated[
@@ -283,14 +309,17 @@ def demo_cmd(
 ) -> None:
     """The demo: the four emulators with seeded deals over HTTP, and crmsync syncing them.
 
-    Uses the shipped config.yaml (its default base URLs are the emulators' ports). Watch deals
-    converge across Ruddr, Close, ParsaLink and Salesforce-through-Truto; Ctrl-C stops."""
+    Uses the shipped config.yaml, pointed at the emulators' ports, and a fresh store. Watch
+    deals converge across Ruddr, Close, ParsaLink and Salesforce-through-Truto; Ctrl-C stops."""
     from sync.cli_runtime import run
     from sync.emulators.server import running
 
     with running(port_base=port_base, seed=1, seed_opportunities=seed_opportunities) as served:
         for name, emulator in served.items():
+            os.environ[f"{name.upper()}_BASE_URL"] = emulator.base_url  # whatever the port base
             out.print(f"[cyan]{name}[/] emulator at {emulator.base_url}")
+        out.print(f"store: {_fresh_demo_store()}")
+        _forget_config(ctx)  # read again, with the URLs above
         if cycles <= 0:
             run(ctx, once=False, live=None)
             return
