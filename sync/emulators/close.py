@@ -661,14 +661,7 @@ class CloseEmulator(Emulator):
             return None
         index = self._index(key)
         lo, hi = 0, len(index.stamps)
-        for op in RANGE_OPS:
-            raw = params.get(key + op)
-            if raw is None:
-                continue
-            try:
-                bound = parse_moment(raw, tz)
-            except ValueError:
-                raise field_error(key + op, "Expected an ISO 8601 date or datetime.") from None
+        for op, bound in _range_bounds(params, key, tz):
             lo, hi = index.narrow(op, bound, lo, hi)
         total = max(0, hi - lo)
         if order.startswith("-"):
@@ -1202,17 +1195,22 @@ def _range_checks(
     params: QueryParams, name: str, tz: dt.timezone
 ) -> list[Callable[[dict[str, Any]], bool]]:
     """``name`` / ``name__gt|gte|lt|lte`` over a rendered ISO value (date or datetime)."""
-    checks = []
+    return [_compare(name, op, bound, tz) for op, bound in _range_bounds(params, name, tz)]
+
+
+def _range_bounds(params: QueryParams, name: str, tz: dt.timezone) -> list[tuple[str, dt.datetime]]:
+    """(operator, parsed bound) of each ``name`` / ``name__gt|gte|lt|lte`` given; a bound that
+    is no ISO 8601 date or datetime is Close's 400 for that field."""
+    bounds = []
     for op in RANGE_OPS:
         raw = params.get(name + op)
         if raw is None:
             continue
         try:
-            bound = parse_moment(raw, tz)
+            bounds.append((op, parse_moment(raw, tz)))
         except ValueError:
             raise field_error(name + op, "Expected an ISO 8601 date or datetime.") from None
-        checks.append(_compare(name, op, bound, tz))
-    return checks
+    return bounds
 
 
 def _compare(
