@@ -3,7 +3,7 @@ the general path (filter, sort, slice), at a cost per page that does not grow wi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -28,11 +28,8 @@ def emulator() -> CountingClose:
 
 
 @pytest.fixture
-def client(emulator: CountingClose) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        transport=emulator.transport(), base_url="http://close.test/api/v1", auth=(API_KEY, "")
-    ) as client:
-        yield client
+def client(emulator: CountingClose, emulator_client: Callable[..., httpx.Client]) -> httpx.Client:
+    return emulator_client(emulator, base_url="http://close.test/api/v1", auth=(API_KEY, ""))
 
 
 def listing(client: httpx.Client, **params: Any) -> dict[str, Any]:
