@@ -39,6 +39,7 @@ from sqlmodel import Session, col, select
 from sync.connectors.base import BaseConnector, VendorRecord
 from sync.engine import deletes
 from sync.engine.identity import keys_of
+from sync.engine.intents import Intent, best_intent, open_intents
 from sync.engine.journal import OPEN_STATES, Notes, dead_letter, enqueue_into, outbox_row
 from sync.engine.merge import Side, merge_field
 from sync.engine.outbound import push_op
@@ -126,6 +127,9 @@ class Page:
     new_outbox: list[dict[str, Any]] = field(default_factory=list)
     notes: Notes = field(default_factory=Notes)  # the page's journal, one insert
     created: dict[str, NewLink] = field(default_factory=dict)  # new record id -> its only link
+    #: this system's open create intents (loaded when an unlinked deal first needs them)
+    intents: list[Intent] | None = None
+    adopted: dict[str, Intent] = field(default_factory=dict)  # external id -> its intent
 
     def record(self, record_id: str | None) -> Record | NewRecord | None:
         """A stored record the page loaded, or one it created."""
@@ -544,6 +548,7 @@ def _ingest_new(poll: Poll, state: Page, item: Item) -> None:
         return
     now = utcnow()
     record: Record | NewRecord = found or _create(poll, state, rec, theirs, now)
+    intent = state.adopted.get(rec.external_id) if found is not None else None
     if found is not None:
         state.notes.add(
             found.id,
@@ -569,6 +574,10 @@ def _ingest_new(poll: Poll, state: Page, item: Item) -> None:
     state.linked_here.add(record.id)
     if found is None:
         state.created[record.id] = link
+    elif intent is not None:  # our own create: merge against what it sent
+        link.shadow, link.sent = _intent_base(intent, theirs)
+        poll.counts.add("adopted")
+        _merge_into(poll, state, rec, link, found, theirs)
     else:  # matched: merge everything against an unknown base
         _merge_into(poll, state, rec, link, found, theirs, first_match=True)
     _index_keys(state, record, poll.engine.config.sync.natural_key)
@@ -582,7 +591,49 @@ def _match(
     record, why = _by_record_id(poll, state, rec)
     if record is None:
         record, why = _find_record(state, theirs, poll.engine.config.sync.natural_key)
+    if record is None:
+        record, why = _by_intent(poll, state, rec, theirs)
     return record, why
+
+
+def _by_intent(
+    poll: Poll, state: Page, rec: VendorRecord, theirs: dict[str, Any]
+) -> tuple[Record | None, str]:
+    """A deal one of our creates made whose answer was lost (``intents`` has the rule): it is
+    that record's, never a new one — whichever comes first, this capture or the retry."""
+    if state.intents is None:
+        state.intents = open_intents(state.session, poll.system)
+        _load_records(state, [intent.record_id for intent in state.intents])
+    pool = [i for i in state.intents if i.record_id not in state.linked_here]
+    if not pool:
+        return None, ""
+    current = {
+        i.record_id: state.records[i.record_id].fields for i in pool if i.record_id in state.records
+    }
+    found = best_intent(pool, theirs, to_utc(rec.modified), current)
+    record = state.records.get(found[0].record_id) if found else None
+    if found is None or record is None:
+        return None, ""
+    intent, score = found
+    state.intents.remove(intent)
+    state.adopted[rec.external_id] = intent
+    return record, (
+        f"is the deal of create intent #{intent.row_id} whose answer was lost "
+        f"({score:.0%} alike what it sent)"
+    )
+
+
+def _intent_base(intent: Intent, theirs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Shadow and ``sent`` of a deal adopted from an intent, as if the create had answered:
+    the base is what we sent, so an edit made there since is a change on that side; a value
+    the target filled in where we sent nothing stays its own (``Link.sent``), as on create."""
+    shadow, sent = {}, {}
+    for name, value in theirs.items():
+        ours = intent.sent.get(name)
+        shadow[name] = ours if ours is not None else value
+        if name in intent.sent and ours is None and value is not None:
+            sent[name] = [None, value]
+    return shadow, sent
 
 
 def _create(

@@ -135,6 +135,7 @@ def outbox_row(record_id: str, system: str, op: str, reason: str) -> dict[str, A
         "attempts": 0,
         "next_attempt_at": now,
         "intent_at": None,
+        "intent": None,
         "idempotency_key": f"{record_id}:{system}",
         "last_error": None,
         "claimed_by": None,

@@ -377,6 +377,14 @@ def _commit_intents(engine: Engine, jobs: Sequence[_Job], run_id: str | None) ->
             .returning(col(Outbox.id))
         )
         ours = {row_id for (row_id,) in result.all()}
+        if ours:  # what each create sends: a capture meeting its deal first adopts it by this
+            table = Outbox.__table__  # type: ignore[attr-defined]
+            session.execute(
+                sa.update(table)
+                .where(table.c.id == sa.bindparam("row"))
+                .values(intent=sa.bindparam("sent")),
+                [{"row": job.row_id, "sent": job.wanted} for job in jobs if job.row_id in ours],
+            )
         notes = Notes()
         for job in jobs:
             if job.row_id in ours:
@@ -414,7 +422,11 @@ def send(engine: Engine, job: _Job, run_id: str | None) -> _Result:
             assert job.external_id is not None and job.payload is not None
             result.answer = connector.update(job.external_id, job.payload)
         else:
-            result.answer = _recover(engine, job) if job.recover else None
+            try:
+                result.answer = _recover(engine, job) if job.recover else None
+            except _AlreadyLinked:
+                job.kind, job.outcome = "done", "adopted"
+                return result
             result.adopted = result.answer is not None
             if result.answer is None:
                 if job.recover and not _fresh_intent(engine, job, run_id):
@@ -438,9 +450,21 @@ def _fresh_intent(engine: Engine, job: _Job, run_id: str | None) -> bool:
     return job.row_id in _commit_intents(engine, [job], run_id)
 
 
+class _AlreadyLinked(Exception):
+    """The deal an unknown-outcome create made is already linked to the record that asked."""
+
+
 def _recover(engine: Engine, job: _Job) -> VendorRecord | None:
     """An earlier create's outcome is unknown: find the deal it may have made and adopt it."""
-    if not job.name or job.intent_at is None:
+    if job.intent_at is None:
+        return None
+    with engine.read_session() as session:
+        linked = session.exec(
+            select(Link.id).where(Link.system == job.system, Link.record_id == job.record_id)
+        ).first()
+    if linked is not None:
+        raise _AlreadyLinked  # linked since this row was prepared (a capture adopted it)
+    if not job.name:
         return None
     since = aware_utc(job.intent_at - RECOVERY_SLACK)
     assert since is not None
@@ -449,14 +473,16 @@ def _recover(engine: Engine, job: _Job) -> VendorRecord | None:
     if not candidates:
         return None
     with engine.read_session() as session:
-        taken = set(
+        taken = dict(
             session.exec(
-                select(Link.external_id).where(
+                select(Link.external_id, Link.record_id).where(
                     Link.system == job.system,
                     col(Link.external_id).in_([c.external_id for c in candidates]),
                 )
             ).all()
         )
+    if job.record_id in taken.values():
+        raise _AlreadyLinked  # a capture met the deal first and adopted it for this record
     # a candidate carrying another deal's record id is that deal; ours wins outright
     free = [
         c

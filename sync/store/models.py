@@ -139,6 +139,9 @@ class Outbox(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: dt.datetime = Field(default_factory=utcnow)
     intent_at: dt.datetime | None = None
+    # the canonical fields a create sent (None where it sent nothing): a capture that meets an
+    # unlinked deal before the create's retry compares it with this to adopt it (both orders)
+    intent: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     idempotency_key: str = Field(default="", max_length=80)
     last_error: str | None = None
     claimed_by: str | None = Field(default=None, max_length=80)

@@ -67,6 +67,21 @@ class World:
         for emulator in self.emulators.values():
             emulator.requests.clear()
 
+    def restart(self) -> Engine:
+        """A fresh engine on the same store and emulators, as after the process was killed:
+        nothing of the old one (its worker id, its claims' holder) survives in memory."""
+        old = self.engine
+        self.engine = Engine.from_config(
+            self.config,
+            make_engine(old.db.url.render_as_string(hide_password=False)),
+            transports={name: emu.transport() for name, emu in self.emulators.items()},
+            retry=FAST_RETRY,
+            limiter=TokenBucket(),
+        )
+        self.engine.backoff_base = old.backoff_base
+        old.close()
+        return self.engine
+
     def faults(self, system: str, **faults: Any) -> None:
         emulator = self.emulators[system]
         response = httpx.Client(transport=emulator.transport(), base_url="http://emu").post(
