@@ -118,6 +118,10 @@ def verify_cmd(
                 f"  [yellow]{name} {drift.external_id} {drift.field}: ours "
                 f"{_short(drift.ours)} != theirs {_short(drift.theirs)}[/]"
             )
+        for duplicate in check.duplicates[:50]:
+            out.print(f"  [red]{name} duplicate: {_short(duplicate)}[/]")
+    for group in report.twins[:50]:
+        out.print(f"  [red]one deal held as {len(group)} records: {', '.join(group)}[/]")
     if not report.clean:
         raise typer.Exit(1)
     out.print("[green]No drift.[/]")

@@ -4,22 +4,33 @@ canonical form, with the canonical record. Drift is reported per system, record 
 A field whose vendor copy is the vendor's lossy form of exactly our value (``links.sent``:
 Close keeps 0.7512 as 75 %) is not drift. Held fields (open manual conflicts) are skipped.
 Also reported: vendor deals not linked to any record, linked deals missing from the vendor,
-and duplicates: more deals of one name in a system than live deals of that name in the store
-(a deal created twice).
+and duplicates counted from the vendors' side, not only against the store: more deals of one
+name in a system than live deals of that name in the store, several deals in one system that
+carry the same crmsync record id (where the vendor holds it), and — what comparing each
+system with the store cannot see — several live canonical records for one real deal
+(``twins``), found by the identity rule a lost create answer breaks: records of one name and
+company (normalised) of which one was captured as new from a system *after* another had
+journaled a create intent there. (Two real deals of one name and company, made
+independently, are common in a CRM and are not reported.)
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import re
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlmodel import select
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
 
 from sync.engine.outbound import desired
 from sync.engine.state import Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
-from sync.store.models import Link, Record
+from sync.store.models import Journal, Link, Record
+
+#: how capture's journal entry for a record it made from a vendor deal begins
+CAPTURED = "new deal captured from "
 
 
 @dataclass(frozen=True)
@@ -59,10 +70,12 @@ class SystemCheck:
 @dataclass
 class VerifyReport:
     systems: dict[str, SystemCheck] = field(default_factory=dict)
+    #: groups of live canonical records that look like one real deal (same name and company)
+    twins: list[list[str]] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return all(check.clean for check in self.systems.values())
+        return not self.twins and all(check.clean for check in self.systems.values())
 
 
 def verify(engine: Engine, systems: list[str] | None = None) -> VerifyReport:
@@ -71,7 +84,47 @@ def verify(engine: Engine, systems: list[str] | None = None) -> VerifyReport:
     engine.refs.prime()
     for system in systems or engine.systems:
         report.systems[system] = _verify_system(engine, system)
+    with engine.read_session() as session:
+        alike = twins(session.exec(select(Record)).all())
+        report.twins = [group for group in alike if _one_deal(session, group)]
     return report
+
+
+def _one_deal(session: Session, group: list[str]) -> bool:
+    """Was one record of the group captured as new from a system after another record of the
+    group had journaled a create there (a create whose answer was lost, adopted by no one)?"""
+    rows = session.exec(
+        select(Journal.record_id, Journal.system, Journal.action, Journal.at).where(
+            col(Journal.record_id).in_(group),
+            sa.or_(
+                Journal.action == "create_intent",
+                # capture's "created" (a new deal read from a system), not push's
+                sa.and_(Journal.action == "created", col(Journal.reason).startswith(CAPTURED)),
+            ),
+        )
+    ).all()
+    intents = [(rid, system, at) for rid, system, action, at in rows if action == "create_intent"]
+    captured = [(rid, system, at) for rid, system, action, at in rows if action == "created"]
+    return any(
+        new_rid != rid and new_system == system and new_at >= at
+        for rid, system, at in intents
+        for new_rid, new_system, new_at in captured
+    )
+
+
+def _norm(value: Any) -> str:
+    return re.sub(r"[\W_]+", " ", str(value or "")).strip().casefold()
+
+
+def twins(records: list[Record]) -> list[list[str]]:
+    """Live records sharing a normalised (name, company): one deal the store holds twice.
+    Two real deals of one company with one name are rare enough to be worth a look too."""
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for record in records:
+        if record.deleted_at is None and record.fields.get("name"):
+            key = (_norm(record.fields.get("name")), _norm(record.fields.get("company")))
+            groups[key].append(record.id)
+    return sorted(sorted(ids) for ids in groups.values() if len(ids) > 1)
 
 
 def _verify_system(engine: Engine, system: str) -> SystemCheck:
@@ -83,6 +136,7 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
         }
         records = {r.id: r for r in session.exec(select(Record)).all()}
     names: Counter[str] = Counter()
+    carried: Counter[str] = Counter()  # our record id, where the vendor holds it
     seen: set[str] = set()
     for page in engine.connector(system).scan():
         for vendor_record in page:
@@ -99,6 +153,8 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
                 continue
             if theirs.get("name"):
                 names[str(theirs["name"])] += 1
+            if record_id := engine.mapper.record_id_of(system, vendor_record.data):
+                carried[record_id] += 1
             link = links.get(vendor_record.external_id)
             if link is None or link.deleted_at is not None:
                 check.unlinked.append(vendor_record.external_id)
@@ -112,6 +168,9 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
         str(r.fields.get("name")) for r in records.values() if r.deleted_at is None
     )
     check.duplicates = sorted(name for name, n in names.items() if n > max(1, live_names[name]))
+    check.duplicates += sorted(
+        f"{n} deals carry record id {rid}" for rid, n in carried.items() if n > 1
+    )
     if engine.config.systems[system].create:
         linked_records = {link.record_id for link in links.values()}
         check.absent = sorted(
