@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,9 +98,9 @@ def _one_deal(session: Session, group: list[str]) -> bool:
         select(Journal.record_id, Journal.system, Journal.action, Journal.at).where(
             col(Journal.record_id).in_(group),
             sa.or_(
-                Journal.action == "create_intent",
+                col(Journal.action) == "create_intent",
                 # capture's "created" (a new deal read from a system), not push's
-                sa.and_(Journal.action == "created", col(Journal.reason).startswith(CAPTURED)),
+                sa.and_(col(Journal.action) == "created", col(Journal.reason).startswith(CAPTURED)),
             ),
         )
     ).all()
@@ -116,7 +117,7 @@ def _norm(value: Any) -> str:
     return re.sub(r"[\W_]+", " ", str(value or "")).strip().casefold()
 
 
-def twins(records: list[Record]) -> list[list[str]]:
+def twins(records: Sequence[Record]) -> list[list[str]]:
     """Live records sharing a normalised (name, company): one deal the store holds twice.
     Two real deals of one company with one name are rare enough to be worth a look too."""
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
