@@ -494,7 +494,15 @@ def _prepare(poll: Poll, state: Page, rec: VendorRecord) -> Item | None:
     engine, system, counts = poll.engine, poll.system, poll.counts
     link = state.links.get(rec.external_id)  # unchanged stamps were dropped: _changed_only
     record = state.records.get(link.record_id) if link is not None else None
-    if link is not None and (link.deleted_at is not None or (record and record.deleted_at)):
+    # a deal another system's delete is propagating, still alive here: an edit here wins
+    racing = (
+        link is not None
+        and link.deleted_at is None
+        and record is not None
+        and record.deleted_at is not None
+        and record.deleted_by != system
+    )
+    if not racing and link is not None and (link.deleted_at or (record and record.deleted_at)):
         counts.add("tombstoned")  # a stale read must not resurrect a deleted deal
         return None
     if rec.partial:  # a summary listing: read the whole deal before mapping it
@@ -518,6 +526,11 @@ def _prepare(poll: Poll, state: Page, rec: VendorRecord) -> Item | None:
         )
         counts.add("dead_letters")
         return None
+    if racing and link is not None and record is not None:
+        if theirs == link.shadow:
+            counts.add("tombstoned")  # nothing new here: the delete stands
+            return None
+        deletes.edited_after_delete(state.session, record, system)
     return Item(rec, theirs, link, record)
 
 

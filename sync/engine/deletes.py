@@ -8,6 +8,13 @@ delete feed (Close's event log), or by a 404 on push. The deleting system's poli
   other systems are the truth).
 
 Tombstones (``records.deleted_at``, ``links.deleted_at``) keep a stale read from resurrecting.
+
+A delete racing a later edit: a delete only wins over what its deleter saw. When a deal is
+deleted in a ``propagate`` system while it carries an edit made elsewhere that the deleting
+system never received (its shadow lacks it), or when such an edit is captured after the
+delete was propagated, the later edit wins: the deal is kept in the systems that still hold
+it (the deleting system keeps its delete), pending deletes are called off, and a conflict is
+journaled with both sides. No edit is ever dropped silently.
 """
 
 from __future__ import annotations
@@ -17,9 +24,10 @@ import datetime as dt
 import structlog
 from sqlmodel import Session, col, select
 
-from sync.engine.journal import enqueue, note
+from sync.engine.journal import OPEN_STATES, enqueue, note
+from sync.engine.outbound import push_diff
 from sync.engine.state import Counts, Engine, aware_utc, to_utc
-from sync.store.models import Cursor, Link, Record, utcnow
+from sync.store.models import Conflict, Cursor, Link, Outbox, Record, utcnow
 
 log = structlog.get_logger("crmsync.deletes")
 
@@ -59,6 +67,14 @@ def vendor_deleted(
         system=system,
         run_id=run_id,
     )
+    unseen = (
+        sorted(push_diff(engine, system, record, link))
+        if policy == "propagate" and record is not None and record.deleted_at is None
+        else []
+    )
+    if unseen and record is not None:
+        _edit_wins(session, record, system, unseen, f"edited in {_editors(record, unseen)}")
+        return policy
     if policy == "propagate" and record is not None and record.deleted_at is None:
         record.deleted_at, record.deleted_by = now, system
         session.add(record)
@@ -120,3 +136,59 @@ def from_feed(engine: Engine, system: str, started: dt.datetime, run_id: str | N
         session.add(cursor)
         session.commit()
     return counts
+
+
+def _editors(record: Record, names: list[str]) -> str:
+    """The systems that made the given fields what they are (from the provenance)."""
+    systems = {str((record.provenance.get(n) or {}).get("system") or "?") for n in names}
+    return ", ".join(sorted(systems))
+
+
+def _edit_wins(session: Session, record: Record, deleter: str, fields: list[str], how: str) -> None:
+    """The deal was deleted in ``deleter`` but edited elsewhere in ways the deleter never saw:
+    keep it where it lives, call off the deletes not yet sent, journal the conflict."""
+    what = f" ({', '.join(fields)})" if fields else ""
+    reason = (
+        f"deleted in {deleter}, but {how} after {deleter} last received it{what}: the later "
+        f"edit wins; the deal stays where it still exists and {deleter} keeps its delete"
+    )
+    record.deleted_at, record.deleted_by = None, None
+    record.updated_at = utcnow()
+    session.add(record)
+    rows = session.exec(
+        select(Outbox).where(
+            Outbox.record_id == record.id,
+            Outbox.op == "delete",
+            col(Outbox.status).in_(OPEN_STATES),
+        )
+    ).all()
+    for row in rows:
+        row.status, row.last_error, row.updated_at = "done", "called off: " + reason, utcnow()
+        row.claimed_by = row.claimed_until = None
+        session.add(row)
+    session.add(
+        Conflict(
+            record_id=record.id,
+            field="deleted",
+            policy="latest",
+            base=False,
+            ours=True,
+            ours_system=deleter,
+            theirs=False,
+            theirs_system=how.removeprefix("edited in "),
+            winner=how.removeprefix("edited in "),
+            status="resolved",
+            reason=reason[:500],
+            resolved_at=utcnow(),
+        )
+    )
+    note(session, record.id, "conflict", reason, system=deleter, field="deleted")
+    log.info("delete_lost_to_edit", record_id=record.id, system=deleter, fields=fields)
+
+
+def edited_after_delete(session: Session, record: Record, system: str) -> None:
+    """Capture met an edit in ``system`` of a deal another system's delete is propagating
+    (the edit was made where the delete had not arrived): the edit wins, the deal lives."""
+    _edit_wins(
+        session, record, str(record.deleted_by or "another system"), [], f"edited in {system}"
+    )
