@@ -6,6 +6,7 @@ through the vendor's own API; ``world.calls()`` counts vendor requests since the
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from sync.config import Config, load_config
 from sync.connectors.http import RetryPolicy
@@ -20,9 +22,11 @@ from sync.connectors.ratelimit import TokenBucket
 from sync.emulators.base import Emulator
 from sync.emulators.server import build_all
 from sync.engine.cycle import CycleReport, run_cycle
+from sync.engine.push import claim, prepare, send
 from sync.engine.state import Engine
 from sync.engine.verify import VerifyReport, verify
 from sync.store.db import make_engine, upgrade
+from sync.store.models import Outbox
 from tests.e2e.users import CloseUser, ParsaLinkUser, RuddrUser, TrutoUser, VendorUser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,6 +85,27 @@ class World:
         self.engine.backoff_base = old.backoff_base
         old.close()
         return self.engine
+
+    def time_passes(self) -> None:
+        """Every waiting retry and every claim falls due — what minutes of waiting would do —
+        and retries from now on are due at once."""
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        with self.engine.session() as session:
+            session.execute(sa.update(Outbox).values(next_attempt_at=past))
+            session.execute(
+                sa.update(Outbox).where(Outbox.status == "in_flight").values(claimed_until=past)
+            )
+            session.commit()
+        self.engine.backoff_base = 0.0
+
+    def crash_mid_push(self, system: str, rows: int = 50) -> None:
+        """A process killed between the vendors' commits and its bookkeeping: it claims up to
+        ``rows`` of the system's outbox, journals the creates' intents, sends every request —
+        and dies before recording a single answer. Then a fresh process starts."""
+        ids = claim(self.engine, system, rows)
+        for job in prepare(self.engine, system, ids, None):
+            send(self.engine, job, None)
+        self.restart()
 
     def faults(self, system: str, **faults: Any) -> None:
         emulator = self.emulators[system]

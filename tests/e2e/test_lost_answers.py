@@ -9,14 +9,10 @@ record. Run for every vendor: Close and Truto hold our record id, Ruddr and Pars
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
-import sqlalchemy as sa
 from sqlmodel import select
 
 from sync.engine.cycle import poll
-from sync.engine.push import claim, prepare, send
 from sync.store.models import Journal, Link, Outbox, Record
 from tests.e2e.conftest import World
 from tests.e2e.test_scenarios import SYSTEMS, count_named, name_of
@@ -31,18 +27,6 @@ def origin_for(target: str) -> str:
 def records_named(world: World, name: str) -> int:
     with world.engine.session() as session:
         return sum(1 for r in session.exec(select(Record)).all() if r.fields.get("name") == name)
-
-
-def time_passes(world: World) -> None:
-    """Every waiting retry and every claim falls due (what minutes of waiting would do)."""
-    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-    with world.engine.session() as session:
-        session.execute(sa.update(Outbox).values(next_attempt_at=past))
-        session.execute(
-            sa.update(Outbox).where(Outbox.status == "in_flight").values(claimed_until=past)
-        )
-        session.commit()
-    world.engine.backoff_base = 0.0
 
 
 def lose_create_answer(world: World, target: str, name: str) -> str:
@@ -81,7 +65,7 @@ def test_a_capture_before_the_retry_adopts_the_deal(world: World, target: str) -
         ).one()
         record = session.get(Record, link.record_id)
         assert record is not None and record.fields["name"] == name
-    time_passes(world)
+    world.time_passes()
     world.reset_calls()
     report = world.converge(cycles=2)
     assert report.clean, report
@@ -96,7 +80,7 @@ def test_the_retry_before_a_capture_adopts_the_deal(world: World, target: str) -
     linked."""
     name = f"Lost answer, retry first ({target})"
     lose_create_answer(world, target, name)
-    time_passes(world)
+    world.time_passes()
     report = world.converge(cycles=3)
     assert report.clean, report
     assert_once_everywhere(world, name)
@@ -111,7 +95,7 @@ def test_a_deal_renamed_before_the_capture_is_still_ours(world: World, target: s
     deal = lose_create_answer(world, target, name)
     world.users[target].edit(deal, name=f"{name} (edited)")
     world.cycle()
-    time_passes(world)
+    world.time_passes()
     report = world.converge(cycles=3)
     assert report.clean, report
     assert_once_everywhere(world, f"{name} (edited)")
@@ -135,15 +119,11 @@ def test_a_crash_between_the_vendor_commit_and_our_bookkeeping(
             select(Outbox).where(Outbox.system == target, Outbox.op == "create")
         ).all()
     assert pending, "a create is owed to the target"
-    # the doomed process: claims, journals the intent, sends — and dies before applying
-    ids = claim(world.engine, target, 50)
-    for job in prepare(world.engine, target, ids, None):
-        send(world.engine, job, None)
+    world.crash_mid_push(target)  # the vendor created the deal; the process died
     assert count_named(world, target, name) == 1
-    world.restart()
     if first == "capture":
         world.cycle(systems=[target])  # the claim is still held by the dead process
-    time_passes(world)  # its claim runs out
+    world.time_passes()  # its claim runs out
     report = world.converge(cycles=3)
     assert report.clean, report
     assert_once_everywhere(world, name)
