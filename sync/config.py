@@ -429,6 +429,8 @@ def _expected(error: Any) -> str:
         return "one of " + str(ctx.get("expected", "")).replace("'", "")
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         bound = next(iter(ctx.values()), "")
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)  # "greater than 0", not "greater than 0.0"
         words = {
             "greater_than": "greater than",
             "greater_than_equal": "at least",
