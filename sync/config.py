@@ -124,7 +124,9 @@ def _at_least(minimum: dt.timedelta) -> Any:
     def check(value: dt.timedelta) -> dt.timedelta:
         if value < minimum:
             raise PydanticCustomError(
-                "duration", "a duration of at least {minimum}", {"minimum": format_duration(minimum)}
+                "duration",
+                "a duration of at least {minimum}",
+                {"minimum": format_duration(minimum)},
             )
         return value
 

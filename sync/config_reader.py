@@ -101,13 +101,15 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event: Any = self.peek_event()  # type: ignore[no-untyped-call]
             anchored = self.anchors.get(event.anchor)
             if anchored is not None:
                 self._count_alias(event, anchored)
             return super().compose_node(parent, index)
-        node = super().compose_node(parent, index)
-        self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
+        node: yaml.Node | None = super().compose_node(parent, index)
+        if node is not None:
+            children = _children(node)
+            self._sizes[id(node)] = 1 + sum(self._sizes.get(id(c), 1) for c in children)
         return node
 
     def _count_alias(self, event: Any, anchored: yaml.Node) -> None:

@@ -77,9 +77,9 @@ def test_the_demo_never_writes_into_the_store_the_environment_names(tmp_path: Pa
     }
     cwd = tmp_path / "demo"
     cwd.mkdir()
+    port_base = str(free_port_base())
     done = subprocess.run(
-        [*DEMO[:4], "--cycles", "1", "--seed-opportunities", "0"]
-        + ["--port-base", str(free_port_base())],
+        [*DEMO[:4], "--cycles", "1", "--seed-opportunities", "0", "--port-base", port_base],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -138,7 +138,9 @@ def test_a_store_never_migrated_is_one_line_with_the_upgrade_hint(
             "take must be one of ours, close, ruddr; got 'hubspot'",
             id="unknown-system",
         ),
-        pytest.param(["--resolve", "2", "--take", "close"], "conflict 2 is already resolved", id="resolved"),
+        pytest.param(
+            ["--resolve", "2", "--take", "close"], "conflict 2 is already resolved", id="resolved"
+        ),
         pytest.param(["--resolve", "14", "--take", "close"], "no conflict 14", id="missing"),
         pytest.param(
             ["--resolve", "99999999999999999999999", "--take", "close"],

@@ -266,7 +266,7 @@ MISTAKES: dict[str, Mistake] = {
         "  parsalnk:\n    name: name",
         "  parsalnk:",
         "mapping.parsalnk",
-        'expected a system named under systems',
+        "expected a system named under systems",
     ),
     "bad-rate-limit": Mistake(
         "    rate_limit: {rate: 1.5, burst: 10}",
