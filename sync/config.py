@@ -120,14 +120,14 @@ def parse_duration(value: object) -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
 
 
-def _at_least(minimum: dt.timedelta) -> Any:
+def _at_least(minimum: dt.timedelta, *, zero_allowed: bool = False) -> Any:
+    expected = "a duration of at least {minimum}"
+    if zero_allowed:
+        expected = "0s (off) or " + expected
+
     def check(value: dt.timedelta) -> dt.timedelta:
-        if value < minimum:
-            raise PydanticCustomError(
-                "duration",
-                "a duration of at least {minimum}",
-                {"minimum": format_duration(minimum)},
-            )
+        if value < minimum and not (zero_allowed and not value):
+            raise PydanticCustomError("duration", expected, {"minimum": format_duration(minimum)})
         return value
 
     return AfterValidator(check)
@@ -159,8 +159,9 @@ Duration = Annotated[
 ]
 #: how often to poll a vendor: polling more than once a second only burns its rate limit
 PollInterval = Annotated[Duration, _at_least(dt.timedelta(seconds=1))]
-#: a full read of every system: more than once a minute would never finish between runs
-ReconcileInterval = Annotated[Duration, _at_least(dt.timedelta(minutes=1))]
+#: a full read of every system, or 0 for none scheduled: more often than once a minute a
+#: reconcile would not finish before the next one is due
+ReconcileInterval = Annotated[Duration, _at_least(dt.timedelta(minutes=1), zero_allowed=True)]
 
 
 def _http_url(value: str) -> str:

@@ -121,12 +121,12 @@ MISTAKES: dict[str, Mistake] = {
         "systems.parsalink.poll_every",
         'expected a duration of at least 1s, got "0s"',
     ),
-    "reconcile-every-zero": Mistake(
+    "reconcile-every-seconds": Mistake(
         "  reconcile_every: 24h",
-        "  reconcile_every: 0s",
-        "reconcile_every: 0s",
+        "  reconcile_every: 5s",
+        "reconcile_every: 5s",
         "sync.reconcile_every",
-        'expected a duration of at least 1m, got "0s"',
+        'expected 0s (off) or a duration of at least 1m, got "5s"',
     ),
     "negative-skew": Mistake(
         "  skew: 5s",
