@@ -67,7 +67,7 @@ from pydantic_core import PydanticCustomError
 
 from sync.config_reader import ConfigError as ConfigError  # re-exported: callers catch it here
 from sync.config_reader import ConfigProblem as ConfigProblem
-from sync.config_reader import KeyPath, Reader, found_text
+from sync.config_reader import KeyPath, Reader, found_text, looks_secret
 from sync.config_reader import format_key_path as format_key_path
 from sync.mapping.spec import MappingSpec, stage_vocabulary_problems
 from sync.model import CANONICAL_FIELDS
@@ -212,7 +212,7 @@ class BrokerConfig(_Strict):
 class SyncConfig(_Strict):
     lookback: Duration = dt.timedelta(minutes=2)
     reconcile_every: ReconcileInterval = dt.timedelta(hours=24)
-    batch_size: int = Field(default=100, gt=0)
+    batch_size: int = Field(default=100, gt=0, le=10_000)
     # canonical fields that identify a deal when no external id does (e.g. [name, company])
     natural_key: list[str] = Field(default_factory=list)
 
@@ -257,7 +257,7 @@ class SystemConfig(_Strict):
     deletes: DeletePolicy = "unlink"
     create: bool = True
     auto_create_companies: bool = False
-    timeout: float = Field(default=30.0, gt=0)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
     #: pushes in flight at once to this system (each waits on the vendor; the rate limit
     #: still bounds requests per second)
     concurrency: int = Field(default=8, gt=0, le=64)
@@ -292,15 +292,6 @@ class Config(_Strict):
     def masked_yaml(self) -> str:
         """:meth:`masked` as YAML, in the file's key order (for ``crmsync config check``)."""
         return yaml.safe_dump(self.masked(), sort_keys=False, allow_unicode=True)
-
-
-_SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "credential", "auth", "cookie")
-
-
-def looks_secret(key: object) -> bool:
-    """Whether a key name says its value is a secret (``api_key``, ``X-Auth-Token``…)."""
-    text = str(key).lower()
-    return any(word in text for word in _SECRET_WORDS)
 
 
 def mask_secrets(value: Any) -> Any:

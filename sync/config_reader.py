@@ -233,13 +233,28 @@ class Reader:
         if node.tag != "tag:yaml.org,2002:str":
             if is_secret:
                 self._literal_secret(path)
-            return self._constructor.construct_object(node)
+            return self._construct(node, path)
         text = str(node.value)
         if is_secret and text != "" and not _WHOLE_REFERENCE.fullmatch(text.strip()):
             # Literal text around a reference is a secret written into the file all the same.
             self._literal_secret(path, around="${" in text)
             return text
         return self._interpolate(text, path)
+
+    def _construct(self, node: yaml.Node, path: KeyPath) -> Any:
+        """A non-string scalar (number, boolean, null, date); an explicit tag that does not fit
+        its text (``!!int abc``) or that safe YAML does not know is a problem, not a crash."""
+        try:
+            return self._constructor.construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc)  # may quote the value
+            line = node.start_mark.line + 1
+            if any(looks_secret(part) for part in path if isinstance(part, str)):
+                found = "a value (not shown: it may be a secret)"
+            else:
+                found = f"{node.tag} {node.value!r} ({problem})"
+            self.problem(path, "a value safe YAML can read", found, line)
+            return None
 
     def _literal_secret(self, path: KeyPath, *, around: bool = False) -> None:
         name = re.sub(r"[^A-Z0-9]+", "_", "_".join(str(p) for p in path[1:2] + path[-1:]).upper())
@@ -274,6 +289,15 @@ class Reader:
             return value
 
         return _INTERPOLATION.sub(replace, text)
+
+
+_SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "credential", "auth", "cookie")
+
+
+def looks_secret(key: object) -> bool:
+    """Whether a key name says its value is a secret (``api_key``, ``X-Auth-Token``…)."""
+    text = str(key).lower()
+    return any(word in text for word in _SECRET_WORDS)
 
 
 def is_credential(path: KeyPath) -> bool:

@@ -187,6 +187,34 @@ MISTAKES: dict[str, Mistake] = {
         "expected only an environment variable reference like ${CLOSE_API_KEY}, "
         "got literal text around it (a literal secret)",
     ),
+    "huge-batch-size": Mistake(
+        "  batch_size: 100",
+        "  batch_size: 99999999999999999999999999",
+        "batch_size: 9999",
+        "sync.batch_size",
+        "expected a number at most 10000, got 99999999999999999999999999",
+    ),
+    "explicit-tag-that-does-not-fit": Mistake(
+        "  batch_size: 100",
+        "  batch_size: !!int abc",
+        "batch_size: !!int abc",
+        "sync.batch_size",
+        "expected a value safe YAML can read, got tag:yaml.org,2002:int 'abc'",
+    ),
+    "unsafe-python-tag": Mistake(
+        "  batch_size: 100",
+        "  batch_size: !!python/name:os.system x",
+        "batch_size: !!python",
+        "sync.batch_size",
+        "could not determine a constructor for the tag",
+    ),
+    "tagged-secret-option": Mistake(
+        "      remote_data: true                    # the mapping reads",
+        "      api_key: !!int SUPERSECRET999\n      # the mapping reads",
+        "api_key: !!int",
+        "systems.truto_salesforce.options.api_key",
+        "expected a value safe YAML can read, got a value (not shown: it may be a secret)",
+    ),
     # ----- already handled before issue 13 (kept here so the table covers every kind)
     "literal-secret": Mistake(
         "      token: ${TRUTO_TOKEN:-truto-test-token}",
