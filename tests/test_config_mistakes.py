@@ -5,6 +5,7 @@ environment is ever printed."""
 from __future__ import annotations
 
 import time
+import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sync.cli import app
+from sync.config import ConfigError, parse_config
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 
@@ -391,9 +393,17 @@ def test_an_alias_bomb_fails_fast_at_its_line(tmp_path: Path) -> None:
     levels = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
         levels.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+    text = "\n".join(levels) + "\n"
+    tracemalloc.start()
     started = time.monotonic()
-    code, output = check(tmp_path, "\n".join(levels) + "\n")
-    assert time.monotonic() - started < 5
+    with pytest.raises(ConfigError):
+        parse_config(text, env={})
+    elapsed = time.monotonic() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert elapsed < 2
+    assert peak < 20 * 2**20  # bytes: 20 MiB at most (a file of 1 kB)
+    code, output = check(tmp_path, text)
     assert code == 1
     where = f"{tmp_path / 'config.yaml'}:5: "  # *d: 9*9*9*9 values, the first past 10,000
     assert f"{where}expected at most 10000 values added by aliases (*name), got *d" in output
