@@ -28,12 +28,20 @@ Rules the loader enforces (and the README's configuration reference repeats):
 
 - ``${VAR}`` and ``${VAR:-default}`` are replaced from the environment in every string value;
   ``$$`` is a literal ``$``. An unset ``${VAR}`` without a default is an error.
-- Everything under a system's ``credentials`` must come from the environment: a literal value in
-  the file is an error (a ``${VAR:-default}`` fallback is allowed so the shipped file works
-  against the local emulators out of the box).
+- Everything under a system's ``credentials`` must come from the environment: each value is one
+  whole ``${VAR}`` or ``${VAR:-default}`` — a literal, or literal text around a reference, is an
+  error (the fallback is allowed so the shipped file works against the local emulators out of
+  the box). Each connector type takes its own keys (:data:`CREDENTIAL_KEYS`).
 - ``CRMSYNC_DATABASE_URL`` overrides ``store.url`` and ``CRMSYNC_BROKER_URL`` ``broker.url``.
-- Unknown keys are rejected; durations are written ``500ms``, ``30s``, ``2m``, ``24h``, ``1d``
-  or combined (``1h30m``).
+- Unknown keys are rejected, and so are unknown names where names are expected (canonical
+  fields under ``conflicts.fields``, systems in ``priority`` / ``prefer`` — each once — and
+  canonical stages, see :func:`sync.mapping.spec.stage_vocabulary_problems`).
+- Durations are written ``500ms``, ``30s``, ``2m``, ``24h``, ``1d`` or combined (``1h30m``),
+  from ``0s`` to ``365d``; ``poll_every`` is at least ``1s``, ``reconcile_every`` ``0s`` (off)
+  or at least ``1m``.
+- YAML aliases may add at most ``MAX_ALIAS_VALUES`` values (``sync.config_reader``).
+- Secrets never appear in :meth:`Config.masked_yaml` nor in a problem: credentials, URL
+  passwords and secret-looking query parameters, and options whose key looks like a secret.
 - Every problem is reported at once, each as
   ``config.yaml:14 systems.close.poll_every: expected a duration like "30s", got "soon"``.
 """
@@ -273,7 +281,8 @@ class Config(_Strict):
     mapping: MappingSpec = Field(default_factory=dict)
 
     def masked(self) -> dict[str, Any]:
-        """The resolved configuration as plain data, credentials and URL passwords masked."""
+        """The resolved configuration as plain data: credentials, URL passwords and connector
+        options whose key looks like a secret masked."""
         data = self.model_dump(mode="json", by_alias=True)
         for system in data["systems"].values():
             system["credentials"] = {key: MASK for key in system["credentials"]}
