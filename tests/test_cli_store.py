@@ -267,3 +267,19 @@ def test_replaying_an_inbound_dead_letter_rereads_its_system(served: dict[str, s
         assert ("resync", "done") in [(r.kind, r.status) for r in runs]
         assert session.exec(select(Record)).first() is not None  # the re-read found the deals
     engine.dispose()
+
+
+def test_status_and_conflicts_on_postgresql_unmigrated_then_migrated(
+    config: Path, pg_url: str
+) -> None:
+    """On PostgreSQL too: a schema without crmsync's tables is one line with the upgrade hint;
+    after `db upgrade` the same commands answer."""
+    env = {"CRMSYNC_DATABASE_URL": pg_url}
+    for command in (["status"], ["conflicts"]):
+        code, output = crmsync(config, *command, env=env)
+        assert code == 1
+        assert "has never been migrated: run `crmsync db upgrade`" in one_line(output)
+    upgrade(pg_url)
+    for command in (["status"], ["conflicts"]):
+        code, output = crmsync(config, *command, env=env)
+        assert code == 0, output
