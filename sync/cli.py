@@ -48,6 +48,8 @@ class State:
 
     config_path: Path
     log_format: str | None = None
+    #: --log-level; commands that configure logging again must pass it on (None: the env)
+    log_level: str | None = None
     _config: Config | None = None
 
     def forget_config(self) -> None:
@@ -141,7 +143,7 @@ def main_callback(
         configure_logging(log_format, log_level)
     except ValueError as exc:
         fail(str(exc), 2)
-    ctx.obj = State(config_path=config, log_format=log_format)
+    ctx.obj = State(config_path=config, log_format=log_format, log_level=log_level)
 
 
 # --------------------------------------------------------------------------- config

@@ -20,7 +20,6 @@ from rich.table import Table
 from sqlmodel import col, select
 
 from sync.config import DATABASE_URL_ENV, mask_url
-from sync.engine.factory import open_engine
 from sync.engine.state import Engine
 
 out = Console()
@@ -32,15 +31,37 @@ def _short(value: Any, width: int = 40) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-@contextmanager
-def engine_for(ctx: typer.Context) -> Iterator[Engine]:
-    from sync.cli import state
+#: ids are SQL BIGINTs: a larger number names no row (and would overflow the driver)
+MAX_ID = 2**63 - 1
 
-    engine = open_engine(state(ctx).config())
+
+@contextmanager
+def engine_for(ctx: typer.Context, *, read_only: bool = True) -> Iterator[Engine]:
+    """The engine on a checked store (missing or unmigrated: one line and exit 1). Read-only
+    engines never wait for a running sync; a database error becomes one line too."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sync.cli import fail, state
+    from sync.cli_store import StoreUnusable, describe_store_error, open_store_engine
+
+    config = state(ctx).config()
+    try:
+        engine = open_store_engine(config, read_only=read_only)
+    except StoreUnusable as exc:
+        fail(str(exc))
     try:
         yield engine
+    except SQLAlchemyError as exc:
+        fail(describe_store_error(config.store.url, exc))
     finally:
         engine.close()
+
+
+def _check_id(kind: str, value: int) -> None:
+    if not 1 <= value <= MAX_ID:
+        from sync.cli import fail
+
+        fail(f"no {kind} {value} (ids are whole numbers from 1)")
 
 
 def plan_cmd(
@@ -138,8 +159,13 @@ def conflicts_cmd(
     """List conflicts, or resolve one manual conflict (``--resolve ID --take SYSTEM``)."""
     from sync.store.models import Conflict
 
-    with engine_for(ctx) as engine:
-        if resolve is not None:
+    if resolve is not None:
+        _check_id("conflict", resolve)
+        if not take:
+            err.print("[red]--take SYSTEM (or 'ours') is required with --resolve[/]")
+            raise typer.Exit(2)
+    with engine_for(ctx, read_only=resolve is None) as engine:
+        if resolve is not None and take:
             _resolve(engine, resolve, take)
             return
         with engine.session() as session:
@@ -164,17 +190,14 @@ def conflicts_cmd(
     out.print(table)
 
 
-def _resolve(engine: Engine, conflict_id: int, take: str | None) -> None:
-    from sync.engine.admin_ops import resolve_conflict
+def _resolve(engine: Engine, conflict_id: int, take: str) -> None:
+    from sync.cli import fail
+    from sync.engine.admin_ops import AdminError, resolve_conflict
 
-    if not take:
-        err.print("[red]--take SYSTEM (or 'ours') is required with --resolve[/]")
-        raise typer.Exit(2)
     try:
         resolve_conflict(engine, conflict_id, take)
-    except (KeyError, ValueError) as exc:
-        err.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(1) from None
+    except (AdminError, KeyError, ValueError) as exc:
+        fail(str(exc.args[0]) if exc.args else str(exc))
     out.print(f"[green]Conflict {conflict_id} resolved: {take} wins.[/]")
 
 
@@ -186,25 +209,12 @@ def deadletters_cmd(
     """List dead letters (with the vendor's message), or replay them."""
     from sync.store.models import DeadLetter
 
-    with engine_for(ctx) as engine:
-        if replay is not None or replay_all:
-            from sync.engine.admin_ops import replay_dead_letter
-
-            with engine.session() as session:
-                ids = (
-                    [replay]
-                    if replay is not None
-                    else [
-                        d.id
-                        for d in session.exec(
-                            select(DeadLetter).where(DeadLetter.status == "open")
-                        ).all()
-                    ]
-                )
-            for letter_id in ids:
-                if letter_id is not None:
-                    replay_dead_letter(engine, letter_id)
-            out.print(f"[green]{len(ids)} dead letter(s) queued for replay.[/]")
+    if replay is not None:
+        _check_id("dead letter", replay)
+    replaying = replay is not None or replay_all
+    with engine_for(ctx, read_only=not replaying) as engine:
+        if replaying:
+            _replay(ctx, engine, replay)
             return
         with engine.session() as session:
             rows = session.exec(
@@ -224,6 +234,33 @@ def deadletters_cmd(
             row.error,
         )
     out.print(table)
+
+
+def _replay(ctx: typer.Context, engine: Engine, letter_id: int | None) -> None:
+    """Replay one dead letter (or every open one) the way the admin API does: an outbound
+    letter re-enqueues its push, an inbound one re-reads its system — once per system."""
+    from sync.cli import fail, state
+    from sync.cli_runtime import reread_system
+    from sync.engine.admin_ops import AdminError, replay_dead_letter
+    from sync.store.models import DeadLetter
+
+    if letter_id is not None:
+        ids = [letter_id]
+    else:
+        with engine.session() as session:
+            query = select(DeadLetter.id).where(DeadLetter.status == "open")
+            ids = [i for i in session.exec(query).all() if i is not None]
+    rereads: list[str] = []
+    for one in ids:
+        try:
+            result = replay_dead_letter(engine, one)
+        except AdminError as exc:
+            fail(str(exc))
+        if result["reread"] and result["reread"] not in rereads:
+            rereads.append(result["reread"])
+    out.print(f"[green]{len(ids)} dead letter(s) replayed.[/]")
+    for system in rereads:
+        reread_system(engine, state(ctx).config(), system)
 
 
 def history_cmd(
@@ -283,16 +320,18 @@ DEMO_STORE = Path("crmsync-demo.db")
 
 def _fresh_demo_store() -> str:
     """The demo's emulators start from their seed every run, so its store must too: a store
-    kept from an earlier demo links deals those emulators no longer hold. Unless
-    ``$CRMSYNC_DATABASE_URL`` names another, the demo uses ./crmsync-demo.db, emptied first
-    (inspect it afterwards with ``CRMSYNC_DATABASE_URL=sqlite:///crmsync-demo.db crmsync …``)."""
-    chosen = os.environ.get(DATABASE_URL_ENV)
-    if chosen:
-        return mask_url(chosen)
+    kept from an earlier demo links deals those emulators no longer hold. The demo never writes
+    into a store it did not create: it always uses ./crmsync-demo.db, emptied first, whatever
+    ``$CRMSYNC_DATABASE_URL`` (or the config's ``store.url``) names — with the Deployment
+    variables exported that is a production store, which would gain the demo's seeded deals and
+    then report its own as missing. Inspect the demo's store afterwards with
+    ``CRMSYNC_DATABASE_URL=sqlite:///crmsync-demo.db crmsync …``."""
+    ignored = os.environ.get(DATABASE_URL_ENV)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{DEMO_STORE}{suffix}").unlink(missing_ok=True)
     os.environ[DATABASE_URL_ENV] = f"sqlite:///{DEMO_STORE}"
-    return f"{DEMO_STORE} (fresh, like the emulators)"
+    note = f"; ${DATABASE_URL_ENV} ({mask_url(ignored)}) left untouched" if ignored else ""
+    return f"{DEMO_STORE} (fresh, like the emulators{note})"
 
 
 def _forget_config(ctx: typer.Context) -> None:

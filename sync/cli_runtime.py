@@ -57,7 +57,8 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def _log(ctx: typer.Context) -> None:
     from sync.logging import configure_logging
 
-    configure_logging(_cli().state(ctx).log_format)
+    state = _cli().state(ctx)
+    configure_logging(state.log_format, state.log_level)
 
 
 def _engine(config: Config, *, distributed: bool, migrate: bool = False) -> Engine:
@@ -279,7 +280,9 @@ def worker(
     os.environ["CRMSYNC_CONFIG"] = str(state(ctx).config_path)
     from sync.celery_app import app as celery_app  # tasks are bound to this app
 
-    argv = ["worker", "--loglevel", os.environ.get("CRMSYNC_LOG_LEVEL", "INFO")]
+    level = state(ctx).log_level or os.environ.get("CRMSYNC_LOG_LEVEL") or "INFO"
+    os.environ["CRMSYNC_LOG_LEVEL"] = level  # the pool's children configure logging from it
+    argv = ["worker", "--loglevel", level.upper()]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     if queues:
@@ -377,6 +380,24 @@ def admin_backend(engine: Engine, config: Config) -> Any:
         return run_id
 
     return AdminBackend(engine, resync_here, reread_here, reconcile=reconcile_here)
+
+
+def reread_system(engine: Engine, config: Config, system: str) -> None:
+    """A full re-read of ``system`` — what the admin API's backend does for a replayed inbound
+    dead letter (:func:`admin_backend`): enqueued when distributed; run here, in the
+    foreground, when embedded (a CLI command must not exit with the work on a thread)."""
+    from sync.runtime.resync import perform_resync, queue_run
+
+    if config.broker.url:
+        admin_backend(engine, config).reread(system)
+        out.print(f"re-read of {system} enqueued")
+        return
+    run_id = queue_run(engine, system)
+    with err.status(f"re-reading {system} ({run_id})…"):
+        _, run_status, counts = perform_resync(engine, system, True, run_id)
+    out.print(f"re-read of {system} {run_id}: {run_status} ({_counts_text(counts.values)})")
+    if run_status != "done":
+        raise typer.Exit(1)
 
 
 # --------------------------------------------------------------------------- admin commands
@@ -520,14 +541,18 @@ def status(
     config = _config(ctx)
     from sqlalchemy.exc import SQLAlchemyError
 
+    from sync.cli_store import StoreUnusable, describe_store_error, open_store_engine
     from sync.engine import admin_ops
 
-    engine = _engine(config, distributed=False)
+    try:  # read-only: a sync writing the store at this moment never blocks it
+        engine = open_store_engine(config, read_only=True)
+    except StoreUnusable as exc:
+        raise _fail(str(exc)) from None
     try:
         rows = admin_ops.system_health(engine)
         recent = admin_ops.last_runs(engine, runs)
     except SQLAlchemyError as exc:
-        raise _fail(f"cannot read the store (run `crmsync db upgrade`?): {exc}") from None
+        raise _fail(describe_store_error(config.store.url, exc)) from None
     finally:
         engine.close()
     out.print(health_table(rows))

@@ -28,12 +28,20 @@ Rules the loader enforces (and the README's configuration reference repeats):
 
 - ``${VAR}`` and ``${VAR:-default}`` are replaced from the environment in every string value;
   ``$$`` is a literal ``$``. An unset ``${VAR}`` without a default is an error.
-- Everything under a system's ``credentials`` must come from the environment: a literal value in
-  the file is an error (a ``${VAR:-default}`` fallback is allowed so the shipped file works
-  against the local emulators out of the box).
+- Everything under a system's ``credentials`` must come from the environment: each value is one
+  whole ``${VAR}`` or ``${VAR:-default}`` — a literal, or literal text around a reference, is an
+  error (the fallback is allowed so the shipped file works against the local emulators out of
+  the box). Each connector type takes its own keys (:data:`CREDENTIAL_KEYS`).
 - ``CRMSYNC_DATABASE_URL`` overrides ``store.url`` and ``CRMSYNC_BROKER_URL`` ``broker.url``.
-- Unknown keys are rejected; durations are written ``500ms``, ``30s``, ``2m``, ``24h``, ``1d``
-  or combined (``1h30m``).
+- Unknown keys are rejected, and so are unknown names where names are expected (canonical
+  fields under ``conflicts.fields``, systems in ``priority`` / ``prefer`` — each once — and
+  canonical stages, see :func:`sync.mapping.spec.stage_vocabulary_problems`).
+- Durations are written ``500ms``, ``30s``, ``2m``, ``24h``, ``1d`` or combined (``1h30m``),
+  from ``0s`` to ``365d``; ``poll_every`` is at least ``1s``, ``reconcile_every`` ``0s`` (off)
+  or at least ``1m``.
+- YAML aliases may add at most ``MAX_ALIAS_VALUES`` values (``sync.config_reader``).
+- Secrets never appear in :meth:`Config.masked_yaml` nor in a problem: credentials, URL
+  passwords and secret-looking query parameters, and options whose key looks like a secret.
 - Every problem is reported at once, each as
   ``config.yaml:14 systems.close.poll_every: expected a duration like "30s", got "soon"``.
 """
@@ -67,9 +75,10 @@ from pydantic_core import PydanticCustomError
 
 from sync.config_reader import ConfigError as ConfigError  # re-exported: callers catch it here
 from sync.config_reader import ConfigProblem as ConfigProblem
-from sync.config_reader import KeyPath, Reader, found_text
+from sync.config_reader import KeyPath, Reader, found_text, looks_secret
 from sync.config_reader import format_key_path as format_key_path
-from sync.mapping.spec import MappingSpec
+from sync.mapping.spec import MappingSpec, stage_vocabulary_problems
+from sync.model import CANONICAL_FIELDS
 
 SystemType = Literal["ruddr", "close", "parsalink", "truto"]
 DeletePolicy = Literal["propagate", "unlink", "ignore"]
@@ -93,8 +102,14 @@ _DURATION_UNITS = {
 }
 
 
+#: the longest duration any setting takes (a year): beyond it a value is a typo, and far beyond
+#: it a timedelta cannot even hold it
+MAX_DURATION = dt.timedelta(days=365)
+
+
 def parse_duration(value: object) -> dt.timedelta:
-    """Read ``"30s"``, ``"2m"``, ``"1h30m"``, ``"1d"`` or a number of seconds as a timedelta."""
+    """Read ``"30s"``, ``"2m"``, ``"1h30m"``, ``"1d"`` or a number of seconds as a timedelta,
+    between zero and :data:`MAX_DURATION`."""
     if isinstance(value, dt.timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -106,9 +121,24 @@ def parse_duration(value: object) -> dt.timedelta:
         )
     else:
         raise PydanticCustomError("duration", 'a duration like "30s", "2m", "24h" or "1d"')
-    if seconds < 0:
+    if seconds != seconds or seconds < 0:  # NaN, or negative
         raise PydanticCustomError("duration", "a duration that is not negative")
+    if seconds > MAX_DURATION.total_seconds():  # also inf: checked before timedelta overflows
+        raise PydanticCustomError("duration", "a duration of at most 365d")
     return dt.timedelta(seconds=seconds)
+
+
+def _at_least(minimum: dt.timedelta, *, zero_allowed: bool = False) -> Any:
+    expected = "a duration of at least {minimum}"
+    if zero_allowed:
+        expected = "0s (off) or " + expected
+
+    def check(value: dt.timedelta) -> dt.timedelta:
+        if value < minimum and not (zero_allowed and not value):
+            raise PydanticCustomError("duration", expected, {"minimum": format_duration(minimum)})
+        return value
+
+    return AfterValidator(check)
 
 
 def _is_duration_text(text: str) -> bool:
@@ -135,6 +165,11 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
 ]
+#: how often to poll a vendor: polling more than once a second only burns its rate limit
+PollInterval = Annotated[Duration, _at_least(dt.timedelta(seconds=1))]
+#: a full read of every system, or 0 for none scheduled: more often than once a minute a
+#: reconcile would not finish before the next one is due
+ReconcileInterval = Annotated[Duration, _at_least(dt.timedelta(minutes=1), zero_allowed=True)]
 
 
 def _http_url(value: str) -> str:
@@ -184,8 +219,8 @@ class BrokerConfig(_Strict):
 
 class SyncConfig(_Strict):
     lookback: Duration = dt.timedelta(minutes=2)
-    reconcile_every: Duration = dt.timedelta(hours=24)
-    batch_size: int = Field(default=100, gt=0)
+    reconcile_every: ReconcileInterval = dt.timedelta(hours=24)
+    batch_size: int = Field(default=100, gt=0, le=10_000)
     # canonical fields that identify a deal when no external id does (e.g. [name, company])
     natural_key: list[str] = Field(default_factory=list)
 
@@ -224,13 +259,13 @@ class SystemConfig(_Strict):
     type: SystemType
     base_url: HttpUrl
     credentials: dict[str, str] = Field(default_factory=dict)
-    poll_every: Duration = dt.timedelta(seconds=30)
+    poll_every: PollInterval = dt.timedelta(seconds=30)
     rate_limit: RateLimitConfig | None = None
     capture: Literal["scan", "incremental"] | None = None
     deletes: DeletePolicy = "unlink"
     create: bool = True
     auto_create_companies: bool = False
-    timeout: float = Field(default=30.0, gt=0)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
     #: pushes in flight at once to this system (each waits on the vendor; the rate limit
     #: still bounds requests per second)
     concurrency: int = Field(default=8, gt=0, le=64)
@@ -246,11 +281,13 @@ class Config(_Strict):
     mapping: MappingSpec = Field(default_factory=dict)
 
     def masked(self) -> dict[str, Any]:
-        """The resolved configuration as plain data, credentials and URL passwords masked."""
+        """The resolved configuration as plain data: credentials, URL passwords and connector
+        options whose key looks like a secret masked."""
         data = self.model_dump(mode="json", by_alias=True)
         for system in data["systems"].values():
             system["credentials"] = {key: MASK for key in system["credentials"]}
             system["base_url"] = mask_url(system["base_url"])
+            system["options"] = mask_secrets(system["options"])
         # Mappings are long; only what differs from the defaults says anything.
         data["mapping"] = {
             name: spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
@@ -266,23 +303,52 @@ class Config(_Strict):
         return yaml.safe_dump(self.masked(), sort_keys=False, allow_unicode=True)
 
 
+def mask_secrets(value: Any) -> Any:
+    """``value`` with every value under a secret-looking key masked, at any depth (connector
+    options are free-form, so a key there may well hold one)."""
+    if isinstance(value, Mapping):
+        return {
+            k: (MASK if looks_secret(k) and v not in (None, "") else mask_secrets(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_secrets(item) for item in value]
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
+    return value
+
+
 def mask_url(url: str) -> str:
     """Hide the secret part of a URL's user info and keep everything else.
 
     Database and broker URLs keep the user name (``crm:***@db``); HTTP URLs lose the whole
     user info, because APIs such as Close take the key as the user name (``https://key:@…``).
     """
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    if parts.scheme in ("http", "https") or parts.password is None:
-        userinfo = MASK
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL after all: show none of it
+        return MASK
+    query = _mask_query(parts.query)
+    userinfo, at, host = parts.netloc.rpartition("@")  # not .port: a bad port would raise
+    if not at:  # (urlunsplit would turn sqlite:///x into sqlite:/x: keep the text)
+        return url if query == parts.query else url.replace(parts.query, query, 1)
+    parts = parts._replace(query=query)
+    if parts.scheme in ("http", "https") or ":" not in userinfo:
+        masked = MASK
     else:
-        userinfo = f"{parts.username}:{MASK}"
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+        masked = f"{userinfo.split(':', 1)[0]}:{MASK}"
+    return urlunsplit(parts._replace(netloc=f"{masked}@{host}"))
+
+
+def _mask_query(query: str) -> str:
+    """``?api_key=abc&x=1`` -> ``?api_key=***&x=1``: some APIs take the key in the URL."""
+    if not query:
+        return query
+    pairs = []
+    for pair in query.split("&"):
+        key, sep, value = pair.partition("=")
+        pairs.append(f"{key}{sep}{MASK}" if sep and value and looks_secret(key) else pair)
+    return "&".join(pairs)
 
 
 # --------------------------------------------------------------------------- validation
@@ -319,7 +385,7 @@ def _pydantic_problems(reader: Reader, data: Any, exc: ValidationError) -> Itera
         elif kind == "missing":
             expected, found = _EXPECTED_BY_TYPE[kind], "nothing"
         else:
-            expected, found = _expected(error), found_text(error.get("input"))
+            expected, found = _expected(error), _shown(path, error.get("input"))
         grouped.setdefault(path, []).append((expected, found))
     for path, alternatives in grouped.items():
         if path in reader.reported:  # e.g. an unset ${VAR} also fails the URL check
@@ -327,6 +393,16 @@ def _pydantic_problems(reader: Reader, data: Any, exc: ValidationError) -> Itera
         expected = " or ".join(dict.fromkeys(e for e, _ in alternatives))
         location = reader.sources.get(path, f"{reader.location}:{reader.line_of(path)}")
         yield ConfigProblem(location, path, expected, alternatives[0][1])
+
+
+def _shown(path: KeyPath, value: object) -> str:
+    """What a problem says it found, never a secret: values under secret-looking keys are not
+    shown and URLs lose their passwords."""
+    if any(looks_secret(part) for part in path if isinstance(part, str)):
+        return "a value (not shown: it may be a secret)"
+    if isinstance(value, str) and "://" in value:
+        return found_text(mask_url(value))
+    return found_text(value)
 
 
 def _data_path(data: Any, loc: KeyPath, *, keep_last: bool) -> KeyPath:
@@ -356,6 +432,8 @@ def _expected(error: Any) -> str:
         return "one of " + str(ctx.get("expected", "")).replace("'", "")
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         bound = next(iter(ctx.values()), "")
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)  # "greater than 0", not "greater than 0.0"
         words = {
             "greater_than": "greater than",
             "greater_than_equal": "at least",
@@ -421,6 +499,15 @@ def _model_field(model: type[BaseModel], key: str) -> Any:
 # --------------------------------------------------------------------------- cross checks
 
 
+#: the credentials each connector reads (``make_auth``); any other key is a typo
+CREDENTIAL_KEYS: dict[str, tuple[str, ...]] = {
+    "ruddr": ("token",),
+    "close": ("api_key",),
+    "parsalink": ("api_key", "email", "password"),  # an API key, or a JWT login
+    "truto": ("token",),
+}
+
+
 def _cross_checks(data: Mapping[str, Any]) -> Iterator[tuple[KeyPath, str, str]]:
     systems = data.get("systems")
     known = set(systems) if isinstance(systems, Mapping) else set()
@@ -432,13 +519,48 @@ def _cross_checks(data: Mapping[str, Any]) -> Iterator[tuple[KeyPath, str, str]]
         for system in mapping:
             if system not in known:
                 yield ("mapping", system), expect_system, f'"{system}"'
+    if isinstance(systems, Mapping):
+        for name, system in systems.items():
+            yield from _credential_keys(name, system)
     conflicts = data.get("conflicts")
     if isinstance(conflicts, Mapping):
         yield from _named_systems(conflicts.get("priority"), ("conflicts", "priority"), known)
+        yield from _conflict_fields(conflicts.get("fields"))
         for key, policy in _policies(conflicts):
             if isinstance(policy, Mapping):
                 prefer_path = (*key, "prefer")
                 yield from _named_systems(policy.get("prefer"), prefer_path, known)
+
+
+def _did_you_mean(name: str, known: list[str], what: str) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    listed = f"{what}: {', '.join(known)}"
+    return f'"{close[0]}" ({listed})' if close else f"one of {', '.join(known)}"
+
+
+def _credential_keys(name: str, system: Any) -> Iterator[tuple[KeyPath, str, str]]:
+    if not isinstance(system, Mapping) or not isinstance(system.get("credentials"), Mapping):
+        return
+    allowed = CREDENTIAL_KEYS.get(str(system.get("type")))
+    if allowed is None:  # an unknown type is reported at `type`
+        return
+    for key in system["credentials"]:
+        if key not in allowed:
+            what = f"{system['type']} credentials"
+            yield (
+                ("systems", name, "credentials", key),
+                _did_you_mean(str(key), list(allowed), what),
+                f'unknown key "{key}"',
+            )
+
+
+def _conflict_fields(fields: Any) -> Iterator[tuple[KeyPath, str, str]]:
+    if not isinstance(fields, Mapping):
+        return
+    for field in fields:
+        if field not in CANONICAL_FIELDS:
+            expected = _did_you_mean(str(field), list(CANONICAL_FIELDS), "canonical fields")
+            yield ("conflicts", "fields", field), expected, f'unknown field "{field}"'
 
 
 def _policies(conflicts: Mapping[str, Any]) -> Iterator[tuple[KeyPath, Any]]:
@@ -455,9 +577,15 @@ def _named_systems(
     if not isinstance(names, list):
         return
     listed = ", ".join(sorted(known)) or "(none configured)"
+    seen: dict[str, int] = {}
     for i, name in enumerate(names):
-        if isinstance(name, str) and name not in known:
+        if not isinstance(name, str):
+            continue
+        if name not in known:
             yield (*path, i), f"a system named under systems: ({listed})", f'"{name}"'
+        elif name in seen:  # an order: a second mention means nothing, the list is confused
+            yield (*path, i), "each system once", f'"{name}" again (first at [{seen[name]}])'
+        seen.setdefault(name, i)
 
 
 # --------------------------------------------------------------------------- loading
@@ -500,7 +628,10 @@ def parse_config(
         config = Config.model_validate(data)
     except ValidationError as exc:
         problems.extend(_pydantic_problems(reader, data, exc))
-    for path, expected, found in _cross_checks(data):
+    checks = list(_cross_checks(data))
+    if config is not None:
+        checks.extend(stage_vocabulary_problems(config.mapping))
+    for path, expected, found in checks:
         problems.append(ConfigProblem(f"{location}:{reader.line_of(path)}", path, expected, found))
     if problems or config is None:
         raise ConfigError(_in_file_order(problems))

@@ -69,6 +69,72 @@ def found_text(value: object) -> str:
 
 _INTERPOLATION = re.compile(r"\$\$|\$\{([^}]*)\}|\$\{")
 _REFERENCE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)(.*))?", re.DOTALL)
+#: a credential is one reference and nothing else: text around it would be a literal secret
+_WHOLE_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-[^}]*)?\}")
+
+#: values that aliases (``*name``, ``<<: *name``) may add to a file once expanded. A real config
+#: has a few hundred values; a "billion laughs" file would expand to billions of them.
+MAX_ALIAS_VALUES = 10_000
+
+
+class AliasLimitError(yaml.composer.ComposerError):
+    """A YAML alias that would expand the file past :data:`MAX_ALIAS_VALUES`, or into itself."""
+
+    def __init__(self, expected: str, found: str, mark: Any) -> None:
+        super().__init__(None, None, found, mark)
+        self.expected = expected
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A safe loader that refuses alias bombs while composing, before anything is expanded.
+
+    Composing keeps one node per anchor (aliases share it), so it is cheap; the cost comes
+    when the tree is walked. Each node's size (values once aliases are expanded) is known when
+    it is composed, so every alias adds its anchor's size to a budget, and the first alias
+    over it fails at its own line.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._sizes: dict[int, int] = {}
+        self._expanded = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+            anchored = self.anchors.get(event.anchor)
+            if anchored is not None:
+                self._count_alias(event, anchored)
+            return super().compose_node(parent, index)
+        node: yaml.Node | None = super().compose_node(parent, index)
+        if node is not None:
+            children = _children(node)
+            self._sizes[id(node)] = 1 + sum(self._sizes.get(id(c), 1) for c in children)
+        return node
+
+    def _count_alias(self, event: Any, anchored: yaml.Node) -> None:
+        size = self._sizes.get(id(anchored))
+        if size is None:  # the anchor is still being composed: the alias is inside it
+            raise AliasLimitError(
+                "no alias inside its own anchor",
+                f"*{event.anchor} inside &{event.anchor} (a recursive structure)",
+                event.start_mark,
+            )
+        self._expanded += size
+        if self._expanded > MAX_ALIAS_VALUES:
+            raise AliasLimitError(
+                f"at most {MAX_ALIAS_VALUES} values added by aliases (*name)",
+                f"*{event.anchor} taking the file past that (an alias bomb?)",
+                event.start_mark,
+            )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 class Reader:
@@ -108,12 +174,13 @@ class Reader:
 
     def read(self, text: str) -> Any:
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            node = yaml.compose(text, Loader=_BoundedLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else 1
             found = getattr(exc, "problem", None) or str(exc)
-            self.problem((), "valid YAML", str(found), line)
+            expected = exc.expected if isinstance(exc, AliasLimitError) else "valid YAML"
+            self.problem((), expected, str(found), line)
             return None
         if node is None:
             return {}
@@ -166,18 +233,38 @@ class Reader:
         if node.tag != "tag:yaml.org,2002:str":
             if is_secret:
                 self._literal_secret(path)
-            return self._constructor.construct_object(node)
+            return self._construct(node, path)
         text = str(node.value)
-        if is_secret and "${" not in text and text != "":
-            self._literal_secret(path)
+        if is_secret and text != "" and not _WHOLE_REFERENCE.fullmatch(text.strip()):
+            # Literal text around a reference is a secret written into the file all the same.
+            self._literal_secret(path, around="${" in text)
             return text
         return self._interpolate(text, path)
 
-    def _literal_secret(self, path: KeyPath) -> None:
+    def _construct(self, node: yaml.Node, path: KeyPath) -> Any:
+        """A non-string scalar (number, boolean, null, date); an explicit tag that does not fit
+        its text (``!!int abc``) or that safe YAML does not know is a problem, not a crash."""
+        try:
+            return self._constructor.construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc)  # may quote the value
+            line = node.start_mark.line + 1
+            if any(looks_secret(part) for part in path if isinstance(part, str)):
+                found = "a value (not shown: it may be a secret)"
+            else:
+                found = f"{node.tag} {node.value!r} ({problem})"
+            self.problem(path, "a value safe YAML can read", found, line)
+            return None
+
+    def _literal_secret(self, path: KeyPath, *, around: bool = False) -> None:
         name = re.sub(r"[^A-Z0-9]+", "_", "_".join(str(p) for p in path[1:2] + path[-1:]).upper())
-        self.problem(
-            path, f"an environment variable reference like ${{{name}}}", "a literal secret"
-        )
+        if around:
+            expected = f"only an environment variable reference like ${{{name}}}"
+            found = "literal text around it (a literal secret)"
+        else:
+            expected = f"an environment variable reference like ${{{name}}}"
+            found = "a literal secret"
+        self.problem(path, expected, found)
 
     def _interpolate(self, text: str, path: KeyPath) -> str:
         def replace(match: re.Match[str]) -> str:
@@ -202,6 +289,15 @@ class Reader:
             return value
 
         return _INTERPOLATION.sub(replace, text)
+
+
+_SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "credential", "auth", "cookie")
+
+
+def looks_secret(key: object) -> bool:
+    """Whether a key name says its value is a secret (``api_key``, ``X-Auth-Token``…)."""
+    text = str(key).lower()
+    return any(word in text for word in _SECRET_WORDS)
 
 
 def is_credential(path: KeyPath) -> bool:

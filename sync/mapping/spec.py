@@ -43,6 +43,7 @@ the config loader turns into ``config.yaml:LINE key.path: …``.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal
@@ -88,6 +89,25 @@ def relative_date(value: object, today: dt.date | None = None) -> str | None:
     return ((today or dt.date.today()) + dt.timedelta(days=days)).isoformat()
 
 
+def check_path(path: str) -> str:
+    """A vendor path is dot-separated non-empty keys: ``amount..x``, ``.amount`` or
+    ``amount.`` would read nothing and write a key nobody asked for."""
+    if any(part.strip() == "" for part in path.split(".")):
+        raise PydanticCustomError(
+            "path", 'a vendor path of non-empty keys joined by dots (like "stage.id")'
+        )
+    return path
+
+
+def _check_paths(value: str | list[str] | None) -> str | list[str] | None:
+    if isinstance(value, list):
+        for path in value:
+            check_path(path)
+    elif value is not None:
+        check_path(value)
+    return value
+
+
 def vendor_text(value: object) -> str:
     """A vendor value as text for ``values`` look-ups (JSON spelling for booleans and null)."""
     if isinstance(value, bool):
@@ -111,6 +131,11 @@ class FieldSpec(BaseModel):
     values: dict[str, str] | None = None
     write_values: dict[str, str] | None = None
     default: Any = None
+
+    @field_validator("read", "write")
+    @classmethod
+    def _well_formed_paths(cls, value: str | list[str] | None) -> str | list[str] | None:
+        return _check_paths(value)
 
     @field_validator("transform")
     @classmethod
@@ -171,6 +196,11 @@ class FilterRule(BaseModel):
     path: str = Field(min_length=1)
     in_: list[Any] | None = Field(default=None, alias="in")
     not_in: list[Any] | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _well_formed_path(cls, value: str) -> str:
+        return check_path(value)
 
     @model_validator(mode="after")
     def _one_operator(self) -> FilterRule:
@@ -276,3 +306,72 @@ class SystemMapping(BaseModel):
 
 
 MappingSpec = dict[str, SystemMapping]
+
+
+# --------------------------------------------------------------------------- stage vocabulary
+
+StageProblem = tuple[tuple[str | int, ...], str, str]
+
+
+def _stage_names(spec: FieldSpec) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Every canonical stage a stage mapping names, with the key path where it is written."""
+    for vendor, canonical in (spec.values or {}).items():
+        yield ("values", vendor), canonical
+    for canonical in spec.write_values or {}:
+        yield ("write_values", canonical), canonical
+    if isinstance(spec.default, str):
+        yield ("default",), spec.default
+
+
+def stage_vocabulary_problems(mapping: Mapping[str, SystemMapping]) -> Iterator[StageProblem]:
+    """Canonical stages that some system writing stages cannot write.
+
+    There is no list of canonical stages to check against: the vocabulary is what the systems'
+    ``values`` maps agree on. A deal can only be in a stage every system that writes stages
+    from a closed ``values`` map can write (otherwise its pushes there dead-letter with "no
+    vendor value maps to it"), so each canonical stage named anywhere — ``values``,
+    ``write_values`` keys, ``default`` — must be writable by every other such system. A system
+    mapping stages without ``values`` writes whatever name the vendor's stage list holds, so it
+    constrains nothing. When a name is missing from a system that has a rarer near-miss of it
+    (``prospectin`` beside ``prospecting``), the near-miss is the typo and is reported there.
+    """
+    specs = {name: m.stage for name, m in mapping.items() if m.stage is not None}
+    named = {name: {c for _, c in _stage_names(spec)} for name, spec in specs.items()}
+    writers = {
+        name: set((spec.values or {}).values()) | set(spec.write_values or {})
+        for name, spec in specs.items()
+        if spec.writes and (spec.values or spec.write_values)
+    }
+    counts: dict[str, int] = {}
+    for names in named.values():
+        for canonical in names:
+            counts[canonical] = counts.get(canonical, 0) + 1
+    vocabulary = sorted(counts)
+    for system, spec in specs.items():
+        for where, canonical in _stage_names(spec):
+            missing = [
+                other
+                for other, writable in writers.items()
+                if other != system
+                and canonical not in writable
+                and not _has_typo_of(canonical, writable, counts)
+            ]
+            if missing:
+                yield (
+                    ("mapping", system, "stage", *where),
+                    _stage_expected(canonical, vocabulary),
+                    f'"{canonical}", which {", ".join(missing)} cannot write',
+                )
+
+
+def _has_typo_of(canonical: str, writable: set[str], counts: Mapping[str, int]) -> bool:
+    rivals = [c for c in writable if c != canonical and counts.get(c, 0) < counts[canonical]]
+    return bool(difflib.get_close_matches(canonical, rivals, n=1))
+
+
+def _stage_expected(canonical: str, vocabulary: list[str]) -> str:
+    others = [c for c in vocabulary if c != canonical]
+    close = difflib.get_close_matches(canonical, others, n=1)
+    listed = ", ".join(others)
+    hint = f'"{close[0]}" (canonical stages: {listed})' if close else f"one of {listed}"
+    return f"a canonical stage every system writing stages maps: {hint}"

@@ -159,3 +159,97 @@ def test_relative_date_defaults_resolve_against_today() -> None:
     assert relative_date("today-1d", day) == "2026-01-30"
     assert relative_date("today", day) == "2026-01-31"
     assert relative_date("2026-01-01", day) is None
+
+
+# --------------------------------------------------------------------------- stage vocabulary
+
+
+def stage_problems(stages: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str, str]]:
+    from sync.mapping.spec import stage_vocabulary_problems
+
+    mapping = SPEC.validate_python({name: {"stage": spec} for name, spec in stages.items()})
+    return list(stage_vocabulary_problems(mapping))
+
+
+def test_agreeing_stage_maps_have_no_problem() -> None:
+    """Two systems whose `values` name the same canonical stages are consistent."""
+    values = {"Open": "prospecting", "Won": "won"}
+    assert (
+        stage_problems({"a": {"path": "s", "values": values}, "b": {"path": "s", "values": values}})
+        == []
+    )
+
+
+def test_a_stage_a_writer_cannot_write_is_reported_where_it_is_named() -> None:
+    """`discovery`, read by a, has no vendor value in b (which writes stages): one problem at
+    a's value, naming b."""
+    found = stage_problems(
+        {
+            "a": {"path": "s", "values": {"Disc": "discovery", "Won": "won"}},
+            "b": {"path": "s", "values": {"Won": "won"}},
+        }
+    )
+    assert found == [
+        (
+            ("mapping", "a", "stage", "values", "Disc"),
+            found[0][1],
+            '"discovery", which b cannot write',
+        )
+    ]
+
+
+def test_write_values_make_a_stage_writable_and_their_keys_are_checked() -> None:
+    """A `write_values` entry lets b write a stage its `values` lack; a typo in a
+    `write_values` key is a stage nobody else can write, reported at that key."""
+    a = {"path": "s", "values": {"Disc": "discovery", "Won": "won"}}
+    assert (
+        stage_problems(
+            {
+                "a": a,
+                "b": {"path": "s", "values": {"Won": "won"}, "write_values": {"discovery": "Won"}},
+            }
+        )
+        == []
+    )
+    found = stage_problems(
+        {
+            "a": a,
+            "b": {
+                "path": "s",
+                "values": {"Won": "won"},
+                "write_values": {"discovery": "Won", "wno": "Won"},
+            },
+        }
+    )
+    assert [path for path, _, _ in found] == [("mapping", "b", "stage", "write_values", "wno")]
+    assert '"won"' in found[0][1]
+
+
+def test_open_and_read_only_stage_maps_constrain_nothing() -> None:
+    """A system mapping stage without `values` writes the vendor's own names, and an inbound
+    one writes nothing: `discovery`, which neither maps, is no problem."""
+    found = stage_problems(
+        {
+            "a": {"path": "s", "values": {"Disc": "discovery", "Won": "won"}},
+            "b": {"path": "s", "ref": "stage"},
+            "c": {"path": "s", "direction": "inbound", "values": {"Won": "won"}},
+        }
+    )
+    assert found == []
+
+
+@pytest.mark.parametrize("path", ["amount..x", ".amount", "amount.", "a. .b", "."])
+def test_paths_with_an_empty_key_are_rejected_in_read_write_and_filter(path: str) -> None:
+    """A vendor path is non-empty keys joined by dots, in `read`, each `write` and a filter's
+    `path` (`amount..x` used to be accepted and dead-letter every create at run time)."""
+    for data, where in (
+        ({"ruddr": {"amount": path}}, ("ruddr", "amount")),
+        (
+            {"ruddr": {"amount": {"read": "amount", "write": ["ok", path]}}},
+            ("ruddr", "amount", "write"),
+        ),
+        ({"ruddr": {"filter": [{"path": path, "in": [1]}]}}, ("ruddr", "filter", 0, "path")),
+    ):
+        loc, message = error_of(data)
+        assert loc[: len(where)] == where
+        assert "non-empty keys joined by dots" in message
