@@ -33,7 +33,7 @@ from referencing.jsonschema import DRAFT202012
 
 from sync.emulators.close import API_KEY, CloseEmulator
 
-SPEC_PATH = Path("/work/shared/specs/close-openapi.yml")
+SPEC_PATH = Path(__file__).resolve().parents[1] / "specs" / "close-openapi.yml"
 SPEC_URI = "urn:close-openapi"
 HOST = "https://api.close.com"
 
