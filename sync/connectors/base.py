@@ -173,9 +173,9 @@ class BaseConnector:
         """Deletes the vendor's feed reports at or after ``since`` (``has_delete_feed`` only)."""
         raise NotImplementedError(f"{self.vendor} has no delete feed")
 
-    def find_candidates(self, name: str, created_after: dt.datetime) -> list[VendorRecord]:
-        """Records named ``name`` created at or after ``created_after``: the look-up half of
-        intent-then-look-up-then-adopt create recovery."""
+    def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
+        """Records named ``name`` (any name: None) created at or after ``created_after``: the
+        look-up half of intent-then-look-up-then-adopt create recovery."""
         raise NotImplementedError
 
     def references(self, kind: str) -> list[Reference]:

@@ -208,13 +208,13 @@ class CloseConnector(BaseConnector):
     def delete(self, external_id: str) -> None:
         self._request("DELETE", f"/opportunity/{external_id}/", record=external_id)
 
-    def find_candidates(self, name: str, created_after: dt.datetime) -> list[VendorRecord]:
+    def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
         """Opportunities created at or after ``created_after`` whose name custom field is
         ``name`` (filtered client-side: Close's list has no filter on custom fields)."""
         key = self._name_field()
         found: list[VendorRecord] = []
         for page in self._windowed("date_created", format_stamp(created_after)):
-            found += [record for record in page if record.data.get(key) == name]
+            found += [record for record in page if name in (None, record.data.get(key))]
         return found
 
     def _name_field(self) -> str:

@@ -79,12 +79,14 @@ class ParsaLinkConnector(RestCollection):
             if records:
                 yield records
 
-    def find_candidates(self, name: str, created_after: dt.datetime) -> list[VendorRecord]:
+    def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
+        """By name: the list's ``search``. Any name: every page (no created-since filter
+        exists), only after a look-up by name found nothing — a rare recovery."""
         found = {
             str(raw["id"]): self._record(raw, partial=True)
-            for page in self._pages("/opportunities/", {"search": name})
+            for page in self._pages("/opportunities/", {"search": name} if name else None)
             for raw in page
-            if raw.get("name") == name and parse_stamp(raw["createdAt"]) >= created_after
+            if name in (None, raw.get("name")) and parse_stamp(raw["createdAt"]) >= created_after
         }
         return list(found.values())
 

@@ -64,13 +64,13 @@ class RuddrConnector(RestCollection):
             if records:
                 yield records
 
-    def find_candidates(self, name: str, created_after: dt.datetime) -> list[VendorRecord]:
+    def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
         found: dict[str, VendorRecord] = {}
         for page in self._pages("/opportunities"):
             for raw in page:
                 if parse_stamp(raw["createdAt"]) < created_after:
                     return list(found.values())  # newest first: everything further is older
-                if raw.get("name") == name:
+                if name is None or raw.get("name") == name:
                     found[raw["id"]] = self._record(raw)
         return list(found.values())
 

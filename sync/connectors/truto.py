@@ -176,7 +176,7 @@ class TrutoConnector(BaseConnector):
             "DELETE", f"/opportunities/{external_id}", record=external_id, params=self._params()
         )
 
-    def find_candidates(self, name: str, created_after: dt.datetime) -> list[VendorRecord]:
+    def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
         """Opportunities named ``name`` created at or after ``created_after`` (listing plus a
         client-side filter: the unified list has no name filter)."""
         query: dict[str, str] = {}
@@ -184,7 +184,9 @@ class TrutoConnector(BaseConnector):
             query["created_at[gte]"] = format_stamp(created_after)
         found: list[VendorRecord] = []
         for page in self._pages("/opportunities", query):
-            found += [r for r in page if r.data.get("name") == name and _created(r, created_after)]
+            found += [
+                r for r in page if name in (None, r.data.get("name")) and _created(r, created_after)
+            ]
         return found
 
     def _record(self, data: dict[str, Any]) -> VendorRecord:

@@ -39,7 +39,7 @@ from sqlmodel import Session, col, select
 from sync.connectors.base import BaseConnector, VendorRecord
 from sync.engine import deletes
 from sync.engine.identity import keys_of
-from sync.engine.intents import Intent, best_intent, open_intents
+from sync.engine.intents import Intent, adopted_base, best_intent, open_intents
 from sync.engine.journal import OPEN_STATES, Notes, dead_letter, enqueue_into, outbox_row
 from sync.engine.merge import Side, merge_field
 from sync.engine.outbound import push_op
@@ -588,7 +588,7 @@ def _ingest_new(poll: Poll, state: Page, item: Item) -> None:
     if found is None:
         state.created[record.id] = link
     elif intent is not None:  # our own create: merge against what it sent
-        link.shadow, link.sent = _intent_base(intent, theirs)
+        link.shadow, link.sent = adopted_base(intent.sent, theirs)
         poll.counts.add("adopted")
         _merge_into(poll, state, rec, link, found, theirs)
     else:  # matched: merge everything against an unknown base
@@ -634,19 +634,6 @@ def _by_intent(
         f"is the deal of create intent #{intent.row_id} whose answer was lost "
         f"({score:.0%} alike what it sent)"
     )
-
-
-def _intent_base(intent: Intent, theirs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Shadow and ``sent`` of a deal adopted from an intent, as if the create had answered:
-    the base is what we sent, so an edit made there since is a change on that side; a value
-    the target filled in where we sent nothing stays its own (``Link.sent``), as on create."""
-    shadow, sent = {}, {}
-    for name, value in theirs.items():
-        ours = intent.sent.get(name)
-        shadow[name] = ours if ours is not None else value
-        if name in intent.sent and ours is None and value is not None:
-            sent[name] = [None, value]
-    return shadow, sent
 
 
 def _create(

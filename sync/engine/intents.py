@@ -127,3 +127,20 @@ def best_intent(
             if _qualifies(score) and (best is None or score[0] > best[1]):
                 best = (intent, score[0])
     return best
+
+
+def adopted_base(
+    sent: Mapping[str, Any], theirs: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Shadow and ``sent`` of an adopted deal, as if the create had answered: the base is what
+    we sent, so an edit made there since is a change on that side (merged by the usual rules,
+    never overwritten); a value the target filled in where we sent nothing stays its own
+    (``Link.sent``), as on an answered create."""
+    shadow: dict[str, Any] = {}
+    kept: dict[str, Any] = {}
+    for name, value in theirs.items():
+        ours = sent.get(name)
+        shadow[name] = ours if ours is not None else value
+        if name in sent and ours is None and value is not None:
+            kept[name] = [None, value]
+    return shadow, kept

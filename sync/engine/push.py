@@ -51,6 +51,7 @@ from sync.connectors.errors import (
 )
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
+from sync.engine.intents import Intent, adopted_base, best_intent
 from sync.engine.journal import Notes, dead_letter, note
 from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Counts, Engine, aware_utc, to_utc
@@ -455,7 +456,10 @@ class _AlreadyLinked(Exception):
 
 
 def _recover(engine: Engine, job: _Job) -> VendorRecord | None:
-    """An earlier create's outcome is unknown: find the deal it may have made and adopt it."""
+    """An earlier create's outcome is unknown: find the deal it may have made and adopt it.
+    By name first; when no free deal has the name (someone renamed it there meanwhile), every
+    deal created since the intent is compared with what the create sent, by the rule capture
+    uses for open intents (``intents.best_intent``)."""
     if job.intent_at is None:
         return None
     with engine.read_session() as session:
@@ -464,14 +468,25 @@ def _recover(engine: Engine, job: _Job) -> VendorRecord | None:
         ).first()
     if linked is not None:
         raise _AlreadyLinked  # linked since this row was prepared (a capture adopted it)
-    if not job.name:
-        return None
     since = aware_utc(job.intent_at - RECOVERY_SLACK)
     assert since is not None
     connector = engine.connector(job.system)
-    candidates = connector.find_candidates(str(job.name), since)
+    if job.name:
+        free = _free_candidates(engine, job, connector.find_candidates(str(job.name), since))
+        if free:
+            found = min(free, key=lambda c: c.modified)
+            return connector.get(found.external_id) if found.partial else found
+    return _most_alike(
+        engine, job, _free_candidates(engine, job, connector.find_candidates(None, since))
+    )
+
+
+def _free_candidates(
+    engine: Engine, job: _Job, candidates: list[VendorRecord]
+) -> list[VendorRecord]:
+    """The candidates no other record holds; raises ``_AlreadyLinked`` when ours does."""
     if not candidates:
-        return None
+        return []
     with engine.read_session() as session:
         taken = dict(
             session.exec(
@@ -491,11 +506,29 @@ def _recover(engine: Engine, job: _Job) -> VendorRecord | None:
         and engine.mapper.record_id_of(job.system, c.data) in (None, job.record_id)
     ]
     own = [c for c in free if engine.mapper.record_id_of(job.system, c.data) == job.record_id]
-    free = own or free
-    if not free:
-        return None
-    found = min(free, key=lambda c: c.modified)
-    return connector.get(found.external_id) if found.partial else found
+    return own or free
+
+
+def _most_alike(engine: Engine, job: _Job, free: list[VendorRecord]) -> VendorRecord | None:
+    """The free deal most like what the create sent (or the record now), if one qualifies."""
+    assert job.intent_at is not None
+    sent = {k: v for k, v in job.wanted.items() if v is not None}
+    intent = Intent(job.row_id, job.record_id, job.intent_at, sent)
+    best: tuple[VendorRecord, float] | None = None
+    for candidate in free:
+        full = (
+            engine.connector(job.system).get(candidate.external_id)
+            if candidate.partial
+            else candidate
+        )
+        try:
+            theirs = engine.mapper.to_canonical(job.system, full.data, engine.refs)
+        except (MappingError, UnresolvedReference):
+            continue
+        match = best_intent([intent], theirs, to_utc(full.modified), {})
+        if match is not None and (best is None or match[1] > best[1]):
+            best = (full, match[1])
+    return best[0] if best else None
 
 
 # --------------------------------------------------------------------------- 3. apply
@@ -655,6 +688,14 @@ class _Applier:
             # so the next push neither blanks it there nor spreads it to the other systems.
             sent={name: [value, result.after.get(name)] for name, value in job.wanted.items()},
         )
+        if result.adopted:
+            # The deal may have been edited there since it was made: the base is what the
+            # create sent, so the next capture merges such an edit instead of our overwriting it.
+            row = self.rows.get(job.row_id)
+            sent = (row.intent if row is not None else None) or job.wanted
+            link.shadow, link.sent = adopted_base(sent, result.after)
+            if link.shadow != result.after:
+                link.vendor_modified = None  # read it again: it holds a change of its own
         self.session.add(link)
         self.links[record.id] = link
         action = "adopted" if result.adopted else "created"

@@ -13,6 +13,7 @@ import pytest
 from sqlmodel import select
 
 from sync.engine.cycle import poll
+from sync.engine.push import drain
 from sync.store.models import Journal, Link, Outbox, Record
 from tests.e2e.conftest import World
 from tests.e2e.test_scenarios import SYSTEMS, count_named, name_of
@@ -130,3 +131,19 @@ def test_a_crash_between_the_vendor_commit_and_our_bookkeeping(
     with world.engine.session() as session:
         actions = [j.action for j in session.exec(select(Journal)).all() if j.system == target]
     assert "create_intent" in actions
+
+
+@pytest.mark.parametrize("target", ["ruddr", "parsalink"])
+def test_a_retry_finds_a_deal_renamed_before_it_came(world: World, target: str) -> None:
+    """The retry comes before any capture, and the deal was renamed there meanwhile: the
+    look-up by name finds nothing, so the deals created since the intent are compared with
+    what the create sent — it adopts the renamed deal instead of creating a second one."""
+    name = f"Renamed before the retry ({target})"
+    deal = lose_create_answer(world, target, name)
+    world.users[target].edit(deal, name=f"{name} (edited)")
+    world.time_passes()
+    counts = drain(world.engine, target)
+    assert counts["adopted"] == 1, counts.values
+    report = world.converge(cycles=3)
+    assert report.clean, report
+    assert_once_everywhere(world, f"{name} (edited)")
