@@ -614,10 +614,7 @@ def _by_intent(
 ) -> tuple[Record | None, str]:
     """A deal one of our creates made whose answer was lost (``intents`` has the rule): it is
     that record's, never a new one — whichever comes first, this capture or the retry."""
-    if state.intents is None:
-        state.intents = open_intents(state.session, poll.system)
-        _load_records(state, [intent.record_id for intent in state.intents])
-    pool = [i for i in state.intents if i.record_id not in state.linked_here]
+    pool = [i for i in _intents(poll, state) if i.record_id not in state.linked_here]
     if not pool:
         return None, ""
     current = {
@@ -628,7 +625,7 @@ def _by_intent(
     if found is None or record is None:
         return None, ""
     intent, score = found
-    state.intents.remove(intent)
+    _intents(poll, state).remove(intent)
     state.adopted[rec.external_id] = intent
     return record, (
         f"is the deal of create intent #{intent.row_id} whose answer was lost "
@@ -666,7 +663,21 @@ def _by_record_id(
     """Our own record id written into the vendor's deal (a create whose answer we lost)."""
     record_id = poll.engine.mapper.record_id_of(poll.system, rec.data)
     record = state.record(record_id)
-    return (record, f"carries our record id {record_id}") if record else (None, "")
+    if record is None:
+        return None, ""
+    intent = next((i for i in _intents(poll, state) if i.record_id == record.id), None)
+    if intent is not None:  # our create whose answer was lost: its base is what it sent
+        _intents(poll, state).remove(intent)
+        state.adopted[rec.external_id] = intent
+    return record, f"carries our record id {record_id}"
+
+
+def _intents(poll: Poll, state: Page) -> list[Intent]:
+    """This system's open create intents, loaded with their records once per page."""
+    if state.intents is None:
+        state.intents = open_intents(state.session, poll.system)
+        _load_records(state, [intent.record_id for intent in state.intents])
+    return state.intents
 
 
 def _find_record(

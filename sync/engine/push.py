@@ -51,7 +51,7 @@ from sync.connectors.errors import (
 )
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
-from sync.engine.intents import Intent, adopted_base, best_intent
+from sync.engine.intents import Intent, adopted_base, best_intent, similarity
 from sync.engine.journal import Notes, dead_letter, note
 from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Counts, Engine, aware_utc, to_utc
@@ -473,9 +473,10 @@ def _recover(engine: Engine, job: _Job) -> VendorRecord | None:
     connector = engine.connector(job.system)
     if job.name:
         free = _free_candidates(engine, job, connector.find_candidates(str(job.name), since))
-        if free:
-            found = min(free, key=lambda c: c.modified)
-            return connector.get(found.external_id) if found.partial else found
+        if len(free) == 1:
+            return connector.get(free[0].external_id) if free[0].partial else free[0]
+        if free:  # one name, several deals (two deals of one name were being created)
+            return _most_alike(engine, job, free, named=True)
     return _most_alike(
         engine, job, _free_candidates(engine, job, connector.find_candidates(None, since))
     )
@@ -509,8 +510,11 @@ def _free_candidates(
     return own or free
 
 
-def _most_alike(engine: Engine, job: _Job, free: list[VendorRecord]) -> VendorRecord | None:
-    """The free deal most like what the create sent (or the record now), if one qualifies."""
+def _most_alike(
+    engine: Engine, job: _Job, free: list[VendorRecord], *, named: bool = False
+) -> VendorRecord | None:
+    """The free deal most like what the create sent, if one qualifies (``named``: they all
+    carry its name, so the most alike is taken even below the threshold)."""
     assert job.intent_at is not None
     sent = {k: v for k, v in job.wanted.items() if v is not None}
     intent = Intent(job.row_id, job.record_id, job.intent_at, sent)
@@ -526,8 +530,9 @@ def _most_alike(engine: Engine, job: _Job, free: list[VendorRecord]) -> VendorRe
         except (MappingError, UnresolvedReference):
             continue
         match = best_intent([intent], theirs, to_utc(full.modified), {})
-        if match is not None and (best is None or match[1] > best[1]):
-            best = (full, match[1])
+        score = match[1] if match else (similarity(sent, theirs)[0] if named else None)
+        if score is not None and (best is None or score > best[1]):
+            best = (full, score)
     return best[0] if best else None
 
 

@@ -16,7 +16,7 @@ from sync.engine.cycle import poll
 from sync.engine.push import drain
 from sync.store.models import Journal, Link, Outbox, Record
 from tests.e2e.conftest import World
-from tests.e2e.test_scenarios import SYSTEMS, count_named, name_of
+from tests.e2e.test_scenarios import SYSTEMS, amount_in, count_named, link_of, name_of, record_of
 
 pytestmark = pytest.mark.slow
 
@@ -147,3 +147,31 @@ def test_a_retry_finds_a_deal_renamed_before_it_came(world: World, target: str) 
     report = world.converge(cycles=3)
     assert report.clean, report
     assert_once_everywhere(world, f"{name} (edited)")
+
+
+@pytest.mark.parametrize("first", ["capture", "retry"])
+def test_two_lost_creates_of_one_name_each_adopt_their_own_deal(world: World, first: str) -> None:
+    """Two different Close deals share a name; both creates in Ruddr lose their answers. Each
+    record adopts the Ruddr deal that holds what it sent (by likeness, not by age), so no
+    deal takes the other's values."""
+    world.cycle()
+    world.engine.backoff_base = 3600.0
+    world.faults("ruddr", fail_after_commit_rate=1.0)
+    small = world.users["close"].create("Twin name", value_cents=100_000)
+    large = world.users["close"].create("Twin name", value_cents=5_000_000)
+    world.cycle()
+    world.faults("ruddr")
+    assert count_named(world, "ruddr", "Twin name") == 2
+    if first == "capture":
+        poll(world.engine, "ruddr")
+    world.time_passes()
+    drain(world.engine, "ruddr")
+    report = world.converge(cycles=2)
+    assert report.clean, report
+    for system in SYSTEMS:
+        assert count_named(world, system, "Twin name") == 2, system
+    for close_id, amount in ((small, 1_000.0), (large, 50_000.0)):
+        record = record_of(world, "close", close_id)
+        ruddr_id = link_of(world, "ruddr", record).external_id
+        assert amount_in(world, "ruddr", ruddr_id) == amount
+        assert amount_in(world, "close", close_id) == amount
