@@ -51,7 +51,7 @@ from sync.connectors.errors import (
 )
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
-from sync.engine.intents import Intent, adopted_base, best_intent, similarity
+from sync.engine.intents import Intent, adopted_base, best_intent
 from sync.engine.journal import Notes, dead_letter, note
 from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Counts, Engine, aware_utc, to_utc
@@ -94,6 +94,8 @@ class _Job:
     #: create whose earlier outcome is unknown: look the deal up before sending
     recover: bool = False
     intent_at: dt.datetime | None = None
+    #: what the earlier attempt sent (``Outbox.intent``): a recovery looks for a deal like it
+    intent_sent: dict[str, Any] | None = None
     name: Any = None
     #: an error found while preparing (an unresolvable reference, a mapping error)
     error: Exception | None = None
@@ -281,6 +283,7 @@ def prepare(engine: Engine, system: str, ids: Sequence[int], run_id: str | None)
             stamp=row.updated_at,
             idempotency_key=row.idempotency_key,
             intent_at=row.intent_at,
+            intent_sent=row.intent,
             run_id=run_id,
         )
         try:
@@ -473,10 +476,10 @@ def _recover(engine: Engine, job: _Job) -> VendorRecord | None:
     connector = engine.connector(job.system)
     if job.name:
         free = _free_candidates(engine, job, connector.find_candidates(str(job.name), since))
-        if len(free) == 1:
-            return connector.get(free[0].external_id) if free[0].partial else free[0]
-        if free:  # one name, several deals (two deals of one name were being created)
-            return _most_alike(engine, job, free, named=True)
+        # Even one deal of that name must look like what was sent: two records of one name
+        # may be created at once, and the other's deal is not ours to adopt.
+        if found := _most_alike(engine, job, free):
+            return found
     return _most_alike(
         engine, job, _free_candidates(engine, job, connector.find_candidates(None, since))
     )
@@ -510,14 +513,12 @@ def _free_candidates(
     return own or free
 
 
-def _most_alike(
-    engine: Engine, job: _Job, free: list[VendorRecord], *, named: bool = False
-) -> VendorRecord | None:
-    """The free deal most like what the create sent, if one qualifies (``named``: they all
-    carry its name, so the most alike is taken even below the threshold)."""
+def _most_alike(engine: Engine, job: _Job, free: list[VendorRecord]) -> VendorRecord | None:
+    """The free deal most like what the create sent, if one qualifies (``intents`` rule)."""
     assert job.intent_at is not None
-    sent = {k: v for k, v in job.wanted.items() if v is not None}
+    sent = {k: v for k, v in (job.intent_sent or job.wanted).items() if v is not None}
     intent = Intent(job.row_id, job.record_id, job.intent_at, sent)
+    now = {job.record_id: job.wanted}  # the record may have been edited since
     best: tuple[VendorRecord, float] | None = None
     for candidate in free:
         full = (
@@ -529,10 +530,9 @@ def _most_alike(
             theirs = engine.mapper.to_canonical(job.system, full.data, engine.refs)
         except (MappingError, UnresolvedReference):
             continue
-        match = best_intent([intent], theirs, to_utc(full.modified), {})
-        score = match[1] if match else (similarity(sent, theirs)[0] if named else None)
-        if score is not None and (best is None or score > best[1]):
-            best = (full, score)
+        match = best_intent([intent], theirs, to_utc(full.modified), now)
+        if match is not None and (best is None or match[1] > best[1]):
+            best = (full, match[1])
     return best[0] if best else None
 
 
