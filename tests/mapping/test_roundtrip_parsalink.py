@@ -92,6 +92,7 @@ def test_seed_reads_as_expected() -> None:
         "name": "TechCorp — Professional Services Q2",
         "description": "Professional services engagement for data migration project",
         "amount": "24000.00",
+        "currency": "USD",  # the account's currency: the record carries none
         "probability": "0.4000",
         "close_date": "2025-06-30",
         "lead_source": "outbound",

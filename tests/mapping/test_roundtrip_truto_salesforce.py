@@ -76,6 +76,7 @@ WRITABLE = {
     "account",
     "name",
     "amount",
+    "currency",
     "owner",
     "close_date",
     "custom_fields",
@@ -113,6 +114,7 @@ def test_seed_reads_as_expected() -> None:
         "name": "Acme Corp - Mobile App",
         "description": "Proposal for a new mobile application.",
         "amount": "50000.00",
+        "currency": "USD",  # the account's currency: the record carries none
         "probability": "0.7500",
         "close_date": "2025-06-30",
         "next_steps": "Follow up with client on proposal.",
