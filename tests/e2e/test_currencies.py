@@ -26,7 +26,9 @@ def converting(tmp_path: Path) -> World:
     shipped: Config = load_config(ROOT / "config.yaml", env={})
     convert = CurrencyConfig(mode="fixed", code="USD", foreign="convert")
     systems = {
-        name: cfg.model_copy(update={"currency": convert}) if name in ("close", "parsalink") else cfg
+        name: cfg.model_copy(update={"currency": convert})
+        if name in ("close", "parsalink")
+        else cfg
         for name, cfg in shipped.systems.items()
     }
     return make_world(tmp_path, overrides={"systems": systems, "currency_rates": RATES})
@@ -65,7 +67,9 @@ def test_a_euro_deal_parks_in_usd_only_close_with_a_clear_dead_letter(world: Wor
         assert "'Euro deal'" in letters[system] and "50000.00 EUR" in letters[system]
         assert f"{system} holds only USD" in letters[system]
         assert "foreign is park" in letters[system]
-    sf = world.users["truto_salesforce"].get(link_of(world, "truto_salesforce", record_id).external_id)
+    sf = world.users["truto_salesforce"].get(
+        link_of(world, "truto_salesforce", record_id).external_id
+    )
     assert (sf["amount"], sf["currency"]) == (50000, "EUR")
     report = world.converge(cycles=1)
     assert report.systems["close"].absent == [record_id]
@@ -147,9 +151,7 @@ def test_a_multi_currency_salesforce_target_receives_the_currency(world: World) 
     sf_id = link_of(world, "truto_salesforce", record_id).external_id
     sf = world.users["truto_salesforce"]
     raw = sf._ok(
-        sf.client.get(
-            f"/opportunities/{sf_id}", params=sf._params(truto_response_format="raw")
-        )
+        sf.client.get(f"/opportunities/{sf_id}", params=sf._params(truto_response_format="raw"))
     )
     assert raw["CurrencyIsoCode"] == "EUR" and raw["Amount"] == 50000
     gbp = sf.create("Pound deal", amount=1200)
