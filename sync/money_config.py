@@ -6,7 +6,8 @@ A system holds the currency of its deals in one of three ways (``systems.NAME.cu
 - ``per_deal`` — every deal carries its own currency (Ruddr ``currency``, Capsule's
   ``value.currency`` behind Truto). Any currency can be written.
 - ``fixed`` — one currency for the whole account (Close's organization currency,
-  ``value_currency`` read-only; ParsaLink documents none, so its currency must be configured).
+  ``value_currency`` read-only, read from ``GET /organization/{id}/`` unless ``code`` is set;
+  ParsaLink documents none, so its currency is configured — USD when not).
   A figure read from it is in ``code``; a deal in another currency is handled by ``foreign``.
 - ``multi`` — "multi-currency if the account says so" (Salesforce ``CurrencyIsoCode`` only in
   multi-currency orgs, HubSpot ``deal_currency_code``): the deal's currency is written with it;
@@ -84,7 +85,7 @@ class RatesConfig(_Strict):
 #: What each vendor does when the config says nothing (vendors.md §8 "Currency").
 VENDOR_DEFAULTS: dict[str, tuple[CurrencyMode, str | None]] = {
     "ruddr": ("per_deal", None),  # currency per deal, default the workspace's
-    "close": ("fixed", "USD"),  # the organization's currency; value_currency is read-only
+    "close": ("fixed", None),  # the organization's currency, read from the API
     "parsalink": ("fixed", "USD"),  # no currency documented: assumed, say so in config check
     "truto": ("multi", "USD"),  # Salesforce CurrencyIsoCode / Capsule value.currency
 }
@@ -99,6 +100,8 @@ class CurrencyModel:
     foreign: ForeignRule
     #: the code came from the vendor default, not the config
     assumed: bool = False
+    #: no code configured: the engine asks the vendor's API (Close's organization)
+    from_api: bool = False
 
     def holds(self, currency: str | None) -> bool:
         """Can this system hold a deal in ``currency`` as it is?"""
@@ -118,15 +121,19 @@ class CurrencyModel:
             else "parked in the dead letters (foreign: park)"
         )
         assumed = " (default — set currency.code to the account's)" if self.assumed else ""
-        return f"fixed {self.code}{assumed}; a deal in another currency is {rule}"
+        code = "the organization's currency, read from the API" if self.from_api else self.code
+        return f"fixed {code}{assumed}; a deal in another currency is {rule}"
 
 
 def resolve(system_type: str, config: CurrencyConfig) -> CurrencyModel:
     """The model a system of ``system_type`` follows under ``config``."""
-    mode, code = VENDOR_DEFAULTS.get(system_type, ("per_deal", None))
-    mode = config.mode or mode
-    assumed = config.code is None and mode != "per_deal"
-    return CurrencyModel(mode, config.code or code or "USD", config.foreign, assumed)
+    default_mode, code = VENDOR_DEFAULTS.get(system_type, ("per_deal", None))
+    mode = config.mode or default_mode
+    if config.code is not None:
+        return CurrencyModel(mode, config.code, config.foreign)
+    if mode == "fixed" and system_type == "close":  # GET /organization/{id}/ says
+        return CurrencyModel(mode, None, config.foreign, from_api=True)
+    return CurrencyModel(mode, code or "USD", config.foreign, assumed=mode != "per_deal")
 
 
 def cross_checks(data: Mapping[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str, str]]:

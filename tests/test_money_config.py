@@ -18,20 +18,18 @@ CONVERTING = VALID.replace(
 
 
 def test_each_vendor_type_has_a_sensible_default() -> None:
-    """Ruddr holds a currency per deal, Close and ParsaLink one fixed currency (assumed USD
-    until configured, deals in another currency parked), Truto is multi-currency."""
-    models = {kind: resolve(kind, CurrencyConfig()) for kind in ("ruddr", "close", "parsalink")}
-    assert models["ruddr"].mode == "per_deal" and models["ruddr"].holds("JPY")
-    for kind in ("close", "parsalink"):
-        model = models[kind]
-        assert (model.mode, model.code, model.foreign, model.assumed) == (
-            "fixed",
-            "USD",
-            "park",
-            True,
-        )
-        assert model.holds("USD") and not model.holds("EUR") and model.holds(None)
-        assert "set currency.code" in model.describe()
+    """Ruddr holds a currency per deal; Close one fixed currency, its organization's (read from
+    the API); ParsaLink one fixed currency, assumed USD until configured (deals in another
+    currency parked); Truto is multi-currency."""
+    ruddr = resolve("ruddr", CurrencyConfig())
+    assert ruddr.mode == "per_deal" and ruddr.holds("JPY")
+    close = resolve("close", CurrencyConfig())
+    assert (close.mode, close.code, close.foreign, close.from_api) == ("fixed", None, "park", True)
+    assert "read from the API" in close.describe()
+    parsalink = resolve("parsalink", CurrencyConfig())
+    assert (parsalink.mode, parsalink.code, parsalink.assumed) == ("fixed", "USD", True)
+    assert parsalink.holds("USD") and not parsalink.holds("EUR") and parsalink.holds(None)
+    assert "set currency.code" in parsalink.describe()
     truto = resolve("truto", CurrencyConfig())
     assert truto.mode == "multi" and truto.holds("EUR")
 

@@ -19,7 +19,7 @@ currency) pairs. Each system follows a :class:`~sync.money_config.CurrencyModel`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +52,21 @@ class CurrencyMismatch(MappingError):
 
 
 def model_of(engine: Engine, system: str) -> CurrencyModel:
+    """The system's currency model, its code asked of the vendor when not configured (Close's
+    organization; the connector keeps the answer). A failed request raises its
+    ``ConnectorError`` (a push retries); an API that cannot say is a :class:`MappingError`."""
     config = engine.config.systems[system]
-    return resolve(config.type, config.currency)
+    model = resolve(config.type, config.currency)
+    if model.code is not None:
+        return model
+    code = engine.connector(system).account_currency()
+    if code is None:
+        raise MappingError(
+            system, "currency", "currency.code", None,
+            f"the API does not say which currency {system} holds: set "
+            f"systems.{system}.currency.code",
+        )  # fmt: skip
+    return replace(model, code=code)
 
 
 def _quantize(value: Decimal) -> str:
@@ -135,10 +148,16 @@ def project(engine: Engine, system: str, record: Mapping[str, Any], wanted: Fiel
     return out
 
 
-def holds_ours(engine: Engine, system: str, record: Mapping[str, Any], held: Any) -> bool:
+def holds_ours(
+    engine: Engine,
+    system: str,
+    record: Mapping[str, Any],
+    held: Any,
+    model: CurrencyModel | None = None,
+) -> bool:
     """Is ``held`` (the system's amount, in its currency) a converted copy of the deal's
     amount — made at the current rate in either direction? (No ping-pong over a cent.)"""
-    model = model_of(engine, system)
+    model = model or model_of(engine, system)
     currency = _foreign(model, record)
     if currency is None or held is None or model.foreign != "convert":
         return False
@@ -195,11 +214,14 @@ def for_merge(
     Changed there and convertible: converted back. Changed there and not convertible (``park``,
     or no rate): set aside with a reason — a USD figure never becomes a EUR one."""
     terms = MergeTerms(theirs, Copy(link.shadow, link.sent))
-    model = model_of(engine, system)
+    config = engine.config.systems[system]
+    model = resolve(config.type, config.currency)
     deal = ours.get("currency")
     if model.mode != "fixed" or deal is None or "amount" not in theirs:
         return terms
-    held = theirs.get("currency") or model.code
+    # the figure says its currency (Close's value_currency), else the system's model does
+    held = theirs.get("currency") or model_of(engine, system).code
+    model = replace(model, code=held)
     if held == deal:
         return terms
     shadow = dict(link.shadow)
@@ -210,7 +232,7 @@ def for_merge(
         if fields.get("amount") is None:
             continue
         fields["currency"] = deal
-        if holds_ours(engine, system, ours, fields["amount"]):
+        if holds_ours(engine, system, ours, fields["amount"], model):
             fields["amount"] = ours.get("amount")
             continue
         back = convert(engine, fields["amount"], str(held), str(deal))

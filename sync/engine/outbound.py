@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from sqlmodel import Session, select
 
+from sync.connectors.errors import ConnectorError
 from sync.engine import money
 from sync.engine.journal import enqueue_into, open_rows
 from sync.engine.state import Engine
@@ -65,8 +66,8 @@ def push_op(engine: Engine, system: str, record: Canonical, link: Copy | None) -
         return None
     try:
         return "update" if push_diff(engine, system, record, link) else None
-    except money.CurrencyMismatch:
-        return "update"  # the push says why in the dead letters
+    except (money.CurrencyMismatch, ConnectorError):
+        return "update"  # the push decides, and says why if it cannot write
 
 
 def enqueue_pushes(engine: Engine, session: Session, record: Record, *, reason: str) -> list[str]:

@@ -221,3 +221,21 @@ def test_a_close_date_is_the_same_calendar_day_in_every_system(world: World, ori
         record = session.get(Record, record_id)
         assert record is not None and record.fields["close_date"] == "2026-12-31"
         assert session.exec(select(Link).where(Link.record_id == record_id)).all()
+
+
+def test_close_holds_its_organizations_currency_read_from_the_api(world: World) -> None:
+    """With no ``code`` configured, Close's currency is its organization's (``GET
+    /organization/{id}/``): in a EUR organization a EUR deal is written as it is, and a USD
+    deal is the one parked."""
+    world.emulators["close"].currency = "EUR"  # type: ignore[attr-defined]
+    _, euro_record = euro_deal(world, "Euro into a euro org")
+    dollar = world.users["ruddr"].create("Dollar into a euro org", amount=700)
+    world.converge(cycles=2)
+    close = world.users["close"].get(link_of(world, "close", euro_record).external_id)
+    assert (close["value"], close["value_currency"]) == (5000000, "EUR")
+    assert count_named(world, "close", "Dollar into a euro org") == 0
+    with world.engine.session() as session:
+        letters = [d.error for d in session.exec(select(DeadLetter)).all() if d.system == "close"]
+    ours = [e for e in letters if "'Dollar into a euro org'" in e]
+    assert len(ours) == 1 and "close holds only EUR" in ours[0] and "700.00 USD" in ours[0]
+    assert record_of(world, "ruddr", dollar)
