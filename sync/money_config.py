@@ -121,7 +121,7 @@ class CurrencyModel:
             else "parked in the dead letters (foreign: park)"
         )
         assumed = " (default — set currency.code to the account's)" if self.assumed else ""
-        code = "the organization's currency, read from the API" if self.from_api else self.code
+        code = "(the organization's currency, read from the API)" if self.from_api else self.code
         return f"fixed {code}{assumed}; a deal in another currency is {rule}"
 
 
