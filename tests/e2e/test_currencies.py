@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 from sqlmodel import select
+from typer.testing import CliRunner
 
+from sync.cli import app
 from sync.config import Config, load_config
+from sync.engine.plan import plan
 from sync.money_config import CurrencyConfig, RatesConfig
 from sync.store.models import DeadLetter, Journal, Link, Record
 from tests.e2e.conftest import ROOT, World, make_world
@@ -55,9 +58,18 @@ def writes(world: World) -> dict[str, int]:
 
 def test_a_euro_deal_parks_in_usd_only_close_with_a_clear_dead_letter(world: World) -> None:
     """Default rule (park): a EUR deal is never written to Close or ParsaLink as the same
-    figure in USD; each push is a dead letter naming the deal, its currency and the target's.
-    Salesforce (multi-currency) and Ruddr hold it in EUR; verify reports it absent there."""
-    _, record_id = euro_deal(world, "Euro deal")
+    figure in USD; ``plan`` says so beforehand, and each push is a dead letter naming the deal,
+    its currency and the target's. Salesforce (multi-currency) and Ruddr hold it in EUR; verify
+    reports it absent where it was parked."""
+    ruddr_id = world.users["ruddr"].create("Euro deal", amount=50000)
+    world.users["ruddr"].edit(ruddr_id, currency="EUR")
+    planned = {
+        (w.system, w.op): w.reason for w in plan(world.engine).writes if w.name == "Euro deal"
+    }
+    assert "foreign is park" in planned[("close", "park")]
+    assert ("truto_salesforce", "create") in planned
+    world.converge(cycles=2)
+    record_id = record_of(world, "ruddr", ruddr_id)
     assert count_named(world, "close", "Euro deal") == 0
     assert count_named(world, "parsalink", "Euro deal") == 0
     with world.engine.session() as session:
@@ -92,6 +104,13 @@ def test_under_convert_a_euro_deal_arrives_converted_with_the_rate_journaled(
         reasons = " | ".join(row.reason for row in journal(world, record_id, "close"))
         assert "50000.00 EUR converted to 54250.00 USD at EUR/USD 1.085" in reasons
         assert "currency_rates of 2026-11-27" in reasons
+        shown = CliRunner().invoke(
+            app,
+            ["--config", str(ROOT / "config.yaml"), "history", record_id],
+            env={"CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'crmsync.db'}", "COLUMNS": "400"},
+        )
+        assert shown.exit_code == 0, shown.output
+        assert "at EUR/USD 1.085 (currency_rates of 2026-11-27)" in shown.stdout
         assert world.converge(cycles=1).clean
         world.reset_calls()
         world.cycle()
