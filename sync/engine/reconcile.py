@@ -183,6 +183,6 @@ def _owed(
         elif op == "update" and link is not None:
             try:
                 diff = push_diff(engine, system, record, link)  # again, for the journal's words
-            except money.CurrencyMismatch:
-                diff = {"amount": None}  # the push dead-letters it with the reason
+            except (money.CurrencyMismatch, ConnectorError):
+                diff = {"amount": None}  # the push decides (and dead-letters with the reason)
             yield record, link, f"reconcile: {system} differs in {', '.join(sorted(diff))}"
