@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from sync.cli import app
 from sync.config import Config, load_config
+from sync.engine.admin_ops import replay_dead_letter
 from sync.engine.plan import plan
 from sync.money_config import CurrencyConfig, RatesConfig
 from sync.store.models import DeadLetter, Journal, Link, Record
@@ -24,8 +25,8 @@ pytestmark = pytest.mark.slow
 RATES = RatesConfig(as_of=dt.date(2026, 11, 27), rates={"EUR/USD": Decimal("1.085")})
 
 
-def converting(tmp_path: Path) -> World:
-    """The shipped world, with Close and ParsaLink converting foreign deals at EUR/USD 1.085."""
+def converting_config() -> Config:
+    """The shipped config, with Close and ParsaLink converting foreign deals at EUR/USD 1.085."""
     shipped: Config = load_config(ROOT / "config.yaml", env={})
     convert = CurrencyConfig(mode="fixed", code="USD", foreign="convert")
     systems = {
@@ -34,7 +35,14 @@ def converting(tmp_path: Path) -> World:
         else cfg
         for name, cfg in shipped.systems.items()
     }
-    return make_world(tmp_path, overrides={"systems": systems, "currency_rates": RATES})
+    return shipped.model_copy(update={"systems": systems, "currency_rates": RATES})
+
+
+def converting(tmp_path: Path) -> World:
+    """The shipped world under :func:`converting_config`."""
+    config = converting_config()
+    overrides = {"systems": config.systems, "currency_rates": config.currency_rates}
+    return make_world(tmp_path, overrides=overrides)
 
 
 def euro_deal(world: World, name: str, amount: float = 50000) -> tuple[str, str]:
@@ -258,3 +266,18 @@ def test_close_holds_its_organizations_currency_read_from_the_api(world: World) 
     ours = [e for e in letters if "'Dollar into a euro org'" in e]
     assert len(ours) == 1 and "close holds only EUR" in ours[0] and "700.00 USD" in ours[0]
     assert record_of(world, "ruddr", dollar)
+
+
+def test_a_parked_deal_is_replayed_converted_once_the_rule_allows_it(world: World) -> None:
+    """Parked, then the owner switches Close to ``convert``: replaying the dead letter creates
+    the deal converted, and verify is clean there."""
+    _, record_id = euro_deal(world, "Parked, then converted")
+    with world.engine.session() as session:
+        letter = next(d for d in session.exec(select(DeadLetter)).all() if d.system == "close")
+    assert letter.id is not None
+    world.engine.config = converting_config()
+    replay_dead_letter(world.engine, letter.id)
+    report = world.converge(cycles=2)
+    close = world.users["close"].get(link_of(world, "close", record_id).external_id)
+    assert close["value"] == 5425000
+    assert not report.systems["close"].drift and not report.systems["close"].absent
