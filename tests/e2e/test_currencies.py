@@ -12,6 +12,7 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
+from sync import cli_engine
 from sync.cli import app
 from sync.config import Config, load_config
 from sync.engine.admin_ops import replay_dead_letter
@@ -97,7 +98,7 @@ def test_a_euro_deal_parks_in_usd_only_close_with_a_clear_dead_letter(world: Wor
 
 
 def test_under_convert_a_euro_deal_arrives_converted_with_the_rate_journaled(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``foreign: convert``: Close gets 54,250.00 USD (value 5425000 cents) and ParsaLink
     54250, the push's journal entry names the rate and its date, verify is clean and a quiet
@@ -112,10 +113,11 @@ def test_under_convert_a_euro_deal_arrives_converted_with_the_rate_journaled(
         reasons = " | ".join(row.reason for row in journal(world, record_id, "close"))
         assert "50000.00 EUR converted to 54250.00 USD at EUR/USD 1.085" in reasons
         assert "currency_rates of 2026-11-27" in reasons
+        monkeypatch.setattr(cli_engine.out, "width", 400)  # one line per journal entry
         shown = CliRunner().invoke(
             app,
             ["--config", str(ROOT / "config.yaml"), "history", record_id],
-            env={"CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'crmsync.db'}", "COLUMNS": "400"},
+            env={"CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'crmsync.db'}"},
         )
         assert shown.exit_code == 0, shown.output
         assert "at EUR/USD 1.085 (currency_rates of 2026-11-27)" in shown.stdout
