@@ -19,10 +19,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from sync.connectors.errors import ConnectorError
 from sync.engine import money
 from sync.engine.capture import capture
 from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Engine
+from sync.mapping.errors import MappingError
 from sync.store.models import Link, Outbox, Record
 
 
@@ -128,6 +130,8 @@ def _planned(engine: Engine, session: Session) -> list[PlannedWrite]:
             reason += money.note_for(engine, row.system, record.fields, sent)
         except money.CurrencyMismatch as exc:  # the push would be parked: say why
             changes, op, reason = {}, "park", str(exc)
+        except (MappingError, ConnectorError) as exc:  # e.g. Close's currency not readable
+            changes, op, reason = {}, "unknown", f"{type(exc).__name__}: {exc}"
         writes.append(
             PlannedWrite(row.system, row.record_id, op, changes, reason, record.fields.get("name"))
         )
