@@ -21,6 +21,7 @@ never the figure unchanged) or ``convert`` (at ``currency_rates``; the rate is j
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -126,14 +127,22 @@ class CurrencyModel:
 
 
 def resolve(system_type: str, config: CurrencyConfig) -> CurrencyModel:
-    """The model a system of ``system_type`` follows under ``config``."""
-    default_mode, code = VENDOR_DEFAULTS.get(system_type, ("per_deal", None))
-    mode = config.mode or default_mode
-    if config.code is not None:
-        return CurrencyModel(mode, config.code, config.foreign)
+    """The model a system of ``system_type`` follows under ``config`` (cached: the engine
+    asks for every amount it compares)."""
+    return _resolve(system_type, config.mode, config.code, config.foreign)
+
+
+@functools.lru_cache(maxsize=256)
+def _resolve(
+    system_type: str, mode: CurrencyMode | None, code: str | None, foreign: ForeignRule
+) -> CurrencyModel:
+    default_mode, default_code = VENDOR_DEFAULTS.get(system_type, ("per_deal", None))
+    mode = mode or default_mode
+    if code is not None:
+        return CurrencyModel(mode, code, foreign)
     if mode == "fixed" and system_type == "close":  # GET /organization/{id}/ says
-        return CurrencyModel(mode, None, config.foreign, from_api=True)
-    return CurrencyModel(mode, code or "USD", config.foreign, assumed=mode != "per_deal")
+        return CurrencyModel(mode, None, foreign, from_api=True)
+    return CurrencyModel(mode, default_code or "USD", foreign, assumed=mode != "per_deal")
 
 
 def cross_checks(data: Mapping[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str, str]]:

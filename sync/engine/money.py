@@ -137,8 +137,8 @@ def conversion_for(engine: Engine, system: str, fields: Mapping[str, Any]) -> Co
 
 def project(engine: Engine, system: str, record: Mapping[str, Any], wanted: Fields) -> Fields:
     """``wanted`` (the outbound fields of ``record``) in the terms ``system`` holds money in."""
-    if wanted.get("amount") is None:
-        return wanted
+    if wanted.get("amount") is None or record.get("currency") is None:
+        return wanted  # nothing to convert (the common case costs two look-ups)
     found = conversion_for(engine, system, record)
     if found is None:
         return wanted
