@@ -22,6 +22,7 @@ from rich.syntax import Syntax
 
 from sync import __version__
 from sync.config import CONFIG_ENV, DEFAULT_PATH, Config, ConfigError, load_config
+from sync.money_config import resolve
 
 EMULATED_SYSTEMS = ("ruddr", "close", "parsalink", "truto")
 
@@ -149,6 +150,18 @@ def main_callback(
 # --------------------------------------------------------------------------- config
 
 
+def _print_currencies(config: Config) -> None:
+    """What each system will do with money (stderr: stdout stays the resolved YAML)."""
+    err.print("currencies (systems.NAME.currency):")
+    for name, system in config.systems.items():
+        model = resolve(system.type, system.currency)
+        err.print(f"  {escape(name)}: {escape(model.describe())}", soft_wrap=True)
+    rates = config.currency_rates
+    if rates is not None:
+        table = ", ".join(f"{pair} {rate}" for pair, rate in rates.rates.items()) or "empty"
+        err.print(f"  currency_rates as of {rates.as_of.isoformat()}: {escape(table)}")
+
+
 @config_app.command("check")
 def config_check(
     ctx: typer.Context,
@@ -165,6 +178,7 @@ def config_check(
         print_config_error(error)
         raise typer.Exit(1) from None
     out.print(Syntax(config.masked_yaml(), "yaml", background_color="default"))
+    _print_currencies(config)
     count = len(config.systems)
     names = ", ".join(config.systems)
     summary = f"{count} system{'s' if count != 1 else ''}: {names}" if count else "no systems"

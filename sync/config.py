@@ -79,6 +79,8 @@ from sync.config_reader import KeyPath, Reader, found_text, looks_secret
 from sync.config_reader import format_key_path as format_key_path
 from sync.mapping.spec import MappingSpec, stage_vocabulary_problems
 from sync.model import CANONICAL_FIELDS
+from sync.money_config import CurrencyConfig, RatesConfig
+from sync.money_config import cross_checks as currency_checks
 
 SystemType = Literal["ruddr", "close", "parsalink", "truto"]
 DeletePolicy = Literal["propagate", "unlink", "ignore"]
@@ -270,6 +272,8 @@ class SystemConfig(_Strict):
     #: still bounds requests per second)
     concurrency: int = Field(default=8, gt=0, le=64)
     options: dict[str, Any] = Field(default_factory=dict)
+    #: how the system holds currencies (sync.money_config; defaults per vendor type)
+    currency: CurrencyConfig = Field(default_factory=CurrencyConfig)
 
 
 class Config(_Strict):
@@ -279,6 +283,8 @@ class Config(_Strict):
     conflicts: ConflictConfig = Field(default_factory=ConflictConfig)
     systems: dict[str, SystemConfig]
     mapping: MappingSpec = Field(default_factory=dict)
+    #: the rates ``currency.foreign: convert`` uses (sync.money_config.RatesConfig)
+    currency_rates: RatesConfig | None = None
 
     def masked(self) -> dict[str, Any]:
         """The resolved configuration as plain data: credentials, URL passwords and connector
@@ -530,6 +536,7 @@ def _cross_checks(data: Mapping[str, Any]) -> Iterator[tuple[KeyPath, str, str]]
             if isinstance(policy, Mapping):
                 prefer_path = (*key, "prefer")
                 yield from _named_systems(policy.get("prefer"), prefer_path, known)
+    yield from currency_checks(data)
 
 
 def _did_you_mean(name: str, known: list[str], what: str) -> str:

@@ -72,6 +72,14 @@ def test_config_check_prints_the_resolved_config_without_secrets(config_file: Pa
     assert "is valid" in err
 
 
+def test_config_check_says_what_each_system_does_with_currencies(config_file: Path) -> None:
+    """The currency model of every system is printed (stderr), defaults included."""
+    code, _, err = run("config", "check", str(config_file))
+    assert code == 0, err
+    assert "close: fixed (the organization's currency, read from the API)" in err
+    assert "parked in the dead letters" in err
+
+
 def test_config_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     """An invalid file prints each problem with file:line and key path, exit 1, no traceback."""
     path = tmp_path / "bad.yaml"

@@ -184,6 +184,11 @@ class BaseConnector:
             self._ref_cache[kind] = list(self._load_references(kind))
         return self._ref_cache[kind]
 
+    def account_currency(self) -> str | None:
+        """The one currency the account holds amounts in, where the API says (None: it does
+        not; the configuration must)."""
+        return None
+
     def create_reference(self, kind: str, key: str) -> Reference:
         """Create a company/lead/account named ``key`` (auto-create, where configured)."""
         raise NotImplementedError(f"{self.vendor} cannot create {kind} references")

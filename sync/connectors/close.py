@@ -180,6 +180,23 @@ class CloseConnector(BaseConnector):
             for event in events:
                 yield Deletion(str(event["object_id"]), parse_stamp(event["date_updated"]))
 
+    # -- the organization ------------------------------------------------------------------
+    def account_currency(self) -> str | None:
+        """The organization's currency: ``GET /me/`` names the organization, ``GET
+        /organization/{id}/`` its ``currency`` (read once per connector: it rarely changes)."""
+        cached: str | None = getattr(self, "_org_currency", None)
+        if cached is None:
+            me = self._request("GET", "/me/").json()
+            org = me.get("organization_id") or (me.get("organizations") or [None])[0]
+            org_id = org.get("id") if isinstance(org, dict) else org
+            if not org_id:
+                return None
+            body = self._request("GET", f"/organization/{org_id}/").json()
+            currency = body.get("currency")
+            cached = str(currency).upper() if currency else None
+            self._org_currency = cached
+        return cached
+
     # -- single records ------------------------------------------------------------------
     def get(self, external_id: str) -> VendorRecord:
         response = self._request("GET", f"/opportunity/{external_id}/", record=external_id)

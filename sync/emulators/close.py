@@ -53,6 +53,10 @@ Where the docs leave a gap we chose the stricter behaviour:
   log: only writes through the API (and their deletes) appear in it.
 - The default list order is ``-date_created`` (ties by id); ``_order_by`` ties are broken by id
   too, nulls placed as PostgreSQL does. Paths need Close's trailing slash (no redirect).
+- ``GET /organization/{id}/`` (id from ``GET /me/``'s ``organizations``) answers the
+  organization with its ``currency`` (USD), which every opportunity's ``value_currency``
+  repeats; ``PUT`` changes ``name`` and ``currency`` (spec: "Update an organization's name,
+  currency, …"; the response schema is undocumented, so the body is our choice).
 - The API key belongs to the first reference user: new opportunities default to that
   ``user_id``, and it is ``created_by`` / ``updated_by`` of every write; ``GET /me/`` returns it.
 - The Tags custom field accepts multiple values (a list of strings) so ``.add`` / ``.remove``
@@ -273,6 +277,9 @@ class CloseEmulator(Emulator):
         self._generation = 0  # bumped by every opportunity write: invalidates the indexes
         self._indexes: dict[str, tuple[int, StampIndex]] = {}
         self.organization_id = new_id(rng, "orga_")
+        self.organization_name = "Example Inc"
+        #: the organization's one currency: every opportunity's ``value_currency``
+        self.currency = CURRENCY
         born = dt.datetime(2024, 1, 2, 9, 0, tzinfo=dt.UTC)
         self.collections = {
             "user": {},
@@ -495,6 +502,8 @@ class CloseEmulator(Emulator):
             ("/user/", self._list_users, ["GET"]),
             ("/user/{id}/", self._get_user, ["GET"]),
             ("/me/", self._get_me, ["GET"]),
+            ("/organization/{id}/", self._get_organization, ["GET"]),
+            ("/organization/{id}/", self._update_organization, ["PUT"]),
             ("/custom_field/opportunity/", self._list_custom_fields, ["GET"]),
             ("/custom_field/opportunity/{id}/", self._get_custom_field, ["GET"]),
             ("/event/", self._list_events, ["GET"]),
@@ -528,7 +537,7 @@ class CloseEmulator(Emulator):
             "contact_name": None,
             "value": value,
             "value_formatted": format_cents(value),
-            "value_currency": CURRENCY,
+            "value_currency": self.currency,
             "value_period": opp["value_period"],
             "expected_value": None if value is None else round(value * confidence / 100),
             "annualized_value": annualized,
@@ -1076,6 +1085,33 @@ class CloseEmulator(Emulator):
 
     async def _get_me(self, request: Request) -> Response:
         return JSONResponse(self._render_user(self.collections["user"][self.api_user_id]))
+
+    def _organization(self, request: Request) -> dict[str, Any]:
+        if request.path_params["id"] != self.organization_id:
+            raise not_found("Organization")
+        return {
+            "id": self.organization_id,
+            "name": self.organization_name,
+            "currency": self.currency,
+            "memberships": [{"user_id": user_id} for user_id in self.collections["user"]],
+            "inactive_memberships": [],
+        }
+
+    async def _get_organization(self, request: Request) -> Response:
+        return JSONResponse(self._organization(request))
+
+    async def _update_organization(self, request: Request) -> Response:
+        """``name`` and ``currency`` (spec: "Update an organization's name, currency, …")."""
+        self._organization(request)
+        body = await _body(request)
+        if "currency" in body:
+            code = body["currency"]
+            if not (isinstance(code, str) and len(code) == 3 and code.isalpha()):
+                raise field_error("currency", "Not a valid currency code.")
+            self.currency = code.upper()
+        if "name" in body:
+            self.organization_name = str(body["name"])
+        return JSONResponse(self._organization(request))
 
     async def _list_custom_fields(self, request: Request) -> Response:
         self._only_params(request, {"_limit", "_skip", "_fields"})

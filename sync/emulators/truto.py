@@ -25,7 +25,8 @@ name           ``Name``                     ``name``                   ``lead_na
                                                                        is dropped)
 description    ``Description``              ``description``            ``note``
 amount         ``Amount``                   ``value.amount``           ``value`` / 100 (cents)
-currency       —                            ``value.currency``         —
+currency       ``CurrencyIsoCode`` (multi-  ``value.currency``         —
+               currency orgs only)
 owner{id}      ``OwnerId`` (``005…``)       ``owner.id``               ``user_id``
 account{id}    ``AccountId`` (``001…``)     ``party.id``               ``lead_id``
 stage{id,name} ``StageName`` (id = name)    ``milestone``              — (not in seed 001; set
@@ -76,6 +77,12 @@ Decisions where the docs leave a gap (the stricter choice, as issue 3 asks):
 - ``Idempotency-Key`` on POST/PATCH: the first answer (status and body) is stored per integrated
   account and replayed for the same key; the same key with a different method, path or body
   → **422** (as the IETF ``Idempotency-Key`` header draft specifies).
+- Currency (vendors.md §8): Salesforce has ``CurrencyIsoCode`` only in multi-currency orgs.
+  The emulated org is multi-currency (``SalesforceIntegration.multi_currency``; corporate
+  currency USD): unified ``currency`` reads and writes ``CurrencyIsoCode`` (a 3-letter code,
+  else 400 ``INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST``), new deals default to the corporate
+  currency. With ``multi_currency`` off the field does not exist: ``currency`` is omitted from
+  answers and writing it is Salesforce's ``INVALID_FIELD`` (400).
 - ``GET /accounts``, ``/users`` and ``/stages`` (Salesforce ``StageName`` picklist values with
   id = name, Capsule milestones, Close opportunity statuses) list the reference data, 1..100 a
   page like opportunities, in a fixed order.
@@ -383,11 +390,15 @@ class SalesforceIntegration(Integration):
     name = "salesforce"
     required = ("name",)
     filterable = ("updated_at", "created_at")
+    #: a multi-currency org has ``CurrencyIsoCode`` on every record (vendors.md §4, §8)
+    multi_currency = True
+    corporate_currency = "USD"
     populated = (
         "id",
         "name",
         "description",
         "amount",
+        "currency",
         "owner",
         "account",
         "stage",
@@ -496,6 +507,8 @@ class SalesforceIntegration(Integration):
             "Crmsync_Id__c": None,
             "Tags__c": None,
         }
+        if self.multi_currency:
+            raw["CurrencyIsoCode"] = self.corporate_currency
         self._derive_stage(raw)
         return raw
 
@@ -571,6 +584,8 @@ class SalesforceIntegration(Integration):
             fields["Description"] = _text(body, "description")
         if "amount" in body:
             fields["Amount"] = _amount(body)
+        if "currency" in body:
+            fields["CurrencyIsoCode"] = self._currency(body.get("currency"))
         if "close_date" in body:
             value = body["close_date"]
             fields["CloseDate"] = (
@@ -586,6 +601,19 @@ class SalesforceIntegration(Integration):
             self.require_ref("accounts", fields["AccountId"], "AccountId")
         fields.update(self.check_custom_fields(body))
         return fields
+
+    def _currency(self, value: Any) -> str:
+        if not self.multi_currency:
+            raise self.unknown_field_error(["CurrencyIsoCode"])
+        if value is None:  # a multi-currency record always has a currency
+            value = self.corporate_currency
+        if not (isinstance(value, str) and len(value) == 3 and value.isalpha()):
+            raise self._sf_error(
+                f"bad value for restricted picklist field: {value}",
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                ["CurrencyIsoCode"],
+            )
+        return value.upper()
 
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         self.check_required(body)
@@ -633,6 +661,7 @@ class SalesforceIntegration(Integration):
             "name": raw["Name"],
             "description": raw.get("Description"),
             "amount": raw.get("Amount"),
+            **({"currency": raw["CurrencyIsoCode"]} if "CurrencyIsoCode" in raw else {}),
             "owner": {"id": raw["OwnerId"]},
             "account": {"id": raw["AccountId"]} if raw.get("AccountId") else None,
             "stage": {"id": raw["StageName"], "name": raw["StageName"]},

@@ -37,7 +37,7 @@ import structlog
 from sqlmodel import Session, col, select
 
 from sync.connectors.base import BaseConnector, VendorRecord
-from sync.engine import deletes
+from sync.engine import deletes, money
 from sync.engine.identity import keys_of
 from sync.engine.intents import Intent, adopted_base, best_intent, open_intents
 from sync.engine.journal import OPEN_STATES, Notes, dead_letter, enqueue_into, outbox_row
@@ -729,7 +729,7 @@ def _ingest_known(poll: Poll, state: Page, item: Item) -> None:
     state.touched[record.id] = (record, f"changed in {poll.system}")
 
 
-def _effective_base(link: Link | NewLink, ours: dict[str, Any], name: str) -> Any:
+def _effective_base(link: Link | NewLink | money.Copy, ours: dict[str, Any], name: str) -> Any:
     """The shadow value, except where the shadow is the vendor's lossy copy of ours."""
     base = link.shadow.get(name)
     sent = link.sent.get(name)
@@ -756,12 +756,18 @@ def _merge_into(
     held = list(record.held)
     stamp = aware_utc(rec.modified)
     changed = False
-    for name, value in theirs.items():
+    # amounts compared as (amount, currency) pairs, in the deal's currency (engine/money.py)
+    terms = money.for_merge(engine, system, ours, theirs, link)
+    for reason in terms.set_aside:
+        state.notes.add(
+            record.id, "not_taken", reason, system=system, field="amount", run_id=run_id
+        )
+    for name, value in terms.theirs.items():
         origin = provenance.get(name) or {}
         ours_side = Side(ours.get(name), origin.get("system"), _parse(origin.get("at")))
         decision = merge_field(
             name,
-            _effective_base(link, ours, name),
+            _effective_base(terms.base, ours, name),
             ours_side,
             Side(value, system, stamp),
             engine.policy_for(name),
@@ -777,7 +783,7 @@ def _merge_into(
             state.notes.add(
                 record.id,
                 "field_changed",
-                decision.reason,
+                decision.reason + terms.why.get(name, ""),
                 system=system,
                 field=name,
                 old=ours.get(name),

@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 from sqlmodel import Session, select
 
+from sync.connectors.errors import ConnectorError
+from sync.engine import money
 from sync.engine.journal import enqueue_into, open_rows
 from sync.engine.state import Engine
 from sync.store.models import Link, Record
@@ -30,9 +32,11 @@ class Copy(Protocol):
 
 
 def desired(engine: Engine, system: str, record: Canonical) -> dict[str, Any]:
-    """The canonical fields this system should hold (held fields excluded)."""
+    """The canonical fields this system should hold (held fields excluded), the amount in the
+    currency it holds. Raises ``money.CurrencyMismatch`` when it cannot hold the deal's."""
     names = engine.mapper.fields_for(system, "outbound")
-    return {name: record.fields.get(name) for name in names if name not in record.held}
+    wanted = {name: record.fields.get(name) for name in names if name not in record.held}
+    return money.project(engine, system, record.fields, wanted)
 
 
 def push_diff(engine: Engine, system: str, record: Canonical, link: Copy) -> dict[str, Any]:
@@ -43,6 +47,8 @@ def push_diff(engine: Engine, system: str, record: Canonical, link: Copy) -> dic
         held = link.shadow.get(name)
         if value == held or link.sent.get(name) == [value, held]:
             continue
+        if name == "amount" and money.holds_ours(engine, system, record.fields, held):
+            continue  # a converted copy, in sync with the rate that made it
         diff[name] = value
     return diff
 
@@ -58,7 +64,10 @@ def push_op(engine: Engine, system: str, record: Canonical, link: Copy | None) -
         return "create" if record.deleted_at is None and creatable(engine, system) else None
     if link.deleted_at is not None or record.deleted_at is not None:
         return None
-    return "update" if push_diff(engine, system, record, link) else None
+    try:
+        return "update" if push_diff(engine, system, record, link) else None
+    except (money.CurrencyMismatch, ConnectorError):
+        return "update"  # the push decides, and says why if it cannot write
 
 
 def enqueue_pushes(engine: Engine, session: Session, record: Record, *, reason: str) -> list[str]:

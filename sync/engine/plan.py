@@ -19,9 +19,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from sync.connectors.errors import ConnectorError
+from sync.engine import money
 from sync.engine.capture import capture
 from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Engine
+from sync.mapping.errors import MappingError
 from sync.store.models import Link, Outbox, Record
 
 
@@ -111,19 +114,25 @@ def _planned(engine: Engine, session: Session) -> list[PlannedWrite]:
         link = session.exec(
             select(Link).where(Link.record_id == row.record_id, Link.system == row.system)
         ).first()
-        if row.op == "delete" or link is None:
-            want = {} if row.op == "delete" else desired(engine, row.system, record)
-            changes = {k: (None, v) for k, v in want.items() if v is not None}
-            op = row.op if row.op == "delete" else "create"
-        else:
-            diff = push_diff(engine, row.system, record, link)
-            if not diff:
-                continue
-            changes = {k: (link.shadow.get(k), v) for k, v in diff.items()}
-            op = "update"
+        reason = row.reason
+        try:
+            if row.op == "delete" or link is None:
+                want = {} if row.op == "delete" else desired(engine, row.system, record)
+                changes = {k: (None, v) for k, v in want.items() if v is not None}
+                op = row.op if row.op == "delete" else "create"
+            else:
+                diff = push_diff(engine, row.system, record, link)
+                if not diff:
+                    continue
+                changes = {k: (link.shadow.get(k), v) for k, v in diff.items()}
+                op = "update"
+            sent = {name: new for name, (_, new) in changes.items()}
+            reason += money.note_for(engine, row.system, record.fields, sent)
+        except money.CurrencyMismatch as exc:  # the push would be parked: say why
+            changes, op, reason = {}, "park", str(exc)
+        except (MappingError, ConnectorError) as exc:  # e.g. Close's currency not readable
+            changes, op, reason = {}, "unknown", f"{type(exc).__name__}: {exc}"
         writes.append(
-            PlannedWrite(
-                row.system, row.record_id, op, changes, row.reason, record.fields.get("name")
-            )
+            PlannedWrite(row.system, row.record_id, op, changes, reason, record.fields.get("name"))
         )
     return writes

@@ -49,6 +49,7 @@ from sync.connectors.errors import (
     RateLimited,
     Rejected,
 )
+from sync.engine import money
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
 from sync.engine.intents import Intent, adopted_base, best_intent
@@ -344,6 +345,7 @@ def _plan(engine: Engine, job: _Job, record: Record | None, link: Link | None) -
     if link is None:
         job.kind, job.name = "create", record.fields.get("name")
         job.wanted = desired(engine, job.system, record)
+        job.reason += money.note_for(engine, job.system, record.fields, job.wanted)
         job.recover = job.intent_at is not None
         if not job.recover:
             job.payload = _create_payload(engine, job)
@@ -353,6 +355,7 @@ def _plan(engine: Engine, job: _Job, record: Record | None, link: Link | None) -
         job.outcome = "unchanged"
         return
     job.kind, job.external_id, job.diff = "update", link.external_id, diff
+    job.reason += money.note_for(engine, job.system, record.fields, diff)
     job.payload = engine.mapper.to_vendor(job.system, diff, engine.refs, for_create=False)
 
 

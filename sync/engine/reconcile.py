@@ -24,6 +24,7 @@ import structlog
 from sqlmodel import Session, col, select
 
 from sync.connectors.errors import ConnectorError
+from sync.engine import money
 from sync.engine.cycle import finish_run, poll, start_run
 from sync.engine.journal import OPEN_STATES, enqueue, note
 from sync.engine.outbound import push_diff, push_op
@@ -180,5 +181,8 @@ def _owed(
         if op == "create":
             yield record, None, f"reconcile: {system} lacks this deal and no create was queued"
         elif op == "update" and link is not None:
-            diff = push_diff(engine, system, record, link)  # again, for the journal's words
+            try:
+                diff = push_diff(engine, system, record, link)  # again, for the journal's words
+            except (money.CurrencyMismatch, ConnectorError):
+                diff = {"amount": None}  # the push decides (and dead-letters with the reason)
             yield record, link, f"reconcile: {system} differs in {', '.join(sorted(diff))}"

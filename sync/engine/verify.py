@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from sync.engine import money
 from sync.engine.outbound import desired
 from sync.engine.state import Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
@@ -193,9 +194,38 @@ def _compare(
     engine: Engine, system: str, record: Record, link: Link, theirs: dict[str, Any]
 ) -> list[Drift]:
     out = []
-    for name, ours in desired(engine, system, record).items():
+    try:
+        wanted = desired(engine, system, record)
+    except money.CurrencyMismatch:
+        # it cannot hold the deal's currency: whatever figure it holds is in another one
+        wanted = desired(engine, system, _without_amount(record))
+        ours_pair, theirs_pair = money.money_drift(engine, system, record.fields, theirs) or (
+            f"{record.fields.get('amount')} {record.fields.get('currency')}",
+            theirs.get("amount"),
+        )
+        out.append(Drift(system, record.id, link.external_id, "currency", ours_pair, theirs_pair))
+    for name, ours in wanted.items():
         value = theirs.get(name)
         if value == ours or link.sent.get(name) == [ours, value]:
             continue
+        if name == "amount" and money.holds_ours(engine, system, record.fields, value):
+            continue  # a converted copy, in sync with the rate that made it
+        if name == "amount" and (pair := money.money_drift(engine, system, record.fields, theirs)):
+            ours, value = pair  # say which currencies the two figures are in
         out.append(Drift(system, record.id, link.external_id, name, ours, value))
+    pair = money.money_drift(engine, system, record.fields, theirs)
+    if pair and not any(d.field in ("amount", "currency") for d in out):
+        # the same figure, in another currency: a EUR deal sitting as a USD figure
+        out.append(Drift(system, record.id, link.external_id, "currency", *pair))
     return out
+
+
+@dataclass
+class _Canonical:
+    fields: dict[str, Any]
+    held: list[str]
+    deleted_at: Any = None
+
+
+def _without_amount(record: Record) -> _Canonical:
+    return _Canonical(record.fields, [*record.held, "amount"], record.deleted_at)

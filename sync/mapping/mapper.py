@@ -21,6 +21,8 @@ present in ``fields``. Decisions worth knowing:
   Close's ``lead_id`` (the ``company`` reference) must be on every create; that is the
   engine's required-on-create check, not the mapper's.
 - ``default`` (a canonical value) fills a field on create when the record has none.
+- A record with an amount and no currency read from a system whose currency model is
+  ``fixed`` or ``multi`` (``systems.NAME.currency``) gets that system's currency.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from sync.mapping.transforms import (
     get_transform,
 )
 from sync.model import CANONICAL_FIELDS, CanonicalValueError, Fields, normalize
+from sync.money_config import resolve
 
 if TYPE_CHECKING:
     from sync.config import Config
@@ -104,6 +107,13 @@ class Mapper:
             for system, mapping in config.mapping.items()
             if mapping.record_id is not None
         }
+        # A figure read from a system that holds one currency is in that currency (Close's
+        # value_currency says so itself; ParsaLink documents no currency field at all).
+        self._account_currency: dict[str, str] = {}
+        for system in config.mapping:
+            model = resolve(config.systems[system].type, config.systems[system].currency)
+            if model.mode != "per_deal" and model.code is not None:
+                self._account_currency[system] = model.code
 
     # -- construction ------------------------------------------------------------------------
     @staticmethod
@@ -181,6 +191,9 @@ class Mapper:
                 dicts.setdefault(entry.field, {})[entry.key] = value
         for field, items in dicts.items():
             record[field] = normalize(field, items)
+        code = self._account_currency.get(system)
+        if code and record.get("amount") is not None and record.get("currency") is None:
+            record["currency"] = code
         return record
 
     def _read(self, entry: _Entry, raw: JSON, refs: RefResolver) -> JSON:

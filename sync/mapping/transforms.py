@@ -107,21 +107,29 @@ def _percent_to_vendor(value: JSON) -> JSON:
 
 # -- dates -----------------------------------------------------------------------------------------
 def _date_part(value: JSON) -> dt.date:
-    """The calendar date of a date or date-time string, *as written* (no UTC conversion).
+    """The calendar date of a date or date-time string, *as written* (no UTC conversion) —
+    except a date-time that is exactly midnight UTC shown in another zone, which is the UTC date.
 
     Vendors that return a date-only field as a date-time (Truto ``close_date``) render it as
-    midnight in some zone; converting to UTC first could move it to the previous day.
+    midnight in some zone; converting ``2026-12-31T00:00:00+01:00`` to UTC first would move it
+    to the previous day. A vendor that stores the date at midnight UTC and renders it in the
+    reader's zone (``2026-12-30T19:00:00-05:00``) means the UTC date, 2026-12-31.
     """
     if not isinstance(value, str):
         raise TransformError(f"expected a date string, got {value!r}")
     try:
         if len(value) == 10:
             return dt.date.fromisoformat(value)
-        return dt.datetime.fromisoformat(_COLONLESS_OFFSET.sub(r"\1\2:\3", value)).date()
+        moment = dt.datetime.fromisoformat(_COLONLESS_OFFSET.sub(r"\1\2:\3", value))
     except ValueError as exc:
         raise TransformError(
             f"expected YYYY-MM-DD or an ISO 8601 date-time, got {value!r}"
         ) from exc
+    if moment.utcoffset() and moment.time() != dt.time(0):
+        utc = moment.astimezone(dt.UTC)
+        if utc.time() == dt.time(0):
+            return utc.date()
+    return moment.date()
 
 
 def _date_to_canonical(value: JSON) -> JSON:

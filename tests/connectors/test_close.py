@@ -486,3 +486,17 @@ def test_fail_after_commit_create_is_outcome_unknown_and_found_again(
 def test_since_is_sent_in_close_format() -> None:
     """Stamps go to Close as µs ``+00:00`` (naive datetimes are taken as UTC)."""
     assert format_stamp(dt.datetime(2025, 1, 2, 3, 4, 5)) == "2025-01-02T03:04:05.000000+00:00"
+
+
+def test_the_organization_currency_is_read_once_from_the_api(
+    close: CloseConnector, emulator: CloseEmulator
+) -> None:
+    """``account_currency`` follows ``/me/`` to ``/organization/{id}/`` and keeps the answer:
+    a second call sends no request."""
+    emulator.currency = "EUR"
+    assert close.account_currency() == "EUR"
+    paths = [r["path"] for r in emulator.requests]
+    assert paths[-2:] == ["/api/v1/me/", f"/api/v1/organization/{emulator.organization_id}/"]
+    before = len(emulator.requests)
+    assert close.account_currency() == "EUR"
+    assert len(emulator.requests) == before

@@ -751,3 +751,20 @@ def test_control_reset_seed_set_and_request_log(close_client: httpx.Client) -> N
     control(close_client, "reset")
     assert close_client.get("/opportunity/").json()["total_results"] == 20
     assert close_client.get(f"/opportunity/{opp['id']}/").status_code == 404
+
+
+def test_the_organization_has_one_currency_every_opportunity_repeats(
+    close_client: httpx.Client, close_emulator: CloseEmulator
+) -> None:
+    """``GET /organization/{id}/`` answers the currency; ``PUT`` changes it, and every
+    opportunity's ``value_currency`` follows; a bad code is a 400, an unknown id a 404."""
+    org_id = close_emulator.organization_id
+    assert close_client.get(f"/organization/{org_id}/").json()["currency"] == "USD"
+    changed = close_client.put(f"/organization/{org_id}/", json={"currency": "eur"})
+    assert changed.status_code == 200 and changed.json()["currency"] == "EUR"
+    opportunity = close_client.get("/opportunity/", params={"_limit": 1}).json()["data"][0]
+    assert opportunity["value_currency"] == "EUR"
+    assert (
+        close_client.put(f"/organization/{org_id}/", json={"currency": "euro"}).status_code == 400
+    )
+    assert close_client.get("/organization/orga_nope/").status_code == 404

@@ -417,7 +417,7 @@ def test_raw_and_normalized_formats(truto_client: httpx.Client) -> None:
     normalized = truto_client.get(
         url, params={"integrated_account_id": SF, "truto_response_format": "normalized"}
     ).json()
-    assert "remote_data" not in normalized and normalized["currency"] is None
+    assert "remote_data" not in normalized and normalized["tags"] is None
     assert normalized["name"] == deal["name"]
     bare = truto_client.get(
         url, params={"integrated_account_id": SF, "truto_ignore_remote_data": "true"}
@@ -524,3 +524,36 @@ def test_close_dates_are_utc_dates(truto_client: httpx.Client) -> None:
     bad = sf_create(truto_client, close_date="2026-03-01")
     assert bad.status_code == 400
     assert dt.date.fromisoformat(deal["remote_data"]["CloseDate"]) == dt.date(2026, 2, 28)
+
+
+def test_a_multi_currency_salesforce_org_reads_and_writes_currency_iso_code(
+    truto_client: httpx.Client,
+) -> None:
+    """The emulated org is multi-currency: unified ``currency`` is ``CurrencyIsoCode``, a new
+    deal defaults to the corporate USD, a written code is kept, a malformed one is refused."""
+    plain = sf_create(truto_client).json()
+    assert plain["currency"] == "USD"
+    euro = sf_create(truto_client, currency="EUR").json()
+    url = f"/opportunities/{euro['id']}"
+    raw = truto_client.get(
+        url, params={"integrated_account_id": SF, "truto_response_format": "raw"}
+    ).json()
+    assert (euro["currency"], raw["CurrencyIsoCode"]) == ("EUR", "EUR")
+    moved = truto_client.patch(url, params={"integrated_account_id": SF}, json={"currency": "GBP"})
+    assert moved.json()["currency"] == "GBP"
+    bad = truto_client.patch(url, params={"integrated_account_id": SF}, json={"currency": "€"})
+    assert bad.status_code == 400
+    assert bad.json()["details"]["remote_error"][0]["fields"] == ["CurrencyIsoCode"]
+
+
+def test_a_single_currency_org_has_no_currency_field(
+    truto_emulator: TrutoEmulator, truto_client: httpx.Client
+) -> None:
+    """Without multi-currency, Salesforce has no ``CurrencyIsoCode``: answers omit
+    ``currency`` and writing it is INVALID_FIELD."""
+    truto_emulator.integrations["salesforce"].multi_currency = False  # type: ignore[attr-defined]
+    deal = sf_create(truto_client).json()
+    assert "currency" not in deal
+    refused = sf_create(truto_client, currency="EUR")
+    assert refused.status_code == 400
+    assert refused.json()["details"]["remote_error"][0]["errorCode"] == "INVALID_FIELD"

@@ -172,3 +172,42 @@ def assert_canonical_round_trip(
 def canonical_records(**strategies: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
     """Partial canonical records: any subset of the given fields."""
     return st.fixed_dictionaries({}, optional=strategies)
+
+
+def assert_units_settle(
+    mapper: Mapper,
+    system: str,
+    vendor: dict[str, Any],
+    blank: dict[str, Any],
+    apply: Apply,
+    refs: FakeRefs,
+    expected: dict[str, Any],
+) -> None:
+    """Vendor values finer than canonical (more decimals, another scale, a date-time in some
+    zone) read as ``expected``; written back and read again they are still ``expected``: one
+    lossy step at most, then stable (nothing drifts on a round trip)."""
+    stored = {**copy.deepcopy(blank), **copy.deepcopy(vendor)}
+    first = mapper.to_canonical(system, stored, refs)
+    assert {name: first.get(name) for name in expected} == expected
+    writable = mapper.fields_for(system, "outbound")
+    fields = {name: first[name] for name in expected if name in writable}
+    payload = mapper.to_vendor(system, fields, refs, for_create=False)
+    again = mapper.to_canonical(system, apply(stored, payload), refs)
+    assert {name: again.get(name) for name in expected} == expected
+
+
+def assert_lossy_write_settles(
+    mapper: Mapper,
+    system: str,
+    canonical: dict[str, Any],
+    blank: dict[str, Any],
+    apply: Apply,
+    refs: FakeRefs,
+    settled: dict[str, Any],
+) -> None:
+    """Canonical values finer than the vendor keeps are written once as ``settled`` (e.g. a
+    probability to a whole percent), and ``settled`` then writes and reads as itself."""
+    for values in (canonical, settled):
+        payload = mapper.to_vendor(system, values, refs, for_create=False)
+        again = mapper.to_canonical(system, apply(copy.deepcopy(blank), payload), refs)
+        assert {name: again.get(name) for name in settled} == settled

@@ -14,6 +14,8 @@ from .support import (
     FakeRefs,
     amounts,
     assert_canonical_round_trip,
+    assert_lossy_write_settles,
+    assert_units_settle,
     canonical_records,
     dates,
     probabilities,
@@ -191,3 +193,29 @@ def test_create_carries_our_record_id() -> None:
 def test_any_canonical_record_round_trips(record: dict[str, Any]) -> None:
     """Any canonical record Close can hold (whole percents) reads back identical."""
     assert_canonical_round_trip(MAPPER, SYSTEM, record, BLANK, apply, make_refs())
+
+
+def test_units_settle_on_a_round_trip() -> None:
+    """Cents, whole percent, a date (sent as a date-time, answered as the date) and the
+    organization's currency: read, written and read again, nothing moves."""
+    vendor = {"value": 123457, "confidence": 75, "date_won": "2026-12-31", "value_currency": "USD"}
+    expected = {
+        "amount": "1234.57",
+        "probability": "0.7500",
+        "close_date": "2026-12-31",
+        "currency": "USD",
+    }
+    assert_units_settle(MAPPER, SYSTEM, vendor, SEED, apply, make_refs(), expected)
+    # an amount finer than cents cannot reach Close: canonical money already has 2 places
+    assert MAPPER.to_vendor(SYSTEM, {"amount": "1234.57"}, make_refs(), for_create=False) == {
+        "value": 123457
+    }
+    assert_lossy_write_settles(
+        MAPPER,
+        SYSTEM,
+        {"probability": "0.7512", "close_date": "2026-12-31"},
+        SEED,
+        apply,
+        make_refs(),
+        {"probability": "0.7500", "close_date": "2026-12-31"},
+    )

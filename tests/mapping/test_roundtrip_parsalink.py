@@ -15,6 +15,8 @@ from .support import (
     FakeRefs,
     amounts,
     assert_canonical_round_trip,
+    assert_lossy_write_settles,
+    assert_units_settle,
     canonical_records,
     dates,
     probabilities,
@@ -92,6 +94,7 @@ def test_seed_reads_as_expected() -> None:
         "name": "TechCorp — Professional Services Q2",
         "description": "Professional services engagement for data migration project",
         "amount": "24000.00",
+        "currency": "USD",  # the account's currency: the record carries none
         "probability": "0.4000",
         "close_date": "2025-06-30",
         "lead_source": "outbound",
@@ -148,3 +151,25 @@ def test_qualification_is_written_as_qualification() -> None:
 def test_any_canonical_record_round_trips(record: dict[str, Any]) -> None:
     """Any canonical record ParsaLink can hold (whole percents) reads back identical."""
     assert_canonical_round_trip(MAPPER, SYSTEM, record, BLANK, apply, make_refs())
+
+
+def test_units_settle_on_a_round_trip() -> None:
+    """A value with more decimals than money keeps, a whole percent and a date read, write and
+    read again unchanged; a figure without a currency is in ParsaLink's configured one."""
+    vendor = {"value": 99.999, "probability": 75, "closeDate": "2026-12-31"}
+    expected = {
+        "amount": "100.00",
+        "probability": "0.7500",
+        "close_date": "2026-12-31",
+        "currency": "USD",
+    }
+    assert_units_settle(MAPPER, SYSTEM, vendor, SEED, apply, make_refs(), expected)
+    assert_lossy_write_settles(
+        MAPPER,
+        SYSTEM,
+        {"probability": "0.7512", "amount": "1234.57"},
+        BLANK,
+        apply,
+        make_refs(),
+        {"probability": "0.7500", "amount": "1234.57"},
+    )

@@ -14,6 +14,7 @@ from .support import (
     FakeRefs,
     amounts,
     assert_canonical_round_trip,
+    assert_units_settle,
     canonical_records,
     dates,
     pick,
@@ -196,3 +197,21 @@ def test_seed_round_trips() -> None:
 def test_any_canonical_record_round_trips(record: dict[str, Any]) -> None:
     """Any canonical record written to Ruddr reads back identical, status from the stage type."""
     assert_canonical_round_trip(MAPPER, SYSTEM, record, BLANK, apply, make_refs())
+
+
+def test_units_settle_on_a_round_trip() -> None:
+    """An amount with three decimals, a probability with five, a date and a per-deal currency
+    read as canonical (2 and 4 places, half-even), then write and read back unchanged."""
+    vendor = {
+        "amount": 1234.565,
+        "probability": 0.75125,
+        "closeDate": "2026-12-31",
+        "currency": "EUR",
+    }
+    expected = {
+        "amount": "1234.56",
+        "probability": "0.7512",
+        "close_date": "2026-12-31",
+        "currency": "EUR",
+    }
+    assert_units_settle(MAPPER, SYSTEM, vendor, SEED, apply, make_refs(), expected)

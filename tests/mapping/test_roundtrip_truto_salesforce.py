@@ -18,6 +18,7 @@ from .support import (
     FakeRefs,
     amounts,
     assert_canonical_round_trip,
+    assert_units_settle,
     canonical_records,
     dates,
     probabilities,
@@ -76,6 +77,7 @@ WRITABLE = {
     "account",
     "name",
     "amount",
+    "currency",
     "owner",
     "close_date",
     "custom_fields",
@@ -113,6 +115,7 @@ def test_seed_reads_as_expected() -> None:
         "name": "Acme Corp - Mobile App",
         "description": "Proposal for a new mobile application.",
         "amount": "50000.00",
+        "currency": "USD",  # the account's currency: the record carries none
         "probability": "0.7500",
         "close_date": "2025-06-30",
         "next_steps": "Follow up with client on proposal.",
@@ -174,3 +177,33 @@ def test_stage_names_give_stage_and_status(name: str, stage: str, status: str) -
 def test_any_canonical_record_round_trips(record: dict[str, Any]) -> None:
     """Any canonical record Salesforce can hold (whole percents) reads back identical."""
     assert_canonical_round_trip(MAPPER, SYSTEM, record, BLANK, apply, make_refs())
+
+
+def test_units_settle_on_a_round_trip() -> None:
+    """Truto's amount with three decimals, Salesforce's percent with a fraction, a close date
+    rendered as midnight UTC in New York and the deal's currency: read, written (the date as
+    midnight UTC) and read again, the calendar day and the figures stay put."""
+    vendor = {
+        "amount": 12.345,
+        "currency": "EUR",
+        "close_date": "2026-12-30T19:00:00-05:00",
+        "remote_data": {**SEED["remote_data"], "Probability": 75.5},
+    }
+    expected = {
+        "amount": "12.34",
+        "currency": "EUR",
+        "close_date": "2026-12-31",
+        "probability": "0.7550",
+    }
+    stored = {**SEED, **vendor}
+    first = MAPPER.to_canonical(SYSTEM, stored, make_refs())
+    assert {name: first[name] for name in expected} == expected
+    payload = MAPPER.to_vendor(SYSTEM, expected, make_refs(), for_create=False)
+    assert payload["close_date"] == "2026-12-31T00:00:00Z" and payload["currency"] == "EUR"
+    assert payload["remote_data"]["Probability"] == 76  # a whole percent, half-even
+    again = MAPPER.to_canonical(SYSTEM, apply(stored, payload), make_refs())
+    assert {name: again[name] for name in expected} == {**expected, "probability": "0.7600"}
+    assert_units_settle(
+        MAPPER, SYSTEM, {**vendor, "remote_data": {**SEED["remote_data"], "Probability": 76}},
+        SEED, apply, make_refs(), {**expected, "probability": "0.7600"},
+    )  # fmt: skip

@@ -58,6 +58,24 @@ def test_datetime_reads_truto_close_date_and_writes_midnight_utc() -> None:
     assert vendor("datetime", "2025-06-30") == "2025-06-30T00:00:00Z"
 
 
+@pytest.mark.parametrize(
+    ("written", "day"),
+    [
+        ("2026-12-31T00:00:00Z", "2026-12-31"),  # midnight UTC
+        ("2026-12-31T00:00:00+01:00", "2026-12-31"),  # local midnight east of UTC
+        ("2026-12-31T00:00:00-08:00", "2026-12-31"),  # local midnight west of UTC
+        ("2026-12-30T19:00:00-05:00", "2026-12-31"),  # midnight UTC read in New York
+        ("2026-12-31T09:00:00+09:00", "2026-12-31"),  # midnight UTC read in Tokyo
+        ("2026-12-31T23:30:00-05:00", "2026-12-31"),  # a real local time: its own date
+    ],
+)
+def test_a_close_date_does_not_move_a_day_across_time_zones(written: str, day: str) -> None:
+    """A date stored as a date-time keeps its calendar day however the vendor renders it:
+    local midnight is that local date; midnight UTC shown in another zone is the UTC date."""
+    assert canonical("datetime", "close_date", written) == day
+    assert canonical("date", "close_date", written) == day
+
+
 def test_tags_csv_splits_trims_and_sorts() -> None:
     """A Close text field "b, a,,c " is the tag list [a, b, c]; no tags unset the field."""
     assert canonical("tags_csv", "tags", "b, a,,c ") == ["a", "b", "c"]
