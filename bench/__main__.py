@@ -15,6 +15,7 @@ from rich.table import Table
 from bench.dlt_compare import ToolResult, compare
 from bench.engine_cpu import StageCost, engine_cpu
 from bench.large_load import run_in_subprocess
+from bench.recovery import run_in_subprocess as run_recovery
 from bench.scenarios import SCENARIOS, Plan, Result, run
 from sync.logging import configure_logging
 
@@ -188,6 +189,38 @@ def oop_table(r: dict[str, Any]) -> Table:
     return table
 
 
+def recovery_table(r: dict[str, Any]) -> Table:
+    title = (
+        f"recovery from SIGKILL (N = {r['records']}, {r['latency_ms']:g} ms vendor latency, "
+        f"claims of {r['claim_seconds']:g} s; target ≤ {r['target_s']:g} s)"
+    )
+    table = Table(title=title)
+    for column in (
+        "killed",
+        "pushes it held",
+        "held pushes done after s",
+        "all done after s",
+        "verify",
+        "fully linked",
+    ):
+        table.add_column(column, justify="left" if column == "killed" else "right")
+    worker, embedded = r["worker"], r["embedded"]
+    rows = (
+        ("a worker (another one running)", worker, worker["outbox_empty_s"]),
+        ("embedded `run --once`, restarted", embedded, embedded["converged_s"]),
+    )
+    for name, part, done in rows:
+        table.add_row(
+            name,
+            str(part["held_at_kill"]),
+            f"{part['claimed_redone_s']:.1f}",
+            f"{done:.1f}",
+            "clean" if part["verify_clean"] else "[red]drift[/]",
+            "yes" if part["fully_linked"] else "[red]no[/]",
+        )
+    return table
+
+
 def cpu_table(costs: list[StageCost]) -> Table:
     table = Table(title="engine CPU per record, no I/O (median of 5 rounds)")
     for column in ("stage", "system", "records", "µs/record", "records/s on one core"):
@@ -243,6 +276,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="N of dlt_compare (default 10000; 100000 with --large)",
     )
+    parser.add_argument(
+        "--recovery-records", type=int, default=100, help="N of recovery (100; < 2 min)"
+    )
     parser.add_argument("--json", type=Path, default=Path("bench/results.json"), help="output file")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--log-level", default="WARNING", help="the engine's log level")
@@ -258,6 +294,7 @@ def plan_of(args: argparse.Namespace) -> Plan:
         latency_records=args.latency_records,
         ratelimit_records=args.ratelimit_records,
         dlt_records=args.dlt_records or (LARGE if args.large else 10_000),
+        recovery_records=args.recovery_records,
         seed=args.seed,
     )
 
@@ -282,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     cpu = engine_cpu(plan.records, seed=plan.seed) if "engine_cpu" in plan.scenarios else []
     if cpu:
         console.print(cpu_table(cpu))
+    recovery: dict[str, Any] = {}
+    if "recovery" in plan.scenarios:
+        recovery = run_recovery(plan.recovery_records, plan.seed)
+        console.print(recovery_table(recovery))
     payload: dict[str, Any] = {
         "machine": {
             "python": sys.version.split()[0],
@@ -293,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "dlt_compare": [t.to_json() for t in tools],
         "engine_cpu": [c.to_json() for c in cpu],
         "initial_load_oop": oop,
+        "recovery": recovery,
     }
     args.json.write_text(json.dumps(payload, indent=2, default=str))
     console.print(f"JSON written to {args.json}")

@@ -631,6 +631,7 @@ SCENARIOS = (
     "dlt_compare",
     "engine_cpu",
     "initial_load_oop",
+    "recovery",
 )
 MAIN_WORLD = ("initial_load", "noop_cycle", "churn", "noop_steady")
 
@@ -647,6 +648,7 @@ class Plan:
     latency_records: int = 100
     ratelimit_records: int = 100
     dlt_records: int = 10_000
+    recovery_records: int = 100
     seed: int = 7
 
 

@@ -24,11 +24,13 @@ from sync.config import CONFIG_ENV
 
 if TYPE_CHECKING:
     from sync.config import Config
-    from sync.engine.cycle import CycleReport
+    from sync.engine.cycle import CycleReport, Owed
     from sync.engine.state import Engine
 
 out = Console()
 err = Console(stderr=True)
+#: how long `run --once` waits in all for pushes to come due again (429s, outages)
+ONCE_MAX_WAIT = 180.0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -173,30 +175,88 @@ def run(
         bool | None,
         typer.Option("--live/--no-live", help="Live view (default: when on a terminal)."),
     ] = None,
+    max_wait: Annotated[
+        float,
+        typer.Option(
+            "--max-wait",
+            min=0,
+            help="With --once: how long in all to wait for pushes to come due again (a "
+            "vendor's 429 or outage) before giving up and exiting 1.",
+        ),
+    ] = ONCE_MAX_WAIT,
 ) -> None:
-    """Embedded mode: the scheduler and the engine in this process (Ctrl-C stops cleanly)."""
+    """Embedded mode: the scheduler and the engine in this process (Ctrl-C stops cleanly).
+
+    ``--once`` runs one cycle and exits 0 only when every push it owes is done (or parked,
+    waiting for a reference); pushes still owed, or any dead letter, exit 1 with a summary."""
     _log(ctx)
     config = _config(ctx)
     engine = _engine(config, distributed=False, migrate=True)
     try:
+        _release_earlier_claims(engine)
         if once:
-            _run_once(engine)
+            _run_once(engine, max_wait)
         else:
             _run_forever(engine, config, live if live is not None else out.is_terminal)
     finally:
         engine.close()
 
 
-def _run_once(engine: Engine) -> None:
+def _release_earlier_claims(engine: Engine) -> None:
+    """Embedded mode is one process: pushes an earlier, killed ``run`` of this host still had
+    claimed are ours to redo now, not once their claims run out."""
+    from sync.engine.claims import release_dead_holders
+
+    released = release_dead_holders(engine)
+    if released:
+        err.print(f"[yellow]{released} push(es) claimed by an earlier run that died: redoing[/]")
+
+
+def _run_once(engine: Engine, max_wait: float) -> None:
     from sync.engine.cycle import run_cycle
 
-    report = run_cycle(engine)
+    report = run_cycle(engine, max_wait=max_wait)
     out.print(cycle_table(report))
+    for line in owed_lines(report.left):
+        err.print(line, soft_wrap=True)
     if report.dead_letters:
         err.print(f"[red]{report.dead_letters} record(s) went to dead letters[/]")
         raise typer.Exit(1)
     if report.status != "done":
         raise typer.Exit(1)
+
+
+def owed_lines(left: Owed) -> list[str]:
+    """What a cycle left undone, in words: pushes owed per system, and when the next is due."""
+    import datetime as dt
+
+    from sync.timefmt import format_timestamp
+
+    lines = []
+    if left.total:
+        per_system = "; ".join(
+            f"{system}: " + ", ".join(f"{n} {_STATE_WORDS.get(s, s)}" for s, n in states.items())
+            for system, states in sorted(left.states.items())
+        )
+        lines.append(f"[red]{left.total} push(es) still owed[/] — {escape(per_system)}")
+        if left.next_due is not None:
+            seconds = max(0.0, (left.next_due - dt.datetime.now(dt.UTC)).total_seconds())
+            when = format_timestamp(left.next_due, precision="s")
+            lines.append(
+                f"next retry at {when} (in {_ago(seconds)}); run `crmsync run --once` again "
+                "then, or keep `crmsync run` running"
+            )
+    if left.parked:
+        parked = ", ".join(f"{system}: {n}" for system, n in sorted(left.parked.items()))
+        lines.append(f"[yellow]parked, waiting for a reference to resolve:[/] {escape(parked)}")
+    return lines
+
+
+_STATE_WORDS = {
+    "retry": "waiting for a retry",
+    "in_flight": "claimed by another process",
+    "pending": "not sent (creates wait until every system has been read once)",
+}
 
 
 def _run_forever(engine: Engine, config: Config, live: bool) -> None:

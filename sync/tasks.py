@@ -28,6 +28,7 @@ import structlog
 from sync.celery_app import app
 from sync.connectors.errors import Retryable
 from sync.engine import admin_ops
+from sync.engine.claims import stranded_systems
 from sync.engine.cycle import finish_run, poll, start_run
 from sync.engine.push import drain
 from sync.engine.reconcile import reconcile as reconcile_systems
@@ -42,7 +43,8 @@ from sync.store.models import Run, utcnow
 
 log = structlog.get_logger("crmsync.tasks")
 
-POLL_LOCK_TTL = 60.0
+#: renewed every third of it while the poll runs; a killed poller's lock lapses within it
+POLL_LOCK_TTL = 20.0
 #: how long a full resync waits for a running poll of the same system to finish
 RESYNC_LOCK_WAIT = 120.0
 DRAIN_FLAG_TTL = 120
@@ -62,6 +64,10 @@ class UnknownSystem(ValueError):
 
 def _engine(system: str | None = None) -> Engine:
     engine = context.engine(distributed=True)
+    if not engine.claims.watching:
+        # This worker process's heartbeat renews its claims and, every beat, queues a drain
+        # for the systems a dead worker left claimed, once its claims ran out.
+        engine.claims.watch(lambda: enqueue_drains(engine, stranded_systems(engine)))
     if system is not None and system not in engine.config.systems:
         raise UnknownSystem(f"unknown system {system!r}; configured: {', '.join(engine.systems)}")
     if system is not None:
@@ -81,11 +87,12 @@ def poll_lock(system: str) -> RenewedLock:
     return RenewedLock(_redis(), f"{context.prefix()}:lock:poll:{system}", ttl=POLL_LOCK_TTL)
 
 
-def enqueue_drains(engine: Engine) -> list[str]:
-    """Queue one drain per system that has claimable outbox rows (unless one is waiting)."""
+def enqueue_drains(engine: Engine, systems: list[str] | None = None) -> list[str]:
+    """Queue one drain per system that has claimable outbox rows (unless one is waiting);
+    ``systems``: only these (default: every system with due rows)."""
     queued = []
     client = _redis()
-    for system in admin_ops.due_systems(engine):
+    for system in admin_ops.due_systems(engine) if systems is None else systems:
         flag = f"{context.prefix()}:drain-queued:{system}"
         if client.set(flag, "1", nx=True, ex=DRAIN_FLAG_TTL):
             app.send_task("crmsync.drain_system", args=[system])

@@ -1,6 +1,11 @@
 """One full cycle (``crmsync run --once``): capture every system, then drain every outbox
-until it is empty or only waiting retries remain. Each cycle is a ``runs`` row with counts; a
-cycle that stopped early says so (status ``interrupted`` or ``failed``), never ``done``.
+until every push is settled — done, parked (waiting for a reference) or dead-lettered. With
+``max_wait``, the cycle also waits out the retries that come due within it (a vendor's 429 and
+its ``Retry-After``, a 5xx burst's backoff, a claim left by a killed process running out).
+What is still owed at the end is in the report (``left``, per system and status, and when the
+next one comes due), and the cycle's status is then ``incomplete``. Each cycle is a ``runs``
+row with counts; a cycle that stopped early says so (``interrupted`` or ``failed``), never
+``done``.
 
 Captures run one after another (two captures matching the same new deal at once would both
 create it); the outboxes are drained at the same time, one thread per system, since each
@@ -8,23 +13,46 @@ vendor has its own rate limit and a slow one must not hold up the others."""
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import sqlalchemy as sa
 import structlog
 from sqlmodel import col, func, select
 
 from sync.connectors.errors import ConnectorError
 from sync.engine.capture import capture
 from sync.engine.push import drain
-from sync.engine.state import Counts, Engine, new_id
+from sync.engine.state import Counts, Engine, new_id, to_utc
 from sync.store.db import supports_threads
 from sync.store.models import Cursor, Outbox, Run, utcnow
 
 log = structlog.get_logger("crmsync.cycle")
 #: seconds a cycle reuses the previous cycle's owner / company / stage listings
 REFERENCE_TTL = 300.0
+
+
+#: outbox states a cycle still owes work for (``parked`` waits for a reference, not for time)
+OWED_STATES = ("pending", "retry", "in_flight")
+#: longest single sleep while waiting for a retry (a capture-free cycle re-checks the outbox)
+WAIT_STEP = 5.0
+
+
+@dataclass
+class Owed:
+    """Pushes not settled yet: per system, how many in each state; when the next comes due
+    (a retry's time, or an ``in_flight`` claim running out); and how many are parked."""
+
+    states: dict[str, dict[str, int]] = field(default_factory=dict)
+    next_due: dt.datetime | None = None
+    parked: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(sum(by_state.values()) for by_state in self.states.values())
 
 
 @dataclass
@@ -34,6 +62,8 @@ class CycleReport:
     counts: Counts
     per_system: dict[str, Counts] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    #: what the cycle could not finish (empty when every push is settled)
+    left: Owed = field(default_factory=Owed)
 
     @property
     def dead_letters(self) -> int:
@@ -88,6 +118,32 @@ def pending(engine: Engine, system: str | None = None) -> int:
         return int(session.exec(query).one())
 
 
+def owed(engine: Engine) -> Owed:
+    """The pushes still owed, per system and state, and when the next one comes due."""
+    found = Owed()
+    with engine.read_session() as session:
+        rows = session.execute(
+            sa.select(
+                col(Outbox.system),
+                col(Outbox.status),
+                func.count(),
+                func.min(col(Outbox.next_attempt_at)),
+                func.min(col(Outbox.claimed_until)),
+            )
+            .where(col(Outbox.status).in_((*OWED_STATES, "parked")))
+            .group_by(col(Outbox.system), col(Outbox.status))
+        ).all()
+    for system, status, count, next_attempt, claim_ends in rows:
+        if status == "parked":
+            found.parked[system] = int(count)
+            continue
+        found.states.setdefault(system, {})[status] = int(count)
+        due = to_utc(claim_ends if status == "in_flight" else next_attempt)
+        if due is not None and (found.next_due is None or due < found.next_due):
+            found.next_due = due
+    return found
+
+
 def drain_all(engine: Engine, systems: Sequence[str], run_id: str | None) -> dict[str, Counts]:
     """Drain every system's outbox, one thread per system. Every drain runs to its end even
     when another fails (its rows must not stay claimed); the first failure is then raised."""
@@ -105,8 +161,10 @@ def run_cycle(
     full: bool = False,
     kind: str = "cycle",
     max_passes: int = 5,
+    max_wait: float = 0.0,
 ) -> CycleReport:
-    """Capture then push, over the given systems (default: all)."""
+    """Capture then push, over the given systems (default: all); then keep pushing, waiting up
+    to ``max_wait`` seconds in all for retries to come due, until nothing is owed."""
     chosen = list(systems or engine.systems)
     run_id = start_run(engine, kind, chosen[0] if len(chosen) == 1 else None)
     report = CycleReport(run_id, "running", Counts())
@@ -119,11 +177,9 @@ def run_cycle(
             except ConnectorError as exc:
                 report.errors[system] = str(exc)
                 status = "partial"
-        for _ in range(max_passes):
-            for system, pushed in drain_all(engine, engine.systems, run_id).items():
-                report.per_system.setdefault(system, Counts()).merge(pushed)
-            if pending(engine) == 0:
-                break
+        report.left = _push_until_settled(engine, run_id, report, max_passes, max_wait)
+        if report.left.total and status == "done":
+            status = "incomplete"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -144,3 +200,28 @@ def run_cycle(
         )
         log.info("cycle_done", run_id=run_id, status=status, **report.counts.values)
     return report
+
+
+def _push_until_settled(
+    engine: Engine, run_id: str, report: CycleReport, max_passes: int, max_wait: float
+) -> Owed:
+    """Drain every outbox; while pushes are owed and the next comes due before ``max_wait``
+    is spent, sleep until then and drain again. Returns what is still owed."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        started = utcnow()
+        for _ in range(max_passes):
+            for system, pushed in drain_all(engine, engine.systems, run_id).items():
+                report.per_system.setdefault(system, Counts()).merge(pushed)
+            if pending(engine) == 0:
+                break
+        left = owed(engine)
+        if not left.total or left.next_due is None or left.next_due <= started:
+            # due all along yet not taken: waiting will not help (e.g. creates held back
+            # until a system that failed to be read is read once)
+            return left
+        wait = max(0.05, (left.next_due - utcnow()).total_seconds())
+        if time.monotonic() + wait > deadline:
+            return left
+        log.info("waiting_for_retries", owed=left.total, seconds=round(wait, 2))
+        time.sleep(min(wait, WAIT_STEP))

@@ -61,7 +61,6 @@ from sync.store.db import supports_threads
 from sync.store.models import Cursor, Link, Outbox, Record, utcnow
 
 log = structlog.get_logger("crmsync.push")
-CLAIM_SECONDS = 300
 MAX_BACKOFF = 3600.0
 #: how far before a create intent we look for the deal it may have made (vendor clock skew)
 RECOVERY_SLACK = dt.timedelta(minutes=10)
@@ -150,10 +149,13 @@ def claim(engine: Engine, system: str, limit: int, *, creates: bool = True) -> l
                 .values(
                     status="in_flight",
                     claimed_by=engine.worker_id,
-                    claimed_until=now + dt.timedelta(seconds=CLAIM_SECONDS),
+                    claimed_until=engine.claims.until(),
                 )
             )
         session.commit()
+    # short claims, renewed while this process lives (sync.engine.claims)
+    engine.claims.hold(ids)
+    engine.claims.renew_if_due()
     return ids
 
 
@@ -173,10 +175,13 @@ def drain(
     if not supports_threads(engine.db):
         workers = 1  # one shared connection: sessions on two threads would share a transaction
     drainer = _Drainer(engine, system, run_id, workers, initial_capture_done(engine))
-    if workers == 1:
-        return drainer.run_inline(batch, max_rows)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"push-{system}") as pool:
-        return drainer.run(pool, batch, max_rows)
+    try:
+        if workers == 1:
+            return drainer.run_inline(batch, max_rows)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"push-{system}") as pool:
+            return drainer.run(pool, batch, max_rows)
+    finally:
+        engine.claims.drop(drainer.ids)  # whatever this drain still held is settled or let go
 
 
 class _Drainer:
@@ -189,6 +194,7 @@ class _Drainer:
         self.workers, self.creates = workers, creates
         self.counts = Counts()
         self.claimed = 0
+        self.ids: list[int] = []
 
     def _claim(self, batch: int, max_rows: int | None) -> list[_Job] | None:
         """The next batch, prepared; None when nothing more is due (or ``max_rows`` is met)."""
@@ -199,7 +205,10 @@ class _Drainer:
         if not ids:
             return None
         self.claimed += len(ids)
-        return prepare(self.engine, self.system, ids, self.run_id)
+        self.ids += ids
+        jobs = prepare(self.engine, self.system, ids, self.run_id)
+        self.engine.claims.drop(set(ids) - {job.row_id for job in jobs})  # no longer ours
+        return jobs
 
     def run_inline(self, batch: int, max_rows: int | None) -> Counts:
         while (jobs := self._claim(batch, max_rows)) is not None:
@@ -568,6 +577,7 @@ def apply_results(engine: Engine, results: Sequence[_Result], counts: Counts) ->
                 session.commit()
     for outcome in outcomes:
         counts.add(outcome)
+    engine.claims.drop(r.job.row_id for r in results)
 
 
 def _apply_all(
@@ -769,6 +779,7 @@ def _release(engine: Engine, row_ids: Sequence[int]) -> None:
             .values(status="retry", claimed_by=None, claimed_until=None, next_attempt_at=utcnow())
         )
         session.commit()
+    engine.claims.drop(row_ids)
 
 
 def _vendor_words(exc: Rejected) -> str:

@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 from sync.config import Config, PreferPolicy
 from sync.connectors import build_connector
 from sync.connectors.base import BaseConnector
+from sync.engine.claims import CLAIM_SECONDS, ClaimKeeper, holder_id
 from sync.engine.merge import Policy
 from sync.mapping.mapper import Mapper
 from sync.store.models import RefMap, utcnow
@@ -233,7 +234,10 @@ class Engine:
     dry_run: bool = False
     #: first wait after a failed push, doubled per attempt (tests make it tiny)
     backoff_base: float = 2.0
-    worker_id: str = field(default_factory=lambda: new_id("wrk"))
+    #: who holds this engine's outbox claims (``host:pid:boot:n``, see sync.engine.claims)
+    worker_id: str = field(default_factory=holder_id)
+    #: how long a claim lasts unless renewed; the heartbeat renews it every quarter of that
+    claim_seconds: float = CLAIM_SECONDS
     _connectors: dict[str, BaseConnector] = field(default_factory=dict)
     _session_bind: Any = None
     #: guards ``_connectors``: two threads must not build two connectors (two rate limiters)
@@ -241,6 +245,7 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.refs = StoreRefs(self)
+        self.claims = ClaimKeeper(self)
 
     @classmethod
     def from_config(
@@ -311,6 +316,7 @@ class Engine:
         return Policy("latest", order, conflicts.skew)
 
     def close(self) -> None:
+        self.claims.stop()
         with self._connectors_lock:
             for connector in self._connectors.values():
                 connector.close()

@@ -9,8 +9,9 @@ Environment knobs (all optional):
 
 - ``CRMSYNC_REDIS_PREFIX`` — prefix of every Redis key (locks, buckets, leadership); lets two
   deployments, or two tests, share one Redis.
-- ``CRMSYNC_CLAIM_SECONDS`` — how long a worker's claim on an outbox row lasts before another
-  worker may redo it (default: the engine's 300 s). A worker killed mid-push is redone after it.
+- ``CRMSYNC_CLAIM_SECONDS`` — how long a claim on an outbox row lasts unless its holder renews
+  it (default 20 s; a heartbeat renews it every quarter of that while the process lives). The
+  pushes of a process killed mid-push are redone by another within about that long.
 - ``CRMSYNC_BACKOFF_BASE`` — first wait after a failed push, doubled per attempt.
 """
 
@@ -22,8 +23,8 @@ from typing import Any
 
 import redis
 
-from sync.config import Config, load_config
-from sync.engine import push
+from sync.config import Config, ConfigError, load_config
+from sync.config_reader import ConfigProblem
 from sync.engine.state import Engine
 from sync.store.db import make_engine
 
@@ -55,16 +56,24 @@ def build_engine(config: Config, *, distributed: bool) -> Engine:
         from sync.runtime.redis_limiter import from_config
 
         limiter = from_config(redis_client(config.broker.url), config.systems, prefix=prefix())
+    engine = Engine.from_config(config, make_engine(config.store.url), limiter=limiter)
     claim = os.environ.get(CLAIM_ENV)
     if claim:
-        # The engine's claim length is a module constant; deployments (and the crash tests)
-        # tune how soon a dead worker's rows are redone.
-        push.CLAIM_SECONDS = int(claim)
-    engine = Engine.from_config(config, make_engine(config.store.url), limiter=limiter)
+        engine.claim_seconds = _positive(CLAIM_ENV, claim)
     backoff = os.environ.get(BACKOFF_ENV)
     if backoff:
         engine.backoff_base = float(backoff)
     return engine
+
+
+def _positive(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if number <= 0:
+        raise ConfigError([ConfigProblem(f"${name}", (), "a positive number of seconds", value)])
+    return number
 
 
 def engine(*, distributed: bool = True) -> Engine:

@@ -31,10 +31,15 @@ TINY = [
 @pytest.mark.timeout(120)
 def test_every_scenario_runs_at_a_tiny_size_with_sane_figures(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    assert main([*TINY, "--json", str(out)]) == 0
+    every_but_recovery = [
+        arg for name in SCENARIOS if name != "recovery" for arg in ("--scenario", name)
+    ]
+    assert main([*TINY, *every_but_recovery, "--json", str(out)]) == 0
     payload = json.loads(out.read_text())
     results = {r["scenario"]: r for r in payload["results"]}
-    assert set(results) | {"dlt_compare", "engine_cpu", "initial_load_oop"} == set(SCENARIOS)
+    outside = {"dlt_compare", "engine_cpu", "initial_load_oop", "recovery"}
+    assert set(results) | outside == set(SCENARIOS)
+    assert payload["recovery"] == {}
     for name, r in results.items():
         assert r["records"] >= 10, name  # 5 fixture deals join the seeded ones
         assert r["outbox_left"] == 0, name
@@ -59,3 +64,24 @@ def test_every_scenario_runs_at_a_tiny_size_with_sane_figures(tmp_path: Path) ->
     oop = payload["initial_load_oop"]
     assert oop["outbox_left"] == 0 and oop["fully_linked"]
     assert 0.9 <= oop["ratio"] <= 1.5 and oop["peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_the_recovery_scenario_times_both_kills_and_ends_converged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``recovery`` at N = 10 with 2 s claims: a killed worker's pushes are redone by the other
+    within a few claim lengths, a killed embedded run is redone by its restart, which exits 0;
+    both end with verify clean and every deal linked everywhere."""
+    monkeypatch.setenv("CRMSYNC_CLAIM_SECONDS", "2")
+    out = tmp_path / "results.json"
+    assert main(["--scenario", "recovery", "--recovery-records", "10", "--json", str(out)]) == 0
+    recovery = json.loads(out.read_text())["recovery"]
+    assert recovery["claim_seconds"] == 2
+    worker, embedded = recovery["worker"], recovery["embedded"]
+    for part in (worker, embedded):
+        assert part["held_at_kill"] >= 4 and part["verify_clean"] and part["fully_linked"]
+        assert 0 < part["claimed_redone_s"] < 30
+    assert worker["claimed_redone_s"] <= worker["outbox_empty_s"]
+    assert embedded["restart_exit_code"] == 0
