@@ -40,6 +40,7 @@ from sync.connectors.base import BaseConnector, VendorRecord
 from sync.engine import deletes
 from sync.engine.identity import keys_of
 from sync.engine.journal import OPEN_STATES, Notes, dead_letter, enqueue_into, outbox_row
+from sync.engine.letters import resolve_captured
 from sync.engine.merge import Side, merge_field
 from sync.engine.outbound import push_op
 from sync.engine.prefetch import one_ahead
@@ -268,6 +269,9 @@ def _ingest_page(poll: Poll, session: Session, page: list[VendorRecord]) -> None
         else:
             _ingest_known(poll, state, item)
     _insert_new(state)
+    resolve_captured(
+        session, poll.system, [i.rec.external_id for i in items], state.notes, poll.run_id
+    )
     _queue_pushes(poll, state)
     state.notes.write(session)
 

@@ -52,6 +52,7 @@ from sync.connectors.errors import (
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
 from sync.engine.journal import Notes, dead_letter, note
+from sync.engine.letters import resolve_pushed
 from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Counts, Engine, aware_utc, to_utc
 from sync.mapping.errors import MappingError, UnresolvedReference
@@ -67,6 +68,8 @@ RECOVERY_SLACK = dt.timedelta(minutes=10)
 #: (fewer commits; a record's journal entry is late by at most that)
 APPLY_GROUP = 32
 FLUSH_SECONDS = 0.05
+#: outcomes after which the target holds the deal as we want it (its dead letters close)
+_LANDED = frozenset({"pushed", "created", "adopted", "unchanged", "deleted"})
 
 Kind = Literal["create", "update", "delete", "done"]
 
@@ -517,6 +520,7 @@ def _apply_all(
         # between rows surfaces there, and the group is re-applied row by row.
         with session.no_autoflush:
             outcomes = [applier.apply(result) for result in results]
+            _resolve_letters(applier, results, outcomes)
             applier.notes.write(session)
         return outcomes
     outcomes = []
@@ -533,7 +537,20 @@ def _apply_all(
                 _release_row(row, f"concurrent change: {exc.orig}")
                 session.add(row)
             outcomes.append("retries")
+    _resolve_letters(applier, results, outcomes)
+    applier.notes.write(session)
     return outcomes
+
+
+def _resolve_letters(applier: _Applier, results: Sequence[_Result], outcomes: list[str]) -> None:
+    """Close the dead letters of the deals that just went through (see ``letters``)."""
+    landed = {
+        result.job.record_id
+        for result, outcome in zip(results, outcomes, strict=True)
+        if result.error is None and outcome in _LANDED
+    }
+    system, run_id = results[0].job.system, results[0].job.run_id
+    resolve_pushed(applier.session, system, landed, applier.notes, run_id)
 
 
 @dataclass
