@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 
-
 #: how much of a record's name or id an error message quotes
 RECORD_CHARS = 80
 

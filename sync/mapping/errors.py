@@ -11,7 +11,6 @@ They deliberately do not inherit from each other, so ``except MappingError`` nev
 
 from __future__ import annotations
 
-
 #: how much of a value an error message quotes
 _VALUE_CHARS = 80
 

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
 from sync.store.models import DeadLetter, Journal, Link
-from tests.e2e.conftest import World, make_world, world  # noqa: F401  (the fixture)
+from tests.e2e.conftest import World, make_world
 from tests.e2e.users import CLOSE_NAME
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def four(tmp_path: Path) -> Iterator[World]:
+    """The four emulators, the shipped config and a fresh store."""
+    built = make_world(tmp_path)
+    yield built
+    built.engine.close()
 
 
 def _letters(world: World) -> list[DeadLetter]:
@@ -26,15 +35,15 @@ def _resolutions(world: World) -> list[Journal]:
 
 
 def test_a_refused_create_leads_with_the_reason_and_closes_once_the_deal_is_fixed(
-    world: World,
+    four: World,
 ) -> None:
     """A 10,000-character name refused by Ruddr and ParsaLink is stored with each vendor's
     reason first and the name after it, shortened; renaming the deal in Close makes the creates
     go through, and every letter then closes itself with a journal entry on the deal."""
     long_name = "x" * 10_000
-    deal = world.users["close"].create(long_name)
-    world.converge(cycles=2)
-    letters = _letters(world)
+    deal = four.users["close"].create(long_name)
+    four.converge(cycles=2)
+    letters = _letters(four)
     assert {letter.system for letter in letters} >= {"ruddr", "parsalink"}
     by_system = {letter.system: letter.error for letter in letters}
     assert by_system["ruddr"].startswith("ruddr: ")
@@ -46,13 +55,15 @@ def test_a_refused_create_leads_with_the_reason_and_closes_once_the_deal_is_fixe
         assert len(error) < 500
     assert all(letter.status == "open" for letter in letters)
 
-    world.users["close"].edit(deal, **{f"custom.{CLOSE_NAME}": "Fixed deal"})
-    report = world.converge(cycles=2)
+    four.users["close"].edit(deal, **{f"custom.{CLOSE_NAME}": "Fixed deal"})
+    report = four.converge(cycles=2)
     assert report.clean, report
-    letters = _letters(world)
+    letters = _letters(four)
     assert [letter.status for letter in letters] == ["resolved"] * len(letters)
-    notes = _resolutions(world)
-    assert sorted(note.system or "" for note in notes) == sorted(l.system for l in letters)
+    notes = _resolutions(four)
+    assert sorted(note.system or "" for note in notes) == sorted(
+        letter.system for letter in letters
+    )
     assert all(note.record_id == letters[0].record_id for note in notes)
     assert all("resolved: a later push succeeded" in note.reason for note in notes)
 
