@@ -171,7 +171,7 @@ def test_the_admin_api_checks_the_token_and_runs_a_resync(
     saved = dict(os.environ)
     os.environ.update(stack.env)
     try:
-        app = create_app(admin_backend(engine, stack.config()), token="s3cret-token")
+        app = create_app(admin_backend(engine, stack.config()), token="s3cret-token-for-the-stack")
     finally:
         os.environ.clear()
         os.environ.update(saved)
