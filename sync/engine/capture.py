@@ -699,6 +699,8 @@ def _merge_into(
     stamp = aware_utc(rec.modified)
     changed = False
     for name, value in theirs.items():
+        if not first_match and name in link.shadow and value == link.shadow[name]:
+            continue  # not changed there since we last saw it (a lossy copy of ours included)
         origin = provenance.get(name) or {}
         ours_side = Side(ours.get(name), origin.get("system"), _parse(origin.get("at")))
         decision = merge_field(

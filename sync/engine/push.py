@@ -51,7 +51,7 @@ from sync.connectors.errors import (
 )
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
-from sync.engine.journal import Notes, dead_letter, note
+from sync.engine.journal import Notes, dead_letter, note, push_reason
 from sync.engine.letters import resolve_pushed
 from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Counts, Engine, aware_utc, to_utc
@@ -352,6 +352,7 @@ def _plan(engine: Engine, job: _Job, record: Record | None, link: Link | None) -
         job.outcome = "unchanged"
         return
     job.kind, job.external_id, job.diff = "update", link.external_id, diff
+    job.reason = push_reason(diff, record.provenance, job.reason)  # who won each value
     job.payload = engine.mapper.to_vendor(job.system, diff, engine.refs, for_create=False)
 
 
