@@ -68,8 +68,6 @@ RECOVERY_SLACK = dt.timedelta(minutes=10)
 #: (fewer commits; a record's journal entry is late by at most that)
 APPLY_GROUP = 32
 FLUSH_SECONDS = 0.05
-#: outcomes after which the target holds the deal as we want it (its dead letters close)
-_LANDED = frozenset({"pushed", "created", "adopted", "unchanged", "deleted"})
 
 Kind = Literal["create", "update", "delete", "done"]
 
@@ -521,7 +519,7 @@ def _apply_all(
         # between rows surfaces there, and the group is re-applied row by row.
         with session.no_autoflush:
             outcomes = [applier.apply(result) for result in results]
-            _resolve_letters(applier, results, outcomes)
+            _resolve_letters(applier, results)
             applier.notes.write(session)
         return outcomes
     outcomes = []
@@ -538,18 +536,19 @@ def _apply_all(
                 _release_row(row, f"concurrent change: {exc.orig}")
                 session.add(row)
             outcomes.append("retries")
-    _resolve_letters(applier, results, outcomes)
+    _resolve_letters(applier, results)
     applier.notes.write(session)
     return outcomes
 
 
-def _resolve_letters(applier: _Applier, results: Sequence[_Result], outcomes: list[str]) -> None:
-    """Close the dead letters of the deals that just went through (see ``letters``)."""
-    landed = {
-        result.job.record_id
-        for result, outcome in zip(results, outcomes, strict=True)
-        if result.error is None and outcome in _LANDED
-    }
+def _resolve_letters(applier: _Applier, results: Sequence[_Result]) -> None:
+    """Close the dead letters of the deals that just went through (see ``letters``): their
+    row is done (a row put back after losing a race is not)."""
+    landed = set()
+    for result in results:
+        row = applier.rows.get(result.job.row_id)
+        if result.error is None and row is not None and row.status == "done":
+            landed.add(result.job.record_id)
     system, run_id = results[0].job.system, results[0].job.run_id
     resolve_pushed(applier.session, system, landed, applier.notes, run_id)
 
