@@ -26,12 +26,14 @@ import structlog
 from celery import Celery, signals
 from kombu.entity import Exchange, Queue
 
+from sync import metrics
 from sync.config import BROKER_URL_ENV, ConfigError, load_config
 from sync.logging import bind_task, clear_context, configure_logging
 
 ADMIN_QUEUE = "crmsync.admin"
 TIME_LIMIT_ENV = "CRMSYNC_TASK_TIME_LIMIT"
 VISIBILITY_ENV = "CRMSYNC_VISIBILITY_TIMEOUT"
+METRICS_PORT_ENV = "CRMSYNC_METRICS_PORT"
 #: tasks routed to the queue of the system named in their first argument
 SYSTEM_TASKS = frozenset(
     {"crmsync.poll_system", "crmsync.drain_system", "crmsync.reconcile", "crmsync.detect_deletes"}
@@ -128,14 +130,28 @@ def _after_fork(**_: Any) -> None:
     from sync.runtime import context
 
     context.reset()
-    port = os.environ.get("CRMSYNC_METRICS_PORT")
-    if port:
-        from sync.metrics import serve
+    if os.environ.get(METRICS_PORT_ENV):
+        metrics.child_started()
 
-        try:  # the first child gets the port; in a prefork pool the others cannot
-            serve(int(port))
-        except OSError:
-            log.debug("metrics_port_taken", port=port)
+
+def _serve_metrics(**_: Any) -> None:
+    """In the worker's main process, before the pool forks: every process (each child, or
+    this one with a solo/threads pool) counts into shared files, served from here."""
+    port = os.environ.get(METRICS_PORT_ENV)
+    if port:
+        directory = metrics.share_across_processes()
+        metrics.serve_shared(int(port))
+        log.info("metrics_served", port=port, directory=directory)
+
+
+def _flush_metrics(**_: Any) -> None:
+    if os.environ.get(METRICS_PORT_ENV):
+        metrics.flush_api_calls()
+
+
+def _child_exited(pid: int | None = None, **_: Any) -> None:
+    if pid is not None:
+        metrics.child_exited(pid)
 
 
 # Connected with calls rather than decorators: Celery's signal decorators are untyped.
@@ -143,3 +159,6 @@ signals.setup_logging.connect(_setup_logging, weak=False)
 signals.task_prerun.connect(_bind_task, weak=False)
 signals.task_postrun.connect(_unbind_task, weak=False)
 signals.worker_process_init.connect(_after_fork, weak=False)
+signals.worker_init.connect(_serve_metrics, weak=False)
+signals.task_postrun.connect(_flush_metrics, weak=False)
+signals.worker_process_shutdown.connect(_child_exited, weak=False)

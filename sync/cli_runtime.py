@@ -358,23 +358,18 @@ def admin(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
 ) -> None:
     """The admin HTTP API (bearer token from CRMSYNC_ADMIN_TOKEN)."""
-    from sync.admin.app import TOKEN_ENV
+    from sync.admin.app import TOKEN_ENV, create_app, serve
+    from sync.admin.limits import token_problem
 
     token = os.environ.get(TOKEN_ENV, "")
-    if not token.strip():
-        raise _fail(
-            f"refusing to start the admin API without a token: set {TOKEN_ENV} "
-            "(e.g. `export CRMSYNC_ADMIN_TOKEN=$(openssl rand -hex 32)`)"
-        )
+    problem = token_problem(token, TOKEN_ENV)
+    if problem:
+        raise _fail(f"refusing to start the admin API: {problem}")
     _log(ctx)
     config = _config(ctx)
-    import uvicorn
-
-    from sync.admin.app import create_app
-
     engine = _engine(config, distributed=bool(config.broker.url))
     app = create_app(admin_backend(engine, config), token=token)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    serve(app, host, port)  # SIGHUP is logged and ignored there
 
 
 def admin_backend(engine: Engine, config: Config) -> Any:

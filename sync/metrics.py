@@ -3,25 +3,36 @@
 Two kinds, on one registry:
 
 - Counters this process increments as it works — records fetched / changed / pushed by system,
-  conflicts, errors — via :func:`observe_counts` and :func:`observe_error`. Each worker exports
-  its own (``CRMSYNC_METRICS_PORT``); the admin API exports the admin process's.
+  conflicts, errors — via :func:`observe_counts` and :func:`observe_error`. A worker exports
+  them on ``CRMSYNC_METRICS_PORT``; the admin API exports the admin process's.
 - Values read at scrape time: vendor API calls by system and status (from the HTTP layer's
   request counters) and, from the store (so they are right whichever process scrapes), poll lag,
   pending outbox rows, open conflicts and dead letters.
 
-See https://prometheus.github.io/client_python/collector/custom/ for the collector pattern.
+A prefork worker (``crmsync worker --concurrency 4``) does its work in child processes, each
+with its own memory: the worker's parent process calls :func:`share_across_processes` before
+forking, so every child's counters (and its vendor API calls) go to files in
+``PROMETHEUS_MULTIPROC_DIR``, and :func:`serve_shared` serves their sum from the parent
+(prometheus-client's multiprocess mode). A child's counts outlive it: work done is not undone.
+
+See https://prometheus.github.io/client_python/collector/custom/ for the collector pattern and
+https://prometheus.github.io/client_python/multiprocess/ for the multiprocess mode.
 """
 
 from __future__ import annotations
 
+import glob
+import os
+import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest, multiprocess, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from sync.connectors.http.stats import REQUEST_STATS, RequestStats
+from sync.connectors.http.stats import REQUEST_STATS, RequestKey, RequestStats
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -51,6 +62,21 @@ ERRORS = Counter(
     ["system", "error"],
     registry=REGISTRY,
 )
+
+
+#: In multiprocess mode, each process's vendor API calls (the HTTP layer counts them in memory;
+#: :func:`flush_api_calls` copies them here). Not on ``REGISTRY``, where
+#: :class:`ApiCallsCollector` reads the same counts of a single process.
+API_CALLS = Counter(
+    "crmsync_api_calls",
+    "Vendor API requests sent, by system and status.",
+    ["system", "status"],
+    registry=None,
+)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_SHARED = (RECORDS, CONFLICTS, ERRORS, API_CALLS)
+_flushed: dict[RequestKey, int] = {}
+_flush_lock = threading.Lock()
 
 
 def observe_counts(system: str, counts: Mapping[str, int]) -> None:
@@ -141,3 +167,56 @@ def serve(port: int, addr: str = "0.0.0.0") -> None:
     from prometheus_client import start_http_server
 
     start_http_server(port, addr=addr, registry=REGISTRY)
+
+
+# --------------------------------------------------------------------------- several processes
+
+
+def share_across_processes() -> str:
+    """Count into files under ``$PROMETHEUS_MULTIPROC_DIR`` (a new temporary directory when
+    unset) from now on, in this process and the ones it forks. Call it in the parent before
+    the pool starts; files a previous run left there are removed (they would add up)."""
+    directory = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="crmsync-metrics-")
+    os.makedirs(directory, exist_ok=True)
+    for stale in glob.glob(os.path.join(directory, "*.db")):
+        os.remove(stale)
+    os.environ[MULTIPROC_ENV] = directory
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    child_started()
+    return directory
+
+
+def child_started() -> None:
+    """In a freshly forked child: forget the label values inherited from the parent, so each
+    is created again in this process's own file."""
+    for metric in _SHARED:
+        metric.clear()
+    with _flush_lock:
+        _flushed.clear()
+        _flushed.update(REQUEST_STATS.snapshot())  # the parent's calls are the parent's
+
+
+def flush_api_calls() -> None:
+    """Copy the vendor API calls made since the last flush into :data:`API_CALLS` (after each
+    task; in multiprocess mode the scraping process cannot read another's memory)."""
+    with _flush_lock:
+        for key, count in REQUEST_STATS.snapshot().items():
+            new = count - _flushed.get(key, 0)
+            if new > 0:
+                API_CALLS.labels(key.system, key.status).inc(new)
+            _flushed[key] = count
+
+
+def child_exited(pid: int) -> None:
+    """A pool child ended: its live gauges go (its counters stay: work done is not undone)."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def serve_shared(port: int, addr: str = "0.0.0.0") -> None:
+    """Serve the sum over every process counting into ``$PROMETHEUS_MULTIPROC_DIR``."""
+    from prometheus_client import start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(port, addr=addr, registry=registry)

@@ -21,15 +21,17 @@ built without one — an admin API open to anyone who can reach the port is wors
 from __future__ import annotations
 
 import hmac
-import json
 import os
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -37,12 +39,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sync import metrics
+from sync.admin.limits import (
+    BodyLimit,
+    RequestRefused,
+    choice_param,
+    int_param,
+    parse_json_body,
+    record_id,
+    token_problem,
+)
 from sync.engine import admin_ops
 from sync.engine.admin_ops import AdminError
 from sync.engine.state import Engine
 
 TOKEN_ENV = "CRMSYNC_ADMIN_TOKEN"
 OPEN_PATHS = frozenset({"/health"})
+LETTER_STATES = ("open", "replayed", "resolved")
+log = structlog.get_logger("crmsync.admin")
 
 
 @dataclass
@@ -90,26 +103,34 @@ def _error(exc: AdminError) -> JSONResponse:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise AdminError(f"the body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise AdminError("the body must be a JSON object")
-    return data
+    return parse_json_body(await request.body())
+
+
+async def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestRefused)
+    return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, wrong method) as JSON like every other 4xx."""
+    assert isinstance(exc, HTTPException)
+    messages = {404: f"no route {request.url.path}", 405: f"{request.method} is not allowed here"}
+    message = messages.get(exc.status_code, str(exc.detail))
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _crashed(request: Request, exc: Exception) -> Response:
+    log.error("admin.request_failed", path=request.url.path, error=type(exc).__name__)
+    return JSONResponse({"error": "internal error (see the admin log)"}, status_code=500)
 
 
 def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
-    """The admin app. ``token`` defaults to ``$CRMSYNC_ADMIN_TOKEN``; none -> ``ValueError``."""
+    """The admin app. ``token`` defaults to ``$CRMSYNC_ADMIN_TOKEN``; a missing or weak one
+    (see :func:`~sync.admin.limits.token_problem`) -> ``ValueError``."""
     token = token if token is not None else os.environ.get(TOKEN_ENV, "")
-    if not token.strip():
-        raise ValueError(
-            f"the admin API needs a bearer token: set {TOKEN_ENV} to a long random value "
-            "(e.g. `openssl rand -hex 32`)"
-        )
+    problem = token_problem(token, TOKEN_ENV)
+    if problem:
+        raise ValueError(problem)
     engine = backend.engine
     metrics.watch_store(lambda: admin_ops.system_health(engine))
 
@@ -135,7 +156,9 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
         return JSONResponse(
             {
                 "systems": admin_ops.system_health(engine),
-                "runs": admin_ops.last_runs(engine, int(request.query_params.get("runs", 10))),
+                "runs": admin_ops.last_runs(
+                    engine, int_param(request.query_params, "runs", 10, low=1, high=1000)
+                ),
             }
         )
 
@@ -171,7 +194,7 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
         return JSONResponse(found)
 
     def conflicts(request: Request) -> JSONResponse:
-        wanted = request.query_params.get("status", "open")
+        wanted = choice_param(request.query_params, "status", "open", ("open", "resolved"))
         return JSONResponse({"conflicts": admin_ops.list_conflicts(engine, wanted)})
 
     async def resolve(request: Request) -> JSONResponse:
@@ -179,20 +202,20 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
             take = (await _body(request)).get("take")
             if not isinstance(take, str) or not take:
                 raise AdminError('the body must be {"take": "<system>" or "ours"}')
-            result = await run_in_threadpool(
-                admin_ops.resolve_conflict, engine, request.path_params["conflict_id"], take
-            )
+            conflict_id = record_id(request.path_params["conflict_id"], "conflict")
+            result = await run_in_threadpool(admin_ops.resolve_conflict, engine, conflict_id, take)
         except AdminError as exc:
             return _error(exc)
         return JSONResponse(result)
 
     def deadletters(request: Request) -> JSONResponse:
-        wanted = request.query_params.get("status", "open")
+        wanted = choice_param(request.query_params, "status", "open", LETTER_STATES)
         return JSONResponse({"dead_letters": admin_ops.list_dead_letters(engine, wanted)})
 
     def replay(request: Request) -> JSONResponse:
         try:
-            result = admin_ops.replay_dead_letter(engine, request.path_params["letter_id"])
+            letter_id = record_id(request.path_params["letter_id"], "dead letter")
+            result = admin_ops.replay_dead_letter(engine, letter_id)
         except AdminError as exc:
             return _error(exc)
         if result["reread"]:
@@ -222,4 +245,20 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
         Route("/records/{record_id}/history", history),
         Route("/metrics", prometheus),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(BearerAuth, token=token)])
+    handlers = {RequestRefused: _refused, HTTPException: _http_error, Exception: _crashed}
+    middleware = [Middleware(BodyLimit), Middleware(BearerAuth, token=token)]
+    return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+
+
+def serve(app: Starlette, host: str, port: int) -> None:
+    """Serve ``app`` with uvicorn until SIGTERM/SIGINT. SIGHUP (``systemctl reload``) is
+    logged and ignored: uvicorn does not handle it, and its default action would kill the
+    process. The API reads the store on every request, so there is nothing to reload."""
+    import uvicorn
+
+    signal.signal(signal.SIGHUP, _on_hangup)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
+def _on_hangup(signum: int, frame: object) -> None:
+    log.info("admin.sighup", action="ignored: the admin API has no state to reload")

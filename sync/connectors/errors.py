@@ -15,6 +15,16 @@ from typing import Any
 
 import httpx
 
+#: how much of a record's name or id an error message quotes
+RECORD_CHARS = 80
+
+
+def shorten(text: str, limit: int = RECORD_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was when it is cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
 
 class ConnectorError(Exception):
     """Base of every error a connector raises. ``system`` and ``record`` say where."""
@@ -31,10 +41,12 @@ class ConnectorError(Exception):
         self.system = system
         self.record = record
         self.status = status
-        where = f"{system} " if system else ""
-        what = f"record {record}: " if record else ""
+        # The vendor's reason leads: the record named after it (and shortened) so a deal
+        # with a 10,000-character name cannot push the reason out of a stored message.
+        where = f"{system}: " if system else ""
         code = f" (HTTP {status})" if status else ""
-        super().__init__(f"{where}{what}{message}{code}")
+        what = f" [record {shorten(record)}]" if record else ""
+        super().__init__(f"{where}{message}{code}{what}")
 
 
 class Retryable(ConnectorError):

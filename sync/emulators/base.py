@@ -12,7 +12,9 @@ Faults (all off by default, switched by ``POST /_emulator/faults``):
 - ``error_rate``: answer one of ``statuses`` (default 500/502/503) *before* doing anything;
 - ``latency_ms``: sleep before answering (concurrency stays possible: handlers are async);
 - ``timeout_rate``: never answer. In-process the transport raises ``httpx.ReadTimeout``; over
-  HTTP the server hangs ``hang_seconds`` and then drops the connection;
+  HTTP the server hangs ``hang_seconds`` and then drops the connection (the socket is aborted
+  with no byte of an answer: the client meets a real dropped connection, or its own read
+  timeout first);
 - ``fail_after_commit_rate``: run the handler (the write is applied), then answer 502 or drop
   the connection (half each) — the outcome a client cannot know.
 """
@@ -45,6 +47,13 @@ Send = Callable[[Message], Awaitable[None]]
 
 INPROCESS_HEADER = "x-emulator-inprocess"
 DROP_HEADER = "x-emulator-drop"
+#: ``scope["state"]`` key of the callable that aborts the request's connection (set by the
+#: server, ``sync.emulators.server``; absent under other ASGI servers)
+ABORT_STATE = "emulator.abort_connection"
+
+
+class _Dropped(Exception):
+    """The connection was aborted on purpose: send nothing."""
 
 
 class Clock:
@@ -266,7 +275,11 @@ class Emulator:
                 return
             started = time.perf_counter()
             request = Request(scope, receive)
-            status, headers, body = await self._answer(request, inner, scope, receive)
+            try:
+                status, headers, body = await self._answer(request, inner, scope, receive)
+            except _Dropped:
+                self._log(request, 0, started)  # 0: no answer at all
+                return
             headers = [(k, v) for k, v in headers if k.lower() != b"date"]
             headers.append((b"date", self.http_date().encode()))
             self._log(request, status, started)
@@ -310,7 +323,12 @@ class Emulator:
         if request.headers.get(INPROCESS_HEADER):
             return 599, [(DROP_HEADER.encode(), b"1")], b""
         await asyncio.sleep(self.faults.hang_seconds)
-        raise ConnectionAbortedError("emulator dropped the connection (injected timeout)")
+        abort = request.scope.get("state", {}).get(ABORT_STATE)
+        if abort is None:  # another ASGI server: the best we can do is fail the request
+            raise ConnectionAbortedError("emulator dropped the connection (injected timeout)")
+        abort()
+        await asyncio.sleep(0)  # let the server see the connection lost, so it answers nothing
+        raise _Dropped
 
     def _log(self, request: Request, status: int, started: float) -> None:
         self.requests.append(

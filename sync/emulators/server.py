@@ -28,10 +28,12 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from sync.emulators.base import Emulator
+from sync.emulators.base import ABORT_STATE, Emulator
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT_BASE = 8710
@@ -211,11 +213,23 @@ def _prepare(
     return prepared
 
 
+class _AbortableProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    """uvicorn's HTTP protocol, handing each request a way to abort its connection
+    (``scope["state"][ABORT_STATE]``): the emulator's drop faults answer nothing at all,
+    where an exception in the app would make uvicorn answer 500."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)
+        state: dict[str, Any] = self.app_state  # type: ignore[has-type]
+        self.app_state = {**state, ABORT_STATE: transport.abort}
+
+
 def _config(emulator: Emulator, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(
         emulator.app,
         host=host,
         port=port,
+        http=_AbortableProtocol,
         lifespan="off",
         log_level="warning",
         date_header=False,  # the emulator sends its own Date, from its (advanceable) clock

@@ -41,6 +41,7 @@ from sync.engine import deletes, money
 from sync.engine.identity import keys_of
 from sync.engine.intents import Intent, adopted_base, best_intent, open_intents
 from sync.engine.journal import OPEN_STATES, Notes, dead_letter, enqueue_into, outbox_row
+from sync.engine.letters import resolve_captured
 from sync.engine.merge import Side, merge_field
 from sync.engine.outbound import push_op
 from sync.engine.prefetch import one_ahead
@@ -272,6 +273,9 @@ def _ingest_page(poll: Poll, session: Session, page: list[VendorRecord]) -> None
         else:
             _ingest_known(poll, state, item)
     _insert_new(state)
+    resolve_captured(
+        session, poll.system, [i.rec.external_id for i in items], state.notes, poll.run_id
+    )
     _queue_pushes(poll, state)
     state.notes.write(session)
 
@@ -762,7 +766,10 @@ def _merge_into(
         state.notes.add(
             record.id, "not_taken", reason, system=system, field="amount", run_id=run_id
         )
+    base = terms.base.shadow
     for name, value in terms.theirs.items():
+        if not first_match and name in base and value == base[name]:
+            continue  # not changed there since we last saw it (a lossy copy of ours included)
         origin = provenance.get(name) or {}
         ours_side = Side(ours.get(name), origin.get("system"), _parse(origin.get("at")))
         decision = merge_field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +36,23 @@ def entry(
         "run_id": run_id,
         "at": utcnow(),
     }
+
+
+def push_reason(fields: Iterable[str], provenance: Mapping[str, Any], fallback: str) -> str:
+    """Why a push sends ``fields``: the system each value came from (the record's provenance),
+    e.g. ``changed in close (amount) and parsalink (description)``.
+
+    The outbox row's own reason names only the last capture that touched the record, which
+    is not where every value it carries came from. ``fallback`` when no field has a source."""
+    by_source: dict[str, list[str]] = {}
+    for name in sorted(fields):
+        source = (provenance.get(name) or {}).get("system")
+        if source:
+            by_source.setdefault(str(source), []).append(name)
+    if not by_source:
+        return fallback
+    parts = [f"{source} ({', '.join(names)})" for source, names in by_source.items()]
+    return "changed in " + " and ".join(parts)
 
 
 def note(session: Session, record_id: str, action: str, reason: str, **details: Any) -> None:

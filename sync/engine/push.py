@@ -53,7 +53,8 @@ from sync.engine import money
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
 from sync.engine.intents import Intent, adopted_base, best_intent
-from sync.engine.journal import Notes, dead_letter, note
+from sync.engine.journal import Notes, dead_letter, note, push_reason
+from sync.engine.letters import resolve_pushed
 from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Counts, Engine, aware_utc, to_utc
 from sync.mapping.errors import MappingError, UnresolvedReference
@@ -364,6 +365,7 @@ def _plan(engine: Engine, job: _Job, record: Record | None, link: Link | None) -
         job.outcome = "unchanged"
         return
     job.kind, job.external_id, job.diff = "update", link.external_id, diff
+    job.reason = push_reason(diff, record.provenance, job.reason)  # who won each value
     job.reason += money.note_for(engine, job.system, record.fields, diff)
     job.payload = engine.mapper.to_vendor(job.system, diff, engine.refs, for_create=False)
 
@@ -594,6 +596,7 @@ def _apply_all(
         # between rows surfaces there, and the group is re-applied row by row.
         with session.no_autoflush:
             outcomes = [applier.apply(result) for result in results]
+            _resolve_letters(applier, results)
             applier.notes.write(session)
         return outcomes
     outcomes = []
@@ -610,7 +613,21 @@ def _apply_all(
                 _release_row(row, f"concurrent change: {exc.orig}")
                 session.add(row)
             outcomes.append("retries")
+    _resolve_letters(applier, results)
+    applier.notes.write(session)
     return outcomes
+
+
+def _resolve_letters(applier: _Applier, results: Sequence[_Result]) -> None:
+    """Close the dead letters of the deals that just went through (see ``letters``): their
+    row is done (a row put back after losing a race is not)."""
+    landed = set()
+    for result in results:
+        row = applier.rows.get(result.job.row_id)
+        if result.error is None and row is not None and row.status == "done":
+            landed.add(result.job.record_id)
+    system, run_id = results[0].job.system, results[0].job.run_id
+    resolve_pushed(applier.session, system, landed, applier.notes, run_id)
 
 
 @dataclass

@@ -11,12 +11,20 @@ They deliberately do not inherit from each other, so ``except MappingError`` nev
 
 from __future__ import annotations
 
+#: how much of a value an error message quotes
+_VALUE_CHARS = 80
+
 
 class MappingError(ValueError):
     """A value of one field could not be converted; names system, field, vendor path and value."""
 
     def __init__(self, system: str, field: str, path: str, value: object, reason: str) -> None:
-        super().__init__(f"{system}.{field} ({path} = {value!r}): {reason}")
+        # the reason first, the value after it and shortened: a 10,000-character value must
+        # not push the reason out of a dead letter or a log line
+        shown = repr(value)
+        if len(shown) > _VALUE_CHARS:
+            shown = f"{shown[:_VALUE_CHARS]}… ({len(shown)} characters)"
+        super().__init__(f"{system}.{field}: {reason} ({path} = {shown})")
         self.system = system
         self.field = field
         self.path = path

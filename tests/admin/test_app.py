@@ -15,7 +15,7 @@ from sync.store.db import make_engine, upgrade
 from sync.store.models import Conflict, Link, Outbox, Record
 
 ROOT = Path(__file__).resolve().parents[2]
-TOKEN = "t0ken-for-tests"
+TOKEN = "t0ken-for-tests-0123456789"
 
 
 @pytest.fixture

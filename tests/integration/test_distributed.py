@@ -171,7 +171,7 @@ def test_the_admin_api_checks_the_token_and_runs_a_resync(
     saved = dict(os.environ)
     os.environ.update(stack.env)
     try:
-        app = create_app(admin_backend(engine, stack.config()), token="s3cret-token")
+        app = create_app(admin_backend(engine, stack.config()), token="s3cret-token-for-the-stack")
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -186,7 +186,7 @@ def test_the_admin_api_checks_the_token_and_runs_a_resync(
         assert httpx.post(f"{base}/resync", json={}).status_code == 401
         wrong = {"Authorization": "Bearer nope"}
         assert httpx.post(f"{base}/resync", json={}, headers=wrong).status_code == 401
-        auth = {"Authorization": "Bearer s3cret-token"}
+        auth = {"Authorization": "Bearer s3cret-token-for-the-stack"}
         answer = httpx.post(f"{base}/resync", json={"full": True}, headers=auth)
         assert answer.status_code == 202
         run_id = answer.json()["run_id"]

@@ -1,0 +1,89 @@
+"""Dead letters that close themselves once the deal they were about syncs after all.
+
+A letter is written when a push is refused or a read cannot be mapped; the user then fixes the
+deal (or the mapping) and the next sync goes through. Leaving the letter ``open`` would keep a
+fixed problem on every dashboard, so the step that succeeded closes it: a push that landed in a
+system resolves that record's outbound letters there, a capture that mapped a vendor record
+resolves its inbound letters. Each closed letter gets a journal entry on its record.
+
+Both functions run one query per batch (usually finding nothing), never one per record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlmodel import Session, col, select
+
+from sync.engine.journal import Notes
+from sync.store.models import DeadLetter, Link, utcnow
+
+#: a replayed letter is still unresolved until the replay goes through
+UNRESOLVED = ("open", "replayed")
+
+
+def resolve_pushed(
+    session: Session, system: str, record_ids: Collection[str], notes: Notes, run_id: str | None
+) -> int:
+    """Close the outbound letters of ``record_ids`` in ``system``: a push there succeeded."""
+    if not record_ids:
+        return 0
+    letters = session.exec(
+        select(DeadLetter).where(
+            col(DeadLetter.status).in_(UNRESOLVED),
+            DeadLetter.system == system,
+            DeadLetter.direction == "outbound",
+            col(DeadLetter.record_id).in_(sorted(record_ids)),
+        )
+    ).all()
+    for letter in letters:
+        _close(session, letter, letter.record_id, notes, run_id, "a later push succeeded")
+    return len(letters)
+
+
+def resolve_captured(
+    session: Session, system: str, external_ids: Collection[str], notes: Notes, run_id: str | None
+) -> int:
+    """Close the inbound letters of ``external_ids`` read from ``system``: they mapped fine.
+
+    Call it after the page's new links are inserted: a letter about a deal that was never
+    captured has no record yet, and its journal entry goes to the record the read created."""
+    if not external_ids:
+        return 0
+    ids = sorted(external_ids)
+    letters = session.exec(
+        select(DeadLetter).where(
+            col(DeadLetter.status).in_(UNRESOLVED),
+            DeadLetter.system == system,
+            DeadLetter.direction == "inbound",
+            col(DeadLetter.external_id).in_(ids),
+        )
+    ).all()
+    if not letters:
+        return 0
+    links = session.exec(
+        select(Link.external_id, Link.record_id).where(
+            Link.system == system, col(Link.external_id).in_(ids)
+        )
+    ).all()
+    record_of = dict(links)
+    for letter in letters:
+        record_id = letter.record_id or record_of.get(letter.external_id or "")
+        _close(session, letter, record_id, notes, run_id, "a later read mapped it")
+    return len(letters)
+
+
+def _close(
+    session: Session,
+    letter: DeadLetter,
+    record_id: str | None,
+    notes: Notes,
+    run_id: str | None,
+    why: str,
+) -> None:
+    letter.status, letter.updated_at = "resolved", utcnow()
+    letter.record_id = letter.record_id or record_id
+    session.add(letter)
+    if record_id is not None:
+        reason = f"dead letter {letter.id} ({letter.op} in {letter.system}) resolved: {why}"
+        notes.add(record_id, "dead_letter_resolved", reason, system=letter.system, run_id=run_id)

@@ -1,0 +1,102 @@
+"""Dead letters lead with the vendor's reason and close themselves once the deal syncs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from sync.store.models import DeadLetter, Journal, Link
+from tests.e2e.conftest import World, make_world
+from tests.e2e.users import CLOSE_NAME
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def four(tmp_path: Path) -> Iterator[World]:
+    """The four emulators, the shipped config and a fresh store."""
+    built = make_world(tmp_path)
+    yield built
+    built.engine.close()
+
+
+def _letters(world: World) -> list[DeadLetter]:
+    with world.engine.session() as session:
+        return list(session.exec(select(DeadLetter).order_by(DeadLetter.id)).all())  # type: ignore[arg-type]
+
+
+def _resolutions(world: World) -> list[Journal]:
+    with world.engine.session() as session:
+        query = select(Journal).where(Journal.action == "dead_letter_resolved")
+        return list(session.exec(query).all())
+
+
+def test_a_refused_create_leads_with_the_reason_and_closes_once_the_deal_is_fixed(
+    four: World,
+) -> None:
+    """A 10,000-character name refused by Ruddr and ParsaLink is stored with each vendor's
+    reason first and the name after it, shortened; renaming the deal in Close makes the creates
+    go through, and every letter then closes itself with a journal entry on the deal."""
+    long_name = "x" * 10_000
+    deal = four.users["close"].create(long_name)
+    four.converge(cycles=2)
+    letters = _letters(four)
+    assert {letter.system for letter in letters} >= {"ruddr", "parsalink"}
+    by_system = {letter.system: letter.error for letter in letters}
+    assert by_system["ruddr"].startswith("ruddr: ")
+    assert "must be at most 255 characters" in by_system["ruddr"][:100]
+    assert by_system["parsalink"].startswith("parsalink: ")
+    assert "no more than 255 characters" in by_system["parsalink"][:100]
+    for error in by_system.values():
+        assert "x" * 100 not in error and "(10000 characters)" in error
+        assert len(error) < 500
+    assert all(letter.status == "open" for letter in letters)
+
+    four.users["close"].edit(deal, **{f"custom.{CLOSE_NAME}": "Fixed deal"})
+    report = four.converge(cycles=2)
+    assert report.clean, report
+    letters = _letters(four)
+    assert [letter.status for letter in letters] == ["resolved"] * len(letters)
+    notes = _resolutions(four)
+    assert sorted(note.system or "" for note in notes) == sorted(
+        letter.system for letter in letters
+    )
+    assert all(note.record_id == letters[0].record_id for note in notes)
+    assert all("resolved: a later push succeeded" in note.reason for note in notes)
+
+
+def test_an_unreadable_deal_closes_its_letter_once_it_is_read_fine(tmp_path: Path) -> None:
+    """A ParsaLink deal whose stage the mapping does not know is dead-lettered on read (no
+    record yet); once its stage is changed to a known one it is captured, and the letter
+    closes with a journal entry on the record the read created."""
+    probe = make_world(tmp_path / "probe").config
+    spec = probe.mapping["parsalink"]
+    stage = spec.stage
+    assert stage is not None and not isinstance(stage, str) and stage.values
+    values = {k: v for k, v in stage.values.items() if k != "negotiation"}
+    mapping = {
+        "parsalink": spec.model_copy(update={"stage": stage.model_copy(update={"values": values})})
+    }
+    overrides = {"systems": {"parsalink": probe.systems["parsalink"]}, "mapping": mapping}
+    world = make_world(tmp_path, overrides=overrides)
+    try:
+        deal = world.users["parsalink"].create("Odd stage deal", stage="negotiation")
+        world.cycle()
+        (letter,) = _letters(world)
+        assert (letter.direction, letter.external_id, letter.status) == ("inbound", deal, "open")
+        assert letter.error.startswith("parsalink.stage: not in the values map")
+
+        world.users["parsalink"].edit(deal, stage="proposal")
+        world.cycle()
+        (letter,) = _letters(world)
+        with world.engine.session() as session:
+            link = session.exec(select(Link).where(Link.external_id == deal)).one()
+        assert letter.status == "resolved" and letter.record_id == link.record_id
+        (note,) = _resolutions(world)
+        assert note.record_id == link.record_id and note.system == "parsalink"
+        assert "a later read mapped it" in note.reason
+    finally:
+        world.engine.close()

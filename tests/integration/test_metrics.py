@@ -1,0 +1,71 @@
+"""A prefork worker's metrics port serves the counts of every child, not just one."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from sync.store.models import Run
+from tests.integration.conftest import PYTHON, Stack, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
+SAMPLE = re.compile(r'^crmsync_records_total\{outcome="fetched",system="(\w+)"\} (\S+)$', re.M)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _scraped_fetched(port: int) -> float | None:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.TransportError:
+        return None
+    return sum(float(value) for _, value in SAMPLE.findall(text))
+
+
+def _stored_fetched(stack: Stack) -> int:
+    with stack.engine().session() as session:
+        runs = session.exec(select(Run).where(Run.kind == "poll", Run.status == "done")).all()
+    return sum(int((run.counts or {}).get("fetched", 0)) for run in runs)
+
+
+def _children_that_counted(directory: Path) -> set[str]:
+    return {path.stem.rsplit("_", 1)[1] for path in directory.glob("counter_*.db")}
+
+
+def test_every_prefork_child_is_counted(make_stack: Callable[..., Stack], tmp_path: Path) -> None:
+    """A worker with three children runs a dozen polls; the metrics port then shows as many
+    records fetched as the store's runs (the sum over every child), and more than one child
+    did the counting."""
+    port, directory = _free_port(), tmp_path / "prom"
+    stack = make_stack(
+        seed_opportunities=6,
+        extra_env={"CRMSYNC_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(directory)},
+    )
+    stack.start(
+        PYTHON,
+        *("-m", "celery", "-A", "sync.celery_app", "worker", "--pool", "prefork"),
+        *("--concurrency", "3", "-n", "prefork@%h", "--without-gossip", "--without-mingle"),
+        *("--without-heartbeat", "--loglevel", "INFO"),
+        name="prefork",
+    )
+    wait_for(lambda: _scraped_fetched(port) is not None, 60, "the metrics port")
+    for _ in range(6):
+        for system in ("ruddr", "close"):
+            stack.send("crmsync.poll_system", system, True)
+
+    def settled() -> bool:
+        stored = _stored_fetched(stack)
+        return stored > 0 and _scraped_fetched(port) == stored
+
+    wait_for(settled, 90, "the scraped records fetched to equal the sum in the store's runs")
+    assert len(_children_that_counted(directory)) >= 2, sorted(directory.iterdir())
