@@ -205,7 +205,9 @@ def merge_keyed(
         return Decision(
             field, "untouched", ours.value, reason=f"{theirs.system} changed no key it carries"
         )
-    reason = "; ".join(f"{d.field}: {d.reason}" for d in moved + [c for c in conflicts if c not in moved])
+    reason = "; ".join(
+        f"{d.field}: {d.reason}" for d in moved + [c for c in conflicts if c not in moved]
+    )
     last = conflicts[-1] if conflicts else None
     return Decision(
         field,

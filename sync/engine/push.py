@@ -49,6 +49,7 @@ from sync.connectors.errors import (
     RateLimited,
     Rejected,
 )
+from sync.engine import first_run
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
 from sync.engine.journal import Notes, dead_letter, note
@@ -168,7 +169,9 @@ def drain(
     workers = concurrency or engine.config.systems[system].concurrency
     if not supports_threads(engine.db):
         workers = 1  # one shared connection: sessions on two threads would share a transaction
-    drainer = _Drainer(engine, system, run_id, workers, initial_capture_done(engine))
+    # creates wait for every system's first read, then for the first run's match (first_run)
+    creates = initial_capture_done(engine) and first_run.creates_allowed(engine)
+    drainer = _Drainer(engine, system, run_id, workers, creates)
     if workers == 1:
         return drainer.run_inline(batch, max_rows)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"push-{system}") as pool:

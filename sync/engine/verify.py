@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlmodel import select
 
-from sync.engine.outbound import desired
+from sync.engine.outbound import MATCH_HOLD, desired
 from sync.engine.state import Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store.models import Link, Record
@@ -117,7 +117,9 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
         check.absent = sorted(
             rid
             for rid, record in records.items()
-            if record.deleted_at is None and rid not in linked_records
+            if record.deleted_at is None
+            and rid not in linked_records
+            and MATCH_HOLD not in record.held  # an ambiguous match waits for a person
         )
     check.missing = sorted(
         ext
