@@ -314,6 +314,9 @@ def demo_cmd(
     from sync.cli_runtime import run
     from sync.emulators.server import running
 
+    # The demo's emulators hold deals in every system: it applies the first-run match itself
+    # (sync.first_run: automatic) so it stays one command; real systems use the guided run.
+    os.environ.setdefault("CRMSYNC_FIRST_RUN", "automatic")
     with running(port_base=port_base, seed=1, seed_opportunities=seed_opportunities) as served:
         for name, emulator in served.items():
             os.environ[f"{name.upper()}_BASE_URL"] = emulator.base_url  # whatever the port base
@@ -435,6 +438,35 @@ def _print_proposal(proposal: Any, limit: int) -> None:
         )
 
 
+def doctor_cmd(
+    ctx: typer.Context,
+    system: Annotated[list[str] | None, typer.Option("--system", "-s", help="Only these.")] = None,
+) -> None:
+    """Connect to every configured system and check what the first run needs: credentials,
+    read/write access, the custom fields the mapping uses, stages, owners and companies, the
+    rate limit the vendor reports — each problem with its fix. Writes nothing.
+
+    Exit 0 when nothing is a problem (warnings allowed), 1 otherwise."""
+    from sync.engine.doctor import doctor
+
+    with engine_for(ctx) as engine:
+        reports = doctor(engine, system or None)
+    marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "problem": "[red]✗[/]"}
+    for name, report in reports.items():
+        state = "[red]problems[/]" if report.problems else "[green]ready[/]"
+        out.print(f"[bold]{name}[/] ({report.vendor}): {state}")
+        for finding in report.findings:
+            out.print(
+                f"  {marks[finding.level]} {finding.check}: {escape(finding.what)}", soft_wrap=True
+            )
+            if finding.fix:
+                out.print(f"      fix: {escape(finding.fix)}", soft_wrap=True)
+    if any(report.problems for report in reports.values()):
+        raise typer.Exit(1)
+
+
 def register_first_run(app: typer.Typer) -> None:
-    """The guided first run's commands (kept apart from ``register`` to ease merging)."""
+    """The first-run commands, match and doctor (kept apart from ``register`` to ease
+    merging)."""
     app.command("match")(match_cmd)
+    app.command("doctor")(doctor_cmd)

@@ -191,11 +191,25 @@ def _run_once(engine: Engine) -> None:
 
     report = run_cycle(engine)
     out.print(cycle_table(report))
+    _first_run_notice(engine)
     if report.dead_letters:
         err.print(f"[red]{report.dead_letters} record(s) went to dead letters[/]")
         raise typer.Exit(1)
     if report.status != "done":
         raise typer.Exit(1)
+
+
+def _first_run_notice(engine: Engine) -> None:
+    """Say why nothing was created while the guided first run waits for a review."""
+    from sync.engine import first_run
+
+    gate = first_run.gate(engine)
+    if gate.state == "review":
+        held = ", ".join(f"{system} {n}" for system, n in sorted(gate.deals.items()))
+        err.print(
+            f"[yellow]First run: these systems already hold deals ({held}). Nothing is created "
+            "until you review the match: `crmsync match`, then `crmsync match --approve`.[/]"
+        )
 
 
 def _run_forever(engine: Engine, config: Config, live: bool) -> None:
