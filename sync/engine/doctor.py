@@ -102,7 +102,7 @@ def _connect(engine: Engine, report: SystemDoctor) -> BaseConnector | None:
             fix = (
                 "in Truto: Integrated accounts → the Salesforce (or other CRM) connection → copy "
                 f"its id into systems.{report.system}.options.integrated_account_id "
-                "(e.g. ${TRUTO_INTEGRATED_ACCOUNT_ID})"
+                "(the shipped config.yaml reads $TRUTO_SALESFORCE_ACCOUNT)"
             )
         report.add("problem", "credentials", f"cannot connect: {exc}", fix)
         return None
