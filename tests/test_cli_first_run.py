@@ -45,6 +45,7 @@ def test_connecting_systems_that_hold_the_same_deal(tmp_path: Path) -> None:
             "CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'crmsync.db'}",
             "CRMSYNC_LOG_LEVEL": "WARNING",
             "HOME_DIR": str(tmp_path),
+            "COLUMNS": "400",  # rich wraps nothing: the test reads whole phrases
         }
         env.pop("CRMSYNC_FIRST_RUN", None)
         users = {
@@ -78,6 +79,10 @@ def test_connecting_systems_that_hold_the_same_deal(tmp_path: Path) -> None:
         assert first.returncode == 0, first.stderr[-2000:]
         assert "Nothing is created until you review the match" in first.stderr
         assert sum(1 for d in users["close"].all()) == 1  # nothing created
+
+        planned = _crmsync(env, "plan")
+        assert planned.returncode == 2, planned.stderr[-2000:]
+        assert "waits for the first-run match" in planned.stdout
 
         proposal = _crmsync(env, "match", "--csv", str(tmp_path / "matches.csv"))
         assert proposal.returncode == 0, proposal.stderr[-2000:]

@@ -59,6 +59,16 @@ def gate(engine: Engine) -> Gate:
         return Gate("unread", _deals_per_system(session))
 
 
+def creates_wait(engine: Engine) -> bool:
+    """Would creates wait for the first run's review now? (For ``plan``: decides nothing.)"""
+    if engine.config.sync.first_run != "guided":
+        return False
+    state = gate(engine)
+    if state.state == "unread":
+        return sum(1 for count in state.deals.values() if count) > 1
+    return state.creates_wait
+
+
 def creates_allowed(engine: Engine) -> bool:
     """May creates be sent? Call only once every system has been read; decides the first
     run's state on the first call (see the module docstring)."""

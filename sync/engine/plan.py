@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from sync.engine import first_run
 from sync.engine.capture import capture
 from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Engine
@@ -87,6 +88,8 @@ def plan(engine: Engine, systems: list[str] | None = None) -> PlanReport:
                 report.errors[system] = f"{type(exc).__name__}: {exc}"
         with _session(scratch) as session:
             report.writes = _planned(scratch, session)
+        if first_run.creates_wait(scratch):  # the guided first run holds every create
+            report.writes = [_waiting(w) if w.op == "create" else w for w in report.writes]
         scratch.close()
     return report
 
@@ -127,3 +130,14 @@ def _planned(engine: Engine, session: Session) -> list[PlannedWrite]:
             )
         )
     return writes
+
+
+def _waiting(write: PlannedWrite) -> PlannedWrite:
+    return PlannedWrite(
+        write.system,
+        write.record_id,
+        write.op,
+        write.changes,
+        f"{write.reason}; waits for the first-run match (crmsync match --approve)",
+        write.name,
+    )
