@@ -432,6 +432,8 @@ def _print_proposal(proposal: Any, limit: int) -> None:
             style = "yellow" if group.status == "ambiguous" else ""
             table.add_row(group.match_id, group.status, deals, group.why, style=style)
         out.print(table)
+    if proposal.near_misses_cut:
+        out.print("[yellow]near-miss search stopped at its budget: there may be more[/]")
     for miss in proposal.near_misses[:limit]:
         out.print(
             f"  [yellow]near-miss:[/] {miss.first.label()} ~ {miss.second.label()}: {miss.why}"

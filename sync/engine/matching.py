@@ -33,6 +33,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -95,6 +96,8 @@ COMPANY_SUFFIXES = frozenset(
     }
 )
 _PUNCTUATION = re.compile(r"[^\w]+")
+#: name comparisons the near-miss search may make (about a second at worst)
+NEAR_MISS_BUDGET = 20_000
 
 
 class MatchFileError(ValueError):
@@ -138,7 +141,7 @@ class Deal:
     fields: Mapping[str, Any]
     held: bool = False
 
-    @property
+    @cached_property
     def systems(self) -> frozenset[str]:
         return frozenset(system for system, _ in self.copies)
 
@@ -173,6 +176,8 @@ class Proposal:
     groups: list[Group] = field(default_factory=list)
     near_misses: list[NearMiss] = field(default_factory=list)
     rule: str = ""
+    #: the near-miss search stopped at its budget: more may exist
+    near_misses_cut: bool = False
 
     def of(self, status: Status) -> list[Group]:
         return [group for group in self.groups if group.status == status]
@@ -229,7 +234,7 @@ def propose(engine: Engine, deals: Sequence[Deal] | None = None) -> Proposal:
     proposal.groups.sort(key=lambda g: (g.deals[0].fields.get("name") or "", g.deals[0].record_id))
     for number, group in enumerate(proposal.groups, start=1):
         group.match_id = f"{group.status[0].upper()}{number:05d}"
-    proposal.near_misses = _near_misses(proposal, rule.near_miss)
+    proposal.near_misses, proposal.near_misses_cut = _near_misses(proposal, rule.near_miss)
     return proposal
 
 
@@ -271,27 +276,56 @@ def _decide(members: list[Deal], tie_breakers: Sequence[str], rule: str) -> list
     return [Group("", "ambiguous", members, why)]
 
 
-def _near_misses(proposal: Proposal, threshold: float) -> list[NearMiss]:
-    """Unmatched deals of different systems whose names are close (at the same company) or
-    equal (at another company): reported, never linked. Only singles are compared."""
+def _near_misses(proposal: Proposal, threshold: float) -> tuple[list[NearMiss], bool]:
+    """Unmatched deals of different systems whose names are close at the same company, or
+    equal at another company: reported, never linked. Only singles are compared, only within
+    a company (or a name), and at most ``NEAR_MISS_BUDGET`` name comparisons in all: a large
+    store whose systems share nothing must not make ``match`` quadratic."""
     singles = [g.deals[0] for g in proposal.of("single")]
+    by_company: dict[str, list[Deal]] = defaultdict(list)
+    by_name: dict[str, list[Deal]] = defaultdict(list)
+    for deal in singles:
+        by_company[normalise_company(deal.fields.get("company") or "")].append(deal)
+        by_name[normalise_text(deal.fields.get("name") or "")].append(deal)
     found: list[NearMiss] = []
-    for i, first in enumerate(singles):
-        for second in singles[i + 1 :]:
-            if first.systems & second.systems:
-                continue
-            name_a = normalise_text(first.fields.get("name") or "")
-            name_b = normalise_text(second.fields.get("name") or "")
-            same_company = normalise_company(first.fields.get("company") or "") == (
-                normalise_company(second.fields.get("company") or "")
-            )
-            if name_a and name_a == name_b and not same_company:
-                found.append(NearMiss(first, second, "same name, another company"))
-            elif same_company and name_a and name_b:
-                ratio = difflib.SequenceMatcher(None, name_a, name_b).ratio()
+    budget = NEAR_MISS_BUDGET
+    for company, members in by_company.items():
+        for first, second in _cross_system_pairs(members):
+            budget -= 1
+            if budget < 0:
+                return found, True
+            a = normalise_text(first.fields.get("name") or "")
+            b = normalise_text(second.fields.get("name") or "")
+            matcher = difflib.SequenceMatcher(None, a, b)
+            if company and a and b and matcher.quick_ratio() >= threshold:
+                ratio = matcher.ratio()
                 if ratio >= threshold:
                     found.append(NearMiss(first, second, f"names {ratio:.0%} alike, same company"))
-    return found
+    for name, members in by_name.items():
+        for first, second in _cross_system_pairs(members):
+            budget -= 1
+            if budget < 0:
+                return found, True
+            if name and normalise_company(first.fields.get("company") or "") != (
+                normalise_company(second.fields.get("company") or "")
+            ):
+                found.append(NearMiss(first, second, "same name, another company"))
+    return found, False
+
+
+def _cross_system_pairs(members: list[Deal]) -> Iterable[tuple[Deal, Deal]]:
+    """Pairs of deals held by different systems (by system set, not deal by deal: a company
+    with a thousand deals in one system costs nothing until another system has one too)."""
+    by_systems: dict[frozenset[str], list[Deal]] = defaultdict(list)
+    for deal in members:
+        by_systems[deal.systems].append(deal)
+    groups = list(by_systems.items())
+    for i, (systems_a, firsts) in enumerate(groups):
+        for systems_b, seconds in groups[i + 1 :]:
+            if not systems_a & systems_b:
+                for first in firsts:
+                    for second in seconds:
+                        yield first, second
 
 
 # -- CSV ---------------------------------------------------------------------------------------
