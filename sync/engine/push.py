@@ -287,7 +287,7 @@ def prepare(engine: Engine, system: str, ids: Sequence[int], run_id: str | None)
         )
         try:
             _plan(engine, job, records.get(row.record_id), links.get(row.record_id))
-        except (MappingError, ConnectorError) as exc:  # UnresolvedReference is a MappingError
+        except (MappingError, UnresolvedReference, ConnectorError) as exc:
             job.error = exc
         jobs.append(job)
     fresh = [job for job in jobs if job.kind == "create" and not job.recover and not job.error]

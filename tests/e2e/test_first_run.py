@@ -217,3 +217,26 @@ def test_the_first_cycle_of_the_shipped_demo_world_keeps_every_hubspot_id(tmp_pa
                 assert {"ruddr", "truto_salesforce"} <= systems
     finally:
         world.engine.close()
+
+
+def test_a_company_the_target_lacks_parks_the_create_and_the_cycle_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Day one with real systems: a deal at a company Close does not have (and may not create)
+    is parked for Close with the reason, the other systems get it, the cycle is not failed."""
+    from sync.store.models import Outbox
+
+    world = make_world(tmp_path)
+    try:
+        ruddr = world.users["ruddr"]
+        ruddr._ok(ruddr.client.post("/companies", json={"name": "Lonely Widgets"}))
+        ruddr._cache.clear()
+        ruddr.create("Only Ruddr knows the company", company="Lonely Widgets")
+        report = world.cycle()
+        assert report.status == "done", report.errors
+        with world.engine.session() as session:
+            parked = session.exec(select(Outbox).where(Outbox.status == "parked")).all()
+        assert {row.system for row in parked} >= {"close"}
+        assert all("Lonely Widgets" in (row.last_error or row.reason) for row in parked)
+    finally:
+        world.engine.close()
