@@ -540,6 +540,7 @@ def status(
     try:
         rows = admin_ops.system_health(engine)
         recent = admin_ops.last_runs(engine, runs)
+        _first_run_notice(engine)
     except SQLAlchemyError as exc:
         raise _fail(f"cannot read the store (run `crmsync db upgrade`?): {exc}") from None
     finally:
