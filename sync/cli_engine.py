@@ -373,6 +373,12 @@ def match_cmd(
                 err.print(f"[red]{escape(str(exc))}[/]", soft_wrap=True)
                 raise typer.Exit(1) from exc
         gate = first_run.gate(engine)
+        if (approve or apply_path is not None) and not first_run.all_read(engine):
+            err.print(
+                "[red]Not every system has been read yet: run `crmsync run --once` first, so "
+                "the match sees every copy of every deal.[/]"
+            )
+            raise typer.Exit(1)
         _print_gate(gate)
         _print_proposal(proposal, limit)
         if csv_path is not None:

@@ -205,10 +205,16 @@ def _first_run_notice(engine: Engine) -> None:
 
     gate = first_run.gate(engine)
     if gate.state == "review":
-        held = ", ".join(f"{system} {n}" for system, n in sorted(gate.deals.items()))
+        deals = ", ".join(f"{system} {n}" for system, n in sorted(gate.deals.items()))
         err.print(
-            f"[yellow]First run: these systems already hold deals ({held}). Nothing is created "
+            f"[yellow]First run: these systems already hold deals ({deals}). Nothing is created "
             "until you review the match: `crmsync match`, then `crmsync match --approve`.[/]"
+        )
+    waiting = first_run.held_for_review(engine)
+    if waiting:
+        err.print(
+            f"[yellow]{waiting} deal copies are held as ambiguous matches: nothing is created from "
+            "them until a person decides (`crmsync match --csv FILE`, then `--apply FILE`).[/]"
         )
 
 

@@ -20,8 +20,9 @@ import structlog
 from sqlmodel import Session, col, func, select
 
 from sync.engine import matching
+from sync.engine.outbound import MATCH_HOLD
 from sync.engine.state import Engine
-from sync.store.models import FirstRun, Link, utcnow
+from sync.store.models import Cursor, FirstRun, Link, Record, utcnow
 
 log = structlog.get_logger("crmsync.first_run")
 KEY = "store"
@@ -48,6 +49,23 @@ def _deals_per_system(session: Session) -> dict[str, int]:
         .group_by(col(Link.system))
     ).all()
     return {system: int(count) for system, count in rows}
+
+
+def all_read(engine: Engine) -> bool:
+    """Has every system been read once (what a match needs to see every copy)?"""
+    with engine.read_session() as session:
+        polled = session.exec(select(Cursor.system).where(col(Cursor.last_poll_at).is_not(None)))
+        return set(polled.all()) >= set(engine.systems)
+
+
+def held_for_review(engine: Engine) -> int:
+    """Records an approval held as ambiguous that nobody has settled yet."""
+    with engine.read_session() as session:
+        row = session.get(FirstRun, KEY)
+        if row is None or not row.summary.get("held"):
+            return 0
+        helds = session.exec(select(Record.held).where(col(Record.deleted_at).is_(None)))
+        return sum(1 for held in helds.all() if MATCH_HOLD in (held or []))
 
 
 def gate(engine: Engine) -> Gate:

@@ -111,6 +111,7 @@ def test_guided_first_run_matches_185_holds_5_and_creates_the_10_singles(tmp_pat
 
         applied = first_run.approve(world.engine, by="test")
         assert (applied.linked, applied.merged_records, applied.held) == (185, 370, 20)
+        assert first_run.held_for_review(world.engine) == 20
         report = world.converge(cycles=3)
         assert report.clean, {n: c for n, c in report.systems.items() if not c.clean}
 

@@ -43,7 +43,9 @@ def test_two_systems_with_deals_wait_until_approved(tmp_path: Path) -> None:
     world = _two_systems(tmp_path, "guided", "ruddr", "close")
     try:
         world.users["close"].create("Only in Close")
+        assert not first_run.all_read(world.engine)
         world.cycle()
+        assert first_run.all_read(world.engine)
         world.cycle()
         gate = first_run.gate(world.engine)
         assert gate.state == "review" and gate.creates_wait
