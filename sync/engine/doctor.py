@@ -131,7 +131,11 @@ def _probe(engine: Engine, connector: BaseConnector, report: SystemDoctor) -> bo
     except NotFound as exc:
         fix = f"check systems.{report.system}.base_url ({base})"
         if report.vendor == "truto":
-            fix = f"check systems.{report.system}.options.integrated_account_id and base_url"
+            fix = (
+                "in Truto: Integrated accounts → your CRM connection → copy its id into "
+                f"systems.{report.system}.options.integrated_account_id (the shipped "
+                "config.yaml reads $TRUTO_SALESFORCE_ACCOUNT); check base_url too"
+            )
         report.add("problem", "read", f"the opportunities listing is not there: {exc}", fix)
         return False
     except ConnectorError as exc:

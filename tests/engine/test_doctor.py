@@ -102,3 +102,20 @@ def test_an_owner_no_other_system_knows_is_named(world: World) -> None:
     (warning,) = _findings(report, "owners", "warn")
     assert "new.hire@example.com" in warning.what and "close" in warning.what
     assert "invite new.hire@example.com" in warning.fix
+
+
+def test_a_wrong_truto_integrated_account_is_named_with_where_to_find_it(tmp_path: Path) -> None:
+    """An integrated account id Truto does not know: a problem pointing at the option."""
+    probe = make_world(tmp_path / "probe").config
+    systems = dict(probe.systems)
+    truto = systems["truto_salesforce"]
+    systems["truto_salesforce"] = truto.model_copy(
+        update={"options": {**truto.options, "integrated_account_id": "no-such-account"}}
+    )
+    world = make_world(tmp_path, overrides={"systems": systems})
+    try:
+        report = doctor(world.engine, ["truto_salesforce"])["truto_salesforce"]
+    finally:
+        world.engine.close()
+    assert report.problems
+    assert any("integrated_account_id" in f.fix for f in report.problems), report.problems
