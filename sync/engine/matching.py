@@ -27,6 +27,7 @@ now lacks or holds differently.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import difflib
 import re
 import unicodedata
@@ -41,7 +42,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from sync.engine.identity import index_keys
-from sync.engine.journal import OPEN_STATES, note
+from sync.engine.journal import OPEN_STATES, Notes
 from sync.engine.merge import Side, merge_field
 from sync.engine.outbound import MATCH_HOLD, enqueue_pushes
 from sync.engine.state import Engine
@@ -98,6 +99,7 @@ COMPANY_SUFFIXES = frozenset(
 _PUNCTUATION = re.compile(r"[^\w]+")
 #: name comparisons the near-miss search may make (about a second at worst)
 NEAR_MISS_BUDGET = 20_000
+CHUNK = 400  # ids per statement (SQLite binds up to 32,766 variables; PostgreSQL 65,535)
 
 
 class MatchFileError(ValueError):
@@ -439,130 +441,174 @@ def apply(
     engine: Engine, proposal: Proposal, *, by: str, session: Session | None = None
 ) -> Applied:
     """Link every matched group (merge its records into one), hold the records of every
-    ambiguous group, release held records the proposal no longer calls ambiguous."""
+    ambiguous group, release held records the proposal no longer calls ambiguous. In batches:
+    one query per table for all the records, not one per record (a store of 10,000 deals is
+    matched in one go)."""
     if session is None:
         with engine.session() as own:
             result = apply(engine, proposal, by=by, session=own)
             own.commit()
             return result
-    result = Applied()
+    batch = _Batch(engine, session, by)
+    batch.load(d.record_id for group in proposal.groups for d in group.deals)
     for group in proposal.groups:
         if group.status == "ambiguous":
-            result.held += sum(_hold(session, deal, group, by) for deal in group.deals)
+            for deal in group.deals:
+                batch.hold(deal, group)
             continue
-        keep = _release(session, group.deals[0], result)
+        keep = batch.release(group.deals[0])
         if keep is None:
             continue
         if group.to_link:
-            for other in group.deals[1:]:
-                absorbed = _release(session, other, result)
-                if absorbed is not None:
-                    merge_records(engine, session, keep, absorbed, f"{group.why} ({by})")
-                    result.merged_records += 1
-            result.linked += 1
-        enqueue_pushes(engine, session, keep, reason=f"first run: matched ({by})")
-    return result
+            for deal in group.deals[1:]:
+                other = batch.release(deal)
+                if other is not None:
+                    batch.merge(keep, other, f"{group.why} ({by})")
+            batch.result.linked += 1
+    batch.finish()
+    return batch.result
 
 
-def _release(session: Session, deal: Deal, result: Applied) -> Record | None:
-    record = session.get(Record, deal.record_id)
-    if record is not None and MATCH_HOLD in record.held:
-        record.held = [name for name in record.held if name != MATCH_HOLD]
-        session.add(record)
-        result.released += 1
-    return record
+class _Batch:
+    """The writes of one ``apply``, gathered and then made a statement per table."""
 
+    def __init__(self, engine: Engine, session: Session, by: str) -> None:
+        self.engine, self.session, self.by = engine, session, by
+        self.records: dict[str, Record] = {}
+        self.moves: dict[str, str] = {}  # absorbed record id -> the record it joins
+        self.held: list[str] = []
+        self.touched: dict[str, Record] = {}  # records whose pushes must be queued again
+        self.notes = Notes()
+        self.result = Applied()
 
-def _hold(session: Session, deal: Deal, group: Group, by: str) -> int:
-    record = session.get(Record, deal.record_id)
-    if record is None or MATCH_HOLD in record.held:
-        return 0
-    record.held = [*record.held, MATCH_HOLD]
-    session.add(record)
-    session.execute(  # creates already queued for it wait no more: none is to be sent
-        sa.delete(Outbox).where(
-            col(Outbox.record_id) == record.id,
-            col(Outbox.op) == "create",
-            col(Outbox.status).in_(("pending", "retry", "parked")),
+    def load(self, ids: Iterable[str]) -> None:
+        wanted = sorted(set(ids))
+        for start in range(0, len(wanted), CHUNK):
+            chunk = wanted[start : start + CHUNK]
+            query = select(Record).where(col(Record.id).in_(chunk))
+            self.records.update((r.id, r) for r in self.session.exec(query).all())
+
+    def release(self, deal: Deal) -> Record | None:
+        record = self.records.get(deal.record_id)
+        if record is not None and MATCH_HOLD in record.held:
+            record.held = [name for name in record.held if name != MATCH_HOLD]
+            self.touched[record.id] = record
+            self.result.released += 1
+        return record
+
+    def hold(self, deal: Deal, group: Group) -> None:
+        record = self.records.get(deal.record_id)
+        if record is None or MATCH_HOLD in record.held:
+            return
+        record.held = [*record.held, MATCH_HOLD]
+        self.held.append(record.id)
+        self.result.held += 1
+        others = "; ".join(d.label() for d in group.deals if d.record_id != deal.record_id)
+        self.notes.add(
+            record.id,
+            "match_held",
+            f"{group.match_id}: {group.why}. Candidates: {others}. Nothing is created from "
+            f"this deal until a person decides (crmsync match --csv / --apply) [{self.by}]",
         )
-    )
-    others = "; ".join(d.label() for d in group.deals if d.record_id != deal.record_id)
-    note(
-        session,
-        record.id,
-        "match_held",
-        f"{group.match_id}: {group.why}. Candidates: {others}. Nothing is created from this "
-        f"deal until a person decides (crmsync match --csv / --apply) [{by}]",
-    )
-    return 1
 
-
-def merge_records(engine: Engine, session: Session, keep: Record, other: Record, why: str) -> None:
-    """Fold ``other`` into ``keep``: fields merged as at a first match (by each field's
-    policy; ids and custom keys key by key), then its links, identity keys, journal,
-    conflicts, dead letters and open pushes moved onto ``keep``; ``other`` is deleted."""
-    ours, provenance = dict(keep.fields), dict(keep.provenance)
-    held = list(dict.fromkeys([*keep.held, *other.held]))
-    for name, value in other.fields.items():
-        mine = provenance.get(name) or {}
-        theirs = other.provenance.get(name) or {}
-        decision = merge_field(
-            name,
-            None,
-            Side(ours.get(name), mine.get("system"), _at(mine.get("at"))),
-            Side(value, theirs.get("system"), _at(theirs.get("at"))),
-            engine.policy_for(name),
-            first_match=True,
-        )
-        if decision.outcome == "held" and name not in held:
-            held.append(name)
-        if decision.value != ours.get(name) and decision.outcome != "held":
-            ours[name] = decision.value
-            if decision.outcome == "take_theirs" and theirs:
-                provenance[name] = theirs
-        if decision.conflict or decision.outcome == "take_theirs":
-            note(
-                session,
-                keep.id,
-                "field_changed" if decision.changes_ours else "conflict",
-                f"match: {decision.reason}",
-                field=name,
-                old=keep.fields.get(name),
-                new=value,
+    def merge(self, keep: Record, other: Record, why: str) -> None:
+        """Fold ``other``'s fields into ``keep`` (as at a first match: each field's policy,
+        ids and custom keys key by key); its rows move when the batch finishes."""
+        ours, provenance = dict(keep.fields), dict(keep.provenance)
+        held = list(dict.fromkeys([*keep.held, *other.held]))
+        for name, value in other.fields.items():
+            mine = provenance.get(name) or {}
+            theirs = other.provenance.get(name) or {}
+            decision = merge_field(
+                name,
+                None,
+                Side(ours.get(name), mine.get("system"), _at(mine.get("at"))),
+                Side(value, theirs.get("system"), _at(theirs.get("at"))),
+                self.engine.policy_for(name),
+                first_match=True,
             )
-    copies = session.exec(select(Link.system, Link.external_id).where(Link.record_id == other.id))
-    moved = ", ".join(f"{system} {ext}" for system, ext in copies.all())
-    for table in (Link, RecordKey, Journal, Conflict, DeadLetter):
-        session.execute(
-            sa.update(table).where(col(table.record_id) == other.id).values(record_id=keep.id)
-        )
-    session.execute(
-        sa.delete(Outbox).where(
-            col(Outbox.record_id) == other.id, col(Outbox.status).in_(OPEN_STATES[:3])
-        )
-    )
-    session.execute(
-        sa.update(Outbox).where(col(Outbox.record_id) == other.id).values(record_id=keep.id)
-    )
-    keep.fields, keep.provenance, keep.held = ours, provenance, held
-    keep.updated_at = utcnow()
-    session.add(keep)
-    session.flush()
-    session.delete(other)
-    note(session, keep.id, "merged", f"matched record {other.id} ({moved}): {why}")
-    session.flush()
-    index_keys(session, keep, engine.config.sync.natural_key)
+            if decision.outcome == "held" and name not in held:
+                held.append(name)
+            if decision.value != ours.get(name) and decision.outcome != "held":
+                old, ours[name] = ours.get(name), decision.value
+                if decision.outcome == "take_theirs" and theirs:
+                    provenance[name] = theirs
+                self.notes.add(
+                    keep.id,
+                    "field_changed",
+                    f"match: {decision.reason}",
+                    field=name,
+                    old=old,
+                    new=decision.value,
+                )
+            elif decision.conflict:
+                self.notes.add(
+                    keep.id,
+                    "conflict",
+                    f"match: {decision.reason}",
+                    field=name,
+                    old=value,
+                    new=ours.get(name),
+                )
+        keep.fields, keep.provenance, keep.held = ours, provenance, held
+        keep.updated_at = utcnow()
+        self.moves[other.id] = keep.id
+        self.touched[keep.id] = keep
+        self.touched.pop(other.id, None)
+        self.notes.add(keep.id, "merged", f"matched record {other.id}: {why}")
+        self.result.merged_records += 1
+
+    def finish(self) -> None:
+        session = self.session
+        for record in self.records.values():
+            if record.id not in self.moves and (
+                record.id in self.touched or record.id in self.held
+            ):
+                session.add(record)
+        session.flush()
+        if self.held:  # creates already queued for them wait no more: none is to be sent
+            for start in range(0, len(self.held), CHUNK):
+                session.execute(
+                    sa.delete(Outbox).where(
+                        col(Outbox.record_id).in_(self.held[start : start + CHUNK]),
+                        col(Outbox.op) == "create",
+                        col(Outbox.status).in_(("pending", "retry", "parked")),
+                    )
+                )
+        self._move_rows()
+        self.notes.write(session)
+        session.flush()
+        natural = self.engine.config.sync.natural_key
+        for record in self.touched.values():
+            index_keys(session, record, natural)
+            enqueue_pushes(self.engine, session, record, reason=f"first run: matched ({self.by})")
+
+    def _move_rows(self) -> None:
+        """Every row of an absorbed record moves to the record it joined (one statement per
+        table and chunk); its open pushes are dropped (the kept record's are queued again)."""
+        pairs = sorted(self.moves.items())
+        for start in range(0, len(pairs), CHUNK):
+            chunk = dict(pairs[start : start + CHUNK])
+            gone = list(chunk)
+            self.session.execute(
+                sa.delete(Outbox).where(
+                    col(Outbox.record_id).in_(gone), col(Outbox.status).in_(OPEN_STATES[:3])
+                )
+            )
+            for table in (Link, RecordKey, Journal, Conflict, DeadLetter, Outbox):
+                column = col(table.record_id)
+                self.session.execute(
+                    sa.update(table)
+                    .where(column.in_(gone))
+                    .values(record_id=sa.case(chunk, value=column))
+                )
+            self.session.execute(sa.delete(Record).where(col(Record.id).in_(gone)))
+        for gone_id in self.moves:
+            self.session.expunge(self.records[gone_id])
 
 
-def _at(value: Any) -> Any:
-    import datetime as dt
-
+def _at(value: Any) -> dt.datetime | None:
     if not value:
         return None
     stamp = dt.datetime.fromisoformat(str(value))
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
-
-
-def held_ids(records: Iterable[Record]) -> set[str]:
-    """The records held for a person's match decision."""
-    return {record.id for record in records if MATCH_HOLD in record.held}
