@@ -92,6 +92,7 @@ def measure(records: int, seed: int = 7) -> dict[str, Any]:
 
 def _load(urls: dict[str, str], records: int) -> dict[str, Any]:
     env = {f"{ENV_OF[kind]}_BASE_URL": url for kind, url in urls.items()}
+    env["CRMSYNC_FIRST_RUN"] = "waive"  # a load, not a first-run match (sync.first_run)
     config = load_config(ROOT / "config.yaml", env=env)
     prefixes = {name: httpx.URL(cfg.base_url).path for name, cfg in config.systems.items()}
     with tempfile.TemporaryDirectory(prefix="crmsync-large-") as tmp:

@@ -113,7 +113,8 @@ def make_world(
     limiter from config.yaml's ``rate_limit`` per system (``build_connector`` does that when no
     limiter is passed), with the production retry policy and backoff.
     """
-    config = load_config(ROOT / "config.yaml", env={})
+    # Ruddr's load and Truto's seeded deals: a load, not a first-run match (sync.first_run)
+    config = load_config(ROOT / "config.yaml", env={"CRMSYNC_FIRST_RUN": "waive"})
     tmp = tempfile.TemporaryDirectory(prefix="crmsync-bench-")
     url = f"sqlite:///{Path(tmp.name) / 'crmsync.db'}"
     upgrade(url)

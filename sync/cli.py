@@ -287,6 +287,7 @@ def _register_commands() -> None:
 
     cli_engine.register(app)
     cli_runtime.register(app)
+    cli_engine.register_first_run(app)
 
 
 _register_commands()

@@ -219,6 +219,7 @@ def _run_once(engine: Engine, max_wait: float) -> None:
     out.print(cycle_table(report))
     for line in owed_lines(report.left):
         err.print(line, soft_wrap=True)
+    _first_run_notice(engine)
     if report.dead_letters:
         err.print(f"[red]{report.dead_letters} record(s) went to dead letters[/]")
         raise typer.Exit(1)
@@ -257,6 +258,25 @@ _STATE_WORDS = {
     "in_flight": "claimed by another process",
     "pending": "not sent (creates wait until every system has been read once)",
 }
+
+
+def _first_run_notice(engine: Engine) -> None:
+    """Say why nothing was created while the guided first run waits for a review."""
+    from sync.engine import first_run
+
+    gate = first_run.gate(engine)
+    if gate.state == "review":
+        deals = ", ".join(f"{system} {n}" for system, n in sorted(gate.deals.items()))
+        err.print(
+            f"[yellow]First run: these systems already hold deals ({deals}). Nothing is created "
+            "until you review the match: `crmsync match`, then `crmsync match --approve`.[/]"
+        )
+    waiting = first_run.held_for_review(engine)
+    if waiting:
+        err.print(
+            f"[yellow]{waiting} deal copies are held as ambiguous matches: nothing is created from "
+            "them until a person decides (`crmsync match --csv FILE`, then `--apply FILE`).[/]"
+        )
 
 
 def _run_forever(engine: Engine, config: Config, live: bool) -> None:
@@ -606,6 +626,7 @@ def status(
     try:
         rows = admin_ops.system_health(engine)
         recent = admin_ops.last_runs(engine, runs)
+        _first_run_notice(engine)
     except SQLAlchemyError as exc:
         raise _fail(describe_store_error(config.store.url, exc)) from None
     finally:

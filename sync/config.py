@@ -219,12 +219,36 @@ class BrokerConfig(_Strict):
     url: BrokerUrl = None
 
 
+MatchField = Literal["name", "company", "owner", "stage", "close_date", "amount", "currency"]
+
+
+def _name_and_company() -> list[MatchField]:
+    return ["name", "company"]
+
+
+class MatchConfig(_Strict):
+    """How a guided first run matches deals that already exist in several systems (no id in
+    common): ``fields`` must agree once normalised (case, whitespace, punctuation, company
+    suffixes); ``tie_breakers`` split a group that holds two deals of one system."""
+
+    fields: list[MatchField] = Field(default_factory=_name_and_company, min_length=1)
+    tie_breakers: list[MatchField] = Field(default_factory=list)
+    #: name similarity (0..1) above which two unmatched deals are reported as a near-miss
+    near_miss: float = Field(default=0.85, gt=0, le=1)
+
+
 class SyncConfig(_Strict):
     lookback: Duration = dt.timedelta(minutes=2)
     reconcile_every: ReconcileInterval = dt.timedelta(hours=24)
     batch_size: int = Field(default=100, gt=0, le=10_000)
-    # canonical fields that identify a deal when no external id does (e.g. [name, company])
+    # canonical fields that identify a deal when no external id does (e.g. [name, company]),
+    # compared exactly, at every capture; ``match`` is the normalised rule of the first run
     natural_key: list[str] = Field(default_factory=list)
+    match: MatchConfig = Field(default_factory=MatchConfig)
+    #: guided: creates wait for ``crmsync match --approve`` when two or more systems already
+    #: held deals at their first read; automatic: the proposed matches are applied unattended;
+    #: waive: no first-run matching (creates start once every system was read)
+    first_run: Literal["guided", "automatic", "waive"] = "guided"
 
 
 class PreferPolicy(_Strict):

@@ -10,6 +10,11 @@ ours = the canonical value, theirs = the incoming value.
   ``prefer`` (source priority), ``latest`` (vendor modified stamps; within the clock-skew
   tolerance, fall back to priority) or ``manual`` (keep ours, hold the field, open a conflict).
 
+Keyed fields (``external_ids``, ``custom``) are merged key by key: a system that does not
+carry a key never erases it (Truto's Salesforce copy knows only the Salesforce id; Ruddr's
+deal also carries the HubSpot one), and an identity key (``external_ids``) is never lost, not
+even when the system that held it clears it — an id is what matching relies on.
+
 Every decision carries a reason in words, for the journal and for ``plan``.
 """
 
@@ -21,6 +26,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Outcome = Literal["untouched", "agree", "take_theirs", "keep_ours", "held"]
+#: canonical fields merged key by key; those in NEVER_ERASED never lose a key in a merge
+KEYED_FIELDS = frozenset({"external_ids", "custom"})
+NEVER_ERASED = frozenset({"external_ids"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +122,8 @@ def merge_field(
             policy="manual",
             reason="held by an open manual conflict; an admin must resolve it",
         )
+    if field in KEYED_FIELDS:
+        return merge_keyed(field, base, ours, theirs, policy, first_match=first_match)
     if ours.value == base:
         return Decision(
             field,
@@ -146,4 +156,65 @@ def merge_field(
         winner=winner.system,
         policy=policy.kind,
         reason=f"{what}; {why}",
+    )
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def merge_keyed(
+    field: str,
+    base: Any,
+    ours: Side,
+    theirs: Side,
+    policy: Policy,
+    *,
+    first_match: bool = False,
+) -> Decision:
+    """Merge a dict field key by key (``merge_field`` per key). A key the incoming copy lacks
+    and its shadow lacked too is one that system does not carry: ours stays. A key it held and
+    dropped is a removal — taken for ``custom``, ignored for ``external_ids`` (never lost).
+    A manual conflict on any key holds the whole field, as for any other field."""
+    base_d, ours_d, theirs_d = _as_dict(base), _as_dict(ours.value), _as_dict(theirs.value)
+    merged: dict[str, Any] = {}
+    decisions: list[Decision] = []
+    for key in sorted(set(ours_d) | set(theirs_d) | set(base_d)):
+        if key not in theirs_d and (key not in base_d or field in NEVER_ERASED):
+            if key in ours_d:
+                merged[key] = ours_d[key]
+            continue
+        decision = merge_field(
+            f"{field}.{key}",
+            base_d.get(key),
+            Side(ours_d.get(key), ours.system, ours.stamp),
+            Side(theirs_d.get(key), theirs.system, theirs.stamp),
+            policy,
+            first_match=first_match,
+        )
+        decisions.append(decision)
+        if decision.value is not None:
+            merged[key] = decision.value
+    conflicts = [d for d in decisions if d.conflict]
+    if any(d.outcome == "held" for d in conflicts):
+        why = "; ".join(f"{d.field}: {d.reason}" for d in conflicts)
+        return Decision(field, "held", ours.value, conflict=True, policy="manual", reason=why)
+    value = merged if merged or ours.value is not None else ours.value
+    moved = [d for d in decisions if d.outcome == "take_theirs"]
+    if value == (ours.value or {}) and not conflicts:
+        return Decision(
+            field, "untouched", ours.value, reason=f"{theirs.system} changed no key it carries"
+        )
+    reason = "; ".join(
+        f"{d.field}: {d.reason}" for d in moved + [c for c in conflicts if c not in moved]
+    )
+    last = conflicts[-1] if conflicts else None
+    return Decision(
+        field,
+        "take_theirs" if value != ours.value else "keep_ours",
+        value,
+        conflict=bool(conflicts),
+        winner=(last.winner if last else theirs.system),
+        policy=last.policy if last else None,
+        reason=reason or f"merged key by key with {theirs.system}",
     )

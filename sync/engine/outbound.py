@@ -14,6 +14,9 @@ from sync.engine.journal import enqueue_into, open_rows
 from sync.engine.state import Engine
 from sync.store.models import Link, Record
 
+#: in ``Record.held``: part of an ambiguous first-run match (sync.engine.matching)
+MATCH_HOLD = "@match"
+
 
 class Canonical(Protocol):
     """What deciding a push reads of a record: a stored ``Record``, or one capture is creating."""
@@ -61,6 +64,8 @@ def push_op(engine: Engine, system: str, record: Canonical, link: Copy | None) -
     """What ``system`` is owed for ``record``: ``create`` (it lacks the deal and may get it),
     ``update`` (its copy differs), or nothing. The one place this decision is made."""
     if link is None:
+        if MATCH_HOLD in record.held:  # an ambiguous first-run match waits for a person
+            return None
         return "create" if record.deleted_at is None and creatable(engine, system) else None
     if link.deleted_at is not None or record.deleted_at is not None:
         return None

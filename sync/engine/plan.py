@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from sync.connectors.errors import ConnectorError
-from sync.engine import money
+from sync.engine import first_run, money
 from sync.engine.capture import capture
 from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Engine
@@ -90,6 +90,8 @@ def plan(engine: Engine, systems: list[str] | None = None) -> PlanReport:
                 report.errors[system] = f"{type(exc).__name__}: {exc}"
         with _session(scratch) as session:
             report.writes = _planned(scratch, session)
+        if first_run.creates_wait(scratch):  # the guided first run holds every create
+            report.writes = [_waiting(w) if w.op == "create" else w for w in report.writes]
         scratch.close()
     return report
 
@@ -136,3 +138,14 @@ def _planned(engine: Engine, session: Session) -> list[PlannedWrite]:
             PlannedWrite(row.system, row.record_id, op, changes, reason, record.fields.get("name"))
         )
     return writes
+
+
+def _waiting(write: PlannedWrite) -> PlannedWrite:
+    return PlannedWrite(
+        write.system,
+        write.record_id,
+        write.op,
+        write.changes,
+        f"{write.reason}; waits for the first-run match (crmsync match --approve)",
+        write.name,
+    )

@@ -49,7 +49,7 @@ from sync.connectors.errors import (
     RateLimited,
     Rejected,
 )
-from sync.engine import money
+from sync.engine import first_run, money
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
 from sync.engine.intents import Intent, adopted_base, best_intent
@@ -175,7 +175,9 @@ def drain(
     workers = concurrency or engine.config.systems[system].concurrency
     if not supports_threads(engine.db):
         workers = 1  # one shared connection: sessions on two threads would share a transaction
-    drainer = _Drainer(engine, system, run_id, workers, initial_capture_done(engine))
+    # creates wait for every system's first read, then for the first run's match (first_run)
+    creates = initial_capture_done(engine) and first_run.creates_allowed(engine)
+    drainer = _Drainer(engine, system, run_id, workers, creates)
     try:
         if workers == 1:
             return drainer.run_inline(batch, max_rows)
@@ -299,7 +301,7 @@ def prepare(engine: Engine, system: str, ids: Sequence[int], run_id: str | None)
         )
         try:
             _plan(engine, job, records.get(row.record_id), links.get(row.record_id))
-        except (MappingError, ConnectorError) as exc:  # UnresolvedReference is a MappingError
+        except (MappingError, UnresolvedReference, ConnectorError) as exc:
             job.error = exc
         jobs.append(job)
     fresh = [job for job in jobs if job.kind == "create" and not job.recover and not job.error]

@@ -149,6 +149,8 @@ class StoreRefs:
         with self._lock_for(system):
             self._load(system, kind)
             found = self._by_key[(system, kind)].get(_fold(key))
+            if found is None and kind == "company":
+                found = self._same_company(system, key)
             if found is not None or kind != "company" or self._engine.dry_run:
                 return found
             if not self._engine.config.systems[system].auto_create_companies:
@@ -156,6 +158,20 @@ class StoreRefs:
             ref = self._engine.connector(system).create_reference(kind, key)
             self._remember(system, kind, key, ref.id, "created")
             return ref.id
+
+    def _same_company(self, system: str, key: str) -> str | None:
+        """The one company of ``system`` whose name is ``key`` but for case, punctuation and a
+        legal-form suffix ("Hooli" / "Hooli, Inc."), as the first-run match compares them;
+        None when there is none or several (never a guess)."""
+        from sync.engine.matching import normalise_company
+
+        wanted = normalise_company(key)
+        found = {
+            vendor_id
+            for vendor_id, name in self._by_id[(system, "company")].items()
+            if normalise_company(name) == wanted
+        }
+        return found.pop() if len(found) == 1 else None
 
     def _remember(self, system: str, kind: str, key: str, vendor_id: str, source: str) -> None:
         self._by_id[(system, kind)][vendor_id] = key

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from sync.engine import money
-from sync.engine.outbound import desired
+from sync.engine.outbound import MATCH_HOLD, desired
 from sync.engine.state import Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store.models import Journal, Link, Record
@@ -178,7 +178,9 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
         check.absent = sorted(
             rid
             for rid, record in records.items()
-            if record.deleted_at is None and rid not in linked_records
+            if record.deleted_at is None
+            and rid not in linked_records
+            and MATCH_HOLD not in record.held  # an ambiguous match waits for a person
         )
     check.missing = sorted(
         ext

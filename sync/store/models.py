@@ -242,3 +242,21 @@ class RefMap(SQLModel, table=True):
     vendor_id: str = Field(max_length=128)
     source: str = Field(default="lookup", max_length=16)  # config | lookup | created
     updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class FirstRun(SQLModel, table=True):
+    """The guided first run (README, Quickstart): one row, ``key = "store"``. ``state`` is
+    ``review`` (two or more systems held deals at their first read: creates wait for
+    ``crmsync match --approve``), ``open`` (nothing to match), ``approved``, ``waived`` or
+    ``automatic``. ``deals`` counts what each system held at that first read; ``summary`` is
+    what the match found when it was approved."""
+
+    __tablename__ = "first_run"
+
+    key: str = Field(primary_key=True, max_length=16)
+    state: str = Field(max_length=16)
+    deals: dict[str, Any] = _json()
+    summary: dict[str, Any] = _json()
+    decided_by: str | None = Field(default=None, max_length=80)
+    decided_at: dt.datetime | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow)

@@ -1,0 +1,339 @@
+"""``crmsync doctor``: a live check of every configured system before the first run.
+
+Per system, each finding with the fix: credentials valid; opportunities readable (and what
+the API can say about writing them); the custom fields the mapping reads or writes exist
+(Close: ``custom.cf_…``); every stage the vendor has is in the mapping's ``values`` and every
+canonical stage another system uses can be written here; owners (by e-mail) and companies
+(by normalised name) found in the other systems they are sent to; the rate limit the vendor
+reports. Reads only: nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from sync.connectors.base import BaseConnector, Reference
+from sync.connectors.errors import AuthFailed, ConnectorError, NotFound
+from sync.engine.matching import normalise_company
+from sync.engine.state import Engine
+from sync.mapping.spec import FieldSpec
+
+Level = Literal["ok", "warn", "problem"]
+#: where each vendor's credential comes from, and the variable the shipped config.yaml reads
+CREDENTIALS: dict[str, tuple[str, str]] = {
+    "ruddr": ("RUDDR_TOKEN", "Ruddr → Settings → API Keys (workspace admin; full read/write)"),
+    "close": ("CLOSE_API_KEY", "Close → Settings → Developer → API Keys (the key acts as you)"),
+    "parsalink": ("PARSALINK_API_KEY", "ParsaLink → Settings → API Keys (pk_live_…, shown once)"),
+    "truto": ("TRUTO_TOKEN", "Truto dashboard → API tokens (environment-scoped)"),
+}
+#: one cheap listing per vendor: proves the credential and read access, carries rate headers
+PROBES: dict[str, tuple[str, dict[str, str]]] = {
+    "ruddr": ("/opportunities", {"limit": "1"}),
+    "close": ("/opportunity/", {"_limit": "1"}),
+    "parsalink": ("/opportunities/", {"limit": "1"}),
+    "truto": ("/opportunities", {"limit": "1"}),
+}
+RATE_HEADERS = (
+    "ratelimit",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+)
+SHOWN = 5  # examples named per finding
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    check: str  # credentials | read | write | custom fields | stages | owners | companies | rate
+    what: str
+    fix: str = ""
+
+
+@dataclass
+class SystemDoctor:
+    system: str
+    vendor: str
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "problem"]
+
+    def add(self, level: Level, check: str, what: str, fix: str = "") -> None:
+        self.findings.append(Finding(level, check, what, fix))
+
+
+def doctor(engine: Engine, systems: Sequence[str] | None = None) -> dict[str, SystemDoctor]:
+    """Check every (or the named) configured system; nothing is written."""
+    chosen = list(systems or engine.systems)
+    reports = {name: SystemDoctor(name, engine.config.systems[name].type) for name in chosen}
+    refs: dict[str, dict[str, list[Reference]]] = {}
+    for name, report in reports.items():
+        connector = _connect(engine, report)
+        if connector is not None and _probe(engine, connector, report):
+            refs[name] = _references(connector)
+            _write_access(report)
+            if report.vendor == "close":
+                _close_custom_fields(engine, connector, report)
+    all_refs = {**{name: _references_or_empty(engine, name) for name in engine.systems}, **refs}
+    for name, report in reports.items():
+        if name in refs:
+            _stages(engine, name, refs[name], report)
+            _owners(engine, name, all_refs, report)
+            _companies(engine, name, all_refs, report)
+    return reports
+
+
+def _connect(engine: Engine, report: SystemDoctor) -> BaseConnector | None:
+    try:
+        return engine.connector(report.system)
+    except ConnectorError as exc:
+        variable, where = CREDENTIALS.get(report.vendor, ("", ""))
+        fix = f"set ${variable} (from {where})" if variable else "check the system's settings"
+        if report.vendor == "truto" and "integrated_account_id" in str(exc):
+            fix = (
+                "in Truto: Integrated accounts → the Salesforce (or other CRM) connection → copy "
+                f"its id into systems.{report.system}.options.integrated_account_id "
+                "(the shipped config.yaml reads $TRUTO_SALESFORCE_ACCOUNT)"
+            )
+        report.add("problem", "credentials", f"cannot connect: {exc}", fix)
+        return None
+
+
+def _probe(engine: Engine, connector: BaseConnector, report: SystemDoctor) -> bool:
+    """One listing request: credentials, read access, rate-limit headers."""
+    path, params = PROBES.get(report.vendor, ("/opportunities", {}))
+    if report.vendor == "truto":
+        params = {
+            **params,
+            "integrated_account_id": str(connector.options.get("integrated_account_id")),
+        }
+    variable, where = CREDENTIALS.get(report.vendor, ("", "the vendor's settings"))
+    base = engine.config.systems[report.system].base_url
+    try:
+        response = connector._request("GET", path, params=params)
+    except AuthFailed as exc:
+        report.add(
+            "problem",
+            "credentials",
+            f"the vendor refused the credential (HTTP {exc.status}): {exc}",
+            f"put a valid key in ${variable} — {where}",
+        )
+        return False
+    except NotFound as exc:
+        fix = f"check systems.{report.system}.base_url ({base})"
+        if report.vendor == "truto":
+            fix = (
+                "in Truto: Integrated accounts → your CRM connection → copy its id into "
+                f"systems.{report.system}.options.integrated_account_id (the shipped "
+                "config.yaml reads $TRUTO_SALESFORCE_ACCOUNT); check base_url too"
+            )
+        report.add("problem", "read", f"the opportunities listing is not there: {exc}", fix)
+        return False
+    except ConnectorError as exc:
+        report.add(
+            "problem",
+            "read",
+            f"cannot list opportunities: {exc}",
+            f"check systems.{report.system}.base_url ({base}) and that the account may read them",
+        )
+        return False
+    report.add("ok", "credentials", "credential accepted")
+    report.add("ok", "read", "opportunities can be listed")
+    _rate(engine, report, response)
+    return True
+
+
+def _write_access(report: SystemDoctor) -> None:
+    """No vendor here has an endpoint that says whether a key may write: say so honestly."""
+    says = {
+        "ruddr": "Ruddr API keys have no scopes: a valid key may write",
+        "close": "a Close key has its user's rights: that user needs edit rights on opportunities",
+        "parsalink": "a workspace API key may write; a user JWT has that user's role",
+        "truto": "Truto writes with the connected account's rights (the CRM user who connected it)",
+    }
+    report.add("ok", "write", says.get(report.vendor, "cannot be checked without writing"))
+
+
+def _rate(engine: Engine, report: SystemDoctor, response: httpx.Response) -> None:
+    reported = {h: response.headers[h] for h in RATE_HEADERS if h in response.headers}
+    configured = engine.config.systems[report.system].rate_limit
+    mine = (
+        f"configured {configured.rate:g}/s, burst {configured.burst or configured.rate:g}"
+        if configured
+        else "no rate_limit configured (connector default)"
+    )
+    if reported:
+        text = ", ".join(f"{k}: {v}" for k, v in reported.items())
+        report.add("ok", "rate", f"vendor reports {text}; {mine}")
+    else:
+        report.add("ok", "rate", f"vendor reports no rate-limit headers; {mine}")
+
+
+def _references(connector: BaseConnector) -> dict[str, list[Reference]]:
+    found: dict[str, list[Reference]] = {}
+    for kind in ("stage", "owner", "company"):
+        try:
+            found[kind] = connector.references(kind)
+        except (NotImplementedError, ConnectorError):
+            continue
+    return found
+
+
+def _references_or_empty(engine: Engine, system: str) -> dict[str, list[Reference]]:
+    try:
+        return _references(engine.connector(system))
+    except ConnectorError:
+        return {}
+
+
+# -- the mapping against what the vendor has ---------------------------------------------------
+def _custom_paths(engine: Engine, system: str) -> list[tuple[str, str]]:
+    """(``custom.cf_…`` path, what uses it) for every mapped field and the record id slot."""
+    mapping = engine.config.mapping.get(system)
+    if mapping is None:
+        return []
+    used: list[tuple[str, FieldSpec]] = list(mapping.entries())
+    if mapping.record_id is not None:
+        used.append(("record_id", mapping.record_id))
+    paths: list[tuple[str, str]] = []
+    for label, spec in used:
+        for path in dict.fromkeys([spec.read, *spec.write_paths]):
+            if path.startswith("custom.cf_"):
+                paths.append((path, f"mapping.{system}.{label}"))
+    name_field = engine.config.systems[system].options.get("name_field")
+    if isinstance(name_field, str) and name_field.startswith("custom.cf_"):
+        paths.append((name_field, f"systems.{system}.options.name_field"))
+    return paths
+
+
+def _close_custom_fields(engine: Engine, connector: Any, report: SystemDoctor) -> None:
+    try:
+        existing: dict[str, str] = connector.custom_fields()  # name -> custom.cf_…
+    except ConnectorError as exc:
+        report.add("warn", "custom fields", f"cannot list opportunity custom fields: {exc}")
+        return
+    known = set(existing.values())
+    names = ", ".join(f"{name} ({path})" for name, path in sorted(existing.items())) or "none"
+    missing = [
+        (path, user) for path, user in _custom_paths(engine, report.system) if path not in known
+    ]
+    for path, user in missing:
+        what = "crmsync's record id" if user.endswith("record_id") else user
+        report.add(
+            "problem",
+            "custom fields",
+            f"Close has no opportunity custom field {path} ({user} uses it)",
+            f"in Close: Settings → Custom Fields → Opportunity → add a Text field for {what}, "
+            f"then put its id as custom.cf_… in {user}. Existing: {names}",
+        )
+    if not missing:
+        report.add("ok", "custom fields", f"every mapped custom field exists ({len(known)} in all)")
+
+
+def _stages(
+    engine: Engine, system: str, refs: dict[str, list[Reference]], report: SystemDoctor
+) -> None:
+    spec = engine.mapper.spec_of(system, "stage")
+    if spec is None or spec.values is None:
+        return
+    values = spec.values
+    if "stage" in refs and "*" not in values:
+        # a stage of a pipeline the mapping does not use at all is likely left out on purpose
+        used = {r.extra.get("pipeline_id") for r in refs["stage"] if r.key in values}
+        for ref in refs["stage"]:
+            if ref.key in values:
+                continue
+            pipeline = ref.extra.get("pipeline_id")
+            elsewhere = pipeline is not None and pipeline not in used
+            report.add(
+                "warn" if elsewhere else "problem",
+                "stages",
+                f"stage {ref.key!r}{' (another pipeline)' if elsewhere else ''} is not in "
+                f"mapping.{system}.stage.values: its deals cannot be read (dead letters)",
+                f"add `{ref.key}: <canonical stage>` under mapping.{system}.stage.values"
+                + (
+                    f", or leave that pipeline out with mapping.{system}.filter"
+                    if elsewhere
+                    else ""
+                ),
+            )
+    here = set(values.values()) | set(spec.write_values or {})
+    for other in engine.systems:
+        theirs = engine.mapper.spec_of(other, "stage")
+        if other == system or theirs is None or theirs.values is None:
+            continue
+        lacking = sorted(set(theirs.values.values()) - here)
+        if lacking and spec.writes:
+            report.add(
+                "warn",
+                "stages",
+                f"canonical stage(s) {', '.join(lacking)} of {other} have no value in "
+                f"mapping.{system}.stage.values: such deals cannot be written here",
+                f"map a {report.vendor} stage to each (values or write_values)",
+            )
+    if not any(f.check == "stages" and f.level != "ok" for f in report.findings):
+        report.add("ok", "stages", "every stage resolves")
+
+
+def _owners(
+    engine: Engine, system: str, refs: dict[str, dict[str, list[Reference]]], report: SystemDoctor
+) -> None:
+    """Owners here whose e-mail a system that is sent owners does not know."""
+    mine = {r.key.strip().casefold() for r in refs.get(system, {}).get("owner", []) if r.key}
+    targets = [
+        other
+        for other in engine.systems
+        if other != system
+        and "owner" in engine.mapper.fields_for(other, "outbound")
+        and "owner" in refs.get(other, {})
+    ]
+    unknown: dict[str, list[str]] = {}
+    for other in targets:
+        theirs = {r.key.strip().casefold() for r in refs[other]["owner"] if r.key}
+        for email in sorted(mine - theirs):
+            unknown.setdefault(email, []).append(other)
+    for email, where in list(unknown.items())[:SHOWN]:
+        report.add(
+            "warn",
+            "owners",
+            f"owner {email} is unknown in {', '.join(where)}: deals they own wait there (parked)",
+            f"invite {email} to {', '.join(where)} with the same e-mail, or reassign their deals",
+        )
+    if len(unknown) > SHOWN:
+        report.add("warn", "owners", f"… and {len(unknown) - SHOWN} more owners like these")
+    if not unknown:
+        report.add("ok", "owners", "every owner is known wherever deals are sent")
+
+
+def _companies(
+    engine: Engine, system: str, refs: dict[str, dict[str, list[Reference]]], report: SystemDoctor
+) -> None:
+    """Companies here that a target neither has (by normalised name) nor may create."""
+    mine = {normalise_company(r.key): r.key for r in refs.get(system, {}).get("company", [])}
+    for other in engine.systems:
+        if other == system or "company" not in refs.get(other, {}):
+            continue
+        if "company" not in engine.mapper.fields_for(other, "outbound"):
+            continue
+        if engine.config.systems[other].auto_create_companies:
+            continue
+        theirs = {normalise_company(r.key) for r in refs[other]["company"]}
+        missing = sorted(name for key, name in mine.items() if key not in theirs)
+        if missing:
+            shown = ", ".join(missing[:SHOWN]) + (" …" if len(missing) > SHOWN else "")
+            report.add(
+                "warn",
+                "companies",
+                f"{len(missing)} of {len(mine)} companies are not in {other} ({shown}): "
+                f"deals at them wait there (parked)",
+                f"create them in {other}, or set systems.{other}.auto_create_companies: true",
+            )

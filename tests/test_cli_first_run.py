@@ -1,0 +1,108 @@
+"""The README's "connect your real systems" path, end to end over HTTP: emulators standing in
+for real accounts that already hold the same deal, a fresh store, and the commands as a user
+types them — `doctor`, `run --once` (creates nothing), `match`, `match --csv`,
+`match --approve`, `run --once`, `verify`."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sync.emulators.server import running
+from tests.e2e.users import CloseUser, ParsaLinkUser, RuddrUser
+from tests.emulators.test_server import free_port_base
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _crmsync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sync", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=env["HOME_DIR"],
+    )
+
+
+def test_connecting_systems_that_hold_the_same_deal(tmp_path: Path) -> None:
+    """One deal typed by hand into Ruddr, Close and ParsaLink (case differs): the first run
+    creates nothing and says why; `match` proposes the three copies as one deal; after
+    `--approve` every system holds it once and `verify` finds no drift."""
+    with running(port_base=free_port_base(), seed=1) as served:
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_BASE_URL")}
+        env |= {f"{name.upper()}_BASE_URL": s.base_url for name, s in served.items()}
+        env |= {
+            "CRMSYNC_CONFIG": str(ROOT / "config.yaml"),
+            "CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'crmsync.db'}",
+            "CRMSYNC_LOG_LEVEL": "WARNING",
+            "HOME_DIR": str(tmp_path),
+            "COLUMNS": "400",  # rich wraps nothing: the test reads whole phrases
+        }
+        env.pop("CRMSYNC_FIRST_RUN", None)
+        users = {
+            "ruddr": RuddrUser(
+                httpx.Client(
+                    base_url=served["ruddr"].base_url,
+                    headers={"Authorization": "Bearer ruddr-test-token"},
+                )
+            ),
+            "close": CloseUser(
+                httpx.Client(
+                    base_url=served["close"].base_url, auth=httpx.BasicAuth("close-test-key", "")
+                )
+            ),
+            "parsalink": ParsaLinkUser(
+                httpx.Client(
+                    base_url=served["parsalink"].base_url,
+                    headers={"Authorization": "Bearer pk_test_parsalink"},
+                )
+            ),
+        }
+        users["ruddr"].create("Hooli renewal")
+        users["close"].create("HOOLI Renewal")
+        users["parsalink"].create("hooli  renewal")
+
+        doctor = _crmsync(env, "doctor")
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert "credential accepted" in doctor.stdout
+
+        first = _crmsync(env, "run", "--once", "--no-live")
+        assert first.returncode == 0, first.stderr[-2000:]
+        assert "Nothing is created until you review the match" in first.stderr
+        assert sum(1 for d in users["close"].all()) == 1  # nothing created
+
+        planned = _crmsync(env, "plan")
+        assert planned.returncode == 2, planned.stderr[-2000:]
+        assert "waits for the first-run match" in planned.stdout
+
+        proposal = _crmsync(env, "match", "--csv", str(tmp_path / "matches.csv"))
+        assert proposal.returncode == 0, proposal.stderr[-2000:]
+        assert "First run: review" in proposal.stdout
+        assert "Hooli renewal" in proposal.stdout and "ambiguous 0" in proposal.stdout
+        with (tmp_path / "matches.csv").open() as handle:
+            rows = list(csv.DictReader(handle))
+        hooli = [r for r in rows if r["name"].casefold().split() == ["hooli", "renewal"]]
+        assert len({r["match_id"] for r in hooli}) == 1 and len(hooli) == 3
+
+        approved = _crmsync(env, "match", "--approve")
+        assert approved.returncode == 0, approved.stderr[-2000:]
+        assert "(2 records merged)" in approved.stdout
+
+        for _ in range(2):
+            again = _crmsync(env, "run", "--once", "--no-live")
+            assert again.returncode == 0, again.stderr[-2000:]
+        verify = _crmsync(env, "verify")
+        assert verify.returncode == 0, verify.stdout[-3000:]
+        assert "No drift." in verify.stdout
+        for user in users.values():
+            named = [d for d in user.all() if "hooli" in str(d).casefold()]
+            assert len(named) == 1
