@@ -498,8 +498,13 @@ def doctor_cmd(
     rate limit the vendor reports — each problem with its fix. Writes nothing.
 
     Exit 0 when nothing is a problem (warnings allowed), 1 otherwise."""
+    from sync.cli import state as cli_state
     from sync.engine.doctor import doctor
+    from sync.store.db import upgrade
 
+    upgrade(
+        cli_state(ctx).config().store.url
+    )  # the first command on a fresh checkout: as `run` does
     with engine_for(ctx) as engine:
         reports = doctor(engine, system or None)
     marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "problem": "[red]✗[/]"}

@@ -24,6 +24,7 @@ import structlog
 from sqlmodel import col, func, select
 
 from sync.connectors.errors import ConnectorError
+from sync.engine import first_run
 from sync.engine.capture import capture
 from sync.engine.push import drain
 from sync.engine.state import Counts, Engine, new_id, to_utc
@@ -49,6 +50,8 @@ class Owed:
     states: dict[str, dict[str, int]] = field(default_factory=dict)
     next_due: dt.datetime | None = None
     parked: dict[str, int] = field(default_factory=dict)
+    #: creates held until the operator reviews the first run's match: waiting, not owed
+    for_review: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -121,23 +124,29 @@ def pending(engine: Engine, system: str | None = None) -> int:
 def owed(engine: Engine) -> Owed:
     """The pushes still owed, per system and state, and when the next one comes due."""
     found = Owed()
+    reviewing = first_run.gate(engine).state == "review"
     with engine.read_session() as session:
         rows = session.execute(
             sa.select(
                 col(Outbox.system),
                 col(Outbox.status),
+                col(Outbox.op),
                 func.count(),
                 func.min(col(Outbox.next_attempt_at)),
                 func.min(col(Outbox.claimed_until)),
             )
             .where(col(Outbox.status).in_((*OWED_STATES, "parked")))
-            .group_by(col(Outbox.system), col(Outbox.status))
+            .group_by(col(Outbox.system), col(Outbox.status), col(Outbox.op))
         ).all()
-    for system, status, count, next_attempt, claim_ends in rows:
+    for system, status, op, count, next_attempt, claim_ends in rows:
         if status == "parked":
-            found.parked[system] = int(count)
+            found.parked[system] = found.parked.get(system, 0) + int(count)
             continue
-        found.states.setdefault(system, {})[status] = int(count)
+        if reviewing and op == "create" and status == "pending":
+            found.for_review[system] = found.for_review.get(system, 0) + int(count)
+            continue
+        by_state = found.states.setdefault(system, {})
+        by_state[status] = by_state.get(status, 0) + int(count)
         due = to_utc(claim_ends if status == "in_flight" else next_attempt)
         if due is not None and (found.next_due is None or due < found.next_due):
             found.next_due = due

@@ -44,6 +44,7 @@ from sqlmodel import Session, col, select
 
 from sync.connectors.base import VendorRecord
 from sync.connectors.errors import (
+    AuthFailed,
     ConnectorError,
     NotFound,
     RateLimited,
@@ -687,6 +688,12 @@ class _Applier:
         assert isinstance(exc, ConnectorError)
         # RateLimited, OutcomeUnknown, Retryable, AuthFailed, anything else: retry later
         _retry(self.engine, row, exc)
+        job = result.job
+        if job.kind == "create" and not job.recover and isinstance(exc, (RateLimited, AuthFailed)):
+            # the vendor refused the create before doing anything (no earlier attempt is in
+            # doubt either: a recovery found nothing first), so the retry needs no look-up —
+            # under a 429 storm look-ups would only add to the storm
+            row.intent_at, row.intent = None, None
         return "retries"
 
     def _success(self, result: _Result) -> str:

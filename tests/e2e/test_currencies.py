@@ -36,7 +36,9 @@ def converting_config() -> Config:
         else cfg
         for name, cfg in shipped.systems.items()
     }
-    return shipped.model_copy(update={"systems": systems, "currency_rates": RATES})
+    # the scenario worlds start with deals everywhere and waive the first-run review
+    sync = shipped.sync.model_copy(update={"first_run": "waive"})
+    return shipped.model_copy(update={"systems": systems, "currency_rates": RATES, "sync": sync})
 
 
 def converting(tmp_path: Path) -> World:
