@@ -182,12 +182,39 @@ class BrokerConfig(_Strict):
     url: BrokerUrl = None
 
 
+def _share(value: object) -> object:
+    """``10%`` or ``0.1``: a share of a system's deals."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise PydanticCustomError("share", 'a share like "10%" or 0.1') from None
+    return value
+
+
+Share = Annotated[float, BeforeValidator(_share), Field(ge=0, le=1)]
+
+
+class DeleteGuardConfig(_Strict):
+    """The mass-delete guard: one capture that would delete or unlink more than ``max_share``
+    of a system's linked deals, or more than ``max_count``, holds the system until an operator
+    confirms or discards (``crmsync deletes``). Fewer than ``min_count`` never trip it (a small
+    system losing 1 of 5 deals is an ordinary delete, not a broken account)."""
+
+    max_share: Share = 0.10
+    max_count: int = Field(default=50, ge=0)
+    min_count: int = Field(default=3, ge=1)
+    enabled: bool = True
+
+
 class SyncConfig(_Strict):
     lookback: Duration = dt.timedelta(minutes=2)
     reconcile_every: Duration = dt.timedelta(hours=24)
     batch_size: int = Field(default=100, gt=0)
     # canonical fields that identify a deal when no external id does (e.g. [name, company])
     natural_key: list[str] = Field(default_factory=list)
+    #: default for every system; ``systems.NAME.delete_guard`` overrides it
+    delete_guard: DeleteGuardConfig = Field(default_factory=DeleteGuardConfig)
 
 
 class PreferPolicy(_Strict):
@@ -235,6 +262,7 @@ class SystemConfig(_Strict):
     #: still bounds requests per second)
     concurrency: int = Field(default=8, gt=0, le=64)
     options: dict[str, Any] = Field(default_factory=dict)
+    delete_guard: DeleteGuardConfig | None = None  # default: sync.delete_guard
 
 
 class Config(_Strict):

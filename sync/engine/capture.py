@@ -153,9 +153,16 @@ def capture_mode(engine: Engine, system: str) -> str:
 
 
 def capture(
-    engine: Engine, system: str, *, full: bool = False, run_id: str | None = None
+    engine: Engine,
+    system: str,
+    *,
+    full: bool = False,
+    run_id: str | None = None,
+    rescan: bool = False,
 ) -> Counts:
-    """Read one system's changes (or everything, when ``full`` or the vendor only scans)."""
+    """Read one system's changes (or everything, when ``full`` or the vendor only scans).
+    ``rescan``: read everything without counting differences as healed (a mapping change or
+    a system back in the config: ``sync.engine.bindings``)."""
     counts = Counts()
     connector = engine.connector(system)
     engine.refs.prime()
@@ -164,7 +171,7 @@ def capture(
     with engine.session() as session:
         cursor = session.get(Cursor, system) or Cursor(system=system)
     regular = capture_mode(engine, system)
-    mode = "scan" if full else regular
+    mode = "scan" if full or rescan else regular
     pages: Iterable[list[VendorRecord]]
     if mode == "incremental":
         pages = connector.list_changed(_since(cursor, lookback))
