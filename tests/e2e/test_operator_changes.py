@@ -1,0 +1,197 @@
+"""Operators change things (issue 17): a running installation's config and vendor accounts
+change, and crmsync notices instead of acting on a wrong picture. Counts are read from the
+vendors' own APIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import col, select
+
+from sync import metrics
+from sync.config import Config
+from sync.engine import bindings, deletes, guard
+from sync.engine.admin_ops import system_health
+from sync.engine.state import Engine
+from sync.store.models import Link, Record
+from tests.e2e.conftest import World, make_world
+
+pytestmark = pytest.mark.slow
+SYSTEMS = ["ruddr", "close", "parsalink", "truto_salesforce"]
+
+
+def counts(world: World) -> dict[str, int]:
+    """How many deals each vendor's own API lists."""
+    return {system: len(world.users[system].all()) for system in SYSTEMS}
+
+
+def live_links(world: World, system: str) -> int:
+    with world.engine.session() as session:
+        return guard.live_links(session, system)
+
+
+def records_now(world: World) -> int:
+    with world.engine.session() as session:
+        live = session.exec(select(Record).where(Record.deleted_at == None)).all()  # noqa: E711
+    return len(live)
+
+
+def reconfigure(world: World, config: Config) -> None:
+    """The operator edits config.yaml and restarts: a new engine on the same store."""
+    old = world.engine
+    world.engine = Engine.from_config(
+        config, old.db, transports=old.transports, retry=old.retry, limiter=old.limiter
+    )
+    world.engine.backoff_base = 0.0
+    world.config = config
+    old.close()
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Any:
+    built = make_world(tmp_path, seed_opportunities=20)
+    report = built.converge(cycles=2)
+    assert report.clean
+    yield built
+    built.engine.close()
+
+
+def test_a_30_percent_disappearance_is_held_then_confirmed(seeded: World) -> None:
+    """ParsaLink (deletes: propagate) loses 30 % of its deals in one go: the guard holds
+    them — no deal is touched anywhere, ParsaLink is held and says so — until the operator
+    confirms, and then they are deleted everywhere."""
+    world = seeded
+    world.config.systems["parsalink"].deletes = "propagate"
+    before = counts(world)
+    deals = world.users["parsalink"].all()
+    doomed = deals[: round(len(deals) * 0.3)]
+    for deal in doomed:
+        world.users["parsalink"].delete(str(deal["id"]))
+    report = world.cycle()
+    assert report.per_system["parsalink"]["deletes_held"] == len(doomed)
+    assert report.status == "partial"
+    after = counts(world)
+    assert {s: after[s] for s in SYSTEMS if s != "parsalink"} == {
+        s: before[s] for s in SYSTEMS if s != "parsalink"
+    }
+    state = guard.held(world.engine, "parsalink")
+    assert state is not None and state.held == guard.HOLD_DELETES
+    assert f"{len(doomed)} of {before['parsalink']}" in (state.held_message or "")
+    assert len(guard.pending_deletes(world.engine, "parsalink")) == len(doomed)
+    world.cycle()  # still held: nothing more happens
+    assert counts(world) == after
+    rows = {row["system"]: row for row in system_health(world.engine)}
+    assert rows["parsalink"]["held"] == "deletes"
+    assert rows["parsalink"]["held_deletes"] == len(doomed)
+    metrics.watch_store(lambda: system_health(world.engine))
+    text = metrics.render().decode()
+    assert 'crmsync_system_held{reason="deletes",system="parsalink"} 1.0' in text
+    assert f'crmsync_deletes_held{{system="parsalink"}} {float(len(doomed))}' in text
+
+    applied = deletes.confirm_held(world.engine, "parsalink")
+    assert applied["deleted"] == len(doomed)
+    assert guard.held(world.engine, "parsalink") is None
+    world.converge(cycles=2)
+    final = counts(world)
+    assert final == {system: before[system] - len(doomed) for system in SYSTEMS}
+
+
+def test_discarded_deletes_touch_nothing_and_ask_again(seeded: World) -> None:
+    """Discarding held deletes keeps every link and releases the system; deals still missing
+    at the next complete scan are held again rather than applied."""
+    world = seeded
+    before = counts(world)
+    deals = world.users["parsalink"].all()
+    doomed = deals[: round(len(deals) * 0.3)]
+    for deal in doomed:
+        world.users["parsalink"].delete(str(deal["id"]))
+    links = live_links(world, "parsalink")
+    world.cycle()
+    assert deletes.discard_held(world.engine, "parsalink") == len(doomed)
+    assert guard.held(world.engine, "parsalink") is None
+    assert guard.pending_deletes(world.engine, "parsalink") == []
+    assert live_links(world, "parsalink") == links
+    report = world.cycle()
+    assert report.per_system["parsalink"]["deletes_held"] == len(doomed)
+    assert {s: n for s, n in counts(world).items() if s != "parsalink"} == {
+        s: n for s, n in before.items() if s != "parsalink"
+    }
+
+
+def test_a_few_deletes_pass_the_guard(seeded: World) -> None:
+    """Two deals deleted out of many is an ordinary delete: applied, nothing held."""
+    world = seeded
+    for deal in world.users["parsalink"].all()[:2]:
+        world.users["parsalink"].delete(str(deal["id"]))
+    report = world.cycle()
+    assert report.per_system["parsalink"]["deleted"] == 2
+    assert guard.held(world.engine, "parsalink") is None
+
+
+def test_truto_account_switched_and_back_loses_nothing(seeded: World) -> None:
+    """Truto's integrated_account_id pointed at another account, then back: the first cycle
+    holds Truto with a message (no deal read as deleted, nothing written there), switching
+    back releases it, and at the end 0 deals are lost and 0 unlinked."""
+    world = seeded
+    before = counts(world)
+    linked = live_links(world, "truto_salesforce")
+    original = world.config
+    switched = original.model_copy(deep=True)
+    switched.systems["truto_salesforce"].options["integrated_account_id"] = (
+        "5f0c8f1e-6d0a-4c4e-9a8b-2b8f1f0a5002"
+    )
+    reconfigure(world, switched)
+    world.reset_calls()
+    report = world.cycle()
+    assert report.per_system["truto_salesforce"]["held"] == 1
+    assert report.per_system["truto_salesforce"]["deleted"] == 0
+    assert world.calls("truto_salesforce") == 0  # neither read nor written
+    state = guard.held(world.engine, "truto_salesforce")
+    assert state is not None and state.held == guard.HOLD_BINDING
+    assert "crmsync rebind truto_salesforce" in (state.held_message or "")
+    assert "5f0c8f1e-6d0a-4c4e-9a8b-2b8f1f0a5002" in (state.held_message or "")
+
+    reconfigure(world, original)
+    report = world.converge(cycles=2)
+    assert guard.held(world.engine, "truto_salesforce") is None
+    assert report.clean
+    assert report.systems["truto_salesforce"].linked == linked
+    assert live_links(world, "truto_salesforce") == linked
+    assert counts(world) == before
+
+
+def test_a_new_account_starts_fresh_and_switching_back_restores_links(seeded: World) -> None:
+    """`rebind --new-account`: the old account's links are set aside (not deleted) and the new
+    account is read completely and caught up like a newly added system; binding back to the
+    first account restores its links — no deal lost, none unlinked, none duplicated."""
+    world = seeded
+    before = counts(world)
+    linked = live_links(world, "truto_salesforce")
+    original = world.config
+    switched = original.model_copy(deep=True)
+    other = "5f0c8f1e-6d0a-4c4e-9a8b-2b8f1f0a5002"
+    switched.systems["truto_salesforce"].options["integrated_account_id"] = other
+    reconfigure(world, switched)
+    world.cycle()
+    done = bindings.rebind(world.engine, "truto_salesforce", new_account=True)
+    assert f"{linked} links" in done and "set aside" in done
+    with world.engine.session() as session:
+        shelved = session.exec(
+            select(Link).where(col(Link.system).startswith("truto_salesforce@"))
+        ).all()
+    assert len(shelved) == linked
+    assert live_links(world, "truto_salesforce") == 0
+    report = world.cycle()  # the new account: read completely, then owed every deal
+    assert report.per_system["truto_salesforce"]["backfill_queued"] == records_now(world)
+
+    reconfigure(world, original)
+    world.cycle()
+    assert guard.held(world.engine, "truto_salesforce") is not None
+    done = bindings.rebind(world.engine, "truto_salesforce", new_account=True)
+    assert f"{linked} restored" in done
+    report = world.converge(cycles=2)
+    assert report.systems["truto_salesforce"].linked == linked
+    assert not report.systems["truto_salesforce"].unlinked
+    assert counts(world)["truto_salesforce"] == before["truto_salesforce"]
