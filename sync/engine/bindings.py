@@ -170,15 +170,20 @@ def _binding_message(session: Session, state: SystemState, current: dict[str, An
 
 
 def _check_mapping(session: Session, state: SystemState, mapping: dict[str, str]) -> Prepared:
-    fields = changed_fields(state.mapping, mapping) if state.mapping else []
+    old = state.mapping
+    # a field only removed needs nothing read; one added or changed is backfilled
+    fields = [label for label in changed_fields(old, mapping) if label in mapping] if old else []
     returning = state.removed_at is not None
     if not fields and not returning:
-        if not state.mapping:
+        if old != mapping:
             state.mapping = mapping
             session.add(state)
         return Prepared(mapping=mapping)
-    shadow_fields = [label.partition(".")[0] for label in fields if label not in _WHOLE]
-    _forget_reads(session, state.system, sorted(set(shadow_fields)))
+    # A transform changed: the shadow holds the old reading, no base for the new one. A field
+    # (re-)added keeps what its shadow still has: a deal not read while the field was unmapped
+    # still holds the value last seen there, the base of an honest three-way merge.
+    changed = [label for label in fields if label in old and label not in _WHOLE]
+    _forget_reads(session, state.system, sorted({label.partition(".")[0] for label in changed}))
     log.info(
         "system_backfill",
         system=state.system,

@@ -37,7 +37,7 @@ import structlog
 from sqlmodel import Session, col, select
 
 from sync.connectors.base import BaseConnector, VendorRecord
-from sync.engine import deletes
+from sync.engine import deletes, filters
 from sync.engine.identity import keys_of
 from sync.engine.journal import OPEN_STATES, Notes, dead_letter, enqueue_into, outbox_row
 from sync.engine.merge import Side, merge_field
@@ -505,7 +505,9 @@ def _prepare(poll: Poll, state: Page, rec: VendorRecord) -> Item | None:
         counts.add("fetched_full")
     if not engine.mapper.accepts(system, rec.data):
         counts.add("filtered")
+        filters.left_out(state.session, link)
         return None
+    filters.let_in(engine, state.session, link)
     try:
         theirs = engine.mapper.to_canonical(system, rec.data, engine.refs)
     except (MappingError, UnresolvedReference) as exc:

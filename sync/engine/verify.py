@@ -6,6 +6,11 @@ Close keeps 0.7512 as 75 %) is not drift. Held fields (open manual conflicts) ar
 Also reported: vendor deals not linked to any record, linked deals missing from the vendor,
 and duplicates: more deals of one name in a system than live deals of that name in the store
 (a deal created twice).
+
+Differences with a known reason are listed as such, not hidden (issue 17): a field held by an
+open manual conflict whose copies differ, a linked deal the system's ``filter`` now leaves out
+(crmsync neither reads nor writes it), and a held system (not read at all: it may point at the
+wrong account). They keep ``clean`` false; ``agrees(accept_known=True)`` accepts them.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 
+from sync.engine import guard
 from sync.engine.outbound import desired
 from sync.engine.state import Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
-from sync.store.models import Link, Record
+from sync.store.models import Conflict, Link, Record
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,17 @@ class Drift:
     field: str
     ours: Any
     theirs: Any
+
+
+@dataclass(frozen=True)
+class Known:
+    """A difference crmsync knows the reason for (an open conflict, a filter, a hold)."""
+
+    system: str
+    record_id: str | None
+    external_id: str | None
+    field: str | None
+    reason: str
 
 
 @dataclass
@@ -43,9 +60,22 @@ class SystemCheck:
     #: live deals that should be in this system and are not (e.g. a create in dead letters)
     absent: list[str] = field(default_factory=list)
     drift: list[Drift] = field(default_factory=list)
+    #: differences with a known reason (see the module)
+    known: list[Known] = field(default_factory=list)
+    #: vendor deals the system's filter leaves out (linked ones are also in ``known``)
+    filtered: list[str] = field(default_factory=list)
+    #: open manual conflicts on deals linked here
+    conflicts: int = 0
+    #: why the system is held (it was not read), else None
+    held: str | None = None
 
     @property
     def clean(self) -> bool:
+        return not self.known and self.agrees_but_known
+
+    @property
+    def agrees_but_known(self) -> bool:
+        """Clean once the known differences are accepted."""
         return not (
             self.unlinked
             or self.missing
@@ -62,7 +92,13 @@ class VerifyReport:
 
     @property
     def clean(self) -> bool:
+        """Every system agrees: no drift, and no difference even for a known reason."""
         return all(check.clean for check in self.systems.values())
+
+    def agrees(self, *, accept_known: bool = False) -> bool:
+        if not accept_known:
+            return self.clean
+        return all(check.agrees_but_known for check in self.systems.values())
 
 
 def verify(engine: Engine, systems: list[str] | None = None) -> VerifyReport:
@@ -70,6 +106,13 @@ def verify(engine: Engine, systems: list[str] | None = None) -> VerifyReport:
     engine.refs.forget()
     engine.refs.prime()
     for system in systems or engine.systems:
+        state = guard.held(engine, system)
+        if state is not None:  # not read: it may point at another account
+            message = state.held_message or "held"
+            check = SystemCheck(held=message)
+            check.known.append(Known(system, None, None, None, f"system held: {message}"))
+            report.systems[system] = check
+            continue
         report.systems[system] = _verify_system(engine, system)
     return report
 
@@ -91,6 +134,8 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
             if vendor_record.partial:  # a summary listing (ParsaLink): compare the whole deal
                 vendor_record = engine.connector(system).get(vendor_record.external_id)
             if not engine.mapper.accepts(system, vendor_record.data):
+                check.filtered.append(vendor_record.external_id)
+                _filtered(check, system, links.get(vendor_record.external_id))
                 continue
             try:
                 theirs = engine.mapper.to_canonical(system, vendor_record.data, engine.refs)
@@ -106,7 +151,9 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
             check.linked += 1
             record = records.get(link.record_id)
             if record is not None:
-                check.drift.extend(_compare(engine, system, record, link, theirs))
+                drift, known = _compare(engine, system, record, link, theirs)
+                check.drift.extend(drift)
+                check.known.extend(known)
     # two deals may share a name; more copies of a name here than deals of that name is not
     live_names = Counter(
         str(r.fields.get("name")) for r in records.values() if r.deleted_at is None
@@ -119,6 +166,7 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
             for rid, record in records.items()
             if record.deleted_at is None and rid not in linked_records
         )
+    _open_conflicts(engine, check, system, links)
     check.missing = sorted(
         ext
         for ext, link in links.items()
@@ -129,13 +177,55 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
     return check
 
 
+def _filtered(check: SystemCheck, system: str, link: Link | None) -> None:
+    if link is not None and link.deleted_at is None:
+        check.known.append(
+            Known(
+                system,
+                link.record_id,
+                link.external_id,
+                None,
+                "left out by the system's filter: neither read nor written",
+            )
+        )
+
+
+def _open_conflicts(
+    engine: Engine, check: SystemCheck, system: str, links: dict[str, Link]
+) -> None:
+    """Count the open manual conflicts on deals linked here; the fields they hold whose copies
+    differ are already in ``known`` (``_compare``)."""
+    linked = {link.record_id for link in links.values() if link.deleted_at is None}
+    if not linked:
+        return
+    with engine.session() as session:
+        rows = session.exec(
+            select(Conflict.record_id).where(
+                Conflict.status == "open", col(Conflict.record_id).in_(sorted(linked))
+            )
+        ).all()
+    check.conflicts = len(rows)
+
+
 def _compare(
     engine: Engine, system: str, record: Record, link: Link, theirs: dict[str, Any]
-) -> list[Drift]:
+) -> tuple[list[Drift], list[Known]]:
     out = []
     for name, ours in desired(engine, system, record).items():
         value = theirs.get(name)
         if value == ours or link.sent.get(name) == [ours, value]:
             continue
         out.append(Drift(system, record.id, link.external_id, name, ours, value))
-    return out
+    known = [
+        Known(
+            system,
+            record.id,
+            link.external_id,
+            name,
+            f"held by an open manual conflict: ours {record.fields.get(name)!r}, "
+            f"theirs {theirs.get(name)!r}",
+        )
+        for name in record.held
+        if name in theirs and theirs.get(name) != record.fields.get(name)
+    ]
+    return out, known

@@ -83,6 +83,9 @@ class Link(SQLModel, table=True):
     linked_at: dt.datetime = Field(default_factory=utcnow)
     synced_at: dt.datetime = Field(default_factory=utcnow)
     deleted_at: dt.datetime | None = None  # tombstone: the deal is gone from this system
+    # the system's ``filter`` left this deal out at its last read: nothing is written to it
+    # (nor read from it) until a read finds it passing again
+    filtered_at: dt.datetime | None = None
 
 
 class RecordKey(SQLModel, table=True):

@@ -15,8 +15,10 @@ from sync.config import Config
 from sync.engine import bindings, deletes, guard
 from sync.engine.admin_ops import system_health
 from sync.engine.state import Engine
+from sync.mapping.spec import FilterRule
 from sync.store.models import Link, Record
 from tests.e2e.conftest import World, make_world
+from tests.e2e.test_scenarios import link_of, record_of
 
 pytestmark = pytest.mark.slow
 SYSTEMS = ["ruddr", "close", "parsalink", "truto_salesforce"]
@@ -195,3 +197,77 @@ def test_a_new_account_starts_fresh_and_switching_back_restores_links(seeded: Wo
     assert report.systems["truto_salesforce"].linked == linked
     assert not report.systems["truto_salesforce"].unlinked
     assert counts(world)["truto_salesforce"] == before["truto_salesforce"]
+
+
+def with_ruddr_filter(config: Config) -> Config:
+    changed = config.model_copy(deep=True)
+    changed.mapping["ruddr"].filter = [
+        FilterRule.model_validate({"path": "isActive", "in": [True]})
+    ]
+    return changed
+
+
+def test_a_filtered_deal_is_untouched_by_writes(tmp_path: Path) -> None:
+    """Ruddr filtered to active deals: an inactive deal's Close-side edit reaches every other
+    system but not the Ruddr deal (no write to it at all); verify lists it as filtered, a known
+    difference (exit non-zero unless accepted)."""
+    probe = make_world(tmp_path / "probe")
+    config = with_ruddr_filter(probe.config)
+    probe.engine.close()
+    world = make_world(tmp_path, overrides={"mapping": config.mapping})
+    deal = world.users["ruddr"].create("Dormant", amount=5000.0)
+    assert world.converge(cycles=2).clean
+    record = record_of(world, "ruddr", deal)
+    world.users["ruddr"].edit(deal, isActive=False)
+    world.cycle()
+    close_id = link_of(world, "close", record).external_id
+    world.users["close"].edit(close_id, value=777700)
+    world.reset_calls()
+    report = world.converge(cycles=2)
+    ruddr_writes = [
+        r for r in world.emulators["ruddr"].requests if r["method"] in ("POST", "PUT", "PATCH")
+    ]
+    assert ruddr_writes == []
+    assert float(world.users["ruddr"].get(deal)["amount"]) == 5000.0
+    assert (
+        float(
+            world.users["parsalink"].get(link_of(world, "parsalink", record).external_id)["value"]
+        )
+        == 7777.0
+    )
+    check = report.systems["ruddr"]
+    assert deal in check.filtered
+    assert [k.external_id for k in check.known] == [deal]
+    assert not report.clean and report.agrees(accept_known=True)
+
+    world.users["ruddr"].edit(deal, isActive=True)  # back in: it gets what it missed
+    world.converge(cycles=2)
+    assert float(world.users["ruddr"].get(deal)["amount"]) == 7777.0
+    world.engine.close()
+
+
+def test_verify_is_not_clean_with_an_open_manual_conflict(tmp_path: Path) -> None:
+    """A manual conflict on description left open (then the policy switched back to latest):
+    the systems hold different descriptions, and verify says so — not clean, the conflict
+    counted and the differing copies listed as known — until --accept-known."""
+    probe = make_world(tmp_path / "probe")
+    conflicts = probe.config.conflicts.model_copy(update={"fields": {"description": "manual"}})
+    probe.engine.close()
+    world = make_world(tmp_path, overrides={"conflicts": conflicts})
+    deal = world.users["ruddr"].create("Contested")
+    assert world.converge(cycles=2).clean
+    record = record_of(world, "ruddr", deal)
+    world.users["ruddr"].edit(deal, description="Ruddr's words")
+    world.users["parsalink"].edit(
+        link_of(world, "parsalink", record).external_id, description="ParsaLink's words"
+    )
+    world.cycle()
+    reconfigure(world, world.config.model_copy(update={"conflicts": probe.config.conflicts}))
+    report = world.converge(cycles=2)
+    assert not report.clean
+    assert not any(check.drift for check in report.systems.values())
+    assert sum(check.conflicts for check in report.systems.values()) >= 1
+    reasons = [k.reason for check in report.systems.values() for k in check.known]
+    assert any("open manual conflict" in reason for reason in reasons)
+    assert report.agrees(accept_known=True)
+    world.engine.close()

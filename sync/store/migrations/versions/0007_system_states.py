@@ -1,4 +1,4 @@
-"""system states (binding, mapping fingerprint, holds) and pending deletes
+"""system states (binding, mapping fingerprint, holds), pending deletes, links.filtered_at
 
 Revision ID: 0007
 Revises: 0003
@@ -19,6 +19,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("links", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("filtered_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "system_states",
         sa.Column("system", sa.String(length=64), nullable=False),
@@ -51,3 +53,5 @@ def downgrade() -> None:
     op.drop_index("ix_pending_deletes_system", table_name="pending_deletes")
     op.drop_table("pending_deletes")
     op.drop_table("system_states")
+    with op.batch_alter_table("links", schema=None) as batch_op:
+        batch_op.drop_column("filtered_at")
