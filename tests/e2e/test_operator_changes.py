@@ -14,9 +14,10 @@ from sync import metrics
 from sync.config import Config
 from sync.engine import bindings, deletes, guard
 from sync.engine.admin_ops import system_health
+from sync.engine.plan import plan
 from sync.engine.state import Engine
 from sync.mapping.spec import FilterRule
-from sync.store.models import Link, Record
+from sync.store.models import Journal, Link, Record
 from tests.e2e.conftest import World, make_world
 from tests.e2e.test_scenarios import link_of, record_of
 
@@ -271,3 +272,79 @@ def test_verify_is_not_clean_with_an_open_manual_conflict(tmp_path: Path) -> Non
     assert any("open manual conflict" in reason for reason in reasons)
     assert report.agrees(accept_known=True)
     world.engine.close()
+
+
+def test_a_mapping_removed_edited_and_re_added_is_merged_not_overwritten(seeded: World) -> None:
+    """ParsaLink's description mapping removed; meanwhile ParsaLink edits deal A and Ruddr
+    edits deal B; mapping restored. `plan` shows the backfill, and the first cycle merges
+    through the three-way rules: A's ParsaLink edit is a change on ParsaLink's side and
+    reaches every system (journaled, not overwritten), B's Ruddr edit reaches ParsaLink."""
+    world = seeded
+    original = world.config
+    without = original.model_copy(deep=True)
+    without.mapping["parsalink"].description = None
+    reconfigure(world, without)
+    world.cycle()
+    with world.engine.session() as session:
+        a, b = session.exec(
+            select(Link).where(Link.system == "parsalink").order_by(col(Link.id)).limit(2)
+        ).all()
+    pl_a, pl_b = a.external_id, b.external_id
+    ruddr_a = link_of(world, "ruddr", a.record_id).external_id
+    ruddr_b = link_of(world, "ruddr", b.record_id).external_id
+    world.users["parsalink"].edit(pl_a, description="ParsaLink, while unmapped")
+    world.users["ruddr"].edit(ruddr_b, description="Ruddr, while unmapped")
+    world.converge(cycles=2)
+    assert world.users["parsalink"].get(pl_b)["description"] != "Ruddr, while unmapped"
+    assert world.users["ruddr"].get(ruddr_a)["description"] != "ParsaLink, while unmapped"
+
+    reconfigure(world, original)
+    planned = plan(world.engine)
+    writes = {(w.system, w.record_id): w for w in planned.writes}
+    assert writes[("parsalink", b.record_id)].changes["description"][1] == "Ruddr, while unmapped"
+    assert writes[("ruddr", a.record_id)].changes["description"][1] == "ParsaLink, while unmapped"
+
+    world.cycle()  # the first cycle delivers the backfill
+    assert world.users["parsalink"].get(pl_b)["description"] == "Ruddr, while unmapped"
+    assert world.users["ruddr"].get(ruddr_a)["description"] == "ParsaLink, while unmapped"
+    with world.engine.session() as session:
+        taken = session.exec(
+            select(Journal).where(
+                Journal.record_id == a.record_id,
+                Journal.action == "field_changed",
+                Journal.field == "description",
+                Journal.system == "parsalink",
+            )
+        ).all()
+    assert len(taken) == 1  # a three-way decision, journaled with its reason
+    assert world.converge(cycles=1).clean
+
+
+def test_a_system_out_and_back_gets_every_missed_change_on_the_first_cycle(
+    seeded: World,
+) -> None:
+    """ParsaLink taken out of the config while Ruddr changes an amount and creates a deal; put
+    back, it is read completely before any push and the first cycle delivers both."""
+    world = seeded
+    original = world.config
+    record = record_of(world, "parsalink", str(world.users["parsalink"].all()[0]["id"]))
+    without = original.model_copy(deep=True)
+    del without.systems["parsalink"]
+    del without.mapping["parsalink"]
+    without.conflicts.priority = [s for s in without.conflicts.priority if s != "parsalink"]
+    reconfigure(world, without)
+    world.cycle()
+    world.users["ruddr"].edit(link_of(world, "ruddr", record).external_id, amount=222222)
+    world.users["ruddr"].create("Made while ParsaLink was out")
+    world.converge(cycles=2)
+    before = len(world.users["parsalink"].all())
+
+    reconfigure(world, original)
+    report = world.cycle()
+    assert report.per_system["parsalink"]["backfill_queued"] >= 2
+    pl_id = link_of(world, "parsalink", record).external_id
+    assert float(world.users["parsalink"].get(pl_id)["value"]) == 222222.0
+    assert len(world.users["parsalink"].all()) == before + 1
+    names = [deal["name"] for deal in world.users["parsalink"].all()]
+    assert names.count("Made while ParsaLink was out") == 1
+    assert world.converge(cycles=1).clean
