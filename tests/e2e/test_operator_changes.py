@@ -17,7 +17,7 @@ from sync.engine.admin_ops import system_health
 from sync.engine.plan import plan
 from sync.engine.state import Engine
 from sync.mapping.spec import FilterRule
-from sync.store.models import Journal, Link, Record
+from sync.store.models import Conflict, Journal, Link, Record
 from tests.e2e.conftest import World, make_world
 from tests.e2e.test_scenarios import link_of, record_of
 
@@ -278,7 +278,8 @@ def test_a_mapping_removed_edited_and_re_added_is_merged_not_overwritten(seeded:
     """ParsaLink's description mapping removed; meanwhile ParsaLink edits deal A and Ruddr
     edits deal B; mapping restored. `plan` shows the backfill, and the first cycle merges
     through the three-way rules: A's ParsaLink edit is a change on ParsaLink's side and
-    reaches every system (journaled, not overwritten), B's Ruddr edit reaches ParsaLink."""
+    reaches every system (journaled, not overwritten), B's Ruddr edit reaches ParsaLink, and C,
+    edited on both sides, is decided by the conflict policy with a conflict recorded."""
     world = seeded
     original = world.config
     without = original.model_copy(deep=True)
@@ -286,14 +287,18 @@ def test_a_mapping_removed_edited_and_re_added_is_merged_not_overwritten(seeded:
     reconfigure(world, without)
     world.cycle()
     with world.engine.session() as session:
-        a, b = session.exec(
-            select(Link).where(Link.system == "parsalink").order_by(col(Link.id)).limit(2)
+        a, b, c = session.exec(
+            select(Link).where(Link.system == "parsalink").order_by(col(Link.id)).limit(3)
         ).all()
     pl_a, pl_b = a.external_id, b.external_id
     ruddr_a = link_of(world, "ruddr", a.record_id).external_id
     ruddr_b = link_of(world, "ruddr", b.record_id).external_id
     world.users["parsalink"].edit(pl_a, description="ParsaLink, while unmapped")
     world.users["ruddr"].edit(ruddr_b, description="Ruddr, while unmapped")
+    # deal C: edited on both sides
+    world.users["parsalink"].edit(c.external_id, description="C in ParsaLink")
+    ruddr_c = link_of(world, "ruddr", c.record_id).external_id
+    world.users["ruddr"].edit(ruddr_c, description="C in Ruddr")
     world.converge(cycles=2)
     assert world.users["parsalink"].get(pl_b)["description"] != "Ruddr, while unmapped"
     assert world.users["ruddr"].get(ruddr_a)["description"] != "ParsaLink, while unmapped"
@@ -317,6 +322,13 @@ def test_a_mapping_removed_edited_and_re_added_is_merged_not_overwritten(seeded:
             )
         ).all()
     assert len(taken) == 1  # a three-way decision, journaled with its reason
+    with world.engine.session() as session:
+        decided = session.exec(select(Conflict).where(Conflict.record_id == c.record_id)).all()
+    # both sides moved: the policy (latest, Ruddr's later edit) decides, and says so
+    assert [(d.field, d.theirs, d.winner) for d in decided] == [
+        ("description", "C in ParsaLink", "ruddr")
+    ]
+    assert world.users["parsalink"].get(c.external_id)["description"] == "C in Ruddr"
     assert world.converge(cycles=1).clean
 
 
