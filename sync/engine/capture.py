@@ -103,6 +103,7 @@ class NewLink:
     synced_at: dt.datetime
     confirmed_at: dt.datetime | None = None
     deleted_at: dt.datetime | None = None
+    filtered_at: dt.datetime | None = None
 
 
 @dataclass
