@@ -190,6 +190,7 @@ def _verify(self: Any) -> dict[str, Any]:
         counts.add("unlinked", len(check.unlinked))
         counts.add("missing", len(check.missing))
         counts.add("duplicates", len(check.duplicates))
+        counts.add("known", len(check.known))  # open conflicts, filters, holds (issue 17)
     finish_run(engine, run_id, "done" if report.clean else "drift", counts)
     return {"run_id": run_id, "clean": report.clean, "counts": counts.values}
 
