@@ -283,11 +283,12 @@ def emulate(
 
 def _register_commands() -> None:
     """Engine and runtime commands live in their own modules; they import lazily."""
-    from sync import cli_engine, cli_runtime
+    from sync import cli_engine, cli_operator, cli_runtime
 
     cli_engine.register(app)
     cli_runtime.register(app)
     cli_engine.register_first_run(app)
+    cli_operator.register(app)
 
 
 _register_commands()

@@ -632,6 +632,9 @@ def status(
     finally:
         engine.close()
     out.print(health_table(rows))
+    for row in rows:  # a held system waits for an operator: say why and what to do
+        if row.get("held"):
+            out.print(f"[bold red]HELD {row['system']}[/] ({row['held']}): {row['held_message']}")
     out.print(runs_table(recent))
 
 

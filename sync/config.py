@@ -237,6 +237,31 @@ class MatchConfig(_Strict):
     near_miss: float = Field(default=0.85, gt=0, le=1)
 
 
+def _share(value: object) -> object:
+    """``10%`` or ``0.1``: a share of a system's deals."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise PydanticCustomError("share", 'a share like "10%" or 0.1') from None
+    return value
+
+
+Share = Annotated[float, BeforeValidator(_share), Field(ge=0, le=1)]
+
+
+class DeleteGuardConfig(_Strict):
+    """The mass-delete guard: one capture that would delete or unlink more than ``max_share``
+    of a system's linked deals, or more than ``max_count``, holds the system until an operator
+    confirms or discards (``crmsync deletes``). Fewer than ``min_count`` never trip it (a small
+    system losing 1 of 5 deals is an ordinary delete, not a broken account)."""
+
+    max_share: Share = 0.10
+    max_count: int = Field(default=50, ge=0)
+    min_count: int = Field(default=3, ge=1)
+    enabled: bool = True
+
+
 class SyncConfig(_Strict):
     lookback: Duration = dt.timedelta(minutes=2)
     reconcile_every: ReconcileInterval = dt.timedelta(hours=24)
@@ -249,6 +274,8 @@ class SyncConfig(_Strict):
     #: held deals at their first read; automatic: the proposed matches are applied unattended;
     #: waive: no first-run matching (creates start once every system was read)
     first_run: Literal["guided", "automatic", "waive"] = "guided"
+    #: default for every system; ``systems.NAME.delete_guard`` overrides it
+    delete_guard: DeleteGuardConfig = Field(default_factory=DeleteGuardConfig)
 
 
 class PreferPolicy(_Strict):
@@ -298,6 +325,7 @@ class SystemConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     #: how the system holds currencies (sync.money_config; defaults per vendor type)
     currency: CurrencyConfig = Field(default_factory=CurrencyConfig)
+    delete_guard: DeleteGuardConfig | None = None  # default: sync.delete_guard
 
 
 class Config(_Strict):

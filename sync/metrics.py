@@ -134,14 +134,27 @@ class StoreCollector(Collector):
         dead = GaugeMetricFamily(
             "crmsync_dead_letters_open", "Open dead letters.", labels=["system"]
         )
+        held = GaugeMetricFamily(
+            "crmsync_system_held",
+            "1 while a system is held for an operator (binding changed, mass delete), by reason.",
+            labels=["system", "reason"],
+        )
+        held_deletes = GaugeMetricFamily(
+            "crmsync_deletes_held",
+            "Deletes the mass-delete guard stopped, waiting for `crmsync deletes`.",
+            labels=["system"],
+        )
         for row in self._health():
             system = str(row["system"])
+            if row.get("held"):
+                held.add_metric([system, str(row["held"])], 1.0)
+            held_deletes.add_metric([system], float(row.get("held_deletes") or 0))
             if row.get("lag_seconds") is not None:
                 lag.add_metric([system], float(row["lag_seconds"]))
             pending.add_metric([system], float(row["pending"]))
             conflicts.add_metric([system], float(row["conflicts"]))
             dead.add_metric([system], float(row["dead_letters"]))
-        yield from (lag, pending, conflicts, dead)
+        yield from (lag, pending, conflicts, dead, held, held_deletes)
 
 
 REGISTRY.register(ApiCallsCollector())

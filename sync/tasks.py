@@ -197,6 +197,7 @@ def _verify(self: Any) -> dict[str, Any]:
         counts.add("unlinked", len(check.unlinked))
         counts.add("missing", len(check.missing))
         counts.add("duplicates", len(check.duplicates))
+        counts.add("known", len(check.known))  # open conflicts, filters, holds (issue 17)
     counts.add("twins", len(report.twins))
     finish_run(engine, run_id, "done" if report.clean else "drift", counts)
     return {"run_id": run_id, "clean": report.clean, "counts": counts.values}

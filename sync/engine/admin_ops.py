@@ -26,8 +26,10 @@ from sync.store.models import (
     Journal,
     Link,
     Outbox,
+    PendingDelete,
     Record,
     Run,
+    SystemState,
     utcnow,
 )
 
@@ -75,6 +77,11 @@ def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[s
             .group_by(DeadLetter.system),
         )
         healed = _last_healed(session, list(engine.config.systems))
+        states = {row.system: row for row in session.exec(select(SystemState)).all()}
+        held_deletes = _counts_by_system(
+            session,
+            select(PendingDelete.system, func.count()).group_by(PendingDelete.system),
+        )
     rows = []
     for system, cfg in engine.config.systems.items():
         cursor = cursors.get(system)
@@ -103,6 +110,9 @@ def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[s
                 "dead_letters": dead.get(system, 0),
                 "last_reconcile_at": healed[system][0] if system in healed else None,
                 "healed": healed[system][1] if system in healed else None,
+                "held": states[system].held if system in states else None,
+                "held_message": states[system].held_message if system in states else None,
+                "held_deletes": held_deletes.get(system, 0),
             }
         )
     return rows

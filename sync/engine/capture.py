@@ -37,7 +37,7 @@ import structlog
 from sqlmodel import Session, col, select
 
 from sync.connectors.base import BaseConnector, VendorRecord
-from sync.engine import deletes, money
+from sync.engine import deletes, filters, money
 from sync.engine.identity import keys_of
 from sync.engine.intents import Intent, adopted_base, best_intent, open_intents
 from sync.engine.journal import OPEN_STATES, Notes, dead_letter, enqueue_into, outbox_row
@@ -105,6 +105,7 @@ class NewLink:
     synced_at: dt.datetime
     confirmed_at: dt.datetime | None = None
     deleted_at: dt.datetime | None = None
+    filtered_at: dt.datetime | None = None
 
 
 @dataclass
@@ -158,9 +159,16 @@ def capture_mode(engine: Engine, system: str) -> str:
 
 
 def capture(
-    engine: Engine, system: str, *, full: bool = False, run_id: str | None = None
+    engine: Engine,
+    system: str,
+    *,
+    full: bool = False,
+    run_id: str | None = None,
+    rescan: bool = False,
 ) -> Counts:
-    """Read one system's changes (or everything, when ``full`` or the vendor only scans)."""
+    """Read one system's changes (or everything, when ``full`` or the vendor only scans).
+    ``rescan``: read everything without counting differences as healed (a mapping change or
+    a system back in the config: ``sync.engine.bindings``)."""
     counts = Counts()
     connector = engine.connector(system)
     engine.refs.prime()
@@ -169,7 +177,7 @@ def capture(
     with engine.session() as session:
         cursor = session.get(Cursor, system) or Cursor(system=system)
     regular = capture_mode(engine, system)
-    mode = "scan" if full else regular
+    mode = "scan" if full or rescan else regular
     pages: Iterable[list[VendorRecord]]
     if mode == "incremental":
         pages = connector.list_changed(_since(cursor, lookback))
@@ -514,7 +522,9 @@ def _prepare(poll: Poll, state: Page, rec: VendorRecord) -> Item | None:
         counts.add("fetched_full")
     if not engine.mapper.accepts(system, rec.data):
         counts.add("filtered")
+        filters.left_out(state.session, link)
         return None
+    filters.let_in(engine, state.session, link)
     try:
         theirs = engine.mapper.to_canonical(system, rec.data, engine.refs)
     except (MappingError, UnresolvedReference) as exc:

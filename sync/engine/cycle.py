@@ -24,7 +24,7 @@ import structlog
 from sqlmodel import col, func, select
 
 from sync.connectors.errors import ConnectorError
-from sync.engine import first_run
+from sync.engine import bindings, first_run
 from sync.engine.capture import capture
 from sync.engine.push import drain
 from sync.engine.state import Counts, Engine, new_id, to_utc
@@ -95,9 +95,17 @@ def finish_run(
 
 
 def poll(engine: Engine, system: str, *, full: bool = False, run_id: str | None = None) -> Counts:
-    """Capture one system, recording a connector failure on its cursor instead of raising."""
+    """Capture one system, recording a connector failure on its cursor instead of raising.
+    A held system is not captured (``held`` counted); a changed mapping or a system back in
+    the config is read completely, then caught up (``sync.engine.bindings``)."""
+    prepared = bindings.before_capture(engine, system)
+    if prepared.held:
+        log.warning("capture_held", system=system, message=prepared.held)
+        return Counts({"held": 1})
     try:
-        return capture(engine, system, full=full, run_id=run_id)
+        counts = capture(engine, system, full=full, run_id=run_id, rescan=prepared.full)
+        counts.merge(bindings.after_capture(engine, system, prepared))
+        return counts
     except ConnectorError as exc:
         with engine.session() as session:
             cursor = session.get(Cursor, system) or Cursor(system=system)
@@ -182,7 +190,10 @@ def run_cycle(
     try:
         for system in chosen:
             try:
-                report.per_system[system] = poll(engine, system, full=full, run_id=run_id)
+                report.per_system[system] = counts = poll(engine, system, full=full, run_id=run_id)
+                if counts["held"] or counts["deletes_held"]:
+                    report.errors[system] = "held: see `crmsync status`"
+                    status = "partial"
             except ConnectorError as exc:
                 report.errors[system] = str(exc)
                 status = "partial"

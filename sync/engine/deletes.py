@@ -24,10 +24,21 @@ import datetime as dt
 import structlog
 from sqlmodel import Session, col, select
 
+from sync.engine import guard
+from sync.engine.guard import Vanished
 from sync.engine.journal import OPEN_STATES, enqueue, note
 from sync.engine.outbound import push_diff
 from sync.engine.state import Counts, Engine, aware_utc, to_utc
-from sync.store.models import Conflict, Cursor, Link, Outbox, Record, utcnow
+from sync.store.models import (
+    Conflict,
+    Cursor,
+    Link,
+    Outbox,
+    PendingDelete,
+    Record,
+    SystemState,
+    utcnow,
+)
 
 log = structlog.get_logger("crmsync.deletes")
 
@@ -88,28 +99,44 @@ def vendor_deleted(
 def after_complete_scan(
     engine: Engine, system: str, seen: set[str], started: dt.datetime, run_id: str | None
 ) -> Counts:
-    """Links of ``system`` that a complete scan no longer saw were deleted there."""
+    """Links of ``system`` that a complete scan no longer saw were deleted there — unless
+    there are so many that the mass-delete guard holds them for an operator."""
     counts = Counts()
     with engine.session() as session:
-        # two strings per link: loading every live link with its shadow would hold the whole
+        # three strings per link: loading every live link with its shadow would hold the whole
         # system in memory; only the few that vanished are loaded in full. Links made during
         # this scan are left out: the listing may predate them.
         live = session.exec(
-            select(Link.id, Link.external_id).where(
+            select(Link.id, Link.record_id, Link.external_id).where(
                 Link.system == system,
                 Link.deleted_at == None,  # noqa: E711
                 col(Link.linked_at) < started,
             )
         ).all()
-        for link_id, external_id in live:
-            if external_id in seen:
-                continue
-            link = session.get(Link, link_id)
-            if link is None:
-                continue
-            vendor_deleted(engine, session, system, link, "missing from a complete scan", run_id)
-            counts.add("deleted")
+        vanished = [
+            Vanished(link_id, record_id, external_id, "missing from a complete scan")
+            for link_id, record_id, external_id in live
+            if external_id not in seen and link_id is not None
+        ]
+        counts.merge(_apply(engine, session, system, vanished, run_id))
         session.commit()
+    return counts
+
+
+def _apply(
+    engine: Engine, session: Session, system: str, vanished: list[Vanished], run_id: str | None
+) -> Counts:
+    """Apply the delete policy to each vanished deal, or hold them all (the guard)."""
+    counts = Counts()
+    if not guard.allow_deletes(engine, session, system, vanished):
+        counts.add("deletes_held", len(vanished))
+        return counts
+    for gone in vanished:
+        link = session.get(Link, gone.link_id)
+        if link is None or link.deleted_at is not None:
+            continue
+        vendor_deleted(engine, session, system, link, gone.how, run_id)
+        counts.add("deleted")
     return counts
 
 
@@ -122,16 +149,18 @@ def from_feed(engine: Engine, system: str, started: dt.datetime, run_id: str | N
         since_aware = aware_utc(since - engine.config.sync.lookback)
         assert since_aware is not None
         newest = cursor.deletes_stamp
+        vanished: list[Vanished] = []
         for deletion in engine.connector(system).deleted_since(since_aware):
             stamp = to_utc(deletion.at)
             newest = max(newest, stamp) if newest and stamp else (stamp or newest)
             link = session.exec(
                 select(Link).where(Link.system == system, Link.external_id == deletion.external_id)
             ).first()
-            if link is None or link.deleted_at is not None:
+            if link is None or link.deleted_at is not None or link.id is None:
                 continue
-            vendor_deleted(engine, session, system, link, "reported by the delete feed", run_id)
-            counts.add("deleted")
+            how = "reported by the delete feed"
+            vanished.append(Vanished(link.id, link.record_id, link.external_id, how))
+        counts.merge(_apply(engine, session, system, vanished, run_id))
         cursor.deletes_stamp = min(newest, started) if newest else started
         session.add(cursor)
         session.commit()
@@ -192,3 +221,43 @@ def edited_after_delete(session: Session, record: Record, system: str) -> None:
     _edit_wins(
         session, record, str(record.deleted_by or "another system"), [], f"edited in {system}"
     )
+
+
+# --------------------------------------------------------------------------- the operator
+
+
+def confirm_held(engine: Engine, system: str, run_id: str | None = None) -> Counts:
+    """``crmsync deletes --confirm``: apply the deletes the guard held (each still-live link
+    gets the system's policy, as if the guard had not stopped it) and release the system."""
+    counts = Counts()
+    with engine.session() as session:
+        rows = session.exec(select(PendingDelete).where(PendingDelete.system == system)).all()
+        for row in rows:
+            link = session.get(Link, row.link_id)
+            if link is not None and link.deleted_at is None and link.system == system:
+                vendor_deleted(engine, session, system, link, f"{row.how}; confirmed", run_id)
+                counts.add("deleted")
+            session.delete(row)
+        _release_deletes_hold(session, system, "deletes confirmed")
+        session.commit()
+    log.info("deletes_confirmed", system=system, deleted=counts["deleted"])
+    return counts
+
+
+def discard_held(engine: Engine, system: str) -> int:
+    """``crmsync deletes --discard``: drop the held deletes, keep every link, release the
+    system. Deals still missing at its next complete scan are counted (and guarded) again."""
+    with engine.session() as session:
+        rows = session.exec(select(PendingDelete).where(PendingDelete.system == system)).all()
+        for row in rows:
+            session.delete(row)
+        _release_deletes_hold(session, system, "deletes discarded")
+        session.commit()
+    log.info("deletes_discarded", system=system, discarded=len(rows))
+    return len(rows)
+
+
+def _release_deletes_hold(session: Session, system: str, why: str) -> None:
+    state = session.get(SystemState, system)
+    if state is not None and state.held == guard.HOLD_DELETES:
+        guard.release(session, state, why)

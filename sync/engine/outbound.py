@@ -44,7 +44,10 @@ def desired(engine: Engine, system: str, record: Canonical) -> dict[str, Any]:
 
 def push_diff(engine: Engine, system: str, record: Canonical, link: Copy) -> dict[str, Any]:
     """Fields whose desired value differs from the shadow — unless the shadow is the vendor's
-    lossy copy of exactly that value (``link.sent``), which would otherwise ping-pong."""
+    lossy copy of exactly that value (``link.sent``), which would otherwise ping-pong.
+    Nothing is owed to a copy the system's filter leaves out (``Link.filtered_at``)."""
+    if getattr(link, "filtered_at", None) is not None:
+        return {}
     diff: dict[str, Any] = {}
     for name, value in desired(engine, system, record).items():
         held = link.shadow.get(name)

@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from sync.connectors.errors import ConnectorError
-from sync.engine import first_run, money
+from sync.engine import bindings, first_run, money
 from sync.engine.capture import capture
 from sync.engine.outbound import desired, push_diff
-from sync.engine.state import Engine
+from sync.engine.state import Counts, Engine
 from sync.mapping.errors import MappingError
 from sync.store.models import Link, Outbox, Record
 
@@ -85,7 +85,7 @@ def plan(engine: Engine, systems: list[str] | None = None) -> PlanReport:
     with _scratch(engine) as scratch:
         for system in systems or scratch.systems:
             try:
-                report.captured[system] = capture(scratch, system).values
+                report.captured[system] = _capture(scratch, system).values
             except Exception as exc:  # a vendor that cannot be read is reported, not fatal
                 report.errors[system] = f"{type(exc).__name__}: {exc}"
         with _session(scratch) as session:
@@ -94,6 +94,21 @@ def plan(engine: Engine, systems: list[str] | None = None) -> PlanReport:
             report.writes = [_waiting(w) if w.op == "create" else w for w in report.writes]
         scratch.close()
     return report
+
+
+def _capture(engine: Engine, system: str) -> Counts:
+    """The capture a cycle would run: nothing from a held system; a changed mapping or a
+    system back in the config read completely and caught up (the backfill shows as writes)."""
+    prepared = bindings.before_capture(engine, system)
+    if prepared.held:
+        raise SystemHeld(prepared.held)
+    counts = capture(engine, system, rescan=prepared.full)
+    counts.merge(bindings.after_capture(engine, system, prepared))
+    return counts
+
+
+class SystemHeld(Exception):
+    """The system is held (``crmsync status`` says why): plan reads nothing from it."""
 
 
 @contextlib.contextmanager

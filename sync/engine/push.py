@@ -51,6 +51,7 @@ from sync.connectors.errors import (
     Rejected,
 )
 from sync.engine import first_run, money
+from sync.engine.bindings import push_blocked
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
 from sync.engine.intents import Intent, adopted_base, best_intent
@@ -171,7 +172,11 @@ def drain(
     concurrency: int | None = None,
 ) -> Counts:
     """Push every due row of one system's outbox, up to ``concurrency`` (default: the system's
-    ``concurrency`` setting) vendor calls at a time. Returns counts (pushed, created, …)."""
+    ``concurrency`` setting) vendor calls at a time. Returns counts (pushed, created, …).
+    Nothing is pushed to a held system (``sync.engine.bindings.push_blocked``)."""
+    if (blocked := push_blocked(engine, system)) is not None:
+        log.info("drain_held", system=system, reason=blocked)
+        return Counts()
     engine.refs.prime()
     workers = concurrency or engine.config.systems[system].concurrency
     if not supports_threads(engine.db):

@@ -12,6 +12,11 @@ system with the store cannot see — several live canonical records for one real
 company (normalised) of which one was captured as new from a system *after* another had
 journaled a create intent there. (Two real deals of one name and company, made
 independently, are common in a CRM and are not reported.)
+
+Differences with a known reason are listed as such, not hidden (issue 17): a field held by an
+open manual conflict whose copies differ, a linked deal the system's ``filter`` now leaves out
+(crmsync neither reads nor writes it), and a held system (not read at all: it may point at the
+wrong account). They keep ``clean`` false; ``agrees(accept_known=True)`` accepts them.
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from sync.engine import money
+from sync.engine import guard, money
 from sync.engine.outbound import MATCH_HOLD, desired
 from sync.engine.state import Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
-from sync.store.models import Journal, Link, Record
+from sync.store.models import Conflict, Journal, Link, Record
 
 #: how capture's journal entry for a record it made from a vendor deal begins
 CAPTURED = "new deal captured from "
@@ -45,6 +50,17 @@ class Drift:
     theirs: Any
 
 
+@dataclass(frozen=True)
+class Known:
+    """A difference crmsync knows the reason for (an open conflict, a filter, a hold)."""
+
+    system: str
+    record_id: str | None
+    external_id: str | None
+    field: str | None
+    reason: str
+
+
 @dataclass
 class SystemCheck:
     vendor_records: int = 0
@@ -56,9 +72,22 @@ class SystemCheck:
     #: live deals that should be in this system and are not (e.g. a create in dead letters)
     absent: list[str] = field(default_factory=list)
     drift: list[Drift] = field(default_factory=list)
+    #: differences with a known reason (see the module)
+    known: list[Known] = field(default_factory=list)
+    #: vendor deals the system's filter leaves out (linked ones are also in ``known``)
+    filtered: list[str] = field(default_factory=list)
+    #: open manual conflicts on deals linked here
+    conflicts: int = 0
+    #: why the system is held (it was not read), else None
+    held: str | None = None
 
     @property
     def clean(self) -> bool:
+        return not self.known and self.agrees_but_known
+
+    @property
+    def agrees_but_known(self) -> bool:
+        """Clean once the known differences are accepted."""
         return not (
             self.unlinked
             or self.missing
@@ -77,7 +106,14 @@ class VerifyReport:
 
     @property
     def clean(self) -> bool:
+        """Every system agrees: no drift, no twin records, and no difference even for a
+        known reason."""
         return not self.twins and all(check.clean for check in self.systems.values())
+
+    def agrees(self, *, accept_known: bool = False) -> bool:
+        if not accept_known:
+            return self.clean
+        return not self.twins and all(check.agrees_but_known for check in self.systems.values())
 
 
 def verify(engine: Engine, systems: list[str] | None = None) -> VerifyReport:
@@ -85,6 +121,13 @@ def verify(engine: Engine, systems: list[str] | None = None) -> VerifyReport:
     engine.refs.forget()
     engine.refs.prime()
     for system in systems or engine.systems:
+        state = guard.held(engine, system)
+        if state is not None:  # not read: it may point at another account
+            message = state.held_message or "held"
+            check = SystemCheck(held=message)
+            check.known.append(Known(system, None, None, None, f"system held: {message}"))
+            report.systems[system] = check
+            continue
         report.systems[system] = _verify_system(engine, system)
     with engine.read_session() as session:
         alike = twins(session.exec(select(Record)).all())
@@ -147,6 +190,8 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
             if vendor_record.partial:  # a summary listing (ParsaLink): compare the whole deal
                 vendor_record = engine.connector(system).get(vendor_record.external_id)
             if not engine.mapper.accepts(system, vendor_record.data):
+                check.filtered.append(vendor_record.external_id)
+                _filtered(check, system, links.get(vendor_record.external_id))
                 continue
             try:
                 theirs = engine.mapper.to_canonical(system, vendor_record.data, engine.refs)
@@ -164,7 +209,9 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
             check.linked += 1
             record = records.get(link.record_id)
             if record is not None:
-                check.drift.extend(_compare(engine, system, record, link, theirs))
+                drift, known = _compare(engine, system, record, link, theirs)
+                check.drift.extend(drift)
+                check.known.extend(known)
     # two deals may share a name; more copies of a name here than deals of that name is not
     live_names = Counter(
         str(r.fields.get("name")) for r in records.values() if r.deleted_at is None
@@ -182,6 +229,7 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
             and rid not in linked_records
             and MATCH_HOLD not in record.held  # an ambiguous match waits for a person
         )
+    _open_conflicts(engine, check, system, links)
     check.missing = sorted(
         ext
         for ext, link in links.items()
@@ -192,9 +240,39 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
     return check
 
 
+def _filtered(check: SystemCheck, system: str, link: Link | None) -> None:
+    if link is not None and link.deleted_at is None:
+        check.known.append(
+            Known(
+                system,
+                link.record_id,
+                link.external_id,
+                None,
+                "left out by the system's filter: neither read nor written",
+            )
+        )
+
+
+def _open_conflicts(
+    engine: Engine, check: SystemCheck, system: str, links: dict[str, Link]
+) -> None:
+    """Count the open manual conflicts on deals linked here; the fields they hold whose copies
+    differ are already in ``known`` (``_compare``)."""
+    linked = {link.record_id for link in links.values() if link.deleted_at is None}
+    if not linked:
+        return
+    with engine.session() as session:
+        rows = session.exec(
+            select(Conflict.record_id).where(
+                Conflict.status == "open", col(Conflict.record_id).in_(sorted(linked))
+            )
+        ).all()
+    check.conflicts = len(rows)
+
+
 def _compare(
     engine: Engine, system: str, record: Record, link: Link, theirs: dict[str, Any]
-) -> list[Drift]:
+) -> tuple[list[Drift], list[Known]]:
     out = []
     try:
         wanted = desired(engine, system, record)
@@ -219,7 +297,19 @@ def _compare(
     if pair and not any(d.field in ("amount", "currency") for d in out):
         # the same figure, in another currency: a EUR deal sitting as a USD figure
         out.append(Drift(system, record.id, link.external_id, "currency", *pair))
-    return out
+    known = [
+        Known(
+            system,
+            record.id,
+            link.external_id,
+            name,
+            f"held by an open manual conflict: ours {record.fields.get(name)!r}, "
+            f"theirs {theirs.get(name)!r}",
+        )
+        for name in record.held
+        if name in theirs and theirs.get(name) != record.fields.get(name)
+    ]
+    return out, known
 
 
 @dataclass

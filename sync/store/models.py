@@ -83,6 +83,9 @@ class Link(SQLModel, table=True):
     linked_at: dt.datetime = Field(default_factory=utcnow)
     synced_at: dt.datetime = Field(default_factory=utcnow)
     deleted_at: dt.datetime | None = None  # tombstone: the deal is gone from this system
+    # the system's ``filter`` left this deal out at its last read: nothing is written to it
+    # (nor read from it) until a read finds it passing again
+    filtered_at: dt.datetime | None = None
 
 
 class RecordKey(SQLModel, table=True):
@@ -260,3 +263,46 @@ class FirstRun(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=80)
     decided_at: dt.datetime | None = None
     created_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class SystemState(SQLModel, table=True):
+    """What crmsync knows of one configured system beyond its deals (issue 17).
+
+    ``binding``: what the system's links are bound to — type, base URL, account (Truto's
+    integrated account, later a HubSpot portal or Salesforce org id); a config that points the
+    system elsewhere is caught at start instead of reading every deal as deleted. ``shelved``:
+    links set aside when the operator said a new binding is a new account, keyed by binding
+    fingerprint, so switching back restores them. ``mapping``: a fingerprint per mapped
+    canonical field, so a changed mapping backfills exactly those fields. ``held``: why the
+    system takes no part until an operator decides (``binding`` or ``deletes``), with the
+    message ``status`` shows. ``removed_at``: a cycle ran without the system in the config;
+    when it comes back it is read completely before anything is pushed to it."""
+
+    __tablename__ = "system_states"
+
+    system: str = Field(primary_key=True, max_length=64)
+    binding: dict[str, Any] = _json()
+    pending_binding: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    shelved: dict[str, Any] = _json()
+    mapping: dict[str, Any] = _json()
+    held: str | None = Field(default=None, max_length=16)
+    held_message: str | None = Field(default=None, max_length=2000)
+    held_at: dt.datetime | None = None
+    removed_at: dt.datetime | None = None
+    updated_at: dt.datetime = Field(default_factory=utcnow)
+
+
+class PendingDelete(SQLModel, table=True):
+    """A delete the mass-delete guard stopped: applied by ``crmsync deletes --confirm``,
+    dropped by ``--discard``."""
+
+    __tablename__ = "pending_deletes"
+    __table_args__ = (Index("ix_pending_deletes_system", "system"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    system: str = Field(max_length=64)
+    link_id: int
+    record_id: str = Field(max_length=40)
+    external_id: str = Field(max_length=128)
+    how: str = Field(default="", max_length=200)
+    detected_at: dt.datetime = Field(default_factory=utcnow)

@@ -1,0 +1,112 @@
+"""`crmsync deletes` and `crmsync rebind`: what an operator types when a system is held."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session
+from typer.testing import CliRunner
+
+from sync.cli import app
+from sync.store.db import make_engine, upgrade
+from sync.store.models import Link, PendingDelete, Record, SystemState
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
+CONFIG = """\
+store:
+  url: sqlite:///{db}
+systems:
+  truto:
+    type: truto
+    base_url: http://127.0.0.1:8714/unified/crm
+    credentials: {{token: "${{TRUTO_TOKEN}}"}}
+    options: {{integrated_account_id: acct-new}}
+"""
+ENV = {"TRUTO_TOKEN": "t", "CRMSYNC_LOG_FORMAT": "json"}
+
+
+def run(config: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["--config", str(config), *args], env=ENV)
+    return result.exit_code, result.stdout + result.stderr
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> tuple[Path, str]:
+    db = tmp_path / "crmsync.db"
+    upgrade(f"sqlite:///{db}")
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.format(db=db), encoding="utf-8")
+    return config, f"sqlite:///{db}"
+
+
+def _seed(url: str, held: str) -> None:
+    with Session(make_engine(url)) as session:
+        session.add(Record(id="rec_1", fields={"name": "A"}))
+        session.flush()
+        link = Link(record_id="rec_1", system="truto", external_id="x1")
+        session.add(link)
+        session.flush()
+        binding = {"type": "truto", "base_url": "http://127.0.0.1:8714/unified/crm"}
+        session.add(
+            SystemState(
+                system="truto",
+                binding={**binding, "account": "acct-old"},
+                held=held,
+                held_message="truto is held for a test",
+            )
+        )
+        if held == "deletes":
+            assert link.id is not None
+            session.add(
+                PendingDelete(system="truto", link_id=link.id, record_id="rec_1", external_id="x1")
+            )
+        session.commit()
+
+
+def test_deletes_lists_then_discard_releases(store: tuple[Path, str]) -> None:
+    """`deletes` lists held deletes (exit 2); `--discard` drops them, keeps the link, releases
+    the system; `status` no longer shows it held."""
+    config, url = store
+    _seed(url, "deletes")
+    code, out = run(config, "deletes")
+    assert code == 2 and "x1" in out and "truto is held for a test" in out
+    code, out = run(config, "status")
+    assert code == 0 and "HELD truto" in out
+    code, out = run(config, "deletes", "--discard", "truto")
+    assert code == 0 and "1 held deletes discarded" in out
+    code, out = run(config, "deletes")
+    assert code == 0 and "No held deletes" in out
+    code, out = run(config, "status")
+    assert "HELD" not in out
+    with Session(make_engine(url)) as session:
+        link = session.get(Link, 1)
+        assert link is not None and link.deleted_at is None
+
+
+def test_deletes_confirm_applies_the_policy(store: tuple[Path, str]) -> None:
+    """`--confirm` applies the held deletes with the system's policy (unlink: tombstoned)."""
+    config, url = store
+    _seed(url, "deletes")
+    code, out = run(config, "deletes", "--confirm", "truto")
+    assert code == 0 and "1 held deletes applied" in out
+    with Session(make_engine(url)) as session:
+        link = session.get(Link, 1)
+        assert link is not None and link.deleted_at is not None
+
+
+def test_rebind_keeps_links_and_releases(store: tuple[Path, str]) -> None:
+    """`rebind truto`: the same account moved — the configured binding is adopted, links kept;
+    an unknown system is a clear error."""
+    config, url = store
+    _seed(url, "binding")
+    code, out = run(config, "rebind", "nowhere")
+    assert code == 1 and "unknown system" in out
+    code, out = run(config, "rebind", "truto")
+    assert code == 0 and "links kept" in out
+    with Session(make_engine(url)) as session:
+        state = session.get(SystemState, "truto")
+        assert state is not None and state.held is None
+        assert state.binding["account"] == "acct-new"
+        assert session.get(Link, 1) is not None
