@@ -93,6 +93,7 @@ def _env(urls: dict[str, str], store: str, claim_seconds: float) -> dict[str, st
         "CRMSYNC_CLAIM_SECONDS": f"{claim_seconds:g}",
         "CRMSYNC_LOG_LEVEL": "WARNING",
         "CRMSYNC_LOG_FORMAT": "json",
+        "CRMSYNC_FIRST_RUN": "waive",  # seeded deals everywhere: a load, not a first-run match
         "PYTHONPATH": str(ROOT),
     }
 
