@@ -14,6 +14,9 @@
 Every task is idempotent: a poll re-reads from the committed cursor, a drain claims rows with
 ``FOR UPDATE SKIP LOCKED`` and re-checks the diff at send time, creates recover their intent.
 So a task redelivered after a worker died (``acks_late``) redoes the work without duplicates.
+A worker's outbox claims last 20 s and its heartbeat renews them while it lives; every beat
+also queues a drain for the systems whose rows a dead worker left claimed (sync.engine.claims),
+so its pushes are redone within about 25 s, not at the next poll or redelivery.
 Only the connector's :class:`~sync.connectors.errors.Retryable` errors are retried by Celery;
 anything else fails the task and is recorded on the run.
 """
