@@ -21,7 +21,6 @@ wrong account). They keep ``clean`` false; ``agrees(accept_known=True)`` accepts
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from sync.engine import guard, money
+from sync.engine.matching import normalise_company, normalise_text
 from sync.engine.outbound import MATCH_HOLD, desired
 from sync.engine.state import Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
@@ -157,17 +157,15 @@ def _one_deal(session: Session, group: list[str]) -> bool:
     )
 
 
-def _norm(value: Any) -> str:
-    return re.sub(r"[\W_]+", " ", str(value or "")).strip().casefold()
-
-
 def twins(records: Sequence[Record]) -> list[list[str]]:
     """Live records sharing a normalised (name, company): one deal the store holds twice.
     Two real deals of one company with one name are rare enough to be worth a look too."""
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for record in records:
         if record.deleted_at is None and record.fields.get("name"):
-            key = (_norm(record.fields.get("name")), _norm(record.fields.get("company")))
+            # the first run's normalisation (engine/matching.py): one rule for "one deal"
+            name, company = record.fields.get("name"), record.fields.get("company") or ""
+            key = (normalise_text(name), normalise_company(company))
             groups[key].append(record.id)
     return sorted(sorted(ids) for ids in groups.values() if len(ids) > 1)
 
