@@ -34,6 +34,11 @@ from sync.connectors.http import BearerAuth, retry_after_header
 CaptureMode = Literal["incremental", "scan"]
 
 
+def created_stamp(value: object) -> dt.datetime | None:
+    """A vendor's creation stamp, or None when the record carries none."""
+    return parse_stamp(value) if isinstance(value, str) and value else None
+
+
 def parse_stamp(value: object) -> dt.datetime:
     """A vendor timestamp as aware UTC: accepts ``Z``, ``+00:00``, ``+0000``, ms and µs.
 
@@ -89,6 +94,10 @@ class VendorRecord:
     data: dict[str, Any]
     #: the listing returned a summary (ParsaLink): ``get()`` the record before mapping it
     partial: bool = False
+    #: when the vendor says the deal was made (None: it does not say). Identity uses it: a
+    #: deal whose name differs from what our create sent must have been edited since it was
+    #: made, or it is somebody else's deal (``engine.intents``).
+    created: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

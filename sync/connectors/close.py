@@ -37,6 +37,7 @@ from sync.connectors.base import (
     Deletion,
     Reference,
     VendorRecord,
+    created_stamp,
     parse_stamp,
 )
 from sync.connectors.errors import AuthFailed, ConnectorError, Rejected
@@ -245,7 +246,12 @@ class CloseConnector(BaseConnector):
         return key if key.startswith("custom.") else f"custom.{key}"
 
     def _record(self, data: dict[str, Any]) -> VendorRecord:
-        return VendorRecord(str(data["id"]), parse_stamp(data["date_updated"]), data)
+        return VendorRecord(
+            str(data["id"]),
+            parse_stamp(data["date_updated"]),
+            data,
+            created=created_stamp(data.get("date_created")),
+        )
 
     # -- references ----------------------------------------------------------------------
     def _load_references(self, kind: str) -> Iterator[Reference]:

@@ -34,6 +34,7 @@ from sync.connectors.base import (
     Reference,
     RestCollection,
     VendorRecord,
+    created_stamp,
     parse_stamp,
 )
 from sync.connectors.errors import AuthFailed
@@ -137,7 +138,13 @@ class ParsaLinkConnector(RestCollection):
     def _record(self, raw: dict[str, Any], *, partial: bool = False) -> VendorRecord:
         """List answers are summaries (seed 003 shows no description, contactIds, lossReason,
         closedDate or assignedToName in the list): they are marked ``partial``."""
-        return VendorRecord(str(raw["id"]), parse_stamp(raw["updatedAt"]), raw, partial)
+        return VendorRecord(
+            str(raw["id"]),
+            parse_stamp(raw["updatedAt"]),
+            raw,
+            partial,
+            created=created_stamp(raw.get("createdAt")),
+        )
 
     # -- references ----------------------------------------------------------------------
     def _load_references(self, kind: str) -> Iterator[Reference]:

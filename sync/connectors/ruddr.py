@@ -36,6 +36,7 @@ from sync.connectors.base import (
     Reference,
     RestCollection,
     VendorRecord,
+    created_stamp,
     parse_stamp,
 )
 from sync.connectors.errors import Rejected, Retryable
@@ -104,7 +105,12 @@ class RuddrConnector(RestCollection):
         return self._request("GET", url, params=params).json()
 
     def _record(self, raw: dict[str, Any]) -> VendorRecord:
-        return VendorRecord(str(raw["id"]), parse_stamp(raw["modifiedAt"]), raw)
+        return VendorRecord(
+            str(raw["id"]),
+            parse_stamp(raw["modifiedAt"]),
+            raw,
+            created=created_stamp(raw.get("createdAt")),
+        )
 
     # -- references ----------------------------------------------------------------------
     def _load_references(self, kind: str) -> Iterator[Reference]:

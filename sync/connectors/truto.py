@@ -34,7 +34,14 @@ from typing import Any, ClassVar
 
 import httpx
 
-from sync.connectors.base import BaseConnector, CaptureMode, Reference, VendorRecord, parse_stamp
+from sync.connectors.base import (
+    BaseConnector,
+    CaptureMode,
+    Reference,
+    VendorRecord,
+    created_stamp,
+    parse_stamp,
+)
 from sync.connectors.errors import ConnectorError
 from sync.connectors.pagination import CursorPaginator, JSONObject, iterate_pages
 
@@ -194,7 +201,9 @@ class TrutoConnector(BaseConnector):
         # No stamp at all (an integration that maps none): "now" makes the engine compare the
         # record with its shadow instead of skipping it as unchanged.
         modified = parse_stamp(str(stamp)) if stamp else dt.datetime.now(dt.UTC)
-        return VendorRecord(str(data["id"]), modified, data)
+        return VendorRecord(
+            str(data["id"]), modified, data, created=created_stamp(data.get("created_at"))
+        )
 
     def _params(self) -> dict[str, str]:
         return {"integrated_account_id": self.integrated_account_id}

@@ -628,13 +628,15 @@ def _by_intent(
 ) -> tuple[Record | None, str]:
     """A deal one of our creates made whose answer was lost (``intents`` has the rule): it is
     that record's, never a new one — whichever comes first, this capture or the retry."""
+    if poll.engine.mapper.holds_record_id(poll.system):
+        return None, ""  # our creates there carry our id: a deal without it is not ours
     pool = [i for i in _intents(poll, state) if i.record_id not in state.linked_here]
     if not pool:
         return None, ""
     current = {
         i.record_id: state.records[i.record_id].fields for i in pool if i.record_id in state.records
     }
-    found = best_intent(pool, theirs, to_utc(rec.modified), current)
+    found = best_intent(pool, theirs, to_utc(rec.modified), current, to_utc(rec.created))
     record = state.records.get(found[0].record_id) if found else None
     if found is None or record is None:
         return None, ""

@@ -10,20 +10,27 @@ links. Two things may meet it next, in either order:
   (Close's custom field, Truto's remote field) say whose it is; for the others (Ruddr,
   ParsaLink) capture asks this module before making a new canonical record.
 
-The rule, written for people in the README ("How the sync decides", Identity):
+The rule, written for people in the README ("How the sync decides", Identity). Adopting
+somebody else's deal would merge two real deals into one (one of them vanishes everywhere), so
+the rule errs towards a visible duplicate, never towards a merge:
 
 1. Only intents of *this* system whose record has no link here yet, still open (pending,
-   retry, parked or in flight), are candidates.
-2. The deal cannot predate the intent: its vendor stamp must be at or after the intent minus
-   ``SLACK`` (clock skew between the vendor and us).
+   retry, parked or in flight), are candidates; and only in systems that cannot hold our
+   record id — where they can (Close, Truto), the id the deal carries decides alone.
+2. The deal cannot predate the intent: its creation stamp (its modified stamp where the
+   vendor gives none) must be at or after the intent minus ``SLACK`` (vendor clock skew).
 3. It is compared field by field with what the intent sent *and* with what the record holds
    now (either may be the closer: the deal may have been edited there, or here, since), over
-   the fields both carry. The name weighs two, every other field one. A score of at least
-   ``THRESHOLD`` adopts it, provided the name agrees or at least ``MIN_OTHERS`` other fields
-   do — so an edit of the amount or even of the name between the create and the capture does
-   not turn our own deal into a new one.
+   the fields both carry; the name weighs two, every other field one.
+   - The name agrees: a score of at least ``THRESHOLD`` adopts it (an amount edited there
+     meanwhile does not make our deal a new one).
+   - The name differs: it is ours only if it was renamed there — the vendor shows it was
+     modified after it was made — and every other field compared (at least ``MIN_OTHERS``)
+     agrees. A deal made with another name and never touched is somebody else's, however
+     alike: users make deals from templates.
 4. The best score wins; equal scores go to the oldest intent (two identical creates: each
-   deal is adopted by one intent, and the other intent's retry finds its own deal).
+   deal is adopted by one intent, and the other intent's retry finds its own deal). A renamed
+   deal that more than one intent could claim is adopted by none.
 """
 
 from __future__ import annotations
@@ -84,28 +91,46 @@ def _norm(value: Any) -> Any:
     return value
 
 
-def similarity(expected: Mapping[str, Any], theirs: Mapping[str, Any]) -> tuple[float, bool, int]:
-    """How well a vendor deal (``theirs``) matches what we expected it to hold: (score 0..1,
-    the name agrees, how many other fields agree), over the fields both carry."""
+@dataclass(frozen=True)
+class Score:
+    """How well a vendor deal matches what we expected it to hold."""
+
+    value: float  # 0..1, the name weighing NAME_WEIGHT
+    name_agrees: bool
+    others: int  # other fields that agree
+    compared: int  # other fields compared
+
+
+def similarity(expected: Mapping[str, Any], theirs: Mapping[str, Any]) -> Score:
+    """How well a vendor deal (``theirs``) matches what we expected it to hold, over the
+    fields both carry."""
     weight = agreed = 0.0
-    name_agrees, others = False, 0
+    name_agrees, others, compared = False, 0, 0
     for name, value in expected.items():
         if value is None or name not in theirs:
             continue
         w = NAME_WEIGHT if name == "name" else 1.0
         weight += w
+        compared += name != "name"
         if _norm(theirs[name]) == _norm(value):
             agreed += w
             if name == "name":
                 name_agrees = True
             else:
                 others += 1
-    return (agreed / weight if weight else 0.0), name_agrees, others
+    return Score(agreed / weight if weight else 0.0, name_agrees, others, compared)
 
 
-def _qualifies(score: tuple[float, bool, int]) -> bool:
-    value, name_agrees, others = score
-    return value >= THRESHOLD and (name_agrees or others >= MIN_OTHERS)
+def _renamed(stamp: dt.datetime | None, created: dt.datetime | None) -> bool:
+    """The vendor shows the deal was edited after it was made (so a name that differs from
+    what our create sent may be a rename of our deal)."""
+    return stamp is not None and created is not None and stamp > created
+
+
+def _qualifies(score: Score, renamed: bool) -> bool:
+    if score.name_agrees:
+        return score.value >= THRESHOLD
+    return renamed and score.others == score.compared and score.others >= MIN_OTHERS
 
 
 def best_intent(
@@ -113,20 +138,34 @@ def best_intent(
     theirs: Mapping[str, Any],
     stamp: dt.datetime | None,
     current: Mapping[str, Mapping[str, Any]],
+    created: dt.datetime | None = None,
 ) -> tuple[Intent, float] | None:
     """The intent a vendor deal most likely came from, with its score; None when no intent
-    qualifies. ``current``: each intent record's canonical fields as they are now."""
-    best: tuple[Intent, float] | None = None
+    qualifies. ``stamp``/``created``: the deal's modified and creation stamps; ``current``:
+    each intent record's canonical fields as they are now."""
+    born = created or stamp
+    renamed = _renamed(stamp, created)
+    best: tuple[Intent, Score] | None = None
+    claimants = 0  # intents the deal qualifies for only as a rename
     for intent in intents:  # oldest first: on equal scores the oldest keeps the deal
-        if stamp is not None and stamp < intent.at - SLACK:
+        if born is not None and born < intent.at - SLACK:
             continue  # the deal existed before we asked for it: not ours
         scores = [similarity(intent.sent, theirs)]
         if intent.record_id in current:
             scores.append(similarity(current[intent.record_id], theirs))
-        for score in scores:
-            if _qualifies(score) and (best is None or score[0] > best[1]):
-                best = (intent, score[0])
-    return best
+        good = [score for score in scores if _qualifies(score, renamed)]
+        claimants += bool(good) and not any(score.name_agrees for score in good)
+        for score in good:
+            if best is None or _rank(score) > _rank(best[1]):
+                best = (intent, score)
+    if best is None or (not best[1].name_agrees and claimants > 1):
+        return None  # a renamed deal several creates could have made: none can be sure
+    return best[0], best[1].value
+
+
+def _rank(score: Score) -> tuple[bool, float]:
+    """The name agreeing outranks any rename; then the closer match."""
+    return score.name_agrees, score.value
 
 
 def adopted_base(

@@ -54,7 +54,7 @@ from sync.engine import first_run, money
 from sync.engine.bindings import push_blocked
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
-from sync.engine.intents import Intent, adopted_base, best_intent
+from sync.engine.intents import Intent, adopted_base, best_intent, similarity
 from sync.engine.journal import Notes, dead_letter, note, push_reason
 from sync.engine.letters import resolve_pushed
 from sync.engine.outbound import desired, push_diff
@@ -532,6 +532,8 @@ def _free_candidates(
         and engine.mapper.record_id_of(job.system, c.data) in (None, job.record_id)
     ]
     own = [c for c in free if engine.mapper.record_id_of(job.system, c.data) == job.record_id]
+    if engine.mapper.holds_record_id(job.system):
+        return own  # our create carried our id: a deal without it is somebody else's
     return own or free
 
 
@@ -541,7 +543,8 @@ def _most_alike(engine: Engine, job: _Job, free: list[VendorRecord]) -> VendorRe
     sent = {k: v for k, v in (job.intent_sent or job.wanted).items() if v is not None}
     intent = Intent(job.row_id, job.record_id, job.intent_at, sent)
     now = {job.record_id: job.wanted}  # the record may have been edited since
-    best: tuple[VendorRecord, float] | None = None
+    best: tuple[VendorRecord, tuple[bool, float]] | None = None
+    renames = 0  # candidates that qualify only as a rename of what was sent
     for candidate in free:
         full = (
             engine.connector(job.system).get(candidate.external_id)
@@ -552,10 +555,16 @@ def _most_alike(engine: Engine, job: _Job, free: list[VendorRecord]) -> VendorRe
             theirs = engine.mapper.to_canonical(job.system, full.data, engine.refs)
         except (MappingError, UnresolvedReference):
             continue
-        match = best_intent([intent], theirs, to_utc(full.modified), now)
-        if match is not None and (best is None or match[1] > best[1]):
-            best = (full, match[1])
-    return best[0] if best else None
+        match = best_intent([intent], theirs, to_utc(full.modified), now, to_utc(full.created))
+        if match is None:
+            continue
+        rank = (any(similarity(s, theirs).name_agrees for s in (sent, job.wanted)), match[1])
+        renames += not rank[0]
+        if best is None or rank > best[1]:
+            best = (full, rank)
+    if best is None or (not best[1][0] and renames > 1):
+        return None  # several renamed deals could be ours: none can be sure
+    return best[0]
 
 
 # --------------------------------------------------------------------------- 3. apply

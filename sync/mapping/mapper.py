@@ -168,6 +168,10 @@ class Mapper:
         self._system(system)
         return all(rule.matches(data) for rule in self._mappings[system].filter)
 
+    def holds_record_id(self, system: str) -> bool:
+        """Whether the system's deals carry crmsync's record id (a mapped ``record_id`` slot)."""
+        return system in self._record_ids
+
     def record_id_of(self, system: str, data: Mapping[str, Any]) -> str | None:
         """crmsync's record id stored in the vendor record, where the system has a slot for it."""
         entry = self._record_ids.get(system)

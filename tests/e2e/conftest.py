@@ -98,13 +98,15 @@ class World:
             session.commit()
         self.engine.backoff_base = 0.0
 
-    def crash_mid_push(self, system: str, rows: int = 50) -> None:
+    def crash_mid_push(self, system: str, rows: int = 50, *, sent: bool = True) -> None:
         """A process killed between the vendors' commits and its bookkeeping: it claims up to
         ``rows`` of the system's outbox, journals the creates' intents, sends every request —
-        and dies before recording a single answer. Then a fresh process starts."""
+        and dies before recording a single answer. Then a fresh process starts.
+        ``sent=False``: it dies after journaling the intents, before any request leaves."""
         ids = claim(self.engine, system, rows)
         for job in prepare(self.engine, system, ids, None):
-            send(self.engine, job, None)
+            if sent:
+                send(self.engine, job, None)
         self.restart()
 
     def faults(self, system: str, **faults: Any) -> None:

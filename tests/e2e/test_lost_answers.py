@@ -87,6 +87,13 @@ def test_the_retry_before_a_capture_adopts_the_deal(world: World, target: str) -
     assert_once_everywhere(world, name)
 
 
+def rename_later(world: World, target: str, deal: str, name: str) -> None:
+    """A person renames the deal a little later (ParsaLink stamps whole seconds: a rename in
+    the very second of the create leaves no trace that the deal was edited at all)."""
+    world.emulators[target].clock.advance(2)
+    world.users[target].edit(deal, name=name)
+
+
 @pytest.mark.parametrize("target", ["ruddr", "parsalink"])
 def test_a_deal_renamed_before_the_capture_is_still_ours(world: World, target: str) -> None:
     """Between the lost answer and the capture someone renames the deal in the target: it is
@@ -94,7 +101,7 @@ def test_a_deal_renamed_before_the_capture_is_still_ours(world: World, target: s
     that side — reaches every system."""
     name = f"Renamed after lost answer ({target})"
     deal = lose_create_answer(world, target, name)
-    world.users[target].edit(deal, name=f"{name} (edited)")
+    rename_later(world, target, deal, f"{name} (edited)")
     world.cycle()
     world.time_passes()
     report = world.converge(cycles=3)
@@ -140,7 +147,7 @@ def test_a_retry_finds_a_deal_renamed_before_it_came(world: World, target: str) 
     what the create sent — it adopts the renamed deal instead of creating a second one."""
     name = f"Renamed before the retry ({target})"
     deal = lose_create_answer(world, target, name)
-    world.users[target].edit(deal, name=f"{name} (edited)")
+    rename_later(world, target, deal, f"{name} (edited)")
     world.time_passes()
     counts = drain(world.engine, target)
     assert counts["adopted"] == 1, counts.values
@@ -175,3 +182,49 @@ def test_two_lost_creates_of_one_name_each_adopt_their_own_deal(world: World, fi
         ruddr_id = link_of(world, "ruddr", record).external_id
         assert amount_in(world, "ruddr", ruddr_id) == amount
         assert amount_in(world, "close", close_id) == amount
+
+
+@pytest.mark.parametrize("target", SYSTEMS)
+@pytest.mark.parametrize("first", ["capture", "retry"])
+def test_a_look_alike_deal_made_there_meanwhile_is_not_taken_for_ours(
+    world: World, target: str, first: str
+) -> None:
+    """While a create's answer is lost, a person makes another deal there from the same
+    template — every field equal but the name. It is theirs, not our lost create: both deals
+    end once everywhere, neither renamed into the other (the soak once lost deals this way)."""
+    name = f"Lost answer ({target}, {first} first)"
+    twin = f"Template twin ({target}, {first} first)"
+    lose_create_answer(world, target, name)
+    world.users[target].create(twin)
+    if first == "capture":
+        world.cycle()  # the capture meets both deals before the retry
+    world.time_passes()
+    report = world.converge(cycles=3)
+    assert report.clean, report
+    assert_once_everywhere(world, name)
+    assert_once_everywhere(world, twin)
+
+
+@pytest.mark.parametrize("target", SYSTEMS)
+@pytest.mark.parametrize("first", ["capture", "retry"])
+def test_a_create_killed_before_it_was_sent_adopts_no_look_alike(
+    world: World, target: str, first: str
+) -> None:
+    """The process dies after journaling a create's intent, before the request leaves; a
+    person then makes a deal there from the same template. The open intent must not take that
+    deal for ours: our create is sent again, and both deals end once everywhere."""
+    name = f"Killed before sending ({target}, {first} first)"
+    twin = f"Made meanwhile ({target}, {first} first)"
+    world.cycle()
+    world.users[origin_for(target)].create(name)
+    poll(world.engine, origin_for(target))  # captured: a create is owed to the target
+    world.crash_mid_push(target, sent=False)
+    assert count_named(world, target, name) == 0, "nothing was sent"
+    world.users[target].create(twin)
+    if first == "capture":
+        world.cycle(systems=[target])  # the dead process still holds its claim
+    world.time_passes()
+    report = world.converge(cycles=3)
+    assert report.clean, report
+    assert_once_everywhere(world, name)
+    assert_once_everywhere(world, twin)
