@@ -39,7 +39,14 @@ from sqlmodel import Session, col, select
 from sync.connectors.base import BaseConnector, VendorRecord
 from sync.engine import deletes, filters, money
 from sync.engine.identity import keys_of
-from sync.engine.intents import Intent, adopted_base, best_intent, open_intents
+from sync.engine.intents import (
+    Intent,
+    adopted_base,
+    best_intent,
+    echoes,
+    open_intents,
+    open_update_doubts,
+)
 from sync.engine.journal import OPEN_STATES, Notes, dead_letter, enqueue_into, outbox_row
 from sync.engine.letters import resolve_captured
 from sync.engine.merge import Side, merge_field
@@ -132,6 +139,8 @@ class Page:
     #: this system's open create intents (loaded when an unlinked deal first needs them)
     intents: list[Intent] | None = None
     adopted: dict[str, Intent] = field(default_factory=dict)  # external id -> its intent
+    #: record id -> values its in-doubt update to this system may have left (``intents``)
+    doubts: dict[str, dict[str, list[Any]]] | None = None
 
     def record(self, record_id: str | None) -> Record | NewRecord | None:
         """A stored record the page loaded, or one it created."""
@@ -772,6 +781,7 @@ def _merge_into(
     held = list(record.held)
     stamp = aware_utc(rec.modified)
     changed = False
+    _take_echoes(poll, state, record.id, theirs, link)
     # amounts compared as (amount, currency) pairs, in the deal's currency (engine/money.py)
     terms = money.for_merge(engine, system, ours, theirs, link)
     for reason in terms.set_aside:
@@ -832,6 +842,21 @@ def _merge_into(
         record.updated_at = utcnow()
         session.add(record)
     return changed
+
+
+def _take_echoes(
+    poll: Poll, state: Page, record_id: str, theirs: dict[str, Any], link: Link | NewLink
+) -> None:
+    """Values an update of ours whose answer never came back may have left there are our
+    echo, not that system's edit: the shadow moves to them, as the answer would have moved it
+    (``intents``: updates in doubt)."""
+    if state.doubts is None:
+        state.doubts = open_update_doubts(state.session, poll.system)
+    doubts = state.doubts.get(record_id)
+    echo = echoes(doubts, theirs, link.shadow) if doubts else {}
+    if echo:
+        link.shadow = {**link.shadow, **echo}
+        poll.counts.add("echoes")
 
 
 def _record_conflict(

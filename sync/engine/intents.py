@@ -183,3 +183,52 @@ def adopted_base(
         if name in sent and ours is None and value is not None:
             kept[name] = [None, value]
     return shadow, kept
+
+
+# --------------------------------------------------------------------------- updates in doubt
+#
+# An update whose answer never came back (a process killed after the vendor applied it, a 5xx
+# after commit) leaves the vendor's deal differing from our shadow by exactly what we sent.
+# Read as that vendor's own edit, our echo would meet a newer edit made elsewhere as a
+# "conflict" — and under a ``prefer`` policy ranking that vendor first, overwrite it. So an
+# update's values are recorded on its outbox row (``Outbox.intent``: field -> values sent, the
+# last few attempts) before its request leaves, and a capture that meets one of them where the
+# shadow had another takes it as our echo: the shadow moves, nothing changed there.
+
+#: how many earlier attempts' values an in-doubt update remembers per field
+DOUBT_DEPTH = 4
+
+
+def in_doubt(earlier: Mapping[str, Any] | None, diff: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The values an update may have left in the vendor: this attempt's and, per field, those
+    of earlier attempts whose outcome is unknown."""
+    doubts = {name: list(values) for name, values in (earlier or {}).items()}
+    for name, value in diff.items():
+        values = [v for v in doubts.get(name, []) if v != value]
+        doubts[name] = [*values, value][-DOUBT_DEPTH:]
+    return doubts
+
+
+def open_update_doubts(session: Session, system: str) -> dict[str, dict[str, list[Any]]]:
+    """Record id -> the values its open, in-doubt update to ``system`` may have left there."""
+    rows = session.exec(
+        select(Outbox.record_id, Outbox.intent).where(
+            Outbox.system == system,
+            Outbox.op == "update",
+            col(Outbox.status).in_(OPEN_STATES),
+            col(Outbox.intent).is_not(None),
+        )
+    ).all()
+    return {record_id: dict(doubts) for record_id, doubts in rows if doubts}
+
+
+def echoes(
+    doubts: Mapping[str, list[Any]], theirs: Mapping[str, Any], shadow: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The fields a vendor deal changed since ``shadow`` to a value an in-doubt update of ours
+    sent: our own write, not an edit made there."""
+    return {
+        name: theirs[name]
+        for name, values in doubts.items()
+        if name in theirs and theirs[name] != shadow.get(name) and theirs[name] in values
+    }

@@ -54,7 +54,7 @@ from sync.engine import first_run, money
 from sync.engine.bindings import push_blocked
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
-from sync.engine.intents import Intent, adopted_base, best_intent, similarity
+from sync.engine.intents import Intent, adopted_base, best_intent, in_doubt, similarity
 from sync.engine.journal import Notes, dead_letter, note, push_reason
 from sync.engine.letters import resolve_pushed
 from sync.engine.outbound import desired, push_diff
@@ -314,7 +314,29 @@ def prepare(engine: Engine, system: str, ids: Sequence[int], run_id: str | None)
     if fresh:
         sendable = _commit_intents(engine, fresh, run_id)
         jobs = [job for job in jobs if job not in fresh or job.row_id in sendable]
+    updates = [job for job in jobs if job.kind == "update" and not job.error]
+    if updates:
+        _commit_doubts(engine, updates)
     return jobs
+
+
+def _commit_doubts(engine: Engine, jobs: Sequence[_Job]) -> None:
+    """Record what each update sends on its row before it leaves (``intents``: updates in
+    doubt), one statement for the batch. A row taken from us since ``prepare`` checked it is
+    left alone; sending its update twice is harmless (same values), unlike a create."""
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    with engine.session() as session:
+        session.execute(
+            sa.update(table)
+            .where(
+                table.c.id == sa.bindparam("row"),
+                table.c.status == "in_flight",
+                table.c.claimed_by == engine.worker_id,
+            )
+            .values(intent=sa.bindparam("sent")),
+            [{"row": job.row_id, "sent": in_doubt(job.intent_sent, job.diff)} for job in jobs],
+        )
+        session.commit()
 
 
 def _load(
@@ -724,6 +746,9 @@ class _Applier:
         answer = result.answer
         assert answer is not None
         if job.kind == "update":
+            row = self.rows.get(job.row_id)
+            if row is not None:
+                row.intent = None  # answered: nothing of it is in doubt any more
             if link is not None and link.deleted_at is None:
                 _apply_answer(link, answer, result.after, job.diff)
                 self.session.add(link)
