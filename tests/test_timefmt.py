@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync.timefmt import TimestampError, format_timestamp, parse_timestamp
+from sync.timefmt import (
+    TimestampError,
+    as_utc,
+    format_close,
+    format_timestamp,
+    format_truto,
+    maybe_utc,
+    parse_http_date,
+    parse_timestamp,
+)
 
 UTC = dt.UTC
 
@@ -30,11 +39,43 @@ def test_parses_every_vendor_format(stamp: str, expected: dt.datetime) -> None:
     assert parsed.utcoffset() == dt.timedelta(0)
 
 
-@pytest.mark.parametrize("stamp", ["2025-03-15T09:30:00", "2025-03-15", "yesterday", ""])
-def test_rejects_naive_or_non_timestamps(stamp: str) -> None:
-    """A stamp without an offset (or not a stamp at all) is rejected, never guessed."""
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        ("2025-03-15T09:30:00", dt.datetime(2025, 3, 15, 9, 30, tzinfo=UTC)),
+        ("2025-03-15", dt.datetime(2025, 3, 15, tzinfo=UTC)),
+    ],
+)
+def test_a_stamp_without_an_offset_is_utc(stamp: str, expected: dt.datetime) -> None:
+    """The one rule (what the connectors always did): no offset means UTC."""
+    assert parse_timestamp(stamp) == expected
+
+
+@pytest.mark.parametrize("stamp", ["yesterday", "", None, 1700000000])
+def test_rejects_non_timestamps(stamp: object) -> None:
+    """Anything that is not ISO 8601 text is rejected, as a ValueError."""
     with pytest.raises(TimestampError):
         parse_timestamp(stamp)
+    assert issubclass(TimestampError, ValueError)
+
+
+def test_naive_datetimes_are_utc_and_aware_ones_convert() -> None:
+    """as_utc / maybe_utc: naive is taken as UTC, an offset is converted, None passes."""
+    naive = dt.datetime(2025, 1, 2, 3, 4, 5)
+    assert as_utc(naive) == naive.replace(tzinfo=UTC)
+    plus_two = dt.datetime(2025, 1, 2, 5, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert as_utc(plus_two).utcoffset() == dt.timedelta(0)
+    assert as_utc(plus_two) == naive.replace(tzinfo=UTC)
+    assert maybe_utc(None) is None
+
+
+def test_http_dates_parse_to_utc() -> None:
+    """RFC 9110 dates (``Date`` / ``Retry-After``) parse to UTC; junk and absence are None."""
+    assert parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT") == dt.datetime(
+        2015, 10, 21, 7, 28, tzinfo=UTC
+    )
+    assert parse_http_date("not a date") is None
+    assert parse_http_date(None) is None
 
 
 @given(
@@ -54,3 +95,10 @@ def test_formats_in_vendor_styles() -> None:
     assert format_timestamp(value, offset="+00:00", precision="us") == (
         "2025-01-15T20:47:03.284000+00:00"
     )
+
+
+def test_vendor_formatters() -> None:
+    """Close writes µs + ``+00:00``; Truto ms + ``Z``; a naive value is UTC."""
+    value = dt.datetime(2025, 1, 2, 3, 4, 5, 678901)
+    assert format_close(value) == "2025-01-02T03:04:05.678901+00:00"
+    assert format_truto(value) == "2025-01-02T03:04:05.678Z"

@@ -10,7 +10,6 @@ never here: a connector calls ``self._request`` once and gets either a response 
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -30,34 +29,9 @@ from sync.connectors.errors import (
     classify_status,
 )
 from sync.connectors.http import BearerAuth, retry_after_header
+from sync.timefmt import parse_http_date, utcnow
 
 CaptureMode = Literal["incremental", "scan"]
-
-
-def parse_stamp(value: object) -> dt.datetime:
-    """A vendor timestamp as aware UTC: accepts ``Z``, ``+00:00``, ``+0000``, ms and µs.
-
-    A naive stamp is taken as UTC (every vendor here documents UTC).
-    """
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"not a timestamp: {value!r}")
-    stamp = dt.datetime.fromisoformat(value)
-    if stamp.tzinfo is None:
-        return stamp.replace(tzinfo=dt.UTC)
-    return stamp.astimezone(dt.UTC)
-
-
-def server_date(response: httpx.Response) -> dt.datetime | None:
-    """The vendor's clock from the HTTP ``Date`` header (RFC 7231: whole seconds, so up to a
-    second behind the server's true time), as aware UTC; None when absent or unreadable."""
-    raw = response.headers.get("date")
-    if not raw:
-        return None
-    try:
-        stamp = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +182,10 @@ class BaseConnector:
         def fetch(url: str, params: dict[str, Any]) -> Any:
             response = self._request("GET", url, params=params or None)
             if self.listing_clock is None:
-                local = dt.datetime.now(dt.UTC)
-                self.listing_clock = ListingClock(server_date(response), local)
+                local = utcnow()
+                self.listing_clock = ListingClock(
+                    parse_http_date(response.headers.get("date")), local
+                )
             return response.json()
 
         return fetch

@@ -37,7 +37,6 @@ from sync.connectors.base import (
     Deletion,
     Reference,
     VendorRecord,
-    parse_stamp,
 )
 from sync.connectors.errors import AuthFailed, ConnectorError, Rejected
 from sync.connectors.http.auth import CloseBasicAuth
@@ -48,18 +47,11 @@ from sync.connectors.pagination import (
     Paginator,
     iterate_pages,
 )
+from sync.timefmt import EPOCH, format_close, parse_timestamp
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: Close caps an event-log page at 50 (https://developer.close.com/resources/event-log).
 EVENT_PAGE_SIZE = 50
 _RATELIMIT_RESET = re.compile(r"(?:^|[,;\s])reset\s*=\s*([0-9.]+)")
-
-
-def format_stamp(value: dt.datetime) -> str:
-    """Format a datetime the way Close writes them (µs, ``+00:00``)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 class WindowPaginator(Paginator):
@@ -103,7 +95,7 @@ class WindowPaginator(Paginator):
         at, window = self.stamp_field, self.window
         fresh = [r for r in page if not (r[at] == window and r["id"] in self.at_window)]
         last = page[-1][at]
-        if parse_stamp(last) > parse_stamp(window):
+        if parse_timestamp(last) > parse_timestamp(window):
             self.window, self.skip = last, 0
             self.at_window = {r["id"] for r in page if r[at] == last}
         else:  # a whole page inside one stamp: only now fall back to _skip, within that stamp
@@ -150,11 +142,11 @@ class CloseConnector(BaseConnector):
     # -- listing -------------------------------------------------------------------------
     def list_changed(self, since: dt.datetime) -> Iterator[list[VendorRecord]]:
         """Pages of opportunities whose ``date_updated`` is at or after ``since``."""
-        yield from self._windowed("date_updated", format_stamp(since), clocked=True)
+        yield from self._windowed("date_updated", format_close(since), clocked=True)
 
     def scan(self) -> Iterator[list[VendorRecord]]:
         """Every opportunity: the incremental listing from the epoch."""
-        yield from self._windowed("date_updated", format_stamp(EPOCH), clocked=True)
+        yield from self._windowed("date_updated", format_close(EPOCH), clocked=True)
 
     def _windowed(
         self, stamp_field: str, start: str, *, clocked: bool = False
@@ -173,12 +165,12 @@ class CloseConnector(BaseConnector):
         filters = {
             "object_type": "opportunity",
             "action": "deleted",
-            "date_updated__gte": format_stamp(since),
+            "date_updated__gte": format_close(since),
             "_limit": str(EVENT_PAGE_SIZE),
         }
         for events in iterate_pages(self._fetch, "/event/", event_paginator(), filters):
             for event in events:
-                yield Deletion(str(event["object_id"]), parse_stamp(event["date_updated"]))
+                yield Deletion(str(event["object_id"]), parse_timestamp(event["date_updated"]))
 
     # -- the organization ------------------------------------------------------------------
     def account_currency(self) -> str | None:
@@ -230,7 +222,7 @@ class CloseConnector(BaseConnector):
         ``name`` (filtered client-side: Close's list has no filter on custom fields)."""
         key = self._name_field()
         found: list[VendorRecord] = []
-        for page in self._windowed("date_created", format_stamp(created_after)):
+        for page in self._windowed("date_created", format_close(created_after)):
             found += [record for record in page if name in (None, record.data.get(key))]
         return found
 
@@ -245,7 +237,7 @@ class CloseConnector(BaseConnector):
         return key if key.startswith("custom.") else f"custom.{key}"
 
     def _record(self, data: dict[str, Any]) -> VendorRecord:
-        return VendorRecord(str(data["id"]), parse_stamp(data["date_updated"]), data)
+        return VendorRecord(str(data["id"]), parse_timestamp(data["date_updated"]), data)
 
     # -- references ----------------------------------------------------------------------
     def _load_references(self, kind: str) -> Iterator[Reference]:

@@ -34,7 +34,6 @@ from sync.connectors.base import (
     Reference,
     RestCollection,
     VendorRecord,
-    parse_stamp,
 )
 from sync.connectors.errors import AuthFailed
 from sync.connectors.http import (
@@ -44,6 +43,7 @@ from sync.connectors.http import (
     retry_after_header,
 )
 from sync.connectors.pagination import NextUrlPaginator
+from sync.timefmt import parse_timestamp
 
 PAGE_SIZE = 100
 _MESSAGE_KEYS = ("message", "detail", "error", "non_field_errors")
@@ -86,7 +86,8 @@ class ParsaLinkConnector(RestCollection):
             str(raw["id"]): self._record(raw, partial=True)
             for page in self._pages("/opportunities/", {"search": name} if name else None)
             for raw in page
-            if name in (None, raw.get("name")) and parse_stamp(raw["createdAt"]) >= created_after
+            if name in (None, raw.get("name"))
+            and parse_timestamp(raw["createdAt"]) >= created_after
         }
         return list(found.values())
 
@@ -137,7 +138,7 @@ class ParsaLinkConnector(RestCollection):
     def _record(self, raw: dict[str, Any], *, partial: bool = False) -> VendorRecord:
         """List answers are summaries (seed 003 shows no description, contactIds, lossReason,
         closedDate or assignedToName in the list): they are marked ``partial``."""
-        return VendorRecord(str(raw["id"]), parse_stamp(raw["updatedAt"]), raw, partial)
+        return VendorRecord(str(raw["id"]), parse_timestamp(raw["updatedAt"]), raw, partial)
 
     # -- references ----------------------------------------------------------------------
     def _load_references(self, kind: str) -> Iterator[Reference]:

@@ -36,10 +36,10 @@ from sync.connectors.base import (
     Reference,
     RestCollection,
     VendorRecord,
-    parse_stamp,
 )
 from sync.connectors.errors import Rejected, Retryable
 from sync.connectors.pagination import RuddrCursorPaginator
+from sync.timefmt import parse_timestamp
 
 PAGE_SIZE = 100
 #: How often one listing may start over because its cursor record vanished.
@@ -68,7 +68,7 @@ class RuddrConnector(RestCollection):
         found: dict[str, VendorRecord] = {}
         for page in self._pages("/opportunities"):
             for raw in page:
-                if parse_stamp(raw["createdAt"]) < created_after:
+                if parse_timestamp(raw["createdAt"]) < created_after:
                     return list(found.values())  # newest first: everything further is older
                 if name is None or raw.get("name") == name:
                     found[raw["id"]] = self._record(raw)
@@ -104,7 +104,7 @@ class RuddrConnector(RestCollection):
         return self._request("GET", url, params=params).json()
 
     def _record(self, raw: dict[str, Any]) -> VendorRecord:
-        return VendorRecord(str(raw["id"]), parse_stamp(raw["modifiedAt"]), raw)
+        return VendorRecord(str(raw["id"]), parse_timestamp(raw["modifiedAt"]), raw)
 
     # -- references ----------------------------------------------------------------------
     def _load_references(self, kind: str) -> Iterator[Reference]:

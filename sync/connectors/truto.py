@@ -34,16 +34,10 @@ from typing import Any, ClassVar
 
 import httpx
 
-from sync.connectors.base import BaseConnector, CaptureMode, Reference, VendorRecord, parse_stamp
+from sync.connectors.base import BaseConnector, CaptureMode, Reference, VendorRecord
 from sync.connectors.errors import ConnectorError
 from sync.connectors.pagination import CursorPaginator, JSONObject, iterate_pages
-
-
-def format_stamp(value: dt.datetime) -> str:
-    """ISO 8601 UTC with milliseconds and ``Z``, as Truto writes stamps."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from sync.timefmt import format_truto, parse_timestamp, utcnow
 
 
 def next_cursor_paginator() -> CursorPaginator:
@@ -111,7 +105,7 @@ class TrutoConnector(BaseConnector):
             raise NotImplementedError(
                 f"truto account {self.integrated_account_id} has no updated_at filter; use scan()"
             )
-        query = {"updated_at[gte]": format_stamp(since)}
+        query = {"updated_at[gte]": format_truto(since)}
         yield from self._pages("/opportunities", query, clocked=True)
 
     def scan(self) -> Iterator[list[VendorRecord]]:
@@ -181,7 +175,7 @@ class TrutoConnector(BaseConnector):
         client-side filter: the unified list has no name filter)."""
         query: dict[str, str] = {}
         if "created_at" in self.query_fields():
-            query["created_at[gte]"] = format_stamp(created_after)
+            query["created_at[gte]"] = format_truto(created_after)
         found: list[VendorRecord] = []
         for page in self._pages("/opportunities", query):
             found += [
@@ -193,7 +187,7 @@ class TrutoConnector(BaseConnector):
         stamp = data.get("updated_at") or data.get("created_at")
         # No stamp at all (an integration that maps none): "now" makes the engine compare the
         # record with its shadow instead of skipping it as unchanged.
-        modified = parse_stamp(str(stamp)) if stamp else dt.datetime.now(dt.UTC)
+        modified = parse_timestamp(str(stamp)) if stamp else utcnow()
         return VendorRecord(str(data["id"]), modified, data)
 
     def _params(self) -> dict[str, str]:
@@ -271,7 +265,7 @@ def update_idempotency_key(
 
 def _created(record: VendorRecord, created_after: dt.datetime) -> bool:
     created = record.data.get("created_at")
-    return created is None or parse_stamp(str(created)) >= created_after
+    return created is None or parse_timestamp(str(created)) >= created_after
 
 
 def _email(user: Mapping[str, Any]) -> str:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from sync.connectors import build_connector
-from sync.connectors.close import CloseConnector, WindowPaginator, event_paginator, format_stamp
+from sync.connectors.close import CloseConnector, WindowPaginator, event_paginator
 from sync.connectors.errors import (
     AuthFailed,
     NotFound,
@@ -26,6 +26,7 @@ from sync.connectors.http import RetryPolicy
 from sync.connectors.pagination import PaginationLoop
 from sync.emulators import reference
 from sync.emulators.close import CloseEmulator
+from sync.timefmt import format_close
 
 from .conftest import CLOSE_BASE, CLOSE_NAME_FIELD, FAST_RETRY, close_config
 
@@ -485,7 +486,7 @@ def test_fail_after_commit_create_is_outcome_unknown_and_found_again(
 
 def test_since_is_sent_in_close_format() -> None:
     """Stamps go to Close as µs ``+00:00`` (naive datetimes are taken as UTC)."""
-    assert format_stamp(dt.datetime(2025, 1, 2, 3, 4, 5)) == "2025-01-02T03:04:05.000000+00:00"
+    assert format_close(dt.datetime(2025, 1, 2, 3, 4, 5)) == "2025-01-02T03:04:05.000000+00:00"
 
 
 def test_the_organization_currency_is_read_once_from_the_api(
