@@ -88,12 +88,14 @@ class WindowPaginator(Paginator):
 
     def update(self, body: Any) -> list[JSONObject]:
         """Take one page; return its records not yielded before, and move the window."""
-        page = self.records(body)
-        if not page:
-            self.has_next = False
-            return []
         at, window = self.stamp_field, self.window
+        page = self.records(body)
         fresh = [r for r in page if not (r[at] == window and r["id"] in self.at_window)]
+        super().update(body)  # stops on an empty page, else _advance
+        return fresh
+
+    def _advance(self, body: Any, page: list[JSONObject]) -> None:
+        at, window = self.stamp_field, self.window
         last = page[-1][at]
         if parse_timestamp(last) > parse_timestamp(window):
             self.window, self.skip = last, 0
@@ -105,7 +107,6 @@ class WindowPaginator(Paginator):
             self.has_next = False
         else:
             self._remember(f"{self.window}|{self.skip}")
-        return fresh
 
 
 def event_paginator() -> CursorPaginator:
@@ -155,7 +156,7 @@ class CloseConnector(BaseConnector):
         paginator = WindowPaginator(window=start, stamp_field=stamp_field, limit=self.max_page_size)
         fetch = self._listing_fetch() if clocked else self._fetch
         for page in iterate_pages(fetch, "/opportunity/", paginator):
-            yield [self._record(item) for item in page]
+            yield [self.to_record(item) for item in page]
 
     def _fetch(self, url: str, params: dict[str, Any]) -> Any:
         return self._request("GET", url, params=params).json()
@@ -192,7 +193,7 @@ class CloseConnector(BaseConnector):
     # -- single records ------------------------------------------------------------------
     def get(self, external_id: str) -> VendorRecord:
         response = self._request("GET", f"/opportunity/{external_id}/", record=external_id)
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
         """Create an opportunity. Close has no idempotency keys: the engine's create recovery
@@ -205,14 +206,14 @@ class CloseConnector(BaseConnector):
                 record=idempotency_key,
             )
         response = self._request("POST", "/opportunity/", json=dict(payload))
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def update(self, external_id: str, payload: Mapping[str, Any]) -> VendorRecord:
         """PUT only the given fields: Close's PUT merges like a PATCH."""
         response = self._request(
             "PUT", f"/opportunity/{external_id}/", record=external_id, json=dict(payload)
         )
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def delete(self, external_id: str) -> None:
         self._request("DELETE", f"/opportunity/{external_id}/", record=external_id)
@@ -236,11 +237,11 @@ class CloseConnector(BaseConnector):
         key = str(key)
         return key if key.startswith("custom.") else f"custom.{key}"
 
-    def _record(self, data: dict[str, Any]) -> VendorRecord:
+    def to_record(self, data: dict[str, Any]) -> VendorRecord:
         return VendorRecord(str(data["id"]), parse_timestamp(data["date_updated"]), data)
 
     # -- references ----------------------------------------------------------------------
-    def _load_references(self, kind: str) -> Iterator[Reference]:
+    def load_references(self, kind: str) -> Iterator[Reference]:
         if kind == "company":
             for lead in self._skip_pages("/lead/", {"_fields": "id,display_name,name"}):
                 yield _lead_reference(lead)
@@ -258,28 +259,13 @@ class CloseConnector(BaseConnector):
         else:
             raise NotImplementedError(f"close has no {kind} references")
 
-    def find_lead(self, name: str) -> Reference | None:
-        """The lead named ``name``, through Close's lead search (``query=name:"…"``), checked
-        by exact display name client-side (search matches words, not whole names)."""
-        cached = self._ref_cache.get("company")
-        if cached is not None:
-            return next((ref for ref in cached if ref.key == name), None)
-        quoted = name.replace('"', '\\"')
-        params = {"query": f'name:"{quoted}"', "_fields": "id,display_name,name"}
-        for lead in self._skip_pages("/lead/", params):
-            reference = _lead_reference(lead)
-            if reference.key == name:
-                return reference
-        return None
-
     def create_reference(self, kind: str, key: str) -> Reference:
         """Create a lead named ``key`` (the only reference Close lets us create)."""
         if kind != "company":
             raise NotImplementedError(f"close cannot create {kind} references")
         lead = self._request("POST", "/lead/", json={"name": key}).json()
         reference = _lead_reference(lead)
-        if "company" in self._ref_cache:
-            self._ref_cache["company"].append(reference)
+        self._remember_reference(reference)
         return reference
 
     def custom_fields(self) -> dict[str, str]:
@@ -323,7 +309,7 @@ class CloseConnector(BaseConnector):
             errors = [f"{name}: {text}" for name, text in field_errors.items()]
         return "; ".join(errors) or response.reason_phrase, field_errors
 
-    def _retry_after(self, response: httpx.Response) -> float | None:
+    def retry_after(self, response: httpx.Response) -> float | None:
         """Body ``error.rate_reset``, then the ``ratelimit`` header's ``reset=``, then
         ``Retry-After`` (https://developer.close.com/topics/rate-limits)."""
         try:
@@ -337,7 +323,7 @@ class CloseConnector(BaseConnector):
         match = _RATELIMIT_RESET.search(response.headers.get("ratelimit", ""))
         if match:
             return float(match.group(1))
-        return super()._retry_after(response)
+        return super().retry_after(response)
 
 
 def _lead_reference(lead: Mapping[str, Any]) -> Reference:

@@ -38,13 +38,21 @@ from sync.connectors.base import (
     VendorRecord,
 )
 from sync.connectors.errors import Rejected, Retryable
-from sync.connectors.pagination import RuddrCursorPaginator
+from sync.connectors.pagination import CursorPaginator
 from sync.timefmt import parse_timestamp
 
 PAGE_SIZE = 100
 #: How often one listing may start over because its cursor record vanished.
 MAX_RESTARTS = 5
 _FIELD_IN_MESSAGE = re.compile(r"'([^']+)'")
+
+
+def ruddr_paginator() -> CursorPaginator:
+    """Ruddr: ``{"results": [...], "hasMore": bool}``; next page ``startingAfter=<last id>``.
+
+    https://docs.ruddr.io/guides/pagination — always sorted ``createdAt`` descending.
+    """
+    return CursorPaginator(cursor_param="startingAfter", has_more_key="hasMore")
 
 
 class RuddrConnector(RestCollection):
@@ -59,7 +67,7 @@ class RuddrConnector(RestCollection):
     def scan(self) -> Iterator[list[VendorRecord]]:
         seen: set[str] = set()
         for page in self._pages("/opportunities", clocked=True):
-            records = [self._record(r) for r in page if r["id"] not in seen]
+            records = [self.to_record(r) for r in page if r["id"] not in seen]
             seen.update(r.external_id for r in records)
             if records:
                 yield records
@@ -71,14 +79,14 @@ class RuddrConnector(RestCollection):
                 if parse_timestamp(raw["createdAt"]) < created_after:
                     return list(found.values())  # newest first: everything further is older
                 if name is None or raw.get("name") == name:
-                    found[raw["id"]] = self._record(raw)
+                    found[raw["id"]] = self.to_record(raw)
         return list(found.values())
 
     def _pages(self, path: str, *, clocked: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Every page of a cursor listing, surviving the deletion of the cursor's record.
         ``clocked``: a capture listing, which notes the vendor's clock (``listing_clock``)."""
         fetch = self._listing_fetch() if clocked else self._fetch
-        paginator = RuddrCursorPaginator()
+        paginator = ruddr_paginator()
         fallbacks: list[str] = []  # earlier ids of the last page, newest cursor candidate last
         restarts = 0
         while paginator.has_next:
@@ -89,7 +97,7 @@ class RuddrConnector(RestCollection):
                 if paginator.cursor is None or "startingAfter" not in exc.message:
                     raise
                 # The cursor's record was deleted: resume after an earlier one, else restart.
-                paginator = RuddrCursorPaginator()
+                paginator = ruddr_paginator()
                 if fallbacks:
                     paginator.cursor = fallbacks.pop()
                 elif (restarts := restarts + 1) > MAX_RESTARTS:
@@ -103,11 +111,11 @@ class RuddrConnector(RestCollection):
     def _fetch(self, url: str, params: dict[str, Any]) -> Any:
         return self._request("GET", url, params=params).json()
 
-    def _record(self, raw: dict[str, Any]) -> VendorRecord:
+    def to_record(self, raw: dict[str, Any]) -> VendorRecord:
         return VendorRecord(str(raw["id"]), parse_timestamp(raw["modifiedAt"]), raw)
 
     # -- references ----------------------------------------------------------------------
-    def _load_references(self, kind: str) -> Iterator[Reference]:
+    def load_references(self, kind: str) -> Iterator[Reference]:
         if kind == "company":
             for page in self._pages("/companies"):
                 yield from (Reference("company", c["id"], c["name"]) for c in page)
@@ -122,7 +130,7 @@ class RuddrConnector(RestCollection):
             for page in self._pages("/opportunity-stages"):
                 yield from (self._stage(s) for s in page)
         else:
-            yield from super()._load_references(kind)
+            raise NotImplementedError(f"{self.vendor} has no {kind} references")
 
     @staticmethod
     def _stage(stage: dict[str, Any]) -> Reference:
@@ -139,8 +147,7 @@ class RuddrConnector(RestCollection):
             return super().create_reference(kind, key)
         company = self._request("POST", "/companies", json={"name": key}, record=key).json()
         reference = Reference("company", company["id"], company["name"])
-        if "company" in self._ref_cache:
-            self._ref_cache["company"].append(reference)
+        self._remember_reference(reference)
         return reference
 
     # -- vendor signals ------------------------------------------------------------------
@@ -162,5 +169,5 @@ class RuddrConnector(RestCollection):
             message = f"{message} ({'; '.join(str(e) for e in errors)})"
         return message, fields
 
-    def _retry_after(self, response: httpx.Response) -> float | None:
+    def retry_after(self, response: httpx.Response) -> float | None:
         return None  # Ruddr sends no wait signal; the HTTP layer backs off exponentially

@@ -118,7 +118,7 @@ class TrutoConnector(BaseConnector):
         """``clocked``: a capture listing, which notes the vendor's clock (``listing_clock``)."""
         query = {**query, **self._read_params()}
         for items in self._raw_pages(path, query, clocked=clocked):
-            yield [self._record(item) for item in items]
+            yield [self.to_record(item) for item in items]
 
     def _raw_pages(
         self, path: str, query: Mapping[str, str], *, clocked: bool = False
@@ -135,7 +135,7 @@ class TrutoConnector(BaseConnector):
         response = self._request(
             "GET", f"/opportunities/{external_id}", record=external_id, params=self._read_params()
         )
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
         """Create with an ``Idempotency-Key``: a retry after an unknown outcome replays the
@@ -147,7 +147,7 @@ class TrutoConnector(BaseConnector):
             json=dict(payload),
             headers={"Idempotency-Key": idempotency_key},
         )
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def update(
         self, external_id: str, payload: Mapping[str, Any], *, idempotency_key: str | None = None
@@ -163,7 +163,7 @@ class TrutoConnector(BaseConnector):
             json=dict(payload),
             headers={"Idempotency-Key": key},
         )
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def delete(self, external_id: str) -> None:
         self._request(
@@ -183,7 +183,7 @@ class TrutoConnector(BaseConnector):
             ]
         return found
 
-    def _record(self, data: dict[str, Any]) -> VendorRecord:
+    def to_record(self, data: dict[str, Any]) -> VendorRecord:
         stamp = data.get("updated_at") or data.get("created_at")
         # No stamp at all (an integration that maps none): "now" makes the engine compare the
         # record with its shadow instead of skipping it as unchanged.
@@ -200,7 +200,7 @@ class TrutoConnector(BaseConnector):
         return {**self._params(), "truto_ignore_remote_data": "true"}
 
     # -- references ----------------------------------------------------------------------
-    def _load_references(self, kind: str) -> Iterator[Reference]:
+    def load_references(self, kind: str) -> Iterator[Reference]:
         ignore = {"truto_ignore_remote_data": "true"}
         if kind == "company":
             for page in self._raw_pages("/accounts", ignore):
@@ -235,7 +235,7 @@ class TrutoConnector(BaseConnector):
         message = str(body.get("message") or body.get("error") or response.reason_phrase)
         return message, _field_errors(body.get("details"))
 
-    def _retry_after(self, response: httpx.Response) -> float | None:
+    def retry_after(self, response: httpx.Response) -> float | None:
         """``ratelimit-reset`` (seconds until the window resets), then ``Retry-After``."""
         value = response.headers.get("ratelimit-reset")
         if value is not None:
@@ -243,7 +243,7 @@ class TrutoConnector(BaseConnector):
                 return float(value)
             except ValueError:
                 pass
-        return super()._retry_after(response)
+        return super().retry_after(response)
 
 
 def update_idempotency_key(

@@ -131,7 +131,7 @@ class StoreRefs:
                 # a reference created since the listing was cached (a new company): look again
                 # once
                 self._refreshed.add((system, kind))
-                self._engine.connector(system)._ref_cache.pop(kind, None)
+                self._engine.connector(system).forget_references(kind)
                 self._by_key.pop((system, kind), None)
                 self._load(system, kind)
                 found = self._by_id[(system, kind)].get(vendor_id)
@@ -210,7 +210,7 @@ class StoreRefs:
             self._refreshed.clear()
             self._explicit = None
             for connector in self._engine.connectors():
-                connector._ref_cache.clear()
+                connector.forget_references()
 
 
 def _fresh(row: RefMap) -> RefMap:

@@ -361,13 +361,6 @@ def test_references_are_leads_users_and_statuses_cached_per_run(
     assert len(emulator.requests) == sent
 
 
-def test_find_lead_matches_the_whole_name_not_a_phrase(close: CloseConnector) -> None:
-    """find_lead uses Close's name search but only accepts an exact display name."""
-    acme = close.find_lead("Acme Corp")
-    assert acme is not None and acme.key == "Acme Corp"
-    assert close.find_lead("Acme") is None
-
-
 def test_create_reference_creates_a_lead(emulator: CloseEmulator, close: CloseConnector) -> None:
     """create_reference('company', name) posts a lead and it joins the cached references."""
     close.references("company")
