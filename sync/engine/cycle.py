@@ -96,7 +96,8 @@ def finish_run(
 
 
 def poll(engine: Engine, system: str, *, full: bool = False, run_id: str | None = None) -> Counts:
-    """Capture one system, recording a connector failure on its cursor instead of raising.
+    """Capture one system. A connector failure is recorded on the system's cursor
+    (``last_error``: the system's health shows "error") and then re-raised for the caller.
     A held system is not captured (``held`` counted); a changed mapping or a system back in
     the config is read completely, then caught up (``sync.engine.bindings``)."""
     prepared = bindings.before_capture(engine, system)
