@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Final
 
-from sync.timefmt import read_iso
+from sync.timefmt import as_utc, read_iso
 
 JSON = Any
 
@@ -126,7 +126,7 @@ def _date_part(value: JSON) -> dt.date:
             f"expected YYYY-MM-DD or an ISO 8601 date-time, got {value!r}"
         ) from exc
     if moment.utcoffset() and moment.time() != dt.time(0):
-        utc = moment.astimezone(dt.UTC)
+        utc = as_utc(moment)
         if utc.time() == dt.time(0):
             return utc.date()
     return moment.date()
