@@ -33,7 +33,7 @@ from bench.memory import peak_rss_mb, rss_now_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ("crmsync", "dlt")
-CLOSE_KEY = "close-test-key"  # sync/emulators/close.py API_KEY: Basic auth, key as user name
+CLOSE_KEY = "close-test-key"  # sync.emulators.close API_KEY: Basic auth, key as user name
 PAGE = 100
 CHILD_TIMEOUT_S = 3600
 

@@ -33,7 +33,8 @@ from sync.connectors.ratelimit import TokenBucket
 from sync.engine.cycle import pending, run_cycle
 from sync.engine.state import Engine
 from sync.store.db import make_engine, upgrade
-from sync.store.models import Journal, Link, Record, utcnow
+from sync.store.models import Journal, Link, Record
+from sync.timefmt import utcnow
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_OF = {"ruddr": "RUDDR", "close": "CLOSE", "parsalink": "PARSALINK", "truto": "TRUTO"}

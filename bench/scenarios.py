@@ -38,7 +38,8 @@ from sync.engine.cycle import run_cycle
 from sync.engine.journal import OPEN_STATES
 from sync.engine.state import Engine
 from sync.store.db import make_engine, upgrade
-from sync.store.models import Journal, Link, Outbox, utcnow
+from sync.store.models import Journal, Link, Outbox
+from sync.timefmt import utcnow
 from tests.e2e.users import CloseUser, ParsaLinkUser, RuddrUser, TrutoUser, VendorUser
 
 ROOT = Path(__file__).resolve().parents[1]

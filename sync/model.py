@@ -128,13 +128,3 @@ def normalize(field: str, value: object) -> JSON:
     if kind == "priority" and text.lower() not in PRIORITIES:
         raise CanonicalValueError(field, value, f"one of {', '.join(PRIORITIES)}")
     return text.lower() if kind == "priority" else text
-
-
-def normalize_fields(fields: Mapping[str, object]) -> Fields:
-    """Normalize every field of a partial canonical record."""
-    return {name: normalize(name, value) for name, value in fields.items()}
-
-
-def as_decimal(value: JSON) -> Decimal | None:
-    """Read a canonical money/probability string back as a Decimal (for unit transforms)."""
-    return None if value is None else Decimal(str(value))

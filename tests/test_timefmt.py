@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync.timefmt import TimestampError, format_timestamp, parse_timestamp
+from sync.timefmt import (
+    TimestampError,
+    as_utc,
+    format_close,
+    format_timestamp,
+    format_truto,
+    maybe_utc,
+    parse_http_date,
+    parse_timestamp,
+)
 
 UTC = dt.UTC
 
@@ -30,11 +41,43 @@ def test_parses_every_vendor_format(stamp: str, expected: dt.datetime) -> None:
     assert parsed.utcoffset() == dt.timedelta(0)
 
 
-@pytest.mark.parametrize("stamp", ["2025-03-15T09:30:00", "2025-03-15", "yesterday", ""])
-def test_rejects_naive_or_non_timestamps(stamp: str) -> None:
-    """A stamp without an offset (or not a stamp at all) is rejected, never guessed."""
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        ("2025-03-15T09:30:00", dt.datetime(2025, 3, 15, 9, 30, tzinfo=UTC)),
+        ("2025-03-15", dt.datetime(2025, 3, 15, tzinfo=UTC)),
+    ],
+)
+def test_a_stamp_without_an_offset_is_utc(stamp: str, expected: dt.datetime) -> None:
+    """The one rule (what the connectors always did): no offset means UTC."""
+    assert parse_timestamp(stamp) == expected
+
+
+@pytest.mark.parametrize("stamp", ["yesterday", "", None, 1700000000])
+def test_rejects_non_timestamps(stamp: object) -> None:
+    """Anything that is not ISO 8601 text is rejected, as a ValueError."""
     with pytest.raises(TimestampError):
         parse_timestamp(stamp)
+    assert issubclass(TimestampError, ValueError)
+
+
+def test_naive_datetimes_are_utc_and_aware_ones_convert() -> None:
+    """as_utc / maybe_utc: naive is taken as UTC, an offset is converted, None passes."""
+    naive = dt.datetime(2025, 1, 2, 3, 4, 5)
+    assert as_utc(naive) == naive.replace(tzinfo=UTC)
+    plus_two = dt.datetime(2025, 1, 2, 5, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert as_utc(plus_two).utcoffset() == dt.timedelta(0)
+    assert as_utc(plus_two) == naive.replace(tzinfo=UTC)
+    assert maybe_utc(None) is None
+
+
+def test_http_dates_parse_to_utc() -> None:
+    """RFC 9110 dates (``Date`` / ``Retry-After``) parse to UTC; junk and absence are None."""
+    assert parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT") == dt.datetime(
+        2015, 10, 21, 7, 28, tzinfo=UTC
+    )
+    assert parse_http_date("not a date") is None
+    assert parse_http_date(None) is None
 
 
 @given(
@@ -54,3 +97,57 @@ def test_formats_in_vendor_styles() -> None:
     assert format_timestamp(value, offset="+00:00", precision="us") == (
         "2025-01-15T20:47:03.284000+00:00"
     )
+
+
+def test_vendor_formatters() -> None:
+    """Close writes µs + ``+00:00``; Truto ms + ``Z``; a naive value is UTC."""
+    value = dt.datetime(2025, 1, 2, 3, 4, 5, 678901)
+    assert format_close(value) == "2025-01-02T03:04:05.678901+00:00"
+    assert format_truto(value) == "2025-01-02T03:04:05.678Z"
+
+
+# -- one home for time -------------------------------------------------------------------------
+SYNC = Path(__file__).resolve().parents[1] / "sync"
+#: Files that still read the clock or convert stamps themselves, and why. Shrink, never grow.
+STILL_OWN_TIME = {
+    # being restructured by other hands in the same change (issue 14): switch to sync.timefmt
+    "engine/capture.py": "capture._parse → timefmt.parse_timestamp",
+    "engine/admin_ops.py": "_iso → a timefmt formatter",
+    "cli_runtime.py": "dt.datetime.now → timefmt.utcnow",
+    "scheduler.py": "dt.datetime.now → timefmt.utcnow",
+}
+
+
+def _own_time_calls(tree: ast.AST) -> list[str]:
+    """Clock reads and stamp conversions: ``datetime.now``, ``datetime.fromisoformat``,
+    ``parsedate_to_datetime``, ``strptime``, ``.astimezone(…)``, ``.replace(tzinfo=…)``."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        name, owner = node.func.attr, ast.unparse(node.func.value)
+        if (
+            (name in {"now", "utcnow", "fromisoformat"} and owner.endswith("datetime"))
+            or name in {"parsedate_to_datetime", "strptime", "astimezone"}
+            or (name == "replace" and any(k.arg == "tzinfo" for k in node.keywords))
+        ):
+            found.append(f"{owner}.{name} (line {node.lineno})")
+    return found
+
+
+def test_time_is_read_and_converted_only_in_timefmt() -> None:
+    """Product code gets the clock, parses and normalises stamps through sync.timefmt only.
+    The emulators stand in for the vendors and keep their own; migrations are frozen history."""
+    offenders = {}
+    for path in sorted(SYNC.rglob("*.py")):
+        rel = path.relative_to(SYNC).as_posix()
+        if rel == "timefmt.py" or rel.startswith(("emulators/", "store/migrations/")):
+            continue
+        calls = _own_time_calls(ast.parse(path.read_text(), rel))
+        if calls and rel not in STILL_OWN_TIME:
+            offenders[rel] = calls
+    assert offenders == {}
+    stale = [
+        rel for rel in STILL_OWN_TIME if not _own_time_calls(ast.parse((SYNC / rel).read_text()))
+    ]
+    assert stale == [], "remove these from STILL_OWN_TIME"

@@ -89,7 +89,7 @@ def build_connector(
 
     def retry_after(response: httpx.Response) -> float | None:
         # Late-bound: the connector knows its vendor's wait signal but needs the client first.
-        return connector._retry_after(response) if connector is not None else None
+        return connector.retry_after(response) if connector is not None else None
 
     client = build_client(
         system=name,

@@ -9,8 +9,8 @@ never here: a connector calls ``self._request`` once and gets either a response 
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
-import email.utils
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -30,39 +30,9 @@ from sync.connectors.errors import (
     classify_status,
 )
 from sync.connectors.http import BearerAuth, retry_after_header
+from sync.timefmt import parse_http_date, utcnow
 
 CaptureMode = Literal["incremental", "scan"]
-
-
-def created_stamp(value: object) -> dt.datetime | None:
-    """A vendor's creation stamp, or None when the record carries none."""
-    return parse_stamp(value) if isinstance(value, str) and value else None
-
-
-def parse_stamp(value: object) -> dt.datetime:
-    """A vendor timestamp as aware UTC: accepts ``Z``, ``+00:00``, ``+0000``, ms and µs.
-
-    A naive stamp is taken as UTC (every vendor here documents UTC).
-    """
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"not a timestamp: {value!r}")
-    stamp = dt.datetime.fromisoformat(value)
-    if stamp.tzinfo is None:
-        return stamp.replace(tzinfo=dt.UTC)
-    return stamp.astimezone(dt.UTC)
-
-
-def server_date(response: httpx.Response) -> dt.datetime | None:
-    """The vendor's clock from the HTTP ``Date`` header (RFC 7231: whole seconds, so up to a
-    second behind the server's true time), as aware UTC; None when absent or unreadable."""
-    raw = response.headers.get("date")
-    if not raw:
-        return None
-    try:
-        stamp = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +93,18 @@ class Reference:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-class BaseConnector:
+class BaseConnector(abc.ABC):
     """Shared plumbing: one request helper that turns HTTP outcomes into typed errors.
 
-    Subclasses set the class attributes and implement the operations. ``client`` comes from
-    ``sync.connectors.http.build_client`` (or, in tests, any ``httpx.Client`` whose transport
-    is an emulator); ``options`` are the system's connector options from config.
+    Subclasses set the class attributes and implement the abstract operations (mypy and
+    Python refuse a connector that misses one). Three operations are capabilities, not
+    obligations, and raise ``NotImplementedError`` unless a vendor offers them:
+    ``list_changed`` (``capture = "incremental"``), ``deleted_since`` (``has_delete_feed``)
+    and ``create_reference`` (auto-create); callers check the class attribute or catch it.
+
+    ``client`` comes from ``sync.connectors.http.build_client`` (or, in tests, any
+    ``httpx.Client`` whose transport is an emulator); ``options`` are the system's connector
+    options from config.
     """
 
     vendor: ClassVar[str] = ""
@@ -161,37 +137,53 @@ class BaseConnector:
         """Pages of records modified at or after ``since`` (incremental systems only)."""
         raise NotImplementedError(f"{self.vendor} has no modified-since listing; use scan()")
 
+    @abc.abstractmethod
     def scan(self) -> Iterator[list[VendorRecord]]:
         """Pages of every record (full listing)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def get(self, external_id: str) -> VendorRecord:
-        raise NotImplementedError
+        """One record by its vendor id (``NotFound`` when gone)."""
 
+    @abc.abstractmethod
     def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
-        raise NotImplementedError
+        """Create a record from a vendor-shaped payload; return it as the vendor holds it."""
 
+    @abc.abstractmethod
     def update(self, external_id: str, payload: Mapping[str, Any]) -> VendorRecord:
         """Write only the fields given; return the record as the vendor holds it now."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def delete(self, external_id: str) -> None:
-        raise NotImplementedError
+        """Delete a record (``NotFound`` when already gone)."""
 
     def deleted_since(self, since: dt.datetime) -> Iterator[Deletion]:
         """Deletes the vendor's feed reports at or after ``since`` (``has_delete_feed`` only)."""
         raise NotImplementedError(f"{self.vendor} has no delete feed")
 
+    @abc.abstractmethod
     def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
         """Records named ``name`` (any name: None) created at or after ``created_after``: the
         look-up half of intent-then-look-up-then-adopt create recovery."""
-        raise NotImplementedError
 
     def references(self, kind: str) -> list[Reference]:
-        """Every reference of a kind (cached for the connector's life, i.e. one run)."""
+        """Every reference of a kind (cached until ``forget_references``)."""
         if kind not in self._ref_cache:
-            self._ref_cache[kind] = list(self._load_references(kind))
+            self._ref_cache[kind] = list(self.load_references(kind))
         return self._ref_cache[kind]
+
+    def forget_references(self, kind: str | None = None) -> None:
+        """Drop the cached references of ``kind`` (None: every kind), so the next
+        ``references`` lists them again (a reference created elsewhere since)."""
+        if kind is None:
+            self._ref_cache.clear()
+        else:
+            self._ref_cache.pop(kind, None)
+
+    @abc.abstractmethod
+    def load_references(self, kind: str) -> Iterator[Reference]:
+        """List every reference of a kind from the vendor (uncached; ``references`` caches).
+        Raises ``NotImplementedError`` for a kind the vendor does not have."""
 
     def account_currency(self) -> str | None:
         """The one currency the account holds amounts in, where the API says (None: it does
@@ -205,6 +197,13 @@ class BaseConnector:
     def close(self) -> None:
         self.client.close()
 
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """Seconds the vendor asked us to wait on a 429 (vendor-specific signal).
+
+        ``sync.connectors.build_connector`` hands this to the HTTP layer's retry transport, so
+        it must not depend on anything but the response."""
+        return retry_after_header(response)
+
     # -- hooks for subclasses ------------------------------------------------------------
     def _listing_fetch(self) -> Callable[[str, dict[str, Any]], Any]:
         """A page fetch (``GET`` -> decoded body) for one ``list_changed``/``scan`` that notes
@@ -217,14 +216,18 @@ class BaseConnector:
         def fetch(url: str, params: dict[str, Any]) -> Any:
             response = self._request("GET", url, params=params or None)
             if self.listing_clock is None:
-                local = dt.datetime.now(dt.UTC)
-                self.listing_clock = ListingClock(server_date(response), local)
+                local = utcnow()
+                self.listing_clock = ListingClock(
+                    parse_http_date(response.headers.get("date")), local
+                )
             return response.json()
 
         return fetch
 
-    def _load_references(self, kind: str) -> Iterator[Reference]:
-        raise NotImplementedError(f"{self.vendor} has no {kind} references")
+    def _remember_reference(self, reference: Reference) -> None:
+        """Add a reference this connector just created to its kind's cache, if listed."""
+        if reference.kind in self._ref_cache:
+            self._ref_cache[reference.kind].append(reference)
 
     def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
         """The vendor's own message and field errors from an error body."""
@@ -236,13 +239,6 @@ class BaseConnector:
             message = body.get("message") or body.get("error") or body.get("detail") or body
             return str(message), {}
         return str(body), {}
-
-    def _retry_after(self, response: httpx.Response) -> float | None:
-        """Seconds the vendor asked us to wait on a 429 (vendor-specific signal).
-
-        The factory hands this to the HTTP layer's retry transport, so it must not depend on
-        anything but the response."""
-        return retry_after_header(response)
 
     def _request(
         self,
@@ -271,7 +267,7 @@ class BaseConnector:
             kind = OutcomeUnknown if writing else Retryable
             raise kind(message, **common)
         if action is Action.RATE_LIMITED:
-            raise RateLimited(message, retry_after=self._retry_after(response), **common)
+            raise RateLimited(message, retry_after=self.retry_after(response), **common)
         if action is Action.NOT_FOUND:
             raise NotFound(message, **common)
         if action in (Action.AUTH, Action.REFRESH_AUTH):
@@ -300,25 +296,26 @@ class RestCollection(BaseConnector):
     collection: ClassVar[str] = "/opportunities"  # the POST path
     item_suffix: ClassVar[str] = ""  # after the id
 
-    def _record(self, raw: dict[str, Any]) -> VendorRecord:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def to_record(self, raw: dict[str, Any]) -> VendorRecord:
+        """A ``VendorRecord`` from one deal as the vendor answered it."""
 
     def _item(self, external_id: str) -> str:
         return f"{self.collection.rstrip('/')}/{external_id}{self.item_suffix}"
 
     def get(self, external_id: str) -> VendorRecord:
         response = self._request("GET", self._item(external_id), record=external_id)
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
         name = str(payload.get("name"))
         response = self._request("POST", self.collection, json=dict(payload), record=name)
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def update(self, external_id: str, payload: Mapping[str, Any]) -> VendorRecord:
         path = self._item(external_id)
         response = self._request("PATCH", path, json=dict(payload), record=external_id)
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def delete(self, external_id: str) -> None:
         self._request("DELETE", self._item(external_id), record=external_id)

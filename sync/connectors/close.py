@@ -37,8 +37,6 @@ from sync.connectors.base import (
     Deletion,
     Reference,
     VendorRecord,
-    created_stamp,
-    parse_stamp,
 )
 from sync.connectors.errors import AuthFailed, ConnectorError, Rejected
 from sync.connectors.http.auth import CloseBasicAuth
@@ -49,18 +47,11 @@ from sync.connectors.pagination import (
     Paginator,
     iterate_pages,
 )
+from sync.timefmt import EPOCH, format_close, parse_optional_timestamp, parse_timestamp
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: Close caps an event-log page at 50 (https://developer.close.com/resources/event-log).
 EVENT_PAGE_SIZE = 50
 _RATELIMIT_RESET = re.compile(r"(?:^|[,;\s])reset\s*=\s*([0-9.]+)")
-
-
-def format_stamp(value: dt.datetime) -> str:
-    """Format a datetime the way Close writes them (µs, ``+00:00``)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 class WindowPaginator(Paginator):
@@ -97,14 +88,16 @@ class WindowPaginator(Paginator):
 
     def update(self, body: Any) -> list[JSONObject]:
         """Take one page; return its records not yielded before, and move the window."""
-        page = self.records(body)
-        if not page:
-            self.has_next = False
-            return []
         at, window = self.stamp_field, self.window
+        page = self.records(body)
         fresh = [r for r in page if not (r[at] == window and r["id"] in self.at_window)]
+        super().update(body)  # stops on an empty page, else _advance
+        return fresh
+
+    def _advance(self, body: Any, page: list[JSONObject]) -> None:
+        at, window = self.stamp_field, self.window
         last = page[-1][at]
-        if parse_stamp(last) > parse_stamp(window):
+        if parse_timestamp(last) > parse_timestamp(window):
             self.window, self.skip = last, 0
             self.at_window = {r["id"] for r in page if r[at] == last}
         else:  # a whole page inside one stamp: only now fall back to _skip, within that stamp
@@ -114,7 +107,6 @@ class WindowPaginator(Paginator):
             self.has_next = False
         else:
             self._remember(f"{self.window}|{self.skip}")
-        return fresh
 
 
 def event_paginator() -> CursorPaginator:
@@ -151,11 +143,11 @@ class CloseConnector(BaseConnector):
     # -- listing -------------------------------------------------------------------------
     def list_changed(self, since: dt.datetime) -> Iterator[list[VendorRecord]]:
         """Pages of opportunities whose ``date_updated`` is at or after ``since``."""
-        yield from self._windowed("date_updated", format_stamp(since), clocked=True)
+        yield from self._windowed("date_updated", format_close(since), clocked=True)
 
     def scan(self) -> Iterator[list[VendorRecord]]:
         """Every opportunity: the incremental listing from the epoch."""
-        yield from self._windowed("date_updated", format_stamp(EPOCH), clocked=True)
+        yield from self._windowed("date_updated", format_close(EPOCH), clocked=True)
 
     def _windowed(
         self, stamp_field: str, start: str, *, clocked: bool = False
@@ -164,7 +156,7 @@ class CloseConnector(BaseConnector):
         paginator = WindowPaginator(window=start, stamp_field=stamp_field, limit=self.max_page_size)
         fetch = self._listing_fetch() if clocked else self._fetch
         for page in iterate_pages(fetch, "/opportunity/", paginator):
-            yield [self._record(item) for item in page]
+            yield [self.to_record(item) for item in page]
 
     def _fetch(self, url: str, params: dict[str, Any]) -> Any:
         return self._request("GET", url, params=params).json()
@@ -174,12 +166,12 @@ class CloseConnector(BaseConnector):
         filters = {
             "object_type": "opportunity",
             "action": "deleted",
-            "date_updated__gte": format_stamp(since),
+            "date_updated__gte": format_close(since),
             "_limit": str(EVENT_PAGE_SIZE),
         }
         for events in iterate_pages(self._fetch, "/event/", event_paginator(), filters):
             for event in events:
-                yield Deletion(str(event["object_id"]), parse_stamp(event["date_updated"]))
+                yield Deletion(str(event["object_id"]), parse_timestamp(event["date_updated"]))
 
     # -- the organization ------------------------------------------------------------------
     def account_currency(self) -> str | None:
@@ -201,7 +193,7 @@ class CloseConnector(BaseConnector):
     # -- single records ------------------------------------------------------------------
     def get(self, external_id: str) -> VendorRecord:
         response = self._request("GET", f"/opportunity/{external_id}/", record=external_id)
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
         """Create an opportunity. Close has no idempotency keys: the engine's create recovery
@@ -214,14 +206,14 @@ class CloseConnector(BaseConnector):
                 record=idempotency_key,
             )
         response = self._request("POST", "/opportunity/", json=dict(payload))
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def update(self, external_id: str, payload: Mapping[str, Any]) -> VendorRecord:
         """PUT only the given fields: Close's PUT merges like a PATCH."""
         response = self._request(
             "PUT", f"/opportunity/{external_id}/", record=external_id, json=dict(payload)
         )
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def delete(self, external_id: str) -> None:
         self._request("DELETE", f"/opportunity/{external_id}/", record=external_id)
@@ -231,7 +223,7 @@ class CloseConnector(BaseConnector):
         ``name`` (filtered client-side: Close's list has no filter on custom fields)."""
         key = self._name_field()
         found: list[VendorRecord] = []
-        for page in self._windowed("date_created", format_stamp(created_after)):
+        for page in self._windowed("date_created", format_close(created_after)):
             found += [record for record in page if name in (None, record.data.get(key))]
         return found
 
@@ -245,16 +237,16 @@ class CloseConnector(BaseConnector):
         key = str(key)
         return key if key.startswith("custom.") else f"custom.{key}"
 
-    def _record(self, data: dict[str, Any]) -> VendorRecord:
+    def to_record(self, data: dict[str, Any]) -> VendorRecord:
         return VendorRecord(
             str(data["id"]),
-            parse_stamp(data["date_updated"]),
+            parse_timestamp(data["date_updated"]),
             data,
-            created=created_stamp(data.get("date_created")),
+            created=parse_optional_timestamp(data.get("date_created")),
         )
 
     # -- references ----------------------------------------------------------------------
-    def _load_references(self, kind: str) -> Iterator[Reference]:
+    def load_references(self, kind: str) -> Iterator[Reference]:
         if kind == "company":
             for lead in self._skip_pages("/lead/", {"_fields": "id,display_name,name"}):
                 yield _lead_reference(lead)
@@ -272,28 +264,13 @@ class CloseConnector(BaseConnector):
         else:
             raise NotImplementedError(f"close has no {kind} references")
 
-    def find_lead(self, name: str) -> Reference | None:
-        """The lead named ``name``, through Close's lead search (``query=name:"…"``), checked
-        by exact display name client-side (search matches words, not whole names)."""
-        cached = self._ref_cache.get("company")
-        if cached is not None:
-            return next((ref for ref in cached if ref.key == name), None)
-        quoted = name.replace('"', '\\"')
-        params = {"query": f'name:"{quoted}"', "_fields": "id,display_name,name"}
-        for lead in self._skip_pages("/lead/", params):
-            reference = _lead_reference(lead)
-            if reference.key == name:
-                return reference
-        return None
-
     def create_reference(self, kind: str, key: str) -> Reference:
         """Create a lead named ``key`` (the only reference Close lets us create)."""
         if kind != "company":
             raise NotImplementedError(f"close cannot create {kind} references")
         lead = self._request("POST", "/lead/", json={"name": key}).json()
         reference = _lead_reference(lead)
-        if "company" in self._ref_cache:
-            self._ref_cache["company"].append(reference)
+        self._remember_reference(reference)
         return reference
 
     def custom_fields(self) -> dict[str, str]:
@@ -337,7 +314,7 @@ class CloseConnector(BaseConnector):
             errors = [f"{name}: {text}" for name, text in field_errors.items()]
         return "; ".join(errors) or response.reason_phrase, field_errors
 
-    def _retry_after(self, response: httpx.Response) -> float | None:
+    def retry_after(self, response: httpx.Response) -> float | None:
         """Body ``error.rate_reset``, then the ``ratelimit`` header's ``reset=``, then
         ``Retry-After`` (https://developer.close.com/topics/rate-limits)."""
         try:
@@ -351,7 +328,7 @@ class CloseConnector(BaseConnector):
         match = _RATELIMIT_RESET.search(response.headers.get("ratelimit", ""))
         if match:
             return float(match.group(1))
-        return super()._retry_after(response)
+        return super().retry_after(response)
 
 
 def _lead_reference(lead: Mapping[str, Any]) -> Reference:

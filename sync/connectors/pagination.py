@@ -1,5 +1,11 @@
 """Paginators: small state machines that say what to ask for next (dlt / Meltano style).
 
+This module holds the generic machinery — the driver, the loop guard and the common envelope
+shapes (cursor, offset/limit, next URL). A vendor's own paginator (its parameter names, its
+envelope, its windowing) lives in that vendor's connector file: ``ruddr_paginator`` in
+``ruddr.py``, ``WindowPaginator`` / ``event_paginator`` in ``close.py``,
+``next_cursor_paginator`` in ``truto.py``.
+
 A paginator is driven by :func:`iterate_pages`: ask ``next_request()`` for the URL override and
 query parameters of the next page, fetch it, hand the decoded body to ``update()`` which returns
 the page's records and moves the state on, stop when ``has_next`` is false. Every paginator
@@ -10,6 +16,7 @@ cursor that does not move would re-read the same page forever).
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +38,7 @@ class PageRequest:
     params: dict[str, Any]
 
 
-class Paginator:
+class Paginator(abc.ABC):
     """Base state machine. Subclasses implement ``_advance`` and ``next_request_params``."""
 
     records_key: str = "results"
@@ -66,8 +73,9 @@ class Paginator:
             raise Retryable(f"page has no {self.records_key!r} list")
         return items
 
+    @abc.abstractmethod
     def _advance(self, body: Any, records: list[JSONObject]) -> None:
-        raise NotImplementedError
+        """Move the state on past a non-empty page (or set ``has_next`` false)."""
 
     def _remember(self, token: str) -> None:
         if token in self._seen_tokens:
@@ -111,16 +119,6 @@ class CursorPaginator(Paginator):
             return
         self._remember(str(token))
         self.cursor = str(token)
-
-
-class RuddrCursorPaginator(CursorPaginator):
-    """Ruddr: ``{"results": [...], "hasMore": bool}``; next page ``startingAfter=<last id>``.
-
-    https://docs.ruddr.io/guides/pagination — always sorted ``createdAt`` descending.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(cursor_param="startingAfter", has_more_key="hasMore")
 
 
 class OffsetPaginator(Paginator):
@@ -209,11 +207,11 @@ def iterate_pages(
 
 __all__ = [
     "CursorPaginator",
+    "JSONObject",
     "NextUrlPaginator",
     "OffsetPaginator",
     "PageRequest",
     "PaginationLoop",
     "Paginator",
-    "RuddrCursorPaginator",
     "iterate_pages",
 ]

@@ -34,8 +34,6 @@ from sync.connectors.base import (
     Reference,
     RestCollection,
     VendorRecord,
-    created_stamp,
-    parse_stamp,
 )
 from sync.connectors.errors import AuthFailed
 from sync.connectors.http import (
@@ -45,6 +43,7 @@ from sync.connectors.http import (
     retry_after_header,
 )
 from sync.connectors.pagination import NextUrlPaginator
+from sync.timefmt import parse_optional_timestamp, parse_timestamp
 
 PAGE_SIZE = 100
 _MESSAGE_KEYS = ("message", "detail", "error", "non_field_errors")
@@ -75,7 +74,7 @@ class ParsaLinkConnector(RestCollection):
     def scan(self) -> Iterator[list[VendorRecord]]:
         seen: set[str] = set()
         for page in self._pages("/opportunities/", clocked=True):
-            records = [self._record(r, partial=True) for r in page if str(r["id"]) not in seen]
+            records = [self.to_record(r, partial=True) for r in page if str(r["id"]) not in seen]
             seen.update(r.external_id for r in records)
             if records:
                 yield records
@@ -84,10 +83,11 @@ class ParsaLinkConnector(RestCollection):
         """By name: the list's ``search``. Any name: every page (no created-since filter
         exists), only after a look-up by name found nothing — a rare recovery."""
         found = {
-            str(raw["id"]): self._record(raw, partial=True)
+            str(raw["id"]): self.to_record(raw, partial=True)
             for page in self._pages("/opportunities/", {"search": name} if name else None)
             for raw in page
-            if name in (None, raw.get("name")) and parse_stamp(raw["createdAt"]) >= created_after
+            if name in (None, raw.get("name"))
+            and parse_timestamp(raw["createdAt"]) >= created_after
         }
         return list(found.values())
 
@@ -135,19 +135,19 @@ class ParsaLinkConnector(RestCollection):
     def _fetch(self, url: str, params: dict[str, Any]) -> Any:
         return self._request("GET", url, params=params or None).json()
 
-    def _record(self, raw: dict[str, Any], *, partial: bool = False) -> VendorRecord:
+    def to_record(self, raw: dict[str, Any], *, partial: bool = False) -> VendorRecord:
         """List answers are summaries (seed 003 shows no description, contactIds, lossReason,
         closedDate or assignedToName in the list): they are marked ``partial``."""
         return VendorRecord(
             str(raw["id"]),
-            parse_stamp(raw["updatedAt"]),
+            parse_timestamp(raw["updatedAt"]),
             raw,
             partial,
-            created=created_stamp(raw.get("createdAt")),
+            created=parse_optional_timestamp(raw.get("createdAt")),
         )
 
     # -- references ----------------------------------------------------------------------
-    def _load_references(self, kind: str) -> Iterator[Reference]:
+    def load_references(self, kind: str) -> Iterator[Reference]:
         if kind == "company":
             for page in self._pages("/accounts/"):
                 yield from (Reference("company", str(a["id"]), a["name"]) for a in page)
@@ -159,15 +159,14 @@ class ParsaLinkConnector(RestCollection):
                     if u.get("email")
                 )
         else:
-            yield from super()._load_references(kind)
+            raise NotImplementedError(f"{self.vendor} has no {kind} references")
 
     def create_reference(self, kind: str, key: str) -> Reference:
         if kind != "company":
             return super().create_reference(kind, key)
         account = self._request("POST", "/accounts/", json={"name": key}, record=key).json()
         reference = Reference("company", str(account["id"]), account["name"])
-        if "company" in self._ref_cache:
-            self._ref_cache["company"].append(reference)
+        self._remember_reference(reference)
         return reference
 
     # -- vendor signals ------------------------------------------------------------------
@@ -193,7 +192,7 @@ class ParsaLinkConnector(RestCollection):
             message = f"{message} ({details})"
         return message or details or response.reason_phrase, fields
 
-    def _retry_after(self, response: httpx.Response) -> float | None:
+    def retry_after(self, response: httpx.Response) -> float | None:
         reset = reset_epoch_header(response, "x-ratelimit-reset")
         return reset if reset is not None else retry_after_header(response)
 

@@ -36,16 +36,23 @@ from sync.connectors.base import (
     Reference,
     RestCollection,
     VendorRecord,
-    created_stamp,
-    parse_stamp,
 )
 from sync.connectors.errors import Rejected, Retryable
-from sync.connectors.pagination import RuddrCursorPaginator
+from sync.connectors.pagination import CursorPaginator
+from sync.timefmt import parse_optional_timestamp, parse_timestamp
 
 PAGE_SIZE = 100
 #: How often one listing may start over because its cursor record vanished.
 MAX_RESTARTS = 5
 _FIELD_IN_MESSAGE = re.compile(r"'([^']+)'")
+
+
+def ruddr_paginator() -> CursorPaginator:
+    """Ruddr: ``{"results": [...], "hasMore": bool}``; next page ``startingAfter=<last id>``.
+
+    https://docs.ruddr.io/guides/pagination — always sorted ``createdAt`` descending.
+    """
+    return CursorPaginator(cursor_param="startingAfter", has_more_key="hasMore")
 
 
 class RuddrConnector(RestCollection):
@@ -60,7 +67,7 @@ class RuddrConnector(RestCollection):
     def scan(self) -> Iterator[list[VendorRecord]]:
         seen: set[str] = set()
         for page in self._pages("/opportunities", clocked=True):
-            records = [self._record(r) for r in page if r["id"] not in seen]
+            records = [self.to_record(r) for r in page if r["id"] not in seen]
             seen.update(r.external_id for r in records)
             if records:
                 yield records
@@ -69,17 +76,17 @@ class RuddrConnector(RestCollection):
         found: dict[str, VendorRecord] = {}
         for page in self._pages("/opportunities"):
             for raw in page:
-                if parse_stamp(raw["createdAt"]) < created_after:
+                if parse_timestamp(raw["createdAt"]) < created_after:
                     return list(found.values())  # newest first: everything further is older
                 if name is None or raw.get("name") == name:
-                    found[raw["id"]] = self._record(raw)
+                    found[raw["id"]] = self.to_record(raw)
         return list(found.values())
 
     def _pages(self, path: str, *, clocked: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Every page of a cursor listing, surviving the deletion of the cursor's record.
         ``clocked``: a capture listing, which notes the vendor's clock (``listing_clock``)."""
         fetch = self._listing_fetch() if clocked else self._fetch
-        paginator = RuddrCursorPaginator()
+        paginator = ruddr_paginator()
         fallbacks: list[str] = []  # earlier ids of the last page, newest cursor candidate last
         restarts = 0
         while paginator.has_next:
@@ -90,7 +97,7 @@ class RuddrConnector(RestCollection):
                 if paginator.cursor is None or "startingAfter" not in exc.message:
                     raise
                 # The cursor's record was deleted: resume after an earlier one, else restart.
-                paginator = RuddrCursorPaginator()
+                paginator = ruddr_paginator()
                 if fallbacks:
                     paginator.cursor = fallbacks.pop()
                 elif (restarts := restarts + 1) > MAX_RESTARTS:
@@ -104,16 +111,16 @@ class RuddrConnector(RestCollection):
     def _fetch(self, url: str, params: dict[str, Any]) -> Any:
         return self._request("GET", url, params=params).json()
 
-    def _record(self, raw: dict[str, Any]) -> VendorRecord:
+    def to_record(self, raw: dict[str, Any]) -> VendorRecord:
         return VendorRecord(
             str(raw["id"]),
-            parse_stamp(raw["modifiedAt"]),
+            parse_timestamp(raw["modifiedAt"]),
             raw,
-            created=created_stamp(raw.get("createdAt")),
+            created=parse_optional_timestamp(raw.get("createdAt")),
         )
 
     # -- references ----------------------------------------------------------------------
-    def _load_references(self, kind: str) -> Iterator[Reference]:
+    def load_references(self, kind: str) -> Iterator[Reference]:
         if kind == "company":
             for page in self._pages("/companies"):
                 yield from (Reference("company", c["id"], c["name"]) for c in page)
@@ -128,7 +135,7 @@ class RuddrConnector(RestCollection):
             for page in self._pages("/opportunity-stages"):
                 yield from (self._stage(s) for s in page)
         else:
-            yield from super()._load_references(kind)
+            raise NotImplementedError(f"{self.vendor} has no {kind} references")
 
     @staticmethod
     def _stage(stage: dict[str, Any]) -> Reference:
@@ -145,8 +152,7 @@ class RuddrConnector(RestCollection):
             return super().create_reference(kind, key)
         company = self._request("POST", "/companies", json={"name": key}, record=key).json()
         reference = Reference("company", company["id"], company["name"])
-        if "company" in self._ref_cache:
-            self._ref_cache["company"].append(reference)
+        self._remember_reference(reference)
         return reference
 
     # -- vendor signals ------------------------------------------------------------------
@@ -168,5 +174,5 @@ class RuddrConnector(RestCollection):
             message = f"{message} ({'; '.join(str(e) for e in errors)})"
         return message, fields
 
-    def _retry_after(self, response: httpx.Response) -> float | None:
+    def retry_after(self, response: httpx.Response) -> float | None:
         return None  # Ruddr sends no wait signal; the HTTP layer backs off exponentially

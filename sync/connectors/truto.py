@@ -34,23 +34,10 @@ from typing import Any, ClassVar
 
 import httpx
 
-from sync.connectors.base import (
-    BaseConnector,
-    CaptureMode,
-    Reference,
-    VendorRecord,
-    created_stamp,
-    parse_stamp,
-)
+from sync.connectors.base import BaseConnector, CaptureMode, Reference, VendorRecord
 from sync.connectors.errors import ConnectorError
 from sync.connectors.pagination import CursorPaginator, JSONObject, iterate_pages
-
-
-def format_stamp(value: dt.datetime) -> str:
-    """ISO 8601 UTC with milliseconds and ``Z``, as Truto writes stamps."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from sync.timefmt import format_truto, parse_optional_timestamp, parse_timestamp, utcnow
 
 
 def next_cursor_paginator() -> CursorPaginator:
@@ -118,7 +105,7 @@ class TrutoConnector(BaseConnector):
             raise NotImplementedError(
                 f"truto account {self.integrated_account_id} has no updated_at filter; use scan()"
             )
-        query = {"updated_at[gte]": format_stamp(since)}
+        query = {"updated_at[gte]": format_truto(since)}
         yield from self._pages("/opportunities", query, clocked=True)
 
     def scan(self) -> Iterator[list[VendorRecord]]:
@@ -131,7 +118,7 @@ class TrutoConnector(BaseConnector):
         """``clocked``: a capture listing, which notes the vendor's clock (``listing_clock``)."""
         query = {**query, **self._read_params()}
         for items in self._raw_pages(path, query, clocked=clocked):
-            yield [self._record(item) for item in items]
+            yield [self.to_record(item) for item in items]
 
     def _raw_pages(
         self, path: str, query: Mapping[str, str], *, clocked: bool = False
@@ -148,7 +135,7 @@ class TrutoConnector(BaseConnector):
         response = self._request(
             "GET", f"/opportunities/{external_id}", record=external_id, params=self._read_params()
         )
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
         """Create with an ``Idempotency-Key``: a retry after an unknown outcome replays the
@@ -160,7 +147,7 @@ class TrutoConnector(BaseConnector):
             json=dict(payload),
             headers={"Idempotency-Key": idempotency_key},
         )
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def update(
         self, external_id: str, payload: Mapping[str, Any], *, idempotency_key: str | None = None
@@ -176,7 +163,7 @@ class TrutoConnector(BaseConnector):
             json=dict(payload),
             headers={"Idempotency-Key": key},
         )
-        return self._record(response.json())
+        return self.to_record(response.json())
 
     def delete(self, external_id: str) -> None:
         self._request(
@@ -188,7 +175,7 @@ class TrutoConnector(BaseConnector):
         client-side filter: the unified list has no name filter)."""
         query: dict[str, str] = {}
         if "created_at" in self.query_fields():
-            query["created_at[gte]"] = format_stamp(created_after)
+            query["created_at[gte]"] = format_truto(created_after)
         found: list[VendorRecord] = []
         for page in self._pages("/opportunities", query):
             found += [
@@ -196,13 +183,16 @@ class TrutoConnector(BaseConnector):
             ]
         return found
 
-    def _record(self, data: dict[str, Any]) -> VendorRecord:
+    def to_record(self, data: dict[str, Any]) -> VendorRecord:
         stamp = data.get("updated_at") or data.get("created_at")
         # No stamp at all (an integration that maps none): "now" makes the engine compare the
         # record with its shadow instead of skipping it as unchanged.
-        modified = parse_stamp(str(stamp)) if stamp else dt.datetime.now(dt.UTC)
+        modified = parse_timestamp(str(stamp)) if stamp else utcnow()
         return VendorRecord(
-            str(data["id"]), modified, data, created=created_stamp(data.get("created_at"))
+            str(data["id"]),
+            modified,
+            data,
+            created=parse_optional_timestamp(data.get("created_at")),
         )
 
     def _params(self) -> dict[str, str]:
@@ -215,7 +205,7 @@ class TrutoConnector(BaseConnector):
         return {**self._params(), "truto_ignore_remote_data": "true"}
 
     # -- references ----------------------------------------------------------------------
-    def _load_references(self, kind: str) -> Iterator[Reference]:
+    def load_references(self, kind: str) -> Iterator[Reference]:
         ignore = {"truto_ignore_remote_data": "true"}
         if kind == "company":
             for page in self._raw_pages("/accounts", ignore):
@@ -250,7 +240,7 @@ class TrutoConnector(BaseConnector):
         message = str(body.get("message") or body.get("error") or response.reason_phrase)
         return message, _field_errors(body.get("details"))
 
-    def _retry_after(self, response: httpx.Response) -> float | None:
+    def retry_after(self, response: httpx.Response) -> float | None:
         """``ratelimit-reset`` (seconds until the window resets), then ``Retry-After``."""
         value = response.headers.get("ratelimit-reset")
         if value is not None:
@@ -258,7 +248,7 @@ class TrutoConnector(BaseConnector):
                 return float(value)
             except ValueError:
                 pass
-        return super()._retry_after(response)
+        return super().retry_after(response)
 
 
 def update_idempotency_key(
@@ -280,7 +270,7 @@ def update_idempotency_key(
 
 def _created(record: VendorRecord, created_after: dt.datetime) -> bool:
     created = record.data.get("created_at")
-    return created is None or parse_stamp(str(created)) >= created_after
+    return created is None or parse_timestamp(str(created)) >= created_after
 
 
 def _email(user: Mapping[str, Any]) -> str:

@@ -37,16 +37,8 @@ from sync.engine import guard
 from sync.engine.journal import OPEN_STATES, enqueue_into
 from sync.engine.outbound import push_op
 from sync.engine.state import Counts, Engine
-from sync.store.models import (
-    Cursor,
-    Link,
-    Outbox,
-    PendingDelete,
-    Record,
-    RefMap,
-    SystemState,
-    utcnow,
-)
+from sync.store.models import Cursor, Link, Outbox, PendingDelete, Record, RefMap, SystemState
+from sync.timefmt import utcnow
 
 log = structlog.get_logger("crmsync.bindings")
 

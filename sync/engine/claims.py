@@ -35,7 +35,8 @@ import structlog
 from sqlmodel import col, select
 
 from sync.store.db import supports_threads
-from sync.store.models import Outbox, utcnow
+from sync.store.models import Outbox
+from sync.timefmt import utcnow
 
 if TYPE_CHECKING:
     from sync.engine.state import Engine

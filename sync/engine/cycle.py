@@ -27,9 +27,10 @@ from sync.connectors.errors import ConnectorError
 from sync.engine import bindings, first_run
 from sync.engine.capture import capture
 from sync.engine.push import drain
-from sync.engine.state import Counts, Engine, new_id, to_utc
+from sync.engine.state import Counts, Engine, new_id
 from sync.store.db import supports_threads
-from sync.store.models import Cursor, Outbox, Run, utcnow
+from sync.store.models import Cursor, Outbox, Run
+from sync.timefmt import maybe_utc, utcnow
 
 log = structlog.get_logger("crmsync.cycle")
 #: seconds a cycle reuses the previous cycle's owner / company / stage listings
@@ -95,7 +96,8 @@ def finish_run(
 
 
 def poll(engine: Engine, system: str, *, full: bool = False, run_id: str | None = None) -> Counts:
-    """Capture one system, recording a connector failure on its cursor instead of raising.
+    """Capture one system. A connector failure is recorded on the system's cursor
+    (``last_error``: the system's health shows "error") and then re-raised for the caller.
     A held system is not captured (``held`` counted); a changed mapping or a system back in
     the config is read completely, then caught up (``sync.engine.bindings``)."""
     prepared = bindings.before_capture(engine, system)
@@ -155,7 +157,7 @@ def owed(engine: Engine) -> Owed:
             continue
         by_state = found.states.setdefault(system, {})
         by_state[status] = by_state.get(status, 0) + int(count)
-        due = to_utc(claim_ends if status == "in_flight" else next_attempt)
+        due = maybe_utc(claim_ends if status == "in_flight" else next_attempt)
         if due is not None and (found.next_due is None or due < found.next_due):
             found.next_due = due
     return found

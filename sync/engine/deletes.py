@@ -28,17 +28,9 @@ from sync.engine import guard
 from sync.engine.guard import Vanished
 from sync.engine.journal import OPEN_STATES, enqueue, note
 from sync.engine.outbound import push_diff
-from sync.engine.state import Counts, Engine, aware_utc, to_utc
-from sync.store.models import (
-    Conflict,
-    Cursor,
-    Link,
-    Outbox,
-    PendingDelete,
-    Record,
-    SystemState,
-    utcnow,
-)
+from sync.engine.state import Counts, Engine
+from sync.store.models import Conflict, Cursor, Link, Outbox, PendingDelete, Record, SystemState
+from sync.timefmt import maybe_utc, utcnow
 
 log = structlog.get_logger("crmsync.deletes")
 
@@ -146,12 +138,12 @@ def from_feed(engine: Engine, system: str, started: dt.datetime, run_id: str | N
     with engine.session() as session:
         cursor = session.get(Cursor, system) or Cursor(system=system)
         since = cursor.deletes_stamp or cursor.last_poll_at or started
-        since_aware = aware_utc(since - engine.config.sync.lookback)
+        since_aware = maybe_utc(since - engine.config.sync.lookback)
         assert since_aware is not None
         newest = cursor.deletes_stamp
         vanished: list[Vanished] = []
         for deletion in engine.connector(system).deleted_since(since_aware):
-            stamp = to_utc(deletion.at)
+            stamp = maybe_utc(deletion.at)
             newest = max(newest, stamp) if newest and stamp else (stamp or newest)
             link = session.exec(
                 select(Link).where(Link.system == system, Link.external_id == deletion.external_id)

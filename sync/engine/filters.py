@@ -11,7 +11,8 @@ from sqlmodel import Session
 
 from sync.engine.outbound import enqueue_pushes
 from sync.engine.state import Engine
-from sync.store.models import Link, Record, utcnow
+from sync.store.models import Link, Record
+from sync.timefmt import utcnow
 
 
 def left_out(session: Session, link: Link | None) -> None:

@@ -22,7 +22,8 @@ from sqlmodel import Session, col, func, select
 from sync.engine import matching
 from sync.engine.outbound import MATCH_HOLD
 from sync.engine.state import Engine
-from sync.store.models import Cursor, FirstRun, Link, Record, utcnow
+from sync.store.models import Cursor, FirstRun, Link, Record
+from sync.timefmt import utcnow
 
 log = structlog.get_logger("crmsync.first_run")
 KEY = "store"

@@ -27,7 +27,8 @@ from sqlmodel import Session, col, func, select
 
 from sync.config import DeleteGuardConfig
 from sync.engine.state import Engine
-from sync.store.models import Link, PendingDelete, SystemState, utcnow
+from sync.store.models import Link, PendingDelete, SystemState
+from sync.timefmt import utcnow
 
 log = structlog.get_logger("crmsync.guard")
 

@@ -44,8 +44,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from sync.engine.journal import OPEN_STATES
-from sync.engine.state import aware_utc
 from sync.store.models import Link, Outbox
+from sync.timefmt import maybe_utc
 
 #: a deal stamped this long before an intent may still be its (vendor clock skew)
 SLACK = dt.timedelta(minutes=10)
@@ -81,7 +81,7 @@ def open_intents(session: Session, system: str) -> list[Intent]:
     return [
         Intent(row_id, record_id, at, dict(sent or {}))
         for row_id, record_id, intent_at, sent in rows
-        if row_id is not None and (at := aware_utc(intent_at)) is not None
+        if row_id is not None and (at := maybe_utc(intent_at)) is not None
     ]
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from sync.store.models import DeadLetter, Journal, Outbox, utcnow
+from sync.store.models import DeadLetter, Journal, Outbox
+from sync.timefmt import utcnow
 
 OPEN_STATES = ("pending", "retry", "parked", "in_flight")
 

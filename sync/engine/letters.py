@@ -16,7 +16,8 @@ from collections.abc import Collection
 from sqlmodel import Session, col, select
 
 from sync.engine.journal import Notes
-from sync.store.models import DeadLetter, Link, utcnow
+from sync.store.models import DeadLetter, Link
+from sync.timefmt import utcnow
 
 #: a replayed letter is still unresolved until the replay goes through
 UNRESOLVED = ("open", "replayed")

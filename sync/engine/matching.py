@@ -46,16 +46,8 @@ from sync.engine.journal import OPEN_STATES, Notes
 from sync.engine.merge import Side, merge_field
 from sync.engine.outbound import MATCH_HOLD, enqueue_pushes
 from sync.engine.state import Engine
-from sync.store.models import (
-    Conflict,
-    DeadLetter,
-    Journal,
-    Link,
-    Outbox,
-    Record,
-    RecordKey,
-    utcnow,
-)
+from sync.store.models import Conflict, DeadLetter, Journal, Link, Outbox, Record, RecordKey
+from sync.timefmt import parse_timestamp, utcnow
 
 Status = Literal["matched", "ambiguous", "single"]
 CSV_COLUMNS = (
@@ -610,5 +602,4 @@ class _Batch:
 def _at(value: Any) -> dt.datetime | None:
     if not value:
         return None
-    stamp = dt.datetime.fromisoformat(str(value))
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+    return parse_timestamp(str(value))

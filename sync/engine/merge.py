@@ -59,10 +59,6 @@ class Decision:
     policy: str | None = None
     reason: str = ""
 
-    @property
-    def changes_ours(self) -> bool:
-        return self.outcome == "take_theirs"
-
 
 def _rank(system: str | None, order: Sequence[str]) -> int:
     return order.index(system) if system in order else len(order)

@@ -30,7 +30,8 @@ from sync.engine.journal import OPEN_STATES, enqueue, note
 from sync.engine.outbound import push_diff, push_op
 from sync.engine.push import drain
 from sync.engine.state import Counts, Engine
-from sync.store.models import DeadLetter, Link, Outbox, Record, Run, utcnow
+from sync.store.models import DeadLetter, Link, Outbox, Record, Run
+from sync.timefmt import utcnow
 
 log = structlog.get_logger("crmsync.reconcile")
 CHUNK = 500

@@ -7,7 +7,6 @@ and the demo use the emulators in-process; production uses real HTTP).
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 import uuid
@@ -27,29 +26,22 @@ from sync.connectors.base import BaseConnector
 from sync.engine.claims import CLAIM_SECONDS, ClaimKeeper, holder_id
 from sync.engine.merge import Policy
 from sync.mapping.mapper import Mapper
-from sync.store.models import RefMap, utcnow
+from sync.store.models import RefMap
+from sync.timefmt import maybe_utc, utcnow
 
 log = structlog.get_logger("crmsync.engine")
 
 
 def new_id(prefix: str = "rec") -> str:
-    """A sortable, unique id (time-ordered UUIDv7-like hex) for records and runs."""
+    """A unique id for records and runs: the prefix and 20 random hex digits (80 bits of a
+    UUID4). Not time-ordered: order runs by ``started_at``, never by id."""
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
-def to_utc(stamp: dt.datetime | None) -> dt.datetime | None:
-    """Store form of a vendor stamp: aware UTC (a naive stamp is taken as UTC)."""
-    if stamp is None:
-        return None
-    if stamp.tzinfo is None:
-        return stamp.replace(tzinfo=dt.UTC)
-    return stamp.astimezone(dt.UTC)
-
-
-def aware_utc(stamp: dt.datetime | None) -> dt.datetime | None:
-    if stamp is None:
-        return None
-    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=dt.UTC)
+# Old names of ``sync.timefmt.maybe_utc``, kept only for engine/capture.py and engine/push.py
+# (being split in the same change); remove once they import sync.timefmt.
+to_utc = maybe_utc
+aware_utc = maybe_utc
 
 
 @dataclass
@@ -139,7 +131,7 @@ class StoreRefs:
                 # a reference created since the listing was cached (a new company): look again
                 # once
                 self._refreshed.add((system, kind))
-                self._engine.connector(system)._ref_cache.pop(kind, None)
+                self._engine.connector(system).forget_references(kind)
                 self._by_key.pop((system, kind), None)
                 self._load(system, kind)
                 found = self._by_id[(system, kind)].get(vendor_id)
@@ -218,7 +210,7 @@ class StoreRefs:
             self._refreshed.clear()
             self._explicit = None
             for connector in self._engine.connectors():
-                connector._ref_cache.clear()
+                connector.forget_references()
 
 
 def _fresh(row: RefMap) -> RefMap:

@@ -14,16 +14,16 @@ The mapper never hands ``None`` to a transform unless ``accepts_none`` is set: `
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Final
 
+from sync.timefmt import as_utc, read_iso
+
 JSON = Any
 
 _HUNDRED: Final = Decimal(100)
-_COLONLESS_OFFSET = re.compile(r"([+-])(\d{2})(\d{2})$")
 
 
 class TransformError(ValueError):
@@ -120,13 +120,13 @@ def _date_part(value: JSON) -> dt.date:
     try:
         if len(value) == 10:
             return dt.date.fromisoformat(value)
-        moment = dt.datetime.fromisoformat(_COLONLESS_OFFSET.sub(r"\1\2:\3", value))
+        moment = read_iso(value)
     except ValueError as exc:
         raise TransformError(
             f"expected YYYY-MM-DD or an ISO 8601 date-time, got {value!r}"
         ) from exc
     if moment.utcoffset() and moment.time() != dt.time(0):
-        utc = moment.astimezone(dt.UTC)
+        utc = as_utc(moment)
         if utc.time() == dt.time(0):
             return utc.date()
     return moment.date()

@@ -9,7 +9,7 @@ the drainer recomputes the diff at send time, so coalescing is free), ``Conflict
 keys: external ids such as a Salesforce id, and configured natural keys).
 
 Timestamps are timezone-aware UTC (SQLModel's UTCDateTime: SQLite keeps UTC without an offset
-and hands it back as UTC); ``utcnow()`` makes them.
+and hands it back as UTC); ``sync.timefmt.utcnow()`` makes them.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from sync.timefmt import utcnow as _utcnow
 
-def utcnow() -> dt.datetime:
-    """Aware UTC now (what every column stores)."""
-    return dt.datetime.now(dt.UTC)
+# Re-exported for engine/capture.py, engine/push.py, engine/admin_ops.py and tasks.py, which
+# import it from here; new code imports sync.timefmt.utcnow.
+utcnow = _utcnow
 
 
 def _new_dict() -> dict[str, Any]:

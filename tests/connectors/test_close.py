@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from sync.connectors import build_connector
-from sync.connectors.close import CloseConnector, WindowPaginator, event_paginator, format_stamp
+from sync.connectors.close import CloseConnector, WindowPaginator, event_paginator
 from sync.connectors.errors import (
     AuthFailed,
     NotFound,
@@ -26,6 +26,7 @@ from sync.connectors.http import RetryPolicy
 from sync.connectors.pagination import PaginationLoop
 from sync.emulators import reference
 from sync.emulators.close import CloseEmulator
+from sync.timefmt import format_close
 
 from .conftest import CLOSE_BASE, CLOSE_NAME_FIELD, FAST_RETRY, close_config
 
@@ -360,13 +361,6 @@ def test_references_are_leads_users_and_statuses_cached_per_run(
     assert len(emulator.requests) == sent
 
 
-def test_find_lead_matches_the_whole_name_not_a_phrase(close: CloseConnector) -> None:
-    """find_lead uses Close's name search but only accepts an exact display name."""
-    acme = close.find_lead("Acme Corp")
-    assert acme is not None and acme.key == "Acme Corp"
-    assert close.find_lead("Acme") is None
-
-
 def test_create_reference_creates_a_lead(emulator: CloseEmulator, close: CloseConnector) -> None:
     """create_reference('company', name) posts a lead and it joins the cached references."""
     close.references("company")
@@ -485,7 +479,7 @@ def test_fail_after_commit_create_is_outcome_unknown_and_found_again(
 
 def test_since_is_sent_in_close_format() -> None:
     """Stamps go to Close as µs ``+00:00`` (naive datetimes are taken as UTC)."""
-    assert format_stamp(dt.datetime(2025, 1, 2, 3, 4, 5)) == "2025-01-02T03:04:05.000000+00:00"
+    assert format_close(dt.datetime(2025, 1, 2, 3, 4, 5)) == "2025-01-02T03:04:05.000000+00:00"
 
 
 def test_the_organization_currency_is_read_once_from_the_api(

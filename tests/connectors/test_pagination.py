@@ -12,9 +12,9 @@ from sync.connectors.pagination import (
     NextUrlPaginator,
     OffsetPaginator,
     PaginationLoop,
-    RuddrCursorPaginator,
     iterate_pages,
 )
+from sync.connectors.ruddr import ruddr_paginator
 
 
 def ids(*names: str) -> list[dict[str, Any]]:
@@ -23,7 +23,7 @@ def ids(*names: str) -> list[dict[str, Any]]:
 
 def test_ruddr_cursor_starts_after_the_last_id_until_has_more_is_false() -> None:
     """Ruddr pages chain on ``startingAfter=<last id>`` and end when ``hasMore`` is false."""
-    paginator = RuddrCursorPaginator()
+    paginator = ruddr_paginator()
     assert paginator.next_request_params() == {}
     assert paginator.update({"results": ids("a", "b"), "hasMore": True}) == ids("a", "b")
     assert paginator.next_request_params() == {"startingAfter": "b"}
@@ -33,14 +33,14 @@ def test_ruddr_cursor_starts_after_the_last_id_until_has_more_is_false() -> None
 
 def test_cursor_stops_on_an_empty_page_even_if_more_is_claimed() -> None:
     """An empty page ends the listing whatever ``hasMore`` says."""
-    paginator = RuddrCursorPaginator()
+    paginator = ruddr_paginator()
     assert paginator.update({"results": [], "hasMore": True}) == []
     assert not paginator.has_next
 
 
 def test_cursor_raises_on_a_repeated_token() -> None:
     """A vendor handing back the same cursor twice is an error, not an endless loop."""
-    paginator = RuddrCursorPaginator()
+    paginator = ruddr_paginator()
     paginator.update({"results": ids("a", "b"), "hasMore": True})
     with pytest.raises(PaginationLoop):
         paginator.update({"results": ids("a", "b"), "hasMore": True})
@@ -124,5 +124,5 @@ def test_iterate_pages_merges_cursor_params_over_listing_params() -> None:
         calls.append(params)
         return next(bodies)
 
-    assert len(list(iterate_pages(fetch, "/o", RuddrCursorPaginator(), {"limit": 100}))) == 2
+    assert len(list(iterate_pages(fetch, "/o", ruddr_paginator(), {"limit": 100}))) == 2
     assert calls == [{"limit": 100}, {"limit": 100, "startingAfter": "a"}]

@@ -257,7 +257,7 @@ def test_email_and_password_use_the_rotating_jwt_flow(emulator: ParsaLinkEmulato
     first_refresh = auth.refresh
     for _ in range(2):
         control(emulator, "clock", {"advance_seconds": 3700})  # access tokens live 1 h
-        connector._ref_cache.clear()
+        connector.forget_references()
         connector.references("owner")
     paths = [r["path"] for r in emulator.requests]
     assert paths.count("/api/auth/login/") == 1

@@ -244,7 +244,7 @@ def test_429_is_retried_until_the_limit_lets_it_through(emulator: RuddrEmulator)
     control(emulator, "rate_limit", {"enabled": True, "rate": 20, "burst": 1})
     for _ in range(5):
         connector.references("owner")
-        connector._ref_cache.clear()
+        connector.forget_references()
     assert emulator.request_counts()["by_status"].get("429", 0) >= 1
 
 
@@ -299,7 +299,7 @@ def test_factory_sizes_a_token_bucket_from_the_config(emulator: RuddrEmulator) -
     started = time.monotonic()
     for _ in range(11):
         connector.references("owner")
-        connector._ref_cache.clear()
+        connector.forget_references()
     assert time.monotonic() - started >= 0.2 - 0.01
     connector.close()
 

@@ -1,4 +1,5 @@
-"""The Close emulator's answers validate against Close's OpenAPI (shared/specs/close-openapi.yml).
+"""The Close emulator's answers validate against Close's OpenAPI (tests/specs/close-openapi.yml,
+a copy of shared/specs/close-openapi.yml kept in the repository: see tests/specs/README.md).
 
 The spec (the api-evangelist/close mirror of Close's official, "experimental" OpenAPI) is read
 once per session with openapi-core. Two defects of the spec are worked around and documented:

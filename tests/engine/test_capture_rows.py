@@ -14,7 +14,8 @@ from sqlmodel import SQLModel, func, select
 from sync.engine.capture import NewLink, NewRecord, Poll, _ingest_page
 from sync.engine.journal import outbox_row
 from sync.engine.state import Counts
-from sync.store.models import Link, Outbox, Record, utcnow
+from sync.store.models import Link, Outbox, Record
+from sync.timefmt import utcnow
 from tests.e2e.conftest import single_system
 
 

@@ -20,7 +20,8 @@ from sync.engine.cycle import poll, run_cycle
 from sync.engine.push import claim, drain
 from sync.engine.state import Counts, Engine
 from sync.store.db import make_engine, upgrade
-from sync.store.models import Outbox, utcnow
+from sync.store.models import Outbox
+from sync.timefmt import utcnow
 from tests.e2e.conftest import FAST_RETRY, World, make_world
 from tests.engine.test_push_concurrency import created, creates_sent, deal_names, seed_ruddr
 

@@ -13,9 +13,9 @@ import pytest
 from sqlmodel import col, select
 
 from sync.engine.cycle import owed
-from sync.engine.state import to_utc
 from sync.engine.verify import verify
 from sync.store.models import Run
+from sync.timefmt import maybe_utc
 from tests.e2e.conftest import World, make_world
 from tests.engine.test_push_concurrency import seed_ruddr, set_rate_limit
 
@@ -96,4 +96,4 @@ def report_started(world: World) -> dt.datetime:
     with world.engine.session() as session:
         run = session.exec(select(Run).order_by(col(Run.started_at).desc())).first()
     assert run is not None
-    return to_utc(run.started_at) or run.started_at
+    return maybe_utc(run.started_at) or run.started_at

@@ -33,7 +33,7 @@ STATUSES = {
     f"stat_{i:022d}": (label, kind) for i, (label, kind) in enumerate(reference.CLOSE_STATUSES)
 }
 
-#: An opportunity as Close answers it (shared/specs/close-openapi.yml `Opportunity`, seeds 002/004).
+#: An opportunity as Close answers it (tests/specs/close-openapi.yml `Opportunity`, seeds 002/004).
 SEED: dict[str, Any] = {
     "id": "oppo_8eB77gAdf8FMy6GsNHEy84f7uoeEWv55slvUjKQZpJt",
     "organization_id": "orga_bwwWG475zqWiQGur0thQshwVXo8rIYecQHDWFanqhen",

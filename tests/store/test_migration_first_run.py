@@ -7,7 +7,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from sync.store.db import make_engine, upgrade
-from sync.store.models import FirstRun, Record, utcnow
+from sync.store.models import FirstRun, Record
+from sync.timefmt import utcnow
 
 
 def test_a_store_synced_before_this_release_is_approved_by_its_migration(tmp_path: Path) -> None:

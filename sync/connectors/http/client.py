@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Mapping
 
@@ -18,6 +17,7 @@ from sync.connectors.http.transport import (
     RetryTransport,
 )
 from sync.connectors.ratelimit import RateLimiter
+from sync.timefmt import parse_http_date
 
 USER_AGENT = f"crmsync/{__version__}"
 
@@ -74,9 +74,8 @@ def retry_after_header(response: httpx.Response) -> float | None:
         return float(value)
     except ValueError:
         pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    when = parse_http_date(value)
+    if when is None:
         return None
     return max(0.0, when.timestamp() - time.time())
 

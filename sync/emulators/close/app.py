@@ -1,85 +1,17 @@
-"""Close (``/api/v1``) emulator: opportunities, their reference data and the event log.
+"""The Close emulator app: auth, rate limits, rendering and the endpoints over ``CloseData``.
 
-Written from shared/vendors.md §2, shared/seeds/002 (old developer.close.com opportunity page),
-shared/seeds/004 (new Fern "Create an opportunity" page) and shared/specs/close-openapi.yml.
-Docs: https://developer.close.com/api/resources/opportunities ,
-https://developer.close.com/api/overview/pagination ,
-https://developer.close.com/topics/rate-limits , https://developer.close.com/resources/event-log .
-
-What the docs say and we do:
-
-- Auth: HTTP Basic with the API key as username and an *empty* password, or ``Bearer <key>``.
-- ``value`` is integer cents, ``value_formatted`` ``"$3,000"``, ``value_currency`` the org's USD;
-  ``confidence`` int 0–100; ``expected_value = value × confidence / 100``; monthly values × 12
-  in ``annualized_value``.
-- ``date_won`` is a date in responses, accepts a datetime in requests, is set to today (honouring
-  ``x-tz-offset``) when the status becomes a won-type one and it is unset, and is not cleared when
-  the status reverts.
-- ``status_id`` + ``pipeline_id`` must agree (400); pipeline only → its first status; neither →
-  the org's first status. A create without ``lead_id`` creates a new lead (name null, shown as
-  "Untitled") — seed 004.
-- PUT acts as PATCH. ``custom.cf_…`` keys are flat on the object; null unsets; ``.add`` /
-  ``.remove`` on PUT for multi-value fields; the deprecated ``custom.FIELD_NAME`` syntax is refused.
-- List: ``_skip`` / ``_limit`` (default 100) with ``has_more``, ``total_results`` and the value
-  aggregates of seed 002; ``_order_by`` on the documented fields, ``-`` for descending.
-- Event log: ``{data, cursor_next, cursor_previous}``, latest first, ``_cursor`` pages,
-  ``_limit`` capped at and defaulting to 50, no ``_skip``, only the documented filter
-  combinations, 30 days of retention; deletes have ``data: null``.
-- Errors: 400 ``{"errors": [...], "field-errors": {...}}``; 429
-  ``{"error": {"rate_reset": <float s>, ...}}`` plus ``Retry-After``; ``ratelimit: limit=N,
-  remaining=M, reset=S`` on every answer while rate limiting is on.
-
-Where the docs leave a gap we chose the stricter behaviour:
-
-- Max ``_limit`` is 100 for opportunities and leads (docs: "varies per resource"); max ``_skip``
-  is 10,000 ("there is a maximum _skip"); both answered 400. Negative or non-integer → 400.
-- Unknown body keys → 400 (the split spec's ``additionalProperties: false``), also read-only ones
-  (``date_updated``, ``lead_name``, …); ``custom_fields`` (dict syntax, deprecated) and
-  ``attachments`` are refused too. ``date_created`` / ``created_by`` only on create.
-- Unknown query parameters → 400, and so are documented ones the emulator does not implement
-  (``query`` on opportunities, ``lead_query``, ``lead_saved_search_id``, ``_group_by``): silently
-  ignoring a filter would return wrong data, which is worse than a loud refusal.
-- ``value`` must be a JSON integer (``300.0`` → 400); ``confidence`` an integer 0..100;
-  ``user_id`` / ``lead_id`` must exist; there are no contacts, so ``contact_id`` must be null.
-- POST/PUT need ``Content-Type: application/json`` (415 otherwise, a documented Close status).
-- Basic auth with a non-empty password is refused. 401 body ``{"error": "..."}``; 404 body
-  ``{"error": "<Object> matching query does not exist."}``.
-- ``date_lost`` is stamped when the status becomes a lost-type one and cleared when it leaves it.
-- Every successful PUT is a write: ``date_updated`` moves on and an ``updated`` event is logged.
-- Lead search: ``GET /lead/?query=name:"Acme Corp"`` is a case-insensitive *phrase* match
-  (``name:"Acme"`` also finds "Acme Corp"), bare words must all occur in the name — a connector
-  must compare names exactly itself.
-- Events are not consolidated (each write is its own event). Seeded opportunities predate the
-  log: only writes through the API (and their deletes) appear in it.
-- The default list order is ``-date_created`` (ties by id); ``_order_by`` ties are broken by id
-  too, nulls placed as PostgreSQL does. Paths need Close's trailing slash (no redirect).
-- ``GET /organization/{id}/`` (id from ``GET /me/``'s ``organizations``) answers the
-  organization with its ``currency`` (USD), which every opportunity's ``value_currency``
-  repeats; ``PUT`` changes ``name`` and ``currency`` (spec: "Update an organization's name,
-  currency, …"; the response schema is undocumented, so the body is our choice).
-- The API key belongs to the first reference user: new opportunities default to that
-  ``user_id``, and it is ``created_by`` / ``updated_by`` of every write; ``GET /me/`` returns it.
-- The Tags custom field accepts multiple values (a list of strings) so ``.add`` / ``.remove``
-  have a field to act on; the other two are single text values.
-- A second pipeline "Renewals" (three statuses) exists next to reference ``CLOSE_PIPELINE`` so
-  status/pipeline agreement is observable; seeded opportunities only use "Sales".
-- Rate limits: 20 requests/s per endpoint group (the observed ``limit=160`` per 8 s window of
-  vendors.md §2.4), burst 20, groups ``opportunity_read``, ``opportunity_write``, ``lead``,
-  ``event`` and ``other``; ``reset`` is whole seconds until the bucket is full again.
+The API's rules are in the package docstring (``sync.emulators.close``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import bisect
 import datetime as dt
 import json
 import math
 import random
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from starlette.datastructures import QueryParams
@@ -87,178 +19,54 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from sync.emulators import reference
-from sync.emulators.base import Emulator
-
-API_KEY = "close-test-key"
-MAX_LIMIT = 100
-DEFAULT_LIMIT = 100
-MAX_SKIP = 10_000
-EVENT_LIMIT = 50
-EVENT_RETENTION = dt.timedelta(days=30)
-CURRENCY = "USD"
-
-ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-VALUE_PERIODS = ("one_time", "monthly", "annual")
-STATUS_TYPES = ("active", "won", "lost")
-ORDERABLE = (
-    "date_won",
-    "date_updated",
-    "date_created",
-    "confidence",
-    "user_name",
-    "value",
-    "annualized_value",
-    "annualized_expected_value",
+from sync.emulators.close.common import (
+    API_KEY,
+    CREATE_KEYS,
+    DEFAULT_LIMIT,
+    EVENT_COMBOS,
+    EVENT_LIMIT,
+    EVENT_RETENTION,
+    IN_FILTERS,
+    LEAD_KEYS,
+    MAX_LIMIT,
+    MAX_SKIP,
+    ORDERABLE,
+    RANGE_OPS,
+    STATUS_TYPES,
+    UNSUPPORTED_PARAMS,
+    UPDATE_KEYS,
+    VALUE_PERIODS,
+    CloseError,
+    bad_request,
+    field_error,
+    format_cents,
+    int_param,
+    iso_or_none,
+    new_id,
+    not_found,
+    parse_moment,
+    project,
+    stamp,
+    tz_of,
 )
-#: Keys a create body may carry (spec ``CreateOpportunity`` minus attachments/custom_fields).
-CREATE_KEYS = frozenset(
-    {
-        "confidence",
-        "contact_id",
-        "created_by",
-        "date_created",
-        "date_won",
-        "lead_id",
-        "note",
-        "pipeline_id",
-        "status_id",
-        "user_id",
-        "value",
-        "value_period",
-    }
+from sync.emulators.close.data import CloseData
+from sync.emulators.close.listing import (
+    INDEXED_STAMPS,
+    LISTING_PARAMS,
+    StampIndex,
+    aggregates,
+    cursor_page,
+    equals,
+    lead_matcher,
+    member,
+    null_last,
+    public_event,
+    range_bounds,
+    range_checks,
 )
-UPDATE_KEYS = CREATE_KEYS - {"created_by", "date_created"}
-LEAD_KEYS = frozenset({"name", "description", "url", "status_id"})
-#: Documented opportunity list parameters the emulator does not implement (400, see docstring).
-UNSUPPORTED_PARAMS = frozenset(
-    {"query", "lead_query", "lead_saved_search_id", "_group_by", "status", "status__in"}
-)
-RANGE_OPS = ("", "__gt", "__gte", "__lt", "__lte")
-IN_FILTERS = ("user_id", "status_id", "status_label", "status_type", "value_period")
-#: Event filter combinations the event log accepts (``date_updated__*`` goes with any of them).
-EVENT_COMBOS = frozenset(
-    frozenset(c)
-    for c in (
-        (),
-        ("object_type", "object_id"),
-        ("object_type", "action"),
-        ("object_id", "action"),
-        ("lead_id", "object_type"),
-        ("lead_id", "object_type", "action"),
-        ("lead_id", "user_id", "object_type"),
-        ("lead_id", "user_id", "object_type", "action"),
-        ("lead_id", "user_id"),
-        ("user_id", "object_id"),
-        ("user_id", "object_id", "action"),
-        ("user_id", "object_type"),
-        ("user_id", "object_type", "action"),
-        ("lead_id",),
-        ("user_id",),
-        ("request_id",),
-    )
-)
-#: Emulator-only second pipeline: (label, type) — see the module docstring.
-EXTRA_PIPELINE = ("Renewals", (("Renewal Due", "active"), ("Renewed", "won"), ("Churned", "lost")))
-LEAD_STATUSES = ("Potential", "Bad Fit", "Qualified", "Customer")
-MULTI_VALUE_FIELDS = frozenset({"cf_Tags00000000000000000000000000000000000003"})
-NOTES = (
-    "Follow up after the demo.",
-    "Budget confirmed by finance.",
-    "Waiting on legal review.",
-    "Champion changed roles; re-qualify.",
-    "",
-)
-TAGS = ("inbound", "partner", "upsell", "renewal", "enterprise", "smb")
 
 
-class CloseError(Exception):
-    """A vendor error answer raised from deep inside a handler."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(status, body)
-        self.status = status
-        self.body = body
-
-
-def bad_request(message: str | None = None, **field_errors: str) -> CloseError:
-    """Close's 400 body: ``{"errors": [...], "field-errors": {...}}`` (vendors.md §2.4)."""
-    return CloseError(400, {"errors": [message] if message else [], "field-errors": field_errors})
-
-
-def field_error(field: str, message: str) -> CloseError:
-    return CloseError(400, {"errors": [], "field-errors": {field: message}})
-
-
-def not_found(kind: str) -> CloseError:
-    return CloseError(404, {"error": f"{kind} matching query does not exist."})
-
-
-def stamp(moment: dt.datetime) -> str:
-    """Close's timestamp: microseconds and ``+00:00`` (``2013-02-01T00:54:51.321000+00:00``)."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-
-
-def iso_or_none(value: dt.date | None) -> str | None:
-    if value is None:
-        return None
-    return stamp(value) if isinstance(value, dt.datetime) else value.isoformat()
-
-
-def format_cents(cents: int | None) -> str | None:
-    """``300000`` → ``"$3,000"``, ``300050`` → ``"$3,000.50"`` (spec examples)."""
-    if cents is None:
-        return None
-    sign, cents = ("-", -cents) if cents < 0 else ("", cents)
-    dollars, rest = divmod(cents, 100)
-    return f"{sign}${dollars:,}" + (f".{rest:02d}" if rest else "")
-
-
-def new_id(rng: random.Random, prefix: str, length: int = 43) -> str:
-    return prefix + "".join(rng.choice(ALPHABET) for _ in range(length))
-
-
-def parse_moment(raw: str, tz_offset: dt.timezone) -> dt.datetime:
-    """An ISO date or datetime from a request; naive values are in the ``x-tz-offset`` zone."""
-    text = raw.strip().replace(" ", "+") if "T" in raw else raw.strip()
-    moment = dt.datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz_offset)
-    return moment.astimezone(dt.UTC)
-
-
-def tz_of(request: Request) -> dt.timezone:
-    """The caller's UTC offset from ``x-tz-offset`` (hours; Close's Timezone Offsets page)."""
-    try:
-        return dt.timezone(dt.timedelta(hours=float(request.headers.get("x-tz-offset", "0"))))
-    except ValueError:
-        return dt.UTC
-
-
-def int_param(params: QueryParams, name: str, default: int, maximum: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_request(f"{name} must be an integer.") from None
-    if value < 0:
-        raise bad_request(f"{name} must be a non-negative integer.")
-    if value > maximum:
-        raise bad_request(f"{name} must be less than or equal to {maximum}.")
-    return value
-
-
-def project(obj: dict[str, Any], fields: str | None) -> dict[str, Any]:
-    """``_fields=a,b``: only the named fields (unknown names are left out)."""
-    if not fields:
-        return obj
-    wanted = [f.strip() for f in fields.split(",") if f.strip()]
-    return {k: obj[k] for k in wanted if k in obj}
-
-
-class CloseEmulator(Emulator):
+class CloseEmulator(CloseData):
     """Close's REST API under ``/api/v1`` over an in-memory store (see the module docstring)."""
 
     vendor: ClassVar[str] = "close"
@@ -267,170 +75,6 @@ class CloseEmulator(Emulator):
     default_burst: ClassVar[float] = 20.0
 
     api_key: str = API_KEY
-
-    # -- reference data ---------------------------------------------------------------------
-    def reset_state(self, *, seed: int, opportunities: int) -> None:
-        rng = random.Random(seed)
-        self._id_rng = random.Random(f"close-ids-{seed}")
-        self.events: list[dict[str, Any]] = []
-        self._event_seq = 0
-        self._generation = 0  # bumped by every opportunity write: invalidates the indexes
-        self._indexes: dict[str, tuple[int, StampIndex]] = {}
-        self.organization_id = new_id(rng, "orga_")
-        self.organization_name = "Example Inc"
-        #: the organization's one currency: every opportunity's ``value_currency``
-        self.currency = CURRENCY
-        born = dt.datetime(2024, 1, 2, 9, 0, tzinfo=dt.UTC)
-        self.collections = {
-            "user": {},
-            "pipeline": {},
-            "status": {},
-            "lead_status": {},
-            "lead": {},
-            "custom_field": {},
-            "opportunity": {},
-        }
-        self._seed_users(rng, born)
-        self._seed_pipelines(rng)
-        self._seed_leads(rng, born)
-        self._seed_custom_fields(born)
-        if opportunities:
-            self.add_opportunities(opportunities, seed)
-
-    def _seed_users(self, rng: random.Random, born: dt.datetime) -> None:
-        for name, email in reference.USERS:
-            first, last = name.split(" ", 1)
-            uid = new_id(rng, "user_")
-            self.collections["user"][uid] = {
-                "id": uid,
-                "email": email,
-                "first_name": first,
-                "last_name": last,
-                "image": None,
-                "date_created": born,
-                "date_updated": born,
-            }
-        self.api_user_id = next(iter(self.collections["user"]))
-
-    def _seed_pipelines(self, rng: random.Random) -> None:
-        for name, statuses in (
-            (reference.CLOSE_PIPELINE, reference.CLOSE_STATUSES),
-            EXTRA_PIPELINE,
-        ):
-            pid = new_id(rng, "pipe_", 22)
-            self.collections["pipeline"][pid] = {"id": pid, "name": name}
-            for label, kind in statuses:
-                sid = new_id(rng, "stat_")
-                self.collections["status"][sid] = {
-                    "id": sid,
-                    "label": label,
-                    "type": kind,
-                    "pipeline_id": pid,
-                }
-        for label in LEAD_STATUSES:
-            sid = new_id(rng, "stat_")
-            self.collections["lead_status"][sid] = {"id": sid, "label": label}
-
-    def _seed_leads(self, rng: random.Random, born: dt.datetime) -> None:
-        status_id = next(iter(self.collections["lead_status"]))
-        for name in reference.COMPANIES:
-            lid = new_id(rng, "lead_")
-            slug = re.sub(r"[^a-z0-9]+", "", name.lower())
-            self.collections["lead"][lid] = {
-                "id": lid,
-                "name": name,
-                "description": "",
-                "url": f"https://www.{slug}.example.com",
-                "status_id": status_id,
-                "date_created": born,
-                "date_updated": born,
-                "created_by": self.api_user_id,
-                "updated_by": self.api_user_id,
-            }
-
-    def _seed_custom_fields(self, born: dt.datetime) -> None:
-        for cf_id, name, kind in reference.CLOSE_CUSTOM_FIELDS:
-            self.collections["custom_field"][cf_id] = {
-                "id": cf_id,
-                "name": name,
-                "type": kind,
-                "accepts_multiple_values": cf_id in MULTI_VALUE_FIELDS,
-                "date_created": born,
-                "date_updated": born,
-            }
-
-    def add_opportunities(self, count: int, seed: int) -> None:
-        rng = random.Random(f"close-opps-{seed}-{len(self.collections['opportunity'])}")
-        now = self.clock.now()
-        sales = self._pipeline_by_name(reference.CLOSE_PIPELINE)
-        statuses = [s for s in self.collections["status"].values() if s["pipeline_id"] == sales]
-        leads = [ld for ld in self.collections["lead"].values() if ld["name"]]
-        users = list(self.collections["user"])
-        for _ in range(count):
-            opp = self._random_opportunity(rng, now, statuses, leads, users)
-            self.collections["opportunity"][opp["id"]] = opp
-        self._generation += 1
-
-    def _random_opportunity(
-        self,
-        rng: random.Random,
-        now: dt.datetime,
-        statuses: list[dict[str, Any]],
-        leads: list[dict[str, Any]],
-        users: list[str],
-    ) -> dict[str, Any]:
-        status = rng.choice(statuses)
-        lead = rng.choice(leads)
-        created = now - dt.timedelta(seconds=rng.randrange(86_400, 180 * 86_400))
-        updated = created + (now - created) * rng.random()
-        confidence = {"won": 100, "lost": 0}.get(status["type"], rng.choice(range(10, 95, 5)))
-        date_won = None
-        if status["type"] == "won":
-            date_won = (updated - dt.timedelta(days=rng.randrange(0, 5))).date()
-        elif rng.random() < 0.6:
-            date_won = (now + dt.timedelta(days=rng.randrange(7, 200))).date()
-        custom: dict[str, Any] = {
-            reference.CLOSE_CUSTOM_FIELDS[0][0]: (
-                f"{lead['name']} - {rng.choice(reference.DEAL_WORDS)}"
-            )
-        }
-        if rng.random() < 0.4:
-            custom[reference.CLOSE_CUSTOM_FIELDS[2][0]] = sorted(rng.sample(TAGS, 2))
-        user = rng.choice(users)
-        return {
-            "id": new_id(rng, "oppo_"),
-            "lead_id": lead["id"],
-            "status_id": status["id"],
-            "user_id": user,
-            "contact_id": None,
-            "value": rng.randrange(5, 500) * 10_000,
-            "value_period": rng.choices(VALUE_PERIODS, weights=(6, 3, 1))[0],
-            "confidence": confidence,
-            "note": rng.choice(NOTES),
-            "date_won": date_won,
-            "date_lost": updated if status["type"] == "lost" else None,
-            "date_created": created,
-            "date_updated": updated,
-            "created_by": user,
-            "updated_by": user,
-            "custom": custom,
-        }
-
-    def _pipeline_by_name(self, name: str) -> str:
-        return next(
-            str(p["id"]) for p in self.collections["pipeline"].values() if p["name"] == name
-        )
-
-    def set_fields(self, collection: str, record_id: str, fields: dict[str, Any]) -> None:
-        """Set read-only fields; timestamps arrive as ISO strings and are stored as datetimes."""
-        parsed = dict(fields)
-        for key in ("date_created", "date_updated", "date_lost"):
-            if isinstance(parsed.get(key), str):
-                parsed[key] = parse_moment(parsed[key], dt.UTC)
-        if isinstance(parsed.get("date_won"), str):
-            parsed["date_won"] = dt.date.fromisoformat(parsed["date_won"][:10])
-        self.collections[collection][record_id].update(parsed)
-        self._generation += 1
 
     # -- auth and rate limits ---------------------------------------------------------------
     def authenticate(self, request: Request) -> Response | None:
@@ -670,7 +314,7 @@ class CloseEmulator(Emulator):
             return None
         index = self._index(key)
         lo, hi = 0, len(index.stamps)
-        for op, bound in _range_bounds(params, key, tz):
+        for op, bound in range_bounds(params, key, tz):
             lo, hi = index.narrow(op, bound, lo, hi)
         total = max(0, hi - lo)
         if order.startswith("-"):
@@ -708,12 +352,12 @@ class CloseEmulator(Emulator):
         checks: list[Callable[[dict[str, Any]], bool]] = []
         for name in ("lead_id", "organization_id"):
             if name in params:
-                checks.append(_equals(name, params[name]))
+                checks.append(equals(name, params[name]))
         for name in IN_FILTERS:
             if name in params:
-                checks.append(_member(name, {params[name]}))
+                checks.append(member(name, {params[name]}))
             if f"{name}__in" in params:
-                checks.append(_member(name, set(params[f"{name}__in"].split(","))))
+                checks.append(member(name, set(params[f"{name}__in"].split(","))))
         for name in ("status_type", "status_type__in"):
             bad = set(params.get(name, "active").split(",")) - set(STATUS_TYPES)
             if bad:
@@ -721,7 +365,7 @@ class CloseEmulator(Emulator):
         if "is_stalled" in params:
             checks.append(lambda r: str(r["is_stalled"]).lower() == params["is_stalled"].lower())
         for name in ("date_created", "date_updated", "date_won"):
-            checks += _range_checks(params, name, tz)
+            checks += range_checks(params, name, tz)
         return lambda r: all(check(r) for check in checks)
 
     def _sorted(self, rows: list[dict[str, Any]], order_by: str | None) -> list[dict[str, Any]]:
@@ -733,7 +377,7 @@ class CloseEmulator(Emulator):
                 raise field_error("_order_by", f"Cannot order by '{key}'.")
         rows = sorted(rows, key=lambda r: r["id"], reverse=keys[0].startswith("-"))
         for key in reversed(keys):
-            rows.sort(key=_null_last(key.lstrip("-")), reverse=key.startswith("-"))
+            rows.sort(key=null_last(key.lstrip("-")), reverse=key.startswith("-"))
         return rows
 
     async def _get_opportunity(self, request: Request) -> Response:
@@ -988,7 +632,7 @@ class CloseEmulator(Emulator):
             raise bad_request("This combination of filters is not supported.")
         limit = min(int_param(params, "_limit", EVENT_LIMIT, 10**9), EVENT_LIMIT) or EVENT_LIMIT
         cutoff = self.clock.peek() - EVENT_RETENTION
-        times = _range_checks(params, "date_updated", tz_of(request))
+        times = range_checks(params, "date_updated", tz_of(request))
         matches = [
             e
             for e in self.events
@@ -996,8 +640,8 @@ class CloseEmulator(Emulator):
             and all(e[k] == v for k, v in filters.items())
             and all(check(e) for check in times)
         ]
-        page, cursor_next, cursor_previous = _cursor_page(matches, params.get("_cursor"), limit)
-        data = [project(_public_event(e), params.get("_fields")) for e in page]
+        page, cursor_next, cursor_previous = cursor_page(matches, params.get("_cursor"), limit)
+        data = [project(public_event(e), params.get("_fields")) for e in page]
         return JSONResponse(
             {"data": data, "cursor_next": cursor_next, "cursor_previous": cursor_previous}
         )
@@ -1213,197 +857,3 @@ FIELD_VALIDATORS: dict[str, Callable[[Any], Any]] = {
 def _check_text(key: str, value: Any) -> None:
     if not isinstance(value, str):
         raise field_error(key, "Not a valid string.")
-
-
-def _null_last(name: str) -> Callable[[dict[str, Any]], tuple[bool, Any]]:
-    return lambda r: (r[name] is None, r[name] if r[name] is not None else 0)
-
-
-def _equals(name: str, expected: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda r: r.get(name) == expected
-
-
-def _member(name: str, allowed: set[str]) -> Callable[[dict[str, Any]], bool]:
-    return lambda r: r.get(name) in allowed
-
-
-def _range_checks(
-    params: QueryParams, name: str, tz: dt.timezone
-) -> list[Callable[[dict[str, Any]], bool]]:
-    """``name`` / ``name__gt|gte|lt|lte`` over a rendered ISO value (date or datetime)."""
-    return [_compare(name, op, bound, tz) for op, bound in _range_bounds(params, name, tz)]
-
-
-def _range_bounds(params: QueryParams, name: str, tz: dt.timezone) -> list[tuple[str, dt.datetime]]:
-    """(operator, parsed bound) of each ``name`` / ``name__gt|gte|lt|lte`` given; a bound that
-    is no ISO 8601 date or datetime is Close's 400 for that field."""
-    bounds = []
-    for op in RANGE_OPS:
-        raw = params.get(name + op)
-        if raw is None:
-            continue
-        try:
-            bounds.append((op, parse_moment(raw, tz)))
-        except ValueError:
-            raise field_error(name + op, "Expected an ISO 8601 date or datetime.") from None
-    return bounds
-
-
-def _compare(
-    name: str, op: str, bound: dt.datetime, tz: dt.timezone
-) -> Callable[[dict[str, Any]], bool]:
-    def check(row: dict[str, Any]) -> bool:
-        raw = row.get(name)
-        if raw is None:
-            return False
-        value = (
-            dt.datetime.fromisoformat(raw)
-            if "T" in raw
-            else dt.datetime.fromisoformat(raw).replace(tzinfo=tz).astimezone(dt.UTC)
-        )
-        return {
-            "": value == bound,
-            "__gt": value > bound,
-            "__gte": value >= bound,
-            "__lt": value < bound,
-            "__lte": value <= bound,
-        }[op]
-
-    return check
-
-
-INDEXED_STAMPS = ("date_created", "date_updated")  # never null: a plain sorted index
-LISTING_PARAMS = {"_limit", "_skip", "_fields", "_order_by"}
-
-
-@dataclass
-class StampIndex:
-    """Opportunities sorted by one stamp (ties by id, as ``_sorted``), with running sums of
-    the value aggregates so any contiguous range's aggregates cost O(periods)."""
-
-    stamps: list[dt.datetime]
-    ids: list[str]
-    sums: dict[str, list[tuple[int, int, int]]]  # period -> prefix (count, total, expected)
-
-    @classmethod
-    def build(cls, opps: list[dict[str, Any]], key: str) -> StampIndex:
-        ordered = sorted(opps, key=lambda o: (o[key], o["id"]))
-        sums: dict[str, list[tuple[int, int, int]]] = {p: [(0, 0, 0)] for p in VALUE_PERIODS}
-        for opp in ordered:
-            value = opp["value"]
-            expected = 0 if value is None else round(value * opp["confidence"] / 100)
-            for period, running in sums.items():
-                count, total, exp = running[-1]
-                if period == opp["value_period"]:
-                    count, total, exp = count + 1, total + (value or 0), exp + expected
-                running.append((count, total, exp))
-        return cls([o[key] for o in ordered], [o["id"] for o in ordered], sums)
-
-    def narrow(self, op: str, bound: dt.datetime, lo: int, hi: int) -> tuple[int, int]:
-        """Positions [lo, hi) further narrowed by ``stamp <op> bound``."""
-        left = bisect.bisect_left(self.stamps, bound)
-        right = bisect.bisect_right(self.stamps, bound)
-        if op in ("", "__gte"):
-            lo = max(lo, left)
-        if op == "__gt":
-            lo = max(lo, right)
-        if op in ("", "__lte"):
-            hi = min(hi, right)
-        if op == "__lt":
-            hi = min(hi, left)
-        return lo, hi
-
-    def aggregates(self, lo: int, hi: int) -> dict[str, Any]:
-        count, total, expected = {}, {}, {}
-        for period, running in self.sums.items():
-            count[period] = running[hi][0] - running[lo][0]
-            total[period] = running[hi][1] - running[lo][1]
-            expected[period] = running[hi][2] - running[lo][2]
-        return _aggregate_body(count, total, expected)
-
-
-def aggregates(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The value aggregates every opportunity list answer carries (seed 002)."""
-    count = dict.fromkeys(VALUE_PERIODS, 0)
-    total = dict.fromkeys(VALUE_PERIODS, 0)
-    expected = dict.fromkeys(VALUE_PERIODS, 0)
-    for row in rows:
-        period = row["value_period"]
-        count[period] += 1
-        total[period] += row["value"] or 0
-        expected[period] += row["expected_value"] or 0
-    return _aggregate_body(count, total, expected)
-
-
-def _aggregate_body(
-    count: dict[str, int], total: dict[str, int], expected: dict[str, int]
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"count_by_value_period": count}
-    for period in VALUE_PERIODS:
-        out[f"total_value_{period}"] = total[period]
-        out[f"expected_value_{period}"] = expected[period]
-    out["total_value_annualized"] = total["one_time"] + total["annual"] + 12 * total["monthly"]
-    out["expected_value_annualized"] = (
-        expected["one_time"] + expected["annual"] + 12 * expected["monthly"]
-    )
-    return out
-
-
-def lead_matcher(query: str) -> Callable[[str], bool]:
-    """Close lead search, the part a connector needs: ``name:"Acme Corp"`` is a case-insensitive
-    phrase match on the name; bare words must all occur in the name."""
-    query = query.strip()
-    if not query:
-        return lambda name: True
-    found = re.fullmatch(r'name:(?:"([^"]*)"|(\S+))', query)
-    if found:
-        phrase = (found.group(1) or found.group(2) or "").lower()
-        return lambda name: phrase in name.lower()
-    if ":" in query:
-        raise bad_request(f"The emulator only supports name searches, not {query!r}.")
-    words = [w.lower() for w in query.replace('"', " ").split()]
-    return lambda name: all(w in name.lower() for w in words)
-
-
-def _public_event(event: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in event.items() if not k.startswith("_")}
-
-
-def _encode_cursor(direction: str, seq: int) -> str:
-    return base64.urlsafe_b64encode(f"{direction}:{seq}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[str, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        direction, seq = raw.split(":")
-        if direction not in ("next", "prev"):
-            raise ValueError(direction)
-        return direction, int(seq)
-    except (ValueError, binascii.Error):
-        raise field_error("_cursor", "Invalid cursor.") from None
-
-
-def _cursor_page(
-    matches: list[dict[str, Any]], cursor: str | None, limit: int
-) -> tuple[list[dict[str, Any]], str | None, str | None]:
-    """Latest first; ``cursor_next`` = older events, ``cursor_previous`` = newer ones."""
-    newest_first = sorted(matches, key=lambda e: e["_seq"], reverse=True)
-    if cursor is None:
-        page = newest_first[:limit]
-    else:
-        direction, seq = _decode_cursor(cursor)
-        if direction == "next":
-            page = [e for e in newest_first if e["_seq"] < seq][:limit]
-        else:
-            page = [e for e in reversed(newest_first) if e["_seq"] > seq][:limit][::-1]
-    if not page:
-        return [], None, None
-    first, last = page[0]["_seq"], page[-1]["_seq"]
-    older = any(e["_seq"] < last for e in newest_first)
-    newer = any(e["_seq"] > first for e in newest_first)
-    return (
-        page,
-        _encode_cursor("next", last) if older else None,
-        _encode_cursor("prev", first) if newer else None,
-    )
