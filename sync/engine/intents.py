@@ -34,11 +34,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from sync.engine.journal import OPEN_STATES
 from sync.engine.state import aware_utc
-from sync.store.models import Link, Outbox
+from sync.store import outbox
 
 #: a deal stamped this long before an intent may still be its (vendor clock skew)
 SLACK = dt.timedelta(minutes=10)
@@ -59,18 +58,7 @@ class Intent:
 
 def open_intents(session: Session, system: str) -> list[Intent]:
     """The system's open create intents whose record is not linked there yet, oldest first."""
-    linked = select(Link.record_id).where(Link.system == system)
-    rows = session.exec(
-        select(Outbox.id, Outbox.record_id, Outbox.intent_at, Outbox.intent)
-        .where(
-            Outbox.system == system,
-            Outbox.op == "create",
-            col(Outbox.status).in_(OPEN_STATES),
-            col(Outbox.intent_at).is_not(None),
-            col(Outbox.record_id).not_in(linked),
-        )
-        .order_by(col(Outbox.intent_at), col(Outbox.id))
-    ).all()
+    rows = outbox.open_intents(session, system)
     return [
         Intent(row_id, record_id, at, dict(sent or {}))
         for row_id, record_id, intent_at, sent in rows
