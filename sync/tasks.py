@@ -42,7 +42,8 @@ from sync.metrics import observe_counts
 from sync.runtime import context
 from sync.runtime.locks import RenewedLock
 from sync.runtime.resync import open_run, perform_resync, recorded_poll
-from sync.store.models import Run, utcnow
+from sync.store import runs
+from sync.store.models import utcnow
 
 log = structlog.get_logger("crmsync.tasks")
 
@@ -133,10 +134,7 @@ def _record_run(
 ) -> None:
     run_id = start_run(engine, kind, system)
     with engine.session() as session:
-        run = session.get(Run, run_id)
-        if run is not None:
-            run.started_at = started
-            session.add(run)
+        if runs.set_started(session, run_id, started) is not None:
             session.commit()
     finish_run(engine, run_id, "done", counts)
 

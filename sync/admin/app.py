@@ -51,6 +51,7 @@ from sync.admin.limits import (
 from sync.engine import admin_ops
 from sync.engine.admin_ops import AdminError
 from sync.engine.state import Engine
+from sync.store import probe
 
 TOKEN_ENV = "CRMSYNC_ADMIN_TOKEN"
 OPEN_PATHS = frozenset({"/health"})
@@ -138,8 +139,7 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
         report: dict[str, str] = {}
         ok = True
         try:
-            with engine.db.connect() as connection:
-                connection.execute(sa.text("SELECT 1"))
+            probe.ping(engine.db)
             report["database"] = "ok"
         except sa.exc.SQLAlchemyError as exc:
             report["database"], ok = f"unreachable: {type(exc).__name__}", False

@@ -28,16 +28,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from sync.config import Config, mask_url
 from sync.engine import guard
-from sync.engine.journal import OPEN_STATES, enqueue_into
+from sync.engine.journal import enqueue_into
 from sync.engine.outbound import push_op
 from sync.engine.state import Counts, Engine
-from sync.store.models import Cursor, Link, Outbox, PendingDelete, Record, RefMap, SystemState
+from sync.store import cursors, links, outbox, records, refs, systems
+from sync.store.models import SystemState
 from sync.timefmt import utcnow
 
 log = structlog.get_logger("crmsync.bindings")
@@ -111,7 +111,7 @@ def before_capture(engine: Engine, system: str) -> Prepared:
     mapping = mapping_of(engine, system)
     with engine.session() as session:
         mark_removed(engine, session)
-        state = session.get(SystemState, system)
+        state = systems.get(session, system)
         if state is None:  # first sight (a new system, or a store from before this table)
             session.add(SystemState(system=system, binding=current, mapping=mapping))
             session.commit()
@@ -190,16 +190,11 @@ def _forget_reads(session: Session, system: str, fields: list[str]) -> None:
     """Make the next capture read every deal of ``system`` again and merge ``fields`` as if
     never seen: their shadow values are dropped (no base: the three-way rules compare the
     vendor's value with ours) and the stored stamps forgotten (no deal is skipped)."""
-    session.execute(
-        sa.update(Link)
-        .where(col(Link.system) == system)
-        .values(vendor_modified=None, confirmed_at=None)
-    )
+    links.forget_stamps(session, system)
     if not fields:
         return
     top = {name.partition(".")[0] for name in fields}
-    links = session.exec(select(Link).where(Link.system == system)).all()
-    for link in links:
+    for link in links.of_system(session, system):
         if top & set(link.shadow):
             link.shadow = {k: v for k, v in link.shadow.items() if k not in top}
             link.sent = {k: v for k, v in link.sent.items() if k not in top}
@@ -215,7 +210,7 @@ def after_capture(engine: Engine, system: str, prepared: Prepared) -> Counts:
     if prepared.catch_up:
         counts.add("backfill_queued", catch_up(engine, system))
     with engine.session() as session:
-        state = session.get(SystemState, system)
+        state = systems.get(session, system)
         if state is not None:
             state.mapping, state.removed_at, state.updated_at = prepared.mapping, None, utcnow()
             session.add(state)
@@ -228,9 +223,7 @@ def catch_up(engine: Engine, system: str, batch: int = 500) -> int:
     crmsync may create). Returns how many were queued."""
     queued = 0
     with engine.session() as session:
-        ids = list(
-            session.exec(select(Record.id).where(Record.deleted_at == None)).all()  # noqa: E711
-        )
+        ids = records.live_ids(session)
         for start in range(0, len(ids), batch):
             queued += _catch_up_batch(engine, session, system, ids[start : start + batch])
         session.commit()
@@ -239,26 +232,12 @@ def catch_up(engine: Engine, system: str, batch: int = 500) -> int:
 
 
 def _catch_up_batch(engine: Engine, session: Session, system: str, ids: list[str]) -> int:
-    records = session.exec(select(Record).where(col(Record.id).in_(ids))).all()
-    links = {
-        link.record_id: link
-        for link in session.exec(
-            select(Link).where(Link.system == system, col(Link.record_id).in_(ids))
-        ).all()
-    }
-    rows = {
-        row.record_id: row
-        for row in session.exec(
-            select(Outbox).where(
-                Outbox.system == system,
-                col(Outbox.record_id).in_(ids),
-                col(Outbox.status).in_(OPEN_STATES),
-            )
-        ).all()
-    }
+    found = records.many(session, ids)
+    copies = {link.record_id: link for link in links.of_records_in(session, system, ids)}
+    rows = {row.record_id: row for row in outbox.open_rows_of_records(session, system, ids)}
     queued = 0
-    for record in records:
-        op = push_op(engine, system, record, links.get(record.id))
+    for record in found:
+        op = push_op(engine, system, record, copies.get(record.id))
         if op:
             enqueue_into(session, rows.get(record.id), record.id, system, op, "catch-up")
             queued += 1
@@ -269,8 +248,7 @@ def mark_removed(engine: Engine, session: Session) -> None:
     """Systems known to the store but not in this config: mark when they left (the caller
     commits). Changes made while a system is out are not queued for it."""
     configured = set(engine.config.systems)
-    states = session.exec(select(SystemState).where(col(SystemState.removed_at).is_(None))).all()
-    for state in states:
+    for state in systems.not_removed(session):
         if state.system not in configured and SHELF not in state.system:
             state.removed_at = utcnow()
             session.add(state)
@@ -281,7 +259,7 @@ def push_blocked(engine: Engine, system: str) -> str | None:
     """Why nothing may be pushed to ``system`` now (None: it may): held, bound elsewhere
     than the config says, or back in the config and not yet read completely."""
     with engine.read_session() as session:
-        state = session.get(SystemState, system)
+        state = systems.get(session, system)
     if state is None:
         return None
     if state.held:
@@ -303,7 +281,7 @@ def rebind(engine: Engine, system: str, *, new_account: bool = False) -> str:
     completely and caught up like a system added back. Returns what was done, in words."""
     current = binding_of(engine.config, system)
     with engine.session() as session:
-        state = session.get(SystemState, system) or SystemState(system=system, binding=current)
+        state = systems.get(session, system) or SystemState(system=system, binding=current)
         if state.binding == current and state.held != guard.HOLD_BINDING:
             return f"{system} is already bound to {describe(current)}"
         old = state.binding
@@ -330,13 +308,9 @@ def _switch_account(
     shelved.pop(fingerprint(current), None)
     shelved[fingerprint(old)] = {"binding": old, "links": moved, "at": utcnow().isoformat()}
     state.shelved = shelved
-    session.execute(sa.delete(Cursor).where(col(Cursor.system) == system))
-    session.execute(sa.delete(PendingDelete).where(col(PendingDelete.system) == system))
-    session.execute(
-        sa.delete(Outbox).where(
-            col(Outbox.system) == system, col(Outbox.status).in_(("pending", "retry", "parked"))
-        )
-    )
+    cursors.drop(session, system)
+    systems.drop_pending_deletes(session, system)
+    outbox.drop_unsent(session, system)
     state.removed_at = utcnow()  # read completely, then caught up, before any push
     return (
         f"{system} bound to the new account {describe(current)}: {moved} links of "
@@ -346,9 +320,9 @@ def _switch_account(
 
 def _move(session: Session, source: str, target: str) -> int:
     """Move every link and reference-map row of ``source`` to ``target``; returns the links."""
-    moved = session.execute(sa.update(Link).where(col(Link.system) == source).values(system=target))
-    session.execute(sa.update(RefMap).where(col(RefMap.system) == source).values(system=target))
-    return int(getattr(moved, "rowcount", 0) or 0)
+    moved = links.move_system(session, source, target)
+    refs.move_system(session, source, target)
+    return moved
 
 
 def held_systems(engine: Engine, systems: Iterable[str] | None = None) -> dict[str, str]:

@@ -30,12 +30,10 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
 import structlog
-from sqlmodel import col, select
 
+from sync.store import outbox
 from sync.store.db import supports_threads
-from sync.store.models import Outbox
 from sync.timefmt import utcnow
 
 if TYPE_CHECKING:
@@ -91,22 +89,12 @@ def release_dead_holders(engine: Engine) -> int:
     """Put back (due now) the rows claimed by dead earlier processes of this host; returns how
     many. Embedded mode calls it at start; the rows' pushes then run in this process's cycle."""
     with engine.session() as session:
-        holders = session.exec(
-            select(Outbox.claimed_by)
-            .where(col(Outbox.status) == "in_flight", col(Outbox.claimed_by).is_not(None))
-            .distinct()
-        ).all()
+        holders = outbox.in_flight_holders(session)
         dead = [h for h in holders if h and h != engine.worker_id and is_dead_incarnation(h)]
         if not dead:
             return 0
-        now = utcnow()
-        released = session.execute(
-            sa.update(Outbox)
-            .where(col(Outbox.status) == "in_flight", col(Outbox.claimed_by).in_(dead))
-            .values(status="retry", claimed_by=None, claimed_until=None, next_attempt_at=now)
-        )
+        count = outbox.release_holders(session, dead, utcnow())
         session.commit()
-    count = int(getattr(released, "rowcount", 0) or 0)
     log.warning("claims_released", rows=count, holders=dead, reason="their process died")
     return count
 
@@ -164,17 +152,9 @@ class ClaimKeeper:
         if not ids:
             return 0
         with self.engine.session() as session:
-            result = session.execute(
-                sa.update(Outbox)
-                .where(
-                    col(Outbox.id).in_(ids),
-                    col(Outbox.status) == "in_flight",
-                    col(Outbox.claimed_by) == self.engine.worker_id,
-                )
-                .values(claimed_until=self.until())
-            )
+            renewed = outbox.renew_claims(session, ids, self.engine.worker_id, self.until())
             session.commit()
-        return int(getattr(result, "rowcount", 0) or 0)
+        return renewed
 
     def renew_if_due(self) -> None:
         """Renew from the caller's thread when the heartbeat cannot run (no thread)."""
@@ -217,13 +197,4 @@ class ClaimKeeper:
 def stranded_systems(engine: Engine) -> list[str]:
     """Systems with rows whose claim ran out while ``in_flight``: their holder died."""
     with engine.read_session() as session:
-        found = session.exec(
-            select(Outbox.system)
-            .where(
-                col(Outbox.system).in_(engine.systems),
-                col(Outbox.status) == "in_flight",
-                col(Outbox.claimed_until) < utcnow(),
-            )
-            .distinct()
-        ).all()
-    return sorted(str(system) for system in found)
+        return outbox.stranded_systems(session, engine.systems, utcnow())

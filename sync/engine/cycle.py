@@ -19,17 +19,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
 import structlog
-from sqlmodel import col, func, select
 
 from sync.connectors.errors import ConnectorError
 from sync.engine import bindings, first_run
 from sync.engine.capture import capture
 from sync.engine.push import drain
 from sync.engine.state import Counts, Engine, new_id
+from sync.store import cursors, outbox, runs
 from sync.store.db import supports_threads
-from sync.store.models import Cursor, Outbox, Run
+from sync.store.models import Cursor
 from sync.timefmt import maybe_utc, utcnow
 
 log = structlog.get_logger("crmsync.cycle")
@@ -77,7 +76,7 @@ class CycleReport:
 def start_run(engine: Engine, kind: str, system: str | None = None) -> str:
     run_id = new_id("run")
     with engine.session() as session:
-        session.add(Run(id=run_id, kind=kind, system=system))
+        runs.start(session, run_id, kind, system)
         session.commit()
     return run_id
 
@@ -86,12 +85,8 @@ def finish_run(
     engine: Engine, run_id: str, status: str, counts: Counts, error: str | None = None
 ) -> None:
     with engine.session() as session:
-        run = session.get(Run, run_id)
-        if run is None:
+        if runs.finish(session, run_id, status, dict(counts.values), error) is None:
             return
-        run.status, run.counts, run.error = status, dict(counts.values), error
-        run.finished_at = utcnow()
-        session.add(run)
         session.commit()
 
 
@@ -110,7 +105,7 @@ def poll(engine: Engine, system: str, *, full: bool = False, run_id: str | None 
         return counts
     except ConnectorError as exc:
         with engine.session() as session:
-            cursor = session.get(Cursor, system) or Cursor(system=system)
+            cursor = cursors.get(session, system) or Cursor(system=system)
             cursor.last_error = str(exc)[:1000]
             session.add(cursor)
             session.commit()
@@ -121,14 +116,7 @@ def poll(engine: Engine, system: str, *, full: bool = False, run_id: str | None 
 def pending(engine: Engine, system: str | None = None) -> int:
     """Rows still due now (not waiting on a retry time)."""
     with engine.session() as session:
-        query = (
-            select(func.count())
-            .select_from(Outbox)
-            .where(col(Outbox.status).in_(("pending",)), Outbox.next_attempt_at <= utcnow())
-        )
-        if system:
-            query = query.where(Outbox.system == system)
-        return int(session.exec(query).one())
+        return outbox.count_due(session, utcnow(), system)
 
 
 def owed(engine: Engine) -> Owed:
@@ -136,18 +124,7 @@ def owed(engine: Engine) -> Owed:
     found = Owed()
     reviewing = first_run.gate(engine).state == "review"
     with engine.read_session() as session:
-        rows = session.execute(
-            sa.select(
-                col(Outbox.system),
-                col(Outbox.status),
-                col(Outbox.op),
-                func.count(),
-                func.min(col(Outbox.next_attempt_at)),
-                func.min(col(Outbox.claimed_until)),
-            )
-            .where(col(Outbox.status).in_((*OWED_STATES, "parked")))
-            .group_by(col(Outbox.system), col(Outbox.status), col(Outbox.op))
-        ).all()
+        rows = outbox.owed_summary(session, (*OWED_STATES, "parked"))
     for system, status, op, count, next_attempt, claim_ends in rows:
         if status == "parked":
             found.parked[system] = found.parked.get(system, 0) + int(count)

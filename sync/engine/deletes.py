@@ -22,14 +22,20 @@ from __future__ import annotations
 import datetime as dt
 
 import structlog
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from sync.engine import guard
 from sync.engine.guard import Vanished
-from sync.engine.journal import OPEN_STATES, enqueue, note
+from sync.engine.journal import enqueue, note
 from sync.engine.outbound import push_diff
 from sync.engine.state import Counts, Engine
-from sync.store.models import Conflict, Cursor, Link, Outbox, PendingDelete, Record, SystemState
+from sync.store import cursors, links, outbox, records, systems
+from sync.store.models import (
+    Conflict,
+    Cursor,
+    Link,
+    Record,
+)
 from sync.timefmt import maybe_utc, utcnow
 
 log = structlog.get_logger("crmsync.deletes")
@@ -45,7 +51,7 @@ def vendor_deleted(
 ) -> str:
     """Apply the system's delete policy to a deal that vanished from it; returns the policy."""
     policy = engine.config.systems[system].deletes
-    record = session.get(Record, link.record_id)
+    record = records.get(session, link.record_id)
     now = utcnow()
     if policy == "ignore":
         note(
@@ -81,8 +87,7 @@ def vendor_deleted(
     if policy == "propagate" and record is not None and record.deleted_at is None:
         record.deleted_at, record.deleted_by = now, system
         session.add(record)
-        others = session.exec(select(Link).where(Link.record_id == record.id)).all()
-        for other in others:
+        for other in links.of_record(session, record.id):
             if other.system != system and other.deleted_at is None:
                 enqueue(session, record.id, other.system, "delete", f"deleted in {system}")
     return policy
@@ -98,13 +103,7 @@ def after_complete_scan(
         # three strings per link: loading every live link with its shadow would hold the whole
         # system in memory; only the few that vanished are loaded in full. Links made during
         # this scan are left out: the listing may predate them.
-        live = session.exec(
-            select(Link.id, Link.record_id, Link.external_id).where(
-                Link.system == system,
-                Link.deleted_at == None,  # noqa: E711
-                col(Link.linked_at) < started,
-            )
-        ).all()
+        live = links.live_before(session, system, started)
         vanished = [
             Vanished(link_id, record_id, external_id, "missing from a complete scan")
             for link_id, record_id, external_id in live
@@ -124,7 +123,7 @@ def _apply(
         counts.add("deletes_held", len(vanished))
         return counts
     for gone in vanished:
-        link = session.get(Link, gone.link_id)
+        link = links.get(session, gone.link_id)
         if link is None or link.deleted_at is not None:
             continue
         vendor_deleted(engine, session, system, link, gone.how, run_id)
@@ -136,7 +135,7 @@ def from_feed(engine: Engine, system: str, started: dt.datetime, run_id: str | N
     """Deletes reported by the vendor's feed since the last look (minus the lookback)."""
     counts = Counts()
     with engine.session() as session:
-        cursor = session.get(Cursor, system) or Cursor(system=system)
+        cursor = cursors.get(session, system) or Cursor(system=system)
         since = cursor.deletes_stamp or cursor.last_poll_at or started
         since_aware = maybe_utc(since - engine.config.sync.lookback)
         assert since_aware is not None
@@ -145,9 +144,7 @@ def from_feed(engine: Engine, system: str, started: dt.datetime, run_id: str | N
         for deletion in engine.connector(system).deleted_since(since_aware):
             stamp = maybe_utc(deletion.at)
             newest = max(newest, stamp) if newest and stamp else (stamp or newest)
-            link = session.exec(
-                select(Link).where(Link.system == system, Link.external_id == deletion.external_id)
-            ).first()
+            link = links.find(session, system, deletion.external_id)
             if link is None or link.deleted_at is not None or link.id is None:
                 continue
             how = "reported by the delete feed"
@@ -176,14 +173,7 @@ def _edit_wins(session: Session, record: Record, deleter: str, fields: list[str]
     record.deleted_at, record.deleted_by = None, None
     record.updated_at = utcnow()
     session.add(record)
-    rows = session.exec(
-        select(Outbox).where(
-            Outbox.record_id == record.id,
-            Outbox.op == "delete",
-            col(Outbox.status).in_(OPEN_STATES),
-        )
-    ).all()
-    for row in rows:
+    for row in outbox.open_deletes_of_record(session, record.id):
         row.status, row.last_error, row.updated_at = "done", "called off: " + reason, utcnow()
         row.claimed_by = row.claimed_until = None
         session.add(row)
@@ -223,9 +213,9 @@ def confirm_held(engine: Engine, system: str, run_id: str | None = None) -> Coun
     gets the system's policy, as if the guard had not stopped it) and release the system."""
     counts = Counts()
     with engine.session() as session:
-        rows = session.exec(select(PendingDelete).where(PendingDelete.system == system)).all()
+        rows = systems.pending_deletes_of(session, system)
         for row in rows:
-            link = session.get(Link, row.link_id)
+            link = links.get(session, row.link_id)
             if link is not None and link.deleted_at is None and link.system == system:
                 vendor_deleted(engine, session, system, link, f"{row.how}; confirmed", run_id)
                 counts.add("deleted")
@@ -240,7 +230,7 @@ def discard_held(engine: Engine, system: str) -> int:
     """``crmsync deletes --discard``: drop the held deletes, keep every link, release the
     system. Deals still missing at its next complete scan are counted (and guarded) again."""
     with engine.session() as session:
-        rows = session.exec(select(PendingDelete).where(PendingDelete.system == system)).all()
+        rows = systems.pending_deletes_of(session, system)
         for row in rows:
             session.delete(row)
         _release_deletes_hold(session, system, "deletes discarded")
@@ -250,6 +240,6 @@ def discard_held(engine: Engine, system: str) -> int:
 
 
 def _release_deletes_hold(session: Session, system: str, why: str) -> None:
-    state = session.get(SystemState, system)
+    state = systems.get(session, system)
     if state is not None and state.held == guard.HOLD_DELETES:
         guard.release(session, state, why)

@@ -11,7 +11,8 @@ from sqlmodel import Session
 
 from sync.engine.outbound import enqueue_pushes
 from sync.engine.state import Engine
-from sync.store.models import Link, Record
+from sync.store import records
+from sync.store.models import Link
 from sync.timefmt import utcnow
 
 
@@ -28,6 +29,6 @@ def let_in(engine: Engine, session: Session, link: Link | None) -> None:
         return
     link.filtered_at = None
     session.add(link)
-    record = session.get(Record, link.record_id)
+    record = records.get(session, link.record_id)
     if record is not None:
         enqueue_pushes(engine, session, record, reason=f"back in {link.system}'s filter")

@@ -17,16 +17,18 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 import structlog
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
 from sync.engine import matching
 from sync.engine.outbound import MATCH_HOLD
 from sync.engine.state import Engine
-from sync.store.models import Cursor, FirstRun, Link, Record
+from sync.store import cursors, links, records
+from sync.store import first_run as stored
+from sync.store.first_run import KEY
+from sync.store.models import FirstRun
 from sync.timefmt import utcnow
 
 log = structlog.get_logger("crmsync.first_run")
-KEY = "store"
 GOING = ("open", "approved", "waived", "automatic")
 
 
@@ -44,35 +46,28 @@ class Gate:
 
 
 def _deals_per_system(session: Session) -> dict[str, int]:
-    rows = session.exec(
-        select(Link.system, func.count())
-        .where(col(Link.deleted_at).is_(None))
-        .group_by(col(Link.system))
-    ).all()
-    return {system: int(count) for system, count in rows}
+    return links.count_live_per_system(session)
 
 
 def all_read(engine: Engine) -> bool:
     """Has every system been read once (what a match needs to see every copy)?"""
     with engine.read_session() as session:
-        polled = session.exec(select(Cursor.system).where(col(Cursor.last_poll_at).is_not(None)))
-        return set(polled.all()) >= set(engine.systems)
+        return cursors.polled_systems(session) >= set(engine.systems)
 
 
 def held_for_review(engine: Engine) -> int:
     """Records an approval held as ambiguous that nobody has settled yet."""
     with engine.read_session() as session:
-        row = session.get(FirstRun, KEY)
+        row = stored.get(session)
         if row is None or not row.summary.get("held"):
             return 0
-        helds = session.exec(select(Record.held).where(col(Record.deleted_at).is_(None)))
-        return sum(1 for held in helds.all() if MATCH_HOLD in (held or []))
+        return sum(1 for held in records.live_holds(session) if MATCH_HOLD in (held or []))
 
 
 def gate(engine: Engine) -> Gate:
     """The first run's state, without deciding anything."""
     with engine.read_session() as session:
-        row = session.get(FirstRun, KEY)
+        row = stored.get(session)
         if row is not None:
             return Gate(row.state, dict(row.deals), row.decided_by)
         return Gate("unread", _deals_per_system(session))
@@ -95,7 +90,7 @@ def creates_allowed(engine: Engine) -> bool:
     if mode == "waive":
         return True
     with engine.read_session() as session:
-        row = session.get(FirstRun, KEY)
+        row = stored.get(session)
         if row is not None and (row.state in GOING or mode != "automatic"):
             return row.state in GOING
     if row is None:
@@ -117,7 +112,7 @@ def _decide(engine: Engine) -> str:
             session.commit()
         except sa.exc.IntegrityError:  # another drain decided first: its answer stands
             session.rollback()
-            row = session.get(FirstRun, KEY)
+            row = stored.get(session)
             return row.state if row is not None else "review"
     if state == "review":
         log.warning(
@@ -140,7 +135,7 @@ def approve(
     Applying twice is harmless: linked records are one record, held ones stay held."""
     chosen = proposal if proposal is not None else matching.propose(engine)
     with engine.session() as session:
-        row = session.get(FirstRun, KEY, with_for_update=True)
+        row = stored.get(session, for_update=True)
         if row is None:
             row = FirstRun(key=KEY, state=state, deals=_deals_per_system(session))
         elif state == "automatic" and row.state == "automatic":
@@ -159,7 +154,7 @@ def waive(engine: Engine, *, by: str) -> None:
     """Let creates go without matching anything (the operator knows the targets are empty, or
     that their deals are not the same ones)."""
     with engine.session() as session:
-        row = session.get(FirstRun, KEY) or FirstRun(
+        row = stored.get(session) or FirstRun(
             key=KEY, state="waived", deals=_deals_per_system(session)
         )
         row.state, row.decided_by, row.decided_at = "waived", by, utcnow()

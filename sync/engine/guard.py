@@ -21,13 +21,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 import structlog
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
 from sync.config import DeleteGuardConfig
 from sync.engine.state import Engine
-from sync.store.models import Link, PendingDelete, SystemState
+from sync.store import links, systems
+from sync.store.models import PendingDelete, SystemState
 from sync.timefmt import utcnow
 
 log = structlog.get_logger("crmsync.guard")
@@ -51,7 +51,7 @@ def guard_config(engine: Engine, system: str) -> DeleteGuardConfig:
 
 
 def state_of(session: Session, system: str) -> SystemState | None:
-    return session.get(SystemState, system)
+    return systems.get(session, system)
 
 
 def hold(session: Session, state: SystemState, kind: str, message: str) -> None:
@@ -74,14 +74,12 @@ def release(session: Session, state: SystemState, why: str) -> None:
 def held(engine: Engine, system: str) -> SystemState | None:
     """The system's state when it is held, else None (one primary-key read)."""
     with engine.read_session() as session:
-        state = session.get(SystemState, system)
+        state = systems.get(session, system)
     return state if state is not None and state.held else None
 
 
 def live_links(session: Session, system: str) -> int:
-    query = select(func.count()).select_from(Link)
-    query = query.where(Link.system == system, Link.deleted_at == None)  # noqa: E711
-    return int(session.exec(query).one())
+    return links.count_live(session, system)
 
 
 def trips(guard: DeleteGuardConfig, vanished: int, live: int) -> bool:
@@ -102,8 +100,8 @@ def allow_deletes(
     guard = guard_config(engine, system)
     if not trips(guard, len(vanished), live):
         return True
-    state = session.get(SystemState, system) or SystemState(system=system)
-    session.execute(sa.delete(PendingDelete).where(col(PendingDelete.system) == system))
+    state = systems.get(session, system) or SystemState(system=system)
+    systems.drop_pending_deletes(session, system)
     session.add_all(
         PendingDelete(
             system=system,
@@ -131,14 +129,11 @@ def allow_deletes(
 
 def pending_deletes(engine: Engine, system: str | None = None) -> list[PendingDelete]:
     with engine.read_session() as session:
-        query = select(PendingDelete).order_by(col(PendingDelete.id))
-        if system:
-            query = query.where(PendingDelete.system == system)
-        return list(session.exec(query).all())
+        return systems.pending_deletes(session, system)
 
 
 def holds(engine: Engine) -> dict[str, SystemState]:
     """Every held system's state, by system (for status and metrics)."""
     with engine.read_session() as session:
-        rows = session.exec(select(SystemState).where(col(SystemState.held).is_not(None))).all()
+        rows = systems.held(session)
     return {row.system: row for row in rows}

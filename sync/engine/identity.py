@@ -13,8 +13,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
+from sync.store import records
 from sync.store.models import Record, RecordKey
 
 
@@ -36,12 +37,10 @@ def find_record(
 ) -> tuple[Record | None, str]:
     """The live record an unlinked deal belongs to, and the reason we think so."""
     for namespace, value in keys_of(fields, natural_key):
-        key = session.exec(
-            select(RecordKey).where(RecordKey.namespace == namespace, RecordKey.value == value)
-        ).first()
+        key = records.key_owner(session, namespace, value)
         if key is None:
             continue
-        record = session.get(Record, key.record_id)
+        record = records.get(session, key.record_id)
         if record is not None:
             label = (
                 "natural key " + "+".join(natural_key)
@@ -57,12 +56,7 @@ def index_keys(session: Session, record: Record, natural_key: Sequence[str]) -> 
     wanted = keys_of(record.fields, natural_key)
     if not wanted:
         return
-    existing = session.exec(
-        select(RecordKey).where(
-            col(RecordKey.namespace).in_([ns for ns, _ in wanted]),
-            col(RecordKey.value).in_([v for _, v in wanted]),
-        )
-    ).all()
+    existing = records.keys_among(session, [ns for ns, _ in wanted], [v for _, v in wanted])
     taken = {(k.namespace, k.value) for k in existing}
     for namespace, value in wanted:
         if (namespace, value) not in taken:

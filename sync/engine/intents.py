@@ -41,10 +41,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from sync.engine.journal import OPEN_STATES
-from sync.store.models import Link, Outbox
+from sync.store import outbox
 from sync.timefmt import maybe_utc
 
 #: a deal stamped this long before an intent may still be its (vendor clock skew)
@@ -66,18 +65,7 @@ class Intent:
 
 def open_intents(session: Session, system: str) -> list[Intent]:
     """The system's open create intents whose record is not linked there yet, oldest first."""
-    linked = select(Link.record_id).where(Link.system == system)
-    rows = session.exec(
-        select(Outbox.id, Outbox.record_id, Outbox.intent_at, Outbox.intent)
-        .where(
-            Outbox.system == system,
-            Outbox.op == "create",
-            col(Outbox.status).in_(OPEN_STATES),
-            col(Outbox.intent_at).is_not(None),
-            col(Outbox.record_id).not_in(linked),
-        )
-        .order_by(col(Outbox.intent_at), col(Outbox.id))
-    ).all()
+    rows = outbox.open_intents(session, system)
     return [
         Intent(row_id, record_id, at, dict(sent or {}))
         for row_id, record_id, intent_at, sent in rows
@@ -211,14 +199,7 @@ def in_doubt(earlier: Mapping[str, Any] | None, diff: Mapping[str, Any]) -> dict
 
 def open_update_doubts(session: Session, system: str) -> dict[str, dict[str, list[Any]]]:
     """Record id -> the values its open, in-doubt update to ``system`` may have left there."""
-    rows = session.exec(
-        select(Outbox.record_id, Outbox.intent).where(
-            Outbox.system == system,
-            Outbox.op == "update",
-            col(Outbox.status).in_(OPEN_STATES),
-            col(Outbox.intent).is_not(None),
-        )
-    ).all()
+    rows = outbox.update_doubts(session, system)
     return {record_id: dict(doubts) for record_id, doubts in rows if doubts}
 
 

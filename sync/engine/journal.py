@@ -1,17 +1,20 @@
-"""Small helpers that write the journal, conflicts, dead letters and outbox rows."""
+"""Small helpers that write the journal, conflicts, dead letters and outbox rows.
+
+The questions they ask of the store live in ``sync.store`` (``journal``, ``letters``,
+``outbox``); ``OPEN_STATES`` is the outbox's, named here too for the engine modules that
+import it from this one."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
+from sync.store import journal, letters, outbox
 from sync.store.models import DeadLetter, Journal, Outbox
+from sync.store.outbox import OPEN_STATES as OPEN_STATES
 from sync.timefmt import utcnow
-
-OPEN_STATES = ("pending", "retry", "parked", "in_flight")
 
 
 def entry(
@@ -76,7 +79,7 @@ class Notes:
     def write(self, session: Session) -> None:
         """Insert the gathered entries in ``session``'s transaction."""
         if self.rows:
-            session.execute(sa.insert(Journal), self.rows)
+            journal.insert_many(session, self.rows)
             self.rows = []
 
 
@@ -92,15 +95,7 @@ def dead_letter(
     external_id: str | None = None,
 ) -> DeadLetter:
     """Park something that failed for good, with the vendor's message and the payload."""
-    existing = session.exec(
-        select(DeadLetter).where(
-            DeadLetter.system == system,
-            DeadLetter.status == "open",
-            DeadLetter.record_id == record_id,
-            DeadLetter.external_id == external_id,
-            DeadLetter.op == op,
-        )
-    ).first()
+    existing = letters.find_open(session, system, record_id, external_id, op)
     if existing is not None:
         existing.error, existing.payload = error[:4000], payload
         existing.attempts += 1
@@ -124,21 +119,13 @@ def enqueue(session: Session, record_id: str, system: str, op: str, reason: str)
     """One open outbox row per (record, system): reuse it (coalescing) or add one.
 
     A delete supersedes a pending create/update; a create stays a create."""
-    row = session.exec(
-        select(Outbox).where(
-            Outbox.record_id == record_id,
-            Outbox.system == system,
-            col(Outbox.status).in_(OPEN_STATES),
-        )
-    ).first()
+    row = outbox.open_row(session, record_id, system)
     return enqueue_into(session, row, record_id, system, op, reason)
 
 
 def open_rows(session: Session, record_id: str) -> dict[str, Outbox]:
     """The open outbox rows of one record, by system (one query for every system)."""
-    rows = session.exec(
-        select(Outbox).where(Outbox.record_id == record_id, col(Outbox.status).in_(OPEN_STATES))
-    ).all()
+    rows = outbox.open_rows_of_record(session, record_id)
     return {row.system: row for row in rows}
 
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from sync.engine.journal import Notes
-from sync.store.models import DeadLetter, Link
+from sync.store import letters, links
+from sync.store.models import DeadLetter
 from sync.timefmt import utcnow
-
-#: a replayed letter is still unresolved until the replay goes through
-UNRESOLVED = ("open", "replayed")
 
 
 def resolve_pushed(
@@ -29,17 +27,10 @@ def resolve_pushed(
     """Close the outbound letters of ``record_ids`` in ``system``: a push there succeeded."""
     if not record_ids:
         return 0
-    letters = session.exec(
-        select(DeadLetter).where(
-            col(DeadLetter.status).in_(UNRESOLVED),
-            DeadLetter.system == system,
-            DeadLetter.direction == "outbound",
-            col(DeadLetter.record_id).in_(sorted(record_ids)),
-        )
-    ).all()
-    for letter in letters:
+    found = letters.unresolved_outbound(session, system, sorted(record_ids))
+    for letter in found:
         _close(session, letter, letter.record_id, notes, run_id, "a later push succeeded")
-    return len(letters)
+    return len(found)
 
 
 def resolve_captured(
@@ -52,26 +43,14 @@ def resolve_captured(
     if not external_ids:
         return 0
     ids = sorted(external_ids)
-    letters = session.exec(
-        select(DeadLetter).where(
-            col(DeadLetter.status).in_(UNRESOLVED),
-            DeadLetter.system == system,
-            DeadLetter.direction == "inbound",
-            col(DeadLetter.external_id).in_(ids),
-        )
-    ).all()
-    if not letters:
+    found = letters.unresolved_inbound(session, system, ids)
+    if not found:
         return 0
-    links = session.exec(
-        select(Link.external_id, Link.record_id).where(
-            Link.system == system, col(Link.external_id).in_(ids)
-        )
-    ).all()
-    record_of = dict(links)
-    for letter in letters:
+    record_of = links.record_ids_of(session, system, ids)
+    for letter in found:
         record_id = letter.record_id or record_of.get(letter.external_id or "")
         _close(session, letter, record_id, notes, run_id, "a later read mapped it")
-    return len(letters)
+    return len(found)
 
 
 def _close(

@@ -38,15 +38,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from sync.engine.identity import index_keys
-from sync.engine.journal import OPEN_STATES, Notes
+from sync.engine.journal import Notes
 from sync.engine.merge import Side, merge_field
 from sync.engine.outbound import MATCH_HOLD, enqueue_pushes
 from sync.engine.state import Engine
-from sync.store.models import Conflict, DeadLetter, Journal, Link, Outbox, Record, RecordKey
+from sync.store import links, outbox, records
+from sync.store.models import Record
 from sync.timefmt import parse_timestamp, utcnow
 
 Status = Literal["matched", "ambiguous", "single"]
@@ -191,14 +191,12 @@ class Proposal:
 def load_deals(session: Session) -> list[Deal]:
     """Every live record with its live copies (two queries)."""
     copies: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for record_id, system, external_id in session.exec(
-        select(Link.record_id, Link.system, Link.external_id).where(col(Link.deleted_at).is_(None))
-    ).all():
+    for record_id, system, external_id in links.live_copies(session):
         copies[record_id].append((system, external_id))
-    records = session.exec(select(Record).where(col(Record.deleted_at).is_(None))).all()
+    live = records.live(session)
     return [
         Deal(r.id, tuple(sorted(copies.get(r.id, []))), dict(r.fields), MATCH_HOLD in r.held)
-        for r in sorted(records, key=lambda r: (r.created_at, r.id))
+        for r in sorted(live, key=lambda r: (r.created_at, r.id))
     ]
 
 
@@ -477,8 +475,7 @@ class _Batch:
         wanted = sorted(set(ids))
         for start in range(0, len(wanted), CHUNK):
             chunk = wanted[start : start + CHUNK]
-            query = select(Record).where(col(Record.id).in_(chunk))
-            self.records.update((r.id, r) for r in self.session.exec(query).all())
+            self.records.update((r.id, r) for r in records.many(self.session, chunk))
 
     def release(self, deal: Deal) -> Record | None:
         record = self.records.get(deal.record_id)
@@ -560,13 +557,7 @@ class _Batch:
         session.flush()
         if self.held:  # creates already queued for them wait no more: none is to be sent
             for start in range(0, len(self.held), CHUNK):
-                session.execute(
-                    sa.delete(Outbox).where(
-                        col(Outbox.record_id).in_(self.held[start : start + CHUNK]),
-                        col(Outbox.op) == "create",
-                        col(Outbox.status).in_(("pending", "retry", "parked")),
-                    )
-                )
+                outbox.drop_unsent_creates(session, self.held[start : start + CHUNK])
         self._move_rows()
         self.notes.write(session)
         session.flush()
@@ -580,21 +571,7 @@ class _Batch:
         table and chunk); its open pushes are dropped (the kept record's are queued again)."""
         pairs = sorted(self.moves.items())
         for start in range(0, len(pairs), CHUNK):
-            chunk = dict(pairs[start : start + CHUNK])
-            gone = list(chunk)
-            self.session.execute(
-                sa.delete(Outbox).where(
-                    col(Outbox.record_id).in_(gone), col(Outbox.status).in_(OPEN_STATES[:3])
-                )
-            )
-            for table in (Link, RecordKey, Journal, Conflict, DeadLetter, Outbox):
-                column = col(table.record_id)
-                self.session.execute(
-                    sa.update(table)
-                    .where(column.in_(gone))
-                    .values(record_id=sa.case(chunk, value=column))
-                )
-            self.session.execute(sa.delete(Record).where(col(Record.id).in_(gone)))
+            records.absorb(self.session, dict(pairs[start : start + CHUNK]), outbox.UNSENT_STATES)
         for gone_id in self.moves:
             self.session.expunge(self.records[gone_id])
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Protocol
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from sync.connectors.errors import ConnectorError
 from sync.engine import money
 from sync.engine.journal import enqueue_into, open_rows
 from sync.engine.state import Engine
-from sync.store.models import Link, Record
+from sync.store import links
+from sync.store.models import Record
 
 #: in ``Record.held``: part of an ambiguous first-run match (sync.engine.matching)
 MATCH_HOLD = "@match"
@@ -82,13 +83,10 @@ def enqueue_pushes(engine: Engine, session: Session, record: Record, *, reason: 
     """Enqueue a push to every system whose copy differs (or that lacks the deal).
 
     Two queries per record whatever the number of systems: its links, its open rows."""
-    links = {
-        link.system: link
-        for link in session.exec(select(Link).where(Link.record_id == record.id)).all()
-    }
+    copies = {link.system: link for link in links.of_record(session, record.id)}
     ops: dict[str, str] = {}
     for system in engine.systems:
-        op = push_op(engine, system, record, links.get(system))
+        op = push_op(engine, system, record, copies.get(system))
         if op:
             ops[system] = op
     if ops:

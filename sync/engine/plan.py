@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from sync.connectors.errors import ConnectorError
 from sync.engine import bindings, first_run, money
@@ -25,7 +25,7 @@ from sync.engine.capture import capture
 from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Counts, Engine
 from sync.mapping.errors import MappingError
-from sync.store.models import Link, Outbox, Record
+from sync.store import links, outbox, records
 
 
 @dataclass(frozen=True)
@@ -118,19 +118,13 @@ def _session(engine: Engine) -> Iterator[Session]:
 
 
 def _planned(engine: Engine, session: Session) -> list[PlannedWrite]:
-    rows = session.exec(
-        select(Outbox)
-        .where(col(Outbox.status).in_(("pending", "retry", "parked", "in_flight")))
-        .order_by(col(Outbox.system), col(Outbox.id))
-    ).all()
+    rows = outbox.every_open(session)
     writes = []
     for row in rows:
-        record = session.get(Record, row.record_id)
+        record = records.get(session, row.record_id)
         if record is None:
             continue
-        link = session.exec(
-            select(Link).where(Link.record_id == row.record_id, Link.system == row.system)
-        ).first()
+        link = links.of_record_in(session, row.record_id, row.system)
         reason = row.reason
         try:
             if row.op == "delete" or link is None:

@@ -21,17 +21,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import structlog
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from sync.connectors.errors import ConnectorError
 from sync.engine import money
 from sync.engine.cycle import finish_run, poll, start_run
-from sync.engine.journal import OPEN_STATES, enqueue, note
+from sync.engine.journal import enqueue, note
 from sync.engine.outbound import push_diff, push_op
 from sync.engine.push import drain
 from sync.engine.state import Counts, Engine
-from sync.store.models import DeadLetter, Link, Outbox, Record, Run
-from sync.timefmt import utcnow
+from sync.store import letters, links, outbox, records, runs
+from sync.store.models import Link, Record
 
 log = structlog.get_logger("crmsync.reconcile")
 CHUNK = 500
@@ -105,10 +105,7 @@ def reconcile(
 def _mark_running(engine: Engine, run_id: str) -> None:
     """A run queued by the CLI or the admin API starts now."""
     with engine.session() as session:
-        run = session.get(Run, run_id)
-        if run is not None:
-            run.status, run.started_at = "running", utcnow()
-            session.add(run)
+        if runs.mark_running(session, run_id) is not None:
             session.commit()
 
 
@@ -132,14 +129,7 @@ def _chunks(engine: Engine) -> Iterator[list[str]]:
     after = ""
     while True:
         with engine.session() as session:
-            ids = list(
-                session.exec(
-                    select(Record.id)
-                    .where(col(Record.deleted_at).is_(None), col(Record.id) > after)
-                    .order_by(col(Record.id))
-                    .limit(CHUNK)
-                ).all()
-            )
+            ids = records.live_ids_after(session, after, CHUNK)
         if not ids:
             return
         yield ids
@@ -149,35 +139,15 @@ def _chunks(engine: Engine) -> Iterator[list[str]]:
 def _owed(
     engine: Engine, session: Session, system: str, record_ids: list[str]
 ) -> Iterator[tuple[Record, Link | None, str]]:
-    records = session.exec(select(Record).where(col(Record.id).in_(record_ids))).all()
-    links = {
-        link.record_id: link
-        for link in session.exec(
-            select(Link).where(Link.system == system, col(Link.record_id).in_(record_ids))
-        ).all()
-    }
-    busy = set(
-        session.exec(
-            select(Outbox.record_id).where(
-                Outbox.system == system,
-                col(Outbox.record_id).in_(record_ids),
-                col(Outbox.status).in_(OPEN_STATES),
-            )
-        ).all()
-    )
-    refused = set(  # a push that went to dead letters waits for a human, not for us
-        session.exec(
-            select(DeadLetter.record_id).where(
-                DeadLetter.system == system,
-                DeadLetter.status == "open",
-                col(DeadLetter.record_id).in_(record_ids),
-            )
-        ).all()
-    )
-    for record in records:
+    found = records.many(session, record_ids)
+    copies = {link.record_id: link for link in links.of_records_in(session, system, record_ids)}
+    busy = outbox.busy_record_ids(session, system, record_ids)
+    # a push that went to dead letters waits for a human, not for us
+    refused = letters.refused_record_ids(session, system, record_ids)
+    for record in found:
         if record.id in busy or record.id in refused:
             continue
-        link = links.get(record.id)
+        link = copies.get(record.id)
         op = push_op(engine, system, record, link)
         if op == "create":
             yield record, None, f"reconcile: {system} lacks this deal and no create was queued"

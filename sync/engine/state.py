@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 import structlog
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from sync.config import Config, PreferPolicy
 from sync.connectors import build_connector
@@ -26,6 +26,7 @@ from sync.connectors.base import BaseConnector
 from sync.engine.claims import CLAIM_SECONDS, ClaimKeeper, holder_id
 from sync.engine.merge import Policy
 from sync.mapping.mapper import Mapper
+from sync.store import refs as stored_refs
 from sync.store.models import RefMap
 from sync.timefmt import maybe_utc, utcnow
 
@@ -98,7 +99,7 @@ class StoreRefs:
                 return
             explicit: dict[tuple[str, str], list[RefMap]] = {}
             with self._engine.session() as session:
-                for row in session.exec(select(RefMap)).all():
+                for row in stored_refs.every(session):
                     explicit.setdefault((row.system, row.kind), []).append(row)
             self._explicit = explicit
 

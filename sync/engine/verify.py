@@ -26,15 +26,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from sync.engine import guard, money
 from sync.engine.matching import normalise_company, normalise_text
 from sync.engine.outbound import MATCH_HOLD, desired
 from sync.engine.state import Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
-from sync.store.models import Conflict, Journal, Link, Record
+from sync.store import conflicts, journal
+from sync.store import links as stored_links
+from sync.store import records as stored_records
+from sync.store.models import Link, Record
 
 #: how capture's journal entry for a record it made from a vendor deal begins
 CAPTURED = "new deal captured from "
@@ -130,7 +132,7 @@ def verify(engine: Engine, systems: list[str] | None = None) -> VerifyReport:
             continue
         report.systems[system] = _verify_system(engine, system)
     with engine.read_session() as session:
-        alike = twins(session.exec(select(Record)).all())
+        alike = twins(stored_records.every(session))
         report.twins = [group for group in alike if _one_deal(session, group)]
     return report
 
@@ -138,16 +140,7 @@ def verify(engine: Engine, systems: list[str] | None = None) -> VerifyReport:
 def _one_deal(session: Session, group: list[str]) -> bool:
     """Was one record of the group captured as new from a system after another record of the
     group had journaled a create there (a create whose answer was lost, adopted by no one)?"""
-    rows = session.exec(
-        select(Journal.record_id, Journal.system, Journal.action, Journal.at).where(
-            col(Journal.record_id).in_(group),
-            sa.or_(
-                col(Journal.action) == "create_intent",
-                # capture's "created" (a new deal read from a system), not push's
-                sa.and_(col(Journal.action) == "created", col(Journal.reason).startswith(CAPTURED)),
-            ),
-        )
-    ).all()
+    rows = journal.creates_of(session, group, CAPTURED)
     intents = [(rid, system, at) for rid, system, action, at in rows if action == "create_intent"]
     captured = [(rid, system, at) for rid, system, action, at in rows if action == "created"]
     return any(
@@ -173,11 +166,8 @@ def twins(records: Sequence[Record]) -> list[list[str]]:
 def _verify_system(engine: Engine, system: str) -> SystemCheck:
     check = SystemCheck()
     with engine.session() as session:
-        links = {
-            link.external_id: link
-            for link in session.exec(select(Link).where(Link.system == system)).all()
-        }
-        records = {r.id: r for r in session.exec(select(Record)).all()}
+        links = {link.external_id: link for link in stored_links.of_system(session, system)}
+        records = {r.id: r for r in stored_records.every(session)}
     names: Counter[str] = Counter()
     carried: Counter[str] = Counter()  # our record id, where the vendor holds it
     seen: set[str] = set()
@@ -260,11 +250,7 @@ def _open_conflicts(
     if not linked:
         return
     with engine.session() as session:
-        rows = session.exec(
-            select(Conflict.record_id).where(
-                Conflict.status == "open", col(Conflict.record_id).in_(sorted(linked))
-            )
-        ).all()
+        rows = conflicts.open_on_records(session, sorted(linked))
     check.conflicts = len(rows)
 
 

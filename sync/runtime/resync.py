@@ -15,7 +15,7 @@ from sync.engine.cycle import finish_run, poll, start_run
 from sync.engine.push import drain
 from sync.engine.state import Counts, Engine, new_id
 from sync.metrics import observe_counts, observe_error
-from sync.store.models import Run
+from sync.store import runs
 
 #: (engine, system, full) -> counts of one poll; the task wraps it in the system's poll lock
 PollFn = Callable[[Engine, str, bool], Counts]
@@ -39,7 +39,7 @@ def queue_run(engine: Engine, system: str | None, kind: str = "resync") -> str:
     """Create a ``queued`` run row now, so its id can be followed before a worker starts it."""
     run_id = new_id("run")
     with engine.session() as session:
-        session.add(Run(id=run_id, kind=kind, system=system, status="queued"))
+        runs.queue(session, run_id, kind, system)
         session.commit()
     return run_id
 
@@ -48,22 +48,14 @@ def open_run(engine: Engine, run_id: str | None, kind: str, system: str | None) 
     if run_id is None:
         return start_run(engine, kind, system)
     with engine.session() as session:
-        run = session.get(Run, run_id)
-        if run is None:
-            session.add(Run(id=run_id, kind=kind, system=system))
-        else:  # queued, or a redelivered task starting over
-            run.status, run.finished_at, run.error = "running", None, None
-            session.add(run)
+        runs.restart(session, run_id, kind, system)  # queued, or a redelivered task
         session.commit()
     return run_id
 
 
 def _progress(engine: Engine, run_id: str, counts: Counts) -> None:
     with engine.session() as session:
-        run = session.get(Run, run_id)
-        if run is not None:
-            run.counts = dict(counts.values)
-            session.add(run)
+        if runs.set_counts(session, run_id, dict(counts.values)) is not None:
             session.commit()
 
 

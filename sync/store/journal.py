@@ -1,0 +1,39 @@
+"""Queries on the ``journal`` (one decision about one record: what, from where, why).
+
+Every function takes the caller's session and leaves the transaction to it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from sync.store.models import Journal
+
+
+def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert journal entries (their columns) with one statement, in order."""
+    session.execute(sa.insert(Journal), rows)
+
+
+def creates_of(
+    session: Session, record_ids: Collection[str], captured_prefix: str
+) -> Sequence[tuple[str, str | None, str, dt.datetime]]:
+    """``(record_id, system, action, at)`` of the given records' ``create_intent`` entries
+    (a push about to create) and ``created`` entries whose reason starts with
+    ``captured_prefix`` (capture's "created", a new deal read from a system, not push's)."""
+    return session.exec(
+        select(Journal.record_id, Journal.system, Journal.action, Journal.at).where(
+            col(Journal.record_id).in_(record_ids),
+            sa.or_(
+                col(Journal.action) == "create_intent",
+                sa.and_(
+                    col(Journal.action) == "created",
+                    col(Journal.reason).startswith(captured_prefix),
+                ),
+            ),
+        )
+    ).all()

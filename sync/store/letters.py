@@ -1,0 +1,73 @@
+"""Queries on ``dead_letters`` (what could not be synced, with the vendor's message).
+
+Every function takes the caller's session and leaves the transaction to it."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from sqlmodel import Session, col, select
+
+from sync.store.models import DeadLetter
+
+#: a replayed letter is still unresolved until the replay goes through
+UNRESOLVED = ("open", "replayed")
+
+
+def find_open(
+    session: Session, system: str, record_id: str | None, external_id: str | None, op: str
+) -> DeadLetter | None:
+    """The open letter about this deal and operation in ``system`` (one per such), if any."""
+    return session.exec(
+        select(DeadLetter).where(
+            DeadLetter.system == system,
+            DeadLetter.status == "open",
+            DeadLetter.record_id == record_id,
+            DeadLetter.external_id == external_id,
+            DeadLetter.op == op,
+        )
+    ).first()
+
+
+def unresolved_outbound(
+    session: Session, system: str, record_ids: Collection[str]
+) -> Sequence[DeadLetter]:
+    """The unresolved outbound letters of the given records in ``system``."""
+    return session.exec(
+        select(DeadLetter).where(
+            col(DeadLetter.status).in_(UNRESOLVED),
+            DeadLetter.system == system,
+            DeadLetter.direction == "outbound",
+            col(DeadLetter.record_id).in_(record_ids),
+        )
+    ).all()
+
+
+def unresolved_inbound(
+    session: Session, system: str, external_ids: Collection[str]
+) -> Sequence[DeadLetter]:
+    """The unresolved inbound letters about the given deals of ``system``."""
+    return session.exec(
+        select(DeadLetter).where(
+            col(DeadLetter.status).in_(UNRESOLVED),
+            DeadLetter.system == system,
+            DeadLetter.direction == "inbound",
+            col(DeadLetter.external_id).in_(external_ids),
+        )
+    ).all()
+
+
+def refused_record_ids(
+    session: Session, system: str, record_ids: Collection[str]
+) -> set[str | None]:
+    """Which of the given records have an open letter in ``system`` (a refused push waits for
+    a person)."""
+    return set(
+        session.exec(
+            select(DeadLetter.record_id).where(
+                DeadLetter.system == system,
+                DeadLetter.status == "open",
+                col(DeadLetter.record_id).in_(record_ids),
+            )
+        ).all()
+    )

@@ -1,0 +1,112 @@
+"""Queries on ``links`` (a record's presence in one system, with its shadow).
+
+Every function takes the caller's session and leaves the transaction to it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Sequence
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+
+from sync.store.models import Link
+
+
+def get(session: Session, link_id: int) -> Link | None:
+    return session.get(Link, link_id)
+
+
+def find(session: Session, system: str, external_id: str) -> Link | None:
+    """The link of the vendor's deal ``external_id`` in ``system`` (tombstoned or not)."""
+    return session.exec(
+        select(Link).where(Link.system == system, Link.external_id == external_id)
+    ).first()
+
+
+def of_record(session: Session, record_id: str) -> Sequence[Link]:
+    """Every link of one record, whatever its system."""
+    return session.exec(select(Link).where(Link.record_id == record_id)).all()
+
+
+def of_record_in(session: Session, record_id: str, system: str) -> Link | None:
+    """The record's link in ``system``."""
+    return session.exec(
+        select(Link).where(Link.record_id == record_id, Link.system == system)
+    ).first()
+
+
+def of_system(session: Session, system: str) -> Sequence[Link]:
+    """Every link of ``system``, tombstoned ones included."""
+    return session.exec(select(Link).where(Link.system == system)).all()
+
+
+def of_records_in(session: Session, system: str, record_ids: Collection[str]) -> Sequence[Link]:
+    """The links in ``system`` of the given records."""
+    return session.exec(
+        select(Link).where(Link.system == system, col(Link.record_id).in_(record_ids))
+    ).all()
+
+
+def live_before(
+    session: Session, system: str, linked_before: dt.datetime
+) -> Sequence[tuple[int | None, str, str]]:
+    """``(id, record_id, external_id)`` of the live links of ``system`` made before
+    ``linked_before``: three strings per link, not the shadows."""
+    return session.exec(
+        select(Link.id, Link.record_id, Link.external_id).where(
+            Link.system == system,
+            Link.deleted_at == None,  # noqa: E711
+            col(Link.linked_at) < linked_before,
+        )
+    ).all()
+
+
+def count_live(session: Session, system: str) -> int:
+    """How many deals of ``system`` are linked and not tombstoned."""
+    query = select(func.count()).select_from(Link)
+    query = query.where(Link.system == system, Link.deleted_at == None)  # noqa: E711
+    return int(session.exec(query).one())
+
+
+def count_live_per_system(session: Session) -> dict[str, int]:
+    """Live links per system (systems without any are absent)."""
+    rows = session.exec(
+        select(Link.system, func.count())
+        .where(col(Link.deleted_at).is_(None))
+        .group_by(col(Link.system))
+    ).all()
+    return {system: int(count) for system, count in rows}
+
+
+def live_copies(session: Session) -> Sequence[tuple[str, str, str]]:
+    """``(record_id, system, external_id)`` of every live link."""
+    return session.exec(
+        select(Link.record_id, Link.system, Link.external_id).where(col(Link.deleted_at).is_(None))
+    ).all()
+
+
+def record_ids_of(session: Session, system: str, external_ids: Collection[str]) -> dict[str, str]:
+    """``external_id -> record_id`` of the given deals of ``system`` that are linked."""
+    links = session.exec(
+        select(Link.external_id, Link.record_id).where(
+            Link.system == system, col(Link.external_id).in_(external_ids)
+        )
+    ).all()
+    return dict(links)
+
+
+def forget_stamps(session: Session, system: str) -> None:
+    """Forget the vendor stamps of every link of ``system``: its next capture compares every
+    deal instead of skipping those whose stamp did not move."""
+    session.execute(
+        sa.update(Link)
+        .where(col(Link.system) == system)
+        .values(vendor_modified=None, confirmed_at=None)
+    )
+
+
+def move_system(session: Session, source: str, target: str) -> int:
+    """Move every link of ``source`` to the system name ``target``; returns how many."""
+    moved = session.execute(sa.update(Link).where(col(Link.system) == source).values(system=target))
+    return int(getattr(moved, "rowcount", 0) or 0)

@@ -1,0 +1,216 @@
+"""Queries on the ``outbox`` (pending pushes, one open row per record and system), its
+claims, and what is still owed.
+
+``OPEN_STATES`` are the states of a row not yet settled. Every function takes the caller's
+session and leaves the transaction to it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+
+from sync.store.models import Link, Outbox
+
+OPEN_STATES = ("pending", "retry", "parked", "in_flight")
+#: open, and not yet handed to a push (no claim on them)
+UNSENT_STATES = OPEN_STATES[:3]
+
+
+def open_row(session: Session, record_id: str, system: str) -> Outbox | None:
+    """The open row of (record, system), if any."""
+    return session.exec(
+        select(Outbox).where(
+            Outbox.record_id == record_id,
+            Outbox.system == system,
+            col(Outbox.status).in_(OPEN_STATES),
+        )
+    ).first()
+
+
+def open_rows_of_record(session: Session, record_id: str) -> Sequence[Outbox]:
+    """The open rows of one record, every system (one query)."""
+    return session.exec(
+        select(Outbox).where(Outbox.record_id == record_id, col(Outbox.status).in_(OPEN_STATES))
+    ).all()
+
+
+def open_rows_of_records(
+    session: Session, system: str, record_ids: Collection[str]
+) -> Sequence[Outbox]:
+    """The open rows in ``system`` of the given records."""
+    return session.exec(
+        select(Outbox).where(
+            Outbox.system == system,
+            col(Outbox.record_id).in_(record_ids),
+            col(Outbox.status).in_(OPEN_STATES),
+        )
+    ).all()
+
+
+def busy_record_ids(session: Session, system: str, record_ids: Collection[str]) -> set[str]:
+    """Which of the given records have an open row in ``system``."""
+    return set(
+        session.exec(
+            select(Outbox.record_id).where(
+                Outbox.system == system,
+                col(Outbox.record_id).in_(record_ids),
+                col(Outbox.status).in_(OPEN_STATES),
+            )
+        ).all()
+    )
+
+
+def open_deletes_of_record(session: Session, record_id: str) -> Sequence[Outbox]:
+    """The record's open delete rows (any system)."""
+    return session.exec(
+        select(Outbox).where(
+            Outbox.record_id == record_id,
+            Outbox.op == "delete",
+            col(Outbox.status).in_(OPEN_STATES),
+        )
+    ).all()
+
+
+def every_open(session: Session) -> Sequence[Outbox]:
+    """Every open row, by system, then in queue order."""
+    return session.exec(
+        select(Outbox)
+        .where(col(Outbox.status).in_(("pending", "retry", "parked", "in_flight")))
+        .order_by(col(Outbox.system), col(Outbox.id))
+    ).all()
+
+
+def open_intents(session: Session, system: str) -> Sequence[tuple[Any, ...]]:
+    """``(id, record_id, intent_at, intent)`` of the open creates in ``system`` that set an
+    intent and whose record is not linked there yet, oldest intent first."""
+    linked = select(Link.record_id).where(Link.system == system)
+    return session.exec(
+        select(Outbox.id, Outbox.record_id, Outbox.intent_at, Outbox.intent)
+        .where(
+            Outbox.system == system,
+            Outbox.op == "create",
+            col(Outbox.status).in_(OPEN_STATES),
+            col(Outbox.intent_at).is_not(None),
+            col(Outbox.record_id).not_in(linked),
+        )
+        .order_by(col(Outbox.intent_at), col(Outbox.id))
+    ).all()
+
+
+def update_doubts(session: Session, system: str) -> Sequence[tuple[Any, ...]]:
+    """``(record_id, intent)`` of the open updates to ``system`` that recorded what they send
+    (``engine.intents``: updates in doubt)."""
+    return session.exec(
+        select(Outbox.record_id, Outbox.intent).where(
+            Outbox.system == system,
+            Outbox.op == "update",
+            col(Outbox.status).in_(OPEN_STATES),
+            col(Outbox.intent).is_not(None),
+        )
+    ).all()
+
+
+def count_due(session: Session, now: dt.datetime, system: str | None = None) -> int:
+    """Rows ``pending`` and due at ``now`` (not waiting on a retry time); all systems when
+    ``system`` is None."""
+    query = (
+        select(func.count())
+        .select_from(Outbox)
+        .where(col(Outbox.status).in_(("pending",)), Outbox.next_attempt_at <= now)
+    )
+    if system:
+        query = query.where(Outbox.system == system)
+    return int(session.exec(query).one())
+
+
+def owed_summary(session: Session, states: Collection[str]) -> Sequence[Any]:
+    """Per (system, status, op) among rows in ``states``: ``(system, status, op, count,
+    earliest next attempt, earliest claim end)``."""
+    return session.execute(
+        sa.select(
+            col(Outbox.system),
+            col(Outbox.status),
+            col(Outbox.op),
+            func.count(),
+            func.min(col(Outbox.next_attempt_at)),
+            func.min(col(Outbox.claimed_until)),
+        )
+        .where(col(Outbox.status).in_(states))
+        .group_by(col(Outbox.system), col(Outbox.status), col(Outbox.op))
+    ).all()
+
+
+def drop_unsent(session: Session, system: str) -> None:
+    """Delete the rows of ``system`` not yet handed to a push (pending, retry, parked)."""
+    session.execute(
+        sa.delete(Outbox).where(
+            col(Outbox.system) == system, col(Outbox.status).in_(("pending", "retry", "parked"))
+        )
+    )
+
+
+def drop_unsent_creates(session: Session, record_ids: Collection[str]) -> None:
+    """Delete the creates of the given records not yet handed to a push."""
+    session.execute(
+        sa.delete(Outbox).where(
+            col(Outbox.record_id).in_(record_ids),
+            col(Outbox.op) == "create",
+            col(Outbox.status).in_(("pending", "retry", "parked")),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def in_flight_holders(session: Session) -> Sequence[str | None]:
+    """The distinct holders of rows ``in_flight``."""
+    return session.exec(
+        select(Outbox.claimed_by)
+        .where(col(Outbox.status) == "in_flight", col(Outbox.claimed_by).is_not(None))
+        .distinct()
+    ).all()
+
+
+def release_holders(session: Session, holders: Collection[str], now: dt.datetime) -> int:
+    """Put the ``in_flight`` rows of ``holders`` back to ``retry``, due at ``now``, unclaimed;
+    returns how many."""
+    released = session.execute(
+        sa.update(Outbox)
+        .where(col(Outbox.status) == "in_flight", col(Outbox.claimed_by).in_(holders))
+        .values(status="retry", claimed_by=None, claimed_until=None, next_attempt_at=now)
+    )
+    return int(getattr(released, "rowcount", 0) or 0)
+
+
+def renew_claims(session: Session, ids: Collection[int], holder: str, until: dt.datetime) -> int:
+    """Move the claim expiry of the rows ``ids`` still ``in_flight`` for ``holder`` to
+    ``until``; returns how many."""
+    result = session.execute(
+        sa.update(Outbox)
+        .where(
+            col(Outbox.id).in_(ids),
+            col(Outbox.status) == "in_flight",
+            col(Outbox.claimed_by) == holder,
+        )
+        .values(claimed_until=until)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def stranded_systems(session: Session, systems: Collection[str], now: dt.datetime) -> list[str]:
+    """Among ``systems``, those with ``in_flight`` rows whose claim ran out before ``now``."""
+    found = session.exec(
+        select(Outbox.system)
+        .where(
+            col(Outbox.system).in_(systems),
+            col(Outbox.status) == "in_flight",
+            col(Outbox.claimed_until) < now,
+        )
+        .distinct()
+    ).all()
+    return sorted(str(system) for system in found)

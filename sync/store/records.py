@@ -1,0 +1,97 @@
+"""Queries on ``records`` (the canonical deals) and their identity keys (``record_keys``),
+and the one statement set that folds matched records into one.
+
+Every function takes the caller's session and leaves the transaction to it."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from sync.store.models import Conflict, DeadLetter, Journal, Link, Outbox, Record, RecordKey
+
+
+def get(session: Session, record_id: str) -> Record | None:
+    return session.get(Record, record_id)
+
+
+def every(session: Session) -> Sequence[Record]:
+    """Every record, tombstoned ones included."""
+    return session.exec(select(Record)).all()
+
+
+def live(session: Session) -> Sequence[Record]:
+    """Every record not tombstoned."""
+    return session.exec(select(Record).where(col(Record.deleted_at).is_(None))).all()
+
+
+def many(session: Session, record_ids: Collection[str]) -> Sequence[Record]:
+    """The records with the given ids (those that exist, in no particular order)."""
+    return session.exec(select(Record).where(col(Record.id).in_(record_ids))).all()
+
+
+def live_ids(session: Session) -> list[str]:
+    """The ids of every live record (in no particular order)."""
+    return list(
+        session.exec(select(Record.id).where(Record.deleted_at == None)).all()  # noqa: E711
+    )
+
+
+def live_ids_after(session: Session, after: str, limit: int) -> list[str]:
+    """Up to ``limit`` live record ids greater than ``after``, in id order (keyset paging)."""
+    return list(
+        session.exec(
+            select(Record.id)
+            .where(col(Record.deleted_at).is_(None), col(Record.id) > after)
+            .order_by(col(Record.id))
+            .limit(limit)
+        ).all()
+    )
+
+
+def live_holds(session: Session) -> Sequence[Sequence[Any]]:
+    """The ``held`` list of every live record."""
+    return session.exec(select(Record.held).where(col(Record.deleted_at).is_(None))).all()
+
+
+def absorb(session: Session, moves: Mapping[str, str], unsent: Sequence[str]) -> None:
+    """Fold each record ``gone`` of ``moves`` (gone -> kept) into the record it joins: its
+    not yet sent pushes (status in ``unsent``) are dropped, every row of it in links, keys,
+    journal, conflicts, dead letters and the outbox moves to the kept record, and it is
+    deleted. One statement per table."""
+    gone = list(moves)
+    session.execute(
+        sa.delete(Outbox).where(col(Outbox.record_id).in_(gone), col(Outbox.status).in_(unsent))
+    )
+    tables: tuple[Any, ...] = (Link, RecordKey, Journal, Conflict, DeadLetter, Outbox)
+    for table in tables:
+        column = col(table.record_id)
+        session.execute(
+            sa.update(table).where(column.in_(gone)).values(record_id=sa.case(moves, value=column))
+        )
+    session.execute(sa.delete(Record).where(col(Record.id).in_(gone)))
+
+
+# --------------------------------------------------------------------------- identity keys
+
+
+def key_owner(session: Session, namespace: str, value: str) -> RecordKey | None:
+    """The key row ``(namespace, value)``: which record holds that identity key."""
+    return session.exec(
+        select(RecordKey).where(RecordKey.namespace == namespace, RecordKey.value == value)
+    ).first()
+
+
+def keys_among(
+    session: Session, namespaces: Collection[str], values: Collection[str]
+) -> Sequence[RecordKey]:
+    """Key rows whose namespace is one of ``namespaces`` and value one of ``values``."""
+    return session.exec(
+        select(RecordKey).where(
+            col(RecordKey.namespace).in_(namespaces),
+            col(RecordKey.value).in_(values),
+        )
+    ).all()
