@@ -155,3 +155,25 @@ def test_jobs_started_here_run_on_a_thread_and_their_row_can_be_followed(
         assert time.monotonic() < deadline, "the resync never finished"
         time.sleep(0.05)
     assert row(world, run_id).status == "done"
+
+
+def test_the_embedded_scheduler_logs_a_failed_job_and_keeps_going(world: World) -> None:
+    """A scheduled job that fails is logged (``job_failed``) and swallowed, its row failed;
+    the next one runs as usual."""
+    from structlog.testing import capture_logs
+
+    from sync.scheduler import EmbeddedDispatcher
+
+    dispatcher = EmbeddedDispatcher(world.engine)
+    world.faults("close", error_rate=1.0, statuses=[503])
+    with capture_logs() as logs:
+        dispatcher.poll("close")
+        assert rows(world, "poll")[-1].status == "failed" and "close" not in dispatcher.last
+        dispatcher.reconcile("close")
+    failed = [(e["kind"], e["system"]) for e in logs if e["event"] == "job_failed"]
+    assert failed == [("poll", "close")], "a reconcile records an unreadable system, not fails"
+    assert rows(world, "reconcile")[-1].status == "partial"
+    assert dispatcher.last["close"]["healed"] == 0
+    world.faults("close")
+    dispatcher.poll("ruddr")
+    assert rows(world, "poll")[-1].status == "done" and "ruddr" in dispatcher.last
