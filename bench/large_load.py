@@ -100,9 +100,8 @@ def _load(urls: dict[str, str], records: int) -> dict[str, Any]:
         url = f"sqlite:///{Path(tmp) / 'crmsync.db'}"
         upgrade(url)
         engine = Engine.from_config(
-            config, make_engine(url), retry=FAST_RETRY, limiter=TokenBucket()
+            config, make_engine(url), retry=FAST_RETRY, limiter=TokenBucket(), backoff_base=0.0
         )
-        engine.backoff_base = 0.0
         rss_before = peak_rss_mb()
         started_at = utcnow()
         started = time.perf_counter()

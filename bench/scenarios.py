@@ -132,8 +132,8 @@ def make_world(
             transports=transports,
             retry=FAST_RETRY,
             limiter=TokenBucket(),  # unconfigured: the emulators enforce no limits either
+            backoff_base=0.0,
         )
-        engine.backoff_base = 0.0
     users: dict[str, Any] = {}
     for name, cfg in config.systems.items():
         auth = httpx.BasicAuth("close-test-key", "") if cfg.type == "close" else None

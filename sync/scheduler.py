@@ -7,8 +7,8 @@ Two ways to run a job:
   scheduler may run, but only the leader (a renewed Redis lock, :mod:`sync.runtime.leader`)
   enqueues, and each job claims its period once (``claim_slot``), so two schedulers never
   double-enqueue and a dead leader is replaced within the lock's TTL;
-- embedded (:class:`EmbeddedDispatcher`): the job calls the engine in this process, one job at
-  a time, then drains every outbox with due rows.
+- embedded (:class:`EmbeddedDispatcher`): the job runs here, one job at a time, through the
+  job runner (:mod:`sync.runtime.jobs`: a poll, then every outbox with due rows, as one run).
 
 ``SIGHUP`` reloads the configuration and reschedules the jobs (a bad file is logged and the
 old one kept). ``SIGINT`` / ``SIGTERM`` stop taking new jobs, let the running one finish and exit.
@@ -27,12 +27,8 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from sync.config import Config, ConfigError, load_config
-from sync.engine import admin_ops
-from sync.engine.cycle import finish_run, poll, start_run
-from sync.engine.push import drain
-from sync.engine.reconcile import reconcile as reconcile_systems
 from sync.engine.state import Counts, Engine
-from sync.metrics import observe_counts, observe_error
+from sync.runtime.jobs import logged_failure, poll_and_drain_job, reconcile_job
 
 log = structlog.get_logger("crmsync.scheduler")
 
@@ -100,44 +96,26 @@ class EmbeddedDispatcher:
         self.last: dict[str, Counts] = {}
 
     def poll(self, system: str) -> None:
-        self._run(system, full=False, kind="poll")
+        if self.stopping.is_set():
+            return
+        with self.lock:
+            counts = logged_failure(
+                "poll",
+                system,
+                lambda: poll_and_drain_job(self.engine, system, stopping=self.stopping),
+            )
+            if counts is not None:
+                self.last[system] = counts
 
     def reconcile(self, system: str) -> None:
         if self.stopping.is_set():
             return
         with self.lock:
-            try:
-                report = reconcile_systems(self.engine, [system])
-            except Exception as exc:
-                observe_error(system, exc)
-                log.warning("job_failed", system=system, kind="reconcile", error=str(exc))
-                return
-            counts = report.totals()
-            observe_counts(system, counts.values)
-            self.last[system] = counts
-
-    def _run(self, system: str, *, full: bool, kind: str) -> None:
-        if self.stopping.is_set():
-            return
-        with self.lock:
-            engine = self.engine
-            run_id = start_run(engine, kind, system)
-            counts = Counts()
-            try:
-                counts.merge(poll(engine, system, full=full, run_id=run_id))
-                for target in admin_ops.due_systems(engine):
-                    if self.stopping.is_set():
-                        break
-                    counts.merge(drain(engine, target, run_id=run_id))
-            except Exception as exc:
-                observe_error(system, exc)
-                finish_run(engine, run_id, "failed", counts, f"{type(exc).__name__}: {exc}")
-                log.warning("job_failed", system=system, kind=kind, error=str(exc))
-                return
-            status = "interrupted" if self.stopping.is_set() else "done"
-            finish_run(engine, run_id, status, counts)
-            observe_counts(system, counts.values)
-            self.last[system] = counts
+            report = logged_failure(
+                "reconcile", system, lambda: reconcile_job(self.engine, system, metered=True)
+            )
+            if report is not None:
+                self.last[system] = report.totals()
 
 
 def schedule_jobs(scheduler: Any, config: Config, dispatcher: Dispatcher) -> list[str]:

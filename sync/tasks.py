@@ -23,7 +23,6 @@ anything else fails the task and is recorded on the run.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import structlog
@@ -32,18 +31,12 @@ from sync.celery_app import app
 from sync.connectors.errors import Retryable
 from sync.engine import admin_ops
 from sync.engine.claims import stranded_systems
-from sync.engine.cycle import finish_run, poll, start_run
-from sync.engine.push import drain
-from sync.engine.reconcile import reconcile as reconcile_systems
+from sync.engine.cycle import poll
 from sync.engine.state import Counts, Engine
-from sync.engine.verify import verify as verify_systems
 from sync.logging import bind_system
-from sync.metrics import observe_counts
 from sync.runtime import context
+from sync.runtime.jobs import drain_job, poll_job, reconcile_job, resync_job, verify_job
 from sync.runtime.locks import RenewedLock
-from sync.runtime.resync import open_run, perform_resync, recorded_poll
-from sync.store import runs
-from sync.store.models import utcnow
 
 log = structlog.get_logger("crmsync.tasks")
 
@@ -111,7 +104,7 @@ def _poll_system(self: Any, system: str, full: bool = False) -> dict[str, Any]:
         log.info("poll_skipped", reason="another poll of this system is running")
         return {"system": system, "status": "busy"}
     try:
-        counts = recorded_poll(engine, system, full)
+        counts = poll_job(engine, system, full)
     finally:
         lock.release()
     drains = enqueue_drains(engine)
@@ -121,22 +114,8 @@ def _poll_system(self: Any, system: str, full: bool = False) -> dict[str, Any]:
 def _drain_system(self: Any, system: str) -> dict[str, Any]:
     engine = _engine(system)
     _redis().delete(f"{context.prefix()}:drain-queued:{system}")
-    started = utcnow()
-    counts = drain(engine, system)
-    observe_counts(system, counts.values)
-    if counts.values:
-        _record_run(engine, "drain", system, started, counts)
+    counts = drain_job(engine, system)
     return {"system": system, "counts": counts.values}
-
-
-def _record_run(
-    engine: Engine, kind: str, system: str, started: dt.datetime, counts: Counts
-) -> None:
-    run_id = start_run(engine, kind, system)
-    with engine.session() as session:
-        if runs.set_started(session, run_id, started) is not None:
-            session.commit()
-    finish_run(engine, run_id, "done", counts)
 
 
 def _locked_full_poll(engine: Engine, system: str, *, full: bool, kind: str) -> Counts:
@@ -144,7 +123,7 @@ def _locked_full_poll(engine: Engine, system: str, *, full: bool, kind: str) -> 
     if not lock.acquire(wait=RESYNC_LOCK_WAIT):
         raise Retryable(f"a poll of {system} is still running", system=system)
     try:
-        return recorded_poll(engine, system, full, kind)
+        return poll_job(engine, system, full, kind)
     finally:
         lock.release()
 
@@ -153,13 +132,13 @@ def _resync(
     self: Any, system: str | None = None, full: bool = False, run_id: str | None = None
 ) -> dict[str, Any]:
     """Re-read (``full``: completely) one system or all, then push until nothing is due;
-    ``run_id`` names the ``runs`` row whoever enqueued it follows (sync.runtime.resync)."""
+    ``run_id`` names the ``runs`` row whoever enqueued it follows (sync.runtime.jobs)."""
     engine = _engine(system)
 
     def locked(engine: Engine, name: str, full: bool) -> Counts:
         return _locked_full_poll(engine, name, full=full, kind="poll")
 
-    run_id, status, counts = perform_resync(engine, system, full, run_id, locked)
+    run_id, status, counts = resync_job(engine, system, full, run_id, locked)
     return {"run_id": run_id, "status": status, "counts": counts.values}
 
 
@@ -176,12 +155,9 @@ def _locked_reconcile_read(engine: Engine, system: str, run_id: str) -> Counts:
 
 def _reconcile(self: Any, system: str | None = None, run_id: str | None = None) -> dict[str, Any]:
     engine = _engine(system)
-    run_id = open_run(engine, run_id, "reconcile", system)
-    report = reconcile_systems(
-        engine, [system] if system else None, run_id=run_id, full_poll=_locked_reconcile_read
-    )
+    report = reconcile_job(engine, system, run_id, full_poll=_locked_reconcile_read)
     enqueue_drains(engine)
-    return {"run_id": run_id, "status": report.status, "healed": report.healed}
+    return {"run_id": report.run_id, "status": report.status, "healed": report.healed}
 
 
 def _detect_deletes(self: Any, system: str) -> dict[str, Any]:
@@ -189,19 +165,8 @@ def _detect_deletes(self: Any, system: str) -> dict[str, Any]:
 
 
 def _verify(self: Any) -> dict[str, Any]:
-    engine = _engine()
-    run_id = start_run(engine, "verify")
-    report = verify_systems(engine)
-    counts = Counts()
-    for check in report.systems.values():
-        counts.add("drift", len(check.drift))
-        counts.add("unlinked", len(check.unlinked))
-        counts.add("missing", len(check.missing))
-        counts.add("duplicates", len(check.duplicates))
-        counts.add("known", len(check.known))  # open conflicts, filters, holds (issue 17)
-    counts.add("twins", len(report.twins))
-    finish_run(engine, run_id, "done" if report.clean else "drift", counts)
-    return {"run_id": run_id, "clean": report.clean, "counts": counts.values}
+    run_id, clean, counts = verify_job(_engine())
+    return {"run_id": run_id, "clean": clean, "counts": counts.values}
 
 
 # Registered with calls rather than decorators (Celery's decorators are untyped); the names

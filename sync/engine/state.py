@@ -1,8 +1,9 @@
 """The engine's working context: config, mapper, store, connectors, references, policies.
 
-Built once per process (``Engine.from_config``) and handed to the engine functions; tasks and
-the CLI only build it and call those functions. Connector transports can be injected (tests
-and the demo use the emulators in-process; production uses real HTTP).
+Built once per process (:func:`sync.runtime.context.build_engine`, over ``Engine.from_config``)
+and handed to the engine functions; tasks and the CLI only build it and call those functions.
+Everything it is tuned by is passed in, never read from module globals. Connector transports
+can be injected (tests and the demo use the emulators in-process; production uses real HTTP).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from sync.store.models import RefMap
 from sync.timefmt import maybe_utc, utcnow
 
 log = structlog.get_logger("crmsync.engine")
+#: first wait after a failed push, in seconds (doubled per attempt)
+BACKOFF_BASE = 2.0
 
 
 def new_id(prefix: str = "rec") -> str:
@@ -242,7 +245,7 @@ class Engine:
     retry: Any = None
     dry_run: bool = False
     #: first wait after a failed push, doubled per attempt (tests make it tiny)
-    backoff_base: float = 2.0
+    backoff_base: float = BACKOFF_BASE
     #: who holds this engine's outbox claims (``host:pid:boot:n``, see sync.engine.claims)
     worker_id: str = field(default_factory=holder_id)
     #: how long a claim lasts unless renewed; the heartbeat renews it every quarter of that
@@ -265,7 +268,11 @@ class Engine:
         transports: Mapping[str, httpx.BaseTransport] | None = None,
         limiter: Any = None,
         retry: Any = None,
+        claim_seconds: float = CLAIM_SECONDS,
+        backoff_base: float = BACKOFF_BASE,
     ) -> Engine:
+        """An Engine on ``db`` with everything it is tuned by passed in; a process builds it
+        with :func:`sync.runtime.context.build_engine`, which picks these from its settings."""
         return cls(
             config=config,
             db=db,
@@ -273,6 +280,8 @@ class Engine:
             transports=dict(transports or {}),
             limiter=limiter,
             retry=retry,
+            claim_seconds=claim_seconds,
+            backoff_base=backoff_base,
         )
 
     @property

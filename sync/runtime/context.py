@@ -1,9 +1,11 @@
 """Per-process runtime context: the config, the store engine and the crmsync Engine, built once.
 
-Workers, the scheduler and the admin API all build their Engine here, from ``$CRMSYNC_CONFIG``
-(default ./config.yaml), so every process of a deployment reads the same file. In distributed
-mode the connectors share the Redis token bucket; in embedded mode each connector keeps its
-in-process bucket.
+:func:`build_engine` is the one way a process builds its Engine (the CLI, workers, the
+scheduler, the admin API, the benches' recovery runs): the store, transports, limiter, retry
+and tuning are passed in, and nothing is patched on a module. Workers build theirs once, here
+(:func:`engine`), from ``$CRMSYNC_CONFIG`` (default ./config.yaml), so every process of a
+deployment reads the same file. In distributed mode the connectors share the Redis token
+bucket; in embedded mode each connector keeps its in-process bucket.
 
 Environment knobs (all optional):
 
@@ -19,13 +21,17 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
+import httpx
 import redis
+import sqlalchemy as sa
 
 from sync.config import Config, ConfigError, load_config
 from sync.config_reader import ConfigProblem
-from sync.engine.state import Engine
+from sync.engine.claims import CLAIM_SECONDS
+from sync.engine.state import BACKOFF_BASE, Engine
 from sync.store.db import make_engine
 
 PREFIX_ENV = "CRMSYNC_REDIS_PREFIX"
@@ -49,21 +55,42 @@ def redis_client(url: str) -> redis.Redis[Any]:
         return _redis[url]
 
 
-def build_engine(config: Config, *, distributed: bool) -> Engine:
-    """An Engine on ``config.store.url``; connectors share the Redis bucket when distributed."""
-    limiter: Any = None
-    if distributed and config.broker.url:
+def build_engine(
+    config: Config,
+    *,
+    distributed: bool,
+    db: sa.Engine | None = None,
+    transports: Mapping[str, httpx.BaseTransport] | None = None,
+    limiter: Any = None,
+    retry: Any = None,
+    claim_seconds: float | None = None,
+    backoff_base: float | None = None,
+) -> Engine:
+    """The one way a process builds its Engine; everything is passed in, nothing patched.
+
+    ``db``: the store engine (default: a new one on ``config.store.url``). ``limiter``: the
+    connectors' rate limiter (default: the shared Redis bucket when ``distributed`` and a
+    broker is configured, else each connector's own). ``claim_seconds`` / ``backoff_base``:
+    default ``$CRMSYNC_CLAIM_SECONDS`` / ``$CRMSYNC_BACKOFF_BASE``, else the engine's."""
+    if claim_seconds is None:
+        claim = os.environ.get(CLAIM_ENV)
+        claim_seconds = _positive(CLAIM_ENV, claim) if claim else CLAIM_SECONDS
+    if backoff_base is None:
+        backoff = os.environ.get(BACKOFF_ENV)
+        backoff_base = float(backoff) if backoff else BACKOFF_BASE
+    if limiter is None and distributed and config.broker.url:
         from sync.runtime.redis_limiter import from_config
 
         limiter = from_config(redis_client(config.broker.url), config.systems, prefix=prefix())
-    engine = Engine.from_config(config, make_engine(config.store.url), limiter=limiter)
-    claim = os.environ.get(CLAIM_ENV)
-    if claim:
-        engine.claim_seconds = _positive(CLAIM_ENV, claim)
-    backoff = os.environ.get(BACKOFF_ENV)
-    if backoff:
-        engine.backoff_base = float(backoff)
-    return engine
+    return Engine.from_config(
+        config,
+        db if db is not None else make_engine(config.store.url),
+        transports=transports,
+        limiter=limiter,
+        retry=retry,
+        claim_seconds=claim_seconds,
+        backoff_base=backoff_base,
+    )
 
 
 def _positive(name: str, value: str) -> float:

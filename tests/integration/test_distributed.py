@@ -217,7 +217,7 @@ def test_a_reconcile_task_on_a_worker_heals_nothing_after_convergence(
     stack.worker("w1")
     stack.send("crmsync.resync", None, False, None)
     wait_for(lambda: _converged(stack), 60, "both systems to hold every deal")
-    from sync.runtime.resync import queue_run
+    from sync.runtime.jobs import queue_run
 
     engine = stack.engine()
     try:
