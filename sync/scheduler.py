@@ -27,7 +27,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from sync.config import Config, ConfigError, load_config
-from sync.engine import admin_ops
+from sync.engine import operations
 from sync.engine.cycle import finish_run, poll, start_run
 from sync.engine.push import drain
 from sync.engine.reconcile import reconcile as reconcile_systems
@@ -125,7 +125,7 @@ class EmbeddedDispatcher:
             counts = Counts()
             try:
                 counts.merge(poll(engine, system, full=full, run_id=run_id))
-                for target in admin_ops.due_systems(engine):
+                for target in operations.due_systems(engine):
                     if self.stopping.is_set():
                         break
                     counts.merge(drain(engine, target, run_id=run_id))

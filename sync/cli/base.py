@@ -1,50 +1,42 @@
-"""The ``crmsync`` command line (typer + rich).
+"""What every ``crmsync`` command shares: the invocation's context (the global options and the
+configuration, loaded once), the two consoles, one-line failures, and the engine a command works
+on.
 
-Adding a command: write a function under the right ``typer.Typer`` group, take ``ctx`` and get
-the configuration with ``state(ctx).config()`` (a broken file prints its problems and exits 2);
-call :func:`fail` for anything else the user can fix — it prints one red line and exits, without
-a traceback. Unexpected exceptions still show theirs: they are bugs.
+This module imports no command module — the command modules import it, and
+:mod:`sync.cli.app` assembles them — so the arrows point one way. Adding a command: write a
+function in the command module of its audience, take ``ctx`` and get the configuration with
+``context(ctx).config()`` (a broken file prints its problems and exits 2); call :func:`fail` for
+anything else the user can fix — it prints one red line and exits, without a traceback.
+Unexpected exceptions still show theirs: they are bugs. Then list it in :mod:`sync.cli.app`.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-from collections.abc import Callable
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.syntax import Syntax
 
-from sync import __version__
 from sync.config import CONFIG_ENV, DEFAULT_PATH, Config, ConfigError, load_config
-from sync.money_config import resolve
 
-EMULATED_SYSTEMS = ("ruddr", "close", "parsalink", "truto")
+if TYPE_CHECKING:
+    from sync.engine.state import Engine
 
 out = Console()
 err = Console(stderr=True)
 
-app = typer.Typer(
-    name="crmsync",
-    help="Keep sales opportunities identical, in both directions, across CRMs.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
-config_app = typer.Typer(help="Check the configuration file.", no_args_is_help=True)
-db_app = typer.Typer(help="Manage the store database.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
-app.add_typer(db_app, name="db")
+#: ids are SQL BIGINTs: a larger number names no row (and would overflow the driver)
+MAX_ID = 2**63 - 1
 
 
 @dataclass
-class State:
+class CliContext:
     """What the global options decided, shared with every command through ``ctx.obj``."""
 
     config_path: Path
@@ -64,11 +56,11 @@ class State:
         return self._config
 
 
-def state(ctx: typer.Context) -> State:
-    """The :class:`State` of this invocation (works from nested groups too)."""
+def context(ctx: typer.Context) -> CliContext:
+    """The :class:`CliContext` of this invocation (works from nested groups too)."""
     obj = ctx.find_root().obj
-    if not isinstance(obj, State):  # commands invoked without the root callback (tests)
-        obj = State(config_path=Path(DEFAULT_PATH))
+    if not isinstance(obj, CliContext):  # commands invoked without the root callback (tests)
+        obj = CliContext(config_path=Path(DEFAULT_PATH))
         ctx.find_root().obj = obj
     return obj
 
@@ -96,215 +88,74 @@ def load_config_or_exit(path: str | Path | None) -> Config:
         raise typer.Exit(2) from None
 
 
-# --------------------------------------------------------------------------- global options
+def check_id(kind: str, value: int) -> None:
+    """Exit with one line unless ``value`` can be the id of a row."""
+    if not 1 <= value <= MAX_ID:
+        fail(f"no {kind} {value} (ids are whole numbers from 1)")
 
 
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"crmsync {__version__}")
-        raise typer.Exit()
+# --------------------------------------------------------------------------- processes
 
 
-@app.callback()
-def main_callback(
-    ctx: typer.Context,
-    config: Annotated[
-        Path,
-        typer.Option(
-            "--config",
-            "-c",
-            envvar=CONFIG_ENV,
-            help="Configuration file.",
-            show_default=True,
-            dir_okay=False,
-        ),
-    ] = Path(DEFAULT_PATH),
-    log_format: Annotated[
-        str | None,
-        typer.Option(
-            "--log-format",
-            help="console or json (default: $CRMSYNC_LOG_FORMAT, else console on a terminal).",
-        ),
-    ] = None,
-    log_level: Annotated[
-        str | None,
-        typer.Option("--log-level", help="DEBUG, INFO, WARNING… (default: $CRMSYNC_LOG_LEVEL)."),
-    ] = None,
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
-) -> None:
-    """crmsync keeps sales opportunities identical across Ruddr, Close, ParsaLink and Truto."""
+def exported_config(ctx: typer.Context) -> Config:
+    """The configuration, with ``$CRMSYNC_CONFIG`` naming its file: child processes (the
+    celery pool, scheduler jobs) read the same file."""
+    cli = context(ctx)
+    os.environ[CONFIG_ENV] = str(cli.config_path)
+    return cli.config()
+
+
+def configure_logging_again(ctx: typer.Context) -> None:
+    """Logging as the global options asked (for commands that run the engine here)."""
     from sync.logging import configure_logging
 
-    try:
-        configure_logging(log_format, log_level)
-    except ValueError as exc:
-        fail(str(exc), 2)
-    ctx.obj = State(config_path=config, log_format=log_format, log_level=log_level)
+    cli = context(ctx)
+    configure_logging(cli.log_format, cli.log_level)
 
 
-# --------------------------------------------------------------------------- config
-
-
-def _print_currencies(config: Config) -> None:
-    """What each system will do with money (stderr: stdout stays the resolved YAML)."""
-    err.print("currencies (systems.NAME.currency):")
-    for name, system in config.systems.items():
-        model = resolve(system.type, system.currency)
-        err.print(f"  {escape(name)}: {escape(model.describe())}", soft_wrap=True)
-    rates = config.currency_rates
-    if rates is not None:
-        table = ", ".join(f"{pair} {rate}" for pair, rate in rates.rates.items()) or "empty"
-        err.print(f"  currency_rates as of {rates.as_of.isoformat()}: {escape(table)}")
-
-
-@config_app.command("check")
-def config_check(
-    ctx: typer.Context,
-    path: Annotated[
-        Path | None,
-        typer.Argument(help="File to check (default: --config).", dir_okay=False),
-    ] = None,
-) -> None:
-    """Validate a configuration file and print what it resolves to, secrets masked."""
-    target = path or state(ctx).config_path
-    try:
-        config = load_config(target)
-    except ConfigError as error:
-        print_config_error(error)
-        raise typer.Exit(1) from None
-    out.print(Syntax(config.masked_yaml(), "yaml", background_color="default"))
-    _print_currencies(config)
-    count = len(config.systems)
-    names = ", ".join(config.systems)
-    summary = f"{count} system{'s' if count != 1 else ''}: {names}" if count else "no systems"
-    err.print(f"[green]✓[/] {escape(str(target))} is valid ({summary})", soft_wrap=True)
-
-
-# --------------------------------------------------------------------------- db
-
-
-@db_app.command("upgrade")
-def db_upgrade(
-    ctx: typer.Context,
-    url: Annotated[
-        str | None,
-        typer.Option(help="Database URL (default: store.url of the configuration)."),
-    ] = None,
-    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
-) -> None:
-    """Create or migrate the store's tables (Alembic) to the newest revision."""
-    from alembic.util.exc import CommandError
+def build_engine(config: Config, *, distributed: bool, migrate: bool = False) -> Engine:
+    """The engine a running process works with; ``migrate`` first brings the store to the
+    newest revision (a failure is one line)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from sync.config import mask_url
-    from sync.store.db import current_revision, upgrade
+    from sync.runtime.context import build_engine as runtime_engine
+    from sync.store.db import upgrade
 
-    target = url or state(ctx).config().store.url
-    try:
-        upgrade(target, revision)
-        now = current_revision(target)
-    except (SQLAlchemyError, CommandError, OSError) as exc:
-        reason = exc.args[0] if exc.args else exc
-        fail(f"cannot migrate {mask_url(target)}: {exc.__class__.__name__}: {reason}")
-    err.print(f"[green]✓[/] {escape(mask_url(target))} is at revision {now}", soft_wrap=True)
-
-
-# --------------------------------------------------------------------------- emulate
+    if migrate:
+        try:
+            upgrade(config.store.url)
+        except SQLAlchemyError as exc:
+            fail(f"cannot migrate {mask_url(config.store.url)}: {exc}")
+    return runtime_engine(config, distributed=distributed)
 
 
-def _parse_only(value: str | None) -> list[str] | None:
-    if not value:
-        return None
-    names = [name.strip() for name in value.split(",") if name.strip()]
-    unknown = [name for name in names if name not in EMULATED_SYSTEMS]
-    if unknown:
-        raise typer.BadParameter(
-            f"unknown system {', '.join(unknown)}; choose from {', '.join(EMULATED_SYSTEMS)}"
+def require_broker(config: Config, command: str) -> str:
+    """The broker URL; without one, ``crmsync COMMAND`` cannot work: one line, exit 1."""
+    if not config.broker.url:
+        fail(
+            f"`crmsync {command}` needs a broker: set CRMSYNC_BROKER_URL=redis://… "
+            "(or use `crmsync run`, the embedded mode, which needs none)"
         )
-    return names
+    return config.broker.url
 
 
-def _emulator_server() -> Callable[..., Any]:
-    # Imported on use: product code never imports the emulators; only this command does.
+@contextmanager
+def engine_for(ctx: typer.Context, *, read_only: bool = True) -> Iterator[Engine]:
+    """The engine on a checked store (missing or unmigrated: one line and exit 1). Read-only
+    engines never wait for a running sync; a database error becomes one line too."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sync.cli.store_access import StoreUnusable, describe_store_error, open_store_engine
+
+    config = context(ctx).config()
     try:
-        module = importlib.import_module("sync.emulators.server")
-    except ModuleNotFoundError as exc:
-        fail(f"the emulators are not available in this installation ({exc.name})")
-    serve: Callable[..., Any] = module.serve
-    return serve
-
-
-@app.command()
-def emulate(
-    only: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated systems to serve (default: all).", metavar="ruddr,close,…"
-        ),
-    ] = None,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port_base: Annotated[
-        int,
-        typer.Option(help="Ruddr listens on port-base+1, Close +2, ParsaLink +3, Truto +4."),
-    ] = 8710,
-    seed: Annotated[int, typer.Option(help="Seed of the reference and random data.")] = 0,
-    seed_opportunities: Annotated[
-        int, typer.Option(help="Random opportunities to create in each system at start.", min=0)
-    ] = 0,
-    rate_limits: Annotated[
-        bool, typer.Option("--rate-limits/--no-rate-limits", help="Enforce vendor rate limits.")
-    ] = True,
-) -> None:
-    """Serve local emulators of the vendor APIs (until interrupted)."""
-    systems = _parse_only(only)
-    serve = _emulator_server()
+        engine = open_store_engine(config, read_only=read_only)
+    except StoreUnusable as exc:
+        fail(str(exc))
     try:
-        serve(
-            only=systems,
-            host=host,
-            port_base=port_base,
-            seed=seed,
-            seed_opportunities=seed_opportunities,
-            rate_limited=rate_limits,
-        )
-    except KeyboardInterrupt:
-        err.print("stopped")
-    except OSError as exc:  # e.g. the port is taken
-        fail(f"cannot serve the emulators: {exc}")
-
-
-# --------------------------------------------------------------------------- other commands
-
-
-def _register_commands() -> None:
-    """Engine and runtime commands live in their own modules; they import lazily."""
-    from sync import cli_engine, cli_operator, cli_runtime
-
-    cli_engine.register(app)
-    cli_runtime.register(app)
-    cli_engine.register_first_run(app)
-    cli_operator.register(app)
-
-
-_register_commands()
-
-# --------------------------------------------------------------------------- entry point
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point; returns the exit code."""
-    try:
-        app(args=argv, prog_name="crmsync")
-    except SystemExit as exit_:
-        code = exit_.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        yield engine
+    except SQLAlchemyError as exc:
+        fail(describe_store_error(config.store.url, exc))
+    finally:
+        engine.close()

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from sync.admin.app import AdminBackend, create_app
+from sync.admin.app import create_app
 from sync.config import parse_config
 from sync.engine.state import Engine
+from sync.runtime.backend import AdminBackend
 from sync.store.db import make_engine, upgrade
 from sync.store.models import Conflict, Link, Outbox, Record
 

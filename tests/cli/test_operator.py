@@ -8,7 +8,7 @@ import pytest
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from sync.cli import app
+from sync.cli.app import app
 from sync.store.db import make_engine, upgrade
 from sync.store.models import Link, PendingDelete, Record, SystemState
 

@@ -14,14 +14,14 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from sync.cli import app
-from sync.cli_store import describe_store_error
+from sync.cli.app import app
+from sync.cli.store_access import describe_store_error
 from sync.emulators.server import running
 from sync.store.db import make_engine, upgrade
 from sync.store.models import Conflict, DeadLetter, Record, Run
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 CONFIG = """\
 store:
