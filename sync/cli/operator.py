@@ -12,7 +12,7 @@ Exit codes: 0 done (or nothing held), 1 a bad request, 2 ``deletes`` listing hel
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -178,12 +178,6 @@ def _admin_engine(ctx: typer.Context, system: str | None) -> tuple[Config, Engin
     return config, engine, distributed
 
 
-def _send(config: Config, task: str, args: list[Any]) -> None:
-    from sync.celery_app import make_app
-
-    make_app(config.broker.url, list(config.systems)).send_task(task, args=args)
-
-
 def resync(
     ctx: typer.Context,
     system: Annotated[str | None, typer.Option(help="Only this system (default: all).")] = None,
@@ -193,18 +187,19 @@ def resync(
     wait: Annotated[bool, typer.Option("--wait", help="Wait, with a progress bar.")] = False,
 ) -> None:
     """Re-read one system or all and push the differences (enqueued when distributed)."""
+    from sync.runtime.backend import admin_backend
     from sync.runtime.resync import perform_resync, queue_run
 
     config, engine, distributed = _admin_engine(ctx, system)
     try:
-        run_id = queue_run(engine, system)
         if not distributed:
+            run_id = queue_run(engine, system)
             configure_logging_again(ctx)
             with err.status(f"resync {run_id}…"):
                 _, status, counts = perform_resync(engine, system, full, run_id)
             out.print(f"resync {run_id}: {status} ({counts_text(counts.values)})")
             raise typer.Exit(0 if status == "done" else 1)
-        _send(config, "crmsync.resync", [system, full, run_id])
+        run_id = admin_backend(engine, config).resync(system, full)  # as the admin API does
         out.print(f"resync {run_id} enqueued")
         if wait:
             _follow(engine, run_id)
@@ -223,12 +218,13 @@ def reconcile(
 
     Heals are also scheduled (``sync.reconcile_every``, daily by default); a healthy
     installation heals nothing. Exit 1 when a system could not be read."""
+    from sync.runtime.backend import admin_backend
     from sync.runtime.resync import queue_run
 
     config, engine, distributed = _admin_engine(ctx, system)
     try:
-        run_id = queue_run(engine, system, kind="reconcile")
         if not distributed:
+            run_id = queue_run(engine, system, kind="reconcile")
             configure_logging_again(ctx)
             from sync.engine.reconcile import reconcile as reconcile_systems
 
@@ -242,7 +238,9 @@ def reconcile(
                     f"'field_changed')[/]"
                 )
             raise typer.Exit(0 if report.status == "done" else 1)
-        _send(config, "crmsync.reconcile", [system, run_id])
+        enqueue = admin_backend(engine, config).reconcile
+        assert enqueue is not None  # a distributed backend always can
+        run_id = enqueue(system)  # as the admin API does
         out.print(f"reconcile {run_id} enqueued")
         if wait:
             _follow(engine, run_id, "reconcile")
