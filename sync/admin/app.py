@@ -122,8 +122,7 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
         report: dict[str, str] = {}
         ok = True
         try:
-            with engine.db.connect() as connection:
-                connection.execute(sa.text("SELECT 1"))
+            operations.ping_store(engine)
             report["database"] = "ok"
         except sa.exc.SQLAlchemyError as exc:
             report["database"], ok = f"unreachable: {type(exc).__name__}", False

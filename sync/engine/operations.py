@@ -47,6 +47,12 @@ class AdminError(Exception):
 # --------------------------------------------------------------------------- health
 
 
+def ping_store(engine: Engine) -> None:
+    """Ask the database one trivial question; a ``SQLAlchemyError`` means it does not answer."""
+    with engine.db.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+
+
 def _counts_by_system(session: Session, query: Any) -> dict[str, int]:
     return {str(system): int(n) for system, n in session.exec(query).all()}
 
