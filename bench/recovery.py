@@ -254,7 +254,7 @@ def measure(records: int, seed: int = 7, latency_ms: float = 150.0) -> dict[str,
 
 def drain_forever() -> None:
     """Child: drain every due outbox in a loop, as a worker does, until SIGTERM."""
-    from sync.engine.admin_ops import due_systems
+    from sync.engine.operations import due_systems
     from sync.engine.push import drain
 
     engine = build_engine(load_config(), distributed=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from sync.cli import main
+from sync.cli.app import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,6 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sync.config import Config, ConfigError, load_config
 from sync.engine.state import Counts, Engine
 from sync.runtime.jobs import logged_failure, poll_and_drain_job, reconcile_job
+from sync.timefmt import utcnow
 
 log = structlog.get_logger("crmsync.scheduler")
 
@@ -120,12 +121,11 @@ class EmbeddedDispatcher:
 
 def schedule_jobs(scheduler: Any, config: Config, dispatcher: Dispatcher) -> list[str]:
     """(Re)create the poll and reconcile jobs of every system; returns the job ids."""
-    import datetime as dt
 
     for job in scheduler.get_jobs():
         job.remove()
     ids = []
-    now = dt.datetime.now(dt.UTC)
+    now = utcnow()
     reconcile_every = config.sync.reconcile_every.total_seconds()
     for system, cfg in config.systems.items():
         every = max(cfg.poll_every.total_seconds(), 0.1)

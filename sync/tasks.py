@@ -29,7 +29,7 @@ import structlog
 
 from sync.celery_app import app
 from sync.connectors.errors import Retryable
-from sync.engine import admin_ops
+from sync.engine import operations
 from sync.engine.claims import stranded_systems
 from sync.engine.cycle import poll
 from sync.engine.state import Counts, Engine
@@ -89,7 +89,7 @@ def enqueue_drains(engine: Engine, systems: list[str] | None = None) -> list[str
     ``systems``: only these (default: every system with due rows)."""
     queued = []
     client = _redis()
-    for system in admin_ops.due_systems(engine) if systems is None else systems:
+    for system in operations.due_systems(engine) if systems is None else systems:
         flag = f"{context.prefix()}:drain-queued:{system}"
         if client.set(flag, "1", nx=True, ex=DRAIN_FLAG_TTL):
             app.send_task("crmsync.drain_system", args=[system])

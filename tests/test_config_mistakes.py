@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sync.cli import app
+from sync.cli.app import app
 from sync.config import ConfigError, parse_config
 
 pytestmark = pytest.mark.usefixtures("restore_logging")

@@ -24,7 +24,6 @@ import hmac
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,30 +47,14 @@ from sync.admin.limits import (
     record_id,
     token_problem,
 )
-from sync.engine import admin_ops
-from sync.engine.admin_ops import AdminError
-from sync.engine.state import Engine
-from sync.store import probe
+from sync.engine import operations
+from sync.engine.operations import AdminError
+from sync.runtime.backend import AdminBackend
 
 TOKEN_ENV = "CRMSYNC_ADMIN_TOKEN"
 OPEN_PATHS = frozenset({"/health"})
 LETTER_STATES = ("open", "replayed", "resolved")
 log = structlog.get_logger("crmsync.admin")
-
-
-@dataclass
-class AdminBackend:
-    """What the API acts on: the Engine, and how to start a resync (enqueue or run here)."""
-
-    engine: Engine
-    #: (system, full) -> run id; enqueues the Celery task, or runs it in a thread when embedded
-    resync: Callable[[str | None, bool], str]
-    #: a system whose dead letter asks for a re-read -> start that (a full poll)
-    reread: Callable[[str], None]
-    #: extra readiness checks by name (e.g. "broker": ping Redis); raise when not ready
-    checks: dict[str, Callable[[], object]] | None = None
-    #: system or None (all) -> run id of a reconcile (anti-entropy), enqueued or run here
-    reconcile: Callable[[str | None], str] | None = None
 
 
 class BearerAuth(BaseHTTPMiddleware):
@@ -133,13 +116,13 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
     if problem:
         raise ValueError(problem)
     engine = backend.engine
-    metrics.watch_store(lambda: admin_ops.system_health(engine))
+    metrics.watch_store(lambda: operations.system_health(engine))
 
     def health(request: Request) -> JSONResponse:
         report: dict[str, str] = {}
         ok = True
         try:
-            probe.ping(engine.db)
+            operations.ping_store(engine)
             report["database"] = "ok"
         except sa.exc.SQLAlchemyError as exc:
             report["database"], ok = f"unreachable: {type(exc).__name__}", False
@@ -155,8 +138,8 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
     def status(request: Request) -> JSONResponse:
         return JSONResponse(
             {
-                "systems": admin_ops.system_health(engine),
-                "runs": admin_ops.last_runs(
+                "systems": operations.system_health(engine),
+                "runs": operations.last_runs(
                     engine, int_param(request.query_params, "runs", 10, low=1, high=1000)
                 ),
             }
@@ -188,14 +171,14 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
         return JSONResponse({"run_id": run_id, "status": "queued"}, status_code=202)
 
     def run(request: Request) -> JSONResponse:
-        found = admin_ops.get_run(engine, request.path_params["run_id"])
+        found = operations.get_run(engine, request.path_params["run_id"])
         if found is None:
             return JSONResponse({"error": "no such run"}, status_code=404)
         return JSONResponse(found)
 
     def conflicts(request: Request) -> JSONResponse:
         wanted = choice_param(request.query_params, "status", "open", ("open", "resolved"))
-        return JSONResponse({"conflicts": admin_ops.list_conflicts(engine, wanted)})
+        return JSONResponse({"conflicts": operations.list_conflicts(engine, wanted)})
 
     async def resolve(request: Request) -> JSONResponse:
         try:
@@ -203,28 +186,28 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
             if not isinstance(take, str) or not take:
                 raise AdminError('the body must be {"take": "<system>" or "ours"}')
             conflict_id = record_id(request.path_params["conflict_id"], "conflict")
-            result = await run_in_threadpool(admin_ops.resolve_conflict, engine, conflict_id, take)
+            result = await run_in_threadpool(operations.resolve_conflict, engine, conflict_id, take)
         except AdminError as exc:
             return _error(exc)
         return JSONResponse(result)
 
     def deadletters(request: Request) -> JSONResponse:
         wanted = choice_param(request.query_params, "status", "open", LETTER_STATES)
-        return JSONResponse({"dead_letters": admin_ops.list_dead_letters(engine, wanted)})
+        return JSONResponse({"dead_letters": operations.list_dead_letters(engine, wanted)})
 
     def replay(request: Request) -> JSONResponse:
         try:
             letter_id = record_id(request.path_params["letter_id"], "dead letter")
-            result = admin_ops.replay_dead_letter(engine, letter_id)
+            replayed = operations.replay_dead_letters(engine, [letter_id])
         except AdminError as exc:
             return _error(exc)
-        if result["reread"]:
-            backend.reread(result["reread"])
-        return JSONResponse(result)
+        for system in replayed.rereads:
+            backend.reread(system)
+        return JSONResponse(replayed.results[0])
 
     def history(request: Request) -> JSONResponse:
         try:
-            entries = admin_ops.record_history(engine, request.path_params["record_id"])
+            entries = operations.record_history(engine, request.path_params["record_id"])
         except AdminError as exc:
             return _error(exc)
         return JSONResponse({"record_id": request.path_params["record_id"], "history": entries})

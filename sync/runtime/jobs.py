@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from sync.connectors.errors import ConnectorError
-from sync.engine import admin_ops
+from sync.engine import operations
 from sync.engine.cycle import finish_run, poll, start_run
 from sync.engine.push import drain
 from sync.engine.reconcile import FullPoll, ReconcileReport
@@ -146,7 +146,7 @@ def poll_and_drain_job(
 
     def work(job: Job) -> None:
         job.counts.merge(poll(engine, system, full=False, run_id=job.run_id))
-        for target in admin_ops.due_systems(engine):
+        for target in operations.due_systems(engine):
             if stopped():
                 break
             job.counts.merge(drain(engine, target, run_id=job.run_id))

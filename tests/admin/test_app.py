@@ -6,13 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlmodel import select
 from starlette.testclient import TestClient
 
-from sync.admin.app import AdminBackend, create_app
+from sync.admin.app import create_app
 from sync.config import parse_config
 from sync.engine.state import Engine
+from sync.runtime.backend import AdminBackend
 from sync.store.db import make_engine, upgrade
-from sync.store.models import Conflict, Link, Outbox, Record
+from sync.store.models import Conflict, DeadLetter, Link, Outbox, Record
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "t0ken-for-tests-0123456789"
@@ -122,3 +124,34 @@ def test_reconcile_is_started_through_the_backend_and_checks_the_system(engine: 
     assert bad.status_code == 400 and "nope" in bad.json()["error"]
     plain = TestClient(create_app(AdminBackend(engine, lambda s, f: "", lambda s: None), TOKEN))
     assert plain.post("/reconcile", json={}, headers=auth).status_code == 501
+
+
+def test_replaying_an_inbound_dead_letter_asks_the_backend_for_a_reread(engine: Engine) -> None:
+    """POST /deadletters/{id}/replay replays through sync.engine.operations (the CLI's code
+    too) and re-reads the system an inbound letter names, through the backend; an outbound
+    letter re-enqueues its push and re-reads nothing."""
+    rereads: list[str] = []
+    backend = AdminBackend(engine, lambda s, f: "", rereads.append)
+    client = TestClient(create_app(backend, token=TOKEN))
+    with engine.session() as session:
+        session.add(Record(id="rec_1", fields={"name": "Deal"}))
+        inbound = DeadLetter(system="close", direction="inbound", op="update", error="bad")
+        outbound = DeadLetter(
+            system="ruddr", direction="outbound", op="update", error="bad", record_id="rec_1"
+        )
+        session.add(inbound)
+        session.add(outbound)
+        session.commit()
+        ids = (inbound.id, outbound.id)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    first = client.post(f"/deadletters/{ids[0]}/replay", headers=auth)
+    assert first.status_code == 200, first.text
+    assert first.json()["reread"] == "close"
+    second = client.post(f"/deadletters/{ids[1]}/replay", headers=auth)
+    assert second.status_code == 200, second.text
+    assert second.json()["reread"] is None
+    assert rereads == ["close"]
+    again = client.post(f"/deadletters/{ids[0]}/replay", headers=auth)
+    assert again.status_code == 409
+    with engine.session() as session:
+        assert [o.system for o in session.exec(select(Outbox)).all()] == ["ruddr"]

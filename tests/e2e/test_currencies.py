@@ -12,10 +12,10 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from sync import cli_engine
-from sync.cli import app
+from sync.cli import base as cli_base
+from sync.cli.app import app
 from sync.config import Config, load_config
-from sync.engine.admin_ops import replay_dead_letter
+from sync.engine.operations import replay_dead_letter
 from sync.engine.plan import plan
 from sync.money_config import CurrencyConfig, RatesConfig
 from sync.store.models import DeadLetter, Journal, Link, Record
@@ -115,7 +115,7 @@ def test_under_convert_a_euro_deal_arrives_converted_with_the_rate_journaled(
         reasons = " | ".join(row.reason for row in journal(world, record_id, "close"))
         assert "50000.00 EUR converted to 54250.00 USD at EUR/USD 1.085" in reasons
         assert "currency_rates of 2026-11-27" in reasons
-        monkeypatch.setattr(cli_engine.out, "width", 400)  # one line per journal entry
+        monkeypatch.setattr(cli_base.out, "width", 400)  # one line per journal entry
         shown = CliRunner().invoke(
             app,
             ["--config", str(ROOT / "config.yaml"), "history", record_id],

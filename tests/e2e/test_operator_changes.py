@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from sync import metrics
 from sync.config import Config
 from sync.engine import bindings, deletes, guard
-from sync.engine.admin_ops import system_health
+from sync.engine.operations import system_health
 from sync.engine.plan import plan
 from sync.engine.state import Engine
 from sync.mapping.spec import FilterRule

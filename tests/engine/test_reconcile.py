@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, delete, select
 
-from sync.engine.admin_ops import system_health
 from sync.engine.cycle import poll
+from sync.engine.operations import system_health
 from sync.engine.reconcile import reconcile
 from sync.engine.verify import verify
 from sync.store.models import Journal, Link, Outbox, Run

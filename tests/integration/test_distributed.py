@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
-from sync.engine import admin_ops
+from sync.engine import operations
 from sync.engine.verify import verify
 from sync.store.models import Outbox
 from tests.integration.conftest import Stack, wait_for
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120
 def _converged(stack: Stack) -> bool:
     engine = stack.engine()
     try:
-        if admin_ops.open_outbox(engine):
+        if operations.open_outbox(engine):
             return False
         return verify(engine).clean
     finally:
@@ -160,7 +160,7 @@ def test_the_admin_api_checks_the_token_and_runs_a_resync(
     import uvicorn
 
     from sync.admin.app import create_app
-    from sync.cli_runtime import admin_backend
+    from sync.runtime.backend import admin_backend
     from tests.integration.conftest import ROOT
 
     stack = make_stack(seed_opportunities=3)
@@ -225,7 +225,7 @@ def test_a_reconcile_task_on_a_worker_heals_nothing_after_convergence(
         stack.send("crmsync.reconcile", None, run_id)
 
         def finished() -> dict[str, Any] | None:
-            run = admin_ops.get_run(engine, run_id)
+            run = operations.get_run(engine, run_id)
             return run if run and run["status"] not in ("queued", "running") else None
 
         run = wait_for(finished, 60, "the reconcile to finish")

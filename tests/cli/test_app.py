@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from sync import __version__
-from sync.cli import app
+from sync.cli.app import app
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 

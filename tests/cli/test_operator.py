@@ -8,9 +8,9 @@ import pytest
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from sync.cli import app
+from sync.cli.app import app
 from sync.store.db import make_engine, upgrade
-from sync.store.models import Link, PendingDelete, Record, SystemState
+from sync.store.models import Link, PendingDelete, Record, Run, SystemState
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 
@@ -110,3 +110,51 @@ def test_rebind_keeps_links_and_releases(store: tuple[Path, str]) -> None:
         assert state is not None and state.held is None
         assert state.binding["account"] == "acct-new"
         assert session.get(Link, 1) is not None
+
+
+class _FakeCelery:
+    """Stands in for the Celery app of the configured broker: records what is enqueued."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[object]]] = []
+
+    def send_task(self, name: str, args: list[object]) -> None:
+        self.sent.append((name, args))
+
+
+@pytest.mark.parametrize(
+    ("command", "task", "kind"),
+    [
+        (["resync", "--system", "truto", "--full"], "crmsync.resync", "resync"),
+        (["reconcile", "--system", "truto"], "crmsync.reconcile", "reconcile"),
+    ],
+)
+def test_distributed_resync_and_reconcile_enqueue_a_queued_run(
+    store: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+    task: str,
+    kind: str,
+) -> None:
+    """With a broker, `resync` and `reconcile` write a queued run and enqueue its task with
+    that run id (as the admin API does), printing `KIND RUN enqueued`; nothing runs here."""
+    import sync.celery_app
+
+    fake = _FakeCelery()
+    monkeypatch.setattr(sync.celery_app, "make_app", lambda url, systems: fake)
+    config, url = store
+    result = CliRunner().invoke(
+        app,
+        ["--config", str(config), *command],
+        env={**ENV, "CRMSYNC_BROKER_URL": "redis://127.0.0.1:1/0"},
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert len(fake.sent) == 1
+    name, args = fake.sent[0]
+    run_id = args[-1]
+    assert name == task
+    assert args[0] == "truto"
+    assert result.stdout.strip() == f"{kind} {run_id} enqueued"
+    with Session(make_engine(url)) as session:
+        run = session.get(Run, run_id)
+        assert run is not None and (run.kind, run.status, run.system) == (kind, "queued", "truto")

@@ -1,6 +1,7 @@
-"""Admin operations on the store, shared by the CLI (``status``), the admin HTTP API and the
-embedded live view: system health, last runs, conflicts and their resolution, dead letters and
-their replay, a record's history.
+"""The operations an operator runs on the store, one code path for the CLI (``sync.cli``), the
+admin HTTP API (``sync.admin``) and the embedded live view: system health, last runs, conflicts
+and their resolution, dead letters and their replay, a record's history. Neither front end
+queries the store itself, so a listing or an action cannot differ between them.
 
 Resolving a manual conflict (DESIGN §2.3): the admin picks a side — ``"ours"`` (the canonical
 value) or a system name (that system's value) — the field takes it, stops being held, the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +21,7 @@ from sqlmodel import Session, col, func, select
 from sync.engine.journal import OPEN_STATES, enqueue, note
 from sync.engine.outbound import enqueue_pushes
 from sync.engine.state import Engine
+from sync.store import probe
 from sync.store.models import (
     Conflict,
     Cursor,
@@ -43,6 +46,11 @@ class AdminError(Exception):
 
 
 # --------------------------------------------------------------------------- health
+
+
+def ping_store(engine: Engine) -> None:
+    """Ask the database one trivial question; a ``SQLAlchemyError`` means it does not answer."""
+    probe.ping(engine.db)
 
 
 def _counts_by_system(session: Session, query: Any) -> dict[str, int]:
@@ -191,14 +199,16 @@ def run_dict(run: Run) -> dict[str, Any]:
 # --------------------------------------------------------------------------- conflicts
 
 
-def list_conflicts(engine: Engine, status: str = "open", limit: int = 100) -> list[dict[str, Any]]:
+def list_conflicts(
+    engine: Engine, status: str | None = "open", limit: int = 100, *, newest_first: bool = False
+) -> list[dict[str, Any]]:
+    """Conflicts in ``status`` (``None``: any), oldest first unless ``newest_first``."""
+    order = col(Conflict.id).desc() if newest_first else col(Conflict.id)
+    query = select(Conflict).order_by(order).limit(limit)
+    if status is not None:
+        query = query.where(Conflict.status == status)
     with engine.session() as session:
-        rows = session.exec(
-            select(Conflict)
-            .where(Conflict.status == status)
-            .order_by(col(Conflict.id))
-            .limit(limit)
-        ).all()
+        rows = session.exec(query).all()
     return [
         _row(
             c,
@@ -280,8 +290,9 @@ def _chosen_value(
 
 
 def list_dead_letters(
-    engine: Engine, status: str = "open", limit: int = 100
+    engine: Engine, status: str = "open", limit: int | None = 100
 ) -> list[dict[str, Any]]:
+    """Dead letters in ``status``, oldest first (``limit`` ``None``: all of them)."""
     with engine.session() as session:
         rows = session.exec(
             select(DeadLetter)
@@ -337,7 +348,59 @@ def replay_dead_letter(engine: Engine, letter_id: int) -> dict[str, Any]:
         }
 
 
+@dataclass
+class Replayed:
+    """What a replay did: one result per letter (as :func:`replay_dead_letter` returns it),
+    and the systems whose inbound letters ask for a re-read, each once, in order."""
+
+    results: list[dict[str, Any]]
+    rereads: list[str]
+
+
+def replay_dead_letters(engine: Engine, letter_ids: Sequence[int] | None = None) -> Replayed:
+    """Replay these dead letters (``None``: every open one), stopping at the first that cannot
+    be (:class:`AdminError`). The caller starts the re-reads — a full poll of each system in
+    ``rereads`` — its own way: the admin API through its backend, the CLI in the foreground."""
+    if letter_ids is None:
+        with engine.session() as session:
+            query = select(DeadLetter.id).where(DeadLetter.status == "open")
+            letter_ids = [i for i in session.exec(query).all() if i is not None]
+    replayed = Replayed(results=[], rereads=[])
+    for letter_id in letter_ids:
+        result = replay_dead_letter(engine, letter_id)
+        replayed.results.append(result)
+        if result["reread"] and result["reread"] not in replayed.rereads:
+            replayed.rereads.append(result["reread"])
+    return replayed
+
+
 # --------------------------------------------------------------------------- history
+
+
+@dataclass
+class RecordStory:
+    """One record with its copies (links) and its whole journal, oldest entry first."""
+
+    record: Record
+    links: list[Link]
+    journal: list[Journal]
+
+
+def record_story(engine: Engine, record_or_vendor_id: str) -> RecordStory | None:
+    """The story of the record with this id, or with a copy of this vendor id (``None``: no
+    such record)."""
+    with engine.session() as session:
+        found = session.get(Record, record_or_vendor_id)
+        if found is None:
+            link = session.exec(select(Link).where(Link.external_id == record_or_vendor_id)).first()
+            found = session.get(Record, link.record_id) if link else None
+        if found is None:
+            return None
+        journal = session.exec(
+            select(Journal).where(Journal.record_id == found.id).order_by(col(Journal.id))
+        ).all()
+        links = session.exec(select(Link).where(Link.record_id == found.id)).all()
+    return RecordStory(record=found, links=list(links), journal=list(journal))
 
 
 def record_history(engine: Engine, record_id: str, limit: int = 500) -> list[dict[str, Any]]:

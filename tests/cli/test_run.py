@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from sync.cli import app
+from sync.cli.app import app
 from sync.emulators.server import running
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("restore_logging")]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

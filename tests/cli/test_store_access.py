@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
-from sync.cli import app
-from sync.cli_store import describe_store_error
+from sync.cli.app import app
+from sync.cli.store_access import describe_store_error
 from sync.emulators.server import running
 from sync.store.db import make_engine, upgrade
 from sync.store.models import Conflict, DeadLetter, Record, Run
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 CONFIG = """\
 store:
@@ -283,3 +283,33 @@ def test_status_and_conflicts_on_postgresql_unmigrated_then_migrated(
     for command in (["status"], ["conflicts"]):
         code, output = crmsync(config, *command, env=env)
         assert code == 0, output
+
+
+def test_replaying_every_dead_letter_rereads_each_system_once(served: dict[str, str]) -> None:
+    """`deadletters --all` replays every open letter through the admin API's code
+    (sync.engine.operations.replay_dead_letters) and honours the re-reads it returns: two
+    inbound letters of one system give one re-read of it; an outbound letter re-enqueues."""
+    code, _, err = invoke(served, "db", "upgrade")
+    assert code == 0, err
+    engine = make_engine(served["CRMSYNC_DATABASE_URL"])
+    with Session(engine) as session:
+        session.add(Record(id="r1", fields={"name": "Deal"}, provenance={}))
+        letters = [
+            DeadLetter(
+                system="ruddr", direction=direction, op="update", error="bad", record_id="r1"
+            )
+            for direction in ("inbound", "inbound", "outbound")
+        ]
+        session.add_all(letters)
+        session.commit()
+        ids = [letter.id for letter in letters]
+    code, out, err = invoke(served, "deadletters", "--all")
+    assert code == 0, out + err
+    assert "3 dead letter(s) replayed." in out
+    assert out.count("re-read of ruddr") == 1
+    with Session(engine) as session:
+        replayed = session.exec(select(DeadLetter).where(col(DeadLetter.id).in_(ids))).all()
+        assert [letter.status for letter in replayed] == ["replayed"] * 3
+        runs = session.exec(select(Run).where(Run.system == "ruddr", Run.kind == "resync")).all()
+        assert len(runs) == 1
+    engine.dispose()

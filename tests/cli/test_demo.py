@@ -17,7 +17,7 @@ from sync.store.db import make_engine, upgrade
 from sync.store.models import Record
 from tests.emulators.test_server import free_port_base
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: two random deals per vendor besides the fixtures: ParsaLink's 1.5 requests/s in config.yaml
 #: makes the default 10 a 45-second demo
 DEMO = [sys.executable, "-m", "sync", "demo", "--cycles", "2", "--seed-opportunities", "2"]

@@ -18,7 +18,7 @@ from sync.emulators.server import running
 from tests.e2e.users import CloseUser, ParsaLinkUser, RuddrUser
 from tests.emulators.test_server import free_port_base
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 

@@ -1,0 +1,348 @@
+"""Commands an operator runs to act on a running installation: ``conflicts`` (list, resolve),
+``deadletters`` (list, replay), ``resync``, ``reconcile``, ``deletes`` (what the mass-delete
+guard held: list, confirm, discard) and ``rebind`` (a system's binding changed: same account
+moved, or a new account).
+
+Listings, resolutions and replays go through :mod:`sync.engine.operations`, the code the admin
+API runs, so the two cannot differ; a replayed inbound dead letter re-reads its system as the
+admin API's backend does (:mod:`sync.runtime.backend`), in the foreground when embedded.
+Exit codes: 0 done (or nothing held), 1 a bad request, 2 ``deletes`` listing held deletes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sync.cli.base import (
+    build_engine,
+    check_id,
+    configure_logging_again,
+    context,
+    engine_for,
+    err,
+    exported_config,
+    fail,
+    out,
+)
+from sync.cli.tables import counts_text, reconcile_table, short
+
+if TYPE_CHECKING:
+    from sync.config import Config
+    from sync.engine.state import Engine
+
+
+def _known(system: str, known: list[str]) -> None:
+    if system not in known:
+        err.print(f"[red]unknown system {system!r}; configured: {', '.join(known)}[/]")
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- conflicts
+
+
+def conflicts_cmd(
+    ctx: typer.Context,
+    resolve: Annotated[int | None, typer.Option("--resolve", help="Conflict id.")] = None,
+    take: Annotated[
+        str | None, typer.Option("--take", help="System whose value wins, or 'ours'.")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include resolved ones.")] = False,
+) -> None:
+    """List conflicts, or resolve one manual conflict (``--resolve ID --take SYSTEM``)."""
+    from sync.engine import operations
+
+    if resolve is not None:
+        check_id("conflict", resolve)
+        if not take:
+            err.print("[red]--take SYSTEM (or 'ours') is required with --resolve[/]")
+            raise typer.Exit(2)
+    with engine_for(ctx, read_only=resolve is None) as engine:
+        if resolve is not None and take:
+            _resolve(engine, resolve, take)
+            return
+        rows = operations.list_conflicts(
+            engine, None if all_ else "open", limit=200, newest_first=True
+        )
+    table = Table(title="conflicts" if all_ else "open conflicts")
+    for column in ("id", "record", "field", "policy", "ours", "theirs", "winner", "status"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["record_id"],
+            row["field"],
+            row["policy"],
+            f"{short(row['ours'], 24)} ({row['ours_system']})",
+            f"{short(row['theirs'], 24)} ({row['theirs_system']})",
+            row["winner"] or "",
+            row["status"],
+        )
+    out.print(table)
+
+
+def _resolve(engine: Engine, conflict_id: int, take: str) -> None:
+    from sync.engine.operations import AdminError, resolve_conflict
+
+    try:
+        resolve_conflict(engine, conflict_id, take)
+    except (AdminError, KeyError, ValueError) as exc:
+        fail(str(exc.args[0]) if exc.args else str(exc))
+    out.print(f"[green]Conflict {conflict_id} resolved: {take} wins.[/]")
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+def deadletters_cmd(
+    ctx: typer.Context,
+    replay: Annotated[int | None, typer.Option("--replay", help="Dead letter id.")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Replay every open one.")] = False,
+) -> None:
+    """List dead letters (with the vendor's message), or replay them."""
+    from sync.engine import operations
+
+    if replay is not None:
+        check_id("dead letter", replay)
+    replaying = replay is not None or replay_all
+    with engine_for(ctx, read_only=not replaying) as engine:
+        if replaying:
+            _replay(ctx, engine, replay)
+            return
+        rows = operations.list_dead_letters(engine, "open", limit=None)
+    table = Table(title=f"{len(rows)} open dead letters")
+    for column in ("id", "system", "dir", "op", "record", "external id", "error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["system"],
+            row["direction"],
+            row["op"],
+            row["record_id"] or "",
+            row["external_id"] or "",
+            row["error"],
+        )
+    out.print(table)
+
+
+def _replay(ctx: typer.Context, engine: Engine, letter_id: int | None) -> None:
+    """Replay one dead letter (or every open one) the way the admin API does: an outbound
+    letter re-enqueues its push, an inbound one re-reads its system — once per system."""
+    from sync.engine.operations import AdminError, replay_dead_letters
+
+    try:
+        replayed = replay_dead_letters(engine, None if letter_id is None else [letter_id])
+    except AdminError as exc:
+        fail(str(exc))
+    out.print(f"[green]{len(replayed.results)} dead letter(s) replayed.[/]")
+    for system in replayed.rereads:
+        reread_system(engine, context(ctx).config(), system)
+
+
+def reread_system(engine: Engine, config: Config, system: str) -> None:
+    """A full re-read of ``system`` — what the admin API's backend does for a replayed inbound
+    dead letter (:func:`~sync.runtime.backend.admin_backend`): enqueued when distributed; run
+    here, in the foreground, when embedded (a CLI command must not exit with the work on a
+    thread)."""
+    from sync.runtime.backend import admin_backend
+    from sync.runtime.resync import perform_resync, queue_run
+
+    if config.broker.url:
+        admin_backend(engine, config).reread(system)
+        out.print(f"re-read of {system} enqueued")
+        return
+    run_id = queue_run(engine, system)
+    with err.status(f"re-reading {system} ({run_id})…"):
+        _, run_status, counts = perform_resync(engine, system, True, run_id)
+    out.print(f"re-read of {system} {run_id}: {run_status} ({counts_text(counts.values)})")
+    if run_status != "done":
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- resync, reconcile
+
+
+def _admin_engine(ctx: typer.Context, system: str | None) -> tuple[Config, Engine, bool]:
+    """Config, engine and whether work is enqueued (distributed) for resync / reconcile."""
+    config = exported_config(ctx)
+    if system is not None and system not in config.systems:
+        fail(f"unknown system {system!r}; configured: {', '.join(config.systems)}")
+    distributed = bool(config.broker.url)
+    engine = build_engine(config, distributed=distributed, migrate=not distributed)
+    return config, engine, distributed
+
+
+def resync(
+    ctx: typer.Context,
+    system: Annotated[str | None, typer.Option(help="Only this system (default: all).")] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="A complete re-read (finds deletes).")
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait, with a progress bar.")] = False,
+) -> None:
+    """Re-read one system or all and push the differences (enqueued when distributed)."""
+    from sync.runtime.backend import admin_backend
+    from sync.runtime.resync import perform_resync, queue_run
+
+    config, engine, distributed = _admin_engine(ctx, system)
+    try:
+        if not distributed:
+            run_id = queue_run(engine, system)
+            configure_logging_again(ctx)
+            with err.status(f"resync {run_id}…"):
+                _, status, counts = perform_resync(engine, system, full, run_id)
+            out.print(f"resync {run_id}: {status} ({counts_text(counts.values)})")
+            raise typer.Exit(0 if status == "done" else 1)
+        run_id = admin_backend(engine, config).resync(system, full)  # as the admin API does
+        out.print(f"resync {run_id} enqueued")
+        if wait:
+            _follow(engine, run_id)
+    finally:
+        engine.close()
+
+
+def reconcile(
+    ctx: typer.Context,
+    system: Annotated[str | None, typer.Option(help="Only this system (default: all).")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the enqueued reconcile (distributed).")
+    ] = False,
+) -> None:
+    """Anti-entropy: read every deal, heal what the incremental path missed, count it.
+
+    Heals are also scheduled (``sync.reconcile_every``, daily by default); a healthy
+    installation heals nothing. Exit 1 when a system could not be read."""
+    from sync.runtime.backend import admin_backend
+    from sync.runtime.resync import queue_run
+
+    config, engine, distributed = _admin_engine(ctx, system)
+    try:
+        if not distributed:
+            run_id = queue_run(engine, system, kind="reconcile")
+            configure_logging_again(ctx)
+            from sync.engine.reconcile import reconcile as reconcile_systems
+
+            with err.status(f"reconcile {run_id}…"):
+                report = reconcile_systems(engine, [system] if system else None, run_id=run_id)
+            out.print(reconcile_table(report))
+            if report.healed:
+                out.print(
+                    f"[yellow]healed {report.healed} difference(s) the incremental path "
+                    f"missed; `crmsync history RECORD` shows each (action 'healed' or "
+                    f"'field_changed')[/]"
+                )
+            raise typer.Exit(0 if report.status == "done" else 1)
+        enqueue = admin_backend(engine, config).reconcile
+        assert enqueue is not None  # a distributed backend always can
+        run_id = enqueue(system)  # as the admin API does
+        out.print(f"reconcile {run_id} enqueued")
+        if wait:
+            _follow(engine, run_id, "reconcile")
+    finally:
+        engine.close()
+
+
+def _follow(engine: Engine, run_id: str, kind: str = "resync", poll_every: float = 0.5) -> None:
+    from sync.engine import operations
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task(f"{kind} {run_id}", total=None)
+        while True:
+            run = operations.get_run(engine, run_id) or {"status": "queued", "counts": {}}
+            counts = run["counts"]
+            progress.update(
+                task,
+                total=counts.get("systems_total"),
+                completed=counts.get("systems_done", 0),
+                description=f"{kind} {run_id}: {run['status']}",
+            )
+            if run["status"] not in ("queued", "running"):
+                break
+            time.sleep(poll_every)
+    out.print(f"{kind} {run_id}: {run['status']} ({counts_text(run['counts'])})")
+    if run["status"] != "done":
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- deletes, rebind
+
+
+def deletes_cmd(
+    ctx: typer.Context,
+    confirm: Annotated[
+        str | None, typer.Option("--confirm", help="Apply SYSTEM's held deletes.")
+    ] = None,
+    discard: Annotated[
+        str | None, typer.Option("--discard", help="Drop SYSTEM's held deletes, keep links.")
+    ] = None,
+) -> None:
+    """Deletes the mass-delete guard held: list them, apply them (--confirm SYSTEM) or drop
+    them (--discard SYSTEM). Either releases the system. Exit 2 when the listing is not empty."""
+    from sync.engine import deletes, guard
+
+    if confirm and discard:
+        err.print("[red]--confirm and --discard exclude each other[/]")
+        raise typer.Exit(1)
+    with engine_for(ctx) as engine:
+        chosen = confirm or discard
+        if chosen is not None:
+            _known(chosen, engine.systems)
+            if confirm:
+                counts = deletes.confirm_held(engine, confirm)
+                out.print(f"{confirm}: {counts['deleted']} held deletes applied; released")
+            elif discard:
+                dropped = deletes.discard_held(engine, discard)
+                out.print(f"{discard}: {dropped} held deletes discarded, links kept; released")
+            return
+        rows = guard.pending_deletes(engine)
+        held = guard.holds(engine)
+    if not rows:
+        out.print("[green]No held deletes.[/]")
+        return
+    for system, hold in held.items():
+        if hold.held == guard.HOLD_DELETES:
+            out.print(f"[yellow]{system}: {escape(hold.held_message or '')}[/]")
+    table = Table(title=f"{len(rows)} held deletes")
+    for column in ("system", "record", "vendor id", "how", "seen"):
+        table.add_column(column)
+    for row in rows[:200]:
+        table.add_row(
+            row.system, row.record_id, row.external_id, row.how, row.detected_at.isoformat()
+        )
+    out.print(table)
+    raise typer.Exit(2)
+
+
+def rebind_cmd(
+    ctx: typer.Context,
+    system: Annotated[str, typer.Argument(help="The system whose binding changed.")],
+    new_account: Annotated[
+        bool,
+        typer.Option(
+            "--new-account",
+            help="It is another account: set the old links aside and start it afresh.",
+        ),
+    ] = False,
+) -> None:
+    """A system now points elsewhere (another URL or account): adopt the configured binding.
+    Default: the same account moved, its links are kept. --new-account: the old account's
+    links are set aside (restored if you bind back to it) and the system is read completely
+    and filled like a newly added one."""
+    from sync.engine import bindings
+
+    with engine_for(ctx) as engine:
+        _known(system, engine.systems)
+        out.print(bindings.rebind(engine, system, new_account=new_account))
