@@ -190,7 +190,9 @@ DOUBT_DEPTH = 4
 def in_doubt(earlier: Mapping[str, Any] | None, diff: Mapping[str, Any]) -> dict[str, list[Any]]:
     """The values an update may have left in the vendor: this attempt's and, per field, those
     of earlier attempts whose outcome is unknown."""
-    doubts = {name: list(values) for name, values in (earlier or {}).items()}
+    doubts = {
+        name: list(values) for name, values in (earlier or {}).items() if isinstance(values, list)
+    }
     for name, value in diff.items():
         values = [v for v in doubts.get(name, []) if v != value]
         doubts[name] = [*values, value][-DOUBT_DEPTH:]
@@ -211,5 +213,8 @@ def echoes(
     return {
         name: theirs[name]
         for name, values in doubts.items()
-        if name in theirs and theirs[name] != shadow.get(name) and theirs[name] in values
+        if isinstance(values, list)
+        and name in theirs
+        and theirs[name] != shadow.get(name)
+        and theirs[name] in values
     }

@@ -333,10 +333,17 @@ def _commit_doubts(engine: Engine, jobs: Sequence[_Job]) -> None:
                 table.c.status == "in_flight",
                 table.c.claimed_by == engine.worker_id,
             )
-            .values(intent=sa.bindparam("sent")),
-            [{"row": job.row_id, "sent": in_doubt(job.intent_sent, job.diff)} for job in jobs],
+            # intent_at cleared: a create row whose deal got linked meanwhile now sends an
+            # update, and its create intent is moot (``intents.open_intents`` skips linked ones)
+            .values(intent=sa.bindparam("sent"), intent_at=None),
+            [{"row": job.row_id, "sent": in_doubt(_doubts_of(job), job.diff)} for job in jobs],
         )
         session.commit()
+
+
+def _doubts_of(job: _Job) -> dict[str, Any] | None:
+    """The earlier in-doubt values of an update row (a create row's intent is not that)."""
+    return job.intent_sent if job.intent_at is None else None
 
 
 def _load(

@@ -102,14 +102,14 @@ def open_intents(session: Session, system: str) -> Sequence[tuple[Any, ...]]:
 
 
 def update_doubts(session: Session, system: str) -> Sequence[tuple[Any, ...]]:
-    """``(record_id, intent)`` of the open updates to ``system`` that recorded what they send
-    (``engine.intents``: updates in doubt)."""
+    """``(record_id, intent)`` of the open rows to ``system`` whose update recorded what it
+    sends (``engine.intents``: updates in doubt; a create intent has ``intent_at`` set)."""
     return session.exec(
         select(Outbox.record_id, Outbox.intent).where(
             Outbox.system == system,
-            Outbox.op == "update",
             col(Outbox.status).in_(OPEN_STATES),
             col(Outbox.intent).is_not(None),
+            col(Outbox.intent_at).is_(None),
         )
     ).all()
 

@@ -75,3 +75,27 @@ def test_an_update_whose_answer_was_lost_is_not_taken_for_its_edit(
     report = world.converge(cycles=3)
     assert report.clean, report
     assert_amount_everywhere(world, record, 3000.0)
+
+
+@pytest.mark.parametrize("target", ["ruddr", "parsalink"])
+def test_a_create_whose_deal_was_adopted_then_edited_sends_the_edit(
+    world: World, target: str
+) -> None:
+    """A create's answer is lost; a capture adopts its deal; the deal is then edited in Close
+    before the create's row comes due again: that row now sends an update (its create intent
+    is moot) and the edit reaches every system — the soak once failed every cycle here."""
+    name = f"Adopted then edited ({target})"
+    world.cycle()
+    world.engine.backoff_base = 3600.0
+    world.faults(target, fail_after_commit_rate=1.0)
+    deal = world.users["close"].create(name)
+    world.cycle()
+    world.faults(target)
+    poll(world.engine, target)  # the capture adopts the deal; the create's retry still waits
+    record = record_of(world, "close", deal)
+    close_amount(world, record, 4321)
+    poll(world.engine, "close")
+    world.time_passes()
+    report = world.converge(cycles=3)
+    assert report.clean, report
+    assert_amount_everywhere(world, record, 4321.0)

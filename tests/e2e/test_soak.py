@@ -128,9 +128,12 @@ def test_faults_and_kills_end_with_every_deal_once_holding_its_last_edit(
         run_once(kill_after=rng.uniform(0.5, 3.0) if round_ % 2 == 0 else None)
         control(victim)
 
+    converged = False
     for attempt in range(6):
-        if run_once() == 0 and attempt >= 1:
+        converged = run_once() == 0 and attempt >= 1
+        if converged:
             break
+    assert converged, "run --once never exited 0 once the faults stopped"
     stale: list[tuple[str, str, float | None, float]] = []  # (system, deal, holds, last edit)
     for system in SYSTEMS:
         deals = users[system].all()
