@@ -5,7 +5,7 @@ fields it sent) before its request leaves. When the answer is lost (a timeout, a
 vendor committed, a process killed in between) the deal exists in the vendor but not in our
 links. Two things may meet it next, in either order:
 
-- the create's retry looks the deal up (``push._recover``) and adopts it;
+- the create's retry looks the deal up (``push.send._recover``) and adopts it;
 - a capture of that system lists it as an unlinked deal. Vendors that hold our record id
   (Close's custom field, Truto's remote field) say whose it is; for the others (Ruddr,
   ParsaLink) capture asks this module before making a new canonical record.

@@ -42,8 +42,8 @@ def new_id(prefix: str = "rec") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
-# Old names of ``sync.timefmt.maybe_utc``, kept only for engine/capture.py and engine/push.py
-# (being split in the same change); remove once they import sync.timefmt.
+# Old names of ``sync.timefmt.maybe_utc``, kept only for the engine/capture and engine/push packages
+# (split in the same change); remove once they import sync.timefmt.
 to_utc = maybe_utc
 aware_utc = maybe_utc
 

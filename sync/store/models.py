@@ -22,7 +22,7 @@ from sqlmodel import Field, SQLModel
 
 from sync.timefmt import utcnow as _utcnow
 
-# Re-exported for engine/capture.py, engine/push.py, engine/operations.py and tasks.py, which
+# Re-exported for engine/capture/, engine/push/, engine/operations.py and tasks.py, which
 # import it from here; new code imports sync.timefmt.utcnow.
 utcnow = _utcnow
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import SQLModel, func, select
 
-from sync.engine.capture import NewLink, NewRecord, Poll, _ingest_page
+from sync.engine.capture.page import NewLink, NewRecord, Poll
+from sync.engine.capture.poll import _ingest_page
 from sync.engine.journal import outbox_row
 from sync.engine.state import Counts
 from sync.store.models import Link, Outbox, Record

@@ -1,0 +1,346 @@
+"""One page of capture: the poll's state, the rows a page loads in a few queries (links,
+records, identity keys), and the skip rules that drop what the store already holds (same
+vendor stamp; whole-second stamps that may still gain a same-second edit, ``SETTLE``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from sync.connectors.base import BaseConnector, VendorRecord
+from sync.engine import deletes, filters
+from sync.engine.identity import keys_of
+from sync.engine.intents import (
+    Intent,
+)
+from sync.engine.journal import Notes, dead_letter
+from sync.engine.state import Counts, Engine, aware_utc, to_utc
+from sync.mapping.errors import MappingError, UnresolvedReference
+from sync.store.models import Link, Record, RecordKey
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+SETTLE = dt.timedelta(seconds=2)  # after this, a whole-second stamp can gain no same-second edit
+Key = tuple[str, str]
+
+
+@dataclass
+class Poll:
+    """One capture of one system: what the ingest of every record needs besides the page."""
+
+    engine: Engine
+    system: str
+    counts: Counts
+    run_id: str | None
+    started: dt.datetime  # our clock, before the first listing request
+    #: full compare only: a difference in a record stamped before this was missed by the
+    #: regular path (None: not a full compare, or nothing was covered before)
+    heal_before: dt.datetime | None = None
+
+    def missed(self, rec: VendorRecord) -> bool:
+        stamp = to_utc(rec.modified)
+        return self.heal_before is not None and stamp is not None and stamp < self.heal_before
+
+
+@dataclass
+class NewRecord:
+    """A record this page creates, as plain data: never added to the session but inserted with
+    the page's other new rows, one statement per table. Building and flushing an ORM object
+    per new record and link cost more than the rest of an initial capture. Never merged into
+    within its page: a later listing matching it finds it already linked here."""
+
+    id: str
+    fields: dict[str, Any]
+    provenance: dict[str, Any]
+    held: list[str]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    deleted_at: dt.datetime | None = None
+    deleted_by: str | None = None
+
+
+@dataclass
+class NewLink:
+    """A link this page creates (to a new record, or to a stored one it matched), as plain
+    data inserted after the page's new records. The columns of ``Link`` but its id."""
+
+    record_id: str
+    system: str
+    external_id: str
+    shadow: dict[str, Any]
+    sent: dict[str, Any]
+    vendor_modified: dt.datetime | None
+    linked_at: dt.datetime
+    synced_at: dt.datetime
+    confirmed_at: dt.datetime | None = None
+    deleted_at: dt.datetime | None = None
+    filtered_at: dt.datetime | None = None
+
+
+@dataclass
+class Page:
+    """The store rows one page of vendor records touches, loaded a few queries per page and
+    kept up to date as the page creates records, links and keys (a later record of the same
+    page must see an earlier one: two listings of one new deal link to one record)."""
+
+    session: Session
+    links: dict[str, Link]  # this system's stored links, by external id
+    records: dict[str, Record] = field(default_factory=dict)  # stored ones, by record id
+    keys: dict[Key, str] = field(default_factory=dict)  # identity key -> record id
+    absent: set[Key] = field(default_factory=set)  # identity keys known not to be stored
+    linked_here: set[str] = field(default_factory=set)  # record ids linked in this system
+    #: id -> (record, why)
+    touched: dict[str, tuple[Record | NewRecord, str]] = field(default_factory=dict)
+    #: rows this page creates, inserted one statement per table when the page is done
+    new_records: dict[str, NewRecord] = field(default_factory=dict)  # by record id
+    new_links: dict[str, NewLink] = field(default_factory=dict)  # by external id
+    new_keys: list[dict[str, str]] = field(default_factory=list)
+    new_outbox: list[dict[str, Any]] = field(default_factory=list)
+    notes: Notes = field(default_factory=Notes)  # the page's journal, one insert
+    created: dict[str, NewLink] = field(default_factory=dict)  # new record id -> its only link
+    #: this system's open create intents (loaded when an unlinked deal first needs them)
+    intents: list[Intent] | None = None
+    adopted: dict[str, Intent] = field(default_factory=dict)  # external id -> its intent
+    #: record id -> values its in-doubt update to this system may have left (``intents``)
+    doubts: dict[str, dict[str, list[Any]]] | None = None
+
+    def record(self, record_id: str | None) -> Record | NewRecord | None:
+        """A stored record the page loaded, or one it created."""
+        if not record_id:
+            return None
+        return self.records.get(record_id) or self.new_records.get(record_id)
+
+
+@dataclass
+class Item:
+    """A vendor record that survived the skips, mapped, with what the store has of it."""
+
+    rec: VendorRecord
+    theirs: dict[str, Any]
+    link: Link | None
+    record: Record | None
+
+
+def _vendor_clock(connector: BaseConnector, moment: dt.datetime) -> dt.datetime | None:
+    """``moment`` of our clock in the vendor's, from the latest listing's ``Date``."""
+    clock = connector.listing_clock
+    return clock.to_vendor(moment) if clock is not None else None
+
+
+def _changed_only(poll: Poll, session: Session, page: list[VendorRecord]) -> list[VendorRecord]:
+    """The page minus the deals whose vendor stamp says nothing changed since their shadow.
+
+    Decided from a few columns of the links, not from loaded Link and Record objects: a no-op
+    scan of 10,000 deals would otherwise build 20,000 ORM objects and parse their JSON only to
+    drop them. Whole-second summary stamps (ParsaLink) are compared field by field with the
+    shadow until a scan confirms them after their second closed (``Link.confirmed_at``)."""
+    if not page:
+        return page
+    stored: dict[str, tuple[dt.datetime | None, dt.datetime | None]] = {
+        external_id: (stamp, confirmed)
+        for external_id, stamp, confirmed in session.exec(
+            select(Link.external_id, Link.vendor_modified, Link.confirmed_at).where(
+                Link.system == poll.system,
+                col(Link.external_id).in_([rec.external_id for rec in page]),
+            )
+        ).all()
+    }
+    same = [
+        rec
+        for rec in page
+        if rec.external_id in stored and _same_stamp(stored[rec.external_id][0], rec)
+    ]
+    racy = [
+        rec
+        for rec in same
+        if _whole_second_summary(rec) and not _settled(stored[rec.external_id][1], rec)
+    ]
+    moved = _summaries_moved(poll, session, racy)
+    _confirm(poll, session, [rec.external_id for rec in racy if rec.external_id not in moved])
+    unchanged = {rec.external_id for rec in same} - moved
+    poll.counts.add("unchanged", len(unchanged))
+    return [rec for rec in page if rec.external_id not in unchanged]
+
+
+def _settled(confirmed: dt.datetime | None, rec: VendorRecord) -> bool:
+    """Was the shadow confirmed when the stamp's second had surely closed? 2 s, not 1: the
+    vendor clock is estimated from whole-second ``Date`` headers."""
+    stamp = to_utc(rec.modified)
+    confirmed = aware_utc(confirmed)
+    return stamp is not None and confirmed is not None and confirmed >= stamp + SETTLE
+
+
+def _summaries_moved(poll: Poll, session: Session, racy: list[VendorRecord]) -> set[str]:
+    """External ids among ``racy`` whose summary fields differ from the shadow."""
+    if not racy:
+        return set()
+    shadows: dict[str, Mapping[str, Any]] = dict(
+        session.exec(
+            select(Link.external_id, Link.shadow).where(
+                Link.system == poll.system,
+                col(Link.external_id).in_([rec.external_id for rec in racy]),
+            )
+        ).all()
+    )
+    return {
+        rec.external_id
+        for rec in racy
+        if _summary_moved(poll.engine, poll.system, shadows[rec.external_id], rec)
+    }
+
+
+def _confirm(poll: Poll, session: Session, external_ids: list[str]) -> None:
+    """Remember that these summaries matched their shadows at this listing's start (in the
+    vendor's clock; unknown without a ``Date``, then nothing is remembered)."""
+    at = _vendor_clock(poll.engine.connector(poll.system), poll.started)
+    if not external_ids or at is None:
+        return
+    session.execute(
+        sa.update(Link)
+        .where(col(Link.system) == poll.system, col(Link.external_id).in_(external_ids))
+        .values(confirmed_at=at)
+    )
+
+
+def _load_links(session: Session, system: str, page: list[VendorRecord]) -> Page:
+    ids = [r.external_id for r in page]
+    if not ids:  # every record of the page was unchanged
+        return Page(session, {})
+    links = {
+        link.external_id: link
+        for link in session.exec(
+            select(Link).where(Link.system == system, col(Link.external_id).in_(ids))
+        ).all()
+    }
+    state = Page(session, links)
+    _load_records(state, [link.record_id for link in links.values()])
+    state.linked_here.update(link.record_id for link in links.values())
+    return state
+
+
+def _load_records(state: Page, ids: Iterable[str]) -> None:
+    wanted = sorted(set(ids) - set(state.records))
+    if wanted:
+        rows = state.session.exec(select(Record).where(col(Record.id).in_(wanted))).all()
+        state.records.update((r.id, r) for r in rows)
+
+
+def _load_identities(poll: Poll, state: Page, items: list[Item]) -> None:
+    """For the page's unlinked deals: the records their carried record ids name, the records
+    their identity keys point at, and which of those already have a link in this system."""
+    if not items:
+        return
+    natural = poll.engine.config.sync.natural_key
+    carried = [poll.engine.mapper.record_id_of(poll.system, item.rec.data) for item in items]
+    _lookup_keys(state, [key for item in items for key in keys_of(item.theirs, natural)])
+    candidates = {rid for rid in carried if rid} | set(state.keys.values())
+    _load_records(state, candidates)
+    unknown = sorted(candidates - state.linked_here)
+    if unknown:
+        state.linked_here.update(
+            state.session.exec(
+                select(Link.record_id).where(
+                    Link.system == poll.system, col(Link.record_id).in_(unknown)
+                )
+            ).all()
+        )
+
+
+def _lookup_keys(state: Page, keys: Iterable[Key]) -> None:
+    """Load which record holds each identity key (one query for all the keys not known)."""
+    wanted = {key for key in keys if key not in state.keys and key not in state.absent}
+    if not wanted:
+        return
+    rows = state.session.exec(
+        select(RecordKey).where(
+            col(RecordKey.namespace).in_(sorted({ns for ns, _ in wanted})),
+            col(RecordKey.value).in_(sorted({value for _, value in wanted})),
+        )
+    ).all()
+    for row in rows:
+        state.keys[(row.namespace, row.value)] = row.record_id
+    state.absent |= wanted - set(state.keys)
+
+
+# -- one record ----------------------------------------------------------------------------
+def _same_stamp(stored: dt.datetime | None, rec: VendorRecord) -> bool:
+    """A sub-second stamp equal to the shadow's (``stored``) means nothing changed. Whole-second
+    stamps are not trusted (two edits in one second share one) — except on summary listings
+    (ParsaLink), where the alternative is a GET per record per scan: there the summary's own
+    fields are compared with the shadow (``_summary_moved``), and an edit landing in the same
+    second as our own write that touches only fields the summary lacks waits for its next
+    change (documented limitation)."""
+    stamp = to_utc(rec.modified)
+    if stamp is None or to_utc(stored) != stamp:
+        return False
+    return rec.partial or stamp.microsecond != 0
+
+
+def _whole_second_summary(rec: VendorRecord) -> bool:
+    stamp = to_utc(rec.modified)
+    return rec.partial and stamp is not None and stamp.microsecond == 0
+
+
+def _summary_moved(
+    engine: Engine, system: str, shadow: Mapping[str, Any], rec: VendorRecord
+) -> bool:
+    """For a summary record whose whole-second stamp equals the shadow's: does any field the
+    summary does carry differ from the shadow? (Catches an edit in the same second as ours.)"""
+    try:
+        summary = engine.mapper.to_canonical(system, rec.data, engine.refs)
+    except (MappingError, UnresolvedReference):
+        return True
+    return any(value is not None and value != shadow.get(name) for name, value in summary.items())
+
+
+def _prepare(poll: Poll, state: Page, rec: VendorRecord) -> Item | None:
+    """Skip what needs no work (unchanged, tombstoned, filtered), read a summary in full and
+    map the record; None when there is nothing more to do with it."""
+    engine, system, counts = poll.engine, poll.system, poll.counts
+    link = state.links.get(rec.external_id)  # unchanged stamps were dropped: _changed_only
+    record = state.records.get(link.record_id) if link is not None else None
+    # a deal another system's delete is propagating, still alive here: an edit here wins
+    racing = (
+        link is not None
+        and link.deleted_at is None
+        and record is not None
+        and record.deleted_at is not None
+        and record.deleted_by != system
+    )
+    if not racing and link is not None and (link.deleted_at or (record and record.deleted_at)):
+        counts.add("tombstoned")  # a stale read must not resurrect a deleted deal
+        return None
+    if rec.partial:  # a summary listing: read the whole deal before mapping it
+        rec = engine.connector(system).get(rec.external_id)
+        counts.add("fetched_full")
+    if not engine.mapper.accepts(system, rec.data):
+        counts.add("filtered")
+        filters.left_out(state.session, link)
+        return None
+    filters.let_in(engine, state.session, link)
+    try:
+        theirs = engine.mapper.to_canonical(system, rec.data, engine.refs)
+    except (MappingError, UnresolvedReference) as exc:
+        dead_letter(
+            state.session,
+            system=system,
+            direction="inbound",
+            op="read",
+            error=str(exc),
+            payload=rec.data,
+            external_id=rec.external_id,
+            record_id=record.id if record else None,
+        )
+        counts.add("dead_letters")
+        return None
+    if racing and link is not None and record is not None:
+        if theirs == link.shadow:
+            counts.add("tombstoned")  # nothing new here: the delete stands
+            return None
+        deletes.edited_after_delete(state.session, record, system)
+    return Item(rec, theirs, link, record)

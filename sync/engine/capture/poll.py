@@ -1,0 +1,213 @@
+"""Capture's poll loop: read one system page by page, fold each page in its own transaction,
+move the compound cursor and set the watermark (see the package docstring for the rules).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+import structlog
+from sqlmodel import Session, col, select
+
+from sync.connectors.base import BaseConnector, VendorRecord
+from sync.engine import deletes
+from sync.engine.capture.merge import _ingest_known, _ingest_new
+from sync.engine.capture.page import (
+    EPOCH,
+    NewLink,
+    Page,
+    Poll,
+    _changed_only,
+    _load_identities,
+    _load_links,
+    _prepare,
+    _vendor_clock,
+)
+from sync.engine.journal import OPEN_STATES, enqueue_into, outbox_row
+from sync.engine.letters import resolve_captured
+from sync.engine.outbound import push_op
+from sync.engine.prefetch import one_ahead
+from sync.engine.state import Counts, Engine, aware_utc, to_utc
+from sync.store.models import Cursor, Link, Outbox, Record, RecordKey, utcnow
+
+log = structlog.get_logger("crmsync.capture")
+
+
+def capture_mode(engine: Engine, system: str) -> str:
+    configured = engine.config.systems[system].capture
+    connector = engine.connector(system)
+    if configured == "incremental" and connector.capture != "incremental":
+        return "scan"  # the vendor cannot; config asked for what it cannot do
+    return configured or connector.capture
+
+
+def capture(
+    engine: Engine,
+    system: str,
+    *,
+    full: bool = False,
+    run_id: str | None = None,
+    rescan: bool = False,
+) -> Counts:
+    """Read one system's changes (or everything, when ``full`` or the vendor only scans).
+    ``rescan``: read everything without counting differences as healed (a mapping change or
+    a system back in the config: ``sync.engine.bindings``)."""
+    counts = Counts()
+    connector = engine.connector(system)
+    engine.refs.prime()
+    started = utcnow()
+    lookback = engine.config.sync.lookback
+    with engine.session() as session:
+        cursor = session.get(Cursor, system) or Cursor(system=system)
+    regular = capture_mode(engine, system)
+    mode = "scan" if full or rescan else regular
+    pages: Iterable[list[VendorRecord]]
+    if mode == "incremental":
+        pages = connector.list_changed(_since(cursor, lookback))
+    else:
+        pages = connector.scan()
+    covered = _covered(cursor, regular) if full else None
+    poll = Poll(engine, system, counts, run_id, started, covered - lookback if covered else None)
+    seen: set[str] = set()
+    for page in one_ahead(pages):  # the next page is read while this one is folded in
+        with engine.session() as session:
+            _ingest_page(poll, session, page)
+            session.add_all(engine.refs.take_pending())
+            if mode == "incremental":
+                _advance_cursor(session, system, page, _vendor_start(connector, started))
+            session.commit()
+        seen.update(r.external_id for r in page)
+        counts.add("fetched", len(page))
+    # every page was read: the listing proves everything committed before its start was seen
+    watermark = _vendor_clock(connector, started)
+    if mode == "scan":
+        found = deletes.after_complete_scan(engine, system, seen, started, run_id)
+        if full and regular == "incremental" and not connector.has_delete_feed:
+            counts.add("healed", found["deleted"])  # no feed: only a full scan sees deletes
+        counts.merge(found)
+    if connector.has_delete_feed:
+        counts.merge(deletes.from_feed(engine, system, started, run_id))
+    _finish_poll(engine, system, started, mode, counts, watermark)
+    return counts
+
+
+def _since(cursor: Cursor, lookback: dt.timedelta) -> dt.datetime:
+    """Where an incremental poll starts: the watermark (or the newest stamp) minus lookback."""
+    mark = aware_utc(cursor.watermark or cursor.stamp)
+    return mark - lookback if mark is not None else EPOCH
+
+
+def _covered(cursor: Cursor, regular: str) -> dt.datetime | None:
+    """Up to when the regular path had read the system before this full compare."""
+    fallback = cursor.stamp if regular == "incremental" else cursor.last_poll_at
+    return aware_utc(cursor.watermark or fallback)
+
+
+def _vendor_start(connector: BaseConnector, started: dt.datetime) -> dt.datetime:
+    """The run's start in the vendor's clock (ours when the vendor sends no ``Date``)."""
+    return _vendor_clock(connector, started) or started
+
+
+def _advance_cursor(
+    session: Session, system: str, page: list[VendorRecord], cap: dt.datetime
+) -> None:
+    """Compound cursor (stamp, external id) over the committed page, never past ``cap``."""
+    if not page:
+        return
+    last = max(page, key=lambda r: (r.modified, r.external_id))
+    stamp = min(to_utc(last.modified) or cap, cap)
+    cursor = session.get(Cursor, system) or Cursor(system=system)
+    held = aware_utc(cursor.stamp)
+    if held is None or (stamp, last.external_id) > (held, cursor.external_id or ""):
+        cursor.stamp, cursor.external_id = stamp, last.external_id
+    cursor.updated_at = utcnow()
+    session.add(cursor)
+
+
+def _finish_poll(
+    engine: Engine,
+    system: str,
+    started: dt.datetime,
+    mode: str,
+    counts: Counts,
+    watermark: dt.datetime | None,
+) -> None:
+    with engine.session() as session:
+        cursor = session.get(Cursor, system) or Cursor(system=system)
+        cursor.last_poll_at = started
+        cursor.watermark = watermark
+        if mode == "scan":
+            cursor.last_full_scan_at = started
+        cursor.last_error = None
+        session.add(cursor)
+        session.commit()
+    log.info("capture_done", system=system, mode=mode, **counts.values)
+
+
+# -- one page ------------------------------------------------------------------------------
+def _ingest_page(poll: Poll, session: Session, page: list[VendorRecord]) -> None:
+    """Fold one page in: skip and map every record, load what identity resolution needs in
+    one go, ingest record by record, then queue the pushes once per touched record."""
+    page = _changed_only(poll, session, page)
+    state = _load_links(session, poll.system, page)
+    items = [item for rec in page if (item := _prepare(poll, state, rec)) is not None]
+    _load_identities(poll, state, [item for item in items if item.record is None])
+    for item in items:
+        if item.record is None:
+            _ingest_new(poll, state, item)
+        else:
+            _ingest_known(poll, state, item)
+    _insert_new(state)
+    resolve_captured(
+        session, poll.system, [i.rec.external_id for i in items], state.notes, poll.run_id
+    )
+    _queue_pushes(poll, state)
+    state.notes.write(session)
+
+
+def _insert_new(state: Page) -> None:
+    """Insert the page's new records, then their links and keys, one statement per table."""
+    for table, rows in (
+        (Record, [vars(record) for record in state.new_records.values()]),
+        (Link, [vars(link) for link in state.new_links.values()]),
+        (RecordKey, state.new_keys),
+    ):
+        if rows:
+            state.session.execute(sa.insert(table), rows)
+
+
+def _queue_pushes(poll: Poll, state: Page) -> None:
+    """Queue a push to every system whose copy of a touched record differs (or that lacks
+    it): ``outbound.enqueue_pushes`` for a whole page, with each record's links and open
+    outbox rows read in one query per page instead of two per record."""
+    if not state.touched:
+        return
+    engine, session = poll.engine, state.session
+    ids = sorted(state.touched)
+    # a record created by this page has one link, ours, and no outbox row: nothing to read
+    links: dict[str, dict[str, Link | NewLink]] = {
+        rid: {poll.system: link} for rid, link in state.created.items()
+    }
+    stored = [rid for rid in ids if rid not in state.created]
+    open_rows: dict[tuple[str, str], Outbox] = {}
+    if stored:
+        for row in session.exec(select(Link).where(col(Link.record_id).in_(stored))).all():
+            links.setdefault(row.record_id, {})[row.system] = row
+        outbox = select(Outbox).where(
+            col(Outbox.record_id).in_(stored), col(Outbox.status).in_(OPEN_STATES)
+        )
+        open_rows = {(row.record_id, row.system): row for row in session.exec(outbox).all()}
+    for record_id in ids:
+        record, reason = state.touched[record_id]
+        held = links.get(record_id, {})
+        for system in engine.systems:
+            op = push_op(engine, system, record, held.get(system))
+            queued = open_rows.get((record_id, system))
+            if op and queued is None:  # most of a load: inserted with the page's other rows
+                state.new_outbox.append(outbox_row(record_id, system, op, reason))
+            elif op:
+                enqueue_into(session, queued, record_id, system, op, reason)
+    if state.new_outbox:
+        session.execute(sa.insert(Outbox), state.new_outbox)

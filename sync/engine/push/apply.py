@@ -1,0 +1,349 @@
+"""Step 3 of a drain: apply the outcomes in one short write transaction — shadows, journal,
+outbox status, dead letters, retries with backoff, parked rows, the 404 policy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col
+
+from sync.connectors.base import VendorRecord
+from sync.connectors.errors import (
+    AuthFailed,
+    ConnectorError,
+    NotFound,
+    RateLimited,
+    Rejected,
+)
+from sync.engine.deletes import vendor_deleted
+from sync.engine.identity import index_keys
+from sync.engine.intents import adopted_base
+from sync.engine.journal import Notes, dead_letter, note
+from sync.engine.letters import resolve_pushed
+from sync.engine.push.prepare import _Job, _load, _Result
+from sync.engine.state import Counts, Engine, to_utc
+from sync.mapping.errors import MappingError, UnresolvedReference
+from sync.store.models import Link, Outbox, Record, utcnow
+
+MAX_BACKOFF = 3600.0
+
+
+# --------------------------------------------------------------------------- 3. apply
+
+
+def apply_results(engine: Engine, results: Sequence[_Result], counts: Counts) -> None:
+    """Record the outcomes of several sends in one write transaction. Should one of them lose
+    a race (a unique constraint), each is applied on its own savepoint instead and the loser is
+    put back for a soon retry."""
+    if not results:
+        return
+    taken = engine.refs.take_pending()
+    try:
+        with engine.session() as session:
+            outcomes = _apply_all(engine, session, results, isolate=False)
+            session.add_all(taken)
+            session.commit()
+    except sa.exc.IntegrityError:
+        engine.refs.give_back(taken)
+        taken = engine.refs.take_pending()
+        with engine.session() as session:
+            outcomes = _apply_all(engine, session, results, isolate=True)
+            session.add_all(taken)
+            try:
+                session.commit()
+            except sa.exc.IntegrityError:  # a learnt reference was stored meanwhile
+                session.rollback()
+                outcomes = _apply_all(engine, session, results, isolate=True)
+                session.commit()
+    for outcome in outcomes:
+        counts.add(outcome)
+    engine.claims.drop(r.job.row_id for r in results)
+
+
+def _apply_all(
+    engine: Engine, session: Session, results: Sequence[_Result], *, isolate: bool
+) -> list[str]:
+    # Records are only needed where a create landed (its identity, its new link).
+    wanted = {r.job.record_id for r in results if r.job.kind == "create" and r.answer is not None}
+    rows, records, links = _load(
+        session, results[0].job.system, [r.job.row_id for r in results], records_of=wanted
+    )
+    applier = _Applier(engine, session, rows, records, links)
+    if not isolate:
+        # No flush between rows: the group's writes go out together at commit. A conflict
+        # between rows surfaces there, and the group is re-applied row by row.
+        with session.no_autoflush:
+            outcomes = [applier.apply(result) for result in results]
+            _resolve_letters(applier, results)
+            applier.notes.write(session)
+        return outcomes
+    outcomes = []
+    for result in results:
+        try:
+            with session.begin_nested():
+                outcomes.append(applier.apply(result))
+                applier.notes.write(session)
+        except sa.exc.IntegrityError as exc:  # lost a race with a concurrent capture
+            applier.notes = Notes()
+            links.pop(result.job.record_id, None)
+            row = session.get(Outbox, result.job.row_id)
+            if row is not None:
+                _release_row(row, f"concurrent change: {exc.orig}")
+                session.add(row)
+            outcomes.append("retries")
+    _resolve_letters(applier, results)
+    applier.notes.write(session)
+    return outcomes
+
+
+def _resolve_letters(applier: _Applier, results: Sequence[_Result]) -> None:
+    """Close the dead letters of the deals that just went through (see ``letters``): their
+    row is done (a row put back after losing a race is not)."""
+    landed = set()
+    for result in results:
+        row = applier.rows.get(result.job.row_id)
+        if result.error is None and row is not None and row.status == "done":
+            landed.add(result.job.record_id)
+    system, run_id = results[0].job.system, results[0].job.run_id
+    resolve_pushed(applier.session, system, landed, applier.notes, run_id)
+
+
+@dataclass
+class _Applier:
+    """Applies outcomes in one session, over the rows, records and links loaded for them."""
+
+    engine: Engine
+    session: Session
+    rows: dict[int, Outbox]
+    records: dict[str, Record]
+    links: dict[str, Link]
+    notes: Notes = field(default_factory=Notes)
+
+    def apply(self, result: _Result) -> str:
+        job = result.job
+        row = self.rows.get(job.row_id)
+        if row is None:
+            return "skipped"
+        ours = row.status == "in_flight" and row.claimed_by == self.engine.worker_id
+        if not ours:
+            # Our claim expired and another worker took the row: record what the vendor did
+            # (never lose a created deal), leave the row to its new owner.
+            if result.error is not None or job.kind == "done":
+                return "skipped"
+            row = Outbox.model_validate(row.model_dump())  # a detached scratch copy
+        moved = row.updated_at != job.stamp
+        try:
+            return self._outcome(result, row)
+        finally:
+            if ours:
+                row.claimed_by, row.claimed_until = None, None
+                if moved and row.status == "done":
+                    # Re-enqueued while in flight (a capture changed the deal): diff again.
+                    row.status, row.next_attempt_at = "pending", utcnow()
+                row.updated_at = utcnow()
+                self.session.add(row)
+
+    def _outcome(self, result: _Result, row: Outbox) -> str:
+        exc, session = result.error, self.session
+        if exc is None:
+            row.status = "done"
+            return self._success(result)
+        if isinstance(exc, UnresolvedReference):
+            _park(row, f"unresolved reference: {exc}")
+            return "parked"
+        if isinstance(exc, MappingError):
+            _dead(session, row, str(exc), None)
+            return "dead_letters"
+        if isinstance(exc, Rejected):
+            _dead(session, row, _vendor_words(exc), getattr(exc, "payload", None))
+            return "dead_letters"
+        if isinstance(exc, NotFound):
+            link = self.links.get(result.job.record_id)
+            return _not_found(self.engine, session, row, link, exc, result.job.run_id)
+        assert isinstance(exc, ConnectorError)
+        # RateLimited, OutcomeUnknown, Retryable, AuthFailed, anything else: retry later
+        _retry(self.engine, row, exc)
+        job = result.job
+        if job.kind == "create" and not job.recover and isinstance(exc, (RateLimited, AuthFailed)):
+            # the vendor refused the create before doing anything (no earlier attempt is in
+            # doubt either: a recovery found nothing first), so the retry needs no look-up —
+            # under a 429 storm look-ups would only add to the storm
+            row.intent_at, row.intent = None, None
+        return "retries"
+
+    def _success(self, result: _Result) -> str:
+        job = result.job
+        link = self.links.get(job.record_id)
+        if job.kind == "done":
+            return job.outcome
+        if job.kind == "delete":
+            if link is not None and link.deleted_at is None:
+                link.deleted_at = utcnow()
+                self.session.add(link)
+                self._note(job, "deleted_remote", f"deleted in {job.system}: {job.reason}")
+            return "deleted"
+        answer = result.answer
+        assert answer is not None
+        if job.kind == "update":
+            row = self.rows.get(job.row_id)
+            if row is not None:
+                row.intent = None  # answered: nothing of it is in doubt any more
+            if link is not None and link.deleted_at is None:
+                _apply_answer(link, answer, result.after, job.diff)
+                self.session.add(link)
+            reason = f"{job.reason}: sent {', '.join(sorted(job.diff))}"
+            self._note(job, "pushed", reason, new=job.diff)
+            return "pushed"
+        record = self.records.get(job.record_id)
+        if link is not None or record is None:  # a concurrent capture saw our new deal first
+            return "adopted"
+        if self._adopt_identity(job, record, result.after):
+            index_keys(self.session, record, self.engine.config.sync.natural_key)
+        link = Link(
+            record_id=record.id,
+            system=job.system,
+            external_id=answer.external_id,
+            shadow=result.after,
+            vendor_modified=to_utc(answer.modified),
+            # Every outbound field, the empty ones too: what the target put where we sent
+            # nothing (a default owner, a required close date) is its lossy copy of "nothing",
+            # so the next push neither blanks it there nor spreads it to the other systems.
+            sent={name: [value, result.after.get(name)] for name, value in job.wanted.items()},
+        )
+        if result.adopted:
+            # The deal may have been edited there since it was made: the base is what the
+            # create sent, so the next capture merges such an edit instead of our overwriting it.
+            row = self.rows.get(job.row_id)
+            sent = (row.intent if row is not None else None) or job.wanted
+            link.shadow, link.sent = adopted_base(sent, result.after)
+            if link.shadow != result.after:
+                link.vendor_modified = None  # read it again: it holds a change of its own
+        self.session.add(link)
+        self.links[record.id] = link
+        action = "adopted" if result.adopted else "created"
+        self._note(job, action, f"{action} in {job.system} as {answer.external_id}")
+        return action
+
+    def _adopt_identity(self, job: _Job, record: Record, theirs: dict[str, Any]) -> bool:
+        """The ids the target gave the new deal (e.g. its Salesforce id) join the deal's
+        ``external_ids``: they identify it, so identity resolution and ``salesforceId``
+        matching can use them. Other values the target invented stay its own (see
+        ``Link.sent``). Returns whether the deal's identity changed (its keys then need
+        indexing)."""
+        ids = theirs.get("external_ids") or {}
+        known = record.fields.get("external_ids") or {}
+        new = {key: value for key, value in ids.items() if value and key not in known}
+        if not new:
+            return False
+        record.fields = {**record.fields, "external_ids": {**known, **new}}
+        record.updated_at = utcnow()
+        self.session.add(record)
+        reason = f"ids given by {job.system} on create"
+        self._note(job, "field_changed", reason, field="external_ids", new=new)
+        return True
+
+    def _note(self, job: _Job, action: str, reason: str, **extra: Any) -> None:
+        self.notes.add(job.record_id, action, reason, system=job.system, run_id=job.run_id, **extra)
+
+
+def _apply_answer(
+    link: Link, answer: VendorRecord, after: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    """Shadow := the vendor's answer for the fields we sent. If the answer shows other fields
+    changed too (a concurrent edit there), keep the old stamp so the next capture merges it.
+    ``link`` is the link as it is now (a capture may have moved its shadow meanwhile)."""
+    shadow = dict(link.shadow)
+    untouched_moved = any(after.get(name) != shadow.get(name) for name in after if name not in sent)
+    for name in sent:
+        shadow[name] = after.get(name)
+    link.sent = {**link.sent, **{name: [value, after.get(name)] for name, value in sent.items()}}
+    link.shadow = shadow
+    if not untouched_moved:
+        link.vendor_modified = to_utc(answer.modified)
+    link.synced_at = utcnow()
+
+
+def _release_row(row: Outbox, reason: str) -> None:
+    """Put a row back for a soon retry after it lost a race (the retry re-reads the links and
+    finds, e.g., that a capture already linked the deal it created)."""
+    row.status, row.claimed_by, row.claimed_until = "retry", None, None
+    row.last_error = reason[:1000]
+    row.next_attempt_at = utcnow()
+    row.updated_at = utcnow()
+
+
+def _release(engine: Engine, row_ids: Sequence[int]) -> None:
+    """Put claimed rows that were never sent back for the next drain."""
+    if not row_ids:
+        return
+    with engine.session() as session:
+        session.execute(
+            sa.update(Outbox)
+            .where(col(Outbox.id).in_(row_ids), col(Outbox.claimed_by) == engine.worker_id)
+            .values(status="retry", claimed_by=None, claimed_until=None, next_attempt_at=utcnow())
+        )
+        session.commit()
+    engine.claims.drop(row_ids)
+
+
+def _vendor_words(exc: Rejected) -> str:
+    fields = "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items())
+    return f"{exc}" + (f" — {fields}" if fields else "")
+
+
+def _not_found(
+    engine: Engine,
+    session: Session,
+    row: Outbox,
+    link: Link | None,
+    exc: NotFound,
+    run_id: str | None,
+) -> str:
+    row.status = "done"
+    if link is None:
+        _dead(session, row, str(exc), None)
+        return "dead_letters"
+    vendor_deleted(engine, session, row.system, link, "404 on push", run_id)
+    return "deleted"
+
+
+def _park(row: Outbox, reason: str) -> None:
+    row.status = "parked"
+    row.last_error = reason[:1000]
+    row.next_attempt_at = utcnow() + dt.timedelta(seconds=60)
+
+
+def _retry(engine: Engine, row: Outbox, exc: ConnectorError) -> None:
+    row.attempts += 1
+    wait = min(MAX_BACKOFF, engine.backoff_base * 2.0 ** min(row.attempts - 1, 12))
+    if isinstance(exc, RateLimited) and exc.retry_after:
+        wait = max(exc.retry_after, 0.5)
+    row.status = "retry"
+    row.last_error = str(exc)[:1000]
+    row.next_attempt_at = utcnow() + dt.timedelta(seconds=wait)
+
+
+def _dead(session: Session, row: Outbox, error: str, payload: Any) -> None:
+    row.status = "dead"
+    row.last_error = error[:1000]
+    dead_letter(
+        session,
+        system=row.system,
+        direction="outbound",
+        op=row.op,
+        error=error,
+        payload=payload,
+        record_id=row.record_id,
+    )
+    note(
+        session,
+        row.record_id,
+        "dead_letter",
+        f"{row.op} in {row.system} refused: {error}",
+        system=row.system,
+    )

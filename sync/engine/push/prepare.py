@@ -1,0 +1,284 @@
+"""Step 1 of a drain: claim outbox rows, load a batch's rows, records and links, compute each
+diff and payload, and commit the creates' intents (and updates in doubt) before any request
+leaves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from sync.connectors.base import VendorRecord
+from sync.connectors.errors import (
+    ConnectorError,
+)
+from sync.engine import money
+from sync.engine.intents import in_doubt
+from sync.engine.journal import Notes, push_reason
+from sync.engine.outbound import desired, push_diff
+from sync.engine.state import Engine
+from sync.mapping.errors import MappingError, UnresolvedReference
+from sync.store.models import Link, Outbox, Record, utcnow
+
+Kind = Literal["create", "update", "delete", "done"]
+
+
+@dataclass
+class _Job:
+    """One claimed row as prepared: what to send, and what it was sent against."""
+
+    row_id: int
+    record_id: str
+    system: str
+    op: str
+    reason: str
+    #: the row's ``updated_at`` when prepared: a later value means it was re-enqueued
+    stamp: dt.datetime
+    idempotency_key: str
+    kind: Kind = "done"
+    #: for ``done``: the outcome decided without a vendor call (skipped, unchanged)
+    outcome: str = "skipped"
+    external_id: str | None = None
+    diff: dict[str, Any] = field(default_factory=dict)
+    wanted: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] | None = None
+    #: create whose earlier outcome is unknown: look the deal up before sending
+    recover: bool = False
+    intent_at: dt.datetime | None = None
+    #: what the earlier attempt sent (``Outbox.intent``): a recovery looks for a deal like it
+    intent_sent: dict[str, Any] | None = None
+    name: Any = None
+    #: an error found while preparing (an unresolvable reference, a mapping error)
+    error: Exception | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class _Result:
+    job: _Job
+    answer: VendorRecord | None = None
+    after: dict[str, Any] = field(default_factory=dict)  # the answer in canonical form
+    adopted: bool = False
+    error: Exception | None = None
+
+
+def claim(engine: Engine, system: str, limit: int, *, creates: bool = True) -> list[int]:
+    """Claim due rows of one system's outbox; returns their ids."""
+    now = utcnow()
+    with engine.session() as session:
+        query = (
+            select(Outbox.id)
+            .where(
+                Outbox.system == system,
+                sa.or_(
+                    sa.and_(
+                        col(Outbox.status).in_(("pending", "retry", "parked")),
+                        col(Outbox.next_attempt_at) <= now,
+                    ),
+                    sa.and_(col(Outbox.status) == "in_flight", col(Outbox.claimed_until) < now),
+                ),
+            )
+            .order_by(col(Outbox.next_attempt_at), col(Outbox.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        if not creates:
+            query = query.where(Outbox.op != "create")
+        ids = [row_id for row_id in session.exec(query).all() if row_id is not None]
+        if ids:
+            session.execute(
+                sa.update(Outbox)
+                .where(col(Outbox.id).in_(ids))
+                .values(
+                    status="in_flight",
+                    claimed_by=engine.worker_id,
+                    claimed_until=engine.claims.until(),
+                )
+            )
+        session.commit()
+    # short claims, renewed while this process lives (sync.engine.claims)
+    engine.claims.hold(ids)
+    engine.claims.renew_if_due()
+    return ids
+
+
+# --------------------------------------------------------------------------- 1. prepare
+
+
+def prepare(engine: Engine, system: str, ids: Sequence[int], run_id: str | None) -> list[_Job]:
+    """Load claimed rows with their records and links (one query each), decide what each
+    needs, and make the creates' intents durable. Rows no longer ours are left out."""
+    with engine.read_session() as session:
+        rows, records, links = _load(session, system, ids)
+    jobs: list[_Job] = []
+    for row_id in ids:
+        row = rows.get(row_id)
+        if row is None or row.status != "in_flight" or row.claimed_by != engine.worker_id:
+            continue
+        job = _Job(
+            row_id=row_id,
+            record_id=row.record_id,
+            system=row.system,
+            op=row.op,
+            reason=row.reason,
+            stamp=row.updated_at,
+            idempotency_key=row.idempotency_key,
+            intent_at=row.intent_at,
+            intent_sent=row.intent,
+            run_id=run_id,
+        )
+        try:
+            _plan(engine, job, records.get(row.record_id), links.get(row.record_id))
+        except (MappingError, UnresolvedReference, ConnectorError) as exc:
+            job.error = exc
+        jobs.append(job)
+    fresh = [job for job in jobs if job.kind == "create" and not job.recover and not job.error]
+    if fresh:
+        sendable = _commit_intents(engine, fresh, run_id)
+        jobs = [job for job in jobs if job not in fresh or job.row_id in sendable]
+    updates = [job for job in jobs if job.kind == "update" and not job.error]
+    if updates:
+        _commit_doubts(engine, updates)
+    return jobs
+
+
+def _commit_doubts(engine: Engine, jobs: Sequence[_Job]) -> None:
+    """Record what each update sends on its row before it leaves (``intents``: updates in
+    doubt), one statement for the batch. A row taken from us since ``prepare`` checked it is
+    left alone; sending its update twice is harmless (same values), unlike a create."""
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    with engine.session() as session:
+        session.execute(
+            sa.update(table)
+            .where(
+                table.c.id == sa.bindparam("row"),
+                table.c.status == "in_flight",
+                table.c.claimed_by == engine.worker_id,
+            )
+            # intent_at cleared: a create row whose deal got linked meanwhile now sends an
+            # update, and its create intent is moot (``intents.open_intents`` skips linked ones)
+            .values(intent=sa.bindparam("sent"), intent_at=None),
+            [{"row": job.row_id, "sent": in_doubt(_doubts_of(job), job.diff)} for job in jobs],
+        )
+        session.commit()
+
+
+def _doubts_of(job: _Job) -> dict[str, Any] | None:
+    """The earlier in-doubt values of an update row (a create row's intent is not that)."""
+    return job.intent_sent if job.intent_at is None else None
+
+
+def _load(
+    session: Session, system: str, ids: Iterable[int], *, records_of: set[str] | None = None
+) -> tuple[dict[int, Outbox], dict[str, Record], dict[str, Link]]:
+    """The rows, their records (all, or only ``records_of``) and their links in ``system``:
+    three queries for a whole batch."""
+    rows = {
+        row.id: row
+        for row in session.exec(select(Outbox).where(col(Outbox.id).in_(list(ids)))).all()
+        if row.id is not None
+    }
+    record_ids = list({row.record_id for row in rows.values()})
+    if not record_ids:
+        return rows, {}, {}
+    wanted = record_ids if records_of is None else list(records_of)
+    records = (
+        {
+            record.id: record
+            for record in session.exec(select(Record).where(col(Record.id).in_(wanted))).all()
+        }
+        if wanted
+        else {}
+    )
+    links = {
+        link.record_id: link
+        for link in session.exec(
+            select(Link).where(Link.system == system, col(Link.record_id).in_(record_ids))
+        ).all()
+    }
+    return rows, records, links
+
+
+def _plan(engine: Engine, job: _Job, record: Record | None, link: Link | None) -> None:
+    """Fill in what the job sends (or decide it needs no call); may raise MappingError."""
+    if record is None:
+        return
+    if job.op == "delete":
+        if link is not None and link.deleted_at is None:
+            job.kind, job.external_id = "delete", link.external_id
+        return
+    if record.deleted_at is not None or (link is not None and link.deleted_at is not None):
+        return
+    if engine.dry_run:
+        raise RuntimeError("dry run must not write")  # plan never drains; belt and braces
+    if link is None:
+        job.kind, job.name = "create", record.fields.get("name")
+        job.wanted = desired(engine, job.system, record)
+        job.reason += money.note_for(engine, job.system, record.fields, job.wanted)
+        job.recover = job.intent_at is not None
+        if not job.recover:
+            job.payload = _create_payload(engine, job)
+        return
+    diff = push_diff(engine, job.system, record, link)
+    if not diff:
+        job.outcome = "unchanged"
+        return
+    job.kind, job.external_id, job.diff = "update", link.external_id, diff
+    job.reason = push_reason(diff, record.provenance, job.reason)  # who won each value
+    job.reason += money.note_for(engine, job.system, record.fields, diff)
+    job.payload = engine.mapper.to_vendor(job.system, diff, engine.refs, for_create=False)
+
+
+def _create_payload(engine: Engine, job: _Job) -> dict[str, Any]:
+    fields = {k: v for k, v in job.wanted.items() if v is not None}
+    return dict(
+        engine.mapper.to_vendor(
+            job.system, fields, engine.refs, for_create=True, record_id=job.record_id
+        )
+    )
+
+
+def _commit_intents(engine: Engine, jobs: Sequence[_Job], run_id: str | None) -> set[int]:
+    """Journal the creates' intents in one transaction; returns the rows that are still ours
+    (only those may be sent)."""
+    now = utcnow()
+    with engine.session() as session:
+        result = session.execute(
+            sa.update(Outbox)
+            .where(
+                col(Outbox.id).in_([job.row_id for job in jobs]),
+                col(Outbox.status) == "in_flight",
+                col(Outbox.claimed_by) == engine.worker_id,
+            )
+            .values(intent_at=now, attempts=col(Outbox.attempts) + 1)
+            .returning(col(Outbox.id))
+        )
+        ours = {row_id for (row_id,) in result.all()}
+        if ours:  # what each create sends: a capture meeting its deal first adopts it by this
+            table = Outbox.__table__  # type: ignore[attr-defined]
+            session.execute(
+                sa.update(table)
+                .where(table.c.id == sa.bindparam("row"))
+                .values(intent=sa.bindparam("sent")),
+                [{"row": job.row_id, "sent": job.wanted} for job in jobs if job.row_id in ours],
+            )
+        notes = Notes()
+        for job in jobs:
+            if job.row_id in ours:
+                job.intent_at = now
+                notes.add(
+                    job.record_id,
+                    "create_intent",
+                    f"creating in {job.system}: {job.reason}",
+                    system=job.system,
+                    new={k: v for k, v in job.wanted.items() if v is not None},
+                    run_id=run_id,
+                )
+        notes.write(session)
+        session.commit()
+    return ours
