@@ -4,8 +4,10 @@ guard held: list, confirm, discard) and ``rebind`` (a system's binding changed: 
 moved, or a new account).
 
 Listings, resolutions and replays go through :mod:`sync.engine.operations`, the code the admin
-API runs, so the two cannot differ; a replayed inbound dead letter re-reads its system as the
-admin API's backend does (:mod:`sync.runtime.backend`), in the foreground when embedded.
+API runs, so the two cannot differ. Resyncs, reconciles and the re-read of a replayed inbound
+dead letter are the jobs of :mod:`sync.runtime.jobs`, as the admin API's and the workers' are:
+enqueued when distributed, run in the foreground when embedded (a CLI command must not exit
+with the work on a thread).
 Exit codes: 0 done (or nothing held), 1 a bad request, 2 ``deletes`` listing held deletes.
 """
 
@@ -150,16 +152,15 @@ def reread_system(engine: Engine, config: Config, system: str) -> None:
     dead letter (:func:`~sync.runtime.backend.admin_backend`): enqueued when distributed; run
     here, in the foreground, when embedded (a CLI command must not exit with the work on a
     thread)."""
-    from sync.runtime.backend import admin_backend
-    from sync.runtime.resync import perform_resync, queue_run
+    from sync.runtime.jobs import EnqueuedJobs, queue_run, resync_job
 
     if config.broker.url:
-        admin_backend(engine, config).reread(system)
+        EnqueuedJobs(engine, config).reread(system)
         out.print(f"re-read of {system} enqueued")
         return
     run_id = queue_run(engine, system)
     with err.status(f"re-reading {system} ({run_id})…"):
-        _, run_status, counts = perform_resync(engine, system, True, run_id)
+        _, run_status, counts = resync_job(engine, system, True, run_id)
     out.print(f"re-read of {system} {run_id}: {run_status} ({counts_text(counts.values)})")
     if run_status != "done":
         raise typer.Exit(1)
@@ -187,8 +188,7 @@ def resync(
     wait: Annotated[bool, typer.Option("--wait", help="Wait, with a progress bar.")] = False,
 ) -> None:
     """Re-read one system or all and push the differences (enqueued when distributed)."""
-    from sync.runtime.backend import admin_backend
-    from sync.runtime.resync import perform_resync, queue_run
+    from sync.runtime.jobs import EnqueuedJobs, queue_run, resync_job
 
     config, engine, distributed = _admin_engine(ctx, system)
     try:
@@ -196,10 +196,10 @@ def resync(
             run_id = queue_run(engine, system)
             configure_logging_again(ctx)
             with err.status(f"resync {run_id}…"):
-                _, status, counts = perform_resync(engine, system, full, run_id)
+                _, status, counts = resync_job(engine, system, full, run_id)
             out.print(f"resync {run_id}: {status} ({counts_text(counts.values)})")
             raise typer.Exit(0 if status == "done" else 1)
-        run_id = admin_backend(engine, config).resync(system, full)  # as the admin API does
+        run_id = EnqueuedJobs(engine, config).resync(system, full)  # as the admin API does
         out.print(f"resync {run_id} enqueued")
         if wait:
             _follow(engine, run_id)
@@ -218,18 +218,15 @@ def reconcile(
 
     Heals are also scheduled (``sync.reconcile_every``, daily by default); a healthy
     installation heals nothing. Exit 1 when a system could not be read."""
-    from sync.runtime.backend import admin_backend
-    from sync.runtime.resync import queue_run
+    from sync.runtime.jobs import EnqueuedJobs, queue_run, reconcile_job
 
     config, engine, distributed = _admin_engine(ctx, system)
     try:
         if not distributed:
             run_id = queue_run(engine, system, kind="reconcile")
             configure_logging_again(ctx)
-            from sync.engine.reconcile import reconcile as reconcile_systems
-
             with err.status(f"reconcile {run_id}…"):
-                report = reconcile_systems(engine, [system] if system else None, run_id=run_id)
+                report = reconcile_job(engine, system, run_id)
             out.print(reconcile_table(report))
             if report.healed:
                 out.print(
@@ -238,9 +235,7 @@ def reconcile(
                     f"'field_changed')[/]"
                 )
             raise typer.Exit(0 if report.status == "done" else 1)
-        enqueue = admin_backend(engine, config).reconcile
-        assert enqueue is not None  # a distributed backend always can
-        run_id = enqueue(system)  # as the admin API does
+        run_id = EnqueuedJobs(engine, config).reconcile(system)  # as the admin API does
         out.print(f"reconcile {run_id} enqueued")
         if wait:
             _follow(engine, run_id, "reconcile")

@@ -3,12 +3,12 @@
 (``broker.url`` set), a thread of this process when embedded.
 
 It lives with the runtime, not in ``sync.admin``: which process does the work is a runtime
-decision, and the CLI's ``deadletters --replay`` re-reads a system through the same backend.
+decision. The jobs, and where they run, are :mod:`sync.runtime.jobs` — the backend only hands
+the API their starters, so the API, the CLI and the workers run the same jobs.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,64 +34,11 @@ class AdminBackend:
 
 
 def admin_backend(engine: Engine, config: Config) -> AdminBackend:
-    """How the admin API starts work: Celery tasks when distributed, a thread when embedded."""
-    from sync.runtime.resync import perform_resync, queue_run
+    """How the admin API starts work: Celery tasks when distributed (with a broker readiness
+    check), a thread of this process when embedded — :func:`sync.runtime.jobs.job_starter`."""
+    from sync.runtime.jobs import job_starter
 
-    if config.broker.url:
-        from sync.celery_app import make_app
-        from sync.runtime.context import redis_client
-
-        # the app for *this* config's broker (not the import-time default of the process)
-        celery_app = make_app(config.broker.url, list(config.systems))
-
-        client = redis_client(config.broker.url)
-
-        def enqueue_resync(system: str | None, full: bool) -> str:
-            run_id = queue_run(engine, system)
-            celery_app.send_task("crmsync.resync", args=[system, full, run_id])
-            return run_id
-
-        def enqueue_reread(system: str) -> None:
-            celery_app.send_task("crmsync.resync", args=[system, True, None])
-
-        def enqueue_reconcile(system: str | None) -> str:
-            run_id = queue_run(engine, system, kind="reconcile")
-            celery_app.send_task("crmsync.reconcile", args=[system, run_id])
-            return run_id
-
-        return AdminBackend(
-            engine,
-            enqueue_resync,
-            enqueue_reread,
-            checks={"broker": lambda: client.ping()},
-            reconcile=enqueue_reconcile,
-        )
-
-    one_at_a_time = threading.Lock()
-
-    def resync_here(system: str | None, full: bool) -> str:
-        run_id = queue_run(engine, system)
-
-        def work() -> None:
-            with one_at_a_time:
-                perform_resync(engine, system, full, run_id)
-
-        threading.Thread(target=work, name=f"resync:{run_id}", daemon=True).start()
-        return run_id
-
-    def reread_here(system: str) -> None:
-        resync_here(system, True)
-
-    def reconcile_here(system: str | None) -> str:
-        from sync.engine.reconcile import reconcile as reconcile_systems
-
-        run_id = queue_run(engine, system, kind="reconcile")
-
-        def work() -> None:
-            with one_at_a_time:
-                reconcile_systems(engine, [system] if system else None, run_id=run_id)
-
-        threading.Thread(target=work, name=f"reconcile:{run_id}", daemon=True).start()
-        return run_id
-
-    return AdminBackend(engine, resync_here, reread_here, reconcile=reconcile_here)
+    jobs = job_starter(engine, config)
+    return AdminBackend(
+        engine, jobs.resync, jobs.reread, checks=jobs.checks, reconcile=jobs.reconcile
+    )

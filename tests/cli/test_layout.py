@@ -64,3 +64,32 @@ def test_the_cli_runs_no_query(name: str) -> None:
             assert not imported & {"select", "Session", "col", "func", "text"}, (name, imported)
         if isinstance(node, ast.Attribute):
             assert node.attr not in ("session", "exec", "execute", "query"), (name, node.attr)
+
+
+#: what starts, runs or finishes a job by hand; the CLI asks sync.runtime.jobs instead
+JOB_INTERNALS = {
+    "sync.engine.cycle": {"start_run", "finish_run", "poll"},
+    "sync.engine.push": {"drain"},
+    "sync.engine.reconcile": {"reconcile"},
+    "sync.store.runs": {"queue", "restart", "finish"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_MODULES | SHARED_MODULES | {"app"}))
+def test_the_cli_runs_jobs_through_the_job_runner(name: str) -> None:
+    """Resync, reconcile and re-read are sync.runtime.jobs' jobs, as for the admin API and the
+    workers: the CLI opens no run row and calls no poll, drain or reconcile itself."""
+    for node in ast.walk(_tree(name)):
+        if isinstance(node, ast.ImportFrom) and node.module in JOB_INTERNALS:
+            imported = {alias.name for alias in node.names}
+            assert not imported & JOB_INTERNALS[node.module], (name, node.module, imported)
+
+
+def test_the_admin_backend_starts_the_job_runners_jobs() -> None:
+    """sync.runtime.backend builds no job of its own: it hands over sync.runtime.jobs' starters."""
+    backend = CLI.parent / "runtime" / "backend.py"
+    tree = ast.parse(backend.read_text(encoding="utf-8"))
+    modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "sync.runtime.jobs" in modules
+    assert not {"threading", "sync.engine.reconcile", "sync.celery_app"} & modules
+    assert not any(isinstance(node, ast.Import) for node in ast.walk(tree))

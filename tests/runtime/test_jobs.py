@@ -157,6 +157,25 @@ def test_jobs_started_here_run_on_a_thread_and_their_row_can_be_followed(
     assert row(world, run_id).status == "done"
 
 
+def test_the_embedded_admin_backend_starts_the_job_runners_jobs_here(world: World) -> None:
+    """admin_backend without a broker: resync and reconcile are HereJobs' (a followed row, run on
+    a thread), and there is no broker to check."""
+    from sync.runtime.backend import admin_backend
+
+    backend = admin_backend(world.engine, world.config)
+    assert backend.checks is None and backend.reconcile is not None
+    started = [backend.resync("ruddr", False), backend.reconcile("close")]
+    deadline = time.monotonic() + 60
+    for run_id in started:
+        while row(world, run_id).status in ("queued", "running"):
+            assert time.monotonic() < deadline, f"{run_id} never finished"
+            time.sleep(0.05)
+    assert [(row(world, r).kind, row(world, r).status) for r in started] == [
+        ("resync", "done"),
+        ("reconcile", "done"),
+    ]
+
+
 def test_the_embedded_scheduler_logs_a_failed_job_and_keeps_going(world: World) -> None:
     """A scheduled job that fails is logged (``job_failed``) and swallowed, its row failed;
     the next one runs as usual."""
