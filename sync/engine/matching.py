@@ -29,8 +29,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import difflib
-import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +41,7 @@ from sqlmodel import Session
 from sync.engine.identity import index_keys
 from sync.engine.journal import Notes
 from sync.engine.merge import Side, merge_field
+from sync.engine.normalise import normalise_company, normalise_text
 from sync.engine.outbound import MATCH_HOLD, enqueue_pushes
 from sync.engine.state import Engine
 from sync.store import links, outbox, records
@@ -63,32 +62,6 @@ CSV_COLUMNS = (
     "close_date",
     "why",
 )
-#: legal-form words dropped from the end of a company name before comparing
-COMPANY_SUFFIXES = frozenset(
-    {
-        "inc",
-        "incorporated",
-        "llc",
-        "ltd",
-        "limited",
-        "gmbh",
-        "corp",
-        "corporation",
-        "co",
-        "company",
-        "plc",
-        "ag",
-        "sa",
-        "sarl",
-        "bv",
-        "nv",
-        "pty",
-        "srl",
-        "oy",
-        "ab",
-    }
-)
-_PUNCTUATION = re.compile(r"[^\w]+")
 #: name comparisons the near-miss search may make (about a second at worst)
 NEAR_MISS_BUDGET = 20_000
 CHUNK = 400  # ids per statement (SQLite binds up to 32,766 variables; PostgreSQL 65,535)
@@ -99,21 +72,6 @@ class MatchFileError(ValueError):
 
 
 # -- normalising -------------------------------------------------------------------------------
-def normalise_text(value: Any) -> str:
-    """Casefolded, accents and punctuation removed, whitespace collapsed."""
-    text = unicodedata.normalize("NFKD", str(value))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return " ".join(_PUNCTUATION.sub(" ", text.casefold()).replace("_", " ").split())
-
-
-def normalise_company(value: Any) -> str:
-    """``normalise_text`` without trailing legal-form suffixes (``Hooli, Inc.`` → ``hooli``)."""
-    words = normalise_text(value).split()
-    while len(words) > 1 and words[-1] in COMPANY_SUFFIXES:
-        words.pop()
-    return " ".join(words)
-
-
 def normalise(name: str, value: Any) -> str | None:
     """One canonical field in the form the match compares (None: the deal has no value)."""
     if value in (None, ""):

@@ -26,6 +26,7 @@ from sync.connectors import build_connector
 from sync.connectors.base import BaseConnector
 from sync.engine.claims import CLAIM_SECONDS, ClaimKeeper, holder_id
 from sync.engine.merge import Policy
+from sync.engine.normalise import normalise_company
 from sync.mapping.mapper import Mapper
 from sync.store import refs as stored_refs
 from sync.store.models import RefMap
@@ -159,7 +160,6 @@ class StoreRefs:
         """The one company of ``system`` whose name is ``key`` but for case, punctuation and a
         legal-form suffix ("Hooli" / "Hooli, Inc."), as the first-run match compares them;
         None when there is none or several (never a guess)."""
-        from sync.engine.matching import normalise_company
 
         wanted = normalise_company(key)
         found = {

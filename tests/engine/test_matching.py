@@ -9,7 +9,8 @@ import pytest
 
 from sync.config import Config, load_config
 from sync.engine import matching
-from sync.engine.matching import Deal, normalise_company, normalise_text
+from sync.engine.matching import Deal
+from sync.engine.normalise import normalise_company, normalise_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
