@@ -59,13 +59,18 @@ def test_every_prefork_child_is_counted(make_stack: Callable[..., Stack], tmp_pa
         name="prefork",
     )
     wait_for(lambda: _scraped_fetched(port) is not None, 60, "the metrics port")
-    for _ in range(6):
-        for system in ("ruddr", "close"):
-            stack.send("crmsync.poll_system", system, True)
 
     def settled() -> bool:
         stored = _stored_fetched(stack)
         return stored > 0 and _scraped_fetched(port) == stored
 
-    wait_for(settled, 90, "the scraped records fetched to equal the sum in the store's runs")
+    # Waves of polls until two children have counted: on a loaded machine the children start
+    # at different times, and one child may take a whole wave before the others are ready.
+    for _ in range(5):
+        for _ in range(6):
+            for system in ("ruddr", "close"):
+                stack.send("crmsync.poll_system", system, True)
+        wait_for(settled, 90, "the scraped records fetched to equal the sum in the store's runs")
+        if len(_children_that_counted(directory)) >= 2:
+            break
     assert len(_children_that_counted(directory)) >= 2, sorted(directory.iterdir())
