@@ -127,7 +127,7 @@ def best_intent(
     stamp: dt.datetime | None,
     current: Mapping[str, Mapping[str, Any]],
     created: dt.datetime | None = None,
-) -> tuple[Intent, float] | None:
+) -> tuple[Intent, Score] | None:
     """The intent a vendor deal most likely came from, with its score; None when no intent
     qualifies. ``stamp``/``created``: the deal's modified and creation stamps; ``current``:
     each intent record's canonical fields as they are now."""
@@ -144,14 +144,14 @@ def best_intent(
         good = [score for score in scores if _qualifies(score, renamed)]
         claimants += bool(good) and not any(score.name_agrees for score in good)
         for score in good:
-            if best is None or _rank(score) > _rank(best[1]):
+            if best is None or rank(score) > rank(best[1]):
                 best = (intent, score)
     if best is None or (not best[1].name_agrees and claimants > 1):
         return None  # a renamed deal several creates could have made: none can be sure
-    return best[0], best[1].value
+    return best
 
 
-def _rank(score: Score) -> tuple[bool, float]:
+def rank(score: Score) -> tuple[bool, float]:
     """The name agreeing outranks any rename; then the closer match."""
     return score.name_agrees, score.value
 

@@ -53,7 +53,7 @@ def _by_intent(
     state.adopted[rec.external_id] = intent
     return record, (
         f"is the deal of create intent #{intent.row_id} whose answer was lost "
-        f"({score:.0%} alike what it sent)"
+        f"({score.value:.0%} alike what it sent)"
     )
 
 

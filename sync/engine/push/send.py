@@ -15,7 +15,7 @@ from sync.connectors.errors import (
     NotFound,
     Rejected,
 )
-from sync.engine.intents import Intent, best_intent, similarity
+from sync.engine.intents import Intent, best_intent, rank
 from sync.engine.push.prepare import _commit_intents, _create_payload, _Job, _Result
 from sync.engine.state import Engine, aware_utc, to_utc
 from sync.mapping.errors import MappingError, UnresolvedReference
@@ -155,10 +155,10 @@ def _most_alike(engine: Engine, job: _Job, free: list[VendorRecord]) -> VendorRe
         match = best_intent([intent], theirs, to_utc(full.modified), now, to_utc(full.created))
         if match is None:
             continue
-        rank = (any(similarity(s, theirs).name_agrees for s in (sent, job.wanted)), match[1])
-        renames += not rank[0]
-        if best is None or rank > best[1]:
-            best = (full, rank)
+        score = rank(match[1])
+        renames += not score[0]
+        if best is None or score > best[1]:
+            best = (full, score)
     if best is None or (not best[1][0] and renames > 1):
         return None  # several renamed deals could be ours: none can be sure
     return best[0]
