@@ -8,13 +8,15 @@ API's too — or engine reports; nothing here reads the store itself.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.markup import escape
+from rich.markup import escape, render
 from rich.table import Table
 
 from sync.cli.base import err, out
+from sync.timefmt import parse_optional_timestamp, utcnow
 
 if TYPE_CHECKING:
     from sync.engine.cycle import CycleReport, Owed
@@ -39,6 +41,17 @@ def ago(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def when(stamp: str | None) -> str:
+    """A stored ISO stamp on a narrow cell, in UTC: the time alone when it is today's, else the
+    date and minute (the exact stamp is in ``--json`` and the admin API)."""
+    at = parse_optional_timestamp(stamp) if stamp else None
+    if at is None:
+        return "—"
+    if at.date() == utcnow().date():
+        return at.strftime("%H:%M:%S")
+    return at.strftime("%Y-%m-%d %H:%M")
+
+
 def counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()) if v) or "nothing to do"
 
@@ -47,27 +60,22 @@ _HEALTH_STYLE = {"ok": "green", "stale": "yellow", "error": "red", "never": "dim
 
 
 def health_table(rows: list[dict[str, Any]], title: str = "systems") -> Table:
-    table = Table(title=title, title_justify="left")
-    for name in ("system", "health", "last poll", "lag", "cursor", "pending", "conflicts"):
-        table.add_column(
-            name, justify="right" if name in ("lag", "pending", "conflicts") else "left"
-        )
-    table.add_column("dead letters", justify="right")
-    table.add_column("healed", justify="right")  # by the last reconcile; 0 when healthy
+    columns = ("health", "last poll", "lag", "cursor", "pending", "conflicts", "dead letters")
+    cells = {}
     for row in rows:
         style = _HEALTH_STYLE.get(row["health"], "")
-        table.add_row(
-            row["system"],
+        cells[row["system"]] = [
             f"[{style}]{row['health']}[/]" if style else row["health"],
-            row["last_poll_at"] or "—",
+            when(row["last_poll_at"]),
             ago(row["lag_seconds"]),
-            row["cursor"] or "—",
+            when(row["cursor"]),
             str(row["pending"]),
             str(row["conflicts"]),
             f"[red]{row['dead_letters']}[/]" if row["dead_letters"] else "0",
-            _healed_cell(row.get("healed")),
-        )
-    return table
+            _healed_cell(row.get("healed")),  # by the last reconcile; 0 when healthy
+        ]
+    left = {"health", "last poll", "cursor"}
+    return count_table(f"{title} (times UTC)", (*columns, "healed"), cells, left=left)
 
 
 def _healed_cell(healed: int | None) -> str:
@@ -77,54 +85,104 @@ def _healed_cell(healed: int | None) -> str:
 
 
 def runs_table(runs: list[dict[str, Any]]) -> Table:
-    table = Table(title="last runs", title_justify="left")
-    for name in ("run", "kind", "system", "status", "started", "finished", "counts"):
-        table.add_column(name)
-    for run in runs:
-        counts = ", ".join(f"{k}={v}" for k, v in sorted(run["counts"].items()) if v)
+    # no outer edge: an 80-column terminal then fits a cycle's counts beside the full run id
+    table = Table(title="last runs (times UTC)", title_justify="left", show_edge=False)
+    table.add_column("run", no_wrap=True)  # the id the logs carry: never cut
+    table.add_column("what")
+    table.add_column("status")
+    table.add_column("started", no_wrap=True)
+    table.add_column("took", justify="right", no_wrap=True)
+    items = [[f"{k}={v}" for k, v in sorted(run["counts"].items()) if v] for run in runs]
+    # wide enough for the longest "name=count", so a narrow terminal wraps between them
+    table.add_column("counts", min_width=max((len(i) for r in items for i in r), default=1))
+    for run, counts in zip(runs, items, strict=True):
         style = {"done": "green", "failed": "red", "interrupted": "yellow"}.get(run["status"], "")
         table.add_row(
             run["id"],
-            run["kind"],
-            run["system"] or "all",
+            f"{run['kind']} {run['system'] or ''}".strip(),
             f"[{style}]{run['status']}[/]" if style else run["status"],
-            run["started_at"] or "—",
-            run["finished_at"] or "—",
-            escape(counts) or "—",
+            when(run["started_at"]),
+            _took(run["started_at"], run["finished_at"]),
+            escape(", ".join(counts)) or "—",
         )
     return table
+
+
+def _took(started: str | None, finished: str | None) -> str:
+    """How long a run took ("—" while it runs)."""
+    start, end = parse_optional_timestamp(started), parse_optional_timestamp(finished)
+    if start is None or end is None:
+        return "—"
+    return ago((end - start).total_seconds())
 
 
 def cycle_table(report: CycleReport) -> Table:
-    table = Table(title=f"cycle {report.run_id}: {report.status}", title_justify="left")
-    columns = ("fetched", "changed", "created", "pushed", "deleted", "conflicts", "dead_letters")
-    table.add_column("system")
-    for name in columns:
-        table.add_column(name.replace("_", " "), justify="right")
-    table.add_column("error")
-    for system, counts in report.per_system.items():
-        table.add_row(
-            system,
-            *(str(counts[name]) for name in columns),
-            escape(report.errors.get(system, "")),
-        )
-    return table
+    columns = ("fetched", "changed", "created", "pushed", "deleted", "conflicts", "dead letters")
+    rows = {
+        system: [str(counts[name.replace(" ", "_")]) for name in columns]
+        for system, counts in report.per_system.items()
+    }
+    return count_table(f"cycle {report.run_id}: {report.status}", columns, rows, report.errors)
 
 
 def reconcile_table(report: ReconcileReport) -> Table:
     title = f"reconcile {report.run_id}: {report.status} — healed {report.healed}"
-    table = Table(title=title, title_justify="left")
     columns = ("fetched", "healed", "changed", "created", "linked", "deleted", "pushed")
-    table.add_column("system")
-    for name in columns:
-        table.add_column(name, justify="right")
-    table.add_column("error")
+    rows = {}
     for system, counts in report.per_system.items():
         cells = [str(counts[name]) for name in columns]
         if counts["healed"]:
             cells[1] = f"[yellow]{counts['healed']}[/]"
-        table.add_row(system, *cells, escape(report.errors.get(system, "")))
+        rows[system] = cells
+    return count_table(title, columns, rows, report.errors)
+
+
+#: cells that say "nothing here": a column of only these may leave a narrow table
+QUIET = frozenset({"0", "—"})
+
+
+def count_table(
+    title: str,
+    columns: Sequence[str],
+    rows: Mapping[str, Sequence[str]],
+    errors: Mapping[str, str] | None = None,
+    *,
+    left: Collection[str] = (),
+    width: int = 0,
+) -> Table:
+    """A table of counts, a row per system, that fits the terminal.
+
+    A system's name is never cut (``parsa…`` names nothing). When the table is wider than
+    ``width`` (the terminal's), the columns that are 0 for every system leave it and are named
+    in its caption, so the counts that matter keep readable headers (a never-reconciled
+    ``healed`` of "—" counts as 0 there). The ``error`` column is there only when a system
+    failed: empty, it only took room. Columns are right-aligned (counts) but those in ``left``.
+    """
+    errors = {system: errors[system] for system in rows if errors and errors.get(system)}
+    shown = list(columns)
+    if _natural_width(rows, columns) > (width or out.width):
+        shown = [c for i, c in enumerate(columns) if any(r[i] not in QUIET for r in rows.values())]
+    table = Table(title=title, title_justify="left")
+    if dropped := [c for c in columns if c not in shown]:
+        table.caption, table.caption_justify = "0 for every system: " + ", ".join(dropped), "left"
+    table.add_column("system", no_wrap=True)
+    for name in shown:
+        table.add_column(name, justify="left" if name in left else "right")
+    if errors:
+        table.add_column("error", overflow="fold")
+    keep = [columns.index(name) for name in shown]
+    for system, cells in rows.items():
+        error = [escape(errors.get(system, ""))] if errors else []
+        table.add_row(system, *(cells[i] for i in keep), *error)
     return table
+
+
+def _natural_width(rows: Mapping[str, Sequence[str]], columns: Sequence[str]) -> int:
+    """The table's width unsqueezed: each column its widest text, plus padding and border."""
+    widths = [max(len(s) for s in [*rows, "system"])]
+    for i, name in enumerate(columns):
+        widths.append(max([len(name)] + [len(render(r[i]).plain) for r in rows.values()]))
+    return sum(w + 3 for w in widths) + 1
 
 
 def owed_lines(left: Owed) -> list[str]:
@@ -181,9 +239,7 @@ def first_run_notice(engine: Engine) -> None:
 def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
     """Print a verify report (``crmsync verify``, the demo's last step); exit 1 unless every
     system agrees (known differences count as agreeing with ``accept_known``)."""
-    table = Table(title="verify")
-    for column in (
-        "system",
+    columns = (
         "vendor deals",
         "linked",
         "unlinked",
@@ -194,22 +250,26 @@ def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
         "known",
         "filtered",
         "open conflicts",
-    ):
-        table.add_column(column)
-    for name, check in report.systems.items():
-        table.add_row(
-            name,
-            str(check.vendor_records),
-            str(check.linked),
-            str(len(check.unlinked)),
-            str(len(check.missing)),
-            str(len(check.absent)),
-            str(len(check.duplicates)),
-            str(len(check.drift)),
-            str(len(check.known)),
-            str(len(check.filtered)),
-            str(check.conflicts),
-        )
+    )
+    rows = {
+        name: [
+            str(count)
+            for count in (
+                check.vendor_records,
+                check.linked,
+                len(check.unlinked),
+                len(check.missing),
+                len(check.absent),
+                len(check.duplicates),
+                len(check.drift),
+                len(check.known),
+                len(check.filtered),
+                check.conflicts,
+            )
+        ]
+        for name, check in report.systems.items()
+    }
+    table = count_table("verify", columns, rows)
     out.print(table)
     for name, check in report.systems.items():
         for known in check.known[:50]:

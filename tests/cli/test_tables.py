@@ -1,0 +1,65 @@
+"""The CLI's tables stay readable on an 80-column terminal: a system's name is never cut, and
+counts that are 0 everywhere give their room to the ones that are not."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from sync.cli import tables
+
+COLUMNS = ("vendor deals", "linked", "unlinked", "missing", "absent", "duplicates")
+ROWS = {name: ["40", "40", "0", "0", "0", "0"] for name in ("ruddr", "truto_salesforce")}
+ROWS["ruddr"][3] = "2"
+
+
+def _text(table: object, width: int) -> str:
+    console = Console(width=width, record=True, color_system=None)
+    console.print(table)
+    return console.export_text()
+
+
+def test_a_narrow_terminal_keeps_names_whole_and_names_the_zero_columns_in_the_caption() -> None:
+    text = _text(tables.count_table("verify", COLUMNS, ROWS, width=60), 60)
+    assert "truto_salesforce" in text
+    assert "…" not in text  # no header or name cut
+    assert "missing" in text.splitlines()[2]  # non-zero column kept in the header row
+    assert "0 for every system: unlinked, absent, duplicates" in " ".join(text.split())
+
+
+def test_a_wide_terminal_shows_every_column() -> None:
+    text = _text(tables.count_table("verify", COLUMNS, ROWS, width=200), 200)
+    header = text.splitlines()[2]
+    assert all(name in header for name in COLUMNS)
+    assert "0 for every system" not in text
+
+
+def test_an_error_column_appears_only_when_a_system_failed() -> None:
+    quiet = _text(tables.count_table("cycle", COLUMNS, ROWS, {}, width=200), 200)
+    errors = {"ruddr": "HTTP 503"}
+    failed = _text(tables.count_table("cycle", COLUMNS, ROWS, errors, width=200), 200)
+    assert "error" not in quiet
+    assert "error" in failed and "HTTP 503" in failed
+
+
+def test_a_stamp_of_today_shows_its_time_an_older_one_its_date() -> None:
+    today = tables.utcnow().replace(hour=9, minute=5, second=7, microsecond=0)
+    assert tables.when(today.isoformat()) == "09:05:07"
+    assert tables.when("2020-01-02T03:04:05Z") == "2020-01-02 03:04"
+    assert tables.when(None) == "—"
+
+
+def test_the_runs_table_fits_80_columns_with_the_run_id_whole() -> None:
+    run = {
+        "id": "run_3e0aa7264d8f40539643",
+        "kind": "cycle",
+        "system": None,
+        "status": "done",
+        "started_at": "2026-11-30T18:32:37Z",
+        "finished_at": "2026-11-30T18:33:00Z",
+        "counts": {"created": 155, "fetched_full": 10, "pushed": 6, "conflicts": 0},
+    }
+    text = _text(tables.runs_table([run]), 80)
+    assert "run_3e0aa7264d8f40539643" in text
+    assert "fetched_full=10" in text and "23s" in text
+    assert "conflicts" not in text  # zero counts are left out
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
