@@ -48,16 +48,16 @@ class EnqueueDispatcher:
     def __init__(
         self,
         client: Any,
+        send: Callable[[str, list[Any]], None],
         *,
         prefix: str = "crmsync",
-        send: Callable[[str, list[Any]], None] | None = None,
         leader_ttl: float = 15.0,
     ) -> None:
         from sync.runtime.leader import Leadership
 
         self._client = client
         self._prefix = prefix
-        self._send = send or _celery_send
+        self._send = send  # runtime.jobs.celery_sender: the config's broker, the system's queue
         self.leadership = Leadership(client, prefix=prefix, ttl=leader_ttl)
         self.periods: dict[str, float] = {}
 
@@ -79,12 +79,6 @@ class EnqueueDispatcher:
 
     def reconcile(self, system: str) -> None:
         self._enqueue(f"reconcile:{system}", "crmsync.reconcile", [system])
-
-
-def _celery_send(task: str, args: list[Any]) -> None:
-    from sync.celery_app import app
-
-    app.send_task(task, args=args)
 
 
 class EmbeddedDispatcher:

@@ -163,10 +163,11 @@ def scheduler(ctx: typer.Context) -> None:
     configure_logging_again(ctx)
     config = exported_config(ctx)
     from sync.runtime.context import prefix, redis_client
+    from sync.runtime.jobs import celery_sender
     from sync.scheduler import EnqueueDispatcher, Runner
 
     client = redis_client(require_broker(config, "scheduler"))
-    dispatcher = EnqueueDispatcher(client, prefix=prefix())
+    dispatcher = EnqueueDispatcher(client, celery_sender(config), prefix=prefix())
     runner = Runner(config, dispatcher, config_path=os.environ.get(CONFIG_ENV))
     runner.install_signals()
     runner.run_forever()

@@ -290,19 +290,12 @@ class EnqueuedJobs:
     config's broker (not the import-time default app of the process); a worker runs it."""
 
     def __init__(self, engine: Engine, config: Config) -> None:
-        from sync.celery_app import make_app
         from sync.runtime.context import redis_client
 
-        url = config.broker.url
-        if not url:
-            raise ValueError("no broker configured (CRMSYNC_BROKER_URL): jobs run here")
         self.engine = engine
-        self.app = make_app(url, list(config.systems))
-        client = redis_client(url)
+        self.send = celery_sender(config)
+        client = redis_client(config.broker.url or "")
         self.checks: dict[str, Callable[[], object]] | None = {"broker": lambda: client.ping()}
-
-    def send(self, task: str, args: list[Any]) -> None:
-        self.app.send_task(task, args=args)
 
     def resync(self, system: str | None, full: bool) -> str:
         run_id = queue_run(self.engine, system)
@@ -316,6 +309,23 @@ class EnqueuedJobs:
         run_id = queue_run(self.engine, system, kind="reconcile")
         self.send("crmsync.reconcile", [system, run_id])
         return run_id
+
+
+def celery_sender(config: Config) -> Callable[[str, list[Any]], None]:
+    """Sends a Celery task to ``config``'s broker, routed to its system's queue — the one way
+    jobs are enqueued (the admin API, the CLI and the distributed scheduler). Not the
+    import-time default app, which reads the environment's config, not the one given."""
+    from sync.celery_app import make_app
+
+    url = config.broker.url
+    if not url:
+        raise ValueError("no broker configured (CRMSYNC_BROKER_URL): jobs run here")
+    app = make_app(url, list(config.systems))
+
+    def send(task: str, args: list[Any]) -> None:
+        app.send_task(task, args=args)
+
+    return send
 
 
 def job_starter(engine: Engine, config: Config) -> HereJobs | EnqueuedJobs:
