@@ -95,3 +95,13 @@ def keys_among(
             col(RecordKey.value).in_(values),
         )
     ).all()
+
+
+def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert records (their columns) with one statement."""
+    session.execute(sa.insert(Record), rows)
+
+
+def insert_keys(session: Session, rows: Sequence[dict[str, str]]) -> None:
+    """Insert identity key rows (``record_id``, ``namespace``, ``value``) with one statement."""
+    session.execute(sa.insert(RecordKey), rows)
