@@ -78,13 +78,6 @@ def absorb(session: Session, moves: Mapping[str, str], unsent: Sequence[str]) ->
 # --------------------------------------------------------------------------- identity keys
 
 
-def key_owner(session: Session, namespace: str, value: str) -> RecordKey | None:
-    """The key row ``(namespace, value)``: which record holds that identity key."""
-    return session.exec(
-        select(RecordKey).where(RecordKey.namespace == namespace, RecordKey.value == value)
-    ).first()
-
-
 def keys_among(
     session: Session, namespaces: Collection[str], values: Collection[str]
 ) -> Sequence[RecordKey]:
