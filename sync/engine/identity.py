@@ -1,9 +1,12 @@
-"""Identity resolution: is an unlinked incoming deal one we already know?
+"""Identity rules: which identity keys a deal has, how a key is described, and indexing the
+keys of a stored record.
 
-In order (shared/DESIGN.md §1 and §2.5): an external id the record carries (Ruddr's
-``salesforceId`` / ``hubspotId``, a Truto Salesforce deal's own id — both mapped into canonical
-``external_ids``) matched against every record's identity keys; then the configured natural key
-(e.g. name + company). Identity keys live in ``record_keys`` with a unique (namespace, value).
+A deal's identity keys, in the order they are tried (shared/DESIGN.md §1 and §2.5): the external
+ids it carries (Ruddr's ``salesforceId`` / ``hubspotId``, a Truto Salesforce deal's own id —
+both mapped into canonical ``external_ids``), then the configured natural key (e.g. name +
+company). Identity keys live in ``record_keys`` with a unique (namespace, value); the first
+record to claim a key keeps it. Applying these rules to a page of captured deals, with the
+page's cache of keys and records, is ``engine.capture.identity``.
 """
 
 from __future__ import annotations
@@ -32,23 +35,12 @@ def keys_of(fields: dict[str, Any], natural_key: Sequence[str]) -> list[tuple[st
     return keys
 
 
-def find_record(
-    session: Session, fields: dict[str, Any], natural_key: Sequence[str]
-) -> tuple[Record | None, str]:
-    """The live record an unlinked deal belongs to, and the reason we think so."""
-    for namespace, value in keys_of(fields, natural_key):
-        key = records.key_owner(session, namespace, value)
-        if key is None:
-            continue
-        record = records.get(session, key.record_id)
-        if record is not None:
-            label = (
-                "natural key " + "+".join(natural_key)
-                if namespace == "natural"
-                else (f"{namespace} id {value}")
-            )
-            return record, f"matched by {label}"
-    return None, ""
+def describe_key(namespace: str, value: str, natural_key: Sequence[str]) -> str:
+    """How a journal entry names an identity key: ``natural key name+company`` for the
+    natural key (its hash says nothing), ``<namespace> id <value>`` for an external id."""
+    if namespace == "natural":
+        return "natural key " + "+".join(natural_key)
+    return f"{namespace} id {value}"
 
 
 def index_keys(session: Session, record: Record, natural_key: Sequence[str]) -> None:

@@ -5,7 +5,8 @@ Every function takes the caller's session and leaves the transaction to it."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
@@ -110,3 +111,63 @@ def move_system(session: Session, source: str, target: str) -> int:
     """Move every link of ``source`` to the system name ``target``; returns how many."""
     moved = session.execute(sa.update(Link).where(col(Link.system) == source).values(system=target))
     return int(getattr(moved, "rowcount", 0) or 0)
+
+
+def stamps_of(
+    session: Session, system: str, external_ids: Collection[str]
+) -> Sequence[tuple[str, dt.datetime | None, dt.datetime | None]]:
+    """``(external_id, vendor_modified, confirmed_at)`` of the given deals of ``system`` that
+    are linked: a few columns, not the links with their shadows."""
+    return session.exec(
+        select(Link.external_id, Link.vendor_modified, Link.confirmed_at).where(
+            Link.system == system,
+            col(Link.external_id).in_(external_ids),
+        )
+    ).all()
+
+
+def shadows_of(
+    session: Session, system: str, external_ids: Collection[str]
+) -> dict[str, Mapping[str, Any]]:
+    """``external_id -> shadow`` of the given deals of ``system`` that are linked."""
+    return dict(
+        session.exec(
+            select(Link.external_id, Link.shadow).where(
+                Link.system == system,
+                col(Link.external_id).in_(external_ids),
+            )
+        ).all()
+    )
+
+
+def confirm(session: Session, system: str, external_ids: Collection[str], at: dt.datetime) -> None:
+    """Set ``confirmed_at`` of the given deals of ``system`` to ``at``."""
+    session.execute(
+        sa.update(Link)
+        .where(col(Link.system) == system, col(Link.external_id).in_(external_ids))
+        .values(confirmed_at=at)
+    )
+
+
+def of_deals_in(session: Session, system: str, external_ids: Collection[str]) -> Sequence[Link]:
+    """The links of the given deals of ``system``."""
+    return session.exec(
+        select(Link).where(Link.system == system, col(Link.external_id).in_(external_ids))
+    ).all()
+
+
+def linked_among(session: Session, system: str, record_ids: Collection[str]) -> Sequence[str]:
+    """Which of the given records have a link in ``system`` (tombstoned or not)."""
+    return session.exec(
+        select(Link.record_id).where(Link.system == system, col(Link.record_id).in_(record_ids))
+    ).all()
+
+
+def of_records(session: Session, record_ids: Collection[str]) -> Sequence[Link]:
+    """Every link of the given records, whatever its system."""
+    return session.exec(select(Link).where(col(Link.record_id).in_(record_ids))).all()
+
+
+def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert links (their columns but the id) with one statement."""
+    session.execute(sa.insert(Link), rows)

@@ -214,3 +214,17 @@ def stranded_systems(session: Session, systems: Collection[str], now: dt.datetim
         .distinct()
     ).all()
     return sorted(str(system) for system in found)
+
+
+def open_rows_of_many(session: Session, record_ids: Collection[str]) -> Sequence[Outbox]:
+    """The open rows of the given records, every system (one query)."""
+    return session.exec(
+        select(Outbox).where(
+            col(Outbox.record_id).in_(record_ids), col(Outbox.status).in_(OPEN_STATES)
+        )
+    ).all()
+
+
+def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert outbox rows (their columns) with one statement."""
+    session.execute(sa.insert(Outbox), rows)

@@ -78,13 +78,6 @@ def absorb(session: Session, moves: Mapping[str, str], unsent: Sequence[str]) ->
 # --------------------------------------------------------------------------- identity keys
 
 
-def key_owner(session: Session, namespace: str, value: str) -> RecordKey | None:
-    """The key row ``(namespace, value)``: which record holds that identity key."""
-    return session.exec(
-        select(RecordKey).where(RecordKey.namespace == namespace, RecordKey.value == value)
-    ).first()
-
-
 def keys_among(
     session: Session, namespaces: Collection[str], values: Collection[str]
 ) -> Sequence[RecordKey]:
@@ -95,3 +88,13 @@ def keys_among(
             col(RecordKey.value).in_(values),
         )
     ).all()
+
+
+def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert records (their columns) with one statement."""
+    session.execute(sa.insert(Record), rows)
+
+
+def insert_keys(session: Session, rows: Sequence[dict[str, str]]) -> None:
+    """Insert identity key rows (``record_id``, ``namespace``, ``value``) with one statement."""
+    session.execute(sa.insert(RecordKey), rows)

@@ -1,5 +1,8 @@
-"""Identity of unlinked deals in capture: match a captured deal to a record by an open create
-intent, by its record id, or by its natural keys, else create a new record.
+"""The identity rules of ``engine.identity`` applied to a page of captured deals, with the
+page's cache of keys and records (``page.Page``): an unlinked deal belongs to the record whose
+id it carries, else to the record holding one of its identity keys, else to an open create
+intent of ours whose answer was lost; else it is a new record (``_create``). Also indexes the
+keys of the page's records in that cache (inserted with the page's other new rows).
 """
 
 from __future__ import annotations
@@ -9,14 +12,15 @@ from typing import Any
 
 from sync.connectors.base import VendorRecord
 from sync.engine.capture.page import NewRecord, Page, Poll, _load_records, _lookup_keys
-from sync.engine.identity import keys_of
+from sync.engine.identity import describe_key, keys_of
 from sync.engine.intents import (
     Intent,
     best_intent,
     open_intents,
 )
-from sync.engine.state import new_id, to_utc
+from sync.engine.state import new_id
 from sync.store.models import Record
+from sync.timefmt import maybe_utc
 
 
 def _match(
@@ -44,7 +48,7 @@ def _by_intent(
     current = {
         i.record_id: state.records[i.record_id].fields for i in pool if i.record_id in state.records
     }
-    found = best_intent(pool, theirs, to_utc(rec.modified), current, to_utc(rec.created))
+    found = best_intent(pool, theirs, maybe_utc(rec.modified), current, maybe_utc(rec.created))
     record = state.records.get(found[0].record_id) if found else None
     if found is None or record is None:
         return None, ""
@@ -112,12 +116,7 @@ def _find_record(
     for namespace, value in keys_of(fields, natural_key):
         record = state.record(state.keys.get((namespace, value)))
         if record is not None:
-            label = (
-                "natural key " + "+".join(natural_key)
-                if namespace == "natural"
-                else f"{namespace} id {value}"
-            )
-            return record, f"matched by {label}"
+            return record, f"matched by {describe_key(namespace, value, natural_key)}"
     return None, ""
 
 
@@ -133,5 +132,5 @@ def _index_keys(state: Page, record: Record | NewRecord, natural_key: list[str])
 
 
 def _prov(fields: dict[str, Any], system: str, rec: VendorRecord) -> dict[str, Any]:
-    at = to_utc(rec.modified)
+    at = maybe_utc(rec.modified)
     return {name: {"system": system, "at": at.isoformat() if at else None} for name in fields}

@@ -19,8 +19,8 @@ from sync.engine.intents import (
     open_update_doubts,
 )
 from sync.engine.merge import Side, merge_field
-from sync.engine.state import aware_utc, to_utc
 from sync.store.models import Conflict, Link, Record, utcnow
+from sync.timefmt import maybe_utc, parse_timestamp
 
 
 def _healed(poll: Poll, state: Page, record_id: str, rec: VendorRecord, what: str) -> None:
@@ -68,7 +68,7 @@ def _ingest_new(poll: Poll, state: Page, item: Item) -> None:
         external_id=rec.external_id,
         shadow={} if found else dict(theirs),
         sent={},
-        vendor_modified=to_utc(rec.modified),
+        vendor_modified=maybe_utc(rec.modified),
         linked_at=now,
         synced_at=now,
     )
@@ -90,7 +90,7 @@ def _ingest_known(poll: Poll, state: Page, item: Item) -> None:
     rec, link, record, theirs = item.rec, item.link, item.record, item.theirs
     assert link is not None and record is not None
     if theirs == link.shadow:
-        link.vendor_modified = to_utc(rec.modified)  # echo of our own write, or no change
+        link.vendor_modified = maybe_utc(rec.modified)  # echo of our own write, or no change
         state.session.add(link)
         poll.counts.add("unchanged")
         return
@@ -127,7 +127,7 @@ def _merge_into(
     ours = dict(record.fields)
     provenance = dict(record.provenance)
     held = list(record.held)
-    stamp = aware_utc(rec.modified)
+    stamp = maybe_utc(rec.modified)
     changed = False
     _take_echoes(poll, state, record.id, theirs, link)
     # amounts compared as (amount, currency) pairs, in the deal's currency (engine/money.py)
@@ -168,7 +168,7 @@ def _merge_into(
                 run_id=run_id,
             )
             ours[name] = value
-            at = to_utc(stamp)
+            at = maybe_utc(stamp)
             provenance[name] = {"system": system, "at": at.isoformat() if at else None}
             changed = True
         elif decision.conflict:
@@ -183,7 +183,7 @@ def _merge_into(
                 run_id=run_id,
             )
     link.shadow = dict(theirs)
-    link.vendor_modified = to_utc(rec.modified)
+    link.vendor_modified = maybe_utc(rec.modified)
     link.synced_at = utcnow()  # a stored link is tracked; a new one is in state.new_links
     if changed or held != record.held:
         record.fields, record.provenance, record.held = ours, provenance, held
@@ -236,6 +236,8 @@ def _record_conflict(
 
 
 def _parse(value: Any) -> dt.datetime | None:
-    if not value:
-        return None
-    return aware_utc(dt.datetime.fromisoformat(str(value)))
+    """When a provenance entry says its value was set (None when it does not say).
+    ``parse_timestamp`` of the value's text rather than ``parse_optional_timestamp``: that one
+    answers None for a value that is not a string, where capture always read its text (and
+    failed on what is no stamp). Matching's ``_at`` reads provenance the same way."""
+    return parse_timestamp(str(value)) if value else None

@@ -10,8 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from sync.connectors.base import BaseConnector, VendorRecord
 from sync.engine import deletes, filters
@@ -20,9 +19,11 @@ from sync.engine.intents import (
     Intent,
 )
 from sync.engine.journal import Notes, dead_letter
-from sync.engine.state import Counts, Engine, aware_utc, to_utc
+from sync.engine.state import Counts, Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
-from sync.store.models import Link, Record, RecordKey
+from sync.store import links, records
+from sync.store.models import Link, Record
+from sync.timefmt import maybe_utc
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SETTLE = dt.timedelta(seconds=2)  # after this, a whole-second stamp can gain no same-second edit
@@ -43,7 +44,7 @@ class Poll:
     heal_before: dt.datetime | None = None
 
     def missed(self, rec: VendorRecord) -> bool:
-        stamp = to_utc(rec.modified)
+        stamp = maybe_utc(rec.modified)
         return self.heal_before is not None and stamp is not None and stamp < self.heal_before
 
 
@@ -143,12 +144,9 @@ def _changed_only(poll: Poll, session: Session, page: list[VendorRecord]) -> lis
         return page
     stored: dict[str, tuple[dt.datetime | None, dt.datetime | None]] = {
         external_id: (stamp, confirmed)
-        for external_id, stamp, confirmed in session.exec(
-            select(Link.external_id, Link.vendor_modified, Link.confirmed_at).where(
-                Link.system == poll.system,
-                col(Link.external_id).in_([rec.external_id for rec in page]),
-            )
-        ).all()
+        for external_id, stamp, confirmed in links.stamps_of(
+            session, poll.system, [rec.external_id for rec in page]
+        )
     }
     same = [
         rec
@@ -170,8 +168,8 @@ def _changed_only(poll: Poll, session: Session, page: list[VendorRecord]) -> lis
 def _settled(confirmed: dt.datetime | None, rec: VendorRecord) -> bool:
     """Was the shadow confirmed when the stamp's second had surely closed? 2 s, not 1: the
     vendor clock is estimated from whole-second ``Date`` headers."""
-    stamp = to_utc(rec.modified)
-    confirmed = aware_utc(confirmed)
+    stamp = maybe_utc(rec.modified)
+    confirmed = maybe_utc(confirmed)
     return stamp is not None and confirmed is not None and confirmed >= stamp + SETTLE
 
 
@@ -179,14 +177,7 @@ def _summaries_moved(poll: Poll, session: Session, racy: list[VendorRecord]) -> 
     """External ids among ``racy`` whose summary fields differ from the shadow."""
     if not racy:
         return set()
-    shadows: dict[str, Mapping[str, Any]] = dict(
-        session.exec(
-            select(Link.external_id, Link.shadow).where(
-                Link.system == poll.system,
-                col(Link.external_id).in_([rec.external_id for rec in racy]),
-            )
-        ).all()
-    )
+    shadows = links.shadows_of(session, poll.system, [rec.external_id for rec in racy])
     return {
         rec.external_id
         for rec in racy
@@ -200,34 +191,24 @@ def _confirm(poll: Poll, session: Session, external_ids: list[str]) -> None:
     at = _vendor_clock(poll.engine.connector(poll.system), poll.started)
     if not external_ids or at is None:
         return
-    session.execute(
-        sa.update(Link)
-        .where(col(Link.system) == poll.system, col(Link.external_id).in_(external_ids))
-        .values(confirmed_at=at)
-    )
+    links.confirm(session, poll.system, external_ids, at)
 
 
 def _load_links(session: Session, system: str, page: list[VendorRecord]) -> Page:
     ids = [r.external_id for r in page]
     if not ids:  # every record of the page was unchanged
         return Page(session, {})
-    links = {
-        link.external_id: link
-        for link in session.exec(
-            select(Link).where(Link.system == system, col(Link.external_id).in_(ids))
-        ).all()
-    }
-    state = Page(session, links)
-    _load_records(state, [link.record_id for link in links.values()])
-    state.linked_here.update(link.record_id for link in links.values())
+    stored = {link.external_id: link for link in links.of_deals_in(session, system, ids)}
+    state = Page(session, stored)
+    _load_records(state, [link.record_id for link in stored.values()])
+    state.linked_here.update(link.record_id for link in stored.values())
     return state
 
 
 def _load_records(state: Page, ids: Iterable[str]) -> None:
     wanted = sorted(set(ids) - set(state.records))
     if wanted:
-        rows = state.session.exec(select(Record).where(col(Record.id).in_(wanted))).all()
-        state.records.update((r.id, r) for r in rows)
+        state.records.update((r.id, r) for r in records.many(state.session, wanted))
 
 
 def _load_identities(poll: Poll, state: Page, items: list[Item]) -> None:
@@ -242,13 +223,7 @@ def _load_identities(poll: Poll, state: Page, items: list[Item]) -> None:
     _load_records(state, candidates)
     unknown = sorted(candidates - state.linked_here)
     if unknown:
-        state.linked_here.update(
-            state.session.exec(
-                select(Link.record_id).where(
-                    Link.system == poll.system, col(Link.record_id).in_(unknown)
-                )
-            ).all()
-        )
+        state.linked_here.update(links.linked_among(state.session, poll.system, unknown))
 
 
 def _lookup_keys(state: Page, keys: Iterable[Key]) -> None:
@@ -256,12 +231,8 @@ def _lookup_keys(state: Page, keys: Iterable[Key]) -> None:
     wanted = {key for key in keys if key not in state.keys and key not in state.absent}
     if not wanted:
         return
-    rows = state.session.exec(
-        select(RecordKey).where(
-            col(RecordKey.namespace).in_(sorted({ns for ns, _ in wanted})),
-            col(RecordKey.value).in_(sorted({value for _, value in wanted})),
-        )
-    ).all()
+    namespaces = sorted({ns for ns, _ in wanted})
+    rows = records.keys_among(state.session, namespaces, sorted({value for _, value in wanted}))
     for row in rows:
         state.keys[(row.namespace, row.value)] = row.record_id
     state.absent |= wanted - set(state.keys)
@@ -275,14 +246,14 @@ def _same_stamp(stored: dt.datetime | None, rec: VendorRecord) -> bool:
     fields are compared with the shadow (``_summary_moved``), and an edit landing in the same
     second as our own write that touches only fields the summary lacks waits for its next
     change (documented limitation)."""
-    stamp = to_utc(rec.modified)
-    if stamp is None or to_utc(stored) != stamp:
+    stamp = maybe_utc(rec.modified)
+    if stamp is None or maybe_utc(stored) != stamp:
         return False
     return rec.partial or stamp.microsecond != 0
 
 
 def _whole_second_summary(rec: VendorRecord) -> bool:
-    stamp = to_utc(rec.modified)
+    stamp = maybe_utc(rec.modified)
     return rec.partial and stamp is not None and stamp.microsecond == 0
 
 

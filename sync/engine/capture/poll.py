@@ -7,9 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-import sqlalchemy as sa
 import structlog
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from sync.connectors.base import BaseConnector, VendorRecord
 from sync.engine import deletes
@@ -25,12 +24,14 @@ from sync.engine.capture.page import (
     _prepare,
     _vendor_clock,
 )
-from sync.engine.journal import OPEN_STATES, enqueue_into, outbox_row
+from sync.engine.journal import enqueue_into, outbox_row
 from sync.engine.letters import resolve_captured
 from sync.engine.outbound import push_op
 from sync.engine.prefetch import one_ahead
-from sync.engine.state import Counts, Engine, aware_utc, to_utc
-from sync.store.models import Cursor, Link, Outbox, Record, RecordKey, utcnow
+from sync.engine.state import Counts, Engine
+from sync.store import cursors, links, outbox, records
+from sync.store.models import Cursor, Link, Outbox, utcnow
+from sync.timefmt import maybe_utc
 
 log = structlog.get_logger("crmsync.capture")
 
@@ -60,7 +61,7 @@ def capture(
     started = utcnow()
     lookback = engine.config.sync.lookback
     with engine.session() as session:
-        cursor = session.get(Cursor, system) or Cursor(system=system)
+        cursor = cursors.get(session, system) or Cursor(system=system)
     regular = capture_mode(engine, system)
     mode = "scan" if full or rescan else regular
     pages: Iterable[list[VendorRecord]]
@@ -95,14 +96,14 @@ def capture(
 
 def _since(cursor: Cursor, lookback: dt.timedelta) -> dt.datetime:
     """Where an incremental poll starts: the watermark (or the newest stamp) minus lookback."""
-    mark = aware_utc(cursor.watermark or cursor.stamp)
+    mark = maybe_utc(cursor.watermark or cursor.stamp)
     return mark - lookback if mark is not None else EPOCH
 
 
 def _covered(cursor: Cursor, regular: str) -> dt.datetime | None:
     """Up to when the regular path had read the system before this full compare."""
     fallback = cursor.stamp if regular == "incremental" else cursor.last_poll_at
-    return aware_utc(cursor.watermark or fallback)
+    return maybe_utc(cursor.watermark or fallback)
 
 
 def _vendor_start(connector: BaseConnector, started: dt.datetime) -> dt.datetime:
@@ -117,9 +118,9 @@ def _advance_cursor(
     if not page:
         return
     last = max(page, key=lambda r: (r.modified, r.external_id))
-    stamp = min(to_utc(last.modified) or cap, cap)
-    cursor = session.get(Cursor, system) or Cursor(system=system)
-    held = aware_utc(cursor.stamp)
+    stamp = min(maybe_utc(last.modified) or cap, cap)
+    cursor = cursors.get(session, system) or Cursor(system=system)
+    held = maybe_utc(cursor.stamp)
     if held is None or (stamp, last.external_id) > (held, cursor.external_id or ""):
         cursor.stamp, cursor.external_id = stamp, last.external_id
     cursor.updated_at = utcnow()
@@ -135,7 +136,7 @@ def _finish_poll(
     watermark: dt.datetime | None,
 ) -> None:
     with engine.session() as session:
-        cursor = session.get(Cursor, system) or Cursor(system=system)
+        cursor = cursors.get(session, system) or Cursor(system=system)
         cursor.last_poll_at = started
         cursor.watermark = watermark
         if mode == "scan":
@@ -169,13 +170,14 @@ def _ingest_page(poll: Poll, session: Session, page: list[VendorRecord]) -> None
 
 def _insert_new(state: Page) -> None:
     """Insert the page's new records, then their links and keys, one statement per table."""
-    for table, rows in (
-        (Record, [vars(record) for record in state.new_records.values()]),
-        (Link, [vars(link) for link in state.new_links.values()]),
-        (RecordKey, state.new_keys),
-    ):
-        if rows:
-            state.session.execute(sa.insert(table), rows)
+    new_records = [vars(record) for record in state.new_records.values()]
+    if new_records:
+        records.insert_many(state.session, new_records)
+    new_links = [vars(link) for link in state.new_links.values()]
+    if new_links:
+        links.insert_many(state.session, new_links)
+    if state.new_keys:
+        records.insert_keys(state.session, state.new_keys)
 
 
 def _queue_pushes(poll: Poll, state: Page) -> None:
@@ -187,21 +189,20 @@ def _queue_pushes(poll: Poll, state: Page) -> None:
     engine, session = poll.engine, state.session
     ids = sorted(state.touched)
     # a record created by this page has one link, ours, and no outbox row: nothing to read
-    links: dict[str, dict[str, Link | NewLink]] = {
+    copies: dict[str, dict[str, Link | NewLink]] = {
         rid: {poll.system: link} for rid, link in state.created.items()
     }
     stored = [rid for rid in ids if rid not in state.created]
     open_rows: dict[tuple[str, str], Outbox] = {}
     if stored:
-        for row in session.exec(select(Link).where(col(Link.record_id).in_(stored))).all():
-            links.setdefault(row.record_id, {})[row.system] = row
-        outbox = select(Outbox).where(
-            col(Outbox.record_id).in_(stored), col(Outbox.status).in_(OPEN_STATES)
-        )
-        open_rows = {(row.record_id, row.system): row for row in session.exec(outbox).all()}
+        for row in links.of_records(session, stored):
+            copies.setdefault(row.record_id, {})[row.system] = row
+        open_rows = {
+            (row.record_id, row.system): row for row in outbox.open_rows_of_many(session, stored)
+        }
     for record_id in ids:
         record, reason = state.touched[record_id]
-        held = links.get(record_id, {})
+        held = copies.get(record_id, {})
         for system in engine.systems:
             op = push_op(engine, system, record, held.get(system))
             queued = open_rows.get((record_id, system))
@@ -210,4 +211,4 @@ def _queue_pushes(poll: Poll, state: Page) -> None:
             elif op:
                 enqueue_into(session, queued, record_id, system, op, reason)
     if state.new_outbox:
-        session.execute(sa.insert(Outbox), state.new_outbox)
+        outbox.insert_many(session, state.new_outbox)
