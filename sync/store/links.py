@@ -110,3 +110,10 @@ def move_system(session: Session, source: str, target: str) -> int:
     """Move every link of ``source`` to the system name ``target``; returns how many."""
     moved = session.execute(sa.update(Link).where(col(Link.system) == source).values(system=target))
     return int(getattr(moved, "rowcount", 0) or 0)
+
+
+def id_of_record_in(session: Session, record_id: str, system: str) -> int | None:
+    """The id of the record's link in ``system``, if it has one."""
+    return session.exec(
+        select(Link.id).where(Link.system == system, Link.record_id == record_id)
+    ).first()

@@ -29,7 +29,6 @@ SYNC = ROOT / "sync"
 #: move) that still run queries of their own, and why they are not converted yet
 NOT_CONVERTED: dict[tuple[str, ...], str] = {
     ("sync/engine/capture/*.py",): "not converted yet (issue 14)",
-    ("sync/engine/push/*.py",): "not converted yet (issue 14)",
     ("sync/engine/operations.py",): "not converted yet (issue 14)",
 }
 
