@@ -171,3 +171,10 @@ def of_records(session: Session, record_ids: Collection[str]) -> Sequence[Link]:
 def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert links (their columns but the id) with one statement."""
     session.execute(sa.insert(Link), rows)
+
+
+def id_of_record_in(session: Session, record_id: str, system: str) -> int | None:
+    """The id of the record's link in ``system``, if it has one."""
+    return session.exec(
+        select(Link.id).where(Link.system == system, Link.record_id == record_id)
+    ).first()

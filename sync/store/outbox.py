@@ -7,7 +7,7 @@ session and leaves the transaction to it."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -228,3 +228,110 @@ def open_rows_of_many(session: Session, record_ids: Collection[str]) -> Sequence
 def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert outbox rows (their columns) with one statement."""
     session.execute(sa.insert(Outbox), rows)
+
+
+# --------------------------------------------------------------------------- push
+
+
+def lock_due(
+    session: Session, system: str, now: dt.datetime, limit: int, *, creates: bool = True
+) -> list[int]:
+    """Lock (``FOR UPDATE SKIP LOCKED``) and return the ids of up to ``limit`` rows of
+    ``system`` due at ``now`` — unsent and due, or in flight with a lapsed claim — in queue
+    order; creates left out unless ``creates``."""
+    query = (
+        select(Outbox.id)
+        .where(
+            Outbox.system == system,
+            sa.or_(
+                sa.and_(
+                    col(Outbox.status).in_(("pending", "retry", "parked")),
+                    col(Outbox.next_attempt_at) <= now,
+                ),
+                sa.and_(col(Outbox.status) == "in_flight", col(Outbox.claimed_until) < now),
+            ),
+        )
+        .order_by(col(Outbox.next_attempt_at), col(Outbox.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if not creates:
+        query = query.where(Outbox.op != "create")
+    return [row_id for row_id in session.exec(query).all() if row_id is not None]
+
+
+def claim_rows(session: Session, ids: Collection[int], holder: str, until: dt.datetime) -> None:
+    """Mark the rows ``ids`` ``in_flight``, claimed by ``holder`` until ``until``."""
+    session.execute(
+        sa.update(Outbox)
+        .where(col(Outbox.id).in_(ids))
+        .values(status="in_flight", claimed_by=holder, claimed_until=until)
+    )
+
+
+def many(session: Session, ids: Collection[int]) -> Sequence[Outbox]:
+    """The rows with the given ids (those that exist, in no particular order)."""
+    return session.exec(select(Outbox).where(col(Outbox.id).in_(ids))).all()
+
+
+def get(session: Session, row_id: int) -> Outbox | None:
+    return session.get(Outbox, row_id)
+
+
+def record_doubts(
+    session: Session, holder: str, sent: Sequence[tuple[int, Mapping[str, Any]]]
+) -> None:
+    """Store what each update row ``(id, values)`` sends as its ``intent`` and clear its
+    ``intent_at``, one statement for the batch; rows no longer ``in_flight`` for ``holder``
+    are left alone."""
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    session.execute(
+        sa.update(table)
+        .where(
+            table.c.id == sa.bindparam("row"),
+            table.c.status == "in_flight",
+            table.c.claimed_by == holder,
+        )
+        # intent_at cleared: a create row whose deal got linked meanwhile now sends an
+        # update, and its create intent is moot (``open_intents`` skips linked ones)
+        .values(intent=sa.bindparam("sent"), intent_at=None),
+        [{"row": row_id, "sent": values} for row_id, values in sent],
+    )
+
+
+def mark_intents(session: Session, ids: Collection[int], holder: str, now: dt.datetime) -> set[int]:
+    """Set ``intent_at`` to ``now`` and count an attempt on the rows ``ids`` still
+    ``in_flight`` for ``holder``; returns those rows' ids."""
+    result = session.execute(
+        sa.update(Outbox)
+        .where(
+            col(Outbox.id).in_(ids),
+            col(Outbox.status) == "in_flight",
+            col(Outbox.claimed_by) == holder,
+        )
+        .values(intent_at=now, attempts=col(Outbox.attempts) + 1)
+        .returning(col(Outbox.id))
+    )
+    return {row_id for (row_id,) in result.all()}
+
+
+def set_intents(session: Session, sent: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+    """Store what each create row ``(id, values)`` sends as its ``intent``, one statement for
+    the batch."""
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    session.execute(
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("row"))
+        .values(intent=sa.bindparam("sent")),
+        [{"row": row_id, "sent": values} for row_id, values in sent],
+    )
+
+
+def release_claimed(session: Session, ids: Collection[int], holder: str, now: dt.datetime) -> None:
+    """Put the rows ``ids`` claimed by ``holder`` back to ``retry``, due at ``now``,
+    unclaimed."""
+    session.execute(
+        sa.update(Outbox)
+        .where(col(Outbox.id).in_(ids), col(Outbox.claimed_by) == holder)
+        .values(status="retry", claimed_by=None, claimed_until=None, next_attempt_at=now)
+    )

@@ -28,7 +28,6 @@ SYNC = ROOT / "sync"
 #: files (glob patterns relative to the repository; an entry names a file before and after a
 #: move) that still run queries of their own, and why they are not converted yet
 NOT_CONVERTED: dict[tuple[str, ...], str] = {
-    ("sync/engine/push/*.py",): "not converted yet (issue 14)",
     ("sync/engine/operations.py",): "not converted yet (issue 14)",
 }
 

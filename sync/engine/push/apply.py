@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from sync.connectors.base import VendorRecord
 from sync.connectors.errors import (
@@ -26,9 +26,11 @@ from sync.engine.intents import adopted_base
 from sync.engine.journal import Notes, dead_letter, note
 from sync.engine.letters import resolve_pushed
 from sync.engine.push.prepare import _Job, _load, _Result
-from sync.engine.state import Counts, Engine, to_utc
+from sync.engine.state import Counts, Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
-from sync.store.models import Link, Outbox, Record, utcnow
+from sync.store import outbox
+from sync.store.models import Link, Outbox, Record
+from sync.timefmt import maybe_utc, utcnow
 
 MAX_BACKOFF = 3600.0
 
@@ -91,7 +93,7 @@ def _apply_all(
         except sa.exc.IntegrityError as exc:  # lost a race with a concurrent capture
             applier.notes = Notes()
             links.pop(result.job.record_id, None)
-            row = session.get(Outbox, result.job.row_id)
+            row = outbox.get(session, result.job.row_id)
             if row is not None:
                 _release_row(row, f"concurrent change: {exc.orig}")
                 session.add(row)
@@ -209,7 +211,7 @@ class _Applier:
             system=job.system,
             external_id=answer.external_id,
             shadow=result.after,
-            vendor_modified=to_utc(answer.modified),
+            vendor_modified=maybe_utc(answer.modified),
             # Every outbound field, the empty ones too: what the target put where we sent
             # nothing (a default owner, a required close date) is its lossy copy of "nothing",
             # so the next push neither blanks it there nor spreads it to the other systems.
@@ -264,7 +266,7 @@ def _apply_answer(
     link.sent = {**link.sent, **{name: [value, after.get(name)] for name, value in sent.items()}}
     link.shadow = shadow
     if not untouched_moved:
-        link.vendor_modified = to_utc(answer.modified)
+        link.vendor_modified = maybe_utc(answer.modified)
     link.synced_at = utcnow()
 
 
@@ -282,11 +284,7 @@ def _release(engine: Engine, row_ids: Sequence[int]) -> None:
     if not row_ids:
         return
     with engine.session() as session:
-        session.execute(
-            sa.update(Outbox)
-            .where(col(Outbox.id).in_(row_ids), col(Outbox.claimed_by) == engine.worker_id)
-            .values(status="retry", claimed_by=None, claimed_until=None, next_attempt_at=utcnow())
-        )
+        outbox.release_claimed(session, row_ids, engine.worker_id, utcnow())
         session.commit()
     engine.claims.drop(row_ids)
 

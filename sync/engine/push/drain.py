@@ -9,7 +9,6 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import structlog
-from sqlmodel import col, select
 
 from sync.engine import first_run
 from sync.engine.bindings import push_blocked
@@ -17,8 +16,8 @@ from sync.engine.push.apply import _release, apply_results
 from sync.engine.push.prepare import _Job, _Result, claim, prepare
 from sync.engine.push.send import send
 from sync.engine.state import Counts, Engine
+from sync.store import cursors
 from sync.store.db import supports_threads
-from sync.store.models import Cursor
 
 log = structlog.get_logger("crmsync.push")
 #: outcomes are applied together once this many arrived, or the oldest waited ``FLUSH_SECONDS``
@@ -31,8 +30,8 @@ def initial_capture_done(engine: Engine) -> bool:
     """Creates wait until every system has been read once, so a deal that exists in a system
     not yet read is matched (e.g. by Salesforce id) instead of duplicated."""
     with engine.read_session() as session:
-        polled = session.exec(select(Cursor).where(col(Cursor.last_poll_at).is_not(None))).all()
-    return {c.system for c in polled} >= set(engine.systems)
+        polled = cursors.polled_systems(session)
+    return polled >= set(engine.systems)
 
 
 def drain(

@@ -10,8 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from sync.connectors.base import VendorRecord
 from sync.connectors.errors import (
@@ -23,7 +22,11 @@ from sync.engine.journal import Notes, push_reason
 from sync.engine.outbound import desired, push_diff
 from sync.engine.state import Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
-from sync.store.models import Link, Outbox, Record, utcnow
+from sync.store import links as stored_links
+from sync.store import outbox
+from sync.store import records as stored_records
+from sync.store.models import Link, Outbox, Record
+from sync.timefmt import utcnow
 
 Kind = Literal["create", "update", "delete", "done"]
 
@@ -71,35 +74,9 @@ def claim(engine: Engine, system: str, limit: int, *, creates: bool = True) -> l
     """Claim due rows of one system's outbox; returns their ids."""
     now = utcnow()
     with engine.session() as session:
-        query = (
-            select(Outbox.id)
-            .where(
-                Outbox.system == system,
-                sa.or_(
-                    sa.and_(
-                        col(Outbox.status).in_(("pending", "retry", "parked")),
-                        col(Outbox.next_attempt_at) <= now,
-                    ),
-                    sa.and_(col(Outbox.status) == "in_flight", col(Outbox.claimed_until) < now),
-                ),
-            )
-            .order_by(col(Outbox.next_attempt_at), col(Outbox.id))
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        if not creates:
-            query = query.where(Outbox.op != "create")
-        ids = [row_id for row_id in session.exec(query).all() if row_id is not None]
+        ids = outbox.lock_due(session, system, now, limit, creates=creates)
         if ids:
-            session.execute(
-                sa.update(Outbox)
-                .where(col(Outbox.id).in_(ids))
-                .values(
-                    status="in_flight",
-                    claimed_by=engine.worker_id,
-                    claimed_until=engine.claims.until(),
-                )
-            )
+            outbox.claim_rows(session, ids, engine.worker_id, engine.claims.until())
         session.commit()
     # short claims, renewed while this process lives (sync.engine.claims)
     engine.claims.hold(ids)
@@ -151,19 +128,11 @@ def _commit_doubts(engine: Engine, jobs: Sequence[_Job]) -> None:
     """Record what each update sends on its row before it leaves (``intents``: updates in
     doubt), one statement for the batch. A row taken from us since ``prepare`` checked it is
     left alone; sending its update twice is harmless (same values), unlike a create."""
-    table = Outbox.__table__  # type: ignore[attr-defined]
     with engine.session() as session:
-        session.execute(
-            sa.update(table)
-            .where(
-                table.c.id == sa.bindparam("row"),
-                table.c.status == "in_flight",
-                table.c.claimed_by == engine.worker_id,
-            )
-            # intent_at cleared: a create row whose deal got linked meanwhile now sends an
-            # update, and its create intent is moot (``intents.open_intents`` skips linked ones)
-            .values(intent=sa.bindparam("sent"), intent_at=None),
-            [{"row": job.row_id, "sent": in_doubt(_doubts_of(job), job.diff)} for job in jobs],
+        outbox.record_doubts(
+            session,
+            engine.worker_id,
+            [(job.row_id, in_doubt(_doubts_of(job), job.diff)) for job in jobs],
         )
         session.commit()
 
@@ -178,28 +147,14 @@ def _load(
 ) -> tuple[dict[int, Outbox], dict[str, Record], dict[str, Link]]:
     """The rows, their records (all, or only ``records_of``) and their links in ``system``:
     three queries for a whole batch."""
-    rows = {
-        row.id: row
-        for row in session.exec(select(Outbox).where(col(Outbox.id).in_(list(ids)))).all()
-        if row.id is not None
-    }
+    rows = {row.id: row for row in outbox.many(session, list(ids)) if row.id is not None}
     record_ids = list({row.record_id for row in rows.values()})
     if not record_ids:
         return rows, {}, {}
     wanted = record_ids if records_of is None else list(records_of)
-    records = (
-        {
-            record.id: record
-            for record in session.exec(select(Record).where(col(Record.id).in_(wanted))).all()
-        }
-        if wanted
-        else {}
-    )
+    records = {r.id: r for r in stored_records.many(session, wanted)} if wanted else {}
     links = {
-        link.record_id: link
-        for link in session.exec(
-            select(Link).where(Link.system == system, col(Link.record_id).in_(record_ids))
-        ).all()
+        link.record_id: link for link in stored_links.of_records_in(session, system, record_ids)
     }
     return rows, records, links
 
@@ -248,24 +203,10 @@ def _commit_intents(engine: Engine, jobs: Sequence[_Job], run_id: str | None) ->
     (only those may be sent)."""
     now = utcnow()
     with engine.session() as session:
-        result = session.execute(
-            sa.update(Outbox)
-            .where(
-                col(Outbox.id).in_([job.row_id for job in jobs]),
-                col(Outbox.status) == "in_flight",
-                col(Outbox.claimed_by) == engine.worker_id,
-            )
-            .values(intent_at=now, attempts=col(Outbox.attempts) + 1)
-            .returning(col(Outbox.id))
-        )
-        ours = {row_id for (row_id,) in result.all()}
+        ours = outbox.mark_intents(session, [job.row_id for job in jobs], engine.worker_id, now)
         if ours:  # what each create sends: a capture meeting its deal first adopts it by this
-            table = Outbox.__table__  # type: ignore[attr-defined]
-            session.execute(
-                sa.update(table)
-                .where(table.c.id == sa.bindparam("row"))
-                .values(intent=sa.bindparam("sent")),
-                [{"row": job.row_id, "sent": job.wanted} for job in jobs if job.row_id in ours],
+            outbox.set_intents(
+                session, [(job.row_id, job.wanted) for job in jobs if job.row_id in ours]
             )
         notes = Notes()
         for job in jobs:

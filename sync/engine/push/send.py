@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 
-from sqlmodel import col, select
-
 from sync.connectors.base import VendorRecord
 from sync.connectors.errors import (
     ConnectorError,
@@ -17,9 +15,10 @@ from sync.connectors.errors import (
 )
 from sync.engine.intents import Intent, best_intent, rank
 from sync.engine.push.prepare import _commit_intents, _create_payload, _Job, _Result
-from sync.engine.state import Engine, aware_utc, to_utc
+from sync.engine.state import Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
-from sync.store.models import Link
+from sync.store import links
+from sync.timefmt import maybe_utc
 
 #: how far before a create intent we look for the deal it may have made (vendor clock skew)
 RECOVERY_SLACK = dt.timedelta(minutes=10)
@@ -85,12 +84,10 @@ def _recover(engine: Engine, job: _Job) -> VendorRecord | None:
     if job.intent_at is None:
         return None
     with engine.read_session() as session:
-        linked = session.exec(
-            select(Link.id).where(Link.system == job.system, Link.record_id == job.record_id)
-        ).first()
+        linked = links.id_of_record_in(session, job.record_id, job.system)
     if linked is not None:
         raise _AlreadyLinked  # linked since this row was prepared (a capture adopted it)
-    since = aware_utc(job.intent_at - RECOVERY_SLACK)
+    since = maybe_utc(job.intent_at - RECOVERY_SLACK)
     assert since is not None
     connector = engine.connector(job.system)
     if job.name:
@@ -111,14 +108,7 @@ def _free_candidates(
     if not candidates:
         return []
     with engine.read_session() as session:
-        taken = dict(
-            session.exec(
-                select(Link.external_id, Link.record_id).where(
-                    Link.system == job.system,
-                    col(Link.external_id).in_([c.external_id for c in candidates]),
-                )
-            ).all()
-        )
+        taken = links.record_ids_of(session, job.system, [c.external_id for c in candidates])
     if job.record_id in taken.values():
         raise _AlreadyLinked  # a capture met the deal first and adopted it for this record
     # a candidate carrying another deal's record id is that deal; ours wins outright
@@ -152,7 +142,8 @@ def _most_alike(engine: Engine, job: _Job, free: list[VendorRecord]) -> VendorRe
             theirs = engine.mapper.to_canonical(job.system, full.data, engine.refs)
         except (MappingError, UnresolvedReference):
             continue
-        match = best_intent([intent], theirs, to_utc(full.modified), now, to_utc(full.created))
+        modified, created = maybe_utc(full.modified), maybe_utc(full.created)
+        match = best_intent([intent], theirs, modified, now, created)
         if match is None:
             continue
         score = rank(match[1])
