@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sync.config import load_config
 from sync.money_config import CurrencyConfig, RatesConfig, resolve
-from tests.test_config import ENV, VALID, problems, write
+from tests.config.test_config import ENV, VALID, problems, write
 
 CONVERTING = VALID.replace(
     "    deletes: propagate\n",

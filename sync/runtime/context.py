@@ -29,7 +29,7 @@ import redis
 import sqlalchemy as sa
 
 from sync.config import Config, ConfigError, load_config
-from sync.config_reader import ConfigProblem
+from sync.config.reader import ConfigProblem
 from sync.engine.claims import CLAIM_SECONDS
 from sync.engine.state import BACKOFF_BASE, Engine
 from sync.store.db import make_engine

@@ -9,6 +9,7 @@ import pytest
 from sqlmodel import select
 
 from sync.engine import first_run, matching
+from sync.engine.normalise import normalise_text
 from sync.engine.verify import verify
 from sync.store.models import Link, Record
 from tests.e2e.conftest import World, make_world
@@ -78,7 +79,7 @@ def _held(world: World, system: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for deal in world.users[system].all():
         raw = deal.get(f"custom.{CLOSE_NAME}") if system == "close" else deal.get("name")
-        key = matching.normalise_text(raw)
+        key = normalise_text(raw)
         counts[key] = counts.get(key, 0) + 1
     return counts
 
@@ -118,10 +119,10 @@ def test_guided_first_run_matches_185_holds_5_and_creates_the_10_singles(tmp_pat
         for system in THREE:
             held = _held(world, system)
             for i in range(195):
-                assert held[matching.normalise_text(_name(i, "ruddr"))] == 1, (system, i)
+                assert held[normalise_text(_name(i, "ruddr"))] == 1, (system, i)
             for i in range(195, 200):  # untouched: a person decides
                 expected = 2 if system == "close" else 1
-                assert held[matching.normalise_text(_name(i, "ruddr"))] == expected
+                assert held[normalise_text(_name(i, "ruddr"))] == expected
         after = matching.propose(world.engine).counts
         assert (after["matched"], after["ambiguous"], after["single"]) == (195, 5, 0)
     finally:

@@ -17,7 +17,7 @@ from sync.config import ConfigError, parse_config
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 
-SHIPPED = (Path(__file__).resolve().parents[1] / "config.yaml").read_text(encoding="utf-8")
+SHIPPED = (Path(__file__).resolve().parents[2] / "config.yaml").read_text(encoding="utf-8")
 
 #: secrets the environment holds: none may ever be printed
 ENV = {

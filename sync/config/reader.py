@@ -1,7 +1,7 @@
 """Reading config.yaml: YAML to plain data with the line of every key, ``${VAR}``
 interpolation, literal secrets refused; and the problem type every config error is reported
-as (``config.yaml:14 systems.close.poll_every: expected …, got …``). ``sync.config`` validates
-what this reads."""
+as (``config.yaml:14 systems.close.poll_every: expected …, got …``). The rest of
+``sync.config`` validates what this reads."""
 
 from __future__ import annotations
 
