@@ -30,7 +30,7 @@ from sync.engine.normalise import normalise_company
 from sync.mapping.mapper import Mapper
 from sync.store import refs as stored_refs
 from sync.store.models import RefMap
-from sync.timefmt import maybe_utc, utcnow
+from sync.timefmt import utcnow
 
 log = structlog.get_logger("crmsync.engine")
 #: first wait after a failed push, in seconds (doubled per attempt)
@@ -41,12 +41,6 @@ def new_id(prefix: str = "rec") -> str:
     """A unique id for records and runs: the prefix and 20 random hex digits (80 bits of a
     UUID4). Not time-ordered: order runs by ``started_at``, never by id."""
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
-
-
-# Old names of ``sync.timefmt.maybe_utc``, kept only for the engine/capture and engine/push packages
-# (split in the same change); remove once they import sync.timefmt.
-to_utc = maybe_utc
-aware_utc = maybe_utc
 
 
 @dataclass

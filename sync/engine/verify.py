@@ -156,7 +156,7 @@ def twins(records: Sequence[Record]) -> list[list[str]]:
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for record in records:
         if record.deleted_at is None and record.fields.get("name"):
-            # the first run's normalisation (engine/matching.py): one rule for "one deal"
+            # the first run's normalisation (engine/normalise.py): one rule for "one deal"
             name, company = record.fields.get("name"), record.fields.get("company") or ""
             key = (normalise_text(name), normalise_company(company))
             groups[key].append(record.id)

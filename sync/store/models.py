@@ -20,11 +20,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from sync.timefmt import utcnow as _utcnow
-
-# Re-exported for engine/capture/, engine/push/, engine/operations.py and tasks.py, which
-# import it from here; new code imports sync.timefmt.utcnow.
-utcnow = _utcnow
+from sync.timefmt import utcnow
 
 
 def _new_dict() -> dict[str, Any]:

@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from sync.store.models import Run, utcnow
+from sync.store.models import Run
+from sync.timefmt import utcnow
 
 
 def get(session: Session, run_id: str) -> Run | None:

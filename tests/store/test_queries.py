@@ -14,7 +14,8 @@ from sqlmodel import Session, SQLModel, select
 
 from sync.store import first_run, outbox, records
 from sync.store.db import make_engine, make_sessionmaker
-from sync.store.models import FirstRun, Journal, Link, Outbox, Record, utcnow
+from sync.store.models import FirstRun, Journal, Link, Outbox, Record
+from sync.timefmt import utcnow
 
 NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 

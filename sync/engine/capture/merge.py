@@ -19,8 +19,8 @@ from sync.engine.intents import (
     open_update_doubts,
 )
 from sync.engine.merge import Side, merge_field
-from sync.store.models import Conflict, Link, Record, utcnow
-from sync.timefmt import maybe_utc, parse_timestamp
+from sync.store.models import Conflict, Link, Record
+from sync.timefmt import maybe_utc, parse_timestamp, utcnow
 
 
 def _healed(poll: Poll, state: Page, record_id: str, rec: VendorRecord, what: str) -> None:

@@ -30,8 +30,8 @@ from sync.engine.outbound import push_op
 from sync.engine.prefetch import one_ahead
 from sync.engine.state import Counts, Engine
 from sync.store import cursors, links, outbox, records
-from sync.store.models import Cursor, Link, Outbox, utcnow
-from sync.timefmt import maybe_utc
+from sync.store.models import Cursor, Link, Outbox
+from sync.timefmt import maybe_utc, utcnow
 
 log = structlog.get_logger("crmsync.capture")
 
