@@ -110,3 +110,8 @@ def move_system(session: Session, source: str, target: str) -> int:
     """Move every link of ``source`` to the system name ``target``; returns how many."""
     moved = session.execute(sa.update(Link).where(col(Link.system) == source).values(system=target))
     return int(getattr(moved, "rowcount", 0) or 0)
+
+
+def with_external_id(session: Session, external_id: str) -> Link | None:
+    """A link of the vendor id ``external_id``, in whichever system (the first found)."""
+    return session.exec(select(Link).where(Link.external_id == external_id)).first()

@@ -30,7 +30,6 @@ SYNC = ROOT / "sync"
 NOT_CONVERTED: dict[tuple[str, ...], str] = {
     ("sync/engine/capture/*.py",): "not converted yet (issue 14)",
     ("sync/engine/push/*.py",): "not converted yet (issue 14)",
-    ("sync/engine/operations.py",): "not converted yet (issue 14)",
 }
 
 #: circles closed only through imports inside functions (each the set of its modules): none
