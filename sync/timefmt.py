@@ -117,3 +117,15 @@ def format_close(value: dt.datetime) -> str:
 def format_truto(value: dt.datetime) -> str:
     """Truto's style, for ``updated_at[gte]`` / ``created_at[gte]``: ms and ``Z``."""
     return format_timestamp(value, offset="Z", precision="ms")
+
+
+def format_iso(value: dt.datetime) -> str:
+    """A stored stamp as the operator views (CLI, admin API) show it: ISO 8601 in UTC with
+    ``Z``, the fraction only when there is one (``2025-01-02T03:04:05Z``,
+    ``2025-01-02T03:04:05.678901Z``); a naive value is UTC."""
+    return as_utc(value).replace(tzinfo=None).isoformat() + "Z"
+
+
+def format_optional_iso(value: dt.datetime | None) -> str | None:
+    """:func:`format_iso` that passes None through (nullable columns)."""
+    return None if value is None else format_iso(value)

@@ -14,6 +14,8 @@ from sync.timefmt import (
     TimestampError,
     as_utc,
     format_close,
+    format_iso,
+    format_optional_iso,
     format_timestamp,
     format_truto,
     maybe_utc,
@@ -106,13 +108,34 @@ def test_vendor_formatters() -> None:
     assert format_truto(value) == "2025-01-02T03:04:05.678Z"
 
 
+def test_operator_views_show_z_and_the_fraction_only_when_there_is_one() -> None:
+    """format_iso: UTC with ``Z``, whole seconds without a fraction, µs with it; a naive
+    value is UTC, an aware one converted; format_optional_iso passes None."""
+    assert format_iso(dt.datetime(2025, 1, 2, 3, 4, 5)) == "2025-01-02T03:04:05Z"
+    assert format_iso(dt.datetime(2025, 1, 2, 3, 4, 5, 678900, UTC)) == (
+        "2025-01-02T03:04:05.678900Z"
+    )
+    plus_two = dt.datetime(2025, 1, 2, 5, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert format_iso(plus_two) == "2025-01-02T03:04:05Z"
+    assert format_optional_iso(None) is None
+
+
+@given(st.datetimes(), st.booleans())
+def test_format_iso_writes_stored_stamps_as_the_operator_views_did(
+    value: dt.datetime, aware: bool
+) -> None:
+    """Stored stamps come back naive (SQLite) or UTC: for both, format_iso writes what
+    engine/operations.py's own formatter wrote before it moved here."""
+    stamp = value.replace(tzinfo=UTC) if aware else value
+    before = stamp.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+    assert format_iso(stamp) == before
+
+
 # -- one home for time -------------------------------------------------------------------------
 SYNC = Path(__file__).resolve().parents[1] / "sync"
-#: Files that still read the clock or convert stamps themselves, and why. Shrink, never grow.
-STILL_OWN_TIME = {
-    # being restructured by other hands in the same change (issue 14): switch to sync.timefmt
-    "engine/operations.py": "_iso → a timefmt formatter",
-}
+#: Files that read the clock or convert stamps themselves, and why: none — sync.timefmt is the
+#: one home for time. Shrink, never grow.
+STILL_OWN_TIME: dict[str, str] = {}
 
 
 def _own_time_calls(tree: ast.AST) -> list[str]:

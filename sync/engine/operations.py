@@ -15,26 +15,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
-from sync.engine.journal import OPEN_STATES, enqueue, note
+from sync.engine.journal import enqueue, note
 from sync.engine.outbound import enqueue_pushes
 from sync.engine.state import Engine
-from sync.store import probe
-from sync.store.models import (
-    Conflict,
-    Cursor,
-    DeadLetter,
-    Journal,
-    Link,
-    Outbox,
-    PendingDelete,
-    Record,
-    Run,
-    SystemState,
-    utcnow,
+from sync.store import (
+    conflicts,
+    cursors,
+    journal,
+    letters,
+    links,
+    outbox,
+    probe,
+    records,
+    runs,
+    systems,
 )
+from sync.store.models import Conflict, Journal, Link, Record, Run
+from sync.timefmt import format_iso, format_optional_iso, utcnow
 
 
 class AdminError(Exception):
@@ -53,10 +52,6 @@ def ping_store(engine: Engine) -> None:
     probe.ping(engine.db)
 
 
-def _counts_by_system(session: Session, query: Any) -> dict[str, int]:
-    return {str(system): int(n) for system, n in session.exec(query).all()}
-
-
 def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Per system: health, cursor, last poll, lag, pending outbox, open conflicts, dead letters.
 
@@ -65,34 +60,16 @@ def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[s
     """
     now = now or utcnow()
     with engine.session() as session:
-        cursors = {c.system: c for c in session.exec(select(Cursor)).all()}
-        pending = _counts_by_system(
-            session,
-            select(Outbox.system, func.count())
-            .where(col(Outbox.status).in_(OPEN_STATES))
-            .group_by(Outbox.system),
-        )
-        conflicts = _counts_by_system(
-            session,
-            select(Conflict.theirs_system, func.count())
-            .where(Conflict.status == "open")
-            .group_by(Conflict.theirs_system),
-        )
-        dead = _counts_by_system(
-            session,
-            select(DeadLetter.system, func.count())
-            .where(DeadLetter.status == "open")
-            .group_by(DeadLetter.system),
-        )
+        polled = {c.system: c for c in cursors.every(session)}
+        pending = outbox.open_per_system(session)
+        disputed = conflicts.open_per_system(session)
+        dead = letters.open_per_system(session)
         healed = _last_healed(session, list(engine.config.systems))
-        states = {row.system: row for row in session.exec(select(SystemState)).all()}
-        held_deletes = _counts_by_system(
-            session,
-            select(PendingDelete.system, func.count()).group_by(PendingDelete.system),
-        )
+        states = {row.system: row for row in systems.every(session)}
+        held_deletes = systems.pending_deletes_per_system(session)
     rows = []
     for system, cfg in engine.config.systems.items():
-        cursor = cursors.get(system)
+        cursor = polled.get(system)
         last = cursor.last_poll_at if cursor else None
         lag = (now - last).total_seconds() if last else None
         if last is None:
@@ -107,14 +84,16 @@ def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[s
             {
                 "system": system,
                 "health": health,
-                "cursor": _iso(cursor.stamp) if cursor else None,
+                "cursor": format_optional_iso(cursor.stamp if cursor else None),
                 "cursor_id": cursor.external_id if cursor else None,
-                "last_poll_at": _iso(last),
-                "last_full_scan_at": _iso(cursor.last_full_scan_at) if cursor else None,
+                "last_poll_at": format_optional_iso(last),
+                "last_full_scan_at": format_optional_iso(
+                    cursor.last_full_scan_at if cursor else None
+                ),
                 "lag_seconds": round(lag, 3) if lag is not None else None,
                 "last_error": cursor.last_error if cursor else None,
                 "pending": pending.get(system, 0),
-                "conflicts": conflicts.get(system, 0),
+                "conflicts": disputed.get(system, 0),
                 "dead_letters": dead.get(system, 0),
                 "last_reconcile_at": healed[system][0] if system in healed else None,
                 "healed": healed[system][1] if system in healed else None,
@@ -126,21 +105,15 @@ def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[s
     return rows
 
 
-def _last_healed(session: Session, systems: list[str]) -> dict[str, tuple[str | None, int]]:
+def _last_healed(session: Session, names: list[str]) -> dict[str, tuple[str | None, int]]:
     """Per system, the finish time and ``healed`` count of its latest completed reconcile
     (one of that system alone, or of all systems, which records ``healed.<system>``)."""
-    runs = session.exec(
-        select(Run)
-        .where(Run.kind == "reconcile", col(Run.status).in_(("done", "partial")))
-        .order_by(col(Run.started_at).desc())
-        .limit(200)
-    ).all()
     found: dict[str, tuple[str | None, int]] = {}
-    for run in runs:
-        for system in systems:
+    for run in runs.latest_reconciles(session, 200):
+        for system in names:
             key = f"healed.{system}"
             if system not in found and (run.system in (None, system)) and key in run.counts:
-                found[system] = (_iso(run.finished_at), int(run.counts[key]))
+                found[system] = (format_optional_iso(run.finished_at), int(run.counts[key]))
     return found
 
 
@@ -148,38 +121,24 @@ def due_systems(engine: Engine) -> list[str]:
     """Systems with outbox rows a drain could claim now (due, or abandoned by a dead worker)."""
     now = utcnow()
     with engine.session() as session:
-        due = session.exec(
-            select(Outbox.system)
-            .where(
-                sa.or_(
-                    sa.and_(
-                        col(Outbox.status).in_(("pending", "retry", "parked")),
-                        col(Outbox.next_attempt_at) <= now,
-                    ),
-                    sa.and_(col(Outbox.status) == "in_flight", col(Outbox.claimed_until) < now),
-                )
-            )
-            .distinct()
-        ).all()
-    return sorted(str(s) for s in due)
+        return outbox.due_systems(session, now)
 
 
 def open_outbox(engine: Engine) -> int:
     """Outbox rows not yet settled (pending, retry, parked or in flight)."""
     with engine.session() as session:
-        query = select(func.count()).select_from(Outbox).where(col(Outbox.status).in_(OPEN_STATES))
-        return int(session.exec(query).one())
+        return outbox.count_open(session)
 
 
 def last_runs(engine: Engine, limit: int = 10) -> list[dict[str, Any]]:
     with engine.session() as session:
-        runs = session.exec(select(Run).order_by(col(Run.started_at).desc()).limit(limit)).all()
-    return [run_dict(run) for run in runs]
+        latest = runs.latest(session, limit)
+    return [run_dict(run) for run in latest]
 
 
 def get_run(engine: Engine, run_id: str) -> dict[str, Any] | None:
     with engine.session() as session:
-        run = session.get(Run, run_id)
+        run = runs.get(session, run_id)
     return run_dict(run) if run is not None else None
 
 
@@ -189,8 +148,8 @@ def run_dict(run: Run) -> dict[str, Any]:
         "kind": run.kind,
         "system": run.system,
         "status": run.status,
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
+        "started_at": format_iso(run.started_at),
+        "finished_at": format_optional_iso(run.finished_at),
         "counts": dict(run.counts),
         "error": run.error,
     }
@@ -203,12 +162,8 @@ def list_conflicts(
     engine: Engine, status: str | None = "open", limit: int = 100, *, newest_first: bool = False
 ) -> list[dict[str, Any]]:
     """Conflicts in ``status`` (``None``: any), oldest first unless ``newest_first``."""
-    order = col(Conflict.id).desc() if newest_first else col(Conflict.id)
-    query = select(Conflict).order_by(order).limit(limit)
-    if status is not None:
-        query = query.where(Conflict.status == status)
     with engine.session() as session:
-        rows = session.exec(query).all()
+        rows = conflicts.in_status(session, status, limit, newest_first=newest_first)
     return [
         _row(
             c,
@@ -223,12 +178,12 @@ def resolve_conflict(engine: Engine, conflict_id: int, take: str) -> dict[str, A
     """Resolve an open conflict with ``take`` = ``"ours"`` or a system name; returns the
     conflict and the systems a push was enqueued to."""
     with engine.session() as session:
-        conflict = session.get(Conflict, conflict_id)
+        conflict = conflicts.get(session, conflict_id)
         if conflict is None:
             raise AdminError(f"no conflict {conflict_id}", 404)
         if conflict.status != "open":
             raise AdminError(f"conflict {conflict_id} is already {conflict.status}", 409)
-        record = session.get(Record, conflict.record_id)
+        record = records.get(session, conflict.record_id)
         if record is None:
             raise AdminError(f"record {conflict.record_id} is gone", 409)
         value = _chosen_value(engine, session, conflict, record, take)
@@ -278,9 +233,7 @@ def _chosen_value(
     if take not in engine.config.systems:
         choices = ", ".join(["ours", *engine.config.systems])
         raise AdminError(f"take must be one of {choices}; got {take!r}")
-    link = session.exec(
-        select(Link).where(Link.record_id == record.id, Link.system == take)
-    ).first()
+    link = links.of_record_in(session, record.id, take)
     if link is None:
         raise AdminError(f"record {record.id} has no copy in {take}", 409)
     return link.shadow.get(conflict.field)
@@ -294,12 +247,7 @@ def list_dead_letters(
 ) -> list[dict[str, Any]]:
     """Dead letters in ``status``, oldest first (``limit`` ``None``: all of them)."""
     with engine.session() as session:
-        rows = session.exec(
-            select(DeadLetter)
-            .where(DeadLetter.status == status)
-            .order_by(col(DeadLetter.id))
-            .limit(limit)
-        ).all()
+        rows = letters.in_status(session, status, limit)
     return [
         _row(
             d,
@@ -314,7 +262,7 @@ def replay_dead_letter(engine: Engine, letter_id: int) -> dict[str, Any]:
     """Retry a dead letter: an outbound one re-enqueues the record's push; an inbound one asks
     for a re-read of its system (the caller enqueues / runs a full poll: ``reread`` is set)."""
     with engine.session() as session:
-        letter = session.get(DeadLetter, letter_id)
+        letter = letters.get(session, letter_id)
         if letter is None:
             raise AdminError(f"no dead letter {letter_id}", 404)
         if letter.status != "open":
@@ -363,8 +311,7 @@ def replay_dead_letters(engine: Engine, letter_ids: Sequence[int] | None = None)
     ``rereads`` — its own way: the admin API through its backend, the CLI in the foreground."""
     if letter_ids is None:
         with engine.session() as session:
-            query = select(DeadLetter.id).where(DeadLetter.status == "open")
-            letter_ids = [i for i in session.exec(query).all() if i is not None]
+            letter_ids = letters.open_ids(session)
     replayed = Replayed(results=[], rereads=[])
     for letter_id in letter_ids:
         result = replay_dead_letter(engine, letter_id)
@@ -390,39 +337,26 @@ def record_story(engine: Engine, record_or_vendor_id: str) -> RecordStory | None
     """The story of the record with this id, or with a copy of this vendor id (``None``: no
     such record)."""
     with engine.session() as session:
-        found = session.get(Record, record_or_vendor_id)
+        found = records.get(session, record_or_vendor_id)
         if found is None:
-            link = session.exec(select(Link).where(Link.external_id == record_or_vendor_id)).first()
-            found = session.get(Record, link.record_id) if link else None
+            link = links.with_external_id(session, record_or_vendor_id)
+            found = records.get(session, link.record_id) if link else None
         if found is None:
             return None
-        journal = session.exec(
-            select(Journal).where(Journal.record_id == found.id).order_by(col(Journal.id))
-        ).all()
-        links = session.exec(select(Link).where(Link.record_id == found.id)).all()
-    return RecordStory(record=found, links=list(links), journal=list(journal))
+        entries = journal.of_record(session, found.id)
+        copies = links.of_record(session, found.id)
+    return RecordStory(record=found, links=list(copies), journal=list(entries))
 
 
 def record_history(engine: Engine, record_id: str, limit: int = 500) -> list[dict[str, Any]]:
     with engine.session() as session:
-        if session.get(Record, record_id) is None:
+        if records.get(session, record_id) is None:
             raise AdminError(f"no record {record_id}", 404)
-        rows = session.exec(
-            select(Journal)
-            .where(Journal.record_id == record_id)
-            .order_by(col(Journal.id))
-            .limit(limit)
-        ).all()
+        rows = journal.of_record(session, record_id, limit)
     return [_row(j, "run_id at system action field old new reason") for j in rows]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _iso(stamp: dt.datetime | None) -> str | None:
-    if stamp is None:
-        return None
-    return stamp.replace(tzinfo=dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _row(obj: Any, names: str | Sequence[str]) -> dict[str, Any]:
@@ -430,5 +364,5 @@ def _row(obj: Any, names: str | Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"id": obj.id}
     for key in keys:
         value = getattr(obj, key)
-        out[key] = _iso(value) if isinstance(value, dt.datetime) else value
+        out[key] = format_iso(value) if isinstance(value, dt.datetime) else value
     return out

@@ -3,6 +3,8 @@ session and leaves the transaction to it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
@@ -22,3 +24,8 @@ def polled_systems(session: Session) -> set[str]:
 def drop(session: Session, system: str) -> None:
     """Forget the system's cursor: its next capture starts from the beginning."""
     session.execute(sa.delete(Cursor).where(col(Cursor.system) == system))
+
+
+def every(session: Session) -> Sequence[Cursor]:
+    """The cursor of every system polled or scanned so far."""
+    return session.exec(select(Cursor)).all()

@@ -37,3 +37,10 @@ def creates_of(
             ),
         )
     ).all()
+
+
+def of_record(session: Session, record_id: str, limit: int | None = None) -> Sequence[Journal]:
+    """The record's entries, oldest first; the first ``limit`` of them (``None``: all)."""
+    return session.exec(
+        select(Journal).where(Journal.record_id == record_id).order_by(col(Journal.id)).limit(limit)
+    ).all()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from sync.store.models import DeadLetter
 
@@ -71,3 +71,33 @@ def refused_record_ids(
             )
         ).all()
     )
+
+
+def get(session: Session, letter_id: int) -> DeadLetter | None:
+    return session.get(DeadLetter, letter_id)
+
+
+def open_per_system(session: Session) -> dict[str, int]:
+    """Open letters per system (systems without any are absent)."""
+    rows = session.exec(
+        select(DeadLetter.system, func.count())
+        .where(DeadLetter.status == "open")
+        .group_by(DeadLetter.system)
+    ).all()
+    return {str(system): int(n) for system, n in rows}
+
+
+def in_status(session: Session, status: str, limit: int | None) -> Sequence[DeadLetter]:
+    """Up to ``limit`` letters in ``status`` (``None``: all of them), oldest first."""
+    return session.exec(
+        select(DeadLetter)
+        .where(DeadLetter.status == status)
+        .order_by(col(DeadLetter.id))
+        .limit(limit)
+    ).all()
+
+
+def open_ids(session: Session) -> list[int]:
+    """The ids of every open letter (in no particular order)."""
+    query = select(DeadLetter.id).where(DeadLetter.status == "open")
+    return [i for i in session.exec(query).all() if i is not None]

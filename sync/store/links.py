@@ -178,3 +178,8 @@ def id_of_record_in(session: Session, record_id: str, system: str) -> int | None
     return session.exec(
         select(Link.id).where(Link.system == system, Link.record_id == record_id)
     ).first()
+
+
+def with_external_id(session: Session, external_id: str) -> Link | None:
+    """A link of the vendor id ``external_id``, in whichever system (the first found)."""
+    return session.exec(select(Link).where(Link.external_id == external_id)).first()

@@ -335,3 +335,41 @@ def release_claimed(session: Session, ids: Collection[int], holder: str, now: dt
         .where(col(Outbox.id).in_(ids), col(Outbox.claimed_by) == holder)
         .values(status="retry", claimed_by=None, claimed_until=None, next_attempt_at=now)
     )
+
+
+# --------------------------------------------------------------------------- operator views
+
+
+def open_per_system(session: Session) -> dict[str, int]:
+    """Open rows per system (systems without any are absent)."""
+    rows = session.exec(
+        select(Outbox.system, func.count())
+        .where(col(Outbox.status).in_(OPEN_STATES))
+        .group_by(Outbox.system)
+    ).all()
+    return {str(system): int(n) for system, n in rows}
+
+
+def count_open(session: Session) -> int:
+    """How many rows are not yet settled (pending, retry, parked or in flight)."""
+    query = select(func.count()).select_from(Outbox).where(col(Outbox.status).in_(OPEN_STATES))
+    return int(session.exec(query).one())
+
+
+def due_systems(session: Session, now: dt.datetime) -> list[str]:
+    """The systems with rows a drain could claim at ``now`` (due, or in flight with a claim
+    that ran out), sorted."""
+    due = session.exec(
+        select(Outbox.system)
+        .where(
+            sa.or_(
+                sa.and_(
+                    col(Outbox.status).in_(("pending", "retry", "parked")),
+                    col(Outbox.next_attempt_at) <= now,
+                ),
+                sa.and_(col(Outbox.status) == "in_flight", col(Outbox.claimed_until) < now),
+            )
+        )
+        .distinct()
+    ).all()
+    return sorted(str(system) for system in due)

@@ -5,9 +5,10 @@ change rows in the session they are given and never commit."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from sync.store.models import Run
 from sync.timefmt import utcnow
@@ -81,3 +82,19 @@ def set_started(session: Session, run_id: str, started: dt.datetime) -> Run | No
         run.started_at = started
         session.add(run)
     return run
+
+
+def latest(session: Session, limit: int) -> Sequence[Run]:
+    """The ``limit`` runs started last, newest first."""
+    return session.exec(select(Run).order_by(col(Run.started_at).desc()).limit(limit)).all()
+
+
+def latest_reconciles(session: Session, limit: int) -> Sequence[Run]:
+    """The ``limit`` completed (``done`` or ``partial``) reconciles started last, newest
+    first."""
+    return session.exec(
+        select(Run)
+        .where(Run.kind == "reconcile", col(Run.status).in_(("done", "partial")))
+        .order_by(col(Run.started_at).desc())
+        .limit(limit)
+    ).all()

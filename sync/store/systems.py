@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from sync.store.models import PendingDelete, SystemState
 
@@ -46,3 +46,16 @@ def pending_deletes(session: Session, system: str | None = None) -> list[Pending
 def drop_pending_deletes(session: Session, system: str) -> None:
     """Forget every held delete of ``system``."""
     session.execute(sa.delete(PendingDelete).where(col(PendingDelete.system) == system))
+
+
+def every(session: Session) -> Sequence[SystemState]:
+    """The state of every system the store knows, removed ones included."""
+    return session.exec(select(SystemState)).all()
+
+
+def pending_deletes_per_system(session: Session) -> dict[str, int]:
+    """Held deletes per system (systems without any are absent)."""
+    rows = session.exec(
+        select(PendingDelete.system, func.count()).group_by(PendingDelete.system)
+    ).all()
+    return {str(system): int(n) for system, n in rows}

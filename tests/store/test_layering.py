@@ -5,8 +5,8 @@
   ``select(``, ``insert``/``update``/``delete`` statement, ``text(``, ``session.exec`` /
   ``.execute`` / ``.query`` or ``session.get`` outside it. ``session.add`` / ``delete`` /
   ``flush`` on rows already loaded are the unit of work, not queries, and stay with the code
-  that owns the transaction. ``NOT_CONVERTED`` lists the files still to be moved over; an
-  entry that no longer holds a query fails too, so the list can only shrink.
+  that owns the transaction. ``NOT_CONVERTED`` is where an exception would be listed (with
+  why); it is empty, and an entry that holds no query fails too.
 - **No import circle.** Module-level imports between ``sync`` modules form no cycle. Imports
   inside functions run later, so Python does not trip on a circle they close, but a reader
   does: those circles are listed in ``KNOWN_LAZY_CIRCLES`` and may only go away. Imports
@@ -25,11 +25,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SYNC = ROOT / "sync"
 
-#: files (glob patterns relative to the repository; an entry names a file before and after a
-#: move) that still run queries of their own, and why they are not converted yet
-NOT_CONVERTED: dict[tuple[str, ...], str] = {
-    ("sync/engine/operations.py",): "not converted yet (issue 14)",
-}
+#: files (glob patterns relative to the repository) that run queries of their own, and why:
+#: none — every query of sync/ is in sync/store/
+NOT_CONVERTED: dict[tuple[str, ...], str] = {}
 
 #: circles closed only through imports inside functions (each the set of its modules): none
 #: left — the CLI's went with the sync/cli package, the engine's with engine/normalise.py
