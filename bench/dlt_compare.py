@@ -63,7 +63,7 @@ def ingest_crmsync(base_url: str, workdir: Path) -> tuple[int, float, float]:
 
     from sync.config import load_config
     from sync.engine.capture import capture
-    from sync.engine.state import Engine
+    from sync.engine.context import Engine
     from sync.logging import configure_logging
     from sync.store.db import make_engine, upgrade
     from sync.store.models import Link

@@ -26,9 +26,9 @@ from sync.config import load_config
 from sync.connectors.base import VendorRecord
 from sync.connectors.ratelimit import TokenBucket
 from sync.emulators.server import build_all
+from sync.engine.context import Engine
 from sync.engine.merge import Side, merge_field
 from sync.engine.outbound import push_diff
-from sync.engine.state import Engine
 from sync.store.db import make_engine, upgrade
 from sync.store.models import Link, Record
 

@@ -30,8 +30,8 @@ from bench.memory import peak_rss_mb
 from bench.scenarios import FAST_RETRY, PAGE, WRITES, load_latencies, percentile
 from sync.config import load_config
 from sync.connectors.ratelimit import TokenBucket
+from sync.engine.context import Engine
 from sync.engine.cycle import pending, run_cycle
-from sync.engine.state import Engine
 from sync.store.db import make_engine, upgrade
 from sync.store.models import Journal, Link, Record
 from sync.timefmt import utcnow

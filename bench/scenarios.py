@@ -34,9 +34,9 @@ from sync.emulators.base import Emulator, EmulatorTransport, RateLimitState
 from sync.emulators.ruddr import RuddrEmulator
 from sync.emulators.server import build_all
 from sync.engine.capture import capture_mode
+from sync.engine.context import Engine
 from sync.engine.cycle import run_cycle
 from sync.engine.journal import OPEN_STATES
-from sync.engine.state import Engine
 from sync.store.db import make_engine, upgrade
 from sync.store.models import Journal, Link, Outbox
 from sync.timefmt import utcnow

@@ -36,7 +36,7 @@ from sync.connectors.http.stats import REQUEST_STATS, RequestKey, RequestStats
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-#: Count names the engine reports (sync.engine.state.Counts) -> the metric they feed.
+#: Count names the engine reports (sync.engine.context.Counts) -> the metric they feed.
 _RECORD_OUTCOMES = {
     "fetched": "fetched",
     "changed": "changed",

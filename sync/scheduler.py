@@ -27,7 +27,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from sync.config import Config, ConfigError, load_config
-from sync.engine.state import Counts, Engine
+from sync.engine.context import Counts, Engine
 from sync.runtime.jobs import logged_failure, poll_and_drain_job, reconcile_job
 from sync.timefmt import utcnow
 

@@ -31,8 +31,8 @@ from sync.celery_app import app
 from sync.connectors.errors import Retryable
 from sync.engine import operations
 from sync.engine.claims import stranded_systems
+from sync.engine.context import Counts, Engine
 from sync.engine.cycle import poll
-from sync.engine.state import Counts, Engine
 from sync.logging import bind_system
 from sync.runtime import context
 from sync.runtime.jobs import drain_job, poll_job, reconcile_job, resync_job, verify_job

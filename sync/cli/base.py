@@ -26,7 +26,7 @@ from rich.markup import escape
 from sync.config import CONFIG_ENV, DEFAULT_PATH, Config, ConfigError, load_config
 
 if TYPE_CHECKING:
-    from sync.engine.state import Engine
+    from sync.engine.context import Engine
 
 out = Console()
 err = Console(stderr=True)

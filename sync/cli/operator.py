@@ -36,7 +36,7 @@ from sync.cli.tables import counts_text, reconcile_table, short
 
 if TYPE_CHECKING:
     from sync.config import Config
-    from sync.engine.state import Engine
+    from sync.engine.context import Engine
 
 
 def _known(system: str, known: list[str]) -> None:

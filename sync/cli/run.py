@@ -42,7 +42,7 @@ from sync.config import CONFIG_ENV, DATABASE_URL_ENV, mask_url
 
 if TYPE_CHECKING:
     from sync.config import Config
-    from sync.engine.state import Engine
+    from sync.engine.context import Engine
 
 EMULATED_SYSTEMS = ("ruddr", "close", "parsalink", "truto")
 #: how long `run --once` waits in all for pushes to come due again (429s, outages)

@@ -23,7 +23,7 @@ from sqlalchemy.pool import NullPool
 from sync.config import Config, mask_url
 
 if TYPE_CHECKING:
-    from sync.engine.state import Engine
+    from sync.engine.context import Engine
 
 UPGRADE_HINT = "run `crmsync db upgrade`"
 
@@ -88,8 +88,8 @@ def check_store(config: Config) -> None:
 
 
 def open_store_engine(config: Config, *, read_only: bool, distributed: bool = False) -> Engine:
-    """A checked :class:`~sync.engine.state.Engine`; read-only ones never wait for a writer."""
-    from sync.engine.state import Engine
+    """A checked :class:`~sync.engine.context.Engine`; read-only ones never wait for a writer."""
+    from sync.engine.context import Engine
     from sync.runtime.context import build_engine
     from sync.store.db import make_engine
 

@@ -19,9 +19,9 @@ from sync.cli.base import err, out
 from sync.timefmt import parse_optional_timestamp, utcnow
 
 if TYPE_CHECKING:
+    from sync.engine.context import Engine
     from sync.engine.cycle import CycleReport, Owed
     from sync.engine.reconcile import ReconcileReport
-    from sync.engine.state import Engine
     from sync.engine.verify import VerifyReport
 
 

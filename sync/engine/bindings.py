@@ -33,9 +33,9 @@ from sqlmodel import Session
 
 from sync.config import Config, mask_url
 from sync.engine import guard
+from sync.engine.context import Counts, Engine
 from sync.engine.journal import enqueue_into
 from sync.engine.outbound import push_op
-from sync.engine.state import Counts, Engine
 from sync.store import cursors, links, outbox, records, refs, systems
 from sync.store.models import SystemState
 from sync.timefmt import utcnow

@@ -37,7 +37,7 @@ from sync.store.db import supports_threads
 from sync.timefmt import utcnow
 
 if TYPE_CHECKING:
-    from sync.engine.state import Engine
+    from sync.engine.context import Engine
 
 log = structlog.get_logger("crmsync.claims")
 

@@ -24,8 +24,8 @@ import structlog
 from sync.connectors.errors import ConnectorError
 from sync.engine import bindings, first_run
 from sync.engine.capture import capture
+from sync.engine.context import Counts, Engine, new_id
 from sync.engine.push import drain
-from sync.engine.state import Counts, Engine, new_id
 from sync.store import cursors, outbox, runs
 from sync.store.db import supports_threads
 from sync.store.models import Cursor

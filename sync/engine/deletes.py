@@ -25,10 +25,10 @@ import structlog
 from sqlmodel import Session
 
 from sync.engine import guard
+from sync.engine.context import Counts, Engine
 from sync.engine.guard import Vanished
 from sync.engine.journal import enqueue, note
 from sync.engine.outbound import push_diff
-from sync.engine.state import Counts, Engine
 from sync.store import cursors, links, outbox, records, systems
 from sync.store.models import (
     Conflict,

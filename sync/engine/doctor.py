@@ -18,8 +18,8 @@ import httpx
 
 from sync.connectors.base import BaseConnector, Reference
 from sync.connectors.errors import AuthFailed, ConnectorError, NotFound
+from sync.engine.context import Engine
 from sync.engine.normalise import normalise_company
-from sync.engine.state import Engine
 from sync.mapping.spec import FieldSpec
 
 Level = Literal["ok", "warn", "problem"]

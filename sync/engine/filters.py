@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
+from sync.engine.context import Engine
 from sync.engine.outbound import enqueue_pushes
-from sync.engine.state import Engine
 from sync.store import records
 from sync.store.models import Link
 from sync.timefmt import utcnow

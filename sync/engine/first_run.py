@@ -20,8 +20,8 @@ import structlog
 from sqlmodel import Session
 
 from sync.engine import matching
+from sync.engine.context import Engine
 from sync.engine.outbound import MATCH_HOLD
-from sync.engine.state import Engine
 from sync.store import cursors, links, records
 from sync.store import first_run as stored
 from sync.store.first_run import KEY

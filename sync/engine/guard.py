@@ -25,7 +25,7 @@ import structlog
 from sqlmodel import Session
 
 from sync.config import DeleteGuardConfig
-from sync.engine.state import Engine
+from sync.engine.context import Engine
 from sync.store import links, systems
 from sync.store.models import PendingDelete, SystemState
 from sync.timefmt import utcnow

@@ -27,7 +27,7 @@ from sync.mapping.errors import MappingError
 from sync.money_config import CurrencyModel, resolve
 
 if TYPE_CHECKING:
-    from sync.engine.state import Engine
+    from sync.engine.context import Engine
 
 Fields = dict[str, Any]
 _CENT = Decimal("0.01")

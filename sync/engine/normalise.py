@@ -1,7 +1,7 @@
 """How names and companies are compared: casefolded, accents and punctuation removed, legal
 forms dropped from company names. One module, imported by the first-run match, verify's twins,
 doctor and the company references, so they all agree on when two names are "the same" (and so
-``engine.state`` needs no import of the matching engine)."""
+``engine.context`` needs no import of the matching engine)."""
 
 from __future__ import annotations
 

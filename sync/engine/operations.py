@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlmodel import Session
 
+from sync.engine.context import Engine
 from sync.engine.journal import enqueue, note
 from sync.engine.outbound import enqueue_pushes
-from sync.engine.state import Engine
 from sync.store import (
     conflicts,
     cursors,

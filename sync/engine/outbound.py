@@ -10,8 +10,8 @@ from sqlmodel import Session
 
 from sync.connectors.errors import ConnectorError
 from sync.engine import money
+from sync.engine.context import Engine
 from sync.engine.journal import enqueue_into, open_rows
-from sync.engine.state import Engine
 from sync.store import links
 from sync.store.models import Record
 

@@ -22,8 +22,8 @@ from sqlmodel import Session
 from sync.connectors.errors import ConnectorError
 from sync.engine import bindings, first_run, money
 from sync.engine.capture import capture
+from sync.engine.context import Counts, Engine
 from sync.engine.outbound import desired, push_diff
-from sync.engine.state import Counts, Engine
 from sync.mapping.errors import MappingError
 from sync.store import links, outbox, records
 

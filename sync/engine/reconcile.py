@@ -25,11 +25,11 @@ from sqlmodel import Session
 
 from sync.connectors.errors import ConnectorError
 from sync.engine import money
+from sync.engine.context import Counts, Engine
 from sync.engine.cycle import finish_run, poll, start_run
 from sync.engine.journal import enqueue, note
 from sync.engine.outbound import push_diff, push_op
 from sync.engine.push import drain
-from sync.engine.state import Counts, Engine
 from sync.store import letters, links, outbox, records, runs
 from sync.store.models import Link, Record
 

@@ -29,9 +29,9 @@ from typing import Any
 from sqlmodel import Session
 
 from sync.engine import guard, money
+from sync.engine.context import Engine
 from sync.engine.normalise import normalise_company, normalise_text
 from sync.engine.outbound import MATCH_HOLD, desired
-from sync.engine.state import Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store import conflicts, journal
 from sync.store import links as stored_links

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sync.config import Config
-    from sync.engine.state import Engine
+    from sync.engine.context import Engine
 
 
 @dataclass

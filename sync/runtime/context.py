@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sync.config import Config, ConfigError, load_config
 from sync.config.reader import ConfigProblem
 from sync.engine.claims import CLAIM_SECONDS
-from sync.engine.state import BACKOFF_BASE, Engine
+from sync.engine.context import BACKOFF_BASE, Engine
 from sync.store.db import make_engine
 
 PREFIX_ENV = "CRMSYNC_REDIS_PREFIX"

@@ -38,11 +38,11 @@ import structlog
 
 from sync.connectors.errors import ConnectorError
 from sync.engine import operations
+from sync.engine.context import Counts, Engine, new_id
 from sync.engine.cycle import finish_run, poll, start_run
 from sync.engine.push import drain
 from sync.engine.reconcile import FullPoll, ReconcileReport
 from sync.engine.reconcile import reconcile as reconcile_systems
-from sync.engine.state import Counts, Engine, new_id
 from sync.engine.verify import verify as verify_systems
 from sync.metrics import observe_counts, observe_error
 from sync.store import runs

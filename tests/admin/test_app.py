@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from sync.admin.app import create_app
 from sync.config import parse_config
-from sync.engine.state import Engine
+from sync.engine.context import Engine
 from sync.runtime.backend import AdminBackend
 from sync.store.db import make_engine, upgrade
 from sync.store.models import Conflict, DeadLetter, Link, Outbox, Record

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from sync.admin.app import create_app
 from sync.admin.limits import MAX_BODY_BYTES, json_depth
 from sync.cli.app import app as cli_app
-from sync.engine.state import Engine
+from sync.engine.context import Engine
 from sync.runtime.backend import AdminBackend
 from sync.store.db import upgrade
 from tests.admin.test_app import ROOT, TOKEN, engine  # noqa: F401  (the fixture)

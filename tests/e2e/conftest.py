@@ -21,9 +21,9 @@ from sync.connectors.http import RetryPolicy
 from sync.connectors.ratelimit import TokenBucket
 from sync.emulators.base import Emulator
 from sync.emulators.server import build_all
+from sync.engine.context import Engine
 from sync.engine.cycle import CycleReport, run_cycle
 from sync.engine.push import claim, prepare, send
-from sync.engine.state import Engine
 from sync.engine.verify import VerifyReport, verify
 from sync.store.db import make_engine, upgrade
 from sync.store.models import Outbox

@@ -14,9 +14,9 @@ from sqlmodel import col, select
 from sync import metrics
 from sync.config import Config
 from sync.engine import bindings, deletes, guard
+from sync.engine.context import Engine
 from sync.engine.operations import system_health
 from sync.engine.plan import plan
-from sync.engine.state import Engine
 from sync.mapping.spec import FilterRule
 from sync.store.models import Conflict, Journal, Link, Record
 from tests.e2e.conftest import World, make_world

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import select
 
-from sync.engine.state import new_id
+from sync.engine.context import new_id
 from sync.engine.verify import CAPTURED, twins, verify
 from sync.store.models import Journal, Record
 from tests.e2e.conftest import World

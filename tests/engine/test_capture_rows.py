@@ -13,8 +13,8 @@ from sqlmodel import SQLModel, func, select
 
 from sync.engine.capture.page import NewLink, NewRecord, Poll
 from sync.engine.capture.poll import _ingest_page
+from sync.engine.context import Counts
 from sync.engine.journal import outbox_row
-from sync.engine.state import Counts
 from sync.store.models import Link, Outbox, Record
 from sync.timefmt import utcnow
 from tests.e2e.conftest import single_system

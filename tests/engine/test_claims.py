@@ -16,9 +16,9 @@ import pytest
 from sqlmodel import col, select
 
 from sync.engine import claims
+from sync.engine.context import Counts, Engine
 from sync.engine.cycle import poll, run_cycle
 from sync.engine.push import claim, drain
-from sync.engine.state import Counts, Engine
 from sync.store.db import make_engine, upgrade
 from sync.store.models import Outbox
 from sync.timefmt import utcnow

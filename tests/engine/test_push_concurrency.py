@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
+from sync.engine.context import Counts, Engine
 from sync.engine.cycle import drain_all, poll
 from sync.engine.push import drain
-from sync.engine.state import Counts, Engine
 from sync.engine.verify import verify
 from sync.store.db import make_engine, upgrade
 from sync.store.models import DeadLetter, Journal, Outbox

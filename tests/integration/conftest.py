@@ -21,7 +21,7 @@ import yaml
 
 from sync.config import Config, load_config
 from sync.emulators.server import Served, running
-from sync.engine.state import Engine
+from sync.engine.context import Engine
 from sync.runtime.context import build_engine
 from sync.store.db import upgrade
 

@@ -12,13 +12,13 @@ from typing import Any
 
 from sync.connectors.base import VendorRecord
 from sync.engine.capture.page import NewRecord, Page, Poll, _load_records, _lookup_keys
+from sync.engine.context import new_id
 from sync.engine.identity import describe_key, keys_of
 from sync.engine.intents import (
     Intent,
     best_intent,
     open_intents,
 )
-from sync.engine.state import new_id
 from sync.store.models import Record
 from sync.timefmt import maybe_utc
 

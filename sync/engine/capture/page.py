@@ -14,12 +14,12 @@ from sqlmodel import Session
 
 from sync.connectors.base import BaseConnector, VendorRecord
 from sync.engine import deletes, filters
+from sync.engine.context import Counts, Engine
 from sync.engine.identity import keys_of
 from sync.engine.intents import (
     Intent,
 )
 from sync.engine.journal import Notes, dead_letter
-from sync.engine.state import Counts, Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store import links, records
 from sync.store.models import Link, Record

@@ -24,11 +24,11 @@ from sync.engine.capture.page import (
     _prepare,
     _vendor_clock,
 )
+from sync.engine.context import Counts, Engine
 from sync.engine.journal import enqueue_into, outbox_row
 from sync.engine.letters import resolve_captured
 from sync.engine.outbound import push_op
 from sync.engine.prefetch import one_ahead
-from sync.engine.state import Counts, Engine
 from sync.store import cursors, links, outbox, records
 from sync.store.models import Cursor, Link, Outbox
 from sync.timefmt import maybe_utc, utcnow

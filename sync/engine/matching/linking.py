@@ -12,12 +12,12 @@ from typing import Any
 
 from sqlmodel import Session
 
+from sync.engine.context import Engine
 from sync.engine.identity import index_keys
 from sync.engine.journal import Notes
 from sync.engine.matching.proposal import Deal, Group, Proposal
 from sync.engine.merge import Side, merge_field
 from sync.engine.outbound import MATCH_HOLD, enqueue_pushes
-from sync.engine.state import Engine
 from sync.store import outbox, records
 from sync.store.models import Record
 from sync.timefmt import parse_timestamp, utcnow

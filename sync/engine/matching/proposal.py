@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from sqlmodel import Session
 
+from sync.engine.context import Engine
 from sync.engine.normalise import normalise_company, normalise_text
 from sync.engine.outbound import MATCH_HOLD
-from sync.engine.state import Engine
 from sync.store import links, records
 
 Status = Literal["matched", "ambiguous", "single"]

@@ -20,13 +20,13 @@ from sync.connectors.errors import (
     RateLimited,
     Rejected,
 )
+from sync.engine.context import Counts, Engine
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
 from sync.engine.intents import adopted_base
 from sync.engine.journal import Notes, dead_letter, note
 from sync.engine.letters import resolve_pushed
 from sync.engine.push.prepare import _Job, _load, _Result
-from sync.engine.state import Counts, Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store import outbox
 from sync.store.models import Link, Outbox, Record

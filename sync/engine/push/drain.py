@@ -12,10 +12,10 @@ import structlog
 
 from sync.engine import first_run
 from sync.engine.bindings import push_blocked
+from sync.engine.context import Counts, Engine
 from sync.engine.push.apply import _release, apply_results
 from sync.engine.push.prepare import _Job, _Result, claim, prepare
 from sync.engine.push.send import send
-from sync.engine.state import Counts, Engine
 from sync.store import cursors
 from sync.store.db import supports_threads
 

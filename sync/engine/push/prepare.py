@@ -17,10 +17,10 @@ from sync.connectors.errors import (
     ConnectorError,
 )
 from sync.engine import money
+from sync.engine.context import Engine
 from sync.engine.intents import in_doubt
 from sync.engine.journal import Notes, push_reason
 from sync.engine.outbound import desired, push_diff
-from sync.engine.state import Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store import links as stored_links
 from sync.store import outbox

@@ -13,9 +13,9 @@ from sync.connectors.errors import (
     NotFound,
     Rejected,
 )
+from sync.engine.context import Engine
 from sync.engine.intents import Intent, best_intent, rank
 from sync.engine.push.prepare import _commit_intents, _create_payload, _Job, _Result
-from sync.engine.state import Engine
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store import links
 from sync.timefmt import maybe_utc
