@@ -187,17 +187,21 @@ def release_holders(session: Session, holders: Collection[str], now: dt.datetime
     return int(getattr(released, "rowcount", 0) or 0)
 
 
+def _still_held(ids: Collection[int], holder: str) -> tuple[Any, ...]:
+    """The rows ``ids`` that are still ``in_flight`` under ``holder``'s claim (a claim that ran
+    out may have been released and retaken: those rows are someone else's now)."""
+    return (
+        col(Outbox.id).in_(ids),
+        col(Outbox.status) == "in_flight",
+        col(Outbox.claimed_by) == holder,
+    )
+
+
 def renew_claims(session: Session, ids: Collection[int], holder: str, until: dt.datetime) -> int:
     """Move the claim expiry of the rows ``ids`` still ``in_flight`` for ``holder`` to
     ``until``; returns how many."""
     result = session.execute(
-        sa.update(Outbox)
-        .where(
-            col(Outbox.id).in_(ids),
-            col(Outbox.status) == "in_flight",
-            col(Outbox.claimed_by) == holder,
-        )
-        .values(claimed_until=until)
+        sa.update(Outbox).where(*_still_held(ids, holder)).values(claimed_until=until)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -304,11 +308,7 @@ def mark_intents(session: Session, ids: Collection[int], holder: str, now: dt.da
     ``in_flight`` for ``holder``; returns those rows' ids."""
     result = session.execute(
         sa.update(Outbox)
-        .where(
-            col(Outbox.id).in_(ids),
-            col(Outbox.status) == "in_flight",
-            col(Outbox.claimed_by) == holder,
-        )
+        .where(*_still_held(ids, holder))
         .values(intent_at=now, attempts=col(Outbox.attempts) + 1)
         .returning(col(Outbox.id))
     )
