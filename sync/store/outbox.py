@@ -237,6 +237,15 @@ def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 # --------------------------------------------------------------------------- push
 
 
+def _claimable(now: dt.datetime) -> Any:
+    """Rows a drain may claim at ``now``: unsent and due, or in flight under a claim that ran
+    out (its holder died). The claim itself and ``due_systems`` ask the same question."""
+    return sa.or_(
+        sa.and_(col(Outbox.status).in_(UNSENT_STATES), col(Outbox.next_attempt_at) <= now),
+        sa.and_(col(Outbox.status) == "in_flight", col(Outbox.claimed_until) < now),
+    )
+
+
 def lock_due(
     session: Session, system: str, now: dt.datetime, limit: int, *, creates: bool = True
 ) -> list[int]:
@@ -247,13 +256,7 @@ def lock_due(
         select(Outbox.id)
         .where(
             Outbox.system == system,
-            sa.or_(
-                sa.and_(
-                    col(Outbox.status).in_(("pending", "retry", "parked")),
-                    col(Outbox.next_attempt_at) <= now,
-                ),
-                sa.and_(col(Outbox.status) == "in_flight", col(Outbox.claimed_until) < now),
-            ),
+            _claimable(now),
         )
         .order_by(col(Outbox.next_attempt_at), col(Outbox.id))
         .limit(limit)
@@ -359,17 +362,5 @@ def count_open(session: Session) -> int:
 def due_systems(session: Session, now: dt.datetime) -> list[str]:
     """The systems with rows a drain could claim at ``now`` (due, or in flight with a claim
     that ran out), sorted."""
-    due = session.exec(
-        select(Outbox.system)
-        .where(
-            sa.or_(
-                sa.and_(
-                    col(Outbox.status).in_(("pending", "retry", "parked")),
-                    col(Outbox.next_attempt_at) <= now,
-                ),
-                sa.and_(col(Outbox.status) == "in_flight", col(Outbox.claimed_until) < now),
-            )
-        )
-        .distinct()
-    ).all()
+    due = session.exec(select(Outbox.system).where(_claimable(now)).distinct()).all()
     return sorted(str(system) for system in due)
