@@ -99,7 +99,7 @@ def test_resolving_a_conflict_sets_the_field_unholds_it_and_enqueues_pushes(
         assert record is not None
         assert record.fields["description"] == "theirs" and record.held == []
         assert session.get(Conflict, 7).status == "resolved"  # type: ignore[union-attr]
-        queued = {o.system: o.op for o in session.query(Outbox).all()}
+        queued = {o.system: o.op for o in session.exec(select(Outbox)).all()}
         assert queued["ruddr"] == "update" and "close" not in queued
     again = client.post("/conflicts/7/resolve", json={"take": "close"}, headers=auth)
     assert again.status_code == 409
