@@ -34,6 +34,7 @@ from sync.emulators.base import Emulator, EmulatorTransport, RateLimitState
 from sync.emulators.ruddr import RuddrEmulator
 from sync.emulators.server import build_all
 from sync.engine.capture import capture_mode
+from sync.engine.capture.page import RECHECKS_PER_SCAN
 from sync.engine.context import Engine
 from sync.engine.cycle import run_cycle
 from sync.engine.journal import OPEN_STATES
@@ -511,11 +512,15 @@ def noop_steady(world: World, records: int) -> Result:
     """The no-op after a quiet period: every vendor clock moves past the lookback, one warm
     cycle runs, then one cycle is measured. Incremental systems ask from the last complete
     poll's vendor server time (``Date``) minus the lookback, so this costs one list request
-    each; scan systems read everything (``ceil(N / 100)``)."""
+    each; scan systems read everything (``ceil(N / 100)``). The quiet period is long enough
+    for the rechecks of the load's whole-second ParsaLink stamps to be done (25 deals a scan,
+    README "Capture"): warm cycles run until one rechecks nothing."""
     quiet = world.config.sync.lookback.total_seconds() + 60
     for emulator in world.emulators.values():
         emulator.clock.advance(quiet)
-    run_cycle(world.engine)
+    for _ in range(math.ceil(records / RECHECKS_PER_SCAN) + 2):
+        if not run_cycle(world.engine).counts["rechecked"]:
+            break
     return noop_cycle(world, records, scenario="noop_steady")
 
 

@@ -259,8 +259,8 @@ def test_verify_is_not_clean_with_an_open_manual_conflict(tmp_path: Path) -> Non
     deal = world.users["ruddr"].create("Contested")
     assert world.converge(cycles=2).clean
     record = record_of(world, "ruddr", deal)
-    # ParsaLink stamps whole seconds: an edit in the same second as our create there would
-    # wait for its next change (a documented limitation this test is not about)
+    # ParsaLink stamps whole seconds: an edit in the same second as our create there is seen
+    # only by the recheck of a scan after that second closed (README, Capture), not this cycle
     time.sleep(1.1)
     world.users["ruddr"].edit(deal, description="Ruddr's words")
     world.users["parsalink"].edit(

@@ -125,3 +125,74 @@ def test_a_confirmed_deal_edited_later_is_captured(parsalink: World) -> None:
     counts = capture(parsalink.engine, "parsalink")
     assert counts["changed"] == 1
     assert amount_of(parsalink, deal) == 444.0
+
+
+def description_of(world: World, external_id: str) -> object:
+    with world.engine.session() as session:
+        record = session.get(Record, link_of(world, external_id).record_id)
+        assert record is not None
+        return record.fields.get("description")
+
+
+def test_an_edit_the_summary_cannot_show_made_in_the_second_of_the_last_read_is_caught(
+    parsalink: World,
+) -> None:
+    """The list lacks the description: an edit of it in the very second of our last read (or
+    write) leaves stamp and summary as they were. Once that second has closed, the next scan
+    reads the deal in full before it trusts the stamp — the edit is taken, not lost."""
+    user, deal = parsalink.users["parsalink"], first_deal(parsalink)
+    clock = parsalink.emulators["parsalink"].clock
+    start_of_a_second(clock)
+    first = user.edit(deal, value=555.0)
+    capture(parsalink.engine, "parsalink")  # reads it in full: the shadow holds stamp S
+    second = user.edit(deal, description="added in the same second")
+    assert first["updatedAt"] == second["updatedAt"], "the test needs both edits in one second"
+    clock.advance(5)
+    counts = capture(parsalink.engine, "parsalink")
+    assert counts["changed"] == 1 and counts["rechecked"] >= 1
+    assert description_of(parsalink, deal) == "added in the same second"
+    link = link_of(parsalink, deal)
+    assert link.confirmed_at is not None and link.vendor_modified is not None
+    assert link.confirmed_at >= link.vendor_modified + dt.timedelta(seconds=2)
+    again = capture(parsalink.engine, "parsalink")  # confirmed: trusted, nothing read in full
+    assert again["fetched_full"] == 0 and again["rechecked"] == 0
+
+
+def test_a_deal_read_in_full_after_its_second_closed_is_confirmed_by_that_read(
+    parsalink: World,
+) -> None:
+    """A person's edit seconds before our scan: the scan reads the deal in full because its
+    stamp moved, and that read — made after the stamp's second closed — already confirms it:
+    no second read of it at the next scan."""
+    user, deal = parsalink.users["parsalink"], first_deal(parsalink)
+    clock = parsalink.emulators["parsalink"].clock
+    clock.advance(5)
+    capture(parsalink.engine, "parsalink")  # confirms the load
+    user.edit(deal, value=777.0)
+    clock.advance(5)
+    counts = capture(parsalink.engine, "parsalink")
+    assert counts["fetched_full"] == 1 and counts["changed"] == 1
+    again = capture(parsalink.engine, "parsalink")
+    assert again["fetched_full"] == 0
+
+
+def test_rechecks_are_bounded_per_scan(tmp_path: Path) -> None:
+    """Reading every unconfirmed deal in full at once would cost a GET per deal written (a
+    load of 2,000 deals: 2,000 GETs at 100 a minute): a scan rechecks at most
+    ``RECHECKS_PER_SCAN``; the rest wait for the next scans, their summaries compared meanwhile."""
+    from sync.engine.capture.page import RECHECKS_PER_SCAN
+
+    world = single_system(tmp_path, "parsalink", seed_opportunities=RECHECKS_PER_SCAN + 5)
+    user, clock = world.users["parsalink"], world.emulators["parsalink"].clock
+    try:
+        capture(world.engine, "parsalink")  # the load
+        start_of_a_second(clock)
+        listing = user.client.get("/opportunities/", params={"limit": 100}).json()["results"]
+        for deal in listing:  # every deal edited, and read in full, within one second
+            user.edit(str(deal["id"]), value=1000.0)
+        assert capture(world.engine, "parsalink")["changed"] == RECHECKS_PER_SCAN + 5
+        clock.advance(5)
+        seen = [capture(world.engine, "parsalink")["rechecked"] for _ in range(3)]
+    finally:
+        world.engine.close()
+    assert seen == [RECHECKS_PER_SCAN, 5, 0]

@@ -76,8 +76,8 @@ def test_a_push_names_the_system_each_value_came_from(four: World) -> None:
     mark = _last_id(four)
     four.users["close"].edit(close_id, value=555_500)
     # a person's edit a moment later: ParsaLink stamps whole seconds and its list lacks the
-    # description, so an edit in the very second of the last write waits for its next change
-    # (README, Capture; the closing note of stop 19)
+    # description, so an edit in the very second of the last write is seen only by the recheck
+    # of the first scan after that second closed (README, Capture) — not what this test is about
     four.emulators["parsalink"].clock.advance(1)
     four.users["parsalink"].edit(deal, description="Edited in ParsaLink")
     assert four.converge(cycles=2).clean

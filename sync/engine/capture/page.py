@@ -27,6 +27,10 @@ from sync.timefmt import maybe_utc
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SETTLE = dt.timedelta(seconds=2)  # after this, a whole-second stamp can gain no same-second edit
+#: unconfirmed deals a scan reads in full to confirm them (``_changed_only``): a GET each, so
+#: bounded — a load of 2,000 deals is confirmed over 80 scans instead of 2,000 GETs in one
+#: (ParsaLink allows 100 a minute); the rest keep their summaries compared meanwhile
+RECHECKS_PER_SCAN = 25
 Key = tuple[str, str]
 
 
@@ -109,6 +113,8 @@ class Page:
     adopted: dict[str, Intent] = field(default_factory=dict)  # external id -> its intent
     #: record id -> values its in-doubt update to this system may have left (``intents``)
     doubts: dict[str, dict[str, list[Any]]] | None = None
+    #: external id -> stamp of the deals this page read in full (``confirm_full_reads``)
+    read_in_full: dict[str, dt.datetime | None] = field(default_factory=dict)
 
     def record(self, record_id: str | None) -> Record | NewRecord | None:
         """A stored record the page loaded, or one it created."""
@@ -138,8 +144,11 @@ def _changed_only(poll: Poll, session: Session, page: list[VendorRecord]) -> lis
 
     Decided from a few columns of the links, not from loaded Link and Record objects: a no-op
     scan of 10,000 deals would otherwise build 20,000 ORM objects and parse their JSON only to
-    drop them. Whole-second summary stamps (ParsaLink) are compared field by field with the
-    shadow until a scan confirms them after their second closed (``Link.confirmed_at``)."""
+    drop them. Whole-second summary stamps (ParsaLink) are not trusted until confirmed
+    (``Link.confirmed_at``): until then the summary's fields are compared with the shadow, and
+    once the stamp's second has surely closed the deal is read in full (``_rechecks``) — an
+    edit made in the second of our last read or write, of a field the summary lacks, would
+    otherwise never show."""
     if not page:
         return page
     stored: dict[str, tuple[dt.datetime | None, dt.datetime | None]] = {
@@ -159,10 +168,34 @@ def _changed_only(poll: Poll, session: Session, page: list[VendorRecord]) -> lis
         if _whole_second_summary(rec) and not _settled(stored[rec.external_id][1], rec)
     ]
     moved = _summaries_moved(poll, session, racy)
-    _confirm(poll, session, [rec.external_id for rec in racy if rec.external_id not in moved])
-    unchanged = {rec.external_id for rec in same} - moved
+    quiet = [rec for rec in racy if rec.external_id not in moved]
+    recheck = _rechecks(poll, quiet)
+    # confirmed now, before the read: it sees every edit of their closed second (a deal the
+    # read then skips, e.g. tombstoned, is not rechecked again); a failed read rolls this back
+    _confirm(poll, session, sorted(recheck))
+    unchanged = {rec.external_id for rec in same} - moved - recheck
     poll.counts.add("unchanged", len(unchanged))
     return [rec for rec in page if rec.external_id not in unchanged]
+
+
+def _rechecks(poll: Poll, quiet: list[VendorRecord]) -> set[str]:
+    """Among unconfirmed deals whose summary matched, those to read in full now: the ones whose
+    stamp's second had closed when this scan began (a read now sees all of that second), oldest
+    first, within the scan's budget (``RECHECKS_PER_SCAN``)."""
+    at = _vendor_clock(poll.engine.connector(poll.system), poll.started)
+    budget = RECHECKS_PER_SCAN - poll.counts["rechecked"]
+    if at is None or budget <= 0:
+        return set()
+    closed = [rec for rec in quiet if _closed(rec.modified, at)]
+    chosen = sorted(closed, key=lambda rec: (maybe_utc(rec.modified), rec.external_id))[:budget]
+    poll.counts.add("rechecked", len(chosen))
+    return {rec.external_id for rec in chosen}
+
+
+def _closed(stamp: dt.datetime | None, at: dt.datetime) -> bool:
+    """Had the second of a whole-second ``stamp`` surely closed at ``at`` (vendor clock)?"""
+    stamp = maybe_utc(stamp)
+    return stamp is not None and at >= stamp + SETTLE
 
 
 def _settled(confirmed: dt.datetime | None, rec: VendorRecord) -> bool:
@@ -186,12 +219,26 @@ def _summaries_moved(poll: Poll, session: Session, racy: list[VendorRecord]) -> 
 
 
 def _confirm(poll: Poll, session: Session, external_ids: list[str]) -> None:
-    """Remember that these summaries matched their shadows at this listing's start (in the
-    vendor's clock; unknown without a ``Date``, then nothing is remembered)."""
+    """Remember these deals as confirmed at this listing's start (in the vendor's clock;
+    unknown without a ``Date``, then nothing is remembered)."""
     at = _vendor_clock(poll.engine.connector(poll.system), poll.started)
     if not external_ids or at is None:
         return
     links.confirm(session, poll.system, external_ids, at)
+
+
+def confirm_full_reads(poll: Poll, state: Page) -> None:
+    """A deal this page read in full because its stamp moved is confirmed by that read when the
+    stamp's second had closed as the scan began — no second read of it at the next scan."""
+    at = _vendor_clock(poll.engine.connector(poll.system), poll.started)
+    if at is None:
+        return
+    for external_id, stamp in state.read_in_full.items():
+        if not _closed(stamp, at):
+            continue
+        link = state.new_links.get(external_id) or state.links.get(external_id)
+        if link is not None:
+            link.confirmed_at = at
 
 
 def _load_links(session: Session, system: str, page: list[VendorRecord]) -> Page:
@@ -242,10 +289,10 @@ def _lookup_keys(state: Page, keys: Iterable[Key]) -> None:
 def _same_stamp(stored: dt.datetime | None, rec: VendorRecord) -> bool:
     """A sub-second stamp equal to the shadow's (``stored``) means nothing changed. Whole-second
     stamps are not trusted (two edits in one second share one) — except on summary listings
-    (ParsaLink), where the alternative is a GET per record per scan: there the summary's own
-    fields are compared with the shadow (``_summary_moved``), and an edit landing in the same
-    second as our own write that touches only fields the summary lacks waits for its next
-    change (documented limitation)."""
+    (ParsaLink), where the alternative is a GET per record per scan: there an equal stamp is
+    trusted once confirmed by a read in full after its second closed, and until then the
+    summary's own fields are compared with the shadow (``_summary_moved``) and the deal is
+    rechecked in full once its second has closed (``_changed_only``)."""
     stamp = maybe_utc(rec.modified)
     if stamp is None or maybe_utc(stored) != stamp:
         return False
@@ -289,6 +336,7 @@ def _prepare(poll: Poll, state: Page, rec: VendorRecord) -> Item | None:
     if rec.partial:  # a summary listing: read the whole deal before mapping it
         rec = engine.connector(system).get(rec.external_id)
         counts.add("fetched_full")
+        state.read_in_full[rec.external_id] = rec.modified
     if not engine.mapper.accepts(system, rec.data):
         counts.add("filtered")
         filters.left_out(state.session, link)

@@ -23,6 +23,7 @@ from sync.engine.capture.page import (
     _load_links,
     _prepare,
     _vendor_clock,
+    confirm_full_reads,
 )
 from sync.engine.context import Counts, Engine
 from sync.engine.journal import enqueue_into, outbox_row
@@ -160,6 +161,7 @@ def _ingest_page(poll: Poll, session: Session, page: list[VendorRecord]) -> None
             _ingest_new(poll, state, item)
         else:
             _ingest_known(poll, state, item)
+    confirm_full_reads(poll, state)
     _insert_new(state)
     resolve_captured(
         session, poll.system, [i.rec.external_id for i in items], state.notes, poll.run_id
