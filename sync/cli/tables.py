@@ -164,7 +164,7 @@ def count_table(
         shown = [c for i, c in enumerate(columns) if any(r[i] not in QUIET for r in rows.values())]
     table = Table(title=title, title_justify="left")
     if dropped := [c for c in columns if c not in shown]:
-        table.caption, table.caption_justify = "0 for every system: " + ", ".join(dropped), "left"
+        table.caption, table.caption_justify = _quiet_caption(columns, rows, dropped), "left"
     table.add_column("system", no_wrap=True)
     for name in shown:
         table.add_column(name, justify="left" if name in left else "right")
@@ -175,6 +175,19 @@ def count_table(
         error = [escape(errors.get(system, ""))] if errors else []
         table.add_row(system, *(cells[i] for i in keep), *error)
     return table
+
+
+def _quiet_caption(
+    columns: Sequence[str], rows: Mapping[str, Sequence[str]], dropped: list[str]
+) -> str:
+    """Names the columns left out: "0 for every system", or "none" for those that hold "—"
+    (e.g. ``healed`` of a system never reconciled: not 0, nothing to tell)."""
+    cells = {name: {r[columns.index(name)] for r in rows.values()} for name in dropped}
+    zero = [name for name in dropped if cells[name] == {"0"}]
+    none = [name for name in dropped if cells[name] != {"0"}]
+    parts = [f"0 for every system: {', '.join(zero)}"] if zero else []
+    parts += [f"none yet: {', '.join(none)}"] if none else []
+    return "; ".join(parts)
 
 
 def _natural_width(rows: Mapping[str, Sequence[str]], columns: Sequence[str]) -> int:

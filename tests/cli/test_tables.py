@@ -63,3 +63,11 @@ def test_the_runs_table_fits_80_columns_with_the_run_id_whole() -> None:
     assert "fetched_full=10" in text and "23s" in text
     assert "conflicts" not in text  # zero counts are left out
     assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+
+
+def test_a_column_of_dashes_is_named_as_none_yet_not_as_zero() -> None:
+    """A never-reconciled ``healed`` ("—") is not 0: the caption keeps the two apart."""
+    rows = {name: ["40", "0", "—"] for name in ("ruddr", "truto_salesforce")}
+    table = tables.count_table("systems", ("fetched", "pending", "healed"), rows, width=30)
+    text = " ".join(_text(table, 30).split())
+    assert "0 for every system: pending" in text and "none yet: healed" in text
