@@ -90,11 +90,13 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
     table.add_column("run", no_wrap=True)  # the id the logs carry: never cut
     table.add_column("what")
     table.add_column("status")
-    table.add_column("started", no_wrap=True)
+    # may wrap between date and time: the only room an 80-column terminal can give back
+    table.add_column("started")
     table.add_column("took", justify="right", no_wrap=True)
     items = [[f"{k}={v}" for k, v in sorted(run["counts"].items()) if v] for run in runs]
-    # wide enough for the longest "name=count", so a narrow terminal wraps between them
-    table.add_column("counts", min_width=max((len(i) for r in items for i in r), default=1))
+    # one "name=count" a line and never wrapped: how a terminal is fitted differs between rich
+    # releases, and a count cut in the middle reads as another number
+    table.add_column("counts", no_wrap=True)
     for run, counts in zip(runs, items, strict=True):
         style = {"done": "green", "failed": "red", "interrupted": "yellow"}.get(run["status"], "")
         table.add_row(
@@ -103,7 +105,7 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
             f"[{style}]{run['status']}[/]" if style else run["status"],
             when(run["started_at"]),
             _took(run["started_at"], run["finished_at"]),
-            escape(", ".join(counts)) or "—",
+            escape("\n".join(counts)) or "—",
         )
     return table
 
