@@ -93,6 +93,25 @@ class Reference:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class DerivedField:
+    """A field the vendor recomputes when another changes (DESIGN.md §2.11): Salesforce resets
+    ``Probability`` to the stage's default when ``StageName`` changes without it; HubSpot's
+    ``hs_deal_stage_probability`` follows ``dealstage``; ``IsClosed``/``IsWon`` follow the stage.
+
+    ``path`` and ``source`` are vendor paths as the mapping reads them (a source may name an
+    object, ``stage``, for every path under it): the mapping layer turns them into canonical
+    fields. ``accepts_value``: a write may carry the derived field with its source and the vendor
+    keeps it (Salesforce's ``Probability``); when False the vendor alone decides it, so what it
+    shows after a stage change is that change's consequence, never an edit. ``why`` is said in
+    the journal."""
+
+    path: str
+    source: str
+    accepts_value: bool
+    why: str
+
+
 class BaseConnector(abc.ABC):
     """Shared plumbing: one request helper that turns HTTP outcomes into typed errors.
 
@@ -111,6 +130,8 @@ class BaseConnector(abc.ABC):
     capture: ClassVar[CaptureMode] = "scan"
     has_delete_feed: ClassVar[bool] = False
     max_page_size: ClassVar[int] = 100
+    #: fields this vendor recomputes from another (none unless a vendor says so)
+    derived: ClassVar[tuple[DerivedField, ...]] = ()
 
     def __init__(
         self, system: str, client: httpx.Client, options: Mapping[str, Any] | None = None

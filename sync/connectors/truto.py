@@ -34,7 +34,13 @@ from typing import Any, ClassVar
 
 import httpx
 
-from sync.connectors.base import BaseConnector, CaptureMode, Reference, VendorRecord
+from sync.connectors.base import (
+    BaseConnector,
+    CaptureMode,
+    DerivedField,
+    Reference,
+    VendorRecord,
+)
 from sync.connectors.errors import ConnectorError
 from sync.connectors.pagination import CursorPaginator, JSONObject, iterate_pages
 from sync.timefmt import format_truto, parse_optional_timestamp, parse_timestamp, utcnow
@@ -66,6 +72,20 @@ class TrutoConnector(BaseConnector):
     vendor: ClassVar[str] = "truto"
     has_delete_feed: ClassVar[bool] = False
     max_page_size: ClassVar[int] = 100
+    #: Salesforce behind Truto (vendors.md §4.3): ``Probability`` defaults from the stage on
+    #: every ``StageName`` change that does not carry one; ``IsClosed``/``IsWon`` are the
+    #: stage's. Paths under ``remote_data`` exist only behind Salesforce, so an account of
+    #: another integration never matches them.
+    derived: ClassVar[tuple[DerivedField, ...]] = (
+        DerivedField(
+            "remote_data.Probability",
+            "stage",
+            True,
+            "Salesforce resets Probability to the stage's default when the stage changes",
+        ),
+        DerivedField("remote_data.IsClosed", "stage", False, "Salesforce derives IsClosed"),
+        DerivedField("remote_data.IsWon", "stage", False, "Salesforce derives IsWon"),
+    )
 
     def __init__(
         self, system: str, client: httpx.Client, options: Mapping[str, Any] | None = None

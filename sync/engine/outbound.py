@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from sqlmodel import Session
 
 from sync.connectors.errors import ConnectorError
-from sync.engine import money
+from sync.engine import derived, money
 from sync.engine.context import Engine
 from sync.engine.journal import enqueue_into, open_rows
 from sync.store import links
@@ -38,7 +38,8 @@ class Copy(Protocol):
 def desired(engine: Engine, system: str, record: Canonical) -> dict[str, Any]:
     """The canonical fields this system should hold (held fields excluded), the amount in the
     currency it holds. Raises ``money.CurrencyMismatch`` when it cannot hold the deal's."""
-    names = engine.mapper.fields_for(system, "outbound")
+    # a field only the vendor decides (it takes no value for it) is never sent
+    names = engine.mapper.fields_for(system, "outbound") - derived.unwritable(engine, system)
     wanted = {name: record.fields.get(name) for name in names if name not in record.held}
     return money.project(engine, system, record.fields, wanted)
 

@@ -27,7 +27,7 @@ present in ``fields``. Decisions worth knowing:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -62,6 +62,35 @@ class RefResolver(Protocol):
     def id_for(self, system: str, kind: str, key: str) -> str | None:
         """The vendor id in ``system`` of a canonical key, if known."""
         ...
+
+
+class DerivedDeclaration(Protocol):
+    """What a connector declares of a field its vendor derives (``connectors.base.DerivedField``),
+    in vendor paths."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def accepts_value(self) -> bool: ...
+    @property
+    def why(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """A declared derived field in canonical terms: ``field`` follows ``sources`` in one system
+    (DESIGN.md §2.11)."""
+
+    field: str
+    sources: frozenset[str]
+    accepts_value: bool
+    why: str
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + ".")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +136,7 @@ class Mapper:
             for system, mapping in config.mapping.items()
             if mapping.record_id is not None
         }
+        self._derived: dict[tuple[str, tuple[Any, ...]], tuple[Derived, ...]] = {}
         # A figure read from a system that holds one currency is in that currency (Close's
         # value_currency says so itself; ParsaLink documents no currency field at all).
         self._account_currency: dict[str, str] = {}
@@ -162,6 +192,30 @@ class Mapper:
         if direction == "outbound":
             return {e.field for e in entries if e.spec.writes}
         return {e.field for e in entries if e.spec.reads and e.spec.writes}
+
+    def derived(self, system: str, declared: Iterable[DerivedDeclaration]) -> tuple[Derived, ...]:
+        """The connector's derived fields that this system's mapping reads, as canonical fields
+        (a declaration whose path no mapped field reads is left out)."""
+        key = (system, tuple(declared))
+        found = self._derived.get(key)
+        if found is None:
+            found = tuple(self._derive(system, key[1]))
+            self._derived[key] = found
+        return found
+
+    def _derive(self, system: str, declared: Iterable[DerivedDeclaration]) -> Iterator[Derived]:
+        reading = [e for e in self._system(system) if e.spec.reads and e.key is None]
+        for decl in declared:
+            for entry in reading:
+                if entry.spec.read != decl.path:
+                    continue
+                sources = frozenset(
+                    e.field
+                    for e in reading
+                    if _under(e.spec.read, decl.source) and e.field != entry.field
+                )
+                if sources:
+                    yield Derived(entry.field, sources, decl.accepts_value, decl.why)
 
     def accepts(self, system: str, data: Mapping[str, Any]) -> bool:
         """Whether a vendor record takes part in the sync (every ``filter`` rule holds)."""

@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session
 
 from sync.connectors.base import VendorRecord
-from sync.engine import money
+from sync.engine import derived, money
 from sync.engine.capture.identity import _create, _index_keys, _match
 from sync.engine.capture.page import Item, NewLink, NewRecord, Page, Poll
 from sync.engine.intents import (
@@ -19,6 +19,7 @@ from sync.engine.intents import (
     open_update_doubts,
 )
 from sync.engine.merge import Side, merge_field
+from sync.mapping.mapper import Derived
 from sync.store.models import Conflict, Link, Record
 from sync.timefmt import maybe_utc, parse_timestamp, utcnow
 
@@ -137,9 +138,13 @@ def _merge_into(
             record.id, "not_taken", reason, system=system, field="amount", run_id=run_id
         )
     base = terms.base.shadow
+    following = {} if first_match else derived.consequences(engine, system, base, terms.theirs)
     for name, value in terms.theirs.items():
         if not first_match and name in base and value == base[name]:
             continue  # not changed there since we last saw it (a lossy copy of ours included)
+        if name in following:  # the vendor recomputed it from a source that moved
+            _note_consequence(poll, state, record.id, following[name], value, ours.get(name))
+            continue
         origin = provenance.get(name) or {}
         ours_side = Side(ours.get(name), origin.get("system"), _parse(origin.get("at")))
         decision = merge_field(
@@ -190,6 +195,22 @@ def _merge_into(
         record.updated_at = utcnow()
         session.add(record)
     return changed
+
+
+def _note_consequence(
+    poll: Poll, state: Page, record_id: str, follower: Derived, value: Any, kept: Any
+) -> None:
+    sources = " / ".join(sorted(follower.sources))
+    state.notes.add(
+        record_id,
+        "derived",
+        f"{follower.field} {value!r} in {poll.system} came with its {sources} change "
+        f"({follower.why}): the vendor's consequence, not an edit — kept {kept!r}, not spread",
+        system=poll.system,
+        field=follower.field,
+        new=value,
+        run_id=poll.run_id,
+    )
 
 
 def _take_echoes(

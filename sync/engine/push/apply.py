@@ -5,7 +5,7 @@ outbox status, dead letters, retries with backoff, parked rows, the 404 policy.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from sync.connectors.errors import (
     RateLimited,
     Rejected,
 )
+from sync.engine import derived
 from sync.engine.context import Counts, Engine
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
@@ -28,6 +29,7 @@ from sync.engine.journal import Notes, dead_letter, note
 from sync.engine.letters import resolve_pushed
 from sync.engine.push.prepare import _Job, _load, _Result
 from sync.mapping.errors import MappingError, UnresolvedReference
+from sync.mapping.mapper import Derived
 from sync.store import outbox
 from sync.store.models import Link, Outbox, Record
 from sync.timefmt import maybe_utc, utcnow
@@ -196,7 +198,9 @@ class _Applier:
             if row is not None:
                 row.intent = None  # answered: nothing of it is in doubt any more
             if link is not None and link.deleted_at is None:
-                _apply_answer(link, answer, result.after, job.diff)
+                follows = derived.follows(self.engine, job.system, job.diff)
+                self._note_follows(job, follows, link.shadow, result.after)
+                _apply_answer(link, answer, result.after, job.diff, follows)
                 self.session.add(link)
             reason = f"{job.reason}: sent {', '.join(sorted(job.diff))}"
             self._note(job, "pushed", reason, new=job.diff)
@@ -249,19 +253,46 @@ class _Applier:
         self._note(job, "field_changed", reason, field="external_ids", new=new)
         return True
 
+    def _note_follows(
+        self,
+        job: _Job,
+        follows: Mapping[str, Derived],
+        shadow: Mapping[str, Any],
+        after: Mapping[str, Any],
+    ) -> None:
+        """Journal what the vendor recomputed from what we wrote (where it takes no value)."""
+        for name, follower in follows.items():
+            if after.get(name) == shadow.get(name):
+                continue
+            self._note(
+                job,
+                "derived",
+                f"{name} {after.get(name)!r} in {job.system} follows the "
+                f"{' / '.join(sorted(follower.sources & job.diff.keys()))} we wrote "
+                f"({follower.why}): our write's consequence, not an edit — not spread",
+                field=name,
+                new=after.get(name),
+            )
+
     def _note(self, job: _Job, action: str, reason: str, **extra: Any) -> None:
         self.notes.add(job.record_id, action, reason, system=job.system, run_id=job.run_id, **extra)
 
 
 def _apply_answer(
-    link: Link, answer: VendorRecord, after: dict[str, Any], sent: dict[str, Any]
+    link: Link,
+    answer: VendorRecord,
+    after: dict[str, Any],
+    sent: dict[str, Any],
+    follows: Iterable[str] = (),
 ) -> None:
-    """Shadow := the vendor's answer for the fields we sent. If the answer shows other fields
-    changed too (a concurrent edit there), keep the old stamp so the next capture merges it.
-    ``link`` is the link as it is now (a capture may have moved its shadow meanwhile)."""
+    """Shadow := the vendor's answer for the fields we sent, and for those the vendor
+    recomputed from them (``follows``: our write's consequence). If the answer shows other
+    fields changed too (a concurrent edit there), keep the old stamp so the next capture merges
+    it. ``link`` is the link as it is now (a capture may have moved its shadow meanwhile)."""
     shadow = dict(link.shadow)
-    untouched_moved = any(after.get(name) != shadow.get(name) for name in after if name not in sent)
-    for name in sent:
+    ours = {*sent, *follows}
+    untouched_moved = any(after.get(name) != shadow.get(name) for name in after if name not in ours)
+    for name in ours:
         shadow[name] = after.get(name)
     link.sent = {**link.sent, **{name: [value, after.get(name)] for name, value in sent.items()}}
     link.shadow = shadow

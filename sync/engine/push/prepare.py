@@ -16,7 +16,7 @@ from sync.connectors.base import VendorRecord
 from sync.connectors.errors import (
     ConnectorError,
 )
-from sync.engine import money
+from sync.engine import derived, money
 from sync.engine.context import Engine
 from sync.engine.intents import in_doubt
 from sync.engine.journal import Notes, push_reason
@@ -183,8 +183,11 @@ def _plan(engine: Engine, job: _Job, record: Record | None, link: Link | None) -
     if not diff:
         job.outcome = "unchanged"
         return
+    riders = derived.ride_along(engine, job.system, diff, desired(engine, job.system, record))
     job.kind, job.external_id, job.diff = "update", link.external_id, diff
     job.reason = push_reason(diff, record.provenance, job.reason)  # who won each value
+    if riders:
+        job.reason += f"; {derived.sent_with(riders, diff)}"
     job.reason += money.note_for(engine, job.system, record.fields, diff)
     job.payload = engine.mapper.to_vendor(job.system, diff, engine.refs, for_create=False)
 

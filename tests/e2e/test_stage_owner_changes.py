@@ -1,0 +1,185 @@
+"""Everyday changes (issue 24, findings 1 and 2), through the vendors' own APIs: a stage moved
+with nobody touching probability, and a deal handed to an owner one system does not know."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from sync.engine.verify import verify
+from sync.store.models import Journal
+from tests.e2e.conftest import World, make_world
+from tests.e2e.test_scenarios import link_of, record_of
+
+pytestmark = pytest.mark.slow
+NEW_OWNER = "demo@parsalink.test"  # a ParsaLink user the other systems lack
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Any:
+    built = make_world(tmp_path)
+    yield built
+    built.engine.close()
+
+
+def probabilities(world: World, record: str) -> dict[str, float]:
+    """Each system's probability of the deal, 0..1, read through its own API."""
+    ids = {system: link_of(world, system, record).external_id for system in world.users}
+    ruddr = world.users["ruddr"].get(ids["ruddr"])["probability"]
+    close = world.users["close"].get(ids["close"])["confidence"]
+    parsalink = world.users["parsalink"].get(ids["parsalink"])["probability"]
+    salesforce = world.users["truto_salesforce"].get(ids["truto_salesforce"])["remote_data"]
+    return {
+        "ruddr": float(ruddr),
+        "close": close / 100,
+        "parsalink": parsalink / 100,
+        "truto_salesforce": salesforce["Probability"] / 100,
+    }
+
+
+def a_deal_at_15_percent(world: World) -> str:
+    deal = world.users["ruddr"].create("Stage Mover", amount=20000.0)
+    world.users["ruddr"].edit(deal, probability=0.15)
+    assert world.converge(cycles=2).clean
+    record = record_of(world, "ruddr", deal)
+    assert set(probabilities(world, record).values()) == {0.15}
+    return record
+
+
+@pytest.mark.parametrize("stage", ["Negotiation", "Lost"])
+def test_a_stage_moved_in_close_leaves_probability_alone(world: World, stage: str) -> None:
+    """A Ruddr deal at 0.15 moved to Negotiation (or Lost) in Close: Salesforce would reset
+    its Probability to the stage's default (90, 0) were the stage written alone; crmsync sends
+    the probability with it, so after one cycle every system still holds 0.15 and verify is
+    clean."""
+    record = a_deal_at_15_percent(world)
+    close_id = link_of(world, "close", record).external_id
+    status = world.users["close"]._lookup("/status/opportunity/", "label")[stage]
+    world.users["close"].edit(close_id, status_id=status)
+    world.cycle()
+    assert probabilities(world, record) == dict.fromkeys(world.users, 0.15)
+    assert verify(world.engine).clean
+    with world.engine.session() as session:
+        notes = session.exec(
+            select(Journal).where(Journal.record_id == record, Journal.action == "pushed")
+        ).all()
+    sent = [n.reason for n in notes if n.system == "truto_salesforce"]
+    assert any("probability sent with stage" in reason for reason in sent), sent
+
+
+def test_a_stage_moved_in_salesforce_is_not_a_probability_edit(world: World) -> None:
+    """The same move made in Salesforce (StageName alone, through Truto): Salesforce resets
+    Probability to 90 — its consequence, not a user's edit. It is not spread; Salesforce gets
+    0.15 back; the journal says why; verify is clean after the cycle."""
+    record = a_deal_at_15_percent(world)
+    opp = link_of(world, "truto_salesforce", record).external_id
+    world.users["truto_salesforce"].edit(opp, stage={"id": "Negotiation/Review"})
+    assert world.users["truto_salesforce"].get(opp)["remote_data"]["Probability"] == 90
+    world.cycle()
+    assert probabilities(world, record) == dict.fromkeys(world.users, 0.15)
+    assert verify(world.engine).clean
+    with world.engine.session() as session:
+        derived = session.exec(
+            select(Journal).where(Journal.record_id == record, Journal.action == "derived")
+        ).all()
+    assert [(n.system, n.field) for n in derived] == [("truto_salesforce", "probability")]
+
+
+def parsalink_user_id(world: World, email: str) -> str:
+    return world.users["parsalink"]._lookup("/users/", "email")[email]
+
+
+def owners(world: World, record: str) -> dict[str, Any]:
+    ids = {system: link_of(world, system, record).external_id for system in world.users}
+    return {
+        "ruddr": world.users["ruddr"].get(ids["ruddr"])["owner"],
+        "close": world.users["close"].get(ids["close"])["user_id"],
+        "truto_salesforce": world.users["truto_salesforce"].get(ids["truto_salesforce"])["owner"],
+    }
+
+
+def amounts(world: World, record: str) -> dict[str, float]:
+    ids = {system: link_of(world, system, record).external_id for system in world.users}
+    return {
+        "ruddr": float(world.users["ruddr"].get(ids["ruddr"])["amount"]),
+        "close": world.users["close"].get(ids["close"])["value"] / 100,
+        "parsalink": float(world.users["parsalink"].get(ids["parsalink"])["value"]),
+        "truto_salesforce": float(
+            world.users["truto_salesforce"].get(ids["truto_salesforce"])["amount"]
+        ),
+    }
+
+
+def add_close_user(world: World, email: str) -> None:
+    """An admin adds the user in Close (the emulator has no public API for it)."""
+    users = world.emulators["close"].collections["user"]
+    template = dict(next(iter(users.values())))
+    template.update(id="user_demo0000000000000000000001", email=email, first_name="Parsa")
+    template.update(last_name="Demo")
+    users[template["id"]] = template
+
+
+def test_an_owner_unknown_elsewhere_does_not_freeze_the_deal(world: World) -> None:
+    """A ParsaLink deal handed to a user only ParsaLink has, its amount changed in the same
+    edit: the amount arrives everywhere in one cycle; each other system keeps its owner; the
+    owner is named (value, system, what to do) in the run's report, the journal and verify;
+    once the user exists in Close, Close gets the owner by itself."""
+    deal = world.users["parsalink"].create("Handed Over", value=5000.0)
+    assert world.converge(cycles=2).clean
+    record = record_of(world, "parsalink", deal)
+    before = owners(world, record)
+    world.users["parsalink"].edit(
+        deal, assignedTo=parsalink_user_id(world, NEW_OWNER), value=6500.0
+    )
+    report = world.cycle()
+    assert amounts(world, record) == dict.fromkeys(world.users, 6500.0)
+    assert owners(world, record) == before  # kept, never blanked
+    waiting = {(w.system, w.field, w.key) for w in report.left.waiting}
+    assert waiting == {
+        (system, "owner", NEW_OWNER) for system in ("ruddr", "close", "truto_salesforce")
+    }
+    with world.engine.session() as session:
+        notes = session.exec(
+            select(Journal).where(
+                Journal.record_id == record, Journal.action == "reference_unresolved"
+            )
+        ).all()
+    assert sorted(n.system or "" for n in notes) == ["close", "ruddr", "truto_salesforce"]
+    assert all(NEW_OWNER in n.reason and "fallback" in n.reason for n in notes)
+    check = verify(world.engine)
+    assert not check.clean and check.agrees(accept_known=True)
+    known = [k for k in check.systems["close"].known if k.record_id == record]
+    assert known and NEW_OWNER in known[0].reason
+    assert not check.systems["close"].drift
+
+    world.cycle()  # nothing new: still waiting, no write, no new journal entry
+    add_close_user(world, NEW_OWNER)
+    world.time_passes()
+    report = world.cycle()
+    assert owners(world, record)["close"] == "user_demo0000000000000000000001"
+    assert {w.system for w in report.left.waiting} == {"ruddr", "truto_salesforce"}
+    assert not [k for k in verify(world.engine).systems["close"].known if k.record_id == record]
+
+
+def test_a_fallback_owner_takes_the_deal_where_its_owner_is_unknown(tmp_path: Path) -> None:
+    """With ``systems.close.fallback: {owner: …}`` the deal goes to that user in Close while
+    its own owner is unknown there; the fallback is not read back as an edit (ParsaLink keeps
+    its owner)."""
+    probe = make_world(tmp_path / "probe")
+    systems = probe.config.model_copy(deep=True).systems
+    probe.engine.close()
+    systems["close"].fallback = {"owner": "maria.lopez@example.com"}
+    world = make_world(tmp_path, overrides={"systems": systems})
+    deal = world.users["parsalink"].create("Fallback", value=5000.0)
+    assert world.converge(cycles=2).clean
+    record = record_of(world, "parsalink", deal)
+    world.users["parsalink"].edit(deal, assignedTo=parsalink_user_id(world, NEW_OWNER))
+    world.converge(cycles=2)
+    close_user = world.users["close"].get(link_of(world, "close", record).external_id)["user_id"]
+    maria = world.users["close"]._lookup("/user/", "email")["maria.lopez@example.com"]
+    assert close_user == maria
+    assert world.users["parsalink"].get(deal)["assignedTo"] == parsalink_user_id(world, NEW_OWNER)
+    world.engine.close()
