@@ -78,7 +78,7 @@ def status(
     from sqlalchemy.exc import SQLAlchemyError
 
     from sync.cli.store_access import StoreUnusable, describe_store_error, open_store_engine
-    from sync.engine import operations
+    from sync.engine import operations, unresolved
 
     try:  # read-only: a sync writing the store at this moment never blocks it
         engine = open_store_engine(config, read_only=True)
@@ -87,6 +87,7 @@ def status(
     try:
         rows = operations.system_health(engine)
         recent = operations.last_runs(engine, runs)
+        waiting = unresolved.named(engine)
         first_run_notice(engine)
     except SQLAlchemyError as exc:
         fail(describe_store_error(config.store.url, exc))
@@ -96,6 +97,8 @@ def status(
     for row in rows:  # a held system waits for an operator: say why and what to do
         if row.get("held"):
             out.print(f"[bold red]HELD {row['system']}[/] ({row['held']}): {row['held_message']}")
+    for reference in waiting:  # deals written but for a reference that system lacks
+        out.print(f"[yellow]WAITING[/] {escape(reference.describe())}")
     out.print(runs_table(recent))
 
 

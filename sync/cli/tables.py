@@ -219,7 +219,10 @@ def owed_lines(left: Owed) -> list[str]:
                 f"next retry at {when} (in {ago(seconds)}); run `crmsync run --once` again "
                 "then, or keep `crmsync run` running"
             )
-    if left.parked:
+    if left.waiting:  # named: value, system, what to do (engine.unresolved)
+        lines.append("[yellow]waiting for a reference (every other field was written):[/]")
+        lines.extend(f"  {escape(reference.describe())}" for reference in left.waiting)
+    elif left.parked:
         parked = ", ".join(f"{system}: {n}" for system, n in sorted(left.parked.items()))
         lines.append(f"[yellow]parked, waiting for a reference to resolve:[/] {escape(parked)}")
     return lines

@@ -147,6 +147,9 @@ class SystemConfig(_Strict):
     deletes: DeletePolicy = "unlink"
     create: bool = True
     auto_create_companies: bool = False
+    #: what a reference with no counterpart here is written as meanwhile, by kind: e.g.
+    #: ``{owner: sales-ops@acme.com}`` (default: the field keeps this system's current value)
+    fallback: dict[Literal["owner", "company", "stage"], str] = Field(default_factory=dict)
     timeout: float = Field(default=30.0, gt=0, le=3600)
     #: pushes in flight at once to this system (each waits on the vendor; the rate limit
     #: still bounds requests per second)

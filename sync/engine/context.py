@@ -140,6 +140,14 @@ class StoreRefs:
         with self._lock_for(system):
             self._load(system, kind)
             found = self._by_key[(system, kind)].get(_fold(key))
+            if found is None and kind != "company" and (system, kind) not in self._refreshed:
+                # a user (or stage) added there since the listing was cached: a deal waiting
+                # for it heals without anyone's help (engine.unresolved); once per run
+                self._refreshed.add((system, kind))
+                self._engine.connector(system).forget_references(kind)
+                self._by_key.pop((system, kind), None)
+                self._load(system, kind)
+                found = self._by_key[(system, kind)].get(_fold(key))
             if found is None and kind == "company":
                 found = self._same_company(system, key)
             if found is not None or kind != "company" or self._engine.dry_run:

@@ -26,6 +26,7 @@ from sync.engine import bindings, first_run
 from sync.engine.capture import capture
 from sync.engine.context import Counts, Engine, new_id
 from sync.engine.push import drain
+from sync.engine.unresolved import WaitingReference, waiting_references
 from sync.store import cursors, outbox, runs
 from sync.store.db import supports_threads
 from sync.store.models import Cursor
@@ -52,6 +53,8 @@ class Owed:
     parked: dict[str, int] = field(default_factory=dict)
     #: creates held until the operator reviews the first run's match: waiting, not owed
     for_review: dict[str, int] = field(default_factory=dict)
+    #: the references parked pushes wait for, named (``engine.unresolved``)
+    waiting: list[WaitingReference] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -125,6 +128,7 @@ def owed(engine: Engine) -> Owed:
     reviewing = first_run.gate(engine).state == "review"
     with engine.read_session() as session:
         rows = outbox.owed_summary(session, (*OWED_STATES, "parked"))
+        found.waiting = waiting_references(session)
     for system, status, op, count, next_attempt, claim_ends in rows:
         if status == "parked":
             found.parked[system] = found.parked.get(system, 0) + int(count)

@@ -305,8 +305,10 @@ def _owners(
         report.add(
             "warn",
             "owners",
-            f"owner {email} is unknown in {', '.join(where)}: deals they own wait there (parked)",
-            f"invite {email} to {', '.join(where)} with the same e-mail, or reassign their deals",
+            f"owner {email} is unknown in {', '.join(where)}: deals they own are written there "
+            "without their owner (it keeps its own, or the configured fallback)",
+            f"invite {email} to {', '.join(where)} with the same e-mail (the deals then get "
+            "their owner by themselves), or set systems.NAME.fallback.owner",
         )
     if len(unknown) > SHOWN:
         report.add("warn", "owners", f"… and {len(unknown) - SHOWN} more owners like these")

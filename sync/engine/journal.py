@@ -143,6 +143,7 @@ def outbox_row(record_id: str, system: str, op: str, reason: str) -> dict[str, A
         "intent_at": None,
         "intent": None,
         "idempotency_key": f"{record_id}:{system}",
+        "waiting": None,
         "last_error": None,
         "claimed_by": None,
         "claimed_until": None,

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from sync.connectors.errors import ConnectorError
-from sync.engine import bindings, first_run, money
+from sync.engine import bindings, derived, first_run, money, unresolved
 from sync.engine.capture import capture
 from sync.engine.context import Counts, Engine
 from sync.engine.outbound import desired, push_diff
@@ -135,8 +135,13 @@ def _planned(engine: Engine, session: Session) -> list[PlannedWrite]:
                 diff = push_diff(engine, row.system, record, link)
                 if not diff:
                     continue
+                derived.ride_along(engine, row.system, diff, desired(engine, row.system, record))
+                _, waits = unresolved.vendor_payload(
+                    engine, row.system, diff, for_create=False, held=link.shadow
+                )
+                reason += "".join(f"; {w.describe()}" for w in waits)
                 changes = {k: (link.shadow.get(k), v) for k, v in diff.items()}
-                op = "update"
+                op = "update" if diff else "wait"
             sent = {name: new for name, (_, new) in changes.items()}
             reason += money.note_for(engine, row.system, record.fields, sent)
         except money.CurrencyMismatch as exc:  # the push would be parked: say why

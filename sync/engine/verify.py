@@ -15,8 +15,9 @@ independently, are common in a CRM and are not reported.)
 
 Differences with a known reason are listed as such, not hidden (issue 17): a field held by an
 open manual conflict whose copies differ, a linked deal the system's ``filter`` now leaves out
-(crmsync neither reads nor writes it), and a held system (not read at all: it may point at the
-wrong account). They keep ``clean`` false; ``agrees(accept_known=True)`` accepts them.
+(crmsync neither reads nor writes it), a field waiting for a reference that system lacks
+(``engine.unresolved``: named, with what to do), and a held system (not read at all: it may
+point at the wrong account). They keep ``clean`` false; ``agrees(accept_known=True)`` accepts them.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from typing import Any
 
 from sqlmodel import Session
 
-from sync.engine import guard, money
+from sync.engine import guard, money, unresolved
 from sync.engine.context import Engine
 from sync.engine.normalise import normalise_company, normalise_text
 from sync.engine.outbound import MATCH_HOLD, desired
+from sync.engine.unresolved import Waiting
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store import conflicts, journal
 from sync.store import links as stored_links
@@ -168,6 +170,7 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
     with engine.session() as session:
         links = {link.external_id: link for link in stored_links.of_system(session, system)}
         records = {r.id: r for r in stored_records.every(session)}
+        waits = unresolved.by_record(session, system)
     names: Counter[str] = Counter()
     carried: Counter[str] = Counter()  # our record id, where the vendor holds it
     seen: set[str] = set()
@@ -198,8 +201,9 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
             record = records.get(link.record_id)
             if record is not None:
                 drift, known = _compare(engine, system, record, link, theirs)
+                drift, waiting = _waiting(drift, waits.get(record.id, []))
                 check.drift.extend(drift)
-                check.known.extend(known)
+                check.known.extend([*known, *waiting])
     # two deals may share a name; more copies of a name here than deals of that name is not
     live_names = Counter(
         str(r.fields.get("name")) for r in records.values() if r.deleted_at is None
@@ -226,6 +230,19 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
         and (records.get(link.record_id) is None or records[link.record_id].deleted_at is None)
     )
     return check
+
+
+def _waiting(drift: list[Drift], waits: list[Waiting]) -> tuple[list[Drift], list[Known]]:
+    """Differences in fields that wait for a reference there are known, with its reason."""
+    if not waits:
+        return drift, []
+    why = {w.field: w for w in waits}
+    known = [
+        Known(d.system, d.record_id, d.external_id, d.field, why[d.field].describe())
+        for d in drift
+        if d.field in why
+    ]
+    return [d for d in drift if d.field not in why], known
 
 
 def _filtered(check: SystemCheck, system: str, link: Link | None) -> None:

@@ -121,8 +121,9 @@ class Outbox(SQLModel, table=True):
     """A pending push of one record to one system. ``op``: create | update | delete.
 
     ``status``: pending -> done, or retry (waiting for ``next_attempt_at``), parked (waiting
-    for a reference to resolve), dead (moved to dead letters). ``intent_at`` is set before a
-    create is sent: a later attempt first looks the deal up in the target and adopts it."""
+    for a reference to resolve: ``waiting`` names it; every other field was written), dead
+    (moved to dead letters). ``intent_at`` is set before a create is sent: a later attempt
+    first looks the deal up in the target and adopts it."""
 
     __tablename__ = "outbox"
     __table_args__ = (
@@ -143,6 +144,9 @@ class Outbox(SQLModel, table=True):
     # unlinked deal before the create's retry compares it with this to adopt it (both orders)
     intent: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     idempotency_key: str = Field(default="", max_length=80)
+    # references this push could not resolve ([{field, kind, key, fallback}]): the rest was
+    # written, these fields wait (status ``parked``) until the reference exists there
+    waiting: list[Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     last_error: str | None = None
     claimed_by: str | None = Field(default=None, max_length=80)
     claimed_until: dt.datetime | None = None

@@ -364,3 +364,14 @@ def due_systems(session: Session, now: dt.datetime) -> list[str]:
     that ran out), sorted."""
     due = session.exec(select(Outbox.system).where(_claimable(now)).distinct()).all()
     return sorted(str(system) for system in due)
+
+
+def waiting_references(session: Session, system: str | None = None) -> Sequence[tuple[Any, ...]]:
+    """``(system, record_id, waiting)`` of the parked rows waiting for a reference
+    (``Outbox.waiting``), all systems when ``system`` is None."""
+    query = select(Outbox.system, Outbox.record_id, Outbox.waiting).where(
+        Outbox.status == "parked", col(Outbox.waiting).is_not(None)
+    )
+    if system:
+        query = query.where(Outbox.system == system)
+    return session.exec(query.order_by(col(Outbox.system), col(Outbox.id))).all()

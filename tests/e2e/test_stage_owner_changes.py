@@ -8,13 +8,16 @@ from typing import Any
 
 import pytest
 from sqlmodel import select
+from typer.testing import CliRunner
 
+from sync.cli.app import app
+from sync.cli.tables import owed_lines
 from sync.engine.verify import verify
 from sync.store.models import Journal
-from tests.e2e.conftest import World, make_world
+from tests.e2e.conftest import ROOT, World, make_world
 from tests.e2e.test_scenarios import link_of, record_of
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("restore_logging")]
 NEW_OWNER = "demo@parsalink.test"  # a ParsaLink user the other systems lack
 
 
@@ -113,6 +116,18 @@ def amounts(world: World, record: str) -> dict[str, float]:
     }
 
 
+def cli(world: World, *args: str, width: int = 80) -> str:
+    """A ``crmsync`` command on the world's store, as an operator types it."""
+    env = {
+        "CRMSYNC_DATABASE_URL": world.engine.db.url.render_as_string(hide_password=False),
+        "CRMSYNC_LOG_FORMAT": "json",
+        "COLUMNS": str(width),
+    }
+    result = CliRunner().invoke(app, ["--config", str(ROOT / "config.yaml"), *args], env=env)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    return " ".join((result.stdout + result.stderr).split())
+
+
 def add_close_user(world: World, email: str) -> None:
     """An admin adds the user in Close (the emulator has no public API for it)."""
     users = world.emulators["close"].collections["user"]
@@ -149,6 +164,13 @@ def test_an_owner_unknown_elsewhere_does_not_freeze_the_deal(world: World) -> No
         ).all()
     assert sorted(n.system or "" for n in notes) == ["close", "ruddr", "truto_salesforce"]
     assert all(NEW_OWNER in n.reason and "fallback" in n.reason for n in notes)
+    said = " ".join(owed_lines(report.left))  # what `run --once` prints
+    assert f"owner '{NEW_OWNER}' has no counterpart in close" in said
+    assert "add a user with that e-mail in close" in said
+    status = cli(world, "status", width=200)
+    assert f"WAITING owner '{NEW_OWNER}' has no counterpart in ruddr" in status
+    history = cli(world, "history", record, width=200)
+    assert "reference_unresolved" in history and NEW_OWNER in history
     check = verify(world.engine)
     assert not check.clean and check.agrees(accept_known=True)
     known = [k for k in check.systems["close"].known if k.record_id == record]

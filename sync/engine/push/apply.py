@@ -20,7 +20,7 @@ from sync.connectors.errors import (
     RateLimited,
     Rejected,
 )
-from sync.engine import derived
+from sync.engine import derived, unresolved
 from sync.engine.context import Counts, Engine
 from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys
@@ -28,6 +28,7 @@ from sync.engine.intents import adopted_base
 from sync.engine.journal import Notes, dead_letter, note
 from sync.engine.letters import resolve_pushed
 from sync.engine.push.prepare import _Job, _load, _Result
+from sync.engine.unresolved import Waiting
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.mapping.mapper import Derived
 from sync.store import outbox
@@ -146,7 +147,7 @@ class _Applier:
         finally:
             if ours:
                 row.claimed_by, row.claimed_until = None, None
-                if moved and row.status == "done":
+                if moved and row.status in ("done", "parked"):
                     # Re-enqueued while in flight (a capture changed the deal): diff again.
                     row.status, row.next_attempt_at = "pending", utcnow()
                 row.updated_at = utcnow()
@@ -156,9 +157,12 @@ class _Applier:
         exc, session = result.error, self.session
         if exc is None:
             row.status = "done"
-            return self._success(result)
-        if isinstance(exc, UnresolvedReference):
-            _park(row, f"unresolved reference: {exc}")
+            outcome = self._success(result)
+            if outcome not in ("skipped", "deleted"):
+                self._waiting(result.job, row, result.job.waiting)
+            return outcome
+        if isinstance(exc, UnresolvedReference):  # a create that cannot do without it
+            self._waiting(result.job, row, [unresolved.of_exception(exc)])
             return "parked"
         if isinstance(exc, MappingError):
             _dead(session, row, str(exc), None)
@@ -253,6 +257,33 @@ class _Applier:
         self._note(job, "field_changed", reason, field="external_ids", new=new)
         return True
 
+    def _waiting(self, job: _Job, row: Outbox, waiting: Sequence[Waiting]) -> None:
+        """Park the row while references are unknown (every other field went out), journaling
+        each reference when it starts and stops waiting."""
+        before = {(w.field, w.key): w for w in Waiting.of_row(row.system, row.waiting)}
+        now = {(w.field, w.key): w for w in waiting}
+        for key, item in now.items():
+            if key not in before:
+                self._note(
+                    job,
+                    "reference_unresolved",
+                    item.describe(),
+                    field=item.field,
+                    new=item.key,
+                )
+        for key, item in before.items():
+            if key not in now:
+                self._note(
+                    job,
+                    "reference_resolved",
+                    f"{item.kind} {item.key!r} no longer waits in {row.system}",
+                    field=item.field,
+                    new=item.key,
+                )
+        row.waiting = [w.stored() for w in waiting] or None
+        if waiting:
+            _park(row, "; ".join(w.describe() for w in waiting))
+
     def _note_follows(
         self,
         job: _Job,
@@ -344,7 +375,7 @@ def _not_found(
 def _park(row: Outbox, reason: str) -> None:
     row.status = "parked"
     row.last_error = reason[:1000]
-    row.next_attempt_at = utcnow() + dt.timedelta(seconds=60)
+    row.next_attempt_at = utcnow() + dt.timedelta(seconds=unresolved.RETRY_SECONDS)
 
 
 def _retry(engine: Engine, row: Outbox, exc: ConnectorError) -> None:

@@ -16,11 +16,12 @@ from sync.connectors.base import VendorRecord
 from sync.connectors.errors import (
     ConnectorError,
 )
-from sync.engine import derived, money
+from sync.engine import derived, money, unresolved
 from sync.engine.context import Engine
 from sync.engine.intents import in_doubt
 from sync.engine.journal import Notes, push_reason
 from sync.engine.outbound import desired, push_diff
+from sync.engine.unresolved import Waiting
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store import links as stored_links
 from sync.store import outbox
@@ -58,6 +59,8 @@ class _Job:
     name: Any = None
     #: an error found while preparing (an unresolvable reference, a mapping error)
     error: Exception | None = None
+    #: references left out of the write (``engine.unresolved``): the row waits for them
+    waiting: list[Waiting] = field(default_factory=list)
     run_id: str | None = None
 
 
@@ -184,21 +187,33 @@ def _plan(engine: Engine, job: _Job, record: Record | None, link: Link | None) -
         job.outcome = "unchanged"
         return
     riders = derived.ride_along(engine, job.system, diff, desired(engine, job.system, record))
+    payload, job.waiting = unresolved.vendor_payload(
+        engine, job.system, diff, for_create=False, held=link.shadow
+    )
+    if not diff:  # nothing but references unknown there: nothing to send yet
+        job.outcome = "parked"
+        return
     job.kind, job.external_id, job.diff = "update", link.external_id, diff
     job.reason = push_reason(diff, record.provenance, job.reason)  # who won each value
     if riders:
         job.reason += f"; {derived.sent_with(riders, diff)}"
     job.reason += money.note_for(engine, job.system, record.fields, diff)
-    job.payload = engine.mapper.to_vendor(job.system, diff, engine.refs, for_create=False)
+    job.payload = payload
 
 
 def _create_payload(engine: Engine, job: _Job) -> dict[str, Any]:
+    """The create's payload; an owner unknown there is left out of it (and of ``wanted``, so
+    what the vendor assigns is not taken for its copy of ours) or sent as its fallback."""
     fields = {k: v for k, v in job.wanted.items() if v is not None}
-    return dict(
-        engine.mapper.to_vendor(
-            job.system, fields, engine.refs, for_create=True, record_id=job.record_id
-        )
+    payload, job.waiting = unresolved.vendor_payload(
+        engine, job.system, fields, for_create=True, record_id=job.record_id
     )
+    for waiting in job.waiting:
+        if waiting.field in fields:
+            job.wanted[waiting.field] = fields[waiting.field]  # the fallback
+        else:
+            job.wanted.pop(waiting.field, None)
+    return payload
 
 
 def _commit_intents(engine: Engine, jobs: Sequence[_Job], run_id: str | None) -> set[int]:
