@@ -9,8 +9,9 @@ it heals by itself once the reference exists there. The reference is named with 
 about it in the run's report, ``status``, the journal and ``verify``.
 
 A create leaves out only what the vendor can do without: an owner (the vendor assigns its
-default). A create whose company or stage is unknown waits whole: a deal at an invented
-company (Close makes an "Untitled" lead) or in a wrong stage would be worse than a late one.
+default). A create whose company or stage is unknown waits whole unless a fallback is
+configured for it: a deal at an invented company (Close makes an "Untitled" lead) or in a
+wrong stage would be worse than a late one.
 """
 
 from __future__ import annotations
@@ -102,14 +103,16 @@ def vendor_payload(
             return dict(payload), waiting
         except UnresolvedReference as exc:
             name = exc.field.partition(".")[0]
-            if name not in fields or (for_create and name not in OPTIONAL_ON_CREATE):
+            fallback = fallbacks.get(exc.kind)  # type: ignore[call-overload]
+            if name not in fields or (
+                for_create and name not in OPTIONAL_ON_CREATE and not fallback
+            ):
                 raise
             earlier = next((w for w in waiting if w.field == name), None)
             if earlier is not None:  # the fallback is unknown there too
                 waiting[waiting.index(earlier)] = Waiting(system, name, exc.kind, earlier.key)
                 del fields[name]
                 continue
-            fallback = fallbacks.get(exc.kind)  # type: ignore[call-overload]
             waiting.append(Waiting(system, name, exc.kind, exc.key, fallback))
             if fallback and (held or {}).get(name) != fallback:
                 fields[name] = fallback
