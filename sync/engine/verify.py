@@ -221,6 +221,13 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
             and rid not in linked_records
             and MATCH_HOLD not in record.held  # an ambiguous match waits for a person
         )
+        # a create waiting for a reference this system lacks: known, and named
+        check.known += [
+            Known(system, rid, None, item.field, item.describe())
+            for rid in check.absent
+            for item in waits.get(rid, [])
+        ]
+        check.absent = [rid for rid in check.absent if rid not in waits]
     _open_conflicts(engine, check, system, links)
     check.missing = sorted(
         ext

@@ -205,3 +205,23 @@ def test_a_fallback_owner_takes_the_deal_where_its_owner_is_unknown(tmp_path: Pa
     assert close_user == maria
     assert world.users["parsalink"].get(deal)["assignedTo"] == parsalink_user_id(world, NEW_OWNER)
     world.engine.close()
+
+
+def test_a_create_waiting_for_its_company_is_named_not_absent(world: World) -> None:
+    """A deal at a company Close lacks (and may not create) waits whole for Close — a deal at
+    an invented lead would be worse — and verify names the company and what to do instead of
+    counting the deal "absent"."""
+    ruddr = world.users["ruddr"]
+    ruddr._ok(ruddr.client.post("/companies", json={"name": "Lonely Widgets"}))
+    ruddr._cache.clear()
+    deal = ruddr.create("Lonely deal", company="Lonely Widgets")
+    report = world.cycle()
+    record = record_of(world, "ruddr", deal)
+    assert any(
+        (w.system, w.kind, w.key) == ("close", "company", "Lonely Widgets")
+        for w in report.left.waiting
+    )
+    check = verify(world.engine).systems["close"]
+    assert record not in check.absent
+    named = [k.reason for k in check.known if k.record_id == record]
+    assert named and "auto_create_companies" in named[0]
