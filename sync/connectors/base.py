@@ -104,12 +104,15 @@ class DerivedField:
     fields. ``accepts_value``: a write may carry the derived field with its source and the vendor
     keeps it (Salesforce's ``Probability``); when False the vendor alone decides it, so what it
     shows after a stage change is that change's consequence, never an edit. ``why`` is said in
-    the journal."""
+    the journal. ``default``: where the source's reference (``Reference.extra`` of the stage)
+    says the value the vendor sets, e.g. Salesforce's ``remote_data.DefaultProbability``: a
+    value that moved with the stage to anything else was set by a person, and is an edit."""
 
     path: str
     source: str
     accepts_value: bool
     why: str
+    default: str | None = None
 
 
 class BaseConnector(abc.ABC):

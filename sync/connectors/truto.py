@@ -82,6 +82,7 @@ class TrutoConnector(BaseConnector):
             "stage",
             True,
             "Salesforce resets Probability to the stage's default when the stage changes",
+            default="remote_data.DefaultProbability",  # OpportunityStage, from GET /stages
         ),
         DerivedField("remote_data.IsClosed", "stage", False, "Salesforce derives IsClosed"),
         DerivedField("remote_data.IsWon", "stage", False, "Salesforce derives IsWon"),

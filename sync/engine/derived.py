@@ -11,6 +11,8 @@ into canonical fields (``Mapper.derived``). Three rules follow, one per place th
 - **Capture** (:func:`consequences`): a derived value that moved together with its source in
   an incoming record is the vendor's consequence of the source change, not a person's edit:
   it is neither merged nor spread (a vendor that accepts a value gets ours back by the push).
+  Where the vendor says which value the new stage sets (Salesforce's ``DefaultProbability``),
+  only that value is the consequence: another one was set by a person, and is merged.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sync.connectors import connector_class
+from sync.connectors.errors import ConnectorError
 from sync.engine.context import Engine
-from sync.mapping.mapper import Derived
+from sync.mapping.derived import Derived
+from sync.mapping.errors import MappingError
+from sync.mapping.paths import get_path
 
 
 def of(engine: Engine, system: str) -> tuple[Derived, ...]:
@@ -60,17 +65,52 @@ def follows(engine: Engine, system: str, sent: Iterable[str]) -> dict[str, Deriv
 
 
 def consequences(
-    engine: Engine, system: str, base: Mapping[str, Any], theirs: Mapping[str, Any]
+    engine: Engine,
+    system: str,
+    base: Mapping[str, Any],
+    theirs: Mapping[str, Any],
+    data: Mapping[str, Any] | None = None,
 ) -> dict[str, Derived]:
-    """The derived fields of an incoming record that moved because their source moved."""
+    """The derived fields of an incoming record that moved because their source moved. Where
+    the vendor says the value its source sets (``Derived.default``, read from the source's
+    reference), a value other than that one was set by a person with the stage: an edit."""
     found: dict[str, Derived] = {}
     for derived in of(engine, system):
         name = derived.field
         if name not in theirs or theirs.get(name) == base.get(name):
             continue
-        if any(s in theirs and theirs.get(s) != base.get(s) for s in derived.sources):
+        if not any(s in theirs and theirs.get(s) != base.get(s) for s in derived.sources):
+            continue
+        default = _default(engine, system, derived, data)
+        if default is _UNKNOWN or default == theirs.get(name):
             found[name] = derived
     return found
+
+
+_UNKNOWN = object()
+
+
+def _default(engine: Engine, system: str, derived: Derived, data: Mapping[str, Any] | None) -> Any:
+    """The value the vendor gives ``derived.field`` for the source value in ``data``, in
+    canonical form; ``_UNKNOWN`` when it does not say."""
+    if derived.default is None or data is None or "stage" not in derived.sources:
+        return _UNKNOWN
+    raw = get_path(data, derived.source_path)
+    names = {str(v) for v in (raw.values() if isinstance(raw, dict) else [raw]) if v is not None}
+    try:
+        stages = engine.connector(system).references("stage")
+    except (NotImplementedError, ConnectorError):
+        return _UNKNOWN
+    for stage in stages:
+        if stage.id in names or stage.key in names:
+            value = get_path(stage.extra, derived.default)
+            if value is None:
+                return _UNKNOWN
+            try:
+                return engine.mapper.read_value(system, derived.field, value, engine.refs)
+            except (MappingError, KeyError):
+                return _UNKNOWN
+    return _UNKNOWN
 
 
 def sent_with(added: Mapping[str, Derived], diff: Mapping[str, Any]) -> str:

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from sync.mapping.derived import Derived, DerivedDeclaration, under
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.mapping.paths import get_path, set_path
 from sync.mapping.spec import FieldSpec, SystemMapping, relative_date, vendor_text
@@ -62,35 +63,6 @@ class RefResolver(Protocol):
     def id_for(self, system: str, kind: str, key: str) -> str | None:
         """The vendor id in ``system`` of a canonical key, if known."""
         ...
-
-
-class DerivedDeclaration(Protocol):
-    """What a connector declares of a field its vendor derives (``connectors.base.DerivedField``),
-    in vendor paths."""
-
-    @property
-    def path(self) -> str: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def accepts_value(self) -> bool: ...
-    @property
-    def why(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Derived:
-    """A declared derived field in canonical terms: ``field`` follows ``sources`` in one system
-    (DESIGN.md §2.11)."""
-
-    field: str
-    sources: frozenset[str]
-    accepts_value: bool
-    why: str
-
-
-def _under(path: str, prefix: str) -> bool:
-    return path == prefix or path.startswith(prefix + ".")
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,10 +184,24 @@ class Mapper:
                 sources = frozenset(
                     e.field
                     for e in reading
-                    if _under(e.spec.read, decl.source) and e.field != entry.field
+                    if under(e.spec.read, decl.source) and e.field != entry.field
                 )
                 if sources:
-                    yield Derived(entry.field, sources, decl.accepts_value, decl.why)
+                    yield Derived(
+                        entry.field,
+                        sources,
+                        decl.accepts_value,
+                        decl.why,
+                        decl.source,
+                        decl.default,
+                    )
+
+    def read_value(self, system: str, field: str, raw: JSON, refs: RefResolver) -> JSON:
+        """A vendor value of ``field`` (as found at its read path) in canonical form."""
+        for entry in self._system(system):
+            if entry.field == field and entry.key is None and entry.spec.reads:
+                return self._read(entry, raw, refs)
+        raise KeyError(f"{system} does not read {field}")
 
     def accepts(self, system: str, data: Mapping[str, Any]) -> bool:
         """Whether a vendor record takes part in the sync (every ``filter`` rule holds)."""

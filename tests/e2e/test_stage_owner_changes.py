@@ -91,6 +91,20 @@ def test_a_stage_moved_in_salesforce_is_not_a_probability_edit(world: World) -> 
     assert [(n.system, n.field) for n in derived] == [("truto_salesforce", "probability")]
 
 
+def test_a_probability_set_with_the_stage_in_salesforce_is_an_edit(world: World) -> None:
+    """A Salesforce user moves the stage and sets Probability 40 in the same save: 40 is not
+    the stage's default (90, Salesforce's OpportunityStage says), so it is a person's edit and
+    reaches every system."""
+    record = a_deal_at_15_percent(world)
+    opp = link_of(world, "truto_salesforce", record).external_id
+    world.users["truto_salesforce"].edit(
+        opp, stage={"id": "Negotiation/Review"}, remote_data={"Probability": 40}
+    )
+    world.cycle()
+    assert probabilities(world, record) == dict.fromkeys(world.users, 0.4)
+    assert verify(world.engine).clean
+
+
 def parsalink_user_id(world: World, email: str) -> str:
     return world.users["parsalink"]._lookup("/users/", "email")[email]
 

@@ -14,7 +14,7 @@ import pytest
 from sync.connectors.base import DerivedField, VendorRecord
 from sync.engine import derived
 from sync.engine.push.apply import _apply_answer
-from sync.mapping.mapper import Derived
+from sync.mapping.derived import Derived
 from sync.store.models import Link
 from tests.e2e.conftest import World, make_world
 
@@ -86,5 +86,7 @@ def test_a_declaration_in_vendor_paths_becomes_canonical_fields(world: World) ->
         DerivedField("remote_data.Nothing", "stage", True, "unmapped"),
     )
     assert world.engine.mapper.derived(SF, declared) == (
-        Derived("probability", frozenset({"stage", "status"}), False, "only the stage decides"),
+        Derived(
+            "probability", frozenset({"stage", "status"}), False, "only the stage decides", "stage"
+        ),
     )

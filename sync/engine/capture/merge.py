@@ -19,7 +19,7 @@ from sync.engine.intents import (
     open_update_doubts,
 )
 from sync.engine.merge import Side, merge_field
-from sync.mapping.mapper import Derived
+from sync.mapping.derived import Derived
 from sync.store.models import Conflict, Link, Record
 from sync.timefmt import maybe_utc, parse_timestamp, utcnow
 
@@ -138,7 +138,9 @@ def _merge_into(
             record.id, "not_taken", reason, system=system, field="amount", run_id=run_id
         )
     base = terms.base.shadow
-    following = {} if first_match else derived.consequences(engine, system, base, terms.theirs)
+    following = (
+        {} if first_match else derived.consequences(engine, system, base, terms.theirs, rec.data)
+    )
     for name, value in terms.theirs.items():
         if not first_match and name in base and value == base[name]:
             continue  # not changed there since we last saw it (a lossy copy of ours included)

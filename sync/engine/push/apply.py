@@ -29,8 +29,8 @@ from sync.engine.journal import Notes, dead_letter, note
 from sync.engine.letters import resolve_pushed
 from sync.engine.push.prepare import _Job, _load, _Result
 from sync.engine.unresolved import Waiting
+from sync.mapping.derived import Derived
 from sync.mapping.errors import MappingError, UnresolvedReference
-from sync.mapping.mapper import Derived
 from sync.store import outbox
 from sync.store.models import Link, Outbox, Record
 from sync.timefmt import maybe_utc, utcnow
