@@ -36,6 +36,7 @@ __all__ = [
     "bind_task",
     "clear_context",
     "configure_logging",
+    "current_format",
     "get_logger",
     "log_context",
     "redact",
@@ -175,8 +176,24 @@ def get_logger(name: str | None = None, **initial: object) -> Any:
 # --------------------------------------------------------------------------- configuration
 
 _HANDLER_NAME = "crmsync"
-# Libraries that log every request at INFO: useful when debugging, noise otherwise.
-_CHATTY = ("httpx", "httpcore", "hpack", "urllib3", "asyncio", "alembic")
+# Libraries that log every request (or every scheduled job, or every task) at INFO: useful when
+# debugging, noise otherwise. APScheduler says "Running job"/"executed successfully" twice per
+# system per poll; Celery "received"/"succeeded" for every drain (failures stay: ERROR).
+_CHATTY = (
+    "httpx",
+    "httpcore",
+    "hpack",
+    "urllib3",
+    "asyncio",
+    "alembic",
+    "apscheduler",
+    "celery.worker.strategy",
+    "celery.app.trace",
+)
+# Keys libraries add for their own coloured console output (uvicorn's ``color_message``).
+_COLOUR_KEYS = ("color_message",)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_configured: LogFormat | None = None
 
 
 def resolve_format(fmt: str | None, stream: TextIO) -> LogFormat:
@@ -205,6 +222,22 @@ def _shared_processors() -> list[Processor]:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
+
+
+def drop_colours(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: no ANSI escape codes in a JSON line (uvicorn colours its messages
+    and adds a ``color_message`` copy of each; a log shipper would store the codes verbatim)."""
+    for key in _COLOUR_KEYS:
+        event_dict.pop(key, None)
+    for key, value in event_dict.items():
+        if isinstance(value, str) and "\x1b" in value:
+            event_dict[key] = _ANSI.sub("", value)
+    return event_dict
+
+
+def current_format() -> LogFormat | None:
+    """The format :func:`configure_logging` last chose in this process (None before)."""
+    return _configured
 
 
 def _renderer(fmt: LogFormat, stream: TextIO) -> Processor:
@@ -254,10 +287,13 @@ def configure_logging(
             # Exceptions become text *before* redaction: tracebacks quote URLs and headers too.
             structlog.processors.format_exc_info,
             redact,
+            *([drop_colours] if chosen == "json" else []),
             _renderer(chosen, target),
         ],
     )
     _install_handler(formatter, stream, numeric)
+    global _configured
+    _configured = chosen
     return chosen
 
 

@@ -44,6 +44,7 @@ from sync.engine.push import drain
 from sync.engine.reconcile import FullPoll, ReconcileReport
 from sync.engine.reconcile import reconcile as reconcile_systems
 from sync.engine.verify import verify as verify_systems
+from sync.logging import log_context
 from sync.metrics import observe_counts, observe_error
 from sync.store import runs
 from sync.timefmt import utcnow
@@ -94,14 +95,17 @@ def run_job(
     the exception propagates. ``metered`` (and a ``system``): the job's counts, or its error,
     feed that system's counters."""
     job = Job(engine, _open_run(engine, run_id, kind, system))
-    try:
-        work(job)
-    except BaseException as exc:
-        if metered and system is not None and isinstance(exc, Exception):
-            observe_error(system, exc)
-        finish_run(engine, job.run_id, "failed", job.counts, describe(exc))
-        raise
-    finish_run(engine, job.run_id, job.status, job.counts, "; ".join(job.errors) or None)
+    # every line logged while the job runs names its run (and system), so a run seen in
+    # `crmsync status` can be found in the logs
+    with log_context(run_id=job.run_id, **({"system": system} if system else {})):
+        try:
+            work(job)
+        except BaseException as exc:
+            if metered and system is not None and isinstance(exc, Exception):
+                observe_error(system, exc)
+            finish_run(engine, job.run_id, "failed", job.counts, describe(exc))
+            raise
+        finish_run(engine, job.run_id, job.status, job.counts, "; ".join(job.errors) or None)
     if metered and system is not None:
         observe_counts(system, job.counts.values)
     return job
@@ -213,14 +217,15 @@ def reconcile_job(
     ``reconcile`` row). ``run_id``: a queued row to take over. ``full_poll``: how a system is
     read completely (the Celery task takes the poll lock). ``metered`` (the scheduler): the
     totals, or the error, feed ``system``'s counters."""
-    if run_id is not None:
-        run_id = _open_run(engine, run_id, "reconcile", system)
+    # the row is opened here (not by reconcile) so every line of the run can carry its id
+    run_id = _open_run(engine, run_id or new_id("run"), "reconcile", system)
     chosen = [system] if system else None
     try:
-        if full_poll is None:
-            report = reconcile_systems(engine, chosen, run_id=run_id)
-        else:
-            report = reconcile_systems(engine, chosen, run_id=run_id, full_poll=full_poll)
+        with log_context(run_id=run_id, **({"system": system} if system else {})):
+            if full_poll is None:
+                report = reconcile_systems(engine, chosen, run_id=run_id)
+            else:
+                report = reconcile_systems(engine, chosen, run_id=run_id, full_poll=full_poll)
     except Exception as exc:
         if metered and system is not None:
             observe_error(system, exc)
