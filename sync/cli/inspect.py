@@ -64,6 +64,23 @@ def config_check(
     names = ", ".join(config.systems)
     summary = f"{count} system{'s' if count != 1 else ''}: {names}" if count else "no systems"
     err.print(f"[green]✓[/] {escape(str(target))} is valid ({summary})", soft_wrap=True)
+    _print_loopback(config)
+
+
+def _print_loopback(config: Config) -> None:
+    """Name the systems that point at this machine: right for the emulators, a mistake in
+    production (a forgotten *_BASE_URL falls back to the emulators' 127.0.0.1 default)."""
+    from sync.config.loopback import REMOTE_ONLY_ENV, loopback_systems, system_resolver
+
+    local = loopback_systems(config, system_resolver)
+    if local:
+        where = ", ".join(f"{name} → {host}" for name, host in local.items())
+        err.print(
+            f"[yellow]![/] {len(local)} of {len(config.systems)} systems resolve to this machine "
+            f"(loopback): {escape(where)}. Right for the emulators; in production set their "
+            f"*_BASE_URL ({REMOTE_ONLY_ENV}=1 refuses loopback).",
+            soft_wrap=True,
+        )
 
 
 # --------------------------------------------------------------------------- status
