@@ -28,9 +28,10 @@ from sync.engine.journal import Notes, dead_letter, note
 from sync.engine.letters import resolve_pushed
 from sync.engine.push.prepare import _Job, _load, _Result
 from sync.mapping.errors import MappingError, UnresolvedReference
+from sync.metrics import observe_propagation
 from sync.store import outbox
 from sync.store.models import Link, Outbox, Record
-from sync.timefmt import maybe_utc, utcnow
+from sync.timefmt import as_utc, maybe_utc, utcnow
 
 MAX_BACKOFF = 3600.0
 
@@ -154,6 +155,7 @@ class _Applier:
         exc, session = result.error, self.session
         if exc is None:
             row.status = "done"
+            observe_propagation(row.system, (utcnow() - as_utc(row.created_at)).total_seconds())
             return self._success(result)
         if isinstance(exc, UnresolvedReference):
             _park(row, f"unresolved reference: {exc}")
