@@ -20,6 +20,7 @@ from Celery's docs (https://docs.celeryq.dev/en/stable/userguide/configuration.h
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import sys
@@ -128,7 +129,12 @@ def _say_in_json() -> None:
     import celery.apps.worker as celery_worker
 
     def say(msg: str, f: Any = sys.__stderr__) -> None:
-        line = {"event": " ".join(str(msg).split()), "level": "info", "logger": "celery.worker"}
+        line = {
+            "event": " ".join(str(msg).split()),
+            "level": "info",
+            "logger": "celery.worker",
+            "timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
         stream = f or sys.__stderr__
         with contextlib.suppress(OSError, ValueError, AttributeError):  # best effort, as Celery's
             os.write(stream.fileno(), (json.dumps(line) + "\n").encode())  # type: ignore[union-attr]

@@ -292,6 +292,9 @@ def configure_logging(
         ],
     )
     _install_handler(formatter, stream, numeric)
+    # Python warnings (Celery's SecurityWarning, deprecations) become log lines too: in JSON
+    # mode a raw "file.py:893: Warning" line would be the one line a log shipper cannot parse.
+    logging.captureWarnings(True)
     global _configured
     _configured = chosen
     return chosen

@@ -69,10 +69,10 @@ class EnqueueDispatcher:
             return False
         every = self.periods.get(job, 0.0)
         if every > 0 and not claim_slot(self._client, job, every, prefix=self._prefix):
-            log.info("enqueue_skipped", job=job, reason="already enqueued this period")
+            log.debug("enqueue_skipped", job=job, reason="already enqueued this period")
             return False
         self._send(task, args)
-        log.info("enqueued", job=job, task=task)
+        log.debug("enqueued", job=job, task=task)  # every poll: the worker logs what it did
         return True
 
     def poll(self, system: str) -> None:
