@@ -178,7 +178,8 @@ def get_logger(name: str | None = None, **initial: object) -> Any:
 _HANDLER_NAME = "crmsync"
 # Libraries that log every request (or every scheduled job, or every task) at INFO: useful when
 # debugging, noise otherwise. APScheduler says "Running job"/"executed successfully" twice per
-# system per poll; Celery "received"/"succeeded" for every drain (failures stay: ERROR).
+# system per poll; Celery "received"/"succeeded" for every task (failures stay: ERROR; our own
+# capture_done / drain_done lines say what a poll or drain did).
 _CHATTY = (
     "httpx",
     "httpcore",

@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import structlog
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -51,6 +52,7 @@ from sync import __version__
 from sync.connectors.http.stats import REQUEST_STATS, Budget, RequestKey, RequestStats
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+log = structlog.get_logger("crmsync.metrics")
 
 #: Count names the engine reports (sync.engine.context.Counts) -> the metric they feed.
 _RECORD_OUTCOMES = {
@@ -214,7 +216,21 @@ class StoreCollector(Collector):
             "Deletes the mass-delete guard stopped, waiting for `crmsync deletes`.",
             labels=["system"],
         )
-        for row in self._health():
+        store_up = GaugeMetricFamily(
+            "crmsync_store_up", "1 when the store answered this scrape's questions, else 0."
+        )
+        try:
+            rows = self._health()
+        except Exception as exc:
+            # The database is down (or gone): the scrape still serves every other metric, and
+            # says so, rather than failing whole.
+            log.warning("metrics_store_unreadable", error=f"{type(exc).__name__}: {exc}")
+            rows = []
+            store_up.add_metric([], 0.0)
+        else:
+            store_up.add_metric([], 1.0)
+        yield store_up
+        for row in rows:
             system = str(row["system"])
             if row.get("health"):
                 health.add_metric([system, str(row["health"])], 1.0)

@@ -25,7 +25,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180
 CLI = str(Path(__file__).with_name("crmsync_cli.py"))
 TOKEN = "json-logs-test-token-0123456789abcdef"
 #: tasks whose work is one run row: every line they log once the run started names it
-RUN_TASKS = {"crmsync.poll_system", "crmsync.reconcile", "crmsync.resync"}
+RUN_TASKS = {
+    "crmsync.poll_system",
+    "crmsync.drain_system",
+    "crmsync.reconcile",
+    "crmsync.resync",
+}
 
 
 def _free_port() -> int:
@@ -35,8 +40,12 @@ def _free_port() -> int:
 
 
 def _done_polls(stack: Stack) -> list[Run]:
+    return _done(stack, "poll")
+
+
+def _done(stack: Stack, kind: str) -> list[Run]:
     with stack.engine().session() as session:
-        rows = session.exec(select(Run).where(Run.kind == "poll", Run.status == "done")).all()
+        rows = session.exec(select(Run).where(Run.kind == kind, Run.status == "done")).all()
     return list(rows)
 
 
@@ -77,6 +86,7 @@ def test_every_process_logs_json_lines_and_every_run_line_names_its_run(
 
     wait_for(lambda: {r.system for r in _done_polls(stack)} >= {"ruddr", "close"}, 90, "polls")
     wait_for(lambda: len(_done_polls(stack)) >= 6, 90, "three polls of each system")
+    wait_for(lambda: _done(stack, "drain"), 90, "a drain that pushed the seeded deals")
     for name, path in beats.items():
         assert check(path, 60) is None, f"{name}: {check(path, 60)}"
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -90,7 +100,7 @@ def test_every_process_logs_json_lines_and_every_run_line_names_its_run(
     for proc in procs.values():
         proc.wait(timeout=60)
 
-    runs = {run.id for run in _done_polls(stack)}
+    runs = {run.id for run in _done_polls(stack) + _done(stack, "drain")}
     logged_runs: set[str] = set()
     for name in procs:
         lines = _lines(stack, name)
@@ -102,6 +112,8 @@ def test_every_process_logs_json_lines_and_every_run_line_names_its_run(
                 logged_runs.add(line["run_id"])
     worker = _lines(stack, "worker")
     assert any(line["event"] == "worker_starting" for line in worker)
+    # what a run task logged (a drain's run is written when it is done: its drain_done line
+    # names it), but the skip of a busy poll, which opens no run
     in_runs = [
         line
         for line in worker
@@ -110,4 +122,5 @@ def test_every_process_logs_json_lines_and_every_run_line_names_its_run(
     assert in_runs and all(line.get("run_id") for line in in_runs), [
         line for line in in_runs if not line.get("run_id")
     ][:5]
+    assert any(line.get("event") == "drain_done" for line in worker)
     assert runs <= logged_runs, f"runs never seen in the logs: {sorted(runs - logged_runs)[:5]}"
