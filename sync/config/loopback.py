@@ -76,8 +76,8 @@ def remote_only_problems(config: Config) -> list[tuple[tuple[str, ...], str, str
         (
             ("systems", name, "base_url"),
             f"a vendor's address ({REMOTE_ONLY_ENV} is set: this is production)",
-            f"{config.systems[name].base_url} on loopback ({host}): the emulators' default — "
-            f"set this system's *_BASE_URL",
+            f"{config.systems[name].base_url}, on this machine ({host}): set this system's "
+            f"*_BASE_URL to the vendor's address",
         )
         for name, host in loopback_systems(config).items()
     ]
