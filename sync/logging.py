@@ -11,13 +11,14 @@ guide, https://www.structlog.org/en/stable/contextvars.html.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, ParamSpec, TextIO, TypeVar
 
 import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, clear_contextvars
@@ -34,6 +35,7 @@ __all__ = [
     "bind_run",
     "bind_system",
     "bind_task",
+    "carried",
     "clear_context",
     "configure_logging",
     "current_format",
@@ -166,6 +168,27 @@ def log_context(**values: object) -> Iterator[None]:
     """Bind ids for the duration of a ``with`` block only."""
     with bound_contextvars(**values):
         yield
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def carried(fn: Callable[P, T], /, **values: object) -> Callable[P, T]:
+    """``fn``, to be run on a pool thread with this thread's log context (run, system, task)
+    and ``values`` (e.g. ``record_id``) bound: a thread pool's threads do not inherit
+    contextvars, so lines logged there would name no run. Make one per submitted call (one
+    context cannot run on two threads at once)."""
+    context = contextvars.copy_context()
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        def inner() -> T:
+            with bound_contextvars(**values):
+                return fn(*args, **kwargs)
+
+        return context.run(inner)
+
+    return run
 
 
 def get_logger(name: str | None = None, **initial: object) -> Any:
