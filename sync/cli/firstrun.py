@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from sync.cli.base import check_systems, context, engine_for, err, fail, out, print_json
-from sync.cli.tables import listing, short
+from sync.cli.tables import line, listing, short
 
 #: seconds `doctor` gives one vendor request (it retries nothing)
 DOCTOR_TIMEOUT = 15.0
@@ -179,10 +179,8 @@ def doctor_cmd(
         verdict = "[red]problems[/]" if report.problems else "[green]ready[/]"
         out.print(f"[bold]{name}[/] ({report.vendor}): {verdict}")
         for finding in report.findings:
-            out.print(
-                f"  {marks[finding.level]} {finding.check}: {escape(finding.what)}", soft_wrap=True
-            )
+            line(f"  {marks[finding.level]} {finding.check}: {escape(finding.what)}")
             if finding.fix:
-                out.print(f"      fix: {escape(finding.fix)}", soft_wrap=True)
+                line(f"      fix: {escape(finding.fix)}")
     if any(report.problems for report in reports.values()):
         raise typer.Exit(1)
