@@ -268,7 +268,7 @@ def emulate(
     only: Annotated[
         str | None,
         typer.Option(
-            help="Systems to serve, comma-separated (ruddr, close, parsalink, truto; default: all).",
+            help="Systems to serve, comma-separated: ruddr, close, parsalink, truto (all).",
             metavar="LIST",
         ),
     ] = None,
