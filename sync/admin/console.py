@@ -16,7 +16,7 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Re
 from sync.admin import views
 from sync.admin.api import backend_of, system_param
 from sync.admin.auth import COOKIE, clear_cookie, set_cookie
-from sync.admin.html import badge, e, link, page, table
+from sync.admin.html import badge, e, link, page, table, when
 from sync.admin.limits import int_param
 from sync.engine import operations
 
@@ -103,6 +103,7 @@ def overview_fragment_html(request: Request) -> str:
     health = operations.system_health(engine)
     queued = views.outbox_states(engine)
     waiting = views.waiting_count(engine)
+    deals = views.deals_per_system(engine)
     rows = []
     for row in health:
         states = queued.get(row["system"], {})
@@ -111,9 +112,10 @@ def overview_fragment_html(request: Request) -> str:
             [
                 f'<th scope="row">{e(row["system"])}</th>',
                 badge(row["health"]),
-                e(row["last_poll_at"]),
+                str(deals.get(row["system"], 0)),
+                when(row["last_poll_at"]),
                 e(f"{row['lag_seconds']:.0f} s" if row["lag_seconds"] is not None else None),
-                e(row["cursor"]),
+                when(row["cursor"]),
                 str(states.get("pending", 0)),
                 str(states.get("in_flight", 0)),
                 str(states.get("retry", 0)),
@@ -125,7 +127,7 @@ def overview_fragment_html(request: Request) -> str:
             ]
         )
     headers = (
-        "system", "health", "last poll", "lag", "cursor", "pending", "in flight",
+        "system", "health", "deals", "last poll", "lag", "cursor", "pending", "in flight",
         "waiting retry", "open conflicts", "dead letters", "last reconcile healed", "held",
         "API budget left",
     )  # fmt: skip
@@ -146,8 +148,8 @@ def _runs_table(found: list[dict[str, Any]], caption: str) -> str:
             e(run["kind"]),
             e(run["system"] or "all"),
             f'<span class="status {e(run["status"])}">{e(run["status"])}</span>',
-            e(run["started_at"]),
-            e(run["finished_at"]),
+            when(run["started_at"]),
+            when(run["finished_at"]),
             e(_counts(run["counts"])),
             e(run["error"]),
         ]
@@ -197,7 +199,7 @@ def run_detail(request: Request) -> HTMLResponse:
     rows = [
         [
             link(f"/console/deals/{entry['record_id']}", entry["record_id"]),
-            e(entry["at"]),
+            when(entry["at"]),
             e(entry["system"]),
             e(entry["action"]),
             e(entry["field"]),

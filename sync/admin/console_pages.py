@@ -11,7 +11,7 @@ from starlette.responses import HTMLResponse
 from sync.admin import views
 from sync.admin.api import backend_of
 from sync.admin.console import render
-from sync.admin.html import button, e, link, table
+from sync.admin.html import button, e, link, table, when
 from sync.engine import operations
 
 
@@ -135,7 +135,7 @@ def deal(request: Request) -> HTMLResponse:
         else ""
     )
     timeline = "".join(
-        f'<li><time datetime="{e(j["at"])}">{e(j["at"])}</time> '
+        f"<li>{when(j['at'])} "
         f"<b>{e(j['action'])}</b> {e(j['field']) if j['field'] else ''} "
         f'<span class="from">from {e(j["system"] or "crmsync")}</span>'
         f'{_change(j)}<span class="why">{e(j["reason"])}</span></li>'

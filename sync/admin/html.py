@@ -92,6 +92,14 @@ def badge(health: str | None) -> str:
     return f'<span class="badge {kind}">{e(health)}</span>'
 
 
+def when(iso: str | None) -> str:
+    """A timestamp to the second, the exact ISO value kept in ``datetime``."""
+    if not iso:
+        return "—"
+    shown = iso.replace("T", " ")[:19]
+    return f'<time datetime="{escape(iso)}">{escape(shown)}</time>'
+
+
 def link(href: str, text: Any) -> str:
     return f'<a href="{escape(href)}">{e(text)}</a>'
 

@@ -254,6 +254,12 @@ def outbox_states(engine: Engine) -> dict[str, dict[str, int]]:
     return found
 
 
+def deals_per_system(engine: Engine) -> dict[str, int]:
+    """Live deals linked in each system."""
+    with engine.read_session() as session:
+        return links.count_live_per_system(session)
+
+
 def waiting_count(engine: Engine) -> int:
     """How many decisions wait for a person (a first run in review counts as one)."""
     gate = first_run.gate(engine)
