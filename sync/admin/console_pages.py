@@ -137,7 +137,7 @@ def deal(request: Request) -> HTMLResponse:
     timeline = "".join(
         f"<li>{when(j['at'])} "
         f"<b>{e(j['action'])}</b> {e(j['field']) if j['field'] else ''} "
-        f'<span class="from">from {e(j["system"] or "crmsync")}</span>'
+        f'<span class="tag">{e(j["system"] or "crmsync")}</span>'
         f'{_change(j)}<span class="why">{e(j["reason"])}</span></li>'
         for j in found["journal"]
     )
@@ -151,9 +151,13 @@ def deal(request: Request) -> HTMLResponse:
 
 
 def _change(entry: dict[str, Any]) -> str:
-    if entry["old"] is None and entry["new"] is None:
+    """What changed: old → new for a field, the whole deal folded away for a create."""
+    old, new = entry["old"], entry["new"]
+    if old is None and new is None:
         return " "
-    return f' <span class="change">{e(entry["old"])} → {e(entry["new"])}</span> '
+    if isinstance(new, dict) and old is None:
+        return f" <details><summary>fields</summary><pre>{e(new)}</pre></details> "
+    return f' <span class="change">{e(old)} → {e(new)}</span> '
 
 
 # --------------------------------------------------------------------------- actions

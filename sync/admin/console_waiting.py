@@ -12,7 +12,7 @@ from starlette.responses import HTMLResponse
 from sync.admin import views
 from sync.admin.api import backend_of
 from sync.admin.console import render
-from sync.admin.html import button, e, link, table
+from sync.admin.html import button, e, link, table, when
 
 FIRST_RUN_SAYS = {
     "unread": "Not every system has been read yet; the match waits for every first read.",
@@ -122,7 +122,7 @@ def _held(held: list[dict[str, Any]]) -> str:
                         link(f"/console/deals/{d['record_id']}", d["record_id"]),
                         e(d["external_id"]),
                         e(d["how"]),
-                        e(d["detected_at"]),
+                        when(d["detected_at"]),
                     ]
                     for d in state["deletes"]
                 ),

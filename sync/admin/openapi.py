@@ -192,8 +192,13 @@ def document(request: Request) -> dict[str, Any]:
         }
     )
     schema: dict[str, Any] = generator.get_schema(routes=request.app.routes)
+    said = {
+        (info.path, info.http_method): (info.func.__doc__ or "").split("---")[0].strip()
+        for info in generator.get_endpoints(request.app.routes)
+    }
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
+            operation.setdefault("description", " ".join(said.get((path, method), "").split()))
             _expand(operation)
             _with_refusals(path, method, operation)
     return schema

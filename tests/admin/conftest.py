@@ -1,5 +1,9 @@
 """The browser the console tests drive: Debian's Chromium, headless, through Playwright
-(one per test session; each test gets a fresh context: no cookie carries over)."""
+(one per test module; each test gets a fresh context: no cookie carries over).
+
+Module-scoped, not session-scoped: Playwright's sync API keeps an event loop marked running
+in its thread while it is open, and a later test that runs its own loop (anyio.run) there
+would refuse to start."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import pytest
 from tests.admin.browser import CHROMIUM, CHROMIUM_ARGS
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():  # a clear failure, never a silent skip
         pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does)")

@@ -91,3 +91,191 @@ def test_a_wrong_token_and_a_missing_csrf_token_are_refused(page: Any, served: S
     expect(page).to_have_url(f"{served.url}/console/login")
     page.goto(f"{served.url}/console/conflicts")
     expect(page).to_have_url(f"{served.url}/console/login")
+
+
+def test_approving_the_first_run_match_with_one_ambiguous_group_settled(
+    page: Any, tmp_path: Path
+) -> None:
+    """Three systems held the same deals; one deal has two look-alikes in Close. On the
+    waiting page the operator ticks which Close deal is the one and approves: the pair is
+    linked, the other Close deal stays a deal of its own, and nothing else is duplicated."""
+    from tests.e2e.test_first_run import _create, _three_systems
+
+    world = _three_systems(tmp_path)
+    try:
+        for i in (1, 2):
+            for system in ("ruddr", "close", "parsalink"):
+                _create(world, system, i)
+        _create(world, "ruddr", 7)
+        _create(world, "parsalink", 7)
+        chosen = _create(world, "close", 7, amount=1000.0)
+        other = _create(world, "close", 7, amount=2500.0)
+        world.cycle()
+        assert first_run.gate(world.engine).state == "review"
+        with serve(world) as served:
+            sign_in(page, served)
+            page.get_by_role("link", name="Waiting for you").click()
+            group = page.locator("fieldset.ambiguous")
+            expect(group).to_have_count(1)
+            check_page(page, "waiting-first-run")
+            for label in group.locator("li").all():
+                text = label.inner_text()
+                if f"close {other}" not in text:
+                    label.get_by_role("checkbox").check()
+            page.get_by_role("button", name="Approve the match").click()
+            expect(page.locator("#toast")).to_have_text("done")
+            eventually(lambda: first_run.gate(world.engine).state == "approved", "approved")
+        world.converge(cycles=2)
+        with world.engine.session() as session:
+            from sqlmodel import select
+
+            from sync.store.models import Link
+
+            copies: dict[str, set[str]] = {}
+            for link in session.exec(select(Link)).all():
+                copies.setdefault(link.record_id, set()).add(f"{link.system}:{link.external_id}")
+        settled = [c for c in copies.values() if f"close:{chosen}" in c]
+        assert len(settled) == 1 and len(settled[0]) == 3
+        alone = [c for c in copies.values() if f"close:{other}" in c]
+        assert len(alone) == 1 and not any(
+            c.startswith("close:") for c in alone[0] - {f"close:{other}"}
+        )
+        assert len(world.users["close"].all()) == 4  # deals 1, 2 and both look-alikes: no copy
+    finally:
+        world.engine.close()
+
+
+def test_confirming_a_held_mass_delete(page: Any, tmp_path: Path) -> None:
+    """ParsaLink loses 30 % of its deals at once: the guard holds them; the waiting page lists
+    them with what confirm and discard would do; confirming deletes them everywhere."""
+    world = make_world(tmp_path, seed_opportunities=20)
+    try:
+        assert world.converge(cycles=2).clean
+        world.config.systems["parsalink"].deletes = "propagate"
+        deals = world.users["parsalink"].all()
+        doomed = deals[: round(len(deals) * 0.3)]
+        for deal in doomed:
+            world.users["parsalink"].delete(str(deal["id"]))
+        world.cycle()
+        assert guard.held(world.engine, "parsalink") is not None
+        with serve(world) as served:
+            sign_in(page, served)
+            expect(page.locator("p.notice")).to_contain_text("wait for a person")
+            page.goto(f"{served.url}/console/waiting")
+            expect(page.get_by_text(f"{len(doomed)} held deletes in parsalink")).to_be_visible()
+            expect(page.get_by_text("delete them everywhere they are synced")).to_be_visible()
+            check_page(page, "waiting-held-deletes")
+            page.get_by_role("button", name="Confirm parsalink deletes").click()
+            expect(page.locator("#toast")).to_have_text("done")
+        assert guard.held(world.engine, "parsalink") is None
+        world.converge(cycles=2)
+        assert len(world.users["ruddr"].all()) == len(deals) - len(doomed)
+    finally:
+        world.engine.close()
+
+
+def test_resolving_a_manual_conflict_with_one_click(page: Any, tmp_path: Path) -> None:
+    """Ruddr and ParsaLink both edit a manual field: the conflict page shows both values and
+    the reason; taking ParsaLink's value writes it to every system."""
+    probe = make_world(tmp_path / "probe")
+    manual = probe.config.conflicts.model_copy(update={"fields": {"description": "manual"}})
+    probe.engine.close()
+    world = make_world(tmp_path, overrides={"conflicts": manual})
+    try:
+        deal = world.users["ruddr"].create("Contested")
+        world.converge(cycles=2)
+        record = record_of(world, "ruddr", deal)
+        time.sleep(1.1)  # ParsaLink stamps whole seconds: edit after our create's second
+        world.users["ruddr"].edit(deal, description="Ruddr's words")
+        theirs = link_of(world, "parsalink", record).external_id
+        world.users["parsalink"].edit(theirs, description="ParsaLink's words")
+        world.cycle()
+        assert len(operations.list_conflicts(world.engine)) == 1
+        with serve(world) as served:
+            sign_in(page, served)
+            page.get_by_role("link", name="Conflicts").click()
+            row = page.locator("tr", has_text="description")
+            expect(row).to_contain_text("Ruddr's words")
+            expect(row).to_contain_text("ParsaLink's words")
+            check_page(page, "conflicts")
+            row.get_by_role("button", name="Take parsalink's value").click()
+            expect(page.locator("#toast")).to_have_text("done")
+            expect(page.get_by_text("No open conflict.")).to_be_visible()
+        assert operations.list_conflicts(world.engine) == []
+        world.converge(cycles=2)
+        assert world.users["ruddr"].get(deal)["description"] == "ParsaLink's words"
+    finally:
+        world.engine.close()
+
+
+def test_replaying_a_dead_letter_after_the_fault_is_lifted(page: Any, world: World) -> None:
+    """ParsaLink refuses every request (422) while a deal is created in Ruddr: the push is a
+    dead letter with ParsaLink's own words. Once the fault is lifted, Replay sends it."""
+    world.converge(cycles=2)
+    world.faults("parsalink", error_rate=1.0, statuses=[422])
+    deal = world.users["ruddr"].create("Refused at first", amount=10.0)
+    world.cycle()
+    letters = operations.list_dead_letters(world.engine)
+    assert [letter["system"] for letter in letters] == ["parsalink"]
+    world.faults("parsalink")
+    with serve(world) as served:
+        sign_in(page, served)
+        page.get_by_role("link", name="Dead letters").click()
+        expect(page.locator("tbody tr")).to_have_count(1)
+        check_page(page, "deadletters")
+        page.get_by_role("button", name="Replay", exact=True).click()
+        expect(page.locator("#toast")).to_have_text("done")
+        expect(page.get_by_text("No open dead letter.")).to_be_visible()
+    world.cycle()
+    names = [d.get("name") for d in world.users["parsalink"].all()]
+    assert "Refused at first" in names, deal
+
+
+def test_finding_a_deal_by_a_vendor_id_shows_its_copies_and_timeline(
+    page: Any, world: World
+) -> None:
+    """Searching a Close id finds the deal; its page shows ours beside every system's copy
+    and the journal, oldest first, saying from where each change came."""
+    deal = world.users["ruddr"].create("Findable deal", amount=55.0)
+    world.converge(cycles=2)
+    record = record_of(world, "ruddr", deal)
+    close_id = link_of(world, "close", record).external_id
+    with serve(world) as served:
+        sign_in(page, served)
+        page.get_by_role("link", name="Deals").click()
+        page.get_by_label("Vendor id, record id or name").fill(close_id)
+        page.get_by_role("button", name="Find").click()
+        page.get_by_role("link", name="Findable deal").click()
+        expect(page.get_by_role("heading", name="Findable deal")).to_be_visible()
+        headers = page.locator("thead th")
+        expect(headers).to_contain_text(["field", "ours", f"close {close_id}"])
+        timeline = page.locator("ol.timeline li")
+        expect(timeline.first).to_contain_text("ruddr")
+        assert timeline.count() >= 2
+        check_page(page, "deal")
+
+
+def test_a_resync_started_from_the_console_is_followed_until_done(
+    page: Any, served: Served
+) -> None:
+    """Actions: a full resync of Close starts, its progress shows until it is done, and the
+    runs page (filtered to resyncs) lists it with its detail."""
+    served.world.converge(cycles=1)
+    sign_in(page, served)
+    page.get_by_role("link", name="Actions").click()
+    page.get_by_label("System", exact=True).first.select_option("close")
+    page.get_by_label("full").check()
+    page.get_by_role("button", name="Start resync").click()
+    expect(page.locator('#progress p[data-status="done"]')).to_be_visible(timeout=120_000)
+    check_page(page, "actions")
+    page.goto(f"{served.url}/console/runs?kind=resync")
+    runs = page.locator("tbody tr")
+    expect(runs).to_have_count(1)
+    expect(runs.first).to_contain_text("close")
+    check_page(page, "runs")
+    runs.first.get_by_role("link").click()
+    expect(page.get_by_role("heading", name="Run run_")).to_be_visible()
+    check_page(page, "run")
+    page.goto(f"{served.url}/docs")
+    expect(page.get_by_role("heading", name="crmsync admin API")).to_be_visible()
+    check_page(page, "docs")
