@@ -86,8 +86,9 @@ def home(request: Request) -> Response:
 
 def overview(request: Request) -> HTMLResponse:
     body = (
-        '<p class="hint">Updates every two seconds. Budget: requests the vendor says are left '
-        "in its current window, where it reports one.</p>"
+        '<p class="hint">Updates every two seconds, without reloading. Lag: time since the '
+        "last poll. API budget left: what the vendor says remains of its rate-limit window "
+        "(no connector reports it yet).</p>"
         '<div data-refresh="/console/fragments/overview" data-every="2000" aria-live="off">'
         f"{overview_fragment_html(request)}</div>"
     )

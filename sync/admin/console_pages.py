@@ -119,6 +119,9 @@ def deal(request: Request) -> HTMLResponse:
     ours, copies = found["fields"], found["copies"]
     names = sorted(set(ours) | {name for c in copies for name in c["fields"]})
     head = ["field", "ours"] + [f"{c['system']} {c['external_id']}" for c in copies]
+    rows_head = ["field", "ours"] + [
+        f"{e(c['system'])}<br><small>{e(c['external_id'])}</small>" for c in copies
+    ]
     rows = []
     for name in names:
         cells = [f'<th scope="row">{e(name)}</th>', e(ours.get(name))]
@@ -128,7 +131,9 @@ def deal(request: Request) -> HTMLResponse:
                 value = f'<mark class="diff" title="differs from ours">≠ {value}</mark>'
             cells.append(value)
         rows.append(cells)
-    side = table(head, rows, caption="Ours and each system's copy", empty="No field.")
+    side = table(
+        head, rows, caption="Ours and each system's copy", empty="No field.", raw_head=rows_head
+    )
     held = (
         f'<p class="notice">Held by an open conflict: {e(", ".join(found["held"]))}</p>'
         if found["held"]

@@ -58,13 +58,20 @@ def page(title: str, body: str, *, path: str, csrf: str | None) -> str:
 
 
 def table(
-    headers: Sequence[str], rows: Iterable[Sequence[str]], *, caption: str, empty: str
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    caption: str,
+    empty: str,
+    raw_head: Sequence[str] | None = None,
 ) -> str:
-    """A table of already-escaped cells; ``empty`` when there are no rows."""
+    """A table of already-escaped cells; ``empty`` when there are no rows. ``raw_head``:
+    header cells already as markup (else ``headers`` are escaped)."""
     body = "".join("<tr>" + "".join(_cell(cell) for cell in row) + "</tr>" for row in rows)
     if not body:
         return f'<p class="empty">{escape(empty)}</p>'
-    head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
+    cells = raw_head if raw_head is not None else [escape(h) for h in headers]
+    head = "".join(f'<th scope="col">{h}</th>' for h in cells)
     return (
         f"<table><caption>{escape(caption)}</caption><thead><tr>{head}</tr></thead>"
         f"<tbody>{body}</tbody></table>"

@@ -248,7 +248,8 @@ def test_finding_a_deal_by_a_vendor_id_shows_its_copies_and_timeline(
         page.get_by_role("link", name="Findable deal").click()
         expect(page.get_by_role("heading", name="Findable deal")).to_be_visible()
         headers = page.locator("thead th")
-        expect(headers).to_contain_text(["field", "ours", f"close {close_id}"])
+        expect(headers.first).to_have_text("field")
+        expect(page.locator("thead th", has_text=close_id)).to_contain_text("close")
         timeline = page.locator("ol.timeline li")
         expect(timeline.first).to_contain_text("ruddr")
         assert timeline.count() >= 2
