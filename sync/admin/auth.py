@@ -29,7 +29,14 @@ COOKIE = "crmsync_session"
 SESSION_SECONDS = 12 * 3600
 #: paths anyone may reach: probes, the sign-in page and what it needs
 OPEN_PATHS = frozenset(
-    {"/health", "/livez", "/readyz", "/console/login", "/console/static/console.css"}
+    {
+        "/health",
+        "/livez",
+        "/readyz",
+        "/console/login",
+        "/console/static/console.css",
+        "/console/static/console.js",
+    }
 )
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

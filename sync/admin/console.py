@@ -29,9 +29,21 @@ def csrf_of(request: Request) -> str | None:
     return session.csrf if session is not None else None
 
 
+#: no page may be framed (a one-click action under another site's page), and none runs a script
+#: or loads anything that is not the console's own
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
 def render(request: Request, title: str, body: str, status: int = 200) -> HTMLResponse:
     html = page(title, body, path=request.url.path, csrf=csrf_of(request))
-    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 
 
 def static(request: Request) -> Response:
@@ -96,7 +108,7 @@ def overview(request: Request) -> HTMLResponse:
 
 
 def overview_fragment(request: Request) -> HTMLResponse:
-    return HTMLResponse(overview_fragment_html(request), headers={"Cache-Control": "no-store"})
+    return HTMLResponse(overview_fragment_html(request), headers=PAGE_HEADERS)
 
 
 def overview_fragment_html(request: Request) -> str:

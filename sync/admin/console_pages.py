@@ -173,14 +173,14 @@ def actions(request: Request) -> HTMLResponse:
         f'<option value="{e(n)}">{e(n)}</option>' for n in backend_of(request).engine.systems
     )
     body = (
-        '<form id="resync-form" class="action" onsubmit="return false">'
+        '<form id="resync-form" class="action">'
         "<h2>Resync</h2><p>Re-read a system (or all) and push the differences. Incremental "
         "reads what changed since the cursor; full re-reads everything and finds deletes.</p>"
         f'<label for="a-system">System</label><select id="a-system" name="system">'
         f'<option value="">all systems</option>{systems}</select>'
         '<label><input type="checkbox" name="full"> full</label>'
         f"{button('Start resync', '/resync', form='resync-form', follow='progress')}</form>"
-        '<form id="reconcile-form" class="action" onsubmit="return false">'
+        '<form id="reconcile-form" class="action">'
         "<h2>Reconcile</h2><p>Read every deal and heal what the incremental path missed; a "
         "healthy installation heals nothing.</p>"
         f'<label for="r-system">System</label><select id="r-system" name="system">'

@@ -66,6 +66,14 @@ def _first_run(gate: dict[str, Any]) -> str:
             caption="Near-misses (never linked; create a duplicate unless you fix a name)",
             empty="",
         )
+    if gate["state"] != "review" and gate["held_for_review"]:
+        out += (
+            f'<div class="decide"><p>{gate["held_for_review"]} deal(s) of ambiguous groups are '
+            "held, untouched, until a person settles them: tick the deals that are one deal "
+            "above and apply. Nothing else changes.</p>"
+            f"{button('Apply the settled groups', '/first-run/approve', collect='settle')}"
+            "</div>"
+        )
     if gate["state"] == "review":
         out += (
             '<div class="decide"><p><b>Approve</b>: link every proposed match, and each '

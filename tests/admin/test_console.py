@@ -80,6 +80,9 @@ def test_a_wrong_token_and_a_missing_csrf_token_are_refused(page: Any, served: S
     assert page.request.get(f"{served.url}/status").status == 401
     sign_in(page, served)
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    headers = page.request.get(f"{served.url}/console").headers
+    assert headers["x-frame-options"] == "DENY"  # no page can be framed under another site's
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
     cookie = page.context.cookies()[0]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert TOKEN not in page.url
@@ -245,6 +248,7 @@ def test_finding_a_deal_by_a_vendor_id_shows_its_copies_and_timeline(
         page.get_by_role("link", name="Deals").click()
         page.get_by_label("Vendor id, record id or name").fill(close_id)
         page.get_by_role("button", name="Find").click()
+        check_page(page, "deals")
         page.get_by_role("link", name="Findable deal").click()
         expect(page.get_by_role("heading", name="Findable deal")).to_be_visible()
         headers = page.locator("thead th")

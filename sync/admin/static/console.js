@@ -90,11 +90,20 @@ document.addEventListener("click", async (event) => {
   }
 });
 
+// the action forms only gather a button's fields: Enter in one must not submit it
+document.addEventListener("submit", (event) => {
+  if (event.target.classList.contains("action")) event.preventDefault();
+});
+
 document.querySelectorAll("[data-refresh]").forEach((box) => {
   const every = Number(box.dataset.every || 2000);
   setInterval(async () => {
     try {
       const answer = await fetch(box.dataset.refresh, { credentials: "same-origin" });
+      if (answer.redirected) {
+        window.location.assign("/console/login"); // the session ended: sign in again
+        return;
+      }
       if (answer.ok) box.innerHTML = await answer.text();
     } catch (error) {
       // the admin process restarting: try again at the next tick
