@@ -44,6 +44,8 @@ def page(title: str, body: str, *, path: str, csrf: str | None) -> str:
         else ""
     )
     meta = f'<meta name="csrf-token" content="{escape(csrf)}">' if csrf else ""
+    # signed out, the pages are out of reach: show the way in only
+    nav = f'<nav aria-label="Console"><ul>{links}</ul></nav>' if csrf else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -51,7 +53,7 @@ def page(title: str, body: str, *, path: str, csrf: str | None) -> str:
         '<link rel="stylesheet" href="/console/static/console.css">'
         '<script src="/console/static/console.js" defer></script></head><body>'
         '<header><span class="brand">crmsync</span>'
-        f'<nav aria-label="Console"><ul>{links}</ul></nav>{signout}</header>'
+        f"{nav}{signout}</header>"
         f'<main id="main"><h1>{escape(title)}</h1>{body}</main>'
         '<div id="toast" role="status" aria-live="polite"></div></body></html>'
     )
