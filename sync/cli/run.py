@@ -223,7 +223,7 @@ def admin(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8700,
 ) -> None:
-    """The admin HTTP API (bearer token from CRMSYNC_ADMIN_TOKEN)."""
+    """The admin HTTP API and the operators' console at / (token: CRMSYNC_ADMIN_TOKEN)."""
     from sync.admin.app import TOKEN_ENV, create_app, serve
     from sync.admin.limits import token_problem
     from sync.runtime.backend import admin_backend
