@@ -164,6 +164,7 @@ def test_confirming_a_held_mass_delete(page: Any, tmp_path: Path) -> None:
         with serve(world) as served:
             sign_in(page, served)
             expect(page.locator("p.notice")).to_contain_text("wait for a person")
+            expect(_row(page, "parsalink")).to_contain_text("held (deletes)")
             page.goto(f"{served.url}/console/waiting")
             expect(page.get_by_text(f"{len(doomed)} held deletes in parsalink")).to_be_visible()
             expect(page.get_by_text("delete them everywhere they are synced")).to_be_visible()
