@@ -238,8 +238,9 @@ def test_replaying_a_dead_letter_after_the_fault_is_lifted(page: Any, world: Wor
 def test_finding_a_deal_by_a_vendor_id_shows_its_copies_and_timeline(
     page: Any, world: World
 ) -> None:
-    """Searching a Close id finds the deal; its page shows ours beside every system's copy
-    and the journal, oldest first, saying from where each change came."""
+    """Searching a Close id finds the deal (so does part of its name); its page shows ours
+    beside every system's copy and the journal, oldest first, saying from where each change
+    came."""
     deal = world.users["ruddr"].create("Findable deal", amount=55.0)
     world.converge(cycles=2)
     record = record_of(world, "ruddr", deal)
@@ -259,6 +260,8 @@ def test_finding_a_deal_by_a_vendor_id_shows_its_copies_and_timeline(
         expect(timeline.first).to_contain_text("ruddr")
         assert timeline.count() >= 2
         check_page(page, "deal")
+        page.goto(f"{served.url}/console/deals?q=findABLE")  # part of the name, any case
+        expect(page.get_by_role("link", name="Findable deal")).to_be_visible()
 
 
 def test_a_resync_started_from_the_console_is_followed_until_done(
