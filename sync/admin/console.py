@@ -120,7 +120,7 @@ def overview_fragment_html(request: Request) -> str:
     rows = []
     for row in health:
         states = queued.get(row["system"], {})
-        held = f"held: {e(row['held_message'])}" if row["held"] else "no"
+        held = link("/console/waiting", f"held ({row['held']}): see why") if row["held"] else "no"
         rows.append(
             [
                 f'<th scope="row">{e(row["system"])}</th>',

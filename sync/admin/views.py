@@ -75,14 +75,8 @@ def search_deals(engine: Engine, text: str) -> list[dict[str, Any]]:
     story = operations.record_story(engine, text)
     if story is not None:
         return [_summary(story.record, story.links)]
-    wanted = text.casefold()
-    found = []
     with engine.read_session() as session:
-        for record in records.live(session):
-            if wanted in str(record.fields.get("name") or "").casefold():
-                found.append(record)
-                if len(found) >= SEARCH_LIMIT:
-                    break
+        found = list(records.named(session, text, SEARCH_LIMIT))
         copies = links.of_records(session, [r.id for r in found])
     by_record: dict[str, list[Any]] = {}
     for link in copies:

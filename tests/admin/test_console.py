@@ -52,6 +52,7 @@ def test_sign_in_shows_every_system_live_and_updates_when_a_deal_changes(
     """Signed in, the overview lists every system of a running embedded sync; a deal created
     in Ruddr shows up in every system's deal count without the page being reloaded."""
     world = served.world
+    world.converge(cycles=2)
     page.goto(f"{served.url}/console")
     expect(page).to_have_url(f"{served.url}/console/login")  # refused without a session
     check_page(page, "login")
@@ -63,9 +64,9 @@ def test_sign_in_shows_every_system_live_and_updates_when_a_deal_changes(
         before = {s: _row(page, s).locator("td").nth(1).inner_text() for s in world.config.systems}
         page.evaluate("window.__notReloaded = true")
         world.users["ruddr"].create("Browser-made deal", amount=4321.0)
-        for system in world.config.systems:
-            expect(_row(page, system).locator("td").nth(1)).not_to_have_text(
-                before[system], timeout=60_000
+        for system in world.config.systems:  # one more deal in each, read from the page
+            expect(_row(page, system).locator("td").nth(1)).to_have_text(
+                str(int(before[system]) + 1), timeout=60_000
             )
         assert page.evaluate("window.__notReloaded") is True
     check_page(page, "overview")
@@ -164,6 +165,7 @@ def test_confirming_a_held_mass_delete(page: Any, tmp_path: Path) -> None:
         with serve(world) as served:
             sign_in(page, served)
             expect(page.locator("p.notice")).to_contain_text("wait for a person")
+            expect(_row(page, "parsalink")).to_contain_text("held (deletes)")
             page.goto(f"{served.url}/console/waiting")
             expect(page.get_by_text(f"{len(doomed)} held deletes in parsalink")).to_be_visible()
             expect(page.get_by_text("delete them everywhere they are synced")).to_be_visible()
@@ -237,8 +239,9 @@ def test_replaying_a_dead_letter_after_the_fault_is_lifted(page: Any, world: Wor
 def test_finding_a_deal_by_a_vendor_id_shows_its_copies_and_timeline(
     page: Any, world: World
 ) -> None:
-    """Searching a Close id finds the deal; its page shows ours beside every system's copy
-    and the journal, oldest first, saying from where each change came."""
+    """Searching a Close id finds the deal (so does part of its name); its page shows ours
+    beside every system's copy and the journal, oldest first, saying from where each change
+    came."""
     deal = world.users["ruddr"].create("Findable deal", amount=55.0)
     world.converge(cycles=2)
     record = record_of(world, "ruddr", deal)
@@ -258,6 +261,8 @@ def test_finding_a_deal_by_a_vendor_id_shows_its_copies_and_timeline(
         expect(timeline.first).to_contain_text("ruddr")
         assert timeline.count() >= 2
         check_page(page, "deal")
+        page.goto(f"{served.url}/console/deals?q=findABLE")  # part of the name, any case
+        expect(page.get_by_role("link", name="Findable deal")).to_be_visible()
 
 
 def test_a_resync_started_from_the_console_is_followed_until_done(
