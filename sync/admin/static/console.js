@@ -81,6 +81,9 @@ document.addEventListener("click", async (event) => {
       toast(`${data.run_id}: ${run.status}`, run.status !== "done");
     } else {
       toast("done");
+      // the page reloads to show the new state; the outcome stays on screen across it (a slow
+      // machine may reload before anyone, or any test, has read it)
+      sessionStorage.setItem("crmsync-toast", "done");
       setTimeout(() => window.location.reload(), 400);
     }
   } catch (error) {
@@ -89,6 +92,13 @@ document.addEventListener("click", async (event) => {
     button.disabled = false;
   }
 });
+
+// the outcome of the action that reloaded this page
+const shown = sessionStorage.getItem("crmsync-toast");
+if (shown) {
+  sessionStorage.removeItem("crmsync-toast");
+  toast(shown);
+}
 
 // the action forms only gather a button's fields: Enter in one must not submit it
 document.addEventListener("submit", (event) => {
