@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape, render
 from rich.table import Table
 
-from sync.cli.base import err, out
+from sync.cli.base import err, out, piped
 from sync.timefmt import parse_optional_timestamp, utcnow
 
 if TYPE_CHECKING:
@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 
 
 def short(value: Any, width: int = 40) -> str:
-    """A value on one cell: JSON for anything but text, cut at ``width`` with an ellipsis."""
+    """A value on one cell: JSON for anything but text, cut at ``width`` with an ellipsis on a
+    terminal; whole when the output goes to a pipe or a file (a script reads every value)."""
     text = json.dumps(value, default=str) if not isinstance(value, str) else value
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return text if len(text) <= width or piped() else text[: width - 1] + "…"
 
 
 def ago(seconds: float | None) -> str:
@@ -52,11 +53,23 @@ def when(stamp: str | None) -> str:
     return at.strftime("%Y-%m-%d %H:%M")
 
 
+def one_line(text: str) -> str:
+    """A message on one line: its lines joined, runs of spaces folded (a vendor's multi-line
+    error in a status row)."""
+    return " ".join(text.split())
+
+
 def counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()) if v) or "nothing to do"
 
 
-_HEALTH_STYLE = {"ok": "green", "stale": "yellow", "error": "red", "never": "dim"}
+_HEALTH_STYLE = {
+    "ok": "green",
+    "stale": "yellow",
+    "error": "red",
+    "held": "bold red",
+    "never": "dim",
+}
 
 
 def health_table(rows: list[dict[str, Any]], title: str = "systems") -> Table:
@@ -251,13 +264,20 @@ def first_run_notice(engine: Engine) -> None:
         )
 
 
+#: deals named per system and kind in a verify report (``--json`` names every one)
+NAMED = 50
+
+
 def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
     """Print a verify report (``crmsync verify``, the demo's last step); exit 1 unless every
-    system agrees (known differences count as agreeing with ``accept_known``)."""
+    system agrees (known differences count as agreeing with ``accept_known``). Every deal a
+    count counts is named below the table with why (up to ``NAMED`` a kind and system, then
+    how many more), so the counts and the lines agree."""
     columns = (
         "vendor deals",
         "linked",
         "unlinked",
+        "unreadable",
         "missing",
         "absent",
         "duplicates",
@@ -273,6 +293,7 @@ def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
                 check.vendor_records,
                 check.linked,
                 len(check.unlinked),
+                len(check.unreadable),
                 len(check.missing),
                 len(check.absent),
                 len(check.duplicates),
@@ -284,21 +305,10 @@ def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
         ]
         for name, check in report.systems.items()
     }
-    table = count_table("verify", columns, rows)
-    out.print(table)
+    out.print(count_table("verify", columns, rows))
     for name, check in report.systems.items():
-        for known in check.known[:50]:
-            where = " ".join(x for x in (known.external_id, known.field) if x)
-            out.print(f"  [cyan]{name} {escape(where)} known: {escape(known.reason)}[/]")
-    for name, check in report.systems.items():
-        for drift in check.drift[:50]:
-            out.print(
-                f"  [yellow]{name} {drift.external_id} {drift.field}: ours "
-                f"{short(drift.ours)} != theirs {short(drift.theirs)}[/]"
-            )
-        for duplicate in check.duplicates[:50]:
-            out.print(f"  [red]{name} duplicate: {short(duplicate)}[/]")
-    for group in report.twins[:50]:
+        _named_lines(name, check)
+    for group in report.twins[:NAMED]:
         out.print(f"  [red]one deal held as {len(group)} records: {', '.join(group)}[/]")
     if not report.agrees(accept_known=accept_known):
         raise typer.Exit(1)
@@ -306,3 +316,67 @@ def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
         out.print("[yellow]No drift besides the known differences listed (accepted).[/]")
         return
     out.print("[green]No drift.[/]")
+
+
+def _named_lines(system: str, check: Any) -> None:
+    """Each deal a count of ``check`` counts, one line each: what, which deal, and why."""
+    kinds = (
+        ("unlinked", check.unlinked, "red"),
+        ("unreadable", check.unreadable, "red"),
+        ("missing", check.missing, "red"),
+        ("absent", check.absent, "red"),
+    )
+    for kind, ids, style in kinds:
+        for deal_id in ids[:NAMED]:
+            name = check.names.get(deal_id)
+            deal = f"{deal_id} ({name!r})" if name else deal_id
+            why = check.why.get(deal_id, "")
+            line(f"  [{style}]{system} {kind}:[/] {escape(deal)}: {escape(why)}")
+        _more(system, kind, len(ids))
+    for known in check.known[:NAMED]:
+        where = " ".join(x for x in (known.external_id, known.field) if x)
+        line(f"  [cyan]{system} known:[/] {escape(where)}: {escape(known.reason)}")
+    _more(system, "known", len(check.known))
+    for drift in check.drift[:NAMED]:
+        line(
+            f"  [yellow]{system} drift:[/] {escape(drift.external_id)} {escape(drift.field)}: "
+            f"ours {escape(short(drift.ours))} != theirs {escape(short(drift.theirs))}"
+        )
+    _more(system, "drifting fields", len(check.drift))
+    for duplicate in check.duplicates[:NAMED]:
+        line(f"  [red]{system} duplicate:[/] {escape(short(duplicate))}")
+    _more(system, "duplicates", len(check.duplicates))
+
+
+def _more(system: str, kind: str, count: int) -> None:
+    if count > NAMED:
+        line(f"  {system} {kind}: {count - NAMED} more (`--json` lists every one)")
+
+
+def line(text: str) -> None:
+    """One line of a listing: wrapped at spaces to the terminal, never inside a word or a
+    number (a word wider than the terminal excepted), and whole when piped."""
+    out.print(text)
+
+
+def listing(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], *, styles: Sequence[str] = ()
+) -> None:
+    """Rows of plain text (no markup) as a table when it fits the terminal at its natural width,
+    else one row a line as ``column: value`` pairs, wrapped only at spaces. A table is never
+    squeezed — how rich squeezes differs between releases, and a squeezed cell splits words or
+    drops digits — so at any width every value is whole."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    for i, row in enumerate(rows):
+        table.add_row(*(escape(cell) for cell in row), style=styles[i] if styles else None)
+    if out.measure(table).maximum <= out.width:
+        out.print(table)
+        return
+    out.print(f"[bold]{escape(title)}[/]")
+    for i, row in enumerate(rows):
+        pairs = "  ".join(f"{c}: {v}" for c, v in zip(columns, row, strict=True) if v)
+        style = styles[i] if styles and styles[i] else ""
+        text = f"• {escape(pairs)}"
+        line(f"[{style}]{text}[/]" if style else text)
