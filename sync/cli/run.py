@@ -31,6 +31,7 @@ from sync.cli.base import (
     out,
     require_broker,
 )
+from sync.cli.progress import Progress
 from sync.cli.tables import (
     cycle_table,
     first_run_notice,
@@ -110,7 +111,8 @@ def _release_earlier_claims(engine: Engine) -> None:
 def _run_once(engine: Engine, max_wait: float) -> None:
     from sync.engine.cycle import run_cycle
 
-    report = run_cycle(engine, max_wait=max_wait)
+    with Progress(engine, "run"):
+        report = run_cycle(engine, max_wait=max_wait)
     out.print(cycle_table(report))
     for line in owed_lines(report.left):
         err.print(line, soft_wrap=True)

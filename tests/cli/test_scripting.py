@@ -218,3 +218,24 @@ def test_a_close_deal_moved_to_an_unmapped_stage_is_named_and_a_filter_closes_it
     code, out = crmsync(env, "run", "--once", "--no-live")
     letters = read_json(env, "deadletters")["dead_letters"]
     assert deal["id"] not in [row["external_id"] for row in letters], (out, letters)
+
+
+def test_a_seeded_run_shows_its_progress_and_the_counts_reach_the_total(tmp_path: Path) -> None:
+    """``run --once`` on seeded emulators prints, per system, whether it was read and the
+    pushes settled of all it owes; at the end every system's count has reached its total."""
+    with running(seed=1, seed_opportunities=3) as served:
+        env = {
+            "CRMSYNC_CONFIG": str(ROOT / "config.yaml"),
+            "CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'crmsync.db'}",
+            "CRMSYNC_LOG_FORMAT": "json",
+            "CRMSYNC_LOG_LEVEL": "warning",
+            "CRMSYNC_FIRST_RUN": "waive",
+            **{f"{name.upper()}_BASE_URL": emu.base_url for name, emu in served.items()},
+        }
+        code, out = crmsync(env, "run", "--once", "--no-live")
+    assert code == 0, out
+    found = dict(re.findall(r"^run (\w+): read; pushes (\d+/\d+) settled", out, re.MULTILINE))
+    assert set(found) == {"ruddr", "close", "parsalink", "truto_salesforce"}, out
+    for system, fraction in found.items():
+        settled, total = fraction.split("/")
+        assert settled == total and int(total) > 0, (system, fraction)
