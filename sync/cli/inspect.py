@@ -23,6 +23,7 @@ from sync.cli.base import (
     exported_config,
     fail,
     out,
+    piped,
     print_config_error,
     print_json,
 )
@@ -135,14 +136,14 @@ def status(
     if as_json:
         print_json(reports.status(rows, recent))
         return
-    out.print(health_table(rows))
+    out.print(health_table(rows, whole=piped()))  # a pipe gets every stamp whole
     for row in rows:  # a held system waits for an operator: say why and what to do
         if row.get("held"):
             why = escape(row["held_message"] or "")
             line(f"[bold red]HELD {row['system']}[/] ({row['held']}): {why}")
         elif row.get("last_error"):
             line(f"[red]{row['system']} last error:[/] {escape(one_line(row['last_error']))}")
-    out.print(runs_table(recent))
+    out.print(runs_table(recent, whole=piped()))
 
 
 # --------------------------------------------------------------------------- plan, verify

@@ -14,11 +14,10 @@ Exit codes: 0 done (or nothing held), 1 a bad request, 2 ``deletes`` listing hel
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from sync.cli.base import (
     build_engine,
@@ -27,12 +26,12 @@ from sync.cli.base import (
     configure_logging_again,
     context,
     engine_for,
-    err,
     exported_config,
     fail,
     out,
     print_json,
 )
+from sync.cli.progress import Progress
 from sync.cli.tables import counts_text, line, listing, one_line, reconcile_table, short
 
 if TYPE_CHECKING:
@@ -166,7 +165,7 @@ def reread_system(engine: Engine, config: Config, system: str) -> None:
         out.print(f"re-read of {system} enqueued")
         return
     run_id = queue_run(engine, system)
-    with err.status(f"re-reading {system} ({run_id})…"):
+    with Progress(engine, f"re-read {run_id}"):
         _, run_status, counts = resync_job(engine, system, True, run_id)
     out.print(f"re-read of {system} {run_id}: {run_status} ({counts_text(counts.values)})")
     if run_status != "done":
@@ -201,7 +200,7 @@ def resync(
         if not distributed:
             run_id = queue_run(engine, system)
             configure_logging_again(ctx)
-            with err.status(f"resync {run_id}…"):
+            with Progress(engine, f"resync {run_id}"):
                 _, status, counts = resync_job(engine, system, full, run_id)
             out.print(f"resync {run_id}: {status} ({counts_text(counts.values)})")
             raise typer.Exit(0 if status == "done" else 1)
@@ -231,7 +230,7 @@ def reconcile(
         if not distributed:
             run_id = queue_run(engine, system, kind="reconcile")
             configure_logging_again(ctx)
-            with err.status(f"reconcile {run_id}…"):
+            with Progress(engine, f"reconcile {run_id}"):
                 report = reconcile_job(engine, system, run_id)
             out.print(reconcile_table(report))
             if report.healed:
@@ -250,32 +249,27 @@ def reconcile(
 
 
 def _follow(engine: Engine, run_id: str, kind: str = "resync", poll_every: float = 0.5) -> None:
+    """Wait for an enqueued run, saying its state, the systems done of all once the worker
+    knows them, and the counts so far; the pushes it owes per system as ``run --once`` does."""
     from sync.engine import operations
 
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TimeElapsedColumn(),
-        console=err,
-    ) as progress:
-        task = progress.add_task(f"{kind} {run_id}", total=None)
+    with Progress(engine, kind) as progress:
         while True:
             run = operations.get_run(engine, run_id) or {"status": "queued", "counts": {}}
-            counts = run["counts"]
-            progress.update(
-                task,
-                total=counts.get("systems_total"),
-                completed=counts.get("systems_done", 0),
-                description=f"{kind} {run_id}: {run['status']}",
-            )
+            progress.headline = _follow_line(kind, run_id, run)
             if run["status"] not in ("queued", "running"):
                 break
             time.sleep(poll_every)
     out.print(f"{kind} {run_id}: {run['status']} ({counts_text(run['counts'])})")
     if run["status"] != "done":
         raise typer.Exit(1)
+
+
+def _follow_line(kind: str, run_id: str, run: dict[str, Any]) -> str:
+    counts = run["counts"]
+    total, done = counts.get("systems_total"), counts.get("systems_done", 0)
+    systems = f"; systems {done}/{total} done" if total else ""
+    return f"{kind} {run_id}: {run['status']}{systems}"
 
 
 # --------------------------------------------------------------------------- deletes, rebind

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ from sync.cli.base import (
     out,
     require_broker,
 )
+from sync.cli.progress import Progress
 from sync.cli.tables import (
     cycle_table,
     first_run_notice,
@@ -110,7 +112,8 @@ def _release_earlier_claims(engine: Engine) -> None:
 def _run_once(engine: Engine, max_wait: float) -> None:
     from sync.engine.cycle import run_cycle
 
-    report = run_cycle(engine, max_wait=max_wait)
+    with Progress(engine, "run"):
+        report = run_cycle(engine, max_wait=max_wait)
     out.print(cycle_table(report))
     for line in owed_lines(report.left):
         err.print(line, soft_wrap=True)
@@ -134,11 +137,13 @@ def _run_forever(engine: Engine, config: Config, live: bool) -> None:
     err.print("[green]crmsync running[/] (embedded). Ctrl-C finishes the job in flight and stops.")
 
     def view() -> Group:
-        return Group(
-            health_table(operations.system_health(engine), "crmsync — embedded"),
-            runs_table(operations.last_runs(engine, 5)),
+        return Group(  # whole stamps: the live view is where a person watches the seconds
+            health_table(operations.system_health(engine), "crmsync — embedded", whole=True),
+            runs_table(operations.last_runs(engine, 5), whole=True),
         )
 
+    if live:  # its INFO lines ("Running job …") would scroll above the live view
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         if live:
             with Live(view(), console=out, refresh_per_second=2, transient=False) as screen:

@@ -42,12 +42,15 @@ def ago(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def when(stamp: str | None) -> str:
+def when(stamp: str | None, *, whole: bool = False) -> str:
     """A stored ISO stamp on a narrow cell, in UTC: the time alone when it is today's, else the
-    date and minute (the exact stamp is in ``--json`` and the admin API)."""
+    date and minute (the exact stamp is in ``--json`` and the admin API); ``whole``: date and
+    time to the second, always."""
     at = parse_optional_timestamp(stamp) if stamp else None
     if at is None:
         return "—"
+    if whole:
+        return at.strftime("%Y-%m-%d %H:%M:%S")
     if at.date() == utcnow().date():
         return at.strftime("%H:%M:%S")
     return at.strftime("%Y-%m-%d %H:%M")
@@ -72,16 +75,18 @@ _HEALTH_STYLE = {
 }
 
 
-def health_table(rows: list[dict[str, Any]], title: str = "systems") -> Table:
+def health_table(
+    rows: list[dict[str, Any]], title: str = "systems", *, whole: bool = False
+) -> Table:
     columns = ("health", "last poll", "lag", "cursor", "pending", "conflicts", "dead letters")
     cells = {}
     for row in rows:
         style = _HEALTH_STYLE.get(row["health"], "")
         cells[row["system"]] = [
             f"[{style}]{row['health']}[/]" if style else row["health"],
-            when(row["last_poll_at"]),
+            when(row["last_poll_at"], whole=whole),
             ago(row["lag_seconds"]),
-            when(row["cursor"]),
+            when(row["cursor"], whole=whole),
             str(row["pending"]),
             str(row["conflicts"]),
             f"[red]{row['dead_letters']}[/]" if row["dead_letters"] else "0",
@@ -97,26 +102,29 @@ def _healed_cell(healed: int | None) -> str:
     return f"[yellow]{healed}[/]" if healed else "0"
 
 
-def runs_table(runs: list[dict[str, Any]]) -> Table:
+def runs_table(runs: list[dict[str, Any]], *, whole: bool = False) -> Table:
+    """The last runs, fitted to 80 columns without rich squeezing anything: every cell is
+    no_wrap and holds its own line breaks (what above status, date above time, one count a
+    line), so no release of rich can cut a run id, a stamp or a count."""
     # no outer edge: an 80-column terminal then fits a cycle's counts beside the full run id
     table = Table(title="last runs (times UTC)", title_justify="left", show_edge=False)
     table.add_column("run", no_wrap=True)  # the id the logs carry: never cut
-    table.add_column("what")
-    table.add_column("status")
-    # may wrap between date and time: the only room an 80-column terminal can give back
-    table.add_column("started")
+    table.add_column("what", no_wrap=True)
+    table.add_column("started", no_wrap=True)
     table.add_column("took", justify="right", no_wrap=True)
     items = [[f"{k}={v}" for k, v in sorted(run["counts"].items()) if v] for run in runs]
-    # one "name=count" a line and never wrapped: how a terminal is fitted differs between rich
-    # releases, and a count cut in the middle reads as another number
+    # one "name=count" a line and never wrapped: a count cut in the middle reads as another
     table.add_column("counts", no_wrap=True)
     for run, counts in zip(runs, items, strict=True):
-        style = {"done": "green", "failed": "red", "interrupted": "yellow"}.get(run["status"], "")
+        style = {"done": "green", "failed": "red", "interrupted": "yellow", "died": "red"}.get(
+            run["status"], ""
+        )
+        status = f"[{style}]{run['status']}[/]" if style else run["status"]
+        what = escape("\n".join(x for x in (run["kind"], run["system"]) if x))
         table.add_row(
             run["id"],
-            f"{run['kind']} {run['system'] or ''}".strip(),
-            f"[{style}]{run['status']}[/]" if style else run["status"],
-            when(run["started_at"]),
+            f"{what}\n{status}",
+            when(run["started_at"], whole=whole).replace(" ", "\n"),
             _took(run["started_at"], run["finished_at"]),
             escape("\n".join(counts)) or "—",
         )

@@ -8,11 +8,12 @@ JSON values: strings, numbers, booleans, lists and objects; stamps as ISO 8601 i
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sync.store import records
-from sync.timefmt import format_iso, format_optional_iso
+from sync.timefmt import as_utc, format_iso, format_optional_iso, utcnow
 
 if TYPE_CHECKING:
     from sync.engine.context import Engine
@@ -233,3 +234,70 @@ def deletes(held: list[HeldDelete], holds: dict[str, SystemState]) -> dict[str, 
         },
         "deletes": [vars(item) for item in held],
     }
+
+
+# --------------------------------------------------------------------------- progress
+
+
+@dataclass(frozen=True)
+class SystemProgress:
+    """How far a run is with one system: read yet, pushes settled of all it owes, and what
+    it waits for (the vendor's rate limit, a retry) when it waits."""
+
+    system: str
+    read: bool
+    error: str | None
+    settled: int
+    total: int
+    waiting: str | None
+
+
+def run_progress(engine: Engine, since: dt.datetime) -> list[SystemProgress]:
+    """Every system's progress in a run started at ``since`` (read from the store, so another
+    thread may ask while the run works)."""
+    from sync.store import cursors, outbox
+
+    now = utcnow()
+    with engine.read_session() as session:
+        counts = outbox.progress_since(session, since)
+        retries = {system: (at, error) for system, at, error in outbox.retries_due(session)}
+        polled = {c.system: c for c in cursors.every(session)}
+    found = []
+    for system in engine.systems:
+        rows = {status: n for name, status, n in counts if name == system}
+        cursor = polled.get(system)
+        stamp = cursor.last_poll_at if cursor is not None else None
+        read = stamp is not None and as_utc(stamp) >= since
+        open_rows = sum(n for status, n in rows.items() if status in outbox.OPEN_STATES)
+        settled = sum(rows.values()) - open_rows
+        found.append(
+            SystemProgress(
+                system,
+                read,
+                cursor.last_error if cursor is not None else None,
+                settled,
+                settled + open_rows,
+                _waiting(engine, system, retries.get(system), now) if open_rows else None,
+            )
+        )
+    return found
+
+
+def _waiting(
+    engine: Engine,
+    system: str,
+    retry: tuple[dt.datetime, str | None] | None,
+    now: dt.datetime,
+) -> str | None:
+    """What pushes to ``system`` wait for, in words, else None."""
+    limiter = engine.limiter
+    delay = getattr(limiter, "delay", None)
+    if delay is not None and delay(system) > 0.05:
+        rate = limiter.rate(system)
+        return f"waiting for {system}'s rate limit ({rate:g} requests/s)"
+    if retry is not None:
+        at, error = retry
+        seconds = max(0.0, (as_utc(at) - now).total_seconds())
+        why = f": {' '.join(error.split())[:80]}" if error else ""
+        return f"waiting for a retry in {seconds:.0f}s{why}"
+    return None

@@ -151,3 +151,91 @@ def test_absurd_option_values_are_refused(env: dict[str, str]) -> None:
     """``status --runs -5`` is a usage error, not an empty listing."""
     code, out = crmsync(env, "status", "--runs", "-5")
     assert code == 2 and "--runs" in out and "greater than or equal to 1" in out, out
+
+
+@pytest.fixture
+def own(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A store of its own after one seeded cycle, and a config this test may edit."""
+    config = tmp_path / "config.yaml"
+    config.write_text((ROOT / "config.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    with running(seed=1, seed_opportunities=3) as served:
+        env = {
+            "CRMSYNC_CONFIG": str(config),
+            "CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'crmsync.db'}",
+            "CRMSYNC_LOG_FORMAT": "json",
+            "CRMSYNC_LOG_LEVEL": "warning",
+            "CRMSYNC_FIRST_RUN": "waive",
+            **{f"{name.upper()}_BASE_URL": emu.base_url for name, emu in served.items()},
+        }
+        code, out = crmsync(env, "run", "--once", "--no-live")
+        assert code == 0, out
+        yield env
+
+
+def test_a_close_deal_moved_to_an_unmapped_stage_is_named_and_a_filter_closes_it(
+    own: dict[str, str],
+) -> None:
+    """Issue 24 finding 4, through Close's API and the CLI: a deal moved to "Renewal Due" in
+    the Renewals pipeline (a status the mapping lacks) is listed by ``plan`` as not planned and
+    named by ``verify`` as unreadable, with why, its count agreeing; once the filter the config
+    suggests leaves that pipeline out, the next run closes the dead letter by itself."""
+    import httpx
+
+    env = own
+    with httpx.Client(base_url=env["CLOSE_BASE_URL"], auth=("close-test-key", "")) as close:
+        statuses = close.get("/status/opportunity/").json()["data"]
+        renewal = next(s["id"] for s in statuses if s["label"] == "Renewal Due")
+        deal = close.get("/opportunity/").json()["data"][0]
+        moved = close.put(f"/opportunity/{deal['id']}/", json={"status_id": renewal})
+        assert moved.status_code == 200, moved.text
+    crmsync(env, "run", "--once", "--no-live")
+    letters = read_json(env, "deadletters")["dead_letters"]
+    assert deal["id"] in [row["external_id"] for row in letters], letters
+    plan = read_json(env, "plan")
+    assert any(
+        item["external_id"] == deal["id"] and item["what"] == "cannot be read"
+        for item in plan["not_planned"]
+    ), (deal["id"], plan["not_planned"])
+    code, out = crmsync(env, "plan", columns=200)
+    assert deal["id"] in out and "cannot be read" in out and "Nothing to write: every" not in out
+    verify = read_json(env, "verify")["systems"]["close"]
+    unreadable = {item["external_id"]: item["why"] for item in verify["unreadable"]}
+    assert "Renewal Due" in unreadable[deal["id"]], unreadable
+    code, out = crmsync(env, "verify", columns=200)
+    assert code == 1 and f"close unreadable: {deal['id']}" in out, out
+
+    config = Path(env["CRMSYNC_CONFIG"])
+    text = config.read_text(encoding="utf-8")
+    suggested = (
+        '    # filter:                              # e.g. only the "Sales" pipeline takes part\n'
+        "    #   - {path: pipeline_name, in: [Sales]}\n"
+    )
+    assert suggested in text
+    config.write_text(
+        text.replace(suggested, "    filter:\n      - {path: pipeline_name, in: [Sales]}\n"),
+        encoding="utf-8",
+    )
+    code, out = crmsync(env, "run", "--once", "--no-live")
+    letters = read_json(env, "deadletters")["dead_letters"]
+    assert deal["id"] not in [row["external_id"] for row in letters], (out, letters)
+
+
+def test_a_seeded_run_shows_its_progress_and_the_counts_reach_the_total(tmp_path: Path) -> None:
+    """``run --once`` on seeded emulators prints, per system, whether it was read and the
+    pushes settled of all it owes; at the end every system's count has reached its total."""
+    with running(seed=1, seed_opportunities=3) as served:
+        env = {
+            "CRMSYNC_CONFIG": str(ROOT / "config.yaml"),
+            "CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'crmsync.db'}",
+            "CRMSYNC_LOG_FORMAT": "json",
+            "CRMSYNC_LOG_LEVEL": "warning",
+            "CRMSYNC_FIRST_RUN": "waive",
+            **{f"{name.upper()}_BASE_URL": emu.base_url for name, emu in served.items()},
+        }
+        code, out = crmsync(env, "run", "--once", "--no-live")
+    assert code == 0, out
+    found = dict(re.findall(r"^run (\w+): read; pushes (\d+/\d+) settled", out, re.MULTILINE))
+    assert set(found) == {"ruddr", "close", "parsalink", "truto_salesforce"}, out
+    for system, fraction in found.items():
+        settled, total = fraction.split("/")
+        assert settled == total and int(total) > 0, (system, fraction)
