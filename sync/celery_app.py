@@ -19,16 +19,21 @@ from Celery's docs (https://docs.celeryq.dev/en/stable/userguide/configuration.h
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
 import os
-from typing import Any
+import sys
+from typing import Any, ClassVar
 
 import structlog
-from celery import Celery, signals
+from celery import Celery, bootsteps, signals
 from kombu.entity import Exchange, Queue
 
 from sync import metrics
 from sync.config import BROKER_URL_ENV, ConfigError, load_config
-from sync.logging import bind_task, clear_context, configure_logging
+from sync.logging import bind_task, clear_context, configure_logging, current_format
+from sync.runtime.heartbeat import Heartbeat
 
 ADMIN_QUEUE = "crmsync.admin"
 TIME_LIMIT_ENV = "CRMSYNC_TASK_TIME_LIMIT"
@@ -111,8 +116,73 @@ app = make_app()
 
 
 def _setup_logging(**_: Any) -> None:
-    """Celery leaves logging to us: the same structlog set-up as the CLI."""
-    configure_logging()
+    """Celery leaves logging to us: the same structlog set-up as the CLI, in the format the
+    CLI chose (``--log-format``; a forked child inherits it), else ``$CRMSYNC_LOG_FORMAT``."""
+    if configure_logging(current_format()) == "json":
+        _say_in_json()
+
+
+def _say_in_json() -> None:
+    """Celery writes its shutdown notices ("worker: Warm shutdown") with ``safe_say``, raw to
+    the terminal from a signal handler: in JSON mode each becomes one JSON line instead. Still
+    one ``os.write`` and no logging call: the logging lock may be held when the signal lands."""
+    import celery.apps.worker as celery_worker
+
+    def say(msg: str, f: Any = sys.__stderr__) -> None:
+        line = {
+            "event": " ".join(str(msg).split()),
+            "level": "info",
+            "logger": "celery.worker",
+            "timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        }
+        stream = f or sys.__stderr__
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # best effort, as Celery's
+            os.write(stream.fileno(), (json.dumps(line) + "\n").encode())  # type: ignore[union-attr]
+
+    celery_worker.safe_say = say
+
+
+def _no_banner(sender: Any = None, instance: Any = None, conf: Any = None, **_: Any) -> None:
+    """Celery prints a ~30-line text banner to stdout at start unless quiet: one log line
+    (JSON in JSON mode) says the same — which queues, how many processes, which broker."""
+    if instance is None:
+        return
+    instance.quiet = True
+    log.info(
+        "worker_starting",
+        hostname=sender,
+        queues=sorted(q.name for q in instance.app.amqp.queues.consume_from.values()),
+        concurrency=getattr(instance, "concurrency", None),
+        pool=getattr(getattr(instance, "pool_cls", None), "__name__", None),
+        broker=instance.app.connection_for_read().as_uri(),  # password masked by kombu
+    )
+
+
+class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Touches ``$CRMSYNC_HEARTBEAT_FILE`` from the consumer's own timer, so the file stops
+    moving when the loop that takes tasks off the broker is stuck (see sync.runtime.heartbeat).
+    """
+
+    requires: ClassVar[tuple[str, ...]] = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.heartbeat = Heartbeat.from_env()
+        self.timer: Any = None
+
+    def start(self, parent: Any) -> None:
+        if self.heartbeat is None:
+            return
+        self.heartbeat.beat()
+        self.timer = parent.timer.call_repeatedly(self.heartbeat.interval, self.heartbeat.beat)
+
+    def stop(self, parent: Any) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+app.steps["consumer"].add(HeartbeatStep)
 
 
 def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
@@ -156,6 +226,7 @@ def _child_exited(pid: int | None = None, **_: Any) -> None:
 
 # Connected with calls rather than decorators: Celery's signal decorators are untyped.
 signals.setup_logging.connect(_setup_logging, weak=False)
+signals.celeryd_after_setup.connect(_no_banner, weak=False)
 signals.task_prerun.connect(_bind_task, weak=False)
 signals.task_postrun.connect(_unbind_task, weak=False)
 signals.worker_process_init.connect(_after_fork, weak=False)

@@ -11,13 +11,14 @@ guide, https://www.structlog.org/en/stable/contextvars.html.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, ParamSpec, TextIO, TypeVar
 
 import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, clear_contextvars
@@ -34,8 +35,10 @@ __all__ = [
     "bind_run",
     "bind_system",
     "bind_task",
+    "carried",
     "clear_context",
     "configure_logging",
+    "current_format",
     "get_logger",
     "log_context",
     "redact",
@@ -167,6 +170,27 @@ def log_context(**values: object) -> Iterator[None]:
         yield
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def carried(fn: Callable[P, T], /, **values: object) -> Callable[P, T]:
+    """``fn``, to be run on a pool thread with this thread's log context (run, system, task)
+    and ``values`` (e.g. ``record_id``) bound: a thread pool's threads do not inherit
+    contextvars, so lines logged there would name no run. Make one per submitted call (one
+    context cannot run on two threads at once)."""
+    context = contextvars.copy_context()
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        def inner() -> T:
+            with bound_contextvars(**values):
+                return fn(*args, **kwargs)
+
+        return context.run(inner)
+
+    return run
+
+
 def get_logger(name: str | None = None, **initial: object) -> Any:
     """A structlog logger (``name`` becomes the ``logger`` key)."""
     return structlog.get_logger(name, **initial) if name else structlog.get_logger(**initial)
@@ -175,8 +199,25 @@ def get_logger(name: str | None = None, **initial: object) -> Any:
 # --------------------------------------------------------------------------- configuration
 
 _HANDLER_NAME = "crmsync"
-# Libraries that log every request at INFO: useful when debugging, noise otherwise.
-_CHATTY = ("httpx", "httpcore", "hpack", "urllib3", "asyncio", "alembic")
+# Libraries that log every request (or every scheduled job, or every task) at INFO: useful when
+# debugging, noise otherwise. APScheduler says "Running job"/"executed successfully" twice per
+# system per poll; Celery "received"/"succeeded" for every task (failures stay: ERROR; our own
+# capture_done / drain_done lines say what a poll or drain did).
+_CHATTY = (
+    "httpx",
+    "httpcore",
+    "hpack",
+    "urllib3",
+    "asyncio",
+    "alembic",
+    "apscheduler",
+    "celery.worker.strategy",
+    "celery.app.trace",
+)
+# Keys libraries add for their own coloured console output (uvicorn's ``color_message``).
+_COLOUR_KEYS = ("color_message",)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_configured: LogFormat | None = None
 
 
 def resolve_format(fmt: str | None, stream: TextIO) -> LogFormat:
@@ -205,6 +246,22 @@ def _shared_processors() -> list[Processor]:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
+
+
+def drop_colours(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: no ANSI escape codes in a JSON line (uvicorn colours its messages
+    and adds a ``color_message`` copy of each; a log shipper would store the codes verbatim)."""
+    for key in _COLOUR_KEYS:
+        event_dict.pop(key, None)
+    for key, value in event_dict.items():
+        if isinstance(value, str) and "\x1b" in value:
+            event_dict[key] = _ANSI.sub("", value)
+    return event_dict
+
+
+def current_format() -> LogFormat | None:
+    """The format :func:`configure_logging` last chose in this process (None before)."""
+    return _configured
 
 
 def _renderer(fmt: LogFormat, stream: TextIO) -> Processor:
@@ -254,10 +311,16 @@ def configure_logging(
             # Exceptions become text *before* redaction: tracebacks quote URLs and headers too.
             structlog.processors.format_exc_info,
             redact,
+            *([drop_colours] if chosen == "json" else []),
             _renderer(chosen, target),
         ],
     )
     _install_handler(formatter, stream, numeric)
+    # Python warnings (Celery's SecurityWarning, deprecations) become log lines too: in JSON
+    # mode a raw "file.py:893: Warning" line would be the one line a log shipper cannot parse.
+    logging.captureWarnings(True)
+    global _configured
+    _configured = chosen
     return chosen
 
 

@@ -5,9 +5,14 @@ Two kinds, on one registry:
 - Counters this process increments as it works — records fetched / changed / pushed by system,
   conflicts, errors — via :func:`observe_counts` and :func:`observe_error`. A worker exports
   them on ``CRMSYNC_METRICS_PORT``; the admin API exports the admin process's.
+- Histograms this process observes: vendor request latency (each attempt, from the HTTP
+  layer's observers) and propagation lag (a change queued for a system until the push landed);
+  the request budget each vendor's rate-limit headers say is left (a gauge).
 - Values read at scrape time: vendor API calls by system and status (from the HTTP layer's
   request counters) and, from the store (so they are right whichever process scrapes), poll lag,
-  pending outbox rows, open conflicts and dead letters.
+  health, pending outbox rows, open conflicts and dead letters.
+- ``crmsync_build_info`` (version, Python) and the process's ``process_*`` metrics (CPU,
+  memory, open files; in multiprocess mode those of the worker's main process).
 
 A prefork worker (``crmsync worker --concurrency 4``) does its work in child processes, each
 with its own memory: the worker's parent process calls :func:`share_across_processes` before
@@ -23,18 +28,31 @@ from __future__ import annotations
 
 import glob
 import os
+import platform
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest, multiprocess, values
+import structlog
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+    values,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from sync.connectors.http.stats import REQUEST_STATS, RequestKey, RequestStats
+from sync import __version__
+from sync.connectors.http.stats import REQUEST_STATS, Budget, RequestKey, RequestStats
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+log = structlog.get_logger("crmsync.metrics")
 
 #: Count names the engine reports (sync.engine.context.Counts) -> the metric they feed.
 _RECORD_OUTCOMES = {
@@ -63,6 +81,27 @@ ERRORS = Counter(
     registry=REGISTRY,
 )
 
+REQUEST_SECONDS = Histogram(
+    "crmsync_vendor_request_duration_seconds",
+    "Vendor API request latency per attempt (until the response headers), by system and method.",
+    ["system", "method"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
+PROPAGATION_SECONDS = Histogram(
+    "crmsync_propagation_lag_seconds",
+    "From a change queued for a system (captured elsewhere) until its push landed there.",
+    ["system"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600),
+    registry=REGISTRY,
+)
+BUDGET = Gauge(
+    "crmsync_vendor_budget_ratio",
+    "Share of the vendor's request allowance left, as its last rate-limit headers said (0..1).",
+    ["system"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
 
 #: In multiprocess mode, each process's vendor API calls (the HTTP layer counts them in memory;
 #: :func:`flush_api_calls` copies them here). Not on ``REGISTRY``, where
@@ -74,7 +113,7 @@ API_CALLS = Counter(
     registry=None,
 )
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-_SHARED = (RECORDS, CONFLICTS, ERRORS, API_CALLS)
+_SHARED = (RECORDS, CONFLICTS, ERRORS, API_CALLS, REQUEST_SECONDS, PROPAGATION_SECONDS, BUDGET)
 _flushed: dict[RequestKey, int] = {}
 _flush_lock = threading.Lock()
 
@@ -93,6 +132,34 @@ def observe_counts(system: str, counts: Mapping[str, int]) -> None:
 
 def observe_error(system: str, error: BaseException) -> None:
     ERRORS.labels(system, type(error).__name__).inc()
+
+
+def observe_propagation(system: str, seconds: float) -> None:
+    """A push to ``system`` landed ``seconds`` after its change was queued."""
+    PROPAGATION_SECONDS.labels(system).observe(max(0.0, seconds))
+
+
+def _observe_request(key: RequestKey, seconds: float, budget: Budget | None) -> None:
+    REQUEST_SECONDS.labels(key.system, key.method).observe(seconds)
+    if budget is not None:
+        BUDGET.labels(key.system).set(min(1.0, max(0.0, budget.remaining / budget.limit)))
+
+
+REQUEST_STATS.observers.append(_observe_request)
+
+
+class BuildInfoCollector(Collector):
+    """``crmsync_build_info{version, python}`` 1: which build a process runs (a gauge, so it
+    works in multiprocess mode too)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        info = GaugeMetricFamily(
+            "crmsync_build_info",
+            "The crmsync build this process runs.",
+            labels=["version", "python"],
+        )
+        info.add_metric([__version__, platform.python_version()], 1.0)
+        yield info
 
 
 class ApiCallsCollector(Collector):
@@ -139,13 +206,34 @@ class StoreCollector(Collector):
             "1 while a system is held for an operator (binding changed, mass delete), by reason.",
             labels=["system", "reason"],
         )
+        health = GaugeMetricFamily(
+            "crmsync_system_health",
+            "1 for the poll health: ok, stale (no poll for 3 intervals), error, never.",
+            labels=["system", "health"],
+        )
         held_deletes = GaugeMetricFamily(
             "crmsync_deletes_held",
             "Deletes the mass-delete guard stopped, waiting for `crmsync deletes`.",
             labels=["system"],
         )
-        for row in self._health():
+        store_up = GaugeMetricFamily(
+            "crmsync_store_up", "1 when the store answered this scrape's questions, else 0."
+        )
+        try:
+            rows = self._health()
+        except Exception as exc:
+            # The database is down (or gone): the scrape still serves every other metric, and
+            # says so, rather than failing whole.
+            log.warning("metrics_store_unreadable", error=f"{type(exc).__name__}: {exc}")
+            rows = []
+            store_up.add_metric([], 0.0)
+        else:
+            store_up.add_metric([], 1.0)
+        yield store_up
+        for row in rows:
             system = str(row["system"])
+            if row.get("health"):
+                health.add_metric([system, str(row["health"])], 1.0)
             if row.get("held"):
                 held.add_metric([system, str(row["held"])], 1.0)
             held_deletes.add_metric([system], float(row.get("held_deletes") or 0))
@@ -154,10 +242,12 @@ class StoreCollector(Collector):
             pending.add_metric([system], float(row["pending"]))
             conflicts.add_metric([system], float(row["conflicts"]))
             dead.add_metric([system], float(row["dead_letters"]))
-        yield from (lag, pending, conflicts, dead, held, held_deletes)
+        yield from (lag, health, pending, conflicts, dead, held, held_deletes)
 
 
 REGISTRY.register(ApiCallsCollector())
+REGISTRY.register(BuildInfoCollector())
+ProcessCollector(registry=REGISTRY)
 _store_collector: StoreCollector | None = None
 
 
@@ -232,4 +322,6 @@ def serve_shared(port: int, addr: str = "0.0.0.0") -> None:
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(BuildInfoCollector())
+    ProcessCollector(registry=registry)
     start_http_server(port, addr=addr, registry=registry)

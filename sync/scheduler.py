@@ -28,6 +28,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from sync.config import Config, ConfigError, load_config
 from sync.engine.context import Counts, Engine
+from sync.runtime.heartbeat import Heartbeat
 from sync.runtime.jobs import logged_failure, poll_and_drain_job, reconcile_job
 from sync.timefmt import utcnow
 
@@ -68,10 +69,10 @@ class EnqueueDispatcher:
             return False
         every = self.periods.get(job, 0.0)
         if every > 0 and not claim_slot(self._client, job, every, prefix=self._prefix):
-            log.info("enqueue_skipped", job=job, reason="already enqueued this period")
+            log.debug("enqueue_skipped", job=job, reason="already enqueued this period")
             return False
         self._send(task, args)
-        log.info("enqueued", job=job, task=task)
+        log.debug("enqueued", job=job, task=task)  # every poll: the worker logs what it did
         return True
 
     def poll(self, system: str) -> None:
@@ -181,6 +182,7 @@ class Runner:
         self.scheduler = make_scheduler(config, dispatcher)
         self.stop = threading.Event()
         self._reload = threading.Event()
+        self.heartbeat = Heartbeat.from_env()  # liveness for probes ($CRMSYNC_HEARTBEAT_FILE)
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGINT, self._on_stop)
@@ -221,6 +223,8 @@ class Runner:
             return False
         if self._reload.is_set():
             self.reload()
+        if self.heartbeat is not None and self.scheduler.running:
+            self.heartbeat.beat()
         return True
 
     def shutdown(self) -> None:

@@ -196,3 +196,43 @@ def test_default_stream_follows_sys_stderr(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr("sys.stderr", swapped)
     get_logger().info("to_the_new_stderr")
     assert json_lines(swapped)[0]["event"] == "to_the_new_stderr"
+
+
+def test_a_pool_thread_logs_with_the_run_of_whoever_submitted_the_work() -> None:
+    """Pool threads inherit no contextvars: through ``carried`` a line logged there names the
+    submitter's run and system and the record it is about; without it, none of them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sync.logging import carried
+
+    stream = io.StringIO()
+    configure_logging("json", "INFO", stream=stream)
+    log = get_logger("test.pool")
+    clear_context()
+    bind_run("run_pool", system="close")
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            pool.submit(carried(log.info, record_id="rec_1"), "pushed").result()
+            pool.submit(log.info, "bare").result()
+    finally:
+        clear_context()
+    pushed, bare = json_lines(stream)
+    assert (pushed["run_id"], pushed["system"], pushed["record_id"]) == (
+        "run_pool",
+        "close",
+        "rec_1",
+    )
+    assert "run_id" not in bare
+
+
+def test_json_lines_carry_no_colour_codes() -> None:
+    """uvicorn's ``color_message`` copy is dropped and escape codes are stripped in JSON mode."""
+    stream = io.StringIO()
+    configure_logging("json", "INFO", stream=stream)
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on %s", "http://x", extra={"color_message": "\x1b[1m%s\x1b[0m"}
+    )
+    get_logger("t").info("\x1b[32mgreen\x1b[0m")
+    first, second = json_lines(stream)
+    assert "color_message" not in first and first["event"] == "Uvicorn running on http://x"
+    assert second["event"] == "green"

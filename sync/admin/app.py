@@ -1,97 +1,55 @@
-"""The admin HTTP API, for operators and the web dashboard.
+"""The admin HTTP API and the operators' console, one Starlette app (``crmsync admin``).
 
-Every route but ``GET /health`` needs ``Authorization: Bearer $CRMSYNC_ADMIN_TOKEN``; the
-token is compared in constant time (:func:`hmac.compare_digest`), and the app refuses to be
-built without one — an admin API open to anyone who can reach the port is worse than none.
+Every route but the probes and the sign-in page needs ``Authorization: Bearer
+$CRMSYNC_ADMIN_TOKEN`` or a console session signed in with that token (:mod:`sync.admin.auth`);
+the app refuses to be built without a strong token — an admin API open to anyone who can reach
+the port is worse than none. The API is described at ``/openapi.json`` (from the endpoints'
+docstrings, :mod:`sync.admin.openapi`) and ``/docs``; the console lives under ``/console``.
 
-=================================  ============================================================
-``GET /health``                    no auth; 200 when the store (and broker) answer, else 503
-``GET /status``                    per-system health, cursor, lag, outbox, conflicts, last runs
-``POST /resync``                   ``{"system": s|null, "full": bool}`` -> 202 ``{"run_id"}``
-``GET /runs/{id}``                 one run (follow a resync to completion)
-``GET /conflicts``                 open conflicts (``?status=resolved`` for the others)
-``POST /conflicts/{id}/resolve``   ``{"take": system|"ours"}``: set the field, unhold, push
-``GET /deadletters``               open dead letters
-``POST /deadletters/{id}/replay``  re-enqueue the push, or re-read the system
-``GET /records/{id}/history``      the record's journal
-``GET /metrics``                   Prometheus text format
-=================================  ============================================================
+=====================================  =========================================================
+``GET /livez``                         no auth; 200 while the process answers (liveness)
+``GET /readyz`` (``/health``)          no auth; 200 when the store (and broker) answer, else 503
+``GET /status``                        per-system health, cursor, lag, outbox, conflicts, runs
+``GET /runs`` ``GET /runs/{id}``       runs by system / kind; one run and what it touched
+``POST /resync`` ``POST /reconcile``   ``{"system": s|null, "full": bool}`` -> 202 ``{"run_id"}``
+``GET /conflicts``                     open conflicts (``?status=resolved`` for the others)
+``POST /conflicts/{id}/resolve``       ``{"take": system|"ours"}``: set the field, unhold, push
+``GET /deadletters``                   open dead letters; ``POST .../{id}/replay``, ``/replay``
+``GET /records?q=`` ``/records/{id}``  find a deal by any id or name; one deal, copies, journal
+``GET /waiting``                       the first run's match, held systems, parked deals
+``POST /first-run/approve|waive``      the decisions of ``crmsync match``
+``POST /systems/{s}/deletes/...``      ``confirm`` / ``discard`` held deletes; ``.../rebind``
+``GET /metrics``                       Prometheus text format
+=====================================  =========================================================
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-import sqlalchemy as sa
 import structlog
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sync import metrics
-from sync.admin.limits import (
-    BodyLimit,
-    RequestRefused,
-    choice_param,
-    int_param,
-    parse_json_body,
-    record_id,
-    token_problem,
-)
+from sync.admin import api, api_waiting, console, console_pages, console_waiting, openapi
+from sync.admin.auth import AdminAuth, Sessions
+from sync.admin.limits import BodyLimit, RequestRefused, token_problem
 from sync.engine import operations
 from sync.engine.operations import AdminError
 from sync.runtime.backend import AdminBackend
 
 TOKEN_ENV = "CRMSYNC_ADMIN_TOKEN"
-OPEN_PATHS = frozenset({"/health"})
-LETTER_STATES = ("open", "replayed", "resolved")
 log = structlog.get_logger("crmsync.admin")
 
 
-class BearerAuth(BaseHTTPMiddleware):
-    """Rejects requests without the right bearer token (constant-time comparison)."""
-
-    def __init__(self, app: Any, token: str) -> None:
-        super().__init__(app)
-        self._token = token.encode()
-
-    async def dispatch(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if request.url.path in OPEN_PATHS:
-            return await call_next(request)
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), self._token
-        ):
-            return JSONResponse(
-                {"error": "a valid bearer token is required"},
-                status_code=401,
-                headers={"WWW-Authenticate": 'Bearer realm="crmsync"'},
-            )
-        return await call_next(request)
-
-
-def _error(exc: AdminError) -> JSONResponse:
-    return JSONResponse({"error": str(exc)}, status_code=exc.status)
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    return parse_json_body(await request.body())
-
-
 async def _refused(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestRefused)
+    assert isinstance(exc, RequestRefused | AdminError)
     return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
 
@@ -108,6 +66,65 @@ async def _crashed(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": "internal error (see the admin log)"}, status_code=500)
 
 
+def prometheus(request: Request) -> Response:
+    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _api_routes() -> list[Route]:
+    post = ["POST"]
+    return [
+        Route("/livez", api.livez),
+        Route("/readyz", api.readyz),
+        Route("/health", api.readyz, include_in_schema=False),  # the probe's older name
+        Route("/status", api.status),
+        Route("/runs", api.runs),
+        Route("/runs/{run_id}", api.run),
+        Route("/resync", api.resync, methods=post),
+        Route("/reconcile", api.reconcile, methods=post),
+        Route("/conflicts", api.conflicts),
+        Route("/conflicts/{conflict_id:int}/resolve", api.resolve, methods=post),
+        Route("/deadletters", api.deadletters),
+        Route("/deadletters/replay", api.replay_all, methods=post),
+        Route("/deadletters/{letter_id:int}/replay", api.replay, methods=post),
+        Route("/records", api.records),
+        Route("/records/{record_id}", api.record),
+        Route("/records/{record_id}/history", api.history),
+        Route("/waiting", api_waiting.waiting),
+        Route("/first-run/approve", api_waiting.approve, methods=post),
+        Route("/first-run/waive", api_waiting.waive, methods=post),
+        Route("/systems/{system}/deletes/{choice}", api_waiting.deletes, methods=post),
+        Route("/systems/{system}/rebind", api_waiting.rebind, methods=post),
+        Route("/metrics", prometheus, include_in_schema=False),
+        Route("/openapi.json", openapi.openapi_json, include_in_schema=False),
+        Route("/docs", openapi.docs_page, include_in_schema=False),
+    ]
+
+
+def _console_routes() -> list[Route]:
+    pages = [
+        ("/", console.home),
+        ("/console", console.overview),
+        ("/console/fragments/overview", console.overview_fragment),
+        ("/console/static/{name}", console.static),
+        ("/console/runs", console.runs),
+        ("/console/runs/{run_id}", console.run_detail),
+        ("/console/conflicts", console_pages.conflicts),
+        ("/console/deadletters", console_pages.deadletters),
+        ("/console/deals", console_pages.deals),
+        ("/console/deals/{record_id}", console_pages.deal),
+        ("/console/actions", console_pages.actions),
+        ("/console/waiting", console_waiting.waiting),
+    ]
+    routes = [Route(path, endpoint, include_in_schema=False) for path, endpoint in pages]
+    routes.append(
+        Route("/console/login", console.login, methods=["GET", "POST"], include_in_schema=False)
+    )
+    routes.append(
+        Route("/console/logout", console.logout, methods=["POST"], include_in_schema=False)
+    )
+    return routes
+
+
 def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
     """The admin app. ``token`` defaults to ``$CRMSYNC_ADMIN_TOKEN``; a missing or weak one
     (see :func:`~sync.admin.limits.token_problem`) -> ``ValueError``."""
@@ -117,120 +134,22 @@ def create_app(backend: AdminBackend, token: str | None = None) -> Starlette:
         raise ValueError(problem)
     engine = backend.engine
     metrics.watch_store(lambda: operations.system_health(engine))
-
-    def health(request: Request) -> JSONResponse:
-        report: dict[str, str] = {}
-        ok = True
-        try:
-            operations.ping_store(engine)
-            report["database"] = "ok"
-        except sa.exc.SQLAlchemyError as exc:
-            report["database"], ok = f"unreachable: {type(exc).__name__}", False
-        for name, check in (backend.checks or {}).items():
-            try:
-                check()
-                report[name] = "ok"
-            except Exception as exc:
-                report[name], ok = f"unreachable: {type(exc).__name__}", False
-        report["status"] = "ok" if ok else "unavailable"
-        return JSONResponse(report, status_code=200 if ok else 503)
-
-    def status(request: Request) -> JSONResponse:
-        return JSONResponse(
-            {
-                "systems": operations.system_health(engine),
-                "runs": operations.last_runs(
-                    engine, int_param(request.query_params, "runs", 10, low=1, high=1000)
-                ),
-            }
-        )
-
-    def _system_of(body: dict[str, Any]) -> str | None:
-        system = body.get("system")
-        if system is not None and system not in engine.config.systems:
-            raise AdminError(f"unknown system {system!r}")
-        return system
-
-    async def resync(request: Request) -> JSONResponse:
-        try:
-            body = await _body(request)
-            system = _system_of(body)
-            run_id = await run_in_threadpool(backend.resync, system, bool(body.get("full")))
-        except AdminError as exc:
-            return _error(exc)
-        return JSONResponse({"run_id": run_id, "status": "queued"}, status_code=202)
-
-    async def reconcile(request: Request) -> JSONResponse:
-        try:
-            system = _system_of(await _body(request))
-            if backend.reconcile is None:
-                raise AdminError("this admin API cannot start a reconcile", 501)
-            run_id = await run_in_threadpool(backend.reconcile, system)
-        except AdminError as exc:
-            return _error(exc)
-        return JSONResponse({"run_id": run_id, "status": "queued"}, status_code=202)
-
-    def run(request: Request) -> JSONResponse:
-        found = operations.get_run(engine, request.path_params["run_id"])
-        if found is None:
-            return JSONResponse({"error": "no such run"}, status_code=404)
-        return JSONResponse(found)
-
-    def conflicts(request: Request) -> JSONResponse:
-        wanted = choice_param(request.query_params, "status", "open", ("open", "resolved"))
-        return JSONResponse({"conflicts": operations.list_conflicts(engine, wanted)})
-
-    async def resolve(request: Request) -> JSONResponse:
-        try:
-            take = (await _body(request)).get("take")
-            if not isinstance(take, str) or not take:
-                raise AdminError('the body must be {"take": "<system>" or "ours"}')
-            conflict_id = record_id(request.path_params["conflict_id"], "conflict")
-            result = await run_in_threadpool(operations.resolve_conflict, engine, conflict_id, take)
-        except AdminError as exc:
-            return _error(exc)
-        return JSONResponse(result)
-
-    def deadletters(request: Request) -> JSONResponse:
-        wanted = choice_param(request.query_params, "status", "open", LETTER_STATES)
-        return JSONResponse({"dead_letters": operations.list_dead_letters(engine, wanted)})
-
-    def replay(request: Request) -> JSONResponse:
-        try:
-            letter_id = record_id(request.path_params["letter_id"], "dead letter")
-            replayed = operations.replay_dead_letters(engine, [letter_id])
-        except AdminError as exc:
-            return _error(exc)
-        for system in replayed.rereads:
-            backend.reread(system)
-        return JSONResponse(replayed.results[0])
-
-    def history(request: Request) -> JSONResponse:
-        try:
-            entries = operations.record_history(engine, request.path_params["record_id"])
-        except AdminError as exc:
-            return _error(exc)
-        return JSONResponse({"record_id": request.path_params["record_id"], "history": entries})
-
-    def prometheus(request: Request) -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    routes = [
-        Route("/health", health),
-        Route("/status", status),
-        Route("/resync", resync, methods=["POST"]),
-        Route("/reconcile", reconcile, methods=["POST"]),
-        Route("/runs/{run_id}", run),
-        Route("/conflicts", conflicts),
-        Route("/conflicts/{conflict_id:int}/resolve", resolve, methods=["POST"]),
-        Route("/deadletters", deadletters),
-        Route("/deadletters/{letter_id:int}/replay", replay, methods=["POST"]),
-        Route("/records/{record_id}/history", history),
-        Route("/metrics", prometheus),
-    ]
-    handlers = {RequestRefused: _refused, HTTPException: _http_error, Exception: _crashed}
-    middleware = [Middleware(BodyLimit), Middleware(BearerAuth, token=token)]
-    return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
+    sessions = Sessions(token.strip())
+    handlers = {
+        RequestRefused: _refused,
+        AdminError: _refused,
+        HTTPException: _http_error,
+        Exception: _crashed,
+    }
+    middleware = [Middleware(BodyLimit), Middleware(AdminAuth, sessions=sessions)]
+    app = Starlette(
+        routes=_api_routes() + _console_routes(),
+        middleware=middleware,
+        exception_handlers=handlers,
+    )
+    app.state.backend = backend
+    app.state.sessions = sessions
+    return app
 
 
 def serve(app: Starlette, host: str, port: int) -> None:

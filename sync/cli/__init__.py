@@ -5,6 +5,8 @@
 ``base``                    what every command shares: context, config, consoles, ``fail``,
                             the engine a command works on (imports no command module)
 ``tables``                  rich tables and the lines several commands print alike
+``progress``                progress on long work: per system read, pushes settled of all,
+                            rate, time left, and a rate limit or retry waited for
 ``store_access``            opening the store for a command: checked, read-only when reading
 ``inspect``                 look, change nothing: ``config check``, ``status``, ``plan``,
                             ``verify``, ``history``

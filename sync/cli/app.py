@@ -13,14 +13,14 @@ import typer
 
 from sync import __version__
 from sync.cli import firstrun, inspect, operator, run, store
-from sync.cli.base import CliContext, fail, out
+from sync.cli.base import CliContext, fail, fit_to_pipes, out
 from sync.config import CONFIG_ENV, DEFAULT_PATH
 
 app = typer.Typer(
     name="crmsync",
     help="Keep sales opportunities identical, in both directions, across CRMs.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
@@ -74,6 +74,7 @@ def main_callback(
     """crmsync keeps sales opportunities identical across Ruddr, Close, ParsaLink and Truto."""
     from sync.logging import configure_logging
 
+    fit_to_pipes()
     try:
         configure_logging(log_format, log_level)
     except ValueError as exc:

@@ -12,12 +12,14 @@ Unexpected exceptions still show theirs: they are bugs. Then list it in :mod:`sy
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -33,6 +35,39 @@ err = Console(stderr=True)
 
 #: ids are SQL BIGINTs: a larger number names no row (and would overflow the driver)
 MAX_ID = 2**63 - 1
+#: the width of output that goes to a pipe or a file: every line whole, none wrapped (a reader
+#: of ``crmsync status | cat`` wants every id, stamp and URL as the store holds it)
+PIPE_WIDTH = 10_000
+
+
+def fit_to_pipes() -> None:
+    """Neither console wraps or cuts when it does not write to a terminal (unless ``$COLUMNS``
+    asks for a width): a pipe has no width to fit. Decided per invocation (tests run many)."""
+    for console in (out, err):
+        wide = not console.is_terminal and "COLUMNS" not in os.environ
+        console._width = PIPE_WIDTH if wide else None  # None: the terminal's (or $COLUMNS)
+
+
+def piped() -> bool:
+    """Output goes to a pipe or a file: values are printed whole, never cut with "…"."""
+    return not out.is_terminal
+
+
+def print_json(value: Any) -> None:
+    """``--json``: one JSON document on stdout, keys as the README documents them (no markup,
+    no wrapping, whatever the terminal)."""
+    sys.stdout.write(json.dumps(value, indent=2, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def check_systems(config: Config, names: Sequence[str] | None) -> list[str] | None:
+    """The ``--system`` values, each a configured system; an unknown one is one line naming the
+    configured systems, exit 1 (None or empty: every system)."""
+    unknown = [name for name in names or () if name not in config.systems]
+    if unknown:
+        listed = ", ".join(repr(name) for name in unknown)
+        fail(f"unknown system {listed}; configured: {', '.join(config.systems)}")
+    return list(names) if names else None
 
 
 @dataclass

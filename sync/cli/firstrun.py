@@ -12,10 +12,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from sync.cli.base import context, engine_for, err, out
-from sync.cli.tables import short
+from sync.cli.base import check_systems, context, engine_for, err, fail, out, print_json
+from sync.cli.tables import line, listing, short
+
+#: seconds `doctor` gives one vendor request (it retries nothing)
+DOCTOR_TIMEOUT = 15.0
 
 
 def match_cmd(
@@ -33,7 +35,12 @@ def match_cmd(
     waive: Annotated[
         bool, typer.Option("--waive", help="Let creates go without matching anything.")
     ] = False,
-    limit: Annotated[int, typer.Option(help="Proposed matches shown (ambiguous: all).")] = 20,
+    limit: Annotated[
+        int, typer.Option(help="Proposed matches shown (ambiguous: all).", min=0, max=100_000)
+    ] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (keys: README, --json).")
+    ] = False,
 ) -> None:
     """The first run's match: which deals already exist in several systems.
 
@@ -41,11 +48,10 @@ def match_cmd(
     from what the last cycle read. Nothing is created in a system that held deals until you
     approve (`--approve`), apply a corrected file (`--apply FILE`) or waive (`--waive`).
     Exit 0; 1 when a corrected file cannot be applied."""
-    from sync.engine import first_run, matching
+    from sync.engine import first_run, matching, reports
 
     if sum((approve, waive, apply_path is not None)) > 1:
-        err.print("[red]--approve, --apply and --waive are alternatives: choose one.[/]")
-        raise typer.Exit(1)
+        fail("--approve, --apply and --waive are alternatives: choose one")
     with engine_for(ctx) as engine:
         proposal = matching.propose(engine)
         if apply_path is not None:
@@ -61,6 +67,9 @@ def match_cmd(
                 "the match sees every copy of every deal.[/]"
             )
             raise typer.Exit(1)
+        if as_json and not (approve or waive or apply_path or csv_path):
+            print_json(reports.proposal(gate.state, proposal))
+            return
         _print_gate(gate)
         _print_proposal(proposal, limit)
         if csv_path is not None:
@@ -106,20 +115,29 @@ def _print_proposal(proposal: Any, limit: int) -> None:
         f" · records to link {counts['to_link']}"
     )
     shown = [g for g in proposal.groups if g.to_link][:limit] + proposal.of("ambiguous")
-    if shown:
-        table = Table(title="proposed matches (and every ambiguous one)")
-        for column in ("match", "status", "deals (system id: name @ company)", "why"):
-            table.add_column(column, overflow="fold")
-        for group in shown:
-            deals = "\n".join(
-                f"{system} {ext}: {short(deal.fields.get('name'), 30)} @ "
-                f"{short(deal.fields.get('company'), 24)}"
-                for deal in group.deals
-                for system, ext in deal.copies
-            )
-            style = "yellow" if group.status == "ambiguous" else ""
-            table.add_row(group.match_id, group.status, deals, group.why, style=style)
-        out.print(table)
+    rows, styles = [], []
+    for group in shown:
+        first = True
+        for deal in group.deals:
+            for system, ext in deal.copies:
+                name, company = (
+                    short(deal.fields.get("name"), 30),
+                    short(deal.fields.get("company"), 24),
+                )
+                rows.append(
+                    [
+                        group.match_id if first else "",
+                        group.status if first else "",
+                        f"{system} {ext}",
+                        f"{name} @ {company}",
+                        group.why if first else "",
+                    ]
+                )
+                styles.append("yellow" if group.status == "ambiguous" else "")
+                first = False
+    if rows:
+        columns = ("match", "status", "deal (system id)", "name @ company", "why")
+        listing("proposed matches (and every ambiguous one)", columns, rows, styles=styles)
     if proposal.near_misses_cut:
         out.print("[yellow]near-miss search stopped at its budget: there may be more[/]")
     for miss in proposal.near_misses[:limit]:
@@ -131,28 +149,38 @@ def _print_proposal(proposal: Any, limit: int) -> None:
 def doctor_cmd(
     ctx: typer.Context,
     system: Annotated[list[str] | None, typer.Option("--system", "-s", help="Only these.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (keys: README, --json).")
+    ] = False,
 ) -> None:
     """Connect to every configured system and check what the first run needs: credentials,
     read/write access, the custom fields the mapping uses, stages, owners and companies, the
     rate limit the vendor reports — each problem with its fix. Writes nothing.
 
     Exit 0 when nothing is a problem (warnings allowed), 1 otherwise."""
+    from sync.connectors.http.transport import RetryPolicy
+    from sync.engine import reports as shapes
     from sync.engine.doctor import doctor
     from sync.store.db import upgrade
 
+    chosen = check_systems(context(ctx).config(), system)
     # the first command on a fresh checkout: it migrates the store, as `run` does
     upgrade(context(ctx).config().store.url)
     with engine_for(ctx) as engine:
-        reports = doctor(engine, system or None)
+        # a check, not a sync: an unreachable vendor is one finding now, not a minute of
+        # retries (a wrong base URL is the most common first-run problem)
+        engine.retry = RetryPolicy(attempts=1, timeout=DOCTOR_TIMEOUT)
+        reports = doctor(engine, chosen)
+    if as_json:
+        print_json(shapes.doctor(reports))
+        raise typer.Exit(1 if any(report.problems for report in reports.values()) else 0)
     marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "problem": "[red]✗[/]"}
     for name, report in reports.items():
         verdict = "[red]problems[/]" if report.problems else "[green]ready[/]"
         out.print(f"[bold]{name}[/] ({report.vendor}): {verdict}")
         for finding in report.findings:
-            out.print(
-                f"  {marks[finding.level]} {finding.check}: {escape(finding.what)}", soft_wrap=True
-            )
+            line(f"  {marks[finding.level]} {finding.check}: {escape(finding.what)}")
             if finding.fix:
-                out.print(f"      fix: {escape(finding.fix)}", soft_wrap=True)
+                line(f"      fix: {escape(finding.fix)}")
     if any(report.problems for report in reports.values()):
         raise typer.Exit(1)

@@ -9,25 +9,39 @@ They open the store read-only (a running sync never blocks them) and read it thr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.syntax import Syntax
-from rich.table import Table
 
 from sync.cli.base import (
+    check_systems,
     context,
     engine_for,
     err,
     exported_config,
     fail,
     out,
+    piped,
     print_config_error,
+    print_json,
 )
-from sync.cli.tables import first_run_notice, health_table, runs_table, short, show_verify
+from sync.cli.tables import (
+    first_run_notice,
+    health_table,
+    line,
+    listing,
+    one_line,
+    runs_table,
+    short,
+    show_verify,
+)
 from sync.config import Config, ConfigError, load_config
 from sync.money_config import resolve
+
+if TYPE_CHECKING:
+    from sync.engine.plan import NotPlanned
 
 # --------------------------------------------------------------------------- config check
 
@@ -64,21 +78,47 @@ def config_check(
     names = ", ".join(config.systems)
     summary = f"{count} system{'s' if count != 1 else ''}: {names}" if count else "no systems"
     err.print(f"[green]✓[/] {escape(str(target))} is valid ({summary})", soft_wrap=True)
+    _print_loopback(config)
+
+
+def _print_loopback(config: Config) -> None:
+    """Name the systems that point at this machine: right for the emulators, a mistake in
+    production (a forgotten *_BASE_URL falls back to the emulators' 127.0.0.1 default)."""
+    from sync.config.loopback import REMOTE_ONLY_ENV, loopback_systems, system_resolver
+
+    local = loopback_systems(config, system_resolver)
+    if local:
+        where = ", ".join(f"{name} → {host}" for name, host in local.items())
+        err.print(
+            f"[yellow]![/] {len(local)} of {len(config.systems)} systems resolve to this machine "
+            f"(loopback): {escape(where)}. Right for the emulators; in production set their "
+            f"*_BASE_URL ({REMOTE_ONLY_ENV}=1 refuses loopback).",
+            soft_wrap=True,
+        )
 
 
 # --------------------------------------------------------------------------- status
 
+#: ``--json``: print the report as one JSON document (keys in the README), nothing else
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document (keys: README, --json).")
+]
+Systems = Annotated[list[str] | None, typer.Option("--system", "-s", help="Only these.")]
+
 
 def status(
     ctx: typer.Context,
-    runs: Annotated[int, typer.Option(help="How many recent runs to show.")] = 10,
+    runs: Annotated[
+        int, typer.Option(help="How many recent runs to show (1-1000).", min=1, max=1000)
+    ] = 10,
+    as_json: JsonFlag = False,
 ) -> None:
     """Per-system health, cursor, lag, pending pushes, conflicts, dead letters; last runs."""
     config = exported_config(ctx)
     from sqlalchemy.exc import SQLAlchemyError
 
     from sync.cli.store_access import StoreUnusable, describe_store_error, open_store_engine
-    from sync.engine import operations, unresolved
+    from sync.engine import operations, reports, unresolved
 
     try:  # read-only: a sync writing the store at this moment never blocks it
         engine = open_store_engine(config, read_only=True)
@@ -88,62 +128,76 @@ def status(
         rows = operations.system_health(engine)
         recent = operations.last_runs(engine, runs)
         waiting = unresolved.named(engine)
-        first_run_notice(engine)
+        if not as_json:
+            first_run_notice(engine)
     except SQLAlchemyError as exc:
         fail(describe_store_error(config.store.url, exc))
     finally:
         engine.close()
-    out.print(health_table(rows))
+    if as_json:
+        print_json({**reports.status(rows, recent), "waiting": [w.as_json() for w in waiting]})
+        return
+    out.print(health_table(rows, whole=piped()))  # a pipe gets every stamp whole
     for row in rows:  # a held system waits for an operator: say why and what to do
         if row.get("held"):
-            out.print(f"[bold red]HELD {row['system']}[/] ({row['held']}): {row['held_message']}")
+            why = escape(row["held_message"] or "")
+            line(f"[bold red]HELD {row['system']}[/] ({row['held']}): {why}")
+        elif row.get("last_error"):
+            line(f"[red]{row['system']} last error:[/] {escape(one_line(row['last_error']))}")
     for reference in waiting:  # deals written but for a reference that system lacks
-        out.print(f"[yellow]WAITING[/] {escape(reference.describe())}")
-    out.print(runs_table(recent))
+        line(f"[yellow]WAITING[/] {escape(reference.describe())}")
+    out.print(runs_table(recent, whole=piped()))
 
 
 # --------------------------------------------------------------------------- plan, verify
 
 
-def plan_cmd(
-    ctx: typer.Context,
-    system: Annotated[list[str] | None, typer.Option("--system", "-s", help="Only these.")] = None,
-) -> None:
-    """Show the writes the next cycle would make, and why — writing nothing anywhere.
+def plan_cmd(ctx: typer.Context, system: Systems = None, as_json: JsonFlag = False) -> None:
+    """Show the writes the next cycle would make, and why — writing nothing anywhere — and
+    every deal it cannot plan (parked, refused, in a stage the mapping lacks), with why.
 
     Exit 0 when nothing is pending, 2 when writes are pending."""
+    from sync.engine import reports
     from sync.engine.plan import plan
 
+    chosen = check_systems(context(ctx).config(), system)
     with engine_for(ctx) as engine:
-        report = plan(engine, system or None)
+        report = plan(engine, chosen)
+    if as_json:
+        print_json(reports.plan(report))
+        raise typer.Exit(2 if report.writes else 0)
     for name, error in report.errors.items():
-        err.print(f"[red]{name}: could not read: {escape(error)}[/]")
+        line(f"[red]{name}: could not read: {escape(error)}[/]")
+    _not_planned(report.not_planned)
     if not report.writes:
-        out.print("[green]Nothing to write: every system is in sync.[/]")
+        if report.not_planned:
+            out.print("[yellow]Nothing to write but the deals above, which cannot be planned.[/]")
+        else:
+            out.print("[green]Nothing to write: every system is in sync.[/]")
         raise typer.Exit(0)
-    table = Table(title=f"{len(report.writes)} planned writes")
-    for column in ("system", "op", "deal", "field", "now", "would be", "why"):
-        table.add_column(column, overflow="fold")
+    rows = []
     for write in report.writes:
-        first = True
+        deal = write.name or write.record_id
         for field, (old, new) in (write.changes or {"—": (None, None)}).items():
-            table.add_row(
-                write.system if first else "",
-                write.op if first else "",
-                short(write.name or write.record_id, 30) if first else "",
-                field,
-                short(old),
-                short(new),
-                write.reason if first else "",
-            )
-            first = False
-    out.print(table)
+            rows.append([write.system, write.op, deal, field, short(old), short(new), write.reason])
+    listing(f"{len(report.writes)} planned writes", PLAN_COLUMNS, rows)
     raise typer.Exit(2)
+
+
+PLAN_COLUMNS = ("system", "op", "deal", "field", "now", "would be", "why")
+
+
+def _not_planned(items: list[NotPlanned]) -> None:
+    if items:
+        out.print(f"[bold yellow]{len(items)} cannot be planned:[/]")
+    for item in items:
+        deal = f"{item.external_id or item.record_id}" + (f" ({item.name!r})" if item.name else "")
+        line(f"  [yellow]{item.system} {item.what}:[/] {escape(deal)}: {escape(item.why)}")
 
 
 def verify_cmd(
     ctx: typer.Context,
-    system: Annotated[list[str] | None, typer.Option("--system", "-s", help="Only these.")] = None,
+    system: Systems = None,
     accept_known: Annotated[
         bool,
         typer.Option(
@@ -152,14 +206,20 @@ def verify_cmd(
             "held systems); they are still listed.",
         ),
     ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Read every system and compare every linked deal field by field. Exit 0 only when every
     system agrees; 1 on drift, or on a known difference (an open manual conflict, a deal left
     out by a filter, a held system) unless --accept-known."""
+    from sync.engine import reports
     from sync.engine.verify import verify
 
+    chosen = check_systems(context(ctx).config(), system)
     with engine_for(ctx) as engine:
-        report = verify(engine, system or None)
+        report = verify(engine, chosen)
+    if as_json:
+        print_json(reports.verify(report))
+        raise typer.Exit(0 if report.agrees(accept_known=accept_known) else 1)
     show_verify(report, accept_known=accept_known)
 
 
@@ -167,16 +227,21 @@ def verify_cmd(
 
 
 def history_cmd(
-    ctx: typer.Context, record: Annotated[str, typer.Argument(help="Record id.")]
+    ctx: typer.Context,
+    record: Annotated[str, typer.Argument(help="Record id.")],
+    as_json: JsonFlag = False,
 ) -> None:
     """The journal of one deal: every change, from where, and why."""
+    from sync.engine import reports
     from sync.engine.operations import record_story
 
     with engine_for(ctx) as engine:
         story = record_story(engine, record)
     if story is None:
-        err.print(f"[red]No record {escape(record)} (a record id or a vendor id).[/]")
-        raise typer.Exit(1)
+        fail(f"no record {record} (a record id or a vendor id)")
+    if as_json:
+        print_json(reports.story(story))
+        return
     found = story.record
     out.print(
         f"[bold]{escape(str(found.fields.get('name')))}[/] ({found.id})"
@@ -187,11 +252,8 @@ def history_cmd(
             f"  {link.system}: {link.external_id}"
             + (" [red](deleted there)[/]" if link.deleted_at else "")
         )
-    table = Table()
-    for column in ("at", "system", "action", "field", "old", "new", "why"):
-        table.add_column(column, overflow="fold")
-    for entry in story.journal:
-        table.add_row(
+    rows = [
+        [
             f"{entry.at:%Y-%m-%d %H:%M:%S}",
             entry.system or "",
             entry.action,
@@ -199,5 +261,7 @@ def history_cmd(
             short(entry.old, 24),
             short(entry.new, 24),
             entry.reason,
-        )
-    out.print(table)
+        ]
+        for entry in story.journal
+    ]
+    listing("journal (times UTC)", ("at", "system", "action", "field", "old", "new", "why"), rows)

@@ -14,35 +14,34 @@ Exit codes: 0 done (or nothing held), 1 a bad request, 2 ``deletes`` listing hel
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from sync.cli.base import (
     build_engine,
     check_id,
+    check_systems,
     configure_logging_again,
     context,
     engine_for,
-    err,
     exported_config,
     fail,
     out,
+    print_json,
 )
-from sync.cli.tables import counts_text, reconcile_table, short
+from sync.cli.progress import Progress
+from sync.cli.tables import counts_text, line, listing, one_line, reconcile_table, short
 
 if TYPE_CHECKING:
     from sync.config import Config
     from sync.engine.context import Engine
 
 
-def _known(system: str, known: list[str]) -> None:
-    if system not in known:
-        err.print(f"[red]unknown system {system!r}; configured: {', '.join(known)}[/]")
-        raise typer.Exit(1)
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document (keys: README, --json).")
+]
 
 
 # --------------------------------------------------------------------------- conflicts
@@ -55,6 +54,7 @@ def conflicts_cmd(
         str | None, typer.Option("--take", help="System whose value wins, or 'ours'.")
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Include resolved ones.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """List conflicts, or resolve one manual conflict (``--resolve ID --take SYSTEM``)."""
     from sync.engine import operations
@@ -62,8 +62,7 @@ def conflicts_cmd(
     if resolve is not None:
         check_id("conflict", resolve)
         if not take:
-            err.print("[red]--take SYSTEM (or 'ours') is required with --resolve[/]")
-            raise typer.Exit(2)
+            fail("--take SYSTEM (or 'ours') is required with --resolve", 2)
     with engine_for(ctx, read_only=resolve is None) as engine:
         if resolve is not None and take:
             _resolve(engine, resolve, take)
@@ -71,11 +70,11 @@ def conflicts_cmd(
         rows = operations.list_conflicts(
             engine, None if all_ else "open", limit=200, newest_first=True
         )
-    table = Table(title="conflicts" if all_ else "open conflicts")
-    for column in ("id", "record", "field", "policy", "ours", "theirs", "winner", "status"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
+    if as_json:
+        print_json({"conflicts": rows})
+        return
+    cells = [
+        [
             str(row["id"]),
             row["record_id"],
             row["field"],
@@ -84,8 +83,11 @@ def conflicts_cmd(
             f"{short(row['theirs'], 24)} ({row['theirs_system']})",
             row["winner"] or "",
             row["status"],
-        )
-    out.print(table)
+        ]
+        for row in rows
+    ]
+    columns = ("id", "record", "field", "policy", "ours", "theirs", "winner", "status")
+    listing("conflicts" if all_ else "open conflicts", columns, cells)
 
 
 def _resolve(engine: Engine, conflict_id: int, take: str) -> None:
@@ -105,6 +107,7 @@ def deadletters_cmd(
     ctx: typer.Context,
     replay: Annotated[int | None, typer.Option("--replay", help="Dead letter id.")] = None,
     replay_all: Annotated[bool, typer.Option("--all", help="Replay every open one.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """List dead letters (with the vendor's message), or replay them."""
     from sync.engine import operations
@@ -117,20 +120,23 @@ def deadletters_cmd(
             _replay(ctx, engine, replay)
             return
         rows = operations.list_dead_letters(engine, "open", limit=None)
-    table = Table(title=f"{len(rows)} open dead letters")
-    for column in ("id", "system", "dir", "op", "record", "external id", "error"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
+    if as_json:
+        print_json({"dead_letters": rows})
+        return
+    cells = [
+        [
             str(row["id"]),
             row["system"],
             row["direction"],
             row["op"],
             row["record_id"] or "",
             row["external_id"] or "",
-            row["error"],
-        )
-    out.print(table)
+            one_line(row["error"]),
+        ]
+        for row in rows
+    ]
+    columns = ("id", "system", "dir", "op", "record", "external id", "error")
+    listing(f"{len(rows)} open dead letters", columns, cells)
 
 
 def _replay(ctx: typer.Context, engine: Engine, letter_id: int | None) -> None:
@@ -159,7 +165,7 @@ def reread_system(engine: Engine, config: Config, system: str) -> None:
         out.print(f"re-read of {system} enqueued")
         return
     run_id = queue_run(engine, system)
-    with err.status(f"re-reading {system} ({run_id})…"):
+    with Progress(engine, f"re-read {run_id}"):
         _, run_status, counts = resync_job(engine, system, True, run_id)
     out.print(f"re-read of {system} {run_id}: {run_status} ({counts_text(counts.values)})")
     if run_status != "done":
@@ -172,8 +178,7 @@ def reread_system(engine: Engine, config: Config, system: str) -> None:
 def _admin_engine(ctx: typer.Context, system: str | None) -> tuple[Config, Engine, bool]:
     """Config, engine and whether work is enqueued (distributed) for resync / reconcile."""
     config = exported_config(ctx)
-    if system is not None and system not in config.systems:
-        fail(f"unknown system {system!r}; configured: {', '.join(config.systems)}")
+    check_systems(config, [system] if system else None)
     distributed = bool(config.broker.url)
     engine = build_engine(config, distributed=distributed, migrate=not distributed)
     return config, engine, distributed
@@ -195,7 +200,7 @@ def resync(
         if not distributed:
             run_id = queue_run(engine, system)
             configure_logging_again(ctx)
-            with err.status(f"resync {run_id}…"):
+            with Progress(engine, f"resync {run_id}"):
                 _, status, counts = resync_job(engine, system, full, run_id)
             out.print(f"resync {run_id}: {status} ({counts_text(counts.values)})")
             raise typer.Exit(0 if status == "done" else 1)
@@ -225,7 +230,7 @@ def reconcile(
         if not distributed:
             run_id = queue_run(engine, system, kind="reconcile")
             configure_logging_again(ctx)
-            with err.status(f"reconcile {run_id}…"):
+            with Progress(engine, f"reconcile {run_id}"):
                 report = reconcile_job(engine, system, run_id)
             out.print(reconcile_table(report))
             if report.healed:
@@ -244,32 +249,27 @@ def reconcile(
 
 
 def _follow(engine: Engine, run_id: str, kind: str = "resync", poll_every: float = 0.5) -> None:
+    """Wait for an enqueued run, saying its state, the systems done of all once the worker
+    knows them, and the counts so far; the pushes it owes per system as ``run --once`` does."""
     from sync.engine import operations
 
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TimeElapsedColumn(),
-        console=err,
-    ) as progress:
-        task = progress.add_task(f"{kind} {run_id}", total=None)
+    with Progress(engine, kind) as progress:
         while True:
             run = operations.get_run(engine, run_id) or {"status": "queued", "counts": {}}
-            counts = run["counts"]
-            progress.update(
-                task,
-                total=counts.get("systems_total"),
-                completed=counts.get("systems_done", 0),
-                description=f"{kind} {run_id}: {run['status']}",
-            )
+            progress.headline = _follow_line(kind, run_id, run)
             if run["status"] not in ("queued", "running"):
                 break
             time.sleep(poll_every)
     out.print(f"{kind} {run_id}: {run['status']} ({counts_text(run['counts'])})")
     if run["status"] != "done":
         raise typer.Exit(1)
+
+
+def _follow_line(kind: str, run_id: str, run: dict[str, Any]) -> str:
+    counts = run["counts"]
+    total, done = counts.get("systems_total"), counts.get("systems_done", 0)
+    systems = f"; systems {done}/{total} done" if total else ""
+    return f"{kind} {run_id}: {run['status']}{systems}"
 
 
 # --------------------------------------------------------------------------- deletes, rebind
@@ -283,41 +283,53 @@ def deletes_cmd(
     discard: Annotated[
         str | None, typer.Option("--discard", help="Drop SYSTEM's held deletes, keep links.")
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Deletes the mass-delete guard held: list them, apply them (--confirm SYSTEM) or drop
-    them (--discard SYSTEM). Either releases the system. Exit 2 when the listing is not empty."""
-    from sync.engine import deletes, guard
+    """Deletes the mass-delete guard held: list them (each deal by name, company and amount),
+    apply them (--confirm SYSTEM) or drop them (--discard SYSTEM). Either releases the system.
+    Exit 2 when the listing is not empty."""
+    from sync.engine import deletes, guard, reports
 
     if confirm and discard:
-        err.print("[red]--confirm and --discard exclude each other[/]")
-        raise typer.Exit(1)
-    with engine_for(ctx) as engine:
-        chosen = confirm or discard
-        if chosen is not None:
-            _known(chosen, engine.systems)
-            if confirm:
-                counts = deletes.confirm_held(engine, confirm)
-                out.print(f"{confirm}: {counts['deleted']} held deletes applied; released")
-            elif discard:
-                dropped = deletes.discard_held(engine, discard)
-                out.print(f"{discard}: {dropped} held deletes discarded, links kept; released")
+        fail("--confirm and --discard exclude each other")
+    chosen = confirm or discard
+    if chosen is not None:
+        check_systems(context(ctx).config(), [chosen])
+    with engine_for(ctx, read_only=chosen is None) as engine:
+        if confirm:
+            counts = deletes.confirm_held(engine, confirm)
+            out.print(f"{confirm}: {counts['deleted']} held deletes applied; released")
             return
-        rows = guard.pending_deletes(engine)
+        if discard:
+            dropped = deletes.discard_held(engine, discard)
+            out.print(f"{discard}: {dropped} held deletes discarded, links kept; released")
+            return
+        rows = reports.held_deletes(engine)
         held = guard.holds(engine)
+    if as_json:
+        print_json(reports.deletes(rows, held))
+        raise typer.Exit(2 if rows else 0)
     if not rows:
         out.print("[green]No held deletes.[/]")
         return
     for system, hold in held.items():
         if hold.held == guard.HOLD_DELETES:
-            out.print(f"[yellow]{system}: {escape(hold.held_message or '')}[/]")
-    table = Table(title=f"{len(rows)} held deletes")
-    for column in ("system", "record", "vendor id", "how", "seen"):
-        table.add_column(column)
-    for row in rows[:200]:
-        table.add_row(
-            row.system, row.record_id, row.external_id, row.how, row.detected_at.isoformat()
-        )
-    out.print(table)
+            line(f"[yellow]{system}: {escape(hold.held_message or '')}[/]")
+    cells = [
+        [
+            row.system,
+            short(row.name or "", 40),
+            short(row.company or "", 30),
+            "" if row.amount is None else f"{row.amount} {row.currency or ''}".strip(),
+            row.external_id,
+            row.record_id,
+            row.how,
+            row.detected_at,
+        ]
+        for row in rows
+    ]
+    columns = ("system", "deal", "company", "amount", "vendor id", "record", "how", "seen (UTC)")
+    listing(f"{len(rows)} held deletes", columns, cells)
     raise typer.Exit(2)
 
 
@@ -338,6 +350,6 @@ def rebind_cmd(
     and filled like a newly added one."""
     from sync.engine import bindings
 
+    check_systems(context(ctx).config(), [system])
     with engine_for(ctx) as engine:
-        _known(system, engine.systems)
         out.print(bindings.rebind(engine, system, new_account=new_account))

@@ -9,7 +9,9 @@ emulators of the vendor APIs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +32,7 @@ from sync.cli.base import (
     out,
     require_broker,
 )
+from sync.cli.progress import Progress
 from sync.cli.tables import (
     cycle_table,
     first_run_notice,
@@ -45,6 +48,16 @@ if TYPE_CHECKING:
     from sync.engine.context import Engine
 
 EMULATED_SYSTEMS = ("ruddr", "close", "parsalink", "truto")
+#: deals each emulator holds at start, unless --seed-opportunities says otherwise
+SEEDED = 10
+PortBase = Annotated[
+    int,
+    typer.Option(
+        help="Ruddr listens on port-base+1, Close +2, ParsaLink +3, Truto +4.",
+        min=1,
+        max=65531,
+    ),
+]
 #: how long `run --once` waits in all for pushes to come due again (429s, outages)
 ONCE_MAX_WAIT = 180.0
 
@@ -99,7 +112,8 @@ def _release_earlier_claims(engine: Engine) -> None:
 def _run_once(engine: Engine, max_wait: float) -> None:
     from sync.engine.cycle import run_cycle
 
-    report = run_cycle(engine, max_wait=max_wait)
+    with Progress(engine, "run"):
+        report = run_cycle(engine, max_wait=max_wait)
     out.print(cycle_table(report))
     for line in owed_lines(report.left):
         err.print(line, soft_wrap=True)
@@ -123,11 +137,13 @@ def _run_forever(engine: Engine, config: Config, live: bool) -> None:
     err.print("[green]crmsync running[/] (embedded). Ctrl-C finishes the job in flight and stops.")
 
     def view() -> Group:
-        return Group(
-            health_table(operations.system_health(engine), "crmsync — embedded"),
-            runs_table(operations.last_runs(engine, 5)),
+        return Group(  # whole stamps: the live view is where a person watches the seconds
+            health_table(operations.system_health(engine), "crmsync — embedded", whole=True),
+            runs_table(operations.last_runs(engine, 5), whole=True),
         )
 
+    if live:  # its INFO lines ("Running job …") would scroll above the live view
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         if live:
             with Live(view(), console=out, refresh_per_second=2, transient=False) as screen:
@@ -175,7 +191,9 @@ def scheduler(ctx: typer.Context) -> None:
 
 def worker(
     ctx: typer.Context,
-    concurrency: Annotated[int | None, typer.Option(help="Worker processes/threads.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Worker processes/threads.", min=1, max=1024)
+    ] = None,
     queues: Annotated[
         str | None,
         typer.Option(
@@ -208,9 +226,9 @@ def worker(
 def admin(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8700,
 ) -> None:
-    """The admin HTTP API (bearer token from CRMSYNC_ADMIN_TOKEN)."""
+    """The admin HTTP API and the operators' console at / (token: CRMSYNC_ADMIN_TOKEN)."""
     from sync.admin.app import TOKEN_ENV, create_app, serve
     from sync.admin.limits import token_problem
     from sync.runtime.backend import admin_backend
@@ -255,23 +273,26 @@ def emulate(
     only: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated systems to serve (default: all).", metavar="ruddr,close,…"
+            help="Systems to serve, comma-separated: ruddr, close, parsalink, truto (all).",
+            metavar="LIST",
         ),
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port_base: Annotated[
-        int,
-        typer.Option(help="Ruddr listens on port-base+1, Close +2, ParsaLink +3, Truto +4."),
-    ] = 8710,
+    port_base: PortBase = 8710,
     seed: Annotated[int, typer.Option(help="Seed of the reference and random data.")] = 0,
     seed_opportunities: Annotated[
-        int, typer.Option(help="Random opportunities to create in each system at start.", min=0)
-    ] = 0,
-    rate_limits: Annotated[
-        bool, typer.Option("--rate-limits/--no-rate-limits", help="Enforce vendor rate limits.")
-    ] = True,
+        int,
+        typer.Option(
+            help="Random deals each system holds at start.", min=0, max=100_000, metavar="N"
+        ),
+    ] = SEEDED,
+    no_rate_limits: Annotated[
+        bool, typer.Option("--no-rate-limits", help="Do not enforce the vendors' rate limits.")
+    ] = False,
 ) -> None:
-    """Serve local emulators of the vendor APIs (until interrupted)."""
+    """Serve local emulators of the vendor APIs (until interrupted). Point crmsync at them
+    with RUDDR_BASE_URL, CLOSE_BASE_URL, PARSALINK_BASE_URL and TRUTO_BASE_URL (the shipped
+    config.yaml defaults to port base 8710: another --port-base needs all four set)."""
     systems = _parse_only(only)
     serve = _emulator_server()
     try:
@@ -281,12 +302,21 @@ def emulate(
             port_base=port_base,
             seed=seed,
             seed_opportunities=seed_opportunities,
-            rate_limited=rate_limits,
+            rate_limited=not no_rate_limits,
         )
     except KeyboardInterrupt:
         err.print("stopped")
     except OSError as exc:  # e.g. the port is taken
-        fail(f"cannot serve the emulators: {exc}")
+        fail(port_problem(host, port_base, exc))
+
+
+def port_problem(host: str, port_base: int, exc: OSError) -> str:
+    """One line for emulators that cannot listen: which ports, why, what to do."""
+    why = exc.strerror or str(exc)
+    return (
+        f"cannot serve the emulators on {host}:{port_base + 1}-{port_base + 4}: {why} "
+        "(another crmsync emulate or demo?); choose another --port-base"
+    )
 
 
 # --------------------------------------------------------------------------- demo
@@ -313,11 +343,17 @@ def _fresh_demo_store() -> str:
 def demo_cmd(
     ctx: typer.Context,
     seed_opportunities: Annotated[
-        int, typer.Option("--seed-opportunities", help="Random deals per emulated vendor.")
-    ] = 10,
-    port_base: Annotated[int, typer.Option(help="Emulators listen on port-base+1..+4.")] = 8710,
+        int,
+        typer.Option(
+            "--seed-opportunities", help="Random deals per emulated vendor.", min=0, max=100_000
+        ),
+    ] = SEEDED,
+    port_base: PortBase = 8710,
     cycles: Annotated[
-        int, typer.Option(help="Run this many cycles, verify and exit (0: run until Ctrl-C).")
+        int,
+        typer.Option(
+            help="Run this many cycles, verify and exit (0: run until Ctrl-C).", min=0, max=10_000
+        ),
     ] = 0,
 ) -> None:
     """The demo: the four emulators with seeded deals over HTTP, and crmsync syncing them.
@@ -330,7 +366,13 @@ def demo_cmd(
     # The demo's emulators hold deals in every system: it applies the first-run match itself
     # (sync.first_run: automatic) so it stays one command; real systems use the guided run.
     os.environ.setdefault("CRMSYNC_FIRST_RUN", "automatic")
-    with running(port_base=port_base, seed=1, seed_opportunities=seed_opportunities) as served:
+    with contextlib.ExitStack() as stack:
+        try:
+            served = stack.enter_context(
+                running(port_base=port_base, seed=1, seed_opportunities=seed_opportunities)
+            )
+        except OSError as exc:  # a port is taken: one line, no traceback
+            fail(port_problem("127.0.0.1", port_base, exc))
         for name, emulator in served.items():
             os.environ[f"{name.upper()}_BASE_URL"] = emulator.base_url  # whatever the port base
             out.print(f"[cyan]{name}[/] emulator at {emulator.base_url}")

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape, render
 from rich.table import Table
 
-from sync.cli.base import err, out
+from sync.cli.base import err, out, piped
 from sync.timefmt import parse_optional_timestamp, utcnow
 
 if TYPE_CHECKING:
@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 
 
 def short(value: Any, width: int = 40) -> str:
-    """A value on one cell: JSON for anything but text, cut at ``width`` with an ellipsis."""
+    """A value on one cell: JSON for anything but text, cut at ``width`` with an ellipsis on a
+    terminal; whole when the output goes to a pipe or a file (a script reads every value)."""
     text = json.dumps(value, default=str) if not isinstance(value, str) else value
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return text if len(text) <= width or piped() else text[: width - 1] + "…"
 
 
 def ago(seconds: float | None) -> str:
@@ -41,34 +42,51 @@ def ago(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def when(stamp: str | None) -> str:
+def when(stamp: str | None, *, whole: bool = False) -> str:
     """A stored ISO stamp on a narrow cell, in UTC: the time alone when it is today's, else the
-    date and minute (the exact stamp is in ``--json`` and the admin API)."""
+    date and minute (the exact stamp is in ``--json`` and the admin API); ``whole``: date and
+    time to the second, always."""
     at = parse_optional_timestamp(stamp) if stamp else None
     if at is None:
         return "—"
+    if whole:
+        return at.strftime("%Y-%m-%d %H:%M:%S")
     if at.date() == utcnow().date():
         return at.strftime("%H:%M:%S")
     return at.strftime("%Y-%m-%d %H:%M")
+
+
+def one_line(text: str) -> str:
+    """A message on one line: its lines joined, runs of spaces folded (a vendor's multi-line
+    error in a status row)."""
+    return " ".join(text.split())
 
 
 def counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()) if v) or "nothing to do"
 
 
-_HEALTH_STYLE = {"ok": "green", "stale": "yellow", "error": "red", "never": "dim"}
+_HEALTH_STYLE = {
+    "ok": "green",
+    "stale": "yellow",
+    "error": "red",
+    "held": "bold red",
+    "never": "dim",
+}
 
 
-def health_table(rows: list[dict[str, Any]], title: str = "systems") -> Table:
+def health_table(
+    rows: list[dict[str, Any]], title: str = "systems", *, whole: bool = False
+) -> Table:
     columns = ("health", "last poll", "lag", "cursor", "pending", "conflicts", "dead letters")
     cells = {}
     for row in rows:
         style = _HEALTH_STYLE.get(row["health"], "")
         cells[row["system"]] = [
             f"[{style}]{row['health']}[/]" if style else row["health"],
-            when(row["last_poll_at"]),
+            when(row["last_poll_at"], whole=whole),
             ago(row["lag_seconds"]),
-            when(row["cursor"]),
+            when(row["cursor"], whole=whole),
             str(row["pending"]),
             str(row["conflicts"]),
             f"[red]{row['dead_letters']}[/]" if row["dead_letters"] else "0",
@@ -84,26 +102,29 @@ def _healed_cell(healed: int | None) -> str:
     return f"[yellow]{healed}[/]" if healed else "0"
 
 
-def runs_table(runs: list[dict[str, Any]]) -> Table:
+def runs_table(runs: list[dict[str, Any]], *, whole: bool = False) -> Table:
+    """The last runs, fitted to 80 columns without rich squeezing anything: every cell is
+    no_wrap and holds its own line breaks (what above status, date above time, one count a
+    line), so no release of rich can cut a run id, a stamp or a count."""
     # no outer edge: an 80-column terminal then fits a cycle's counts beside the full run id
     table = Table(title="last runs (times UTC)", title_justify="left", show_edge=False)
     table.add_column("run", no_wrap=True)  # the id the logs carry: never cut
-    table.add_column("what")
-    table.add_column("status")
-    # may wrap between date and time: the only room an 80-column terminal can give back
-    table.add_column("started")
+    table.add_column("what", no_wrap=True)
+    table.add_column("started", no_wrap=True)
     table.add_column("took", justify="right", no_wrap=True)
     items = [[f"{k}={v}" for k, v in sorted(run["counts"].items()) if v] for run in runs]
-    # one "name=count" a line and never wrapped: how a terminal is fitted differs between rich
-    # releases, and a count cut in the middle reads as another number
+    # one "name=count" a line and never wrapped: a count cut in the middle reads as another
     table.add_column("counts", no_wrap=True)
     for run, counts in zip(runs, items, strict=True):
-        style = {"done": "green", "failed": "red", "interrupted": "yellow"}.get(run["status"], "")
+        style = {"done": "green", "failed": "red", "interrupted": "yellow", "died": "red"}.get(
+            run["status"], ""
+        )
+        status = f"[{style}]{run['status']}[/]" if style else run["status"]
+        what = escape("\n".join(x for x in (run["kind"], run["system"]) if x))
         table.add_row(
             run["id"],
-            f"{run['kind']} {run['system'] or ''}".strip(),
-            f"[{style}]{run['status']}[/]" if style else run["status"],
-            when(run["started_at"]),
+            f"{what}\n{status}",
+            when(run["started_at"], whole=whole).replace(" ", "\n"),
             _took(run["started_at"], run["finished_at"]),
             escape("\n".join(counts)) or "—",
         )
@@ -254,13 +275,20 @@ def first_run_notice(engine: Engine) -> None:
         )
 
 
+#: deals named per system and kind in a verify report (``--json`` names every one)
+NAMED = 50
+
+
 def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
     """Print a verify report (``crmsync verify``, the demo's last step); exit 1 unless every
-    system agrees (known differences count as agreeing with ``accept_known``)."""
+    system agrees (known differences count as agreeing with ``accept_known``). Every deal a
+    count counts is named below the table with why (up to ``NAMED`` a kind and system, then
+    how many more), so the counts and the lines agree."""
     columns = (
         "vendor deals",
         "linked",
         "unlinked",
+        "unreadable",
         "missing",
         "absent",
         "duplicates",
@@ -276,6 +304,7 @@ def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
                 check.vendor_records,
                 check.linked,
                 len(check.unlinked),
+                len(check.unreadable),
                 len(check.missing),
                 len(check.absent),
                 len(check.duplicates),
@@ -287,21 +316,10 @@ def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
         ]
         for name, check in report.systems.items()
     }
-    table = count_table("verify", columns, rows)
-    out.print(table)
+    out.print(count_table("verify", columns, rows))
     for name, check in report.systems.items():
-        for known in check.known[:50]:
-            where = " ".join(x for x in (known.external_id, known.field) if x)
-            out.print(f"  [cyan]{name} {escape(where)} known: {escape(known.reason)}[/]")
-    for name, check in report.systems.items():
-        for drift in check.drift[:50]:
-            out.print(
-                f"  [yellow]{name} {drift.external_id} {drift.field}: ours "
-                f"{short(drift.ours)} != theirs {short(drift.theirs)}[/]"
-            )
-        for duplicate in check.duplicates[:50]:
-            out.print(f"  [red]{name} duplicate: {short(duplicate)}[/]")
-    for group in report.twins[:50]:
+        _named_lines(name, check)
+    for group in report.twins[:NAMED]:
         out.print(f"  [red]one deal held as {len(group)} records: {', '.join(group)}[/]")
     if not report.agrees(accept_known=accept_known):
         raise typer.Exit(1)
@@ -309,3 +327,67 @@ def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
         out.print("[yellow]No drift besides the known differences listed (accepted).[/]")
         return
     out.print("[green]No drift.[/]")
+
+
+def _named_lines(system: str, check: Any) -> None:
+    """Each deal a count of ``check`` counts, one line each: what, which deal, and why."""
+    kinds = (
+        ("unlinked", check.unlinked, "red"),
+        ("unreadable", check.unreadable, "red"),
+        ("missing", check.missing, "red"),
+        ("absent", check.absent, "red"),
+    )
+    for kind, ids, style in kinds:
+        for deal_id in ids[:NAMED]:
+            name = check.names.get(deal_id)
+            deal = f"{deal_id} ({name!r})" if name else deal_id
+            why = check.why.get(deal_id, "")
+            line(f"  [{style}]{system} {kind}:[/] {escape(deal)}: {escape(why)}")
+        _more(system, kind, len(ids))
+    for known in check.known[:NAMED]:
+        where = " ".join(x for x in (known.external_id, known.field) if x)
+        line(f"  [cyan]{system} known:[/] {escape(where)}: {escape(known.reason)}")
+    _more(system, "known", len(check.known))
+    for drift in check.drift[:NAMED]:
+        line(
+            f"  [yellow]{system} drift:[/] {escape(drift.external_id)} {escape(drift.field)}: "
+            f"ours {escape(short(drift.ours))} != theirs {escape(short(drift.theirs))}"
+        )
+    _more(system, "drifting fields", len(check.drift))
+    for duplicate in check.duplicates[:NAMED]:
+        line(f"  [red]{system} duplicate:[/] {escape(short(duplicate))}")
+    _more(system, "duplicates", len(check.duplicates))
+
+
+def _more(system: str, kind: str, count: int) -> None:
+    if count > NAMED:
+        line(f"  {system} {kind}: {count - NAMED} more (`--json` lists every one)")
+
+
+def line(text: str) -> None:
+    """One line of a listing: wrapped at spaces to the terminal, never inside a word or a
+    number (a word wider than the terminal excepted), and whole when piped."""
+    out.print(text)
+
+
+def listing(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], *, styles: Sequence[str] = ()
+) -> None:
+    """Rows of plain text (no markup) as a table when it fits the terminal at its natural width,
+    else one row a line as ``column: value`` pairs, wrapped only at spaces. A table is never
+    squeezed — how rich squeezes differs between releases, and a squeezed cell splits words or
+    drops digits — so at any width every value is whole."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    for i, row in enumerate(rows):
+        table.add_row(*(escape(cell) for cell in row), style=styles[i] if styles else None)
+    if out.measure(table).maximum <= out.width:
+        out.print(table)
+        return
+    out.print(f"[bold]{escape(title)}[/]")
+    for i, row in enumerate(rows):
+        pairs = "  ".join(f"{c}: {v}" for c, v in zip(columns, row, strict=True) if v)
+        style = styles[i] if styles and styles[i] else ""
+        text = f"• {escape(pairs)}"
+        line(f"[{style}]{text}[/]" if style else text)

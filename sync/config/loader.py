@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from sync.config.checks import cross_checks
+from sync.config.loopback import remote_only, remote_only_problems
 from sync.config.models import Config
 from sync.config.problems import pydantic_problems
 from sync.config.reader import ConfigError, ConfigProblem, Reader, found_text
@@ -62,6 +63,8 @@ def parse_config(
     checks = list(cross_checks(data))
     if config is not None:
         checks.extend(stage_vocabulary_problems(config.mapping))
+        if remote_only(reader.env):
+            checks.extend(remote_only_problems(config))
     for path, expected, found in checks:
         problems.append(ConfigProblem(f"{location}:{reader.line_of(path)}", path, expected, found))
     if problems or config is None:

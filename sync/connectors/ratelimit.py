@@ -85,6 +85,24 @@ class TokenBucket:
                 wait += -bucket.tokens / bucket.rate
             return wait
 
+    def delay(self, system: str) -> float:
+        """How long a request to ``system`` made now would wait (taking no token): what a
+        progress line says when a vendor's rate limit is what a run waits for."""
+        with self._lock:
+            bucket = self._buckets.get(system)
+            if bucket is None:
+                return 0.0
+            now = self._clock()
+            start = max(now, bucket.blocked_until)
+            tokens = min(bucket.burst, bucket.tokens + max(0.0, start - bucket.stamp) * bucket.rate)
+            return start - now + (max(0.0, 1 - tokens) / bucket.rate if tokens < 1 else 0.0)
+
+    def rate(self, system: str) -> float | None:
+        """The configured requests per second of ``system`` (None: not limited)."""
+        with self._lock:
+            bucket = self._buckets.get(system)
+            return bucket.rate if bucket is not None else None
+
     def penalize(self, system: str, seconds: float) -> None:
         with self._lock:
             bucket = self._buckets.get(system)

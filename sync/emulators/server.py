@@ -22,6 +22,7 @@ import asyncio
 import base64
 import contextlib
 import importlib
+import os
 import signal
 import socket
 import threading
@@ -285,13 +286,15 @@ def _print_table(served: list[Served], seed: int, seed_opportunities: int) -> No
     from rich.table import Table
 
     table = Table(title=f"crmsync emulators (seed {seed}, {seed_opportunities} seeded deals)")
-    table.add_column("emulator")
-    table.add_column("base URL")
+    table.add_column("emulator", no_wrap=True)
+    table.add_column("base URL", no_wrap=True)  # the URLs are what this prints for: never cut
     table.add_column("credentials")
-    table.add_column("control API")
+    table.add_column("control API", no_wrap=True)
     for item in served:
         table.add_row(item.name, item.base_url, item.credentials, f"{item.root_url}/_emulator/")
     console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 10_000  # a pipe or a file has no width: every line whole
     console.print(table)
     console.print("Press Ctrl+C to stop.")
 

@@ -27,6 +27,7 @@ from sync.engine.capture import capture
 from sync.engine.context import Counts, Engine, new_id
 from sync.engine.push import drain
 from sync.engine.unresolved import WaitingReference, waiting_references
+from sync.logging import carried
 from sync.store import cursors, outbox, runs
 from sync.store.db import supports_threads
 from sync.store.models import Cursor
@@ -150,7 +151,10 @@ def drain_all(engine: Engine, systems: Sequence[str], run_id: str | None) -> dic
     if len(systems) < 2 or not supports_threads(engine.db):
         return {system: drain(engine, system, run_id=run_id) for system in systems}
     with ThreadPoolExecutor(max_workers=len(systems), thread_name_prefix="drain") as pool:
-        futures = {system: pool.submit(drain, engine, system, run_id=run_id) for system in systems}
+        futures = {
+            system: pool.submit(carried(drain, system=system), engine, system, run_id=run_id)
+            for system in systems
+        }
         return {system: future.result() for system, future in futures.items()}
 
 

@@ -4,14 +4,15 @@ A letter is written when a push is refused or a read cannot be mapped; the user 
 deal (or the mapping) and the next sync goes through. Leaving the letter ``open`` would keep a
 fixed problem on every dashboard, so the step that succeeded closes it: a push that landed in a
 system resolves that record's outbound letters there, a capture that mapped a vendor record
-resolves its inbound letters. Each closed letter gets a journal entry on its record.
+resolves its inbound letters, and a deal that left the sync's scope (a filter now leaves it
+out) closes every letter about it. Each closed letter gets a journal entry on its record.
 
 Both functions run one query per batch (usually finding nothing), never one per record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 
 from sqlmodel import Session
 
@@ -51,6 +52,30 @@ def resolve_captured(
         record_id = letter.record_id or record_of.get(letter.external_id or "")
         _close(session, letter, record_id, notes, run_id, "a later read mapped it")
     return len(found)
+
+
+def resolve_filtered(
+    session: Session,
+    system: str,
+    deals: Mapping[str, str | None],
+    notes: Notes,
+    run_id: str | None,
+) -> int:
+    """Close every letter about deals of ``system`` its filter now leaves out (external id ->
+    record id): they left the sync, nothing is owed to or from them any more, so a letter
+    about one would stay open, and counted, for good."""
+    if not deals:
+        return 0
+    found = letters.unresolved_of_deals(session, system, sorted(deals), _ids(deals.values()))
+    for letter in found:
+        record_id = letter.record_id or deals.get(letter.external_id or "")
+        why = "the deal left the sync: the system's filter leaves it out"
+        _close(session, letter, record_id, notes, run_id, why)
+    return len(found)
+
+
+def _ids(values: Iterable[str | None]) -> list[str]:
+    return sorted({value for value in values if value})
 
 
 def _close(

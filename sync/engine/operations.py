@@ -55,8 +55,9 @@ def ping_store(engine: Engine) -> None:
 def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Per system: health, cursor, last poll, lag, pending outbox, open conflicts, dead letters.
 
-    ``health`` is ``never`` (not polled yet), ``error`` (the last poll failed), ``stale`` (no
-    poll for three intervals) or ``ok``.
+    ``health`` is ``held`` (the guard holds it: ``held_message`` says why), ``error`` (the last
+    poll failed: ``last_error``), ``never`` (not polled yet), ``stale`` (no poll for three
+    intervals) or ``ok``.
     """
     now = now or utcnow()
     with engine.session() as session:
@@ -72,10 +73,13 @@ def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[s
         cursor = polled.get(system)
         last = cursor.last_poll_at if cursor else None
         lag = (now - last).total_seconds() if last else None
-        if last is None:
-            health = "never"
+        state = states.get(system)
+        if state is not None and state.held:
+            health = "held"  # waits for an operator: held_message says why
         elif cursor is not None and cursor.last_error:
-            health = "error"
+            health = "error"  # even before a first poll: an unreachable vendor is an error
+        elif last is None:
+            health = "never"
         elif lag is not None and lag > 3 * cfg.poll_every.total_seconds():
             health = "stale"
         else:

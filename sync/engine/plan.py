@@ -25,7 +25,7 @@ from sync.engine.capture import capture
 from sync.engine.context import Counts, Engine
 from sync.engine.outbound import desired, push_diff
 from sync.mapping.errors import MappingError
-from sync.store import links, outbox, records
+from sync.store import letters, links, outbox, records
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,25 @@ class PlannedWrite:
     name: str | None = None
 
 
+@dataclass(frozen=True)
+class NotPlanned:
+    """A deal the plan cannot say what will be written for, and why: a read the mapping
+    cannot map (a stage it lacks), a write a vendor refused (dead letters), a push parked
+    waiting for a reference or a currency."""
+
+    system: str
+    what: str  # "cannot be read" | "refused" | "parked"
+    why: str
+    record_id: str | None = None
+    external_id: str | None = None
+    name: str | None = None
+
+
 @dataclass
 class PlanReport:
     writes: list[PlannedWrite] = field(default_factory=list)
+    #: what the plan leaves out, each with why (counted nowhere else)
+    not_planned: list[NotPlanned] = field(default_factory=list)
     captured: dict[str, dict[str, int]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -90,6 +106,9 @@ def plan(engine: Engine, systems: list[str] | None = None) -> PlanReport:
                 report.errors[system] = f"{type(exc).__name__}: {exc}"
         with _session(scratch) as session:
             report.writes = _planned(scratch, session)
+            report.not_planned = _not_planned(session, systems)
+            report.not_planned += _parked(report.writes)
+            report.writes = [w for w in report.writes if w.op not in ("park", "unknown")]
         if first_run.creates_wait(scratch):  # the guided first run holds every create
             report.writes = [_waiting(w) if w.op == "create" else w for w in report.writes]
         scratch.close()
@@ -124,6 +143,11 @@ def _planned(engine: Engine, session: Session) -> list[PlannedWrite]:
         record = records.get(session, row.record_id)
         if record is None:
             continue
+        name = record.fields.get("name")
+        if row.status == "parked":  # waits for a reference (or a currency) to resolve
+            why = f"waiting: {row.last_error or row.reason}"
+            writes.append(PlannedWrite(row.system, row.record_id, "park", {}, why, name))
+            continue
         link = links.of_record_in(session, row.record_id, row.system)
         reason = row.reason
         try:
@@ -148,10 +172,45 @@ def _planned(engine: Engine, session: Session) -> list[PlannedWrite]:
             changes, op, reason = {}, "park", str(exc)
         except (MappingError, ConnectorError) as exc:  # e.g. Close's currency not readable
             changes, op, reason = {}, "unknown", f"{type(exc).__name__}: {exc}"
-        writes.append(
-            PlannedWrite(row.system, row.record_id, op, changes, reason, record.fields.get("name"))
-        )
+        writes.append(PlannedWrite(row.system, row.record_id, op, changes, reason, name))
     return writes
+
+
+def _not_planned(session: Session, systems: list[str] | None) -> list[NotPlanned]:
+    """The open dead letters after the scratch capture: reads that cannot be mapped, writes a
+    vendor refused (each a deal no write is planned for until someone acts)."""
+    found = []
+    for letter in letters.in_status(session, "open", None):
+        if systems and letter.system not in systems:
+            continue
+        record = records.get(session, letter.record_id) if letter.record_id else None
+        found.append(
+            NotPlanned(
+                letter.system,
+                "cannot be read" if letter.direction == "inbound" else f"{letter.op} refused",
+                f"dead letter {letter.id}: {letter.error}",
+                letter.record_id,
+                letter.external_id,
+                record.fields.get("name") if record else None,
+            )
+        )
+    return found
+
+
+def _parked(writes: list[PlannedWrite]) -> list[NotPlanned]:
+    """Pushes that would be parked (a currency the system cannot hold) or cannot be mapped."""
+    return [
+        NotPlanned(
+            w.system,
+            "parked" if w.op == "park" else "cannot be planned",
+            w.reason,
+            w.record_id,
+            None,
+            w.name,
+        )
+        for w in writes
+        if w.op in ("park", "unknown")
+    ]
 
 
 def _waiting(write: PlannedWrite) -> PlannedWrite:

@@ -136,6 +136,18 @@ class WaitingReference:
     fallback: str | None
     records: tuple[str, ...]
 
+    def as_json(self) -> dict[str, Any]:
+        """``status --json``'s ``waiting`` entries."""
+        return {
+            "system": self.system,
+            "field": self.field,
+            "kind": self.kind,
+            "key": self.key,
+            "fallback": self.fallback,
+            "records": list(self.records),
+            "todo": Waiting(self.system, self.field, self.kind, self.key).todo,
+        }
+
     def describe(self) -> str:
         deals = f"{len(self.records)} deal" + ("s" if len(self.records) != 1 else "")
         item = Waiting(self.system, self.field, self.kind, self.key, self.fallback)

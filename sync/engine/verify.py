@@ -84,6 +84,11 @@ class SystemCheck:
     conflicts: int = 0
     #: why the system is held (it was not read), else None
     held: str | None = None
+    #: why each deal counted in unlinked, missing, absent or unreadable is there, by the id it
+    #: is listed with (a vendor id; a record id for absent): every count is named with a reason
+    why: dict[str, str] = field(default_factory=dict)
+    #: the deal's name by the same ids, where it is known
+    names: dict[str, str] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -186,16 +191,20 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
                 continue
             try:
                 theirs = engine.mapper.to_canonical(system, vendor_record.data, engine.refs)
-            except (MappingError, UnresolvedReference):
+            except (MappingError, UnresolvedReference) as exc:
                 check.unreadable.append(vendor_record.external_id)
+                check.why[vendor_record.external_id] = f"cannot be read: {exc}"
+                _name_of(check, vendor_record.external_id, links, records)
                 continue
             if theirs.get("name"):
                 names[str(theirs["name"])] += 1
+                check.names[vendor_record.external_id] = str(theirs["name"])
             if record_id := engine.mapper.record_id_of(system, vendor_record.data):
                 carried[record_id] += 1
             link = links.get(vendor_record.external_id)
             if link is None or link.deleted_at is not None:
                 check.unlinked.append(vendor_record.external_id)
+                check.why[vendor_record.external_id] = UNLINKED
                 continue
             check.linked += 1
             record = records.get(link.record_id)
@@ -236,6 +245,10 @@ def _verify_system(engine: Engine, system: str) -> SystemCheck:
         and link.deleted_at is None
         and (records.get(link.record_id) is None or records[link.record_id].deleted_at is None)
     )
+    for ext in check.missing:
+        check.why[ext] = MISSING
+        _name_of(check, ext, links, records)
+    _explain(engine, check, system)
     return check
 
 
@@ -250,6 +263,53 @@ def _waiting(drift: list[Drift], waits: list[Waiting]) -> tuple[list[Drift], lis
         if d.field in why
     ]
     return [d for d in drift if d.field not in why], known
+
+
+#: why a vendor deal is unlinked, and a linked one missing (absent and unreadable say per deal)
+UNLINKED = "no deal crmsync holds is linked to it (new since the last read, or created by hand)"
+MISSING = "linked, but the vendor no longer lists it (deleted there, or out of the account)"
+
+
+def _name_of(
+    check: SystemCheck, ext: str, links: dict[str, Link], records: dict[str, Record]
+) -> None:
+    link = links.get(ext)
+    record = records.get(link.record_id) if link is not None else None
+    if record is not None and record.fields.get("name"):
+        check.names[ext] = str(record.fields["name"])
+
+
+def _explain(engine: Engine, check: SystemCheck, system: str) -> None:
+    """Why each unlinked, unreadable and absent deal is there: the open dead letter about it
+    (the vendor's refusal, the mapping's complaint) where there is one, else what is owed."""
+    from sync.store import letters
+    from sync.store import outbox as stored_outbox
+
+    with engine.read_session() as session:
+        found = letters.open_about(
+            session, system, check.absent, [*check.unlinked, *check.unreadable]
+        )
+        owed = {
+            row.record_id: row
+            for row in stored_outbox.open_rows_of_many(session, check.absent)
+            if row.system == system
+        }
+        absent = {r.id: r for r in stored_records.many(session, check.absent)}
+    for letter in found:
+        key = letter.record_id if letter.record_id in absent else letter.external_id
+        if key:
+            check.why[key] = f"dead letter {letter.id} ({letter.op}): {letter.error}"
+    for rid in check.absent:
+        if rid in absent and absent[rid].fields.get("name"):
+            check.names[rid] = str(absent[rid].fields["name"])
+        if rid in check.why:
+            continue
+        row = owed.get(rid)
+        check.why[rid] = (
+            f"not created here yet: its {row.op} is {row.status} ({row.reason})"
+            if row is not None
+            else "not created here, and nothing is owed: `crmsync reconcile` heals it"
+        )
 
 
 def _filtered(check: SystemCheck, system: str, link: Link | None) -> None:

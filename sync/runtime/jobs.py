@@ -30,11 +30,12 @@ the id of the row to follow, which is all the admin API and the CLI need.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from sync.connectors.errors import ConnectorError
 from sync.engine import operations
@@ -94,17 +95,27 @@ def run_job(
     the exception propagates. ``metered`` (and a ``system``): the job's counts, or its error,
     feed that system's counters."""
     job = Job(engine, _open_run(engine, run_id, kind, system))
+    bound = bind_run_context(job.run_id, system)
     try:
         work(job)
     except BaseException as exc:
         if metered and system is not None and isinstance(exc, Exception):
             observe_error(system, exc)
         finish_run(engine, job.run_id, "failed", job.counts, describe(exc))
-        raise
+        raise  # the run stays bound: the line that reports the error names it too
     finish_run(engine, job.run_id, job.status, job.counts, "; ".join(job.errors) or None)
+    reset_contextvars(**bound)
     if metered and system is not None:
         observe_counts(system, job.counts.values)
     return job
+
+
+def bind_run_context(run_id: str, system: str | None) -> Mapping[str, Any]:
+    """Every line logged from here on names the run (and system), so a run seen in `crmsync
+    status` can be found in the logs. Returns what :func:`reset_contextvars` restores once the
+    run is done; a run that fails stays bound until the unit of work ends (Celery's
+    ``task_postrun`` clears it, the next job rebinds), so whoever logs the error names it."""
+    return bind_contextvars(run_id=run_id, **({"system": system} if system else {}))
 
 
 def describe(exc: BaseException) -> str:
@@ -164,7 +175,8 @@ def drain_job(engine: Engine, system: str) -> Counts:
     counts = drain(engine, system)
     observe_counts(system, counts.values)
     if counts.values:
-        _record_run(engine, "drain", system, started, counts)
+        run_id = _record_run(engine, "drain", system, started, counts)
+        log.info("drain_done", run_id=run_id, system=system, **counts.values)
     return counts
 
 
@@ -213,9 +225,10 @@ def reconcile_job(
     ``reconcile`` row). ``run_id``: a queued row to take over. ``full_poll``: how a system is
     read completely (the Celery task takes the poll lock). ``metered`` (the scheduler): the
     totals, or the error, feed ``system``'s counters."""
-    if run_id is not None:
-        run_id = _open_run(engine, run_id, "reconcile", system)
+    # the row is opened here (not by reconcile) so every line of the run can carry its id
+    run_id = _open_run(engine, run_id or new_id("run"), "reconcile", system)
     chosen = [system] if system else None
+    bound = bind_run_context(run_id, system)
     try:
         if full_poll is None:
             report = reconcile_systems(engine, chosen, run_id=run_id)
@@ -224,7 +237,8 @@ def reconcile_job(
     except Exception as exc:
         if metered and system is not None:
             observe_error(system, exc)
-        raise
+        raise  # still bound, as in run_job
+    reset_contextvars(**bound)
     if metered and system is not None:
         observe_counts(system, report.totals().values)
     return report
@@ -366,10 +380,11 @@ def _set_counts(engine: Engine, run_id: str, counts: Counts) -> None:
 
 def _record_run(
     engine: Engine, kind: str, system: str, started: dt.datetime, counts: Counts
-) -> None:
-    """A ``done`` row for work already finished, dated from when it started."""
+) -> str:
+    """A ``done`` row for work already finished, dated from when it started; its id."""
     run_id = start_run(engine, kind, system)
     with engine.session() as session:
         if runs.set_started(session, run_id, started) is not None:
             session.commit()
     finish_run(engine, run_id, "done", counts)
+    return run_id

@@ -44,3 +44,10 @@ def of_record(session: Session, record_id: str, limit: int | None = None) -> Seq
     return session.exec(
         select(Journal).where(Journal.record_id == record_id).order_by(col(Journal.id)).limit(limit)
     ).all()
+
+
+def of_run(session: Session, run_id: str, limit: int) -> Sequence[Journal]:
+    """The first ``limit`` entries a run wrote, oldest first (what the run touched)."""
+    return session.exec(
+        select(Journal).where(Journal.run_id == run_id).order_by(col(Journal.id)).limit(limit)
+    ).all()

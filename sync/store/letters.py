@@ -73,6 +73,40 @@ def refused_record_ids(
     )
 
 
+def open_about(
+    session: Session, system: str, record_ids: Collection[str], external_ids: Collection[str]
+) -> Sequence[DeadLetter]:
+    """The open letters in ``system`` about any of these records or vendor deals, oldest
+    first (verify names them as the reason a deal is absent or cannot be read)."""
+    if not record_ids and not external_ids:
+        return []
+    return session.exec(
+        select(DeadLetter)
+        .where(
+            DeadLetter.system == system,
+            DeadLetter.status == "open",
+            col(DeadLetter.record_id).in_(record_ids)
+            | col(DeadLetter.external_id).in_(external_ids),
+        )
+        .order_by(col(DeadLetter.id))
+    ).all()
+
+
+def unresolved_of_deals(
+    session: Session, system: str, external_ids: Collection[str], record_ids: Collection[str]
+) -> Sequence[DeadLetter]:
+    """The unresolved letters, either direction, about these deals of ``system`` (by vendor id
+    or record id)."""
+    return session.exec(
+        select(DeadLetter).where(
+            col(DeadLetter.status).in_(UNRESOLVED),
+            DeadLetter.system == system,
+            col(DeadLetter.external_id).in_(external_ids)
+            | col(DeadLetter.record_id).in_(record_ids),
+        )
+    ).all()
+
+
 def get(session: Session, letter_id: int) -> DeadLetter | None:
     return session.get(DeadLetter, letter_id)
 

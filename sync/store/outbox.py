@@ -366,6 +366,27 @@ def due_systems(session: Session, now: dt.datetime) -> list[str]:
     return sorted(str(system) for system in due)
 
 
+def progress_since(session: Session, since: dt.datetime) -> Sequence[tuple[str, str, int]]:
+    """(system, status, rows) of the rows open now or settled since ``since`` (a run's
+    progress: settled of settled + open)."""
+    rows = session.exec(
+        select(Outbox.system, Outbox.status, func.count())
+        .where(col(Outbox.status).in_(OPEN_STATES) | (col(Outbox.updated_at) >= since))
+        .group_by(Outbox.system, Outbox.status)
+    ).all()
+    return [(str(system), str(status), int(n)) for system, status, n in rows]
+
+
+def retries_due(session: Session) -> Sequence[tuple[str, dt.datetime, str | None]]:
+    """Per system with rows waiting for a retry: the next one's time and a last error."""
+    rows = session.exec(
+        select(Outbox.system, func.min(Outbox.next_attempt_at), func.max(Outbox.last_error))
+        .where(Outbox.status == "retry")
+        .group_by(Outbox.system)
+    ).all()
+    return [(str(system), at, error) for system, at, error in rows]
+
+
 def waiting_references(session: Session, system: str | None = None) -> Sequence[tuple[Any, ...]]:
     """``(system, record_id, waiting)`` of the parked rows waiting for a reference
     (``Outbox.waiting``), all systems when ``system`` is None."""

@@ -98,3 +98,15 @@ def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 def insert_keys(session: Session, rows: Sequence[dict[str, str]]) -> None:
     """Insert identity key rows (``record_id``, ``namespace``, ``value``) with one statement."""
     session.execute(sa.insert(RecordKey), rows)
+
+
+def named(session: Session, text: str, limit: int) -> Sequence[Record]:
+    """Up to ``limit`` live records whose name contains ``text``, in any case (``%`` and ``_``
+    are plain characters here), oldest first."""
+    name = sa.func.lower(col(Record.fields)["name"].as_string())
+    return session.exec(
+        select(Record)
+        .where(col(Record.deleted_at).is_(None), name.contains(text.lower(), autoescape=True))
+        .order_by(col(Record.created_at), col(Record.id))
+        .limit(limit)
+    ).all()

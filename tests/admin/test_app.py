@@ -155,3 +155,34 @@ def test_replaying_an_inbound_dead_letter_asks_the_backend_for_a_reread(engine: 
     assert again.status_code == 409
     with engine.session() as session:
         assert [o.system for o in session.exec(select(Outbox)).all()] == ["ruddr"]
+
+
+def test_replaying_every_dead_letter_rereads_each_system_once(engine: Engine) -> None:
+    """POST /deadletters/replay replays every open letter; two inbound letters of one system
+    ask for one re-read of it."""
+    rereads: list[str] = []
+    client = TestClient(create_app(AdminBackend(engine, lambda s, f: "", rereads.append), TOKEN))
+    with engine.session() as session:
+        for _ in range(2):
+            session.add(DeadLetter(system="close", direction="inbound", op="update", error="x"))
+        session.commit()
+    answer = client.post("/deadletters/replay", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["replayed"]) == 2 and answer.json()["rereads"] == ["close"]
+    assert rereads == ["close"]
+
+
+def test_the_decisions_refuse_what_cannot_be_decided(client: TestClient) -> None:
+    """Approving before every system was read is 409; an unknown system is 400; a choice
+    other than confirm/discard is 404; rebinding a system bound as configured says so."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    early = client.post("/first-run/approve", json={}, headers=auth)
+    assert early.status_code == 409 and "not every system" in early.json()["error"]
+    assert client.post("/systems/nowhere/rebind", headers=auth).status_code == 400
+    assert client.post("/systems/close/deletes/maybe", headers=auth).status_code == 404
+    bad = client.post("/first-run/approve", json={"settle": "no"}, headers=auth)
+    assert bad.status_code == 400
+    done = client.post("/systems/close/rebind", json={}, headers=auth)
+    assert done.status_code == 200 and done.json()["system"] == "close"
+    waiting = client.get("/waiting", headers=auth).json()
+    assert waiting["first_run"]["state"] == "unread" and waiting["held_systems"] == []

@@ -11,7 +11,7 @@ import pytest
 
 CLI = Path(__file__).resolve().parents[2] / "sync" / "cli"
 COMMAND_MODULES = {"inspect", "operator", "firstrun", "run", "store"}
-SHARED_MODULES = {"base", "tables", "store_access"}
+SHARED_MODULES = {"base", "tables", "store_access", "progress"}
 
 
 def _tree(name: str) -> ast.Module:

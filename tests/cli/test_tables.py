@@ -71,3 +71,38 @@ def test_a_column_of_dashes_is_named_as_none_yet_not_as_zero() -> None:
     table = tables.count_table("systems", ("fetched", "pending", "healed"), rows, width=30)
     text = " ".join(_text(table, 30).split())
     assert "0 for every system: pending" in text and "none yet: healed" in text
+
+
+def test_the_live_views_tables_show_whole_stamps_and_fit_80_columns() -> None:
+    """The live view's stamps are whole (date and second), and its tables still fit 80
+    columns with the run id, every stamp part and every count whole."""
+    run = {
+        "id": "run_3e0aa7264d8f40539643",
+        "kind": "cycle",
+        "system": None,
+        "status": "done",
+        "started_at": "2026-11-30T18:32:37Z",
+        "finished_at": "2026-11-30T18:33:00Z",
+        "counts": {"fetched": 40, "unchanged": 40, "fetched_full": 10},
+    }
+    text = _text(tables.runs_table([run], whole=True), 80)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    words = text.split()
+    for token in ("run_3e0aa7264d8f40539643", "2026-11-30", "18:32:37"):
+        assert token in words
+    for count in ("fetched=40", "unchanged=40", "fetched_full=10"):
+        assert count in words
+    row = {
+        "system": "truto_salesforce",
+        "health": "ok",
+        "last_poll_at": "2026-11-30T18:32:37Z",
+        "lag_seconds": 3.0,
+        "cursor": "2026-11-30T18:32:30Z",
+        "pending": 0,
+        "conflicts": 0,
+        "dead_letters": 0,
+        "healed": None,
+    }
+    text = _text(tables.health_table([row], whole=True), 80)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    assert "18:32:37" in text.split() and "truto_salesforce" in text.split()

@@ -100,3 +100,22 @@ def test_an_unreadable_deal_closes_its_letter_once_it_is_read_fine(tmp_path: Pat
         assert "a later read mapped it" in note.reason
     finally:
         world.engine.close()
+
+
+def test_verify_and_plan_name_a_refused_deal_with_the_vendors_reason(four: World) -> None:
+    """Issue 24 finding 5: a deal Ruddr refused (a 300-character name) is counted absent in
+    Ruddr and named there with the refusal; ``plan`` lists it as not planned, with why."""
+    from sync.engine.plan import plan
+    from sync.engine.verify import verify
+
+    four.users["close"].create("y" * 300)
+    four.converge(cycles=2)
+    ruddr = verify(four.engine, ["ruddr"]).systems["ruddr"]
+    assert len(ruddr.absent) == 1
+    why = ruddr.why[ruddr.absent[0]]
+    assert why.startswith("dead letter ") and "must be at most 255 characters" in why
+    assert ruddr.names[ruddr.absent[0]] == "y" * 300
+    report = plan(four.engine)
+    refused = [item for item in report.not_planned if item.system == "ruddr"]
+    assert [item.what for item in refused] == ["create refused"]
+    assert "must be at most 255 characters" in refused[0].why

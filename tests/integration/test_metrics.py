@@ -74,3 +74,30 @@ def test_every_prefork_child_is_counted(make_stack: Callable[..., Stack], tmp_pa
         if len(_children_that_counted(directory)) >= 2:
             break
     assert len(_children_that_counted(directory)) >= 2, sorted(directory.iterdir())
+    # drains the polls queued may still be pushing: the counts agree once the worker is idle
+    wait_for(lambda: _latency_covers_every_call(port), 60, "every API call to be timed")
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert re.search(r'^crmsync_build_info\{python="[\d.]+",version="[^"]+"\} 1\.0$', text, re.M)
+    assert re.search(r"^process_resident_memory_bytes \S+$", text, re.M)
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    pattern = re.compile(rf"^{name}\{{([^}}]*)\}} (\S+)$", re.M)
+    return {labels: float(value) for labels, value in pattern.findall(text)}
+
+
+def _latency_covers_every_call(port: int) -> bool:
+    """Every vendor API call any child made is in the latency histogram the parent serves: the
+    histogram's count per system equals the calls counted per system."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    calls: dict[str, float] = {}
+    for labels, value in _samples(text, "crmsync_api_calls_total").items():
+        system = re.search(r'system="(\w+)"', labels)
+        assert system is not None
+        calls[system[1]] = calls.get(system[1], 0.0) + value
+    timed: dict[str, float] = {}
+    for labels, value in _samples(text, "crmsync_vendor_request_duration_seconds_count").items():
+        system = re.search(r'system="(\w+)"', labels)
+        assert system is not None
+        timed[system[1]] = timed.get(system[1], 0.0) + value
+    return bool(calls) and timed == calls

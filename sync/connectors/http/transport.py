@@ -86,7 +86,9 @@ class InstrumentTransport(httpx.BaseTransport):
         try:
             response = self._inner.handle_request(request)
         except Exception as exc:
-            self._stats.record(self._system, request.method, type(exc).__name__)
+            self._stats.record(
+                self._system, request.method, type(exc).__name__, time.perf_counter() - started
+            )
             log.warning(
                 "http.error",
                 **fields,
@@ -95,7 +97,13 @@ class InstrumentTransport(httpx.BaseTransport):
                 ms=_ms(started),
             )
             raise
-        self._stats.record(self._system, request.method, response.status_code)
+        self._stats.record(
+            self._system,
+            request.method,
+            response.status_code,
+            time.perf_counter() - started,
+            response.headers,
+        )
         if response.status_code >= 400:
             log.info(
                 "http.response",

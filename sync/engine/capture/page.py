@@ -115,6 +115,8 @@ class Page:
     doubts: dict[str, dict[str, list[Any]]] | None = None
     #: external id -> stamp of the deals this page read in full (``confirm_full_reads``)
     read_in_full: dict[str, dt.datetime | None] = field(default_factory=dict)
+    #: external id -> record id of the deals the filter left out (their letters close)
+    filtered: dict[str, str | None] = field(default_factory=dict)
 
     def record(self, record_id: str | None) -> Record | NewRecord | None:
         """A stored record the page loaded, or one it created."""
@@ -340,6 +342,7 @@ def _prepare(poll: Poll, state: Page, rec: VendorRecord) -> Item | None:
     if not engine.mapper.accepts(system, rec.data):
         counts.add("filtered")
         filters.left_out(state.session, link)
+        state.filtered[rec.external_id] = record.id if record else None  # its letters close
         return None
     filters.let_in(engine, state.session, link)
     try:

@@ -27,7 +27,7 @@ from sync.engine.capture.page import (
 )
 from sync.engine.context import Counts, Engine
 from sync.engine.journal import enqueue_into, outbox_row
-from sync.engine.letters import resolve_captured
+from sync.engine.letters import resolve_captured, resolve_filtered
 from sync.engine.outbound import push_op
 from sync.engine.prefetch import one_ahead
 from sync.store import cursors, links, outbox, records
@@ -166,6 +166,7 @@ def _ingest_page(poll: Poll, session: Session, page: list[VendorRecord]) -> None
     resolve_captured(
         session, poll.system, [i.rec.external_id for i in items], state.notes, poll.run_id
     )
+    resolve_filtered(session, poll.system, state.filtered, state.notes, poll.run_id)
     _queue_pushes(poll, state)
     state.notes.write(session)
 

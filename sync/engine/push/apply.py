@@ -31,9 +31,10 @@ from sync.engine.push.prepare import _Job, _load, _Result
 from sync.engine.unresolved import Waiting
 from sync.mapping.derived import Derived
 from sync.mapping.errors import MappingError, UnresolvedReference
+from sync.metrics import observe_propagation
 from sync.store import outbox
 from sync.store.models import Link, Outbox, Record
-from sync.timefmt import maybe_utc, utcnow
+from sync.timefmt import as_utc, maybe_utc, utcnow
 
 MAX_BACKOFF = 3600.0
 
@@ -157,6 +158,7 @@ class _Applier:
         exc, session = result.error, self.session
         if exc is None:
             row.status = "done"
+            observe_propagation(row.system, (utcnow() - as_utc(row.created_at)).total_seconds())
             outcome = self._success(result)
             if outcome not in ("skipped", "deleted"):
                 self._waiting(result.job, row, result.job.waiting)

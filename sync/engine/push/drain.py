@@ -16,6 +16,7 @@ from sync.engine.context import Counts, Engine
 from sync.engine.push.apply import _release, apply_results
 from sync.engine.push.prepare import _Job, _Result, claim, prepare
 from sync.engine.push.send import send
+from sync.logging import carried
 from sync.store import cursors
 from sync.store.db import supports_threads
 
@@ -116,7 +117,8 @@ class _Drainer:
                         if job.kind == "done" or job.error is not None:
                             ready.append(_Result(job, error=job.error))
                         else:
-                            inflight[pool.submit(send, self.engine, job, self.run_id)] = job
+                            call = carried(send, record_id=job.record_id)  # log context
+                            inflight[pool.submit(call, self.engine, job, self.run_id)] = job
                     if ready and not first_ready:
                         first_ready = time.monotonic()
                 if inflight:
