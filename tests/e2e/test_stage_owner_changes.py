@@ -3,6 +3,7 @@ with nobody touching probability, and a deal handed to an owner one system does 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +131,9 @@ def amounts(world: World, record: str) -> dict[str, float]:
     }
 
 
-def cli(world: World, *args: str, width: int = 80) -> str:
-    """A ``crmsync`` command on the world's store, as an operator types it."""
+def cli(world: World, *args: str, width: int = 80, raw: bool = False) -> str:
+    """A ``crmsync`` command on the world's store, as an operator types it (``raw``: its
+    stdout as printed, else both streams with whitespace folded)."""
     env = {
         "CRMSYNC_DATABASE_URL": world.engine.db.url.render_as_string(hide_password=False),
         "CRMSYNC_LOG_FORMAT": "json",
@@ -139,6 +141,8 @@ def cli(world: World, *args: str, width: int = 80) -> str:
     }
     result = CliRunner().invoke(app, ["--config", str(ROOT / "config.yaml"), *args], env=env)
     assert result.exit_code == 0, result.stdout + result.stderr
+    if raw:
+        return result.stdout
     return " ".join((result.stdout + result.stderr).split())
 
 
@@ -183,8 +187,14 @@ def test_an_owner_unknown_elsewhere_does_not_freeze_the_deal(world: World) -> No
     assert "add a user with that e-mail in close" in said
     status = cli(world, "status", width=200)
     assert f"WAITING owner '{NEW_OWNER}' has no counterpart in ruddr" in status
-    history = cli(world, "history", record, width=200)
-    assert "reference_unresolved" in history and NEW_OWNER in history
+    document = json.loads(cli(world, "status", "--json", raw=True))
+    assert {(w["system"], w["key"]) for w in document["waiting"]} == {
+        (system, NEW_OWNER) for system in ("ruddr", "close", "truto_salesforce")
+    }
+    story = json.loads(cli(world, "history", record, "--json", raw=True))
+    assert any(
+        e["action"] == "reference_unresolved" and NEW_OWNER in e["reason"] for e in story["journal"]
+    ), story["journal"]
     check = verify(world.engine)
     assert not check.clean and check.agrees(accept_known=True)
     known = [k for k in check.systems["close"].known if k.record_id == record]
