@@ -119,3 +119,15 @@ def test_verify_and_plan_name_a_refused_deal_with_the_vendors_reason(four: World
     refused = [item for item in report.not_planned if item.system == "ruddr"]
     assert [item.what for item in refused] == ["create refused"]
     assert "must be at most 255 characters" in refused[0].why
+
+
+def test_a_dead_letter_quotes_the_vendors_message_once(four: World) -> None:
+    """A refusal whose field errors the vendor also puts in its message is stored with each
+    of the vendor's words once (ParsaLink refusing a negative amount: it says why in its
+    message and again as a field error)."""
+    four.users["ruddr"].create("Negative deal", amount=-100.0)
+    four.converge(cycles=2)
+    letters = [letter for letter in _letters(four) if letter.system == "parsalink"]
+    assert letters
+    for letter in letters:
+        assert letter.error.count("greater than or equal to 0") == 1, letter.error
