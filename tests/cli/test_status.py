@@ -1,0 +1,80 @@
+"""`crmsync status` tells the truth (issue 24 finding 7): a held system is `held` with why, a
+system that cannot be reached shows its last error on one line, a run whose process died is
+`died` — in the text and in `--json`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session
+from typer.testing import CliRunner
+
+from sync.cli.app import app
+from sync.store.db import make_engine, upgrade
+from sync.store.models import Cursor, Run, SystemState
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
+CONFIG = """\
+store:
+  url: sqlite:///{db}
+systems:
+  truto:
+    type: truto
+    base_url: http://127.0.0.1:8714/unified/crm
+    credentials: {{token: "${{TRUTO_TOKEN}}"}}
+    options: {{integrated_account_id: acct}}
+  ruddr:
+    type: ruddr
+    base_url: http://127.0.0.1:8711/api/workspace
+    credentials: {{token: "${{RUDDR_TOKEN}}"}}
+"""
+ENV = {"TRUTO_TOKEN": "t", "RUDDR_TOKEN": "r", "CRMSYNC_LOG_FORMAT": "json", "COLUMNS": "80"}
+
+
+def run(config: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["--config", str(config), *args], env=ENV)
+    return result.exit_code, result.stdout + result.stderr
+
+
+def test_status_names_held_failing_and_died(tmp_path: Path) -> None:
+    db = tmp_path / "crmsync.db"
+    url = f"sqlite:///{db}"
+    upgrade(url)
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.format(db=db), encoding="utf-8")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    refused = (
+        "ruddr: cannot connect to http://127.0.0.1:8711/api/workspace/opportunities:\n"
+        "  connection refused"
+    )
+    with Session(make_engine(url)) as session:
+        session.add(SystemState(system="truto", binding={}, held="binding", held_message="moved"))
+        session.add(Cursor(system="ruddr", last_error=refused))
+        session.add(
+            Run(
+                id="run_killed00000000000000",
+                kind="cycle",
+                holder=f"{socket.gethostname()[:40]}:{gone.pid}:0badf00d:1",
+            )
+        )
+        session.commit()
+    code, out = run(config, "status", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    health = {row["system"]: row["health"] for row in data["systems"]}
+    assert health == {"truto": "held", "ruddr": "error"}
+    assert [r["status"] for r in data["runs"]] == ["died"]
+    code, out = run(config, "status")
+    assert code == 0, out
+    assert "HELD truto (binding): moved" in out
+    one_line = "ruddr last error: ruddr: cannot connect to"
+    assert one_line in out and "connection refused" in " ".join(out.split())
+    assert "died" in out.split()
+    assert max(len(line) for line in out.splitlines()) <= 80
