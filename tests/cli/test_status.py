@@ -78,3 +78,22 @@ def test_status_names_held_failing_and_died(tmp_path: Path) -> None:
     assert one_line in out and "connection refused" in " ".join(out.split())
     assert "died" in out.split()
     assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_doctor_against_an_unreachable_system_is_one_finding_without_retries(
+    tmp_path: Path,
+) -> None:
+    """A wrong base URL (nothing listens): `doctor` says so in one finding with its fix, after
+    one request — no retry lines, no log lines about the same failure."""
+    db = tmp_path / "crmsync.db"
+    config = tmp_path / "config.yaml"
+    text = CONFIG.format(db=db).replace("127.0.0.1:8711", "127.0.0.1:9")
+    config.write_text(text, encoding="utf-8")
+    code, out = run(config, "doctor", "--system", "ruddr")
+    assert code == 1, out
+    assert out.splitlines()[0] == "ruddr (ruddr): problems", out
+    words = " ".join(out.split())
+    assert "✗ read: cannot list opportunities: ruddr: ConnectError" in words
+    assert "Connection refused fix: check systems.ruddr.base_url" in words
+    assert "http.error" not in out and "retry" not in out.lower()
+    assert max(len(line) for line in out.splitlines()) <= 80
