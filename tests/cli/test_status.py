@@ -97,3 +97,29 @@ def test_doctor_against_an_unreachable_system_is_one_finding_without_retries(
     assert "Connection refused fix: check systems.ruddr.base_url" in words
     assert "http.error" not in out and "retry" not in out.lower()
     assert max(len(line) for line in out.splitlines()) <= 80
+
+
+@pytest.mark.parametrize("command", ["demo", "emulate"])
+def test_a_port_in_use_is_one_line_naming_the_ports(tmp_path: Path, command: str) -> None:
+    """`demo` and `emulate` on a port another process holds: one line naming the ports and
+    what to do, exit 1, no traceback."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port_base = taken.getsockname()[1] - 1  # Ruddr's port (port-base+1) is taken
+    try:
+        result = CliRunner().invoke(
+            app,
+            [command, "--port-base", str(port_base)],
+            # listed, so the runner restores it: demo sets it for its own run
+            env={**ENV, "COLUMNS": "200", "CRMSYNC_FIRST_RUN": "automatic"},
+        )
+    finally:
+        taken.close()
+    out = result.stdout + result.stderr
+    assert result.exit_code == 1, out
+    ports = f"127.0.0.1:{port_base + 1}-{port_base + 4}"
+    assert out.strip().splitlines() == [
+        f"error: cannot serve the emulators on {ports}: Address already in use (another "
+        "crmsync emulate or demo?); choose another --port-base"
+    ], out
