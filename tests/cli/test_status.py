@@ -123,3 +123,9 @@ def test_a_port_in_use_is_one_line_naming_the_ports(tmp_path: Path, command: str
         f"error: cannot serve the emulators on {ports}: Address already in use (another "
         "crmsync emulate or demo?); choose another --port-base"
     ], out
+
+
+def test_shell_completion_is_switched_on() -> None:
+    """`crmsync --install-completion` / `--show-completion` exist (bash, zsh, fish)."""
+    result = CliRunner().invoke(app, ["--help"], env={**ENV, "COLUMNS": "200"})
+    assert "--install-completion" in result.stdout and "--show-completion" in result.stdout
