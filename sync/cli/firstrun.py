@@ -7,6 +7,7 @@ Exit codes are documented per command.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -170,7 +171,13 @@ def doctor_cmd(
         # a check, not a sync: an unreachable vendor is one finding now, not a minute of
         # retries (a wrong base URL is the most common first-run problem)
         engine.retry = RetryPolicy(attempts=1, timeout=DOCTOR_TIMEOUT)
-        reports = doctor(engine, chosen)
+        http_log = logging.getLogger("sync.connectors.http")
+        level = http_log.level
+        http_log.setLevel(logging.ERROR)  # each failed request is a finding below, said once
+        try:
+            reports = doctor(engine, chosen)
+        finally:
+            http_log.setLevel(level)
     if as_json:
         print_json(shapes.doctor(reports))
         raise typer.Exit(1 if any(report.problems for report in reports.values()) else 0)

@@ -76,24 +76,26 @@ _HEALTH_STYLE = {
 
 
 def health_table(
-    rows: list[dict[str, Any]], title: str = "systems", *, whole: bool = False
+    rows: list[dict[str, Any]], title: str = "systems", *, whole: bool = False, width: int = 0
 ) -> Table:
+    """Per system its health and counts; ``whole`` stamps stand date above time (a cell of
+    ten characters that never has to be cut)."""
     columns = ("health", "last poll", "lag", "cursor", "pending", "conflicts", "dead letters")
     cells = {}
     for row in rows:
         style = _HEALTH_STYLE.get(row["health"], "")
         cells[row["system"]] = [
             f"[{style}]{row['health']}[/]" if style else row["health"],
-            when(row["last_poll_at"], whole=whole),
+            when(row["last_poll_at"], whole=whole).replace(" ", "\n"),
             ago(row["lag_seconds"]),
-            when(row["cursor"], whole=whole),
+            when(row["cursor"], whole=whole).replace(" ", "\n"),
             str(row["pending"]),
             str(row["conflicts"]),
             f"[red]{row['dead_letters']}[/]" if row["dead_letters"] else "0",
             _healed_cell(row.get("healed")),  # by the last reconcile; 0 when healthy
         ]
     left = {"health", "last poll", "cursor"}
-    return count_table(f"{title} (times UTC)", (*columns, "healed"), cells, left=left)
+    return count_table(f"{title} (times UTC)", (*columns, "healed"), cells, left=left, width=width)
 
 
 def _healed_cell(healed: int | None) -> str:
@@ -217,7 +219,8 @@ def _natural_width(rows: Mapping[str, Sequence[str]], columns: Sequence[str]) ->
     """The table's width unsqueezed: each column its widest text, plus padding and border."""
     widths = [max(len(s) for s in [*rows, "system"])]
     for i, name in enumerate(columns):
-        widths.append(max([len(name)] + [len(render(r[i]).plain) for r in rows.values()]))
+        lines = [part for r in rows.values() for part in render(r[i]).plain.split("\n")]
+        widths.append(max([len(name)] + [len(part) for part in lines]))
     return sum(w + 3 for w in widths) + 1
 
 

@@ -80,7 +80,7 @@ class CycleReport:
 def start_run(engine: Engine, kind: str, system: str | None = None) -> str:
     run_id = new_id("run")
     with engine.session() as session:
-        runs.start(session, run_id, kind, system)
+        runs.start(session, run_id, kind, system, engine.worker_id)
         session.commit()
     return run_id
 

@@ -83,7 +83,11 @@ def doctor(engine: Engine, systems: Sequence[str] | None = None) -> dict[str, Sy
             _write_access(report)
             if report.vendor == "close":
                 _close_custom_fields(engine, connector, report)
-    all_refs = {**{name: _references_or_empty(engine, name) for name in engine.systems}, **refs}
+    # a checked system that could not be read is not asked again (its finding says why)
+    others = {
+        name: _references_or_empty(engine, name) for name in engine.systems if name not in reports
+    }
+    all_refs = {**others, **{name: {} for name in reports}, **refs}
     for name, report in reports.items():
         if name in refs:
             _stages(engine, name, refs[name], report)

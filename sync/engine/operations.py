@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from sync.engine.claims import is_dead_incarnation
 from sync.engine.context import Engine
 from sync.engine.journal import enqueue, note
 from sync.engine.outbound import enqueue_pushes
@@ -147,11 +148,17 @@ def get_run(engine: Engine, run_id: str) -> dict[str, Any] | None:
 
 
 def run_dict(run: Run) -> dict[str, Any]:
+    """A run as the CLI and the admin API show it; one still ``running`` whose process is
+    provably dead (killed; its holder id says so) is ``died``: it will never finish."""
+    status = run.status
+    if status == "running" and run.holder and is_dead_incarnation(run.holder):
+        status = "died"
     return {
         "id": run.id,
         "kind": run.kind,
         "system": run.system,
-        "status": run.status,
+        "status": status,
+        "holder": run.holder,
         "started_at": format_iso(run.started_at),
         "finished_at": format_optional_iso(run.finished_at),
         "counts": dict(run.counts),

@@ -105,7 +105,7 @@ def reconcile(
 def _mark_running(engine: Engine, run_id: str) -> None:
     """A run queued by the CLI or the admin API starts now."""
     with engine.session() as session:
-        if runs.mark_running(session, run_id) is not None:
+        if runs.mark_running(session, run_id, engine.worker_id) is not None:
             session.commit()
 
 

@@ -367,7 +367,7 @@ def _open_run(engine: Engine, run_id: str | None, kind: str, system: str | None)
     if run_id is None:
         return start_run(engine, kind, system)
     with engine.session() as session:
-        runs.restart(session, run_id, kind, system)
+        runs.restart(session, run_id, kind, system, engine.worker_id)
         session.commit()
     return run_id
 

@@ -208,6 +208,9 @@ class Run(SQLModel, table=True):
     status: str = Field(default="running", max_length=16)
     counts: dict[str, Any] = _json()
     error: str | None = None
+    #: the process running it (``host:pid:boot:n``): a run still ``running`` whose holder is
+    #: provably dead shows as ``died``
+    holder: str | None = Field(default=None, max_length=80)
 
 
 class DeadLetter(SQLModel, table=True):

@@ -18,9 +18,11 @@ def get(session: Session, run_id: str) -> Run | None:
     return session.get(Run, run_id)
 
 
-def start(session: Session, run_id: str, kind: str, system: str | None) -> Run:
-    """Add a run that starts now (status ``running``)."""
-    run = Run(id=run_id, kind=kind, system=system)
+def start(
+    session: Session, run_id: str, kind: str, system: str | None, holder: str | None = None
+) -> Run:
+    """Add a run that starts now (status ``running``) in the process ``holder``."""
+    run = Run(id=run_id, kind=kind, system=system, holder=holder)
     session.add(run)
     return run
 
@@ -45,23 +47,26 @@ def finish(
     return run
 
 
-def mark_running(session: Session, run_id: str) -> Run | None:
-    """A queued run starts now (None when there is no such run)."""
+def mark_running(session: Session, run_id: str, holder: str | None = None) -> Run | None:
+    """A queued run starts now in the process ``holder`` (None when there is no such run)."""
     run = session.get(Run, run_id)
     if run is not None:
-        run.status, run.started_at = "running", utcnow()
+        run.status, run.started_at, run.holder = "running", utcnow(), holder
         session.add(run)
     return run
 
 
-def restart(session: Session, run_id: str, kind: str, system: str | None) -> Run:
+def restart(
+    session: Session, run_id: str, kind: str, system: str | None, holder: str | None = None
+) -> Run:
     """Start a run queued earlier, or one a redelivered task starts over (added when the row
-    is missing)."""
+    is missing), in the process ``holder``."""
     run = session.get(Run, run_id)
     if run is None:
-        run = Run(id=run_id, kind=kind, system=system)
+        run = Run(id=run_id, kind=kind, system=system, holder=holder)
     else:
         run.status, run.finished_at, run.error = "running", None, None
+        run.holder = holder
     session.add(run)
     return run
 

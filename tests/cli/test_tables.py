@@ -103,6 +103,6 @@ def test_the_live_views_tables_show_whole_stamps_and_fit_80_columns() -> None:
         "dead_letters": 0,
         "healed": None,
     }
-    text = _text(tables.health_table([row], whole=True), 80)
+    text = _text(tables.health_table([row], whole=True, width=80), 80)
     assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
     assert "18:32:37" in text.split() and "truto_salesforce" in text.split()

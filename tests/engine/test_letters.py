@@ -119,3 +119,49 @@ def test_verify_and_plan_name_a_refused_deal_with_the_vendors_reason(four: World
     refused = [item for item in report.not_planned if item.system == "ruddr"]
     assert [item.what for item in refused] == ["create refused"]
     assert "must be at most 255 characters" in refused[0].why
+
+
+def test_a_dead_letter_quotes_the_vendors_message_once(four: World) -> None:
+    """A refusal whose field errors the vendor also puts in its message is stored with each
+    of the vendor's words once (ParsaLink refusing a negative amount: it says why in its
+    message and again as a field error)."""
+    four.users["ruddr"].create("Negative deal", amount=-100.0)
+    four.converge(cycles=2)
+    letters = [letter for letter in _letters(four) if letter.system == "parsalink"]
+    assert letters
+    for letter in letters:
+        assert letter.error.count("greater than or equal to 0") == 1, letter.error
+
+
+def test_an_update_that_lands_on_a_deal_in_an_unmapped_stage_leaves_no_dead_letter(
+    tmp_path: Path,
+) -> None:
+    """Issue 24 finding 7: a Close deal moved to "Renewal Due" (a status the mapping lacks)
+    has its read in dead letters; an amount edited in Ruddr still lands in Close, and the write
+    leaves no letter of its own (only the read's, naming the stage, stays open)."""
+    world = make_world(tmp_path, seed_opportunities=2)
+    try:
+        world.converge(cycles=2)
+        close = world.users["close"]
+        statuses = close.client.get("/status/opportunity/").json()["data"]
+        renewal = next(s["id"] for s in statuses if s["label"] == "Renewal Due")
+        deal = close.client.get("/opportunity/").json()["data"][0]
+        close.client.put(f"/opportunity/{deal['id']}/", json={"status_id": renewal})
+        world.cycle()
+        with world.engine.session() as session:
+            link = session.exec(select(Link).where(Link.external_id == deal["id"])).one()
+            ruddr = session.exec(
+                select(Link).where(Link.record_id == link.record_id, Link.system == "ruddr")
+            ).one()
+        world.users["ruddr"].edit(ruddr.external_id, amount=4242.0)
+        world.cycle()
+        world.cycle()
+        assert close.client.get(f"/opportunity/{deal['id']}/").json()["value"] == 424200
+        open_letters = [
+            (letter.system, letter.direction, letter.op)
+            for letter in _letters(world)
+            if letter.status == "open"
+        ]
+        assert open_letters == [("close", "inbound", "read")]
+    finally:
+        world.engine.close()

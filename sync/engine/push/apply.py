@@ -354,8 +354,11 @@ def _release(engine: Engine, row_ids: Sequence[int]) -> None:
 
 
 def _vendor_words(exc: Rejected) -> str:
-    fields = "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items())
-    return f"{exc}" + (f" — {fields}" if fields else "")
+    """The vendor's message, then the field errors it does not already say: a vendor that puts
+    them in its message too (Close without a top-level error, Truto) is quoted once."""
+    said = str(exc)
+    fields = "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items() if v not in said)
+    return said + (f" — {fields}" if fields else "")
 
 
 def _not_found(

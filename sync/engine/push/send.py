@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from typing import Any
 
 from sync.connectors.base import VendorRecord
 from sync.connectors.errors import (
@@ -56,13 +57,26 @@ def send(engine: Engine, job: _Job, run_id: str | None) -> _Result:
                     return result
                 assert job.payload is not None
                 result.answer = connector.create(job.payload, idempotency_key=job.idempotency_key)
-        result.after = engine.mapper.to_canonical(job.system, result.answer.data, engine.refs)
+        result.after = _read_back(engine, job, result.answer)
     except Rejected as exc:
         exc.payload = job.payload  # type: ignore[attr-defined]
         result.error = exc
     except (ConnectorError, MappingError) as exc:
         result.error = exc
     return result
+
+
+def _read_back(engine: Engine, job: _Job, answer: VendorRecord) -> dict[str, Any]:
+    """The vendor's answer in canonical form. An update that landed is done even when its
+    answer cannot be mapped (the deal sits in a stage the mapping lacks): the vendor holds what
+    we sent, and the read of that deal keeps its own dead letter naming the stage — a second
+    letter would say the write failed, which it did not."""
+    try:
+        return engine.mapper.to_canonical(job.system, answer.data, engine.refs)
+    except MappingError:
+        if job.kind != "update":
+            raise
+        return dict(job.diff)
 
 
 def _fresh_intent(engine: Engine, job: _Job, run_id: str | None) -> bool:
