@@ -15,6 +15,7 @@ from sync.engine.bindings import push_blocked
 from sync.engine.context import Counts, Engine
 from sync.engine.push.apply import _release, apply_results
 from sync.engine.push.prepare import _Job, _Result, claim, prepare
+from sync.engine.push.recovery import Lookups
 from sync.engine.push.send import send
 from sync.store import cursors
 from sync.store.db import supports_threads
@@ -76,6 +77,7 @@ class _Drainer:
         self.counts = Counts()
         self.claimed = 0
         self.ids: list[int] = []
+        self.lookups = Lookups(engine, system)  # shared by the drain's create recoveries
 
     def _claim(self, batch: int, max_rows: int | None) -> list[_Job] | None:
         """The next batch, prepared; None when nothing more is due (or ``max_rows`` is met)."""
@@ -89,12 +91,15 @@ class _Drainer:
         self.ids += ids
         jobs = prepare(self.engine, self.system, ids, self.run_id)
         self.engine.claims.drop(set(ids) - {job.row_id for job in jobs})  # no longer ours
+        self.lookups.claimed(jobs)
         return jobs
 
     def run_inline(self, batch: int, max_rows: int | None) -> Counts:
         while (jobs := self._claim(batch, max_rows)) is not None:
             apply_results(
-                self.engine, [send(self.engine, job, self.run_id) for job in jobs], self.counts
+                self.engine,
+                [send(self.engine, job, self.run_id, self.lookups) for job in jobs],
+                self.counts,
             )
         return self.counts
 
@@ -116,7 +121,9 @@ class _Drainer:
                         if job.kind == "done" or job.error is not None:
                             ready.append(_Result(job, error=job.error))
                         else:
-                            inflight[pool.submit(send, self.engine, job, self.run_id)] = job
+                            inflight[
+                                pool.submit(send, self.engine, job, self.run_id, self.lookups)
+                            ] = job
                     if ready and not first_ready:
                         first_ready = time.monotonic()
                 if inflight:
