@@ -149,14 +149,32 @@ def verify_cmd(
             "held systems); they are still listed.",
         ),
     ] = False,
+    summaries: Annotated[
+        str,
+        typer.Option(
+            "--summaries",
+            help="A summary listing (ParsaLink: a GET per deal to read in full): 'full' reads "
+            "every deal, 'trust' compares deals whose stamp a full read confirmed from that "
+            "read, a number N trusts them but reads a random sample of about N in full.",
+        ),
+    ] = "full",
 ) -> None:
     """Read every system and compare every linked deal field by field. Exit 0 only when every
     system agrees; 1 on drift, or on a known difference (an open manual conflict, a deal left
     out by a filter, a held system) unless --accept-known."""
-    from sync.engine.verify import verify
+    from sync.engine.verify import Summaries, verify
 
+    how: Summaries
+    if summaries in ("full", "trust"):
+        how = "full" if summaries == "full" else "trust"
+    elif summaries.isdigit():
+        how = int(summaries)
+    else:
+        raise typer.BadParameter(
+            f"expected full, trust or a number, got {summaries!r}", param_hint="--summaries"
+        )
     with engine_for(ctx) as engine:
-        report = verify(engine, system or None)
+        report = verify(engine, system or None, how)
     show_verify(report, accept_known=accept_known)
 
 

@@ -287,6 +287,12 @@ def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
     table = count_table("verify", columns, rows)
     out.print(table)
     for name, check in report.systems.items():
+        if check.summaries is not None:  # a summary listing: say how its deals were read
+            out.print(
+                f"  {name}: summaries {check.summaries}: {check.read_in_full} read in full, "
+                f"{check.trusted} trusted on confirmed stamps"
+            )
+    for name, check in report.systems.items():
         for known in check.known[:50]:
             where = " ".join(x for x in (known.external_id, known.field) if x)
             out.print(f"  [cyan]{name} {escape(where)} known: {escape(known.reason)}[/]")
