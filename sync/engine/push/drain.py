@@ -129,6 +129,8 @@ class _Drainer:
         exhausted = False
         try:
             while True:
+                if not exhausted and self._stopping():
+                    exhausted = True  # between outcomes too: a shutdown waits for no batch
                 # Keep the pool fed: claim the next batch while the last one is still sending.
                 # Rows that need no call (unchanged) are applied a group at a time too.
                 while not exhausted and len(inflight) <= self.workers and len(ready) < APPLY_GROUP:
