@@ -140,7 +140,8 @@ def poll_and_drain_job(
 ) -> Counts:
     """Embedded mode's scheduled job: capture ``system``, then drain every outbox with due rows,
     all in one ``poll`` row metered as ``system``. Once ``stopping`` is set no further drain
-    starts and the row says ``interrupted``."""
+    starts, the running one claims nothing more and gives back what it has not sent, and the
+    row says ``interrupted``."""
 
     def stopped() -> bool:
         return stopping is not None and stopping.is_set()
@@ -150,7 +151,7 @@ def poll_and_drain_job(
         for target in operations.due_systems(engine):
             if stopped():
                 break
-            job.counts.merge(drain(engine, target, run_id=job.run_id))
+            job.counts.merge(drain(engine, target, run_id=job.run_id, stop=stopped))
         if stopped():
             job.status = "interrupted"
 
