@@ -30,6 +30,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from sqlmodel import select
 
 from bench.scenarios import World, classify, converge, make_world
 from sync.logging import configure_logging
@@ -96,7 +97,7 @@ def load(records: int, lost: float, failed: float, seed: int) -> dict[str, Load]
             emulator.faults.fail_after_commit_rate = emulator.faults.error_rate = 0.0
         out: dict[str, Load] = {}
         with world.engine.session() as session:
-            links = session.query(Link.system).all()
+            links = session.exec(select(Link.system)).all()
         for name, emulator in world.emulators.items():
             log = list(emulator.requests)
             failed = [r for r in log if _lost(r["status"])]
@@ -107,7 +108,7 @@ def load(records: int, lost: float, failed: float, seed: int) -> dict[str, Load]
                 lost_writes=len(writes),
                 failed_reads=sum(1 for r in failed if r["method"] == "GET"),
                 deals=len(world.users[name].all()),
-                linked=sum(1 for (system,) in links if system == name),
+                linked=sum(1 for system in links if system == name),
             )
         return out
     finally:
