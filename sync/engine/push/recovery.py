@@ -35,6 +35,9 @@ from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store import links
 from sync.timefmt import maybe_utc
 
+#: deals asked about per statement (SQLite takes 32,766 parameters, PostgreSQL 65,535)
+LINKED_CHUNK = 1000
+
 
 class AlreadyLinked(Exception):
     """The deal an unknown-outcome create made is already linked to the record that asked."""
@@ -187,25 +190,35 @@ def _free(
     engine: Engine, job: _Job, lookups: Lookups, deals: list[VendorRecord]
 ) -> list[VendorRecord]:
     """The candidates no other record holds; raises ``AlreadyLinked`` when ours does."""
-    deals = [d for d in deals if not lookups.is_taken(d.external_id)]
-    if not deals:
-        return []
-    with engine.read_session() as session:
-        taken = links.record_ids_of(session, job.system, [d.external_id for d in deals])
-    if job.record_id in taken.values():
-        raise AlreadyLinked  # a capture met the deal first and adopted it for this record
     mapper = engine.mapper
+    carried = {d.external_id: mapper.record_id_of(job.system, d.data) for d in deals}
     # a candidate carrying another deal's record id is that deal; ours wins outright
-    free = [
+    deals = [
         d
         for d in deals
-        if d.external_id not in taken
-        and mapper.record_id_of(job.system, d.data) in (None, job.record_id)
+        if carried[d.external_id] in (None, job.record_id) and not lookups.is_taken(d.external_id)
     ]
-    own = [d for d in free if mapper.record_id_of(job.system, d.data) == job.record_id]
+    if not deals:
+        return []
+    taken = _linked(engine, job.system, [d.external_id for d in deals])
+    if job.record_id in taken.values():
+        raise AlreadyLinked  # a capture met the deal first and adopted it for this record
+    free = [d for d in deals if d.external_id not in taken]
+    own = [d for d in free if carried[d.external_id] == job.record_id]
     if mapper.holds_record_id(job.system):
         return own  # our create carried our id: a deal without it is somebody else's
     return own or free
+
+
+def _linked(engine: Engine, system: str, external_ids: list[str]) -> dict[str, str]:
+    """Which of these deals are linked, to which record (in chunks: a window may hold
+    thousands, more than a statement takes parameters)."""
+    out: dict[str, str] = {}
+    with engine.read_session() as session:
+        for start in range(0, len(external_ids), LINKED_CHUNK):
+            chunk = external_ids[start : start + LINKED_CHUNK]
+            out.update(links.record_ids_of(session, system, chunk))
+    return out
 
 
 def _most_alike(
