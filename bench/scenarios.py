@@ -33,8 +33,8 @@ from sync.connectors.ratelimit import TokenBucket
 from sync.emulators.base import Emulator, EmulatorTransport, RateLimitState
 from sync.emulators.ruddr import RuddrEmulator
 from sync.emulators.server import build_all
+from sync.engine.budget import rechecks_per_scan
 from sync.engine.capture import capture_mode
-from sync.engine.capture.page import RECHECKS_PER_SCAN
 from sync.engine.context import Engine
 from sync.engine.cycle import run_cycle
 from sync.engine.journal import OPEN_STATES
@@ -518,7 +518,8 @@ def noop_steady(world: World, records: int) -> Result:
     quiet = world.config.sync.lookback.total_seconds() + 60
     for emulator in world.emulators.values():
         emulator.clock.advance(quiet)
-    for _ in range(math.ceil(records / RECHECKS_PER_SCAN) + 2):
+    per_scan = max(1, rechecks_per_scan(world.config.systems["parsalink"], owed=0))
+    for _ in range(math.ceil(records / per_scan) + 2):
         if not run_cycle(world.engine).counts["rechecked"]:
             break
     return noop_cycle(world, records, scenario="noop_steady")

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from celery import signals
 
 from sync.celery_app import app
 from sync.connectors.errors import Retryable
@@ -34,7 +35,7 @@ from sync.engine.claims import stranded_systems
 from sync.engine.context import Counts, Engine
 from sync.engine.cycle import poll
 from sync.logging import bind_system
-from sync.runtime import context
+from sync.runtime import context, shutdown
 from sync.runtime.jobs import drain_job, poll_job, reconcile_job, resync_job, verify_job
 from sync.runtime.locks import RenewedLock
 
@@ -113,9 +114,20 @@ def _poll_system(self: Any, system: str, full: bool = False) -> dict[str, Any]:
 
 def _drain_system(self: Any, system: str) -> dict[str, Any]:
     engine = _engine(system)
-    _redis().delete(f"{context.prefix()}:drain-queued:{system}")
-    counts = drain_job(engine, system)
+    client = _redis()
+    client.delete(f"{context.prefix()}:drain-queued:{system}")
+    counts = drain_job(engine, system, stop=lambda: shutdown.stopping(client, context.prefix()))
+    if counts["sliced"]:  # the slice ended with rows left: the next one queues behind polls
+        enqueue_drains(engine, [system])
     return {"system": system, "counts": counts.values}
+
+
+def _announce_shutdown(**_: Any) -> None:
+    """Warm shutdown (the worker's main process): drains in flight stop claiming and return."""
+    try:  # the broker the app was made with: no engine to build in the main process
+        shutdown.announce(context.redis_client(str(app.conf.broker_url)), context.prefix())
+    except Exception:  # shutting down anyway; the drains' slices still end
+        log.warning("shutdown_not_announced", exc_info=True)
 
 
 def _locked_full_poll(engine: Engine, system: str, *, full: bool, kind: str) -> Counts:
@@ -177,3 +189,4 @@ resync: Any = app.task(name="crmsync.resync", bind=True, **_RETRY)(_resync)
 reconcile: Any = app.task(name="crmsync.reconcile", bind=True, **_RETRY)(_reconcile)
 detect_deletes: Any = app.task(name="crmsync.detect_deletes", bind=True, **_RETRY)(_detect_deletes)
 verify: Any = app.task(name="crmsync.verify", bind=True, **_RETRY)(_verify)
+signals.worker_shutting_down.connect(_announce_shutdown, weak=False)

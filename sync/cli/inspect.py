@@ -207,16 +207,35 @@ def verify_cmd(
         ),
     ] = False,
     as_json: JsonFlag = False,
+    summaries: Annotated[
+        str,
+        typer.Option(
+            "--summaries",
+            help="A summary listing (ParsaLink: a GET per deal to read in full): 'full' reads "
+            "every deal, 'trust' compares deals whose stamp a full read confirmed from that "
+            "read, a number N trusts them but reads a random sample of about N in full.",
+        ),
+    ] = "full",
 ) -> None:
     """Read every system and compare every linked deal field by field. Exit 0 only when every
     system agrees; 1 on drift, or on a known difference (an open manual conflict, a deal left
     out by a filter, a held system) unless --accept-known."""
     from sync.engine import reports
+    from sync.engine.summaries import Summaries
     from sync.engine.verify import verify
 
+    how: Summaries
+    if summaries in ("full", "trust"):
+        how = "full" if summaries == "full" else "trust"
+    elif summaries.isdigit():
+        how = int(summaries)
+    else:
+        raise typer.BadParameter(
+            f"expected full, trust or a number, got {summaries!r}", param_hint="--summaries"
+        )
     chosen = check_systems(context(ctx).config(), system)
     with engine_for(ctx) as engine:
-        report = verify(engine, chosen)
+        report = verify(engine, chosen, how)
     if as_json:
         print_json(reports.verify(report))
         raise typer.Exit(0 if report.agrees(accept_known=accept_known) else 1)

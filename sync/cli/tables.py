@@ -321,6 +321,11 @@ def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
     }
     out.print(count_table("verify", columns, rows))
     for name, check in report.systems.items():
+        if check.summaries is not None:  # a summary listing: say how its deals were read
+            out.print(
+                f"  {name}: summaries {check.summaries}: {check.read_in_full} read in full, "
+                f"{check.trusted} trusted on confirmed stamps"
+            )
         _named_lines(name, check)
     for group in report.twins[:NAMED]:
         out.print(f"  [red]one deal held as {len(group)} records: {', '.join(group)}[/]")

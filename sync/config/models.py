@@ -154,6 +154,9 @@ class SystemConfig(_Strict):
     #: pushes in flight at once to this system (each waits on the vendor; the rate limit
     #: still bounds requests per second)
     concurrency: int = Field(default=8, gt=0, le=64)
+    #: the share of the system's allowance per poll (``rate_limit.rate`` × ``poll_every``)
+    #: that rechecks of unconfirmed summaries (ParsaLink) may spend, less the pushes owed
+    recheck_share: float = Field(default=0.25, ge=0, le=1)
     options: dict[str, Any] = Field(default_factory=dict)
     #: how the system holds currencies (sync.money_config; defaults per vendor type)
     currency: CurrencyConfig = Field(default_factory=CurrencyConfig)

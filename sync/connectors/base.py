@@ -135,6 +135,8 @@ class BaseConnector(abc.ABC):
     max_page_size: ClassVar[int] = 100
     #: fields this vendor recomputes from another (none unless a vendor says so)
     derived: ClassVar[tuple[DerivedField, ...]] = ()
+    #: ``find_candidates(name, …)`` filters by name at the vendor (one request, not a listing)
+    name_search: ClassVar[bool] = False
 
     def __init__(
         self, system: str, client: httpx.Client, options: Mapping[str, Any] | None = None
@@ -189,6 +191,14 @@ class BaseConnector(abc.ABC):
     def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
         """Records named ``name`` (any name: None) created at or after ``created_after``: the
         look-up half of intent-then-look-up-then-adopt create recovery."""
+
+    def find_like(
+        self, payload: Mapping[str, Any], created_after: dt.datetime
+    ) -> list[VendorRecord] | None:
+        """Records created at or after ``created_after`` whose fields the vendor's list can
+        filter on equal ``payload``'s (a create payload), the name left out: where a renamed
+        deal of ours may be, in a request or two. None: the vendor has no such filters."""
+        return None
 
     def references(self, kind: str) -> list[Reference]:
         """Every reference of a kind (cached until ``forget_references``)."""

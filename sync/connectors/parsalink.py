@@ -16,7 +16,8 @@ Quirks handled here:
 - References: accounts (companies, keyed by name) and users (owners, keyed by e-mail). Stages
   are a fixed enum, so there are no stage references; the mapping's value map handles them.
 - ``find_candidates`` uses the documented ``search`` name filter, then keeps exact names created
-  at or after the instant (``createdAt``): one request in the common case.
+  at or after the instant (``createdAt``): one request in the common case. ``find_like`` uses
+  the documented ``accountId``, ``stage`` and ``valueMin``/``valueMax`` filters.
 - Credentials: a workspace API key ``pk_…`` (``api_key``), or ``email`` + ``password`` for the
   JWT flow whose refresh tokens rotate (see ``ParsaLinkJWTAuth``).
 """
@@ -57,6 +58,7 @@ class ParsaLinkConnector(RestCollection):
     collection: ClassVar[str] = "/opportunities/"
     item_suffix: ClassVar[str] = "/"  # DRF's trailing slash
     max_page_size: ClassVar[int] = PAGE_SIZE
+    name_search: ClassVar[bool] = True
 
     @classmethod
     def make_auth(cls, credentials: Mapping[str, str], *, base_url: str) -> httpx.Auth | None:
@@ -90,6 +92,25 @@ class ParsaLinkConnector(RestCollection):
             and parse_timestamp(raw["createdAt"]) >= created_after
         }
         return list(found.values())
+
+    def find_like(
+        self, payload: Mapping[str, Any], created_after: dt.datetime
+    ) -> list[VendorRecord] | None:
+        """The list filtered on the payload's account, stage and value (the filters the docs
+        give; a renamed deal kept them), created at or after ``created_after``."""
+        params: dict[str, Any] = {
+            key: payload[key] for key in ("accountId", "stage") if payload.get(key) is not None
+        }
+        if payload.get("value") is not None:
+            params["valueMin"] = params["valueMax"] = payload["value"]
+        if not params:
+            return None
+        return [
+            self.to_record(raw, partial=True)
+            for page in self._pages("/opportunities/", params)
+            for raw in page
+            if parse_timestamp(raw["createdAt"]) >= created_after
+        ]
 
     def _pages(
         self, path: str, params: dict[str, Any] | None = None, *, clocked: bool = False

@@ -5,7 +5,7 @@ fields it sent) before its request leaves. When the answer is lost (a timeout, a
 vendor committed, a process killed in between) the deal exists in the vendor but not in our
 links. Two things may meet it next, in either order:
 
-- the create's retry looks the deal up (``push.send._recover``) and adopts it;
+- the create's retry looks the deal up (``push.recovery.recover``) and adopts it;
 - a capture of that system lists it as an unlinked deal. Vendors that hold our record id
   (Close's custom field, Truto's remote field) say whose it is; for the others (Ruddr,
   ParsaLink) capture asks this module before making a new canonical record.
@@ -149,6 +149,34 @@ def best_intent(
     if best is None or (not best[1].name_agrees and claimants > 1):
         return None  # a renamed deal several creates could have made: none can be sure
     return best
+
+
+def may_qualify(
+    intent: Intent,
+    summary: Mapping[str, Any],
+    stamp: dt.datetime | None,
+    created: dt.datetime | None,
+    current: Mapping[str, Any] | None = None,
+) -> bool:
+    """Could a deal of which a list gave only a summary qualify for ``intent`` once read in
+    full? A necessary condition of ``best_intent``, so a summary that fails it needs no full
+    read (ParsaLink: a GET each). ``summary``: its canonical fields, None where the summary
+    does not carry the field; ``current``: what the intent's record holds now."""
+    born = created or stamp
+    if born is not None and born < intent.at - SLACK:
+        return False
+    carried = {name: value for name, value in summary.items() if value is not None}
+    for expected in (intent.sent, current):
+        if not expected:
+            continue
+        if expected.get("name") is not None and "name" not in carried:
+            return True  # the name cannot be judged from the summary
+        score = similarity(expected, carried)
+        if score.name_agrees:
+            return True  # the fields the summary lacks may lift it over THRESHOLD
+        if _renamed(stamp, created) and score.others == score.compared:
+            return True  # a rename keeps every other field: those the summary carries do
+    return False
 
 
 def rank(score: Score) -> tuple[bool, float]:

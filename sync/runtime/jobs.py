@@ -30,6 +30,7 @@ the id of the row to follow, which is all the admin API and the CLI need.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -150,7 +151,8 @@ def poll_and_drain_job(
 ) -> Counts:
     """Embedded mode's scheduled job: capture ``system``, then drain every outbox with due rows,
     all in one ``poll`` row metered as ``system``. Once ``stopping`` is set no further drain
-    starts and the row says ``interrupted``."""
+    starts, the running one claims nothing more and gives back what it has not sent, and the
+    row says ``interrupted``."""
 
     def stopped() -> bool:
         return stopping is not None and stopping.is_set()
@@ -160,19 +162,23 @@ def poll_and_drain_job(
         for target in operations.due_systems(engine):
             if stopped():
                 break
-            job.counts.merge(drain(engine, target, run_id=job.run_id))
+            job.counts.merge(drain(engine, target, run_id=job.run_id, stop=stopped))
         if stopped():
             job.status = "interrupted"
 
     return run_job(engine, "poll", system, work).counts
 
 
-def drain_job(engine: Engine, system: str) -> Counts:
-    """Push ``system``'s due outbox rows. Metered always; a ``drain`` row, dated from the
-    start, only when the drain did something; an error propagates with no row and no error
-    metric (the pushes it failed are retried and dead-lettered per row)."""
+def drain_job(engine: Engine, system: str, stop: Callable[[], bool] | None = None) -> Counts:
+    """Push ``system``'s due outbox rows, for one slice of at most the system's poll interval
+    (a drain holds its system's queue: the polls queued behind it must run that often) or
+    until ``stop()`` says the worker is shutting down; ``counts["sliced"]``: rows may remain,
+    the caller queues the next slice. Metered always; a ``drain`` row, dated from the start,
+    only when the drain did something; an error propagates with no row and no error metric
+    (the pushes it failed are retried and dead-lettered per row)."""
     started = utcnow()
-    counts = drain(engine, system)
+    until = time.monotonic() + engine.config.systems[system].poll_every.total_seconds()
+    counts = drain(engine, system, until=until, stop=stop)
     observe_counts(system, counts.values)
     if counts.values:
         run_id = _record_run(engine, "drain", system, started, counts)

@@ -340,6 +340,16 @@ def release_claimed(session: Session, ids: Collection[int], holder: str, now: dt
     )
 
 
+def forget_intents(session: Session, ids: Collection[int], holder: str) -> None:
+    """Clear the create intents of rows ``ids`` still claimed by ``holder`` (their request
+    never left: there is nothing to look up)."""
+    session.execute(
+        sa.update(Outbox)
+        .where(col(Outbox.id).in_(ids), col(Outbox.claimed_by) == holder)
+        .values(intent_at=None, intent=None)
+    )
+
+
 # --------------------------------------------------------------------------- operator views
 
 

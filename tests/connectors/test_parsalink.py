@@ -147,6 +147,25 @@ def test_find_candidates_uses_search_and_keeps_exact_recent_names(
     assert "search=Needle" in emulator.requests[-1]["query"]
 
 
+def test_find_like_filters_on_account_stage_and_value_and_ignores_the_name(
+    parsalink: ParsaLinkConnector, emulator: ParsaLinkEmulator
+) -> None:
+    """Deals whose account, stage and value equal the payload's, whatever their name, created
+    at or after the instant: where a renamed deal of ours may be, in one filtered request."""
+    since = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=1)
+    acme = account_id(parsalink)
+    base = {"accountId": acme, "stage": "proposal", "value": 4321.5}
+    renamed = parsalink.create({"name": "Renamed", **base}, idempotency_key="k")
+    parsalink.create({"name": "Other value", **base, "value": 4321.6}, idempotency_key="k2")
+    parsalink.create({"name": "Other stage", **base, "stage": "negotiation"}, idempotency_key="k3")
+    emulator.requests.clear()
+    found = parsalink.find_like({"name": "Ours", **base}, since)
+    assert [r.external_id for r in found] == [renamed.external_id]
+    assert found[0].partial
+    assert len(emulator.requests) == 1
+    assert parsalink.find_like({"name": "no filterable field"}, since) is None
+
+
 # -- references ------------------------------------------------------------------------------
 def test_references_are_accounts_and_users_without_stages(parsalink: ParsaLinkConnector) -> None:
     """Companies are accounts keyed by name, owners users keyed by e-mail; stages are an enum."""

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from sync.config import load_config
 from sync.emulators.base import Clock
 from sync.engine.capture import capture
 from sync.store.models import Link, Record
-from tests.e2e.conftest import World, single_system
+from tests.e2e.conftest import ROOT, World, single_system
 
 
 @pytest.fixture
@@ -178,11 +179,15 @@ def test_a_deal_read_in_full_after_its_second_closed_is_confirmed_by_that_read(
 
 def test_rechecks_are_bounded_per_scan(tmp_path: Path) -> None:
     """Reading every unconfirmed deal in full at once would cost a GET per deal written (a
-    load of 2,000 deals: 2,000 GETs at 100 a minute): a scan rechecks at most
-    ``RECHECKS_PER_SCAN``; the rest wait for the next scans, their summaries compared meanwhile."""
-    from sync.engine.capture.page import RECHECKS_PER_SCAN
+    load of 2,000 deals: 2,000 GETs at 100 a minute): a scan rechecks at most its budget
+    (``engine.budget``: a share of ParsaLink's allowance per poll); the rest wait for the next
+    scans, their summaries compared meanwhile."""
+    from sync.engine.budget import rechecks_per_scan
 
-    world = single_system(tmp_path, "parsalink", seed_opportunities=RECHECKS_PER_SCAN + 5)
+    config = load_config(ROOT / "config.yaml", env={})
+    per_scan = rechecks_per_scan(config.systems["parsalink"], owed=0)
+    assert per_scan == 22  # a quarter of 1.5 requests/s over the 60 s poll
+    world = single_system(tmp_path, "parsalink", seed_opportunities=per_scan + 5)
     user, clock = world.users["parsalink"], world.emulators["parsalink"].clock
     try:
         capture(world.engine, "parsalink")  # the load
@@ -190,9 +195,9 @@ def test_rechecks_are_bounded_per_scan(tmp_path: Path) -> None:
         listing = user.client.get("/opportunities/", params={"limit": 100}).json()["results"]
         for deal in listing:  # every deal edited, and read in full, within one second
             user.edit(str(deal["id"]), value=1000.0)
-        assert capture(world.engine, "parsalink")["changed"] == RECHECKS_PER_SCAN + 5
+        assert capture(world.engine, "parsalink")["changed"] == per_scan + 5
         clock.advance(5)
         seen = [capture(world.engine, "parsalink")["rechecked"] for _ in range(3)]
     finally:
         world.engine.close()
-    assert seen == [RECHECKS_PER_SCAN, 5, 0]
+    assert seen == [per_scan, 5, 0]

@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from sync.connectors.base import BaseConnector, VendorRecord
 from sync.engine import deletes, filters
+from sync.engine.budget import recheck_budget
 from sync.engine.context import Counts, Engine
 from sync.engine.identity import keys_of
 from sync.engine.intents import (
@@ -27,10 +28,6 @@ from sync.timefmt import maybe_utc
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SETTLE = dt.timedelta(seconds=2)  # after this, a whole-second stamp can gain no same-second edit
-#: unconfirmed deals a scan reads in full to confirm them (``_changed_only``): a GET each, so
-#: bounded — a load of 2,000 deals is confirmed over 80 scans instead of 2,000 GETs in one
-#: (ParsaLink allows 100 a minute); the rest keep their summaries compared meanwhile
-RECHECKS_PER_SCAN = 25
 Key = tuple[str, str]
 
 
@@ -46,6 +43,8 @@ class Poll:
     #: full compare only: a difference in a record stamped before this was missed by the
     #: regular path (None: not a full compare, or nothing was covered before)
     heal_before: dt.datetime | None = None
+    #: unconfirmed deals this scan may still read in full (``budget``; None: not asked yet)
+    rechecks_left: int | None = None
 
     def missed(self, rec: VendorRecord) -> bool:
         stamp = maybe_utc(rec.modified)
@@ -171,7 +170,7 @@ def _changed_only(poll: Poll, session: Session, page: list[VendorRecord]) -> lis
     ]
     moved = _summaries_moved(poll, session, racy)
     quiet = [rec for rec in racy if rec.external_id not in moved]
-    recheck = _rechecks(poll, quiet)
+    recheck = _rechecks(poll, session, quiet)
     # confirmed now, before the read: it sees every edit of their closed second (a deal the
     # read then skips, e.g. tombstoned, is not rechecked again); a failed read rolls this back
     _confirm(poll, session, sorted(recheck))
@@ -180,16 +179,22 @@ def _changed_only(poll: Poll, session: Session, page: list[VendorRecord]) -> lis
     return [rec for rec in page if rec.external_id not in unchanged]
 
 
-def _rechecks(poll: Poll, quiet: list[VendorRecord]) -> set[str]:
+def _rechecks(poll: Poll, session: Session, quiet: list[VendorRecord]) -> set[str]:
     """Among unconfirmed deals whose summary matched, those to read in full now: the ones whose
     stamp's second had closed when this scan began (a read now sees all of that second), oldest
-    first, within the scan's budget (``RECHECKS_PER_SCAN``)."""
+    first, within what the system's budget leaves this scan (``engine.budget``: a GET each, so
+    a load of 2,000 deals is confirmed over many scans, not 2,000 GETs in one at ParsaLink's
+    100 a minute; the rest keep their summaries compared meanwhile)."""
     at = _vendor_clock(poll.engine.connector(poll.system), poll.started)
-    budget = RECHECKS_PER_SCAN - poll.counts["rechecked"]
-    if at is None or budget <= 0:
+    if at is None or not quiet:
         return set()
+    if poll.rechecks_left is None:
+        cfg = poll.engine.config.systems[poll.system]
+        poll.rechecks_left = recheck_budget(session, cfg, poll.system)
     closed = [rec for rec in quiet if _closed(rec.modified, at)]
-    chosen = sorted(closed, key=lambda rec: (maybe_utc(rec.modified), rec.external_id))[:budget]
+    by_age = sorted(closed, key=lambda rec: (maybe_utc(rec.modified), rec.external_id))
+    chosen = by_age[: poll.rechecks_left]
+    poll.rechecks_left -= len(chosen)
     poll.counts.add("rechecked", len(chosen))
     return {rec.external_id for rec in chosen}
 

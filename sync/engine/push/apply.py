@@ -353,6 +353,21 @@ def _release(engine: Engine, row_ids: Sequence[int]) -> None:
     engine.claims.drop(row_ids)
 
 
+def _release_unsent(engine: Engine, jobs: Sequence[_Job]) -> None:
+    """Give back claimed rows whose request never left. A create whose intent this drain made
+    (not a recovery of an earlier one) forgets it: nothing can have been made, so its next
+    attempt needs no look-up."""
+    if not jobs:
+        return
+    fresh = [job.row_id for job in jobs if job.kind == "create" and not job.recover]
+    with engine.session() as session:
+        if fresh:
+            outbox.forget_intents(session, fresh, engine.worker_id)
+        outbox.release_claimed(session, [job.row_id for job in jobs], engine.worker_id, utcnow())
+        session.commit()
+    engine.claims.drop([job.row_id for job in jobs])
+
+
 def _vendor_words(exc: Rejected) -> str:
     """The vendor's message, then the field errors it does not already say: a vendor that puts
     them in its message too (Close without a top-level error, Truto) is quoted once."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import structlog
@@ -13,8 +14,9 @@ import structlog
 from sync.engine import first_run
 from sync.engine.bindings import push_blocked
 from sync.engine.context import Counts, Engine
-from sync.engine.push.apply import _release, apply_results
+from sync.engine.push.apply import _release, _release_unsent, apply_results
 from sync.engine.push.prepare import _Job, _Result, claim, prepare
+from sync.engine.push.recovery import Lookups
 from sync.engine.push.send import send
 from sync.logging import carried
 from sync.store import cursors
@@ -43,10 +45,17 @@ def drain(
     run_id: str | None = None,
     max_rows: int | None = None,
     concurrency: int | None = None,
+    until: float | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Counts:
     """Push every due row of one system's outbox, up to ``concurrency`` (default: the system's
     ``concurrency`` setting) vendor calls at a time. Returns counts (pushed, created, …).
-    Nothing is pushed to a held system (``sync.engine.bindings.push_blocked``)."""
+    Nothing is pushed to a held system (``sync.engine.bindings.push_blocked``).
+
+    A bounded slice: past ``until`` (``time.monotonic()``), or once ``stop()`` says so (a
+    worker shutting down), no more rows are claimed, the rows claimed but not yet sent are
+    given back, and the drain returns when what is in flight has answered; ``counts["sliced"]``
+    then says rows may remain (the caller queues the next slice)."""
     if (blocked := push_blocked(engine, system)) is not None:
         log.info("drain_held", system=system, reason=blocked)
         return Counts()
@@ -57,6 +66,7 @@ def drain(
     # creates wait for every system's first read, then for the first run's match (first_run)
     creates = initial_capture_done(engine) and first_run.creates_allowed(engine)
     drainer = _Drainer(engine, system, run_id, workers, creates)
+    drainer.until, drainer.stop = until, stop
     try:
         if workers == 1:
             return drainer.run_inline(batch, max_rows)
@@ -77,11 +87,22 @@ class _Drainer:
         self.counts = Counts()
         self.claimed = 0
         self.ids: list[int] = []
+        self.lookups = Lookups(engine, system)  # shared by the drain's create recoveries
+        self.until: float | None = None
+        self.stop: Callable[[], bool] | None = None
+
+    def _stopping(self) -> bool:
+        """The slice is over (``until``) or the process is shutting down (``stop``)."""
+        over = self.until is not None and time.monotonic() >= self.until
+        if over or (self.stop is not None and self.stop()):
+            self.counts.values["sliced"] = 1
+            return True
+        return False
 
     def _claim(self, batch: int, max_rows: int | None) -> list[_Job] | None:
         """The next batch, prepared; None when nothing more is due (or ``max_rows`` is met)."""
         limit = batch if max_rows is None else min(batch, max_rows - self.claimed)
-        if limit <= 0:
+        if limit <= 0 or self._stopping():
             return None
         ids = claim(self.engine, self.system, limit, creates=self.creates)
         if not ids:
@@ -90,12 +111,15 @@ class _Drainer:
         self.ids += ids
         jobs = prepare(self.engine, self.system, ids, self.run_id)
         self.engine.claims.drop(set(ids) - {job.row_id for job in jobs})  # no longer ours
+        self.lookups.claimed(jobs)
         return jobs
 
     def run_inline(self, batch: int, max_rows: int | None) -> Counts:
         while (jobs := self._claim(batch, max_rows)) is not None:
             apply_results(
-                self.engine, [send(self.engine, job, self.run_id) for job in jobs], self.counts
+                self.engine,
+                [send(self.engine, job, self.run_id, self.lookups) for job in jobs],
+                self.counts,
             )
         return self.counts
 
@@ -106,6 +130,8 @@ class _Drainer:
         exhausted = False
         try:
             while True:
+                if not exhausted and self._stopping():
+                    exhausted = True  # between outcomes too: a shutdown waits for no batch
                 # Keep the pool fed: claim the next batch while the last one is still sending.
                 # Rows that need no call (unchanged) are applied a group at a time too.
                 while not exhausted and len(inflight) <= self.workers and len(ready) < APPLY_GROUP:
@@ -118,9 +144,13 @@ class _Drainer:
                             ready.append(_Result(job, error=job.error))
                         else:
                             call = carried(send, record_id=job.record_id)  # log context
-                            inflight[pool.submit(call, self.engine, job, self.run_id)] = job
+                            inflight[
+                                pool.submit(call, self.engine, job, self.run_id, self.lookups)
+                            ] = job
                     if ready and not first_ready:
                         first_ready = time.monotonic()
+                if inflight and exhausted and self.counts["sliced"]:
+                    self._give_back(inflight)
                 if inflight:
                     # With outcomes waiting, wake up in time to apply them.
                     left = first_ready + FLUSH_SECONDS - time.monotonic()
@@ -140,6 +170,14 @@ class _Drainer:
         except BaseException:
             self._abandon(inflight, ready)
             raise
+
+    def _give_back(self, inflight: dict[Future[_Result], _Job]) -> None:
+        """The slice is over: the claimed rows whose send has not started go back now (a
+        create's fresh intent with them: nothing left), the rest finish."""
+        unsent = [job for future, job in list(inflight.items()) if future.cancel()]
+        for future in [f for f in inflight if f.cancelled()]:
+            del inflight[future]
+        _release_unsent(self.engine, unsent)
 
     def _abandon(self, inflight: dict[Future[_Result], _Job], ready: list[_Result]) -> None:
         """The drain is failing: record what the vendors already did, put the rest back

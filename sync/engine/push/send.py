@@ -5,7 +5,6 @@ outcome is unknown first looks the deal up in the target and adopts it.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 from typing import Any
 
 from sync.connectors.base import VendorRecord
@@ -15,22 +14,17 @@ from sync.connectors.errors import (
     Rejected,
 )
 from sync.engine.context import Engine
-from sync.engine.intents import Intent, best_intent, rank
 from sync.engine.push.prepare import _commit_intents, _create_payload, _Job, _Result
-from sync.mapping.errors import MappingError, UnresolvedReference
-from sync.store import links
-from sync.timefmt import maybe_utc
-
-#: how far before a create intent we look for the deal it may have made (vendor clock skew)
-RECOVERY_SLACK = dt.timedelta(minutes=10)
-
+from sync.engine.push.recovery import AlreadyLinked, Lookups, recover
+from sync.mapping.errors import MappingError
 
 # --------------------------------------------------------------------------- 2. send
 
 
-def send(engine: Engine, job: _Job, run_id: str | None) -> _Result:
+def send(engine: Engine, job: _Job, run_id: str | None, lookups: Lookups | None = None) -> _Result:
     """The vendor call of one job (any thread; no transaction open). Never raises for vendor
-    or mapping errors: they travel in the result to be applied."""
+    or mapping errors: they travel in the result to be applied. ``lookups``: the drain's
+    shared look-ups for creates whose earlier outcome is unknown (``push.recovery``)."""
     result = _Result(job, error=job.error)
     if job.kind == "done" or job.error is not None:
         return result
@@ -46,8 +40,10 @@ def send(engine: Engine, job: _Job, run_id: str | None) -> _Result:
             result.answer = connector.update(job.external_id, job.payload)
         else:
             try:
-                result.answer = _recover(engine, job) if job.recover else None
-            except _AlreadyLinked:
+                if job.recover:
+                    lookups = lookups or Lookups(engine, job.system)
+                    result.answer = recover(engine, job, lookups)
+            except AlreadyLinked:
                 job.kind, job.outcome = "done", "adopted"
                 return result
             result.adopted = result.answer is not None
@@ -84,86 +80,3 @@ def _fresh_intent(engine: Engine, job: _Job, run_id: str | None) -> bool:
     job.payload = _create_payload(engine, job)
     job.recover = False
     return job.row_id in _commit_intents(engine, [job], run_id)
-
-
-class _AlreadyLinked(Exception):
-    """The deal an unknown-outcome create made is already linked to the record that asked."""
-
-
-def _recover(engine: Engine, job: _Job) -> VendorRecord | None:
-    """An earlier create's outcome is unknown: find the deal it may have made and adopt it.
-    By name first; when no free deal has the name (someone renamed it there meanwhile), every
-    deal created since the intent is compared with what the create sent, by the rule capture
-    uses for open intents (``intents.best_intent``)."""
-    if job.intent_at is None:
-        return None
-    with engine.read_session() as session:
-        linked = links.id_of_record_in(session, job.record_id, job.system)
-    if linked is not None:
-        raise _AlreadyLinked  # linked since this row was prepared (a capture adopted it)
-    since = maybe_utc(job.intent_at - RECOVERY_SLACK)
-    assert since is not None
-    connector = engine.connector(job.system)
-    if job.name:
-        free = _free_candidates(engine, job, connector.find_candidates(str(job.name), since))
-        # Even one deal of that name must look like what was sent: two records of one name
-        # may be created at once, and the other's deal is not ours to adopt.
-        if found := _most_alike(engine, job, free):
-            return found
-    return _most_alike(
-        engine, job, _free_candidates(engine, job, connector.find_candidates(None, since))
-    )
-
-
-def _free_candidates(
-    engine: Engine, job: _Job, candidates: list[VendorRecord]
-) -> list[VendorRecord]:
-    """The candidates no other record holds; raises ``_AlreadyLinked`` when ours does."""
-    if not candidates:
-        return []
-    with engine.read_session() as session:
-        taken = links.record_ids_of(session, job.system, [c.external_id for c in candidates])
-    if job.record_id in taken.values():
-        raise _AlreadyLinked  # a capture met the deal first and adopted it for this record
-    # a candidate carrying another deal's record id is that deal; ours wins outright
-    free = [
-        c
-        for c in candidates
-        if c.external_id not in taken
-        and engine.mapper.record_id_of(job.system, c.data) in (None, job.record_id)
-    ]
-    own = [c for c in free if engine.mapper.record_id_of(job.system, c.data) == job.record_id]
-    if engine.mapper.holds_record_id(job.system):
-        return own  # our create carried our id: a deal without it is somebody else's
-    return own or free
-
-
-def _most_alike(engine: Engine, job: _Job, free: list[VendorRecord]) -> VendorRecord | None:
-    """The free deal most like what the create sent, if one qualifies (``intents`` rule)."""
-    assert job.intent_at is not None
-    sent = {k: v for k, v in (job.intent_sent or job.wanted).items() if v is not None}
-    intent = Intent(job.row_id, job.record_id, job.intent_at, sent)
-    now = {job.record_id: job.wanted}  # the record may have been edited since
-    best: tuple[VendorRecord, tuple[bool, float]] | None = None
-    renames = 0  # candidates that qualify only as a rename of what was sent
-    for candidate in free:
-        full = (
-            engine.connector(job.system).get(candidate.external_id)
-            if candidate.partial
-            else candidate
-        )
-        try:
-            theirs = engine.mapper.to_canonical(job.system, full.data, engine.refs)
-        except (MappingError, UnresolvedReference):
-            continue
-        modified, created = maybe_utc(full.modified), maybe_utc(full.created)
-        match = best_intent([intent], theirs, modified, now, created)
-        if match is None:
-            continue
-        score = rank(match[1])
-        renames += not score[0]
-        if best is None or score > best[1]:
-            best = (full, score)
-    if best is None or (not best[1][0] and renames > 1):
-        return None  # several renamed deals could be ours: none can be sure
-    return best[0]

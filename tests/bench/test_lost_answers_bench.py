@@ -1,0 +1,26 @@
+"""``python -m bench.lost_answers`` runs at a tiny size: both loads converge, no duplicate, and
+every figure is finite (a smoke test of the benchmark, not a performance test)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.lost_answers import main
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_lost_answers_benchmark_runs_and_makes_no_duplicate(tmp_path: Path) -> None:
+    out = tmp_path / "lost.json"
+    assert main(["--records", "20", "--lost", "0.3", "--failed", "0.1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    systems = {row["system"]: row for row in result["systems"]}
+    assert set(systems) == {"ruddr", "close", "parsalink", "truto_salesforce"}
+    for name, row in systems.items():
+        assert row["duplicates"] == 0, name
+        assert math.isfinite(row["per_lost_create"]), name
+    assert sum(row["lost_creates"] for row in systems.values()) > 0

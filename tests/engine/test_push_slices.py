@@ -1,0 +1,71 @@
+"""A drain works in bounded slices (issue 25): past its deadline, or once its worker is
+shutting down, it claims nothing more, gives back what it has not sent — a create's fresh
+intent with it, since nothing can have been made — and says rows may remain; the next slice
+sends them, once each."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sqlmodel import select
+
+from sync.engine.cycle import poll
+from sync.engine.push import drain
+from sync.store.models import Outbox
+from tests.e2e.conftest import make_world
+from tests.e2e.test_scenarios import count_named
+
+NAMES = [f"Sliced deal {n:02d}" for n in range(30)]
+
+
+def owed_to_ruddr(tmp_path: Path):  # type: ignore[no-untyped-def]
+    world = make_world(tmp_path)
+    world.cycle()
+    for name in NAMES:
+        world.users["close"].create(name)
+    poll(world.engine, "close")
+    return world
+
+
+def rows(world, status: str) -> list[Outbox]:  # type: ignore[no-untyped-def]
+    with world.engine.session() as session:
+        query = select(Outbox).where(Outbox.system == "ruddr", Outbox.status == status)
+        return list(session.exec(query).all())
+
+
+def test_a_slice_past_its_deadline_claims_nothing(tmp_path: Path) -> None:
+    world = owed_to_ruddr(tmp_path)
+    try:
+        counts = drain(world.engine, "ruddr", until=time.monotonic() - 1)
+        assert counts["sliced"] == 1 and not counts["created"]
+        assert not rows(world, "in_flight")
+    finally:
+        world.engine.close()
+
+
+def test_a_stopping_drain_gives_back_its_unsent_rows_and_the_next_sends_them_once(
+    tmp_path: Path,
+) -> None:
+    world = owed_to_ruddr(tmp_path)
+    sent = world.emulators["ruddr"].requests
+
+    def stop() -> bool:  # the worker shuts down once the first create has landed
+        return any(r["method"] == "POST" for r in sent)
+
+    try:
+        counts = drain(world.engine, "ruddr", batch=len(NAMES), concurrency=2, stop=stop)
+        assert counts["sliced"] == 1
+        assert 0 < counts["created"] < len(NAMES), counts.values
+        assert not rows(world, "in_flight"), "nothing stays claimed"
+        left = rows(world, "retry") + rows(world, "pending")
+        assert left and all(row.intent_at is None for row in left), "unsent: no intent"
+        world.reset_calls()
+        rest = drain(world.engine, "ruddr")
+        assert not rest["sliced"] and rest["created"] == len(left)
+        posts = [r for r in world.emulators["ruddr"].requests if r["method"] == "POST"]
+        assert len(posts) == len(left), "no look-up: the unsent creates are simply sent"
+        for name in NAMES:
+            assert count_named(world, "ruddr", name) == 1
+    finally:
+        world.engine.close()
