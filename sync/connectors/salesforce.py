@@ -42,6 +42,7 @@ from sync.connectors.base import BaseConnector, CaptureMode, Deletion, Reference
 from sync.connectors.errors import (
     AuthFailed,
     ConnectorError,
+    DeleteFeedGap,
     NotFound,
     RateLimited,
     Rejected,
@@ -63,11 +64,6 @@ FIELDS = (
     "SystemModstamp", EXTERNAL_ID,
 )  # fmt: skip
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
-
-
-class DeleteFeedGap(ConnectorError):
-    """The delete log no longer reaches back to where we last read it: some deletes are
-    lost from it, and only a full compare can find them."""
 
 
 class SalesforceConnector(BaseConnector):

@@ -11,8 +11,8 @@ import pytest
 
 from sync.config.models import SystemConfig
 from sync.connectors import build_connector
-from sync.connectors.errors import AuthFailed, NotFound, RateLimited, Rejected
-from sync.connectors.salesforce import DeleteFeedGap, SalesforceConnector
+from sync.connectors.errors import AuthFailed, DeleteFeedGap, NotFound, RateLimited, Rejected
+from sync.connectors.salesforce import SalesforceConnector
 from sync.emulators.salesforce import CLIENT_ID, CLIENT_SECRET, ORG_ID, TOKEN, SalesforceEmulator
 
 from .conftest import FAST_RETRY
