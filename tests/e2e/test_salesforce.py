@@ -10,6 +10,9 @@ import pytest
 from sqlmodel import select
 
 from sync.emulators import reference
+from sync.engine.capture import capture
+from sync.engine.push import claim, prepare
+from sync.engine.push.send import send_many
 from sync.store.models import Link
 from tests.e2e.conftest import World, make_world
 
@@ -104,19 +107,21 @@ def test_ruddr_salesforce_id_links_the_salesforce_deal_without_a_duplicate(
         assert external_of(world, "salesforce", record) == deal.salesforce_id
 
 
-def test_fail_after_commit_on_creates_leaves_no_duplicate(world: World) -> None:
-    """Every create's answer is lost after Salesforce committed it: the upsert on our id makes
-    the retry find the same deal."""
-    for i in range(3):
-        world.users["ruddr"].create(f"Lost answer {i}")
+def test_fail_after_commit_on_collection_creates_leaves_no_duplicate(world: World) -> None:
+    """Every collection's answer is lost after Salesforce committed it: the retries upsert on
+    our ids, so each deal exists once."""
     world.converge(cycles=1)
     world.faults("salesforce", fail_after_commit_rate=1.0)
-    world.users["ruddr"].create("Lost answer 3")
+    for i in range(5):
+        world.users["ruddr"].create(f"Lost answer {i}")
+    world.cycle()
+    routes = world.emulators["salesforce"].request_counts()["by_route"]
+    assert routes.get("PATCH /services/data/v59.0/composite/sobjects/Opportunity/Crmsync_Id__c")
     world.cycle()
     world.faults("salesforce", fail_after_commit_rate=0.0)
     world.time_passes()
     report = world.converge(cycles=2)
-    for i in range(4):
+    for i in range(5):
         assert len(named(world, "salesforce", f"Lost answer {i}")) == 1
     assert report.clean, report
 
@@ -133,3 +138,54 @@ def test_an_expired_session_is_renewed_without_losing_a_push(world: World) -> No
     world.users["ruddr"].edit(deal, amount=2)
     world.converge(cycles=2)
     assert world.users["salesforce"].get(sf_id)["Amount"] == 2.0
+
+
+def test_a_load_goes_out_in_collections_of_200(world: World) -> None:
+    """450 new Ruddr deals reach Salesforce in three collection upserts (200, 200, 50), each
+    read back in one request — not 450 single creates."""
+    world.emulators["ruddr"].add_opportunities(450, seed=11)
+    world.cycle()
+    routes = world.emulators["salesforce"].request_counts()["by_route"]
+    upserts = routes.get("PATCH /services/data/v59.0/composite/sobjects/Opportunity/Crmsync_Id__c")
+    singles = sum(
+        n for route, n in routes.items() if "sobjects/Opportunity/Crmsync_Id__c/" in route
+    )
+    assert (upserts, singles) == (3, 0), routes
+    report = world.converge(cycles=2)
+    assert report.clean, report
+
+
+def test_a_partly_failed_collection_parks_only_the_bad_record(world: World) -> None:
+    """A deal Salesforce refuses (a name over 120 characters) goes to the dead letters with
+    Salesforce's reason; the other deals of the same collection are created."""
+    from sync.store.models import DeadLetter
+
+    for i in range(4):
+        world.users["ruddr"].create(f"Batch mate {i}")
+    world.users["ruddr"].create("x" * 130)
+    world.converge(cycles=2)
+    for i in range(4):
+        assert len(named(world, "salesforce", f"Batch mate {i}")) == 1
+    with world.engine.session() as session:
+        letters = session.exec(select(DeadLetter).where(DeadLetter.system == "salesforce")).all()
+    assert len(letters) == 1 and "STRING_TOO_LONG" in str(letters[0].error)
+
+
+def test_a_process_killed_mid_collection_leaves_no_duplicate(world: World) -> None:
+    """A worker sends a collection create and dies before recording the answers: the next
+    process re-sends (or adopts) by our id, and every deal exists once."""
+
+    world.converge(cycles=1)
+    for i in range(6):
+        world.users["ruddr"].create(f"Killed {i}")
+    capture(world.engine, "ruddr")  # the new deals are owed to Salesforce, not yet sent
+    ids = claim(world.engine, "salesforce", 50)
+    jobs = [job for job in prepare(world.engine, "salesforce", ids, None) if job.kind == "create"]
+    assert len(jobs) == 6
+    send_many(world.engine, jobs, None)  # Salesforce committed all six; nobody recorded it
+    world.restart()
+    world.time_passes()
+    report = world.converge(cycles=3)
+    for i in range(6):
+        assert len(named(world, "salesforce", f"Killed {i}")) == 1
+    assert report.clean, report
