@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -91,6 +92,7 @@ class SalesforceConnector(BaseConnector):
         #: (used, allocation) from the latest ``Sforce-Limit-Info``; None until an answer
         self.api_usage: tuple[int, int] | None = None
         self._org: dict[str, Any] | None = None
+        self._probed_at = time.monotonic()
         self._multi_currency: bool | None = None
 
     @classmethod
@@ -146,11 +148,17 @@ class SalesforceConnector(BaseConnector):
             self.api_usage = (int(match.group(1)), int(match.group(2)))
 
     def _check_reserve(self) -> None:
-        """Pause (``RateLimited``) once only the reserve of the daily allocation is left."""
+        """Pause (``RateLimited``) once only the reserve of the daily allocation is left.
+        While paused, one request a ``reserve_probe_seconds`` (default 60) still goes out:
+        its ``Sforce-Limit-Info`` is how we learn that usage fell and the system may resume."""
         if self.api_usage is None or self.reserve <= 0:
             return
         used, allocation = self.api_usage
         if allocation and used >= allocation * (1 - self.reserve):
+            now = time.monotonic()
+            if now - self._probed_at >= float(self.options.get("reserve_probe_seconds", 60)):
+                self._probed_at = now
+                return
             raise RateLimited(
                 f"paused: {used:,} of the org's {allocation:,} daily API requests are used and "
                 f"{self.reserve:.0%} is kept for other tools (options.api_reserve); resuming "

@@ -189,3 +189,26 @@ def test_a_process_killed_mid_collection_leaves_no_duplicate(world: World) -> No
     for i in range(6):
         assert len(named(world, "salesforce", f"Killed {i}")) == 1
     assert report.clean, report
+
+
+def test_the_daily_reserve_pauses_and_resumes(world: World) -> None:
+    """With 85% of the org's allocation spent (reserve 20%) nothing is written and status
+    says why; once usage falls the owed push goes out."""
+    from sync.engine.operations import system_health
+
+    world.converge(cycles=1)
+    emulator = world.emulators["salesforce"]
+    emulator.api_usage = [(emulator.clock.peek(), 85_000)]
+    deal = world.users["ruddr"].create("Waits for the allocation")
+    world.cycle()
+    world.cycle()
+    assert named(world, "salesforce", "Waits for the allocation") == []
+    health = {row["system"]: row for row in system_health(world.engine)}["salesforce"]
+    assert health["health"] == "error" and "kept for other tools" in health["last_error"]
+    emulator.api_usage = []
+    # the paused connector probes once a minute; here the next call probes at once
+    world.engine.connector("salesforce").options["reserve_probe_seconds"] = 0
+    world.time_passes()
+    world.converge(cycles=2)
+    assert len(named(world, "salesforce", "Waits for the allocation")) == 1
+    assert record_of(world, "ruddr", deal)
