@@ -212,3 +212,67 @@ def test_the_daily_reserve_pauses_and_resumes(world: World) -> None:
     world.converge(cycles=2)
     assert len(named(world, "salesforce", "Waits for the allocation")) == 1
     assert record_of(world, "ruddr", deal)
+
+
+def multi_currency_world(tmp_path: Path) -> World:
+    """The example config with a multi-currency org: `currency: multi` and CurrencyIsoCode
+    mapped (what the example's comment tells a multi-currency org to write)."""
+    from sync.mapping.spec import FieldSpec
+    from sync.money_config import CurrencyConfig
+
+    probe = make_world(tmp_path / "probe", config_file="examples/salesforce.yaml")
+    config = probe.config
+    probe.engine.close()
+    system = config.systems["salesforce"].model_copy(
+        update={"currency": CurrencyConfig(mode="multi", code="USD")}
+    )
+    mapping = config.mapping["salesforce"].model_copy(
+        update={"currency": FieldSpec(path="CurrencyIsoCode")}
+    )
+    overrides = {
+        "systems": {"ruddr": config.systems["ruddr"], "salesforce": system},
+        "mapping": {"ruddr": config.mapping["ruddr"], "salesforce": mapping},
+        "conflicts": config.conflicts.model_copy(update={"fields": {}, "priority": SYSTEMS}),
+    }
+    world = make_world(tmp_path, overrides=overrides, config_file="examples/salesforce.yaml")
+    world.emulators["salesforce"].set_multi_currency(True)
+    return world
+
+
+def test_a_single_currency_org_parks_a_foreign_deal_and_keeps_its_own(world: World) -> None:
+    """The org holds USD only: a EUR deal is parked (never written as the same figure in
+    USD), a USD deal arrives as is."""
+    euro = world.users["ruddr"].create("Euro deal", amount=500)
+    world.users["ruddr"].edit(euro, currency="EUR")
+    world.users["ruddr"].create("Dollar deal", amount=700)
+    world.converge(cycles=2)
+    assert named(world, "salesforce", "Euro deal") == []
+    [dollar] = named(world, "salesforce", "Dollar deal")
+    assert dollar["Amount"] == 700.0
+    from sync.store.models import DeadLetter
+
+    with world.engine.session() as session:
+        letters = session.exec(select(DeadLetter).where(DeadLetter.system == "salesforce")).all()
+    assert len(letters) == 1 and "EUR" in letters[0].error
+
+
+def test_a_multi_currency_org_keeps_every_amount_in_its_currency(tmp_path: Path) -> None:
+    """EUR from Ruddr arrives as CurrencyIsoCode EUR with the same figure; a GBP deal made in
+    Salesforce reaches Ruddr in GBP."""
+    world = multi_currency_world(tmp_path)
+    try:
+        euro = world.users["ruddr"].create("Euro deal", amount=500)
+        world.users["ruddr"].edit(euro, currency="EUR")
+        world.converge(cycles=2)
+        sf_id = external_of(world, "salesforce", record_of(world, "ruddr", euro))
+        held = world.users["salesforce"].get(sf_id)
+        assert (held["Amount"], held["CurrencyIsoCode"]) == (500.0, "EUR")
+        gbp = world.users["salesforce"].create("Pound deal", amount=1200)
+        world.users["salesforce"].edit(gbp, CurrencyIsoCode="GBP")
+        report = world.converge(cycles=2)
+        ruddr_id = external_of(world, "ruddr", record_of(world, "salesforce", gbp))
+        deal = world.users["ruddr"].get(ruddr_id)
+        assert (deal["amount"], deal["currency"]) == (1200, "GBP")
+        assert report.clean, report
+    finally:
+        world.engine.close()
