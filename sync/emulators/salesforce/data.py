@@ -62,6 +62,8 @@ class SalesforceData(Emulator):
             tables("opportunities", "accounts", "users", "stages", "currencies")
         )
         self.deleted_log: list[tuple[str, dt.datetime]] = []
+        #: Crmsync_Id__c value -> ids holding it (an External ID field is indexed)
+        self.external_index: dict[str, set[str]] = {}
         self.purged_before: dt.datetime | None = None
         self.id_rng = random.Random(f"salesforce-{seed}")
         self._counters = dict.fromkeys(PREFIXES, 0)
@@ -219,6 +221,7 @@ class SalesforceData(Emulator):
         self._derive(row, stage_changed=True, probability_given="Probability" in values)
         self._stamp(row, now)
         self.opportunities[row["Id"]] = row
+        self._index(row)
         return row
 
     def update(self, record_id: str, body: Any) -> Row:
@@ -231,6 +234,7 @@ class SalesforceData(Emulator):
                 )
         stage_changed = "StageName" in values and values["StageName"] != row["StageName"]
         row.update(values)
+        self._index(row)
         self._derive(row, stage_changed=stage_changed, probability_given="Probability" in values)
         self._stamp(row, self.now())
         return row
@@ -253,11 +257,21 @@ class SalesforceData(Emulator):
         return row
 
     def by_external_id(self, value: str) -> list[Row]:
+        held = (self.opportunities.get(i) for i in sorted(self.external_index.get(value, ())))
         return [
             row
-            for row in self.opportunities.values()
-            if not row["IsDeleted"] and row[EXTERNAL_ID] == value
+            for row in held
+            if row is not None and not row["IsDeleted"] and row[EXTERNAL_ID] == value
         ]
+
+    def _index(self, row: Row) -> None:
+        if row.get(EXTERNAL_ID):
+            self.external_index.setdefault(row[EXTERNAL_ID], set()).add(row["Id"])
+
+    def set_fields(self, collection: str, record_id: str, fields: dict[str, Any]) -> None:
+        super().set_fields(collection, record_id, fields)
+        if collection == "opportunities":
+            self._index(self.opportunities[record_id])
 
     def _stamp(self, row: Row, now: dt.datetime) -> None:
         row["LastModifiedDate"] = row["SystemModstamp"] = now
