@@ -276,3 +276,38 @@ def test_a_multi_currency_org_keeps_every_amount_in_its_currency(tmp_path: Path)
         assert report.clean, report
     finally:
         world.engine.close()
+
+
+def test_a_guided_first_run_links_salesforce_ids_and_creates_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    """Ruddr and Salesforce already hold the same five deals (Ruddr's salesforceId names each
+    Salesforce opportunity): the guided first run writes nothing until approved, proposes them
+    as matched, and after approval each deal exists once in each system."""
+    from sync.engine import first_run, matching
+
+    world = sf_world(tmp_path, first_run="guided")
+    try:
+        world.cycle()
+        # nothing is created before approval (deals linked by salesforceId may be updated)
+        creates = [
+            f"{r['method']} {r['path']}"
+            for name in SYSTEMS
+            for r in world.emulators[name].requests
+            if (r["method"] == "POST" and not r["path"].endswith("/oauth2/token"))
+            or "Crmsync_Id__c" in r["path"]
+        ]
+        assert creates == []
+        assert first_run.gate(world.engine).state == "review"
+        proposal = matching.propose(world.engine)
+        assert proposal.counts["matched"] >= 5
+        first_run.approve(world.engine, by="test")
+        report = world.converge(cycles=3)
+        assert report.clean, report
+        for deal in reference.shared_deals(7):
+            assert len(named(world, "salesforce", deal.name)) == 1, deal.name
+            assert len(named(world, "ruddr", deal.name)) == 1, deal.name
+            record = record_of(world, "salesforce", deal.salesforce_id)
+            assert record_of(world, "ruddr", external_of(world, "ruddr", record))
+    finally:
+        world.engine.close()
