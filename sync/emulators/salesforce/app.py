@@ -124,7 +124,7 @@ class SalesforceEmulator(Records):
         method = request.method
         ver = version[1:]
         if parts[:1] in (["query"], ["queryAll"]) and method == "GET":
-            return self.query(request, ver, parts)
+            return self.run_query(request, ver, parts)
         if parts == ["limits"] and method == "GET":
             return JSONResponse(self.limits())
         if parts[:1] == ["sobjects"]:

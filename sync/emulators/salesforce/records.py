@@ -34,7 +34,7 @@ class Records(SalesforceData):
 
     _locators: OrderedDict[str, tuple[list[Row], int]]
 
-    def query(self, request: Request, ver: str, parts: list[str]) -> Response:
+    def run_query(self, request: Request, ver: str, parts: list[str]) -> Response:
         if len(parts) == 2:
             return JSONResponse(self._more(parts[1], ver))
         if len(parts) != 1:
