@@ -114,6 +114,10 @@ class BaseConnector(abc.ABC):
     #: records one write request may carry: above 1 the vendor has batch endpoints and the
     #: connector implements ``create_many`` / ``update_many`` (the drain groups its sends)
     batch_limit: ClassVar[int] = 1
+    #: a create sent twice makes one record (Salesforce: an upsert on an External ID field
+    #: carrying our key): a create whose outcome is unknown is simply sent again, with no
+    #: look-up first
+    idempotent_creates: ClassVar[bool] = False
 
     def __init__(
         self, system: str, client: httpx.Client, options: Mapping[str, Any] | None = None

@@ -81,6 +81,8 @@ class SalesforceConnector(BaseConnector):
     max_page_size: ClassVar[int] = PAGE_SIZE
     #: records one write request may carry (sObject Collections)
     batch_limit: ClassVar[int] = COLLECTION_SIZE
+    #: creates are upserts on Crmsync_Id__c: a resend finds the deal the lost answer made
+    idempotent_creates: ClassVar[bool] = True
 
     def __init__(
         self, system: str, client: httpx.Client, options: Mapping[str, Any] | None = None
