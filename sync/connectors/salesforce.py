@@ -44,12 +44,12 @@ from sync.connectors.errors import (
     AuthFailed,
     ConnectorError,
     DeleteFeedGap,
-    NotFound,
     RateLimited,
     Rejected,
 )
 from sync.connectors.salesforce_auth import SalesforceAuth
-from sync.timefmt import EPOCH, parse_optional_timestamp, parse_timestamp, utcnow
+from sync.connectors.salesforce_wire import error_message, iso, quote, save_outcomes, soql_datetime
+from sync.timefmt import parse_optional_timestamp, parse_timestamp, utcnow
 
 API_VERSION = "59.0"
 EXTERNAL_ID = "Crmsync_Id__c"
@@ -170,21 +170,7 @@ class SalesforceConnector(BaseConnector):
             )
 
     def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
-        """``[{message, errorCode, fields}]``, or OAuth's ``{error, error_description}``."""
-        try:
-            body = response.json()
-        except ValueError:
-            return response.text[:500] or response.reason_phrase, {}
-        if isinstance(body, dict) and "error" in body:
-            return f"{body.get('error')}: {body.get('error_description', '')}", {}
-        if isinstance(body, list) and body and isinstance(body[0], dict):
-            messages, fields = [], {}
-            for item in body:
-                messages.append(f"{item.get('errorCode')}: {item.get('message')}")
-                for name in item.get("fields") or []:
-                    fields[str(name)] = str(item.get("message"))
-            return "; ".join(messages), fields
-        return str(body)[:500], {}
+        return error_message(response)
 
     # -- SOQL --------------------------------------------------------------------------------
     def soql(self, query: str) -> Iterator[list[dict[str, Any]]]:
@@ -223,10 +209,10 @@ class SalesforceConnector(BaseConnector):
             yield records
             if len(rows) < self.page_size:
                 return
-            after = (_soql_datetime(records[-1].modified), records[-1].external_id)
+            after = (soql_datetime(records[-1].modified), records[-1].external_id)
 
     def list_changed(self, since: dt.datetime) -> Iterator[list[VendorRecord]]:
-        yield from self._keyset(f"SystemModstamp >= {_soql_datetime(since)}", clocked=True)
+        yield from self._keyset(f"SystemModstamp >= {soql_datetime(since)}", clocked=True)
 
     def scan(self) -> Iterator[list[VendorRecord]]:
         yield from self._keyset("", clocked=True)
@@ -235,14 +221,14 @@ class SalesforceConnector(BaseConnector):
         """Get Deleted from ``since`` to now; :class:`DeleteFeedGap` when the log starts later."""
         start = max(since, utcnow() - dt.timedelta(days=29))
         end = utcnow() + dt.timedelta(minutes=1)
-        params = {"start": _iso(start), "end": _iso(end)}
+        params = {"start": iso(start), "end": iso(end)}
         body = self._request("GET", f"{self.api}/sobjects/Opportunity/deleted/", params=params)
         data = body.json()
         earliest = parse_optional_timestamp(data.get("earliestDateAvailable"))
         if earliest is not None and earliest > since:
             raise DeleteFeedGap(
                 f"Salesforce's delete log starts at {data['earliestDateAvailable']}, after our "
-                f"last look ({_iso(since)}): deletes in between are only found by a full compare",
+                f"last look ({iso(since)}): deletes in between are only found by a full compare",
                 system=self.system,
             )
         for item in data.get("deletedRecords") or []:
@@ -313,9 +299,9 @@ class SalesforceConnector(BaseConnector):
         self._request("DELETE", path, record=external_id)
 
     def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
-        where = f"CreatedDate >= {_soql_datetime(created_after)}"
+        where = f"CreatedDate >= {soql_datetime(created_after)}"
         if name is not None:
-            where += f" AND Name = '{_quote(name)}'"
+            where += f" AND Name = '{quote(name)}'"
         found: list[VendorRecord] = []
         for page in self._keyset(where, clocked=False):
             found += page
@@ -366,22 +352,7 @@ class SalesforceConnector(BaseConnector):
         results = self._request(method, path, json=body).json()
         saved = [str(r["id"]) for r in results if r.get("success")]
         fresh = {record.external_id: record for record in self._read_many(saved)}
-        outcomes: list[VendorRecord | ConnectorError] = []
-        for sent, result in zip(records, results, strict=True):
-            label = str(sent.get("id") or sent.get("Name"))
-            if result.get("success") and str(result["id"]) in fresh:
-                outcomes.append(fresh[str(result["id"])])
-                continue
-            errors = result.get("errors") or [{"statusCode": "NOT_FOUND", "message": "gone"}]
-            message = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors)
-            fields = {str(f): str(e.get("message")) for e in errors for f in e.get("fields") or []}
-            if any(e.get("statusCode") in {"ENTITY_IS_DELETED", "NOT_FOUND"} for e in errors):
-                outcomes.append(NotFound(message, system=self.system, record=label))
-            else:
-                outcomes.append(
-                    Rejected(message, field_errors=fields, system=self.system, record=label)
-                )
-        return outcomes
+        return save_outcomes(self.system, records, results, fresh)
 
     def _read_many(self, ids: list[str]) -> list[VendorRecord]:
         if not ids:
@@ -422,19 +393,3 @@ class SalesforceConnector(BaseConnector):
         reference = Reference("company", str(body["id"]), key)
         self._remember_reference(reference)
         return reference
-
-
-def _soql_datetime(moment: dt.datetime) -> str:
-    """An unquoted SOQL datetime literal, to the millisecond, in UTC."""
-    utc = (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
-    utc = max(utc, EPOCH)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _quote(text: str) -> str:
-    """A SOQL string literal's body: backslashes and quotes escaped."""
-    return text.replace("\\", "\\\\").replace("'", "\\'")
