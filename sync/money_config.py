@@ -89,6 +89,8 @@ VENDOR_DEFAULTS: dict[str, tuple[CurrencyMode, str | None]] = {
     "close": ("fixed", None),  # the organization's currency, read from the API
     "parsalink": ("fixed", "USD"),  # no currency documented: assumed, say so in config check
     "truto": ("multi", "USD"),  # Salesforce CurrencyIsoCode / Capsule value.currency
+    "salesforce": ("fixed", None),  # the org's corporate currency, read from the API; a
+    #                                 multi-currency org is configured `multi` (CurrencyIsoCode)
 }
 
 

@@ -47,13 +47,13 @@ if TYPE_CHECKING:
     from sync.config import Config
     from sync.engine.context import Engine
 
-EMULATED_SYSTEMS = ("ruddr", "close", "parsalink", "truto")
+EMULATED_SYSTEMS = ("ruddr", "close", "parsalink", "truto", "salesforce")
 #: deals each emulator holds at start, unless --seed-opportunities says otherwise
 SEEDED = 10
 PortBase = Annotated[
     int,
     typer.Option(
-        help="Ruddr listens on port-base+1, Close +2, ParsaLink +3, Truto +4.",
+        help="Ruddr listens on port-base+1, Close +2, ParsaLink +3, Truto +4, Salesforce +5.",
         min=1,
         max=65531,
     ),

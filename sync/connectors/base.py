@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -137,6 +137,13 @@ class BaseConnector(abc.ABC):
     derived: ClassVar[tuple[DerivedField, ...]] = ()
     #: ``find_candidates(name, …)`` filters by name at the vendor (one request, not a listing)
     name_search: ClassVar[bool] = False
+    #: records one write request may carry: above 1 the vendor has batch endpoints and the
+    #: connector implements ``create_many`` / ``update_many`` (the drain groups its sends)
+    batch_limit: ClassVar[int] = 1
+    #: a create sent twice makes one record (Salesforce: an upsert on an External ID field
+    #: carrying our key): a create whose outcome is unknown is simply sent again, with no
+    #: look-up first
+    idempotent_creates: ClassVar[bool] = False
 
     def __init__(
         self, system: str, client: httpx.Client, options: Mapping[str, Any] | None = None
@@ -182,6 +189,21 @@ class BaseConnector(abc.ABC):
     @abc.abstractmethod
     def delete(self, external_id: str) -> None:
         """Delete a record (``NotFound`` when already gone)."""
+
+    def create_many(
+        self, items: Sequence[tuple[Mapping[str, Any], str]]
+    ) -> list[VendorRecord | ConnectorError]:
+        """Create up to ``batch_limit`` records from ``(payload, idempotency key)`` in one
+        request: one outcome per item, in order — the record as the vendor holds it, or the
+        error of that item alone. A failure of the whole request raises, as ``create`` does."""
+        raise NotImplementedError(f"{self.vendor} has no batch create")
+
+    def update_many(
+        self, items: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[VendorRecord | ConnectorError]:
+        """Update up to ``batch_limit`` records from ``(external id, payload)``; outcomes as
+        :meth:`create_many` (``NotFound`` for a record gone)."""
+        raise NotImplementedError(f"{self.vendor} has no batch update")
 
     def deleted_since(self, since: dt.datetime) -> Iterator[Deletion]:
         """Deletes the vendor's feed reports at or after ``since`` (``has_delete_feed`` only)."""

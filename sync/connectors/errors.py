@@ -83,6 +83,12 @@ class AuthFailed(ConnectorError):
     """Credentials are missing, wrong, expired or revoked (401/403/423)."""
 
 
+class DeleteFeedGap(ConnectorError):
+    """A vendor's delete feed no longer reaches back to where it was last read (Salesforce's
+    delete log after a purge): deletes in between are lost from it, so the engine compares
+    the system in full instead."""
+
+
 class Action(enum.Enum):
     """What to do with one HTTP outcome (the Airbyte ResponseAction idea)."""
 

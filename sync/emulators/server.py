@@ -9,9 +9,11 @@ ruddr      port-base + 1 ``/api/workspace``      ``Authorization: Bearer ruddr-t
 close      port-base + 2 ``/api/v1``             Basic, API key ``close-test-key``, no password
 parsalink  port-base + 3 ``/api``                ``Authorization: Bearer pk_test_parsalink``
 truto      port-base + 4 ``/unified/crm``        ``Authorization: Bearer truto-test-token``
+salesforce port-base + 5 ``/services``           ``Authorization: Bearer sf-test-token``, or
+                                                 OAuth client credentials (see the package)
 ========== ============= ======================= ==========================================
 
-With the default port base 8710 that is 8711..8714. Each port also answers the control API
+With the default port base 8710 that is 8711..8715. Each port also answers the control API
 under ``/_emulator/`` (see :mod:`sync.emulators.base`). Sockets are bound before any server
 starts, so a taken port fails fast with ``OSError`` and nothing is left half-running.
 """
@@ -86,6 +88,14 @@ SPECS: dict[str, EmulatorSpec] = {
         ),
         EmulatorSpec(
             "truto", "sync.emulators.truto", "TrutoEmulator", 4, "bearer", "truto-test-token"
+        ),
+        EmulatorSpec(
+            "salesforce",
+            "sync.emulators.salesforce",
+            "SalesforceEmulator",
+            5,
+            "bearer",
+            "sf-test-token",
         ),
     )
 }

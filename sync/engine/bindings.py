@@ -44,6 +44,9 @@ log = structlog.get_logger("crmsync.bindings")
 
 #: the connector option naming the account a system type is bound to
 ACCOUNT_OPTION = {"truto": "integrated_account_id", "hubspot": "portal_id", "salesforce": "org_id"}
+#: types whose account id names the account wherever it is served (a Salesforce org keeps its
+#: id when My Domain or an org migration changes its instance URL)
+URL_MAY_MOVE = frozenset({"salesforce"})
 #: a shelved system's links and references live under ``system + SHELF + fingerprint``
 SHELF = "@"
 #: pseudo-fields of the mapping fingerprint: a change re-reads, but drops no shadow field
@@ -57,6 +60,8 @@ def binding_of(config: Config, system: str) -> dict[str, Any]:
     option = ACCOUNT_OPTION.get(cfg.type)
     if option is not None:
         binding["account"] = str(cfg.options.get(option) or "")
+    if cfg.type in URL_MAY_MOVE and binding.get("account"):
+        del binding["base_url"]  # the org id is the identity: its instance URL can change
     return binding
 
 

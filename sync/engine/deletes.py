@@ -24,6 +24,7 @@ import datetime as dt
 import structlog
 from sqlmodel import Session
 
+from sync.connectors.errors import DeleteFeedGap
 from sync.engine import guard
 from sync.engine.context import Counts, Engine
 from sync.engine.guard import Vanished
@@ -137,11 +138,17 @@ def from_feed(engine: Engine, system: str, started: dt.datetime, run_id: str | N
     with engine.session() as session:
         cursor = cursors.get(session, system) or Cursor(system=system)
         since = cursor.deletes_stamp or cursor.last_poll_at or started
-        since_aware = maybe_utc(since - engine.config.sync.lookback)
-        assert since_aware is not None
+    since_aware = maybe_utc(since - engine.config.sync.lookback)
+    assert since_aware is not None
+    try:
+        deletions = list(engine.connector(system).deleted_since(since_aware))
+    except DeleteFeedGap as gap:
+        return _after_gap(engine, system, started, run_id, gap)
+    with engine.session() as session:
+        cursor = cursors.get(session, system) or Cursor(system=system)
         newest = cursor.deletes_stamp
         vanished: list[Vanished] = []
-        for deletion in engine.connector(system).deleted_since(since_aware):
+        for deletion in deletions:
             stamp = maybe_utc(deletion.at)
             newest = max(newest, stamp) if newest and stamp else (stamp or newest)
             link = links.find(session, system, deletion.external_id)
@@ -151,6 +158,23 @@ def from_feed(engine: Engine, system: str, started: dt.datetime, run_id: str | N
             vanished.append(Vanished(link.id, link.record_id, link.external_id, how))
         counts.merge(_apply(engine, session, system, vanished, run_id))
         cursor.deletes_stamp = min(newest, started) if newest else started
+        session.add(cursor)
+        session.commit()
+    return counts
+
+
+def _after_gap(
+    engine: Engine, system: str, started: dt.datetime, run_id: str | None, gap: DeleteFeedGap
+) -> Counts:
+    """The delete feed lost deletes: a complete read finds them by set difference (the
+    mass-delete guard still applies), and the feed is read from this run on."""
+    log.warning("delete_feed_gap", system=system, message=gap.message)
+    seen = {r.external_id for page in engine.connector(system).scan() for r in page}
+    counts = after_complete_scan(engine, system, seen, started, run_id)
+    counts.add("delete_feed_gaps")
+    with engine.session() as session:
+        cursor = cursors.get(session, system) or Cursor(system=system)
+        cursor.deletes_stamp = started
         session.add(cursor)
         session.commit()
     return counts

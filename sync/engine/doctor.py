@@ -18,6 +18,7 @@ import httpx
 
 from sync.connectors.base import BaseConnector, Reference
 from sync.connectors.errors import AuthFailed, ConnectorError, NotFound
+from sync.engine import doctor_salesforce
 from sync.engine.context import Engine
 from sync.engine.normalise import normalise_company
 from sync.mapping.spec import FieldSpec
@@ -29,6 +30,10 @@ CREDENTIALS: dict[str, tuple[str, str]] = {
     "close": ("CLOSE_API_KEY", "Close → Settings → Developer → API Keys (the key acts as you)"),
     "parsalink": ("PARSALINK_API_KEY", "ParsaLink → Settings → API Keys (pk_live_…, shown once)"),
     "truto": ("TRUTO_TOKEN", "Truto dashboard → API tokens (environment-scoped)"),
+    "salesforce": (
+        "SALESFORCE_CLIENT_SECRET",
+        "Salesforce Setup → App Manager → your connected app (client credentials flow)",
+    ),
 }
 #: one cheap listing per vendor: proves the credential and read access, carries rate headers
 PROBES: dict[str, tuple[str, dict[str, str]]] = {
@@ -36,6 +41,7 @@ PROBES: dict[str, tuple[str, dict[str, str]]] = {
     "close": ("/opportunity/", {"_limit": "1"}),
     "parsalink": ("/opportunities/", {"limit": "1"}),
     "truto": ("/opportunities", {"limit": "1"}),
+    "salesforce": ("/services/data/v59.0/query", {"q": "SELECT Id FROM Opportunity LIMIT 1"}),
 }
 RATE_HEADERS = (
     "ratelimit",
@@ -83,6 +89,8 @@ def doctor(engine: Engine, systems: Sequence[str] | None = None) -> dict[str, Sy
             _write_access(report)
             if report.vendor == "close":
                 _close_custom_fields(engine, connector, report)
+            if report.vendor == "salesforce":
+                doctor_salesforce.check(engine, connector, report)
     # a checked system that could not be read is not asked again (its finding says why)
     others = {
         name: _references_or_empty(engine, name) for name in engine.systems if name not in reports
@@ -163,6 +171,7 @@ def _write_access(report: SystemDoctor) -> None:
         "close": "a Close key has its user's rights: that user needs edit rights on opportunities",
         "parsalink": "a workspace API key may write; a user JWT has that user's role",
         "truto": "Truto writes with the connected account's rights (the CRM user who connected it)",
+        "salesforce": "the connected app's run-as user's profile decides (see the org checks)",
     }
     report.add("ok", "write", says.get(report.vendor, "cannot be checked without writing"))
 

@@ -171,11 +171,11 @@ def test_python_dash_m_sync_runs_the_cli() -> None:
 
 
 def _free_port_base() -> int:
-    """A base whose +1..+4 ports are free right now."""
+    """A base whose +1..+6 ports are free right now."""
     for _ in range(50):
         base = random.randrange(20_000, 60_000, 10)
         try:
-            for offset in range(1, 5):
+            for offset in range(1, 7):
                 with socket.socket() as probe:
                     probe.bind(("127.0.0.1", base + offset))
         except OSError:
@@ -229,3 +229,29 @@ def test_emulate_serves_the_chosen_systems_until_interrupted() -> None:
         out, err = process.communicate(timeout=15)
     assert process.returncode == 0, err
     assert "Traceback" not in out + err
+
+
+def test_emulate_only_salesforce_serves_it_on_port_base_plus_5() -> None:
+    """`crmsync emulate --only salesforce` answers a SOQL query with sf-test-token on +5."""
+    base = _free_port_base()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sync", "emulate", "--only", "salesforce", "--port-base", str(base)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CRMSYNC_LOG_FORMAT": "json"},
+    )
+    try:
+        deadline = time.monotonic() + 15
+        assert _get(f"http://127.0.0.1:{base + 5}/_emulator/requests", deadline).status_code == 200
+        response = httpx.get(
+            f"http://127.0.0.1:{base + 5}/services/data/v59.0/query",
+            params={"q": "SELECT Id FROM Organization"},
+            headers={"Authorization": "Bearer sf-test-token"},
+            timeout=5,
+        )
+        assert response.status_code == 200 and response.json()["totalSize"] == 1
+    finally:
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=15)
+    assert process.returncode == 0, err

@@ -245,7 +245,7 @@ MISTAKES: dict[str, Mistake] = {
         "    type: hubspot",
         "type: hubspot",
         "systems.parsalink.type",
-        'expected one of ruddr, close, parsalink or truto, got "hubspot"',
+        'expected one of ruddr, close, parsalink, truto or salesforce, got "hubspot"',
     ),
     "unknown-system-in-priority": Mistake(
         "  priority: [ruddr, close, parsalink, truto_salesforce]",

@@ -307,7 +307,7 @@ def test_factory_sizes_a_token_bucket_from_the_config(emulator: RuddrEmulator) -
 def test_factory_refuses_unknown_types_and_missing_credentials(emulator: RuddrEmulator) -> None:
     """An unregistered system type and a Ruddr system without a token fail when built."""
     with pytest.raises(ConnectorError, match="no connector"):
-        connector_class("salesforce")
+        connector_class("sugarcrm")
     cfg = SystemConfig(type="ruddr", base_url="http://ruddr.test/api/workspace")
     with pytest.raises(AuthFailed, match=r"credentials\.token"):
         build_connector("ruddr", cfg, transport=emulator.transport())

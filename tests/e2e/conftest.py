@@ -27,7 +27,14 @@ from sync.engine.push import claim, prepare, send
 from sync.engine.verify import VerifyReport, verify
 from sync.store.db import make_engine, upgrade
 from sync.store.models import Outbox
-from tests.e2e.users import CloseUser, ParsaLinkUser, RuddrUser, TrutoUser, VendorUser
+from tests.e2e.users import (
+    CloseUser,
+    ParsaLinkUser,
+    RuddrUser,
+    SalesforceUser,
+    TrutoUser,
+    VendorUser,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_RETRY = RetryPolicy(
@@ -43,6 +50,7 @@ AUTH = {
     "close": None,
     "parsalink": {"Authorization": "Bearer pk_test_parsalink"},
     "truto": {"Authorization": "Bearer truto-test-token"},
+    "salesforce": {"Authorization": "Bearer sf-test-token"},
 }
 
 
@@ -118,9 +126,14 @@ class World:
 
 
 def _user(kind: str, client: httpx.Client) -> VendorUser:
-    return {"ruddr": RuddrUser, "close": CloseUser, "parsalink": ParsaLinkUser, "truto": TrutoUser}[
-        kind
-    ](client)
+    users: dict[str, type[VendorUser]] = {
+        "ruddr": RuddrUser,
+        "close": CloseUser,
+        "parsalink": ParsaLinkUser,
+        "truto": TrutoUser,
+        "salesforce": SalesforceUser,
+    }
+    return users[kind](client)
 
 
 def make_world(
@@ -130,10 +143,12 @@ def make_world(
     seed_opportunities: int = 0,
     overrides: dict[str, Any] | None = None,
     first_run: str = "waive",
+    config_file: str = "config.yaml",
 ) -> World:
     """``first_run``: the scenarios here predate the guided first run and start from worlds
-    whose systems already hold deals; they waive it unless a test is about it ("guided")."""
-    config = load_config(ROOT / "config.yaml", env={})
+    whose systems already hold deals; they waive it unless a test is about it ("guided").
+    ``config_file``: the shipped config, or one of ``examples/`` (relative to the repo)."""
+    config = load_config(ROOT / config_file, env={})
     if overrides:
         config = config.model_copy(update=overrides)
     config = config.model_copy(

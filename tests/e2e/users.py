@@ -195,3 +195,48 @@ class TrutoUser(VendorUser):
             if not body.get("next_cursor") or not body["result"]:
                 return out
             params["next_cursor"] = body["next_cursor"]
+
+
+class SalesforceUser(VendorUser):
+    """A Salesforce user on the REST API (``base_url`` is the instance; fixed session)."""
+
+    api = "/services/data/v59.0"
+    item = api + "/sobjects/Opportunity/{}"
+    rows = "records"
+
+    def _soql(self, query: str) -> list[dict[str, Any]]:
+        body = self._ok(self.client.get(f"{self.api}/query", params={"q": query}))
+        rows = list(body["records"])
+        while not body["done"]:
+            body = self._ok(self.client.get(body["nextRecordsUrl"]))
+            rows += body["records"]
+        return rows
+
+    def _lookup(self, path: str, key: str) -> dict[str, str]:
+        if path not in self._cache:
+            rows = self._soql(f"SELECT Id, {key} FROM {path}")
+            self._cache[path] = {row[key]: row["Id"] for row in rows}
+        return self._cache[path]
+
+    def create(
+        self,
+        name: str,
+        company: str = "Acme Corp",
+        amount: float = 1000.0,
+        stage: str = "Prospecting",
+    ) -> str:
+        body = {
+            "Name": name,
+            "Amount": amount,
+            "StageName": stage,
+            "AccountId": self._lookup("Account", "Name")[company],
+            "CloseDate": "2026-06-30",
+        }
+        return str(self._ok(self.client.post(f"{self.api}/sobjects/Opportunity", json=body))["id"])
+
+    def edit(self, deal_id: str, **fields: Any) -> dict[str, Any]:
+        self._deal("PATCH", deal_id, json=fields)  # 204: no body
+        return self.get(deal_id)
+
+    def all(self) -> list[dict[str, Any]]:
+        return self._soql("SELECT Id, Name, Amount, StageName, Crmsync_Id__c FROM Opportunity")

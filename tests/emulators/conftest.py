@@ -15,6 +15,8 @@ from sync.emulators.parsalink import DEFAULT_API_KEY as PARSALINK_API_KEY
 from sync.emulators.parsalink import ParsaLinkEmulator
 from sync.emulators.ruddr import DEFAULT_TOKEN as RUDDR_TOKEN
 from sync.emulators.ruddr import RuddrEmulator
+from sync.emulators.salesforce import TOKEN as SALESFORCE_TOKEN
+from sync.emulators.salesforce import SalesforceEmulator
 from sync.emulators.truto import TOKEN as TRUTO_TOKEN
 from sync.emulators.truto import TrutoEmulator
 
@@ -112,3 +114,23 @@ def parsalink_client(
         base_url="http://parsalink.test/api",
         headers={"Authorization": f"Bearer {PARSALINK_API_KEY}"},
     )
+
+
+# -- Salesforce ----------------------------------------------------------------------------------
+@pytest.fixture
+def salesforce_emulator() -> SalesforceEmulator:
+    """A fresh single-currency Salesforce org with reference data and 20 seeded opportunities."""
+    return SalesforceEmulator(seed=7, seed_opportunities=20)
+
+
+@pytest.fixture
+def salesforce_client(salesforce_emulator: SalesforceEmulator) -> Iterator[httpx.Client]:
+    """An httpx client on ``/services/data/v59.0`` with the fixed session token."""
+    transport = salesforce_emulator.transport()
+    with httpx.Client(
+        transport=transport,
+        base_url="http://sf.test/services/data/v59.0",
+        headers={"Authorization": f"Bearer {SALESFORCE_TOKEN}"},
+    ) as client:
+        yield client
+    transport.close()

@@ -25,6 +25,7 @@ LIST_PATHS = {
     "close": "/opportunity/",
     "parsalink": "/opportunities/",
     "truto": f"/opportunities?integrated_account_id={reference.TRUTO_ACCOUNTS['salesforce']}",
+    "salesforce": "/data/v59.0/query?q=SELECT+Id+FROM+Opportunity",
 }
 
 
@@ -155,6 +156,7 @@ def test_port_layout_follows_the_port_base() -> None:
         "close": 2,
         "parsalink": 3,
         "truto": 4,
+        "salesforce": 5,
     }
 
 
@@ -183,6 +185,7 @@ def test_default_credentials_are_the_documented_ones() -> None:
     assert SPECS["close"].headers == {"Authorization": "Basic Y2xvc2UtdGVzdC1rZXk6"}
     assert SPECS["parsalink"].headers == {"Authorization": "Bearer pk_test_parsalink"}
     assert SPECS["truto"].headers == {"Authorization": "Bearer truto-test-token"}
+    assert SPECS["salesforce"].headers == {"Authorization": "Bearer sf-test-token"}
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

@@ -17,7 +17,7 @@ from sync.engine.context import Counts, Engine
 from sync.engine.push.apply import _release, _release_unsent, apply_results
 from sync.engine.push.prepare import _Job, _Result, claim, prepare
 from sync.engine.push.recovery import Lookups
-from sync.engine.push.send import send
+from sync.engine.push.send import batchable, send, send_many
 from sync.logging import carried
 from sync.store import cursors
 from sync.store.db import supports_threads
@@ -101,6 +101,8 @@ class _Drainer:
 
     def _claim(self, batch: int, max_rows: int | None) -> list[_Job] | None:
         """The next batch, prepared; None when nothing more is due (or ``max_rows`` is met)."""
+        # a vendor with batch writes gets claims of at least one full batch request
+        batch = max(batch, self.engine.connector(self.system).batch_limit)
         limit = batch if max_rows is None else min(batch, max_rows - self.claimed)
         if limit <= 0 or self._stopping():
             return None
@@ -114,17 +116,35 @@ class _Drainer:
         self.lookups.claimed(jobs)
         return jobs
 
+    def _groups(self, jobs: list[_Job]) -> list[list[_Job]]:
+        """The claimed jobs as vendor calls: with batch writes (``batch_limit`` > 1), the
+        batchable creates and updates in groups of up to that many; every other job alone."""
+        limit = self.engine.connector(self.system).batch_limit
+        if limit <= 1:
+            return [[job] for job in jobs]
+        alone = [[job] for job in jobs if not batchable(job)]
+        grouped: list[list[_Job]] = []
+        for kind in ("create", "update"):
+            same = [job for job in jobs if batchable(job) and job.kind == kind]
+            grouped += [same[i : i + limit] for i in range(0, len(same), limit)]
+        return alone + grouped
+
+    def _send(self, group: list[_Job]) -> list[_Result]:
+        """One vendor call: a job alone (with the drain's shared look-ups for a recovery), or
+        a batch request (any thread: ``run`` submits it with the drain's log context)."""
+        if len(group) == 1:
+            call = carried(send, record_id=group[0].record_id)
+            return [call(self.engine, group[0], self.run_id, self.lookups)]
+        return send_many(self.engine, group, self.run_id)
+
     def run_inline(self, batch: int, max_rows: int | None) -> Counts:
         while (jobs := self._claim(batch, max_rows)) is not None:
-            apply_results(
-                self.engine,
-                [send(self.engine, job, self.run_id, self.lookups) for job in jobs],
-                self.counts,
-            )
+            results = [result for group in self._groups(jobs) for result in self._send(group)]
+            apply_results(self.engine, results, self.counts)
         return self.counts
 
     def run(self, pool: ThreadPoolExecutor, batch: int, max_rows: int | None) -> Counts:
-        inflight: dict[Future[_Result], _Job] = {}
+        inflight: dict[Future[list[_Result]], list[_Job]] = {}
         ready: list[_Result] = []
         first_ready = 0.0
         exhausted = False
@@ -139,14 +159,13 @@ class _Drainer:
                     if jobs is None:
                         exhausted = True
                         break
-                    for job in jobs:
-                        if job.kind == "done" or job.error is not None:
+                    for group in self._groups(jobs):
+                        job = group[0]
+                        if len(group) == 1 and (job.kind == "done" or job.error is not None):
                             ready.append(_Result(job, error=job.error))
                         else:
-                            call = carried(send, record_id=job.record_id)  # log context
-                            inflight[
-                                pool.submit(call, self.engine, job, self.run_id, self.lookups)
-                            ] = job
+                            # a pool thread inherits no log context: carry the drain's
+                            inflight[pool.submit(carried(self._send), group)] = group
                     if ready and not first_ready:
                         first_ready = time.monotonic()
                 if inflight and exhausted and self.counts["sliced"]:
@@ -159,7 +178,7 @@ class _Drainer:
                     if finished and not ready:
                         first_ready = time.monotonic()
                     for future in finished:
-                        ready.append(future.result())  # raises a bug in send: see _abandon
+                        ready += future.result()  # raises a bug in send: see _abandon
                         del inflight[future]
                 due = time.monotonic() - first_ready >= FLUSH_SECONDS
                 if ready and (not inflight or len(ready) >= APPLY_GROUP or due):
@@ -171,21 +190,27 @@ class _Drainer:
             self._abandon(inflight, ready)
             raise
 
-    def _give_back(self, inflight: dict[Future[_Result], _Job]) -> None:
+    def _give_back(self, inflight: dict[Future[list[_Result]], list[_Job]]) -> None:
         """The slice is over: the claimed rows whose send has not started go back now (a
         create's fresh intent with them: nothing left), the rest finish."""
-        unsent = [job for future, job in list(inflight.items()) if future.cancel()]
+        unsent = [
+            job for future, group in list(inflight.items()) if future.cancel() for job in group
+        ]
         for future in [f for f in inflight if f.cancelled()]:
             del inflight[future]
         _release_unsent(self.engine, unsent)
 
-    def _abandon(self, inflight: dict[Future[_Result], _Job], ready: list[_Result]) -> None:
+    def _abandon(
+        self, inflight: dict[Future[list[_Result]], list[_Job]], ready: list[_Result]
+    ) -> None:
         """The drain is failing: record what the vendors already did, put the rest back
         (the rows not sent, and those whose send failed unexpectedly, wait for a retry)."""
-        unsent = [job.row_id for future, job in inflight.items() if future.cancel()]
+        unsent = [
+            job.row_id for future, group in inflight.items() if future.cancel() for job in group
+        ]
         done, _ = wait([future for future in inflight if not future.cancelled()])
-        results = ready + [f.result() for f in done if f.exception() is None]
-        failed = [inflight[f].row_id for f in done if f.exception() is not None]
+        results = ready + [r for f in done if f.exception() is None for r in f.result()]
+        failed = [job.row_id for f in done if f.exception() is not None for job in inflight[f]]
         with contextlib.suppress(Exception):
             apply_results(self.engine, results, self.counts)
         with contextlib.suppress(Exception):

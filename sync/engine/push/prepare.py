@@ -178,7 +178,8 @@ def _plan(engine: Engine, job: _Job, record: Record | None, link: Link | None) -
         job.kind, job.name = "create", record.fields.get("name")
         job.wanted = desired(engine, job.system, record)
         job.reason += money.note_for(engine, job.system, record.fields, job.wanted)
-        job.recover = job.intent_at is not None
+        idempotent = engine.connector(job.system).idempotent_creates
+        job.recover = job.intent_at is not None and not idempotent
         if not job.recover:
             job.payload = _create_payload(engine, job)
         return

@@ -5,6 +5,7 @@ outcome is unknown first looks the deal up in the target and adopts it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from sync.connectors.base import VendorRecord
@@ -73,6 +74,47 @@ def _read_back(engine: Engine, job: _Job, answer: VendorRecord) -> dict[str, Any
         if job.kind != "update":
             raise
         return dict(job.diff)
+
+
+def batchable(job: _Job) -> bool:
+    """Whether a job can share a batch request: a plain update, or a create with no earlier
+    attempt to recover (a recovery looks the deal up first: one at a time)."""
+    if job.error is not None or job.payload is None:
+        return False
+    return job.kind == "update" or (job.kind == "create" and not job.recover)
+
+
+def send_many(engine: Engine, jobs: Sequence[_Job], run_id: str | None) -> list[_Result]:
+    """The vendor calls of ``batchable`` jobs of one kind, one batch request (up to the
+    connector's ``batch_limit``); each job gets its own outcome. A failure of the whole
+    request (timeout, 5xx, 429) is every job's error, as if each had been sent alone."""
+    results = [_Result(job) for job in jobs]
+    connector = engine.connector(jobs[0].system)
+    try:
+        if jobs[0].kind == "create":
+            items = [(job.payload or {}, job.idempotency_key) for job in jobs]
+            outcomes = connector.create_many(items)
+        else:
+            outcomes = connector.update_many(
+                [(str(job.external_id), job.payload or {}) for job in jobs]
+            )
+    except ConnectorError as exc:
+        for result in results:
+            result.error = exc
+        return results
+    for result, outcome in zip(results, outcomes, strict=True):
+        if isinstance(outcome, ConnectorError):
+            if isinstance(outcome, Rejected):
+                outcome.payload = result.job.payload  # type: ignore[attr-defined]
+            result.error = outcome
+            continue
+        result.answer = outcome
+        try:
+            system = result.job.system
+            result.after = engine.mapper.to_canonical(system, outcome.data, engine.refs)
+        except MappingError as exc:
+            result.error = exc
+    return results
 
 
 def _fresh_intent(engine: Engine, job: _Job, run_id: str | None) -> bool:
