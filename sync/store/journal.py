@@ -15,8 +15,10 @@ from sync.store.models import Journal
 
 
 def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert journal entries (their columns) with one statement, in order."""
-    session.execute(sa.insert(Journal), rows)
+    """Insert journal entries (their columns) with one statement, in order. Nulls are
+    written as such (``render_nulls``): otherwise the ORM groups the rows by which columns
+    are None and sends a statement per run of alike rows."""
+    session.execute(sa.insert(Journal).execution_options(render_nulls=True), rows)
 
 
 def creates_of(

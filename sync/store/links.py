@@ -169,8 +169,9 @@ def of_records(session: Session, record_ids: Collection[str]) -> Sequence[Link]:
 
 
 def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert links (their columns but the id) with one statement."""
-    session.execute(sa.insert(Link), rows)
+    """Insert links (their columns but the id) with one statement (nulls written as such:
+    otherwise the ORM sends a statement per run of rows alike in which columns are None)."""
+    session.execute(sa.insert(Link).execution_options(render_nulls=True), rows)
 
 
 def id_of_record_in(session: Session, record_id: str, system: str) -> int | None:

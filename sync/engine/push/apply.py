@@ -22,14 +22,16 @@ from sync.connectors.errors import (
 )
 from sync.engine.context import Counts, Engine
 from sync.engine.deletes import vendor_deleted
-from sync.engine.identity import index_keys
+from sync.engine.identity import index_keys_of
 from sync.engine.intents import adopted_base
 from sync.engine.journal import Notes, dead_letter, note
 from sync.engine.letters import resolve_pushed
 from sync.engine.push.prepare import _Job, _load, _Result
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.metrics import observe_propagation
+from sync.store import links as stored_links
 from sync.store import outbox
+from sync.store import records as stored_records
 from sync.store.models import Link, Outbox, Record
 from sync.timefmt import as_utc, maybe_utc, utcnow
 
@@ -71,36 +73,40 @@ def apply_results(engine: Engine, results: Sequence[_Result], counts: Counts) ->
 def _apply_all(
     engine: Engine, session: Session, results: Sequence[_Result], *, isolate: bool
 ) -> list[str]:
-    # Records are only needed where a create landed (its identity, its new link).
-    wanted = {r.job.record_id for r in results if r.job.kind == "create" and r.answer is not None}
+    # Records matter only where a create landed (its new link): whole where the target gave
+    # the deal ids (its identity may grow), otherwise only whether it is still there.
+    landed = [r for r in results if r.job.kind == "create" and r.answer is not None]
+    wanted = {r.job.record_id for r in landed if r.after.get("external_ids")}
     rows, records, links = _load(
         session, results[0].job.system, [r.job.row_id for r in results], records_of=wanted
     )
-    applier = _Applier(engine, session, rows, records, links)
+    alive = stored_records.existing(session, {r.job.record_id for r in landed} - wanted)
+    applier = _Applier(engine, session, rows, records, links, alive)
     if not isolate:
         # No flush between rows: the group's writes go out together at commit. A conflict
         # between rows surfaces there, and the group is re-applied row by row.
         with session.no_autoflush:
             outcomes = [applier.apply(result) for result in results]
             _resolve_letters(applier, results)
-            applier.notes.write(session)
+            applier.write()
         return outcomes
     outcomes = []
     for result in results:
         try:
             with session.begin_nested():
                 outcomes.append(applier.apply(result))
-                applier.notes.write(session)
+                applier.write()
         except sa.exc.IntegrityError as exc:  # lost a race with a concurrent capture
-            applier.notes = Notes()
+            applier.forget()
             links.pop(result.job.record_id, None)
+            applier.created.discard(result.job.record_id)
             row = outbox.get(session, result.job.row_id)
             if row is not None:
                 _release_row(row, f"concurrent change: {exc.orig}")
                 session.add(row)
             outcomes.append("retries")
     _resolve_letters(applier, results)
-    applier.notes.write(session)
+    applier.write()
     return outcomes
 
 
@@ -125,7 +131,32 @@ class _Applier:
     rows: dict[int, Outbox]
     records: dict[str, Record]
     links: dict[str, Link]
+    #: records known to exist that were not loaded (a create landed for them, no ids came back)
+    alive: set[str] = field(default_factory=set)
     notes: Notes = field(default_factory=Notes)
+    #: the links of the deals created in the targets, as columns, inserted together by
+    #: ``write`` (building an ORM object per link and flushing them one by one cost more
+    #: than the rest of the apply)
+    new_links: list[dict[str, Any]] = field(default_factory=list)
+    #: the records linked by ``new_links`` (a second outcome for one of them is no create)
+    created: set[str] = field(default_factory=set)
+    #: records whose identity grew (ids the target gave them): their keys need indexing
+    reindex: list[Record] = field(default_factory=list)
+
+    def write(self) -> None:
+        """Write what the outcomes applied so far gathered: new links, identity keys,
+        journal — one statement each, in that order (keys and notes refer to the records)."""
+        if self.new_links:
+            stored_links.insert_many(self.session, self.new_links)
+            self.new_links = []
+        if self.reindex:
+            index_keys_of(self.session, self.reindex, self.engine.config.sync.natural_key)
+            self.reindex = []
+        self.notes.write(self.session)
+
+    def forget(self) -> None:
+        """Drop what was gathered and not written (its savepoint was rolled back)."""
+        self.new_links, self.reindex, self.notes = [], [], Notes()
 
     def apply(self, result: _Result) -> str:
         job = result.job
@@ -204,31 +235,41 @@ class _Applier:
             self._note(job, "pushed", reason, new=job.diff)
             return "pushed"
         record = self.records.get(job.record_id)
-        if link is not None or record is None:  # a concurrent capture saw our new deal first
-            return "adopted"
-        if self._adopt_identity(job, record, result.after):
-            index_keys(self.session, record, self.engine.config.sync.natural_key)
-        link = Link(
-            record_id=record.id,
-            system=job.system,
-            external_id=answer.external_id,
-            shadow=result.after,
-            vendor_modified=maybe_utc(answer.modified),
-            # Every outbound field, the empty ones too: what the target put where we sent
-            # nothing (a default owner, a required close date) is its lossy copy of "nothing",
-            # so the next push neither blanks it there nor spreads it to the other systems.
-            sent={name: [value, result.after.get(name)] for name, value in job.wanted.items()},
-        )
+        exists = record is not None or job.record_id in self.alive
+        if link is not None or not exists or job.record_id in self.created:
+            return "adopted"  # a concurrent capture saw our new deal first
+        if record is not None and self._adopt_identity(job, record, result.after):
+            self.reindex.append(record)
+        now = utcnow()
+        shadow, vendor_modified = result.after, maybe_utc(answer.modified)
+        # Every outbound field, the empty ones too: what the target put where we sent
+        # nothing (a default owner, a required close date) is its lossy copy of "nothing",
+        # so the next push neither blanks it there nor spreads it to the other systems.
+        sent = {name: [value, result.after.get(name)] for name, value in job.wanted.items()}
         if result.adopted:
             # The deal may have been edited there since it was made: the base is what the
             # create sent, so the next capture merges such an edit instead of our overwriting it.
             row = self.rows.get(job.row_id)
-            sent = (row.intent if row is not None else None) or job.wanted
-            link.shadow, link.sent = adopted_base(sent, result.after)
-            if link.shadow != result.after:
-                link.vendor_modified = None  # read it again: it holds a change of its own
-        self.session.add(link)
-        self.links[record.id] = link
+            intent = (row.intent if row is not None else None) or job.wanted
+            shadow, sent = adopted_base(intent, result.after)
+            if shadow != result.after:
+                vendor_modified = None  # read it again: it holds a change of its own
+        self.new_links.append(
+            {
+                "record_id": job.record_id,
+                "system": job.system,
+                "external_id": answer.external_id,
+                "shadow": shadow,
+                "sent": sent,
+                "vendor_modified": vendor_modified,
+                "confirmed_at": None,
+                "linked_at": now,
+                "synced_at": now,
+                "deleted_at": None,
+                "filtered_at": None,
+            }
+        )
+        self.created.add(job.record_id)
         action = "adopted" if result.adopted else "created"
         self._note(job, action, f"{action} in {job.system} as {answer.external_id}")
         return action
