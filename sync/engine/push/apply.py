@@ -26,13 +26,14 @@ from sync.engine.identity import index_keys_of
 from sync.engine.intents import adopted_base
 from sync.engine.journal import Notes, dead_letter, note
 from sync.engine.letters import resolve_pushed
-from sync.engine.push.prepare import _Job, _load, _Result
+from sync.engine.push import rows as outbox_rows
+from sync.engine.push.prepare import _Job, _Result
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.metrics import observe_propagation
 from sync.store import links as stored_links
 from sync.store import outbox
 from sync.store import records as stored_records
-from sync.store.models import Link, Outbox, Record
+from sync.store.models import Link, Record
 from sync.timefmt import as_utc, maybe_utc, utcnow
 
 MAX_BACKOFF = 3600.0
@@ -77,9 +78,13 @@ def _apply_all(
     # the deal ids (its identity may grow), otherwise only whether it is still there.
     landed = [r for r in results if r.job.kind == "create" and r.answer is not None]
     wanted = {r.job.record_id for r in landed if r.after.get("external_ids")}
-    rows, records, links = _load(
-        session, results[0].job.system, [r.job.row_id for r in results], records_of=wanted
-    )
+    rows = outbox_rows.load(session, [r.job.row_id for r in results])
+    record_ids = list({row.record_id for row in rows.values()})
+    records = {r.id: r for r in stored_records.many(session, list(wanted))} if wanted else {}
+    links = {
+        link.record_id: link
+        for link in stored_links.of_records_in(session, results[0].job.system, record_ids)
+    }
     alive = stored_records.existing(session, {r.job.record_id for r in landed} - wanted)
     applier = _Applier(engine, session, rows, records, links, alive)
     if not isolate:
@@ -100,10 +105,11 @@ def _apply_all(
             applier.forget()
             links.pop(result.job.record_id, None)
             applier.created.discard(result.job.record_id)
-            row = outbox.get(session, result.job.row_id)
-            if row is not None:
+            fresh = outbox_rows.load(session, [result.job.row_id])  # as the rollback left it
+            applier.rows.update(fresh)
+            for row in fresh.values():
                 _release_row(row, f"concurrent change: {exc.orig}")
-                session.add(row)
+            outbox_rows.write(session, list(fresh.values()))
             outcomes.append("retries")
     _resolve_letters(applier, results)
     applier.write()
@@ -128,24 +134,25 @@ class _Applier:
 
     engine: Engine
     session: Session
-    rows: dict[int, Outbox]
+    rows: dict[int, outbox_rows.Row]
     records: dict[str, Record]
     links: dict[str, Link]
     #: records known to exist that were not loaded (a create landed for them, no ids came back)
     alive: set[str] = field(default_factory=set)
     notes: Notes = field(default_factory=Notes)
-    #: the links of the deals created in the targets, as columns, inserted together by
-    #: ``write`` (building an ORM object per link and flushing them one by one cost more
-    #: than the rest of the apply)
+    #: links of the deals created in the targets, as columns, inserted together by ``write``
+    #: (an ORM object per link, flushed one by one, cost more than the rest of the apply)
     new_links: list[dict[str, Any]] = field(default_factory=list)
     #: the records linked by ``new_links`` (a second outcome for one of them is no create)
     created: set[str] = field(default_factory=set)
     #: records whose identity grew (ids the target gave them): their keys need indexing
     reindex: list[Record] = field(default_factory=list)
+    #: our rows, settled: their changes are written by ``write``
+    settled: list[outbox_rows.Row] = field(default_factory=list)
 
     def write(self) -> None:
         """Write what the outcomes applied so far gathered: new links, identity keys,
-        journal — one statement each, in that order (keys and notes refer to the records)."""
+        journal, our rows' new states — a statement or two each."""
         if self.new_links:
             stored_links.insert_many(self.session, self.new_links)
             self.new_links = []
@@ -153,10 +160,13 @@ class _Applier:
             index_keys_of(self.session, self.reindex, self.engine.config.sync.natural_key)
             self.reindex = []
         self.notes.write(self.session)
+        if self.settled:
+            outbox_rows.write(self.session, self.settled)
+            self.settled = []
 
     def forget(self) -> None:
         """Drop what was gathered and not written (its savepoint was rolled back)."""
-        self.new_links, self.reindex, self.notes = [], [], Notes()
+        self.new_links, self.reindex, self.notes, self.settled = [], [], Notes(), []
 
     def apply(self, result: _Result) -> str:
         job = result.job
@@ -169,7 +179,7 @@ class _Applier:
             # (never lose a created deal), leave the row to its new owner.
             if result.error is not None or job.kind == "done":
                 return "skipped"
-            row = Outbox.model_validate(row.model_dump())  # a detached scratch copy
+            row = row.scratch()
         moved = row.updated_at != job.stamp
         try:
             return self._outcome(result, row)
@@ -180,9 +190,9 @@ class _Applier:
                     # Re-enqueued while in flight (a capture changed the deal): diff again.
                     row.status, row.next_attempt_at = "pending", utcnow()
                 row.updated_at = utcnow()
-                self.session.add(row)
+                self.settled.append(row)
 
-    def _outcome(self, result: _Result, row: Outbox) -> str:
+    def _outcome(self, result: _Result, row: outbox_rows.Row) -> str:
         exc, session = result.error, self.session
         if exc is None:
             row.status = "done"
@@ -313,7 +323,7 @@ def _apply_answer(
     link.synced_at = utcnow()
 
 
-def _release_row(row: Outbox, reason: str) -> None:
+def _release_row(row: outbox_rows.Row, reason: str) -> None:
     """Put a row back for a soon retry after it lost a race (the retry re-reads the links and
     finds, e.g., that a capture already linked the deal it created)."""
     row.status, row.claimed_by, row.claimed_until = "retry", None, None
@@ -340,7 +350,7 @@ def _vendor_words(exc: Rejected) -> str:
 def _not_found(
     engine: Engine,
     session: Session,
-    row: Outbox,
+    row: outbox_rows.Row,
     link: Link | None,
     exc: NotFound,
     run_id: str | None,
@@ -353,13 +363,13 @@ def _not_found(
     return "deleted"
 
 
-def _park(row: Outbox, reason: str) -> None:
+def _park(row: outbox_rows.Row, reason: str) -> None:
     row.status = "parked"
     row.last_error = reason[:1000]
     row.next_attempt_at = utcnow() + dt.timedelta(seconds=60)
 
 
-def _retry(engine: Engine, row: Outbox, exc: ConnectorError) -> None:
+def _retry(engine: Engine, row: outbox_rows.Row, exc: ConnectorError) -> None:
     row.attempts += 1
     wait = min(MAX_BACKOFF, engine.backoff_base * 2.0 ** min(row.attempts - 1, 12))
     if isinstance(exc, RateLimited) and exc.retry_after:
@@ -369,7 +379,7 @@ def _retry(engine: Engine, row: Outbox, exc: ConnectorError) -> None:
     row.next_attempt_at = utcnow() + dt.timedelta(seconds=wait)
 
 
-def _dead(session: Session, row: Outbox, error: str, payload: Any) -> None:
+def _dead(session: Session, row: outbox_rows.Row, error: str, payload: Any) -> None:
     row.status = "dead"
     row.last_error = error[:1000]
     dead_letter(
