@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from queue import Empty, SimpleQueue
 
 import structlog
 
@@ -22,8 +23,8 @@ from sync.store.db import supports_threads
 log = structlog.get_logger("crmsync.push")
 #: outcomes are applied together once this many arrived, or the oldest waited ``FLUSH_SECONDS``
 #: (fewer commits; a record's journal entry is late by at most that)
-APPLY_GROUP = 32
-FLUSH_SECONDS = 0.05
+APPLY_GROUP = 128
+FLUSH_SECONDS = 0.2
 
 
 def initial_capture_done(engine: Engine) -> bool:
@@ -38,7 +39,7 @@ def drain(
     engine: Engine,
     system: str,
     *,
-    batch: int = 50,
+    batch: int = 200,
     run_id: str | None = None,
     max_rows: int | None = None,
     concurrency: int | None = None,
@@ -100,6 +101,9 @@ class _Drainer:
 
     def run(self, pool: ThreadPoolExecutor, batch: int, max_rows: int | None) -> Counts:
         inflight: dict[Future[_Result], _Job] = {}
+        # sends report here as they finish: waiting on the queue costs the same whatever the
+        # number in flight, where ``wait(inflight)`` hooks into every pending future each time
+        finishing: SimpleQueue[Future[_Result]] = SimpleQueue()
         ready: list[_Result] = []
         first_ready = 0.0
         exhausted = False
@@ -116,14 +120,16 @@ class _Drainer:
                         if job.kind == "done" or job.error is not None:
                             ready.append(_Result(job, error=job.error))
                         else:
-                            inflight[pool.submit(send, self.engine, job, self.run_id)] = job
+                            future = pool.submit(send, self.engine, job, self.run_id)
+                            inflight[future] = job
+                            future.add_done_callback(finishing.put)
                     if ready and not first_ready:
                         first_ready = time.monotonic()
                 if inflight:
                     # With outcomes waiting, wake up in time to apply them.
                     left = first_ready + FLUSH_SECONDS - time.monotonic()
                     timeout = max(0.0, left) if ready else None
-                    finished, _ = wait(inflight, timeout=timeout, return_when=FIRST_COMPLETED)
+                    finished = _finished(finishing, timeout)
                     if finished and not ready:
                         first_ready = time.monotonic()
                     for future in finished:
@@ -150,3 +156,18 @@ class _Drainer:
             apply_results(self.engine, results, self.counts)
         with contextlib.suppress(Exception):
             _release(self.engine, unsent + failed)
+
+
+def _finished(
+    finishing: SimpleQueue[Future[_Result]], timeout: float | None
+) -> list[Future[_Result]]:
+    """The sends that finished: waits up to ``timeout`` (None: until one does) for the first,
+    then takes every other already finished."""
+    try:
+        finished = [finishing.get(timeout=timeout)]
+    except Empty:
+        return []
+    with contextlib.suppress(Empty):
+        while True:
+            finished.append(finishing.get_nowait())
+    return finished
