@@ -19,7 +19,7 @@ from typing import Any
 from sqlmodel import Session
 
 from sync.store import records
-from sync.store.models import Record, RecordKey
+from sync.store.models import Record
 
 
 def keys_of(fields: dict[str, Any], natural_key: Sequence[str]) -> list[tuple[str, str]]:
@@ -45,12 +45,24 @@ def describe_key(namespace: str, value: str, natural_key: Sequence[str]) -> str:
 
 def index_keys(session: Session, record: Record, natural_key: Sequence[str]) -> None:
     """Make sure every identity key of the record points at it (first come keeps a key)."""
-    wanted = keys_of(record.fields, natural_key)
+    index_keys_of(session, [record], natural_key)
+
+
+def index_keys_of(session: Session, stored: Sequence[Record], natural_key: Sequence[str]) -> None:
+    """``index_keys`` for several records: one query for the keys already taken and one
+    insert for the new ones, whatever the number of records (in order: the first record to
+    want a key keeps it)."""
+    wanted = [(record.id, key) for record in stored for key in keys_of(record.fields, natural_key)]
     if not wanted:
         return
-    existing = records.keys_among(session, [ns for ns, _ in wanted], [v for _, v in wanted])
+    existing = records.keys_among(
+        session, sorted({ns for _, (ns, _) in wanted}), sorted({v for _, (_, v) in wanted})
+    )
     taken = {(k.namespace, k.value) for k in existing}
-    for namespace, value in wanted:
+    new: list[dict[str, str]] = []
+    for record_id, (namespace, value) in wanted:
         if (namespace, value) not in taken:
-            session.add(RecordKey(record_id=record.id, namespace=namespace, value=value))
+            new.append({"record_id": record_id, "namespace": namespace, "value": value})
             taken.add((namespace, value))
+    if new:
+        records.insert_keys(session, new)

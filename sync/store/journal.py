@@ -15,8 +15,11 @@ from sync.store.models import Journal
 
 
 def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert journal entries (their columns) with one statement, in order."""
-    session.execute(sa.insert(Journal), rows)
+    """Insert journal entries (every row with the same columns) with one statement, in order.
+    A Core insert of the table: the ORM's would send a statement per run of rows alike in
+    which columns are None, and costs more per row."""
+    table = Journal.__table__  # type: ignore[attr-defined]
+    session.execute(sa.insert(table), rows)
 
 
 def creates_of(

@@ -169,8 +169,11 @@ def of_records(session: Session, record_ids: Collection[str]) -> Sequence[Link]:
 
 
 def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert links (their columns but the id) with one statement."""
-    session.execute(sa.insert(Link), rows)
+    """Insert links (every row with the same columns, all but the id) with one statement. A
+    Core insert of the table: the ORM's would send a statement per run of rows alike in which
+    columns are None."""
+    table = Link.__table__  # type: ignore[attr-defined]
+    session.execute(sa.insert(table), rows)
 
 
 def id_of_record_in(session: Session, record_id: str, system: str) -> int | None:

@@ -281,6 +281,45 @@ def many(session: Session, ids: Collection[int]) -> Sequence[Outbox]:
     return session.exec(select(Outbox).where(col(Outbox.id).in_(ids))).all()
 
 
+def settle_view(session: Session, ids: Collection[int]) -> Sequence[tuple[Any, ...]]:
+    """``(id, record_id, system, op, status, attempts, intent, intent_at, claimed_by,
+    updated_at, created_at, waiting)`` of the rows ``ids`` that exist: what settling a push
+    reads."""
+    columns = (
+        Outbox.id,
+        Outbox.record_id,
+        Outbox.system,
+        Outbox.op,
+        Outbox.status,
+        Outbox.attempts,
+        Outbox.intent,
+        Outbox.intent_at,
+        Outbox.claimed_by,
+        Outbox.updated_at,
+        Outbox.created_at,
+        Outbox.waiting,
+    )
+    query = sa.select(*(col(c) for c in columns)).where(col(Outbox.id).in_(ids))
+    return [tuple(row) for row in session.execute(query).all()]
+
+
+def write_changes(session: Session, changes: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+    """Set the given columns of each row ``(id, {column: value})``: one statement per set of
+    columns (rows settled alike share it)."""
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row_id, values in changes:
+        bound = {f"v_{name}": value for name, value in values.items()}
+        by_columns.setdefault(tuple(sorted(values)), []).append({"row": row_id, **bound})
+    for columns, params in by_columns.items():
+        statement = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("row"))
+            .values({name: sa.bindparam(f"v_{name}") for name in columns})
+        )
+        session.execute(statement, params)
+
+
 def get(session: Session, row_id: int) -> Outbox | None:
     return session.get(Outbox, row_id)
 

@@ -33,6 +33,14 @@ def many(session: Session, record_ids: Collection[str]) -> Sequence[Record]:
     return session.exec(select(Record).where(col(Record.id).in_(record_ids))).all()
 
 
+def existing(session: Session, record_ids: Collection[str]) -> set[str]:
+    """Which of the given records exist (tombstoned or not): their ids only, not the rows."""
+    if not record_ids:
+        return set()
+    found = session.exec(select(Record.id).where(col(Record.id).in_(list(record_ids)))).all()
+    return set(found)
+
+
 def live_ids(session: Session) -> list[str]:
     """The ids of every live record (in no particular order)."""
     return list(

@@ -139,3 +139,38 @@ def test_absorbing_a_record_moves_its_rows_and_drops_its_unsent_pushes(session: 
     assert [entry.record_id for entry in session.exec(select(Journal))] == ["keep"]
     rows = sorted((row.record_id, row.status) for row in session.exec(select(Outbox)))
     assert rows == [("keep", "in_flight"), ("other", "pending")]
+
+
+def test_settling_rows_writes_only_the_columns_each_changed(session: Session) -> None:
+    """``write_changes`` sets each row's own changed columns (rows changed alike share a
+    statement) and leaves every other column as it was; ``settle_view`` reads them back."""
+    _records(session, "r1", "r2")
+    one = _row(session, "r1", status="in_flight", claimed_by="me", reason="kept")
+    two = _row(session, "r2", status="in_flight", claimed_by="me", attempts=2)
+    assert one.id is not None and two.id is not None
+    outbox.write_changes(
+        session,
+        [
+            (one.id, {"status": "done", "claimed_by": None}),
+            (two.id, {"status": "retry", "last_error": "503", "attempts": 3}),
+        ],
+    )
+    session.expire_all()
+    first, second = session.get(Outbox, one.id), session.get(Outbox, two.id)
+    assert first is not None and second is not None
+    assert (first.status, first.claimed_by, first.reason) == ("done", None, "kept")
+    assert (second.status, second.claimed_by, second.last_error, second.attempts) == (
+        "retry",
+        "me",
+        "503",
+        3,
+    )
+    view = {row[0]: row for row in outbox.settle_view(session, [one.id, two.id])}
+    assert view[one.id][4] == "done" and view[two.id][5] == 3
+
+
+def test_which_records_exist_is_answered_by_id(session: Session) -> None:
+    """``existing`` names the given records that are stored (tombstoned ones too)."""
+    _records(session, "r1", "r2", deleted=("r2",))
+    assert records.existing(session, ["r1", "r2", "gone"]) == {"r1", "r2"}
+    assert records.existing(session, []) == set()

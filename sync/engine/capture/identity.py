@@ -133,4 +133,5 @@ def _index_keys(state: Page, record: Record | NewRecord, natural_key: list[str])
 
 def _prov(fields: dict[str, Any], system: str, rec: VendorRecord) -> dict[str, Any]:
     at = maybe_utc(rec.modified)
-    return {name: {"system": system, "at": at.isoformat() if at else None} for name in fields}
+    stamp = at.isoformat() if at else None  # once, not once per field
+    return {name: {"system": system, "at": stamp} for name in fields}

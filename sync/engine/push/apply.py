@@ -23,17 +23,20 @@ from sync.connectors.errors import (
 from sync.engine import derived, unresolved
 from sync.engine.context import Counts, Engine
 from sync.engine.deletes import vendor_deleted
-from sync.engine.identity import index_keys
+from sync.engine.identity import index_keys_of
 from sync.engine.intents import adopted_base
 from sync.engine.journal import Notes, dead_letter, note
 from sync.engine.letters import resolve_pushed
-from sync.engine.push.prepare import _Job, _load, _Result
+from sync.engine.push import rows as outbox_rows
+from sync.engine.push.prepare import _Job, _Result
 from sync.engine.unresolved import Waiting
 from sync.mapping.derived import Derived
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.metrics import observe_propagation
+from sync.store import links as stored_links
 from sync.store import outbox
-from sync.store.models import Link, Outbox, Record
+from sync.store import records as stored_records
+from sync.store.models import Link, Record
 from sync.timefmt import as_utc, maybe_utc, utcnow
 
 MAX_BACKOFF = 3600.0
@@ -74,36 +77,45 @@ def apply_results(engine: Engine, results: Sequence[_Result], counts: Counts) ->
 def _apply_all(
     engine: Engine, session: Session, results: Sequence[_Result], *, isolate: bool
 ) -> list[str]:
-    # Records are only needed where a create landed (its identity, its new link).
-    wanted = {r.job.record_id for r in results if r.job.kind == "create" and r.answer is not None}
-    rows, records, links = _load(
-        session, results[0].job.system, [r.job.row_id for r in results], records_of=wanted
-    )
-    applier = _Applier(engine, session, rows, records, links)
+    # Records matter only where a create landed (its new link): whole where the target gave
+    # the deal ids (its identity may grow), otherwise only whether it is still there.
+    landed = [r for r in results if r.job.kind == "create" and r.answer is not None]
+    wanted = {r.job.record_id for r in landed if r.after.get("external_ids")}
+    rows = outbox_rows.load(session, [r.job.row_id for r in results])
+    record_ids = list({row.record_id for row in rows.values()})
+    records = {r.id: r for r in stored_records.many(session, list(wanted))} if wanted else {}
+    links = {
+        link.record_id: link
+        for link in stored_links.of_records_in(session, results[0].job.system, record_ids)
+    }
+    alive = stored_records.existing(session, {r.job.record_id for r in landed} - wanted)
+    applier = _Applier(engine, session, rows, records, links, alive)
     if not isolate:
         # No flush between rows: the group's writes go out together at commit. A conflict
         # between rows surfaces there, and the group is re-applied row by row.
         with session.no_autoflush:
             outcomes = [applier.apply(result) for result in results]
             _resolve_letters(applier, results)
-            applier.notes.write(session)
+            applier.write()
         return outcomes
     outcomes = []
     for result in results:
         try:
             with session.begin_nested():
                 outcomes.append(applier.apply(result))
-                applier.notes.write(session)
+                applier.write()
         except sa.exc.IntegrityError as exc:  # lost a race with a concurrent capture
-            applier.notes = Notes()
+            applier.forget()
             links.pop(result.job.record_id, None)
-            row = outbox.get(session, result.job.row_id)
-            if row is not None:
+            applier.created.discard(result.job.record_id)
+            fresh = outbox_rows.load(session, [result.job.row_id])  # as the rollback left it
+            applier.rows.update(fresh)
+            for row in fresh.values():
                 _release_row(row, f"concurrent change: {exc.orig}")
-                session.add(row)
+            outbox_rows.write(session, list(fresh.values()))
             outcomes.append("retries")
     _resolve_letters(applier, results)
-    applier.notes.write(session)
+    applier.write()
     return outcomes
 
 
@@ -125,10 +137,39 @@ class _Applier:
 
     engine: Engine
     session: Session
-    rows: dict[int, Outbox]
+    rows: dict[int, outbox_rows.Row]
     records: dict[str, Record]
     links: dict[str, Link]
+    #: records known to exist that were not loaded (a create landed for them, no ids came back)
+    alive: set[str] = field(default_factory=set)
     notes: Notes = field(default_factory=Notes)
+    #: links of the deals created in the targets, as columns, inserted together by ``write``
+    #: (an ORM object per link, flushed one by one, cost more than the rest of the apply)
+    new_links: list[dict[str, Any]] = field(default_factory=list)
+    #: the records linked by ``new_links`` (a second outcome for one of them is no create)
+    created: set[str] = field(default_factory=set)
+    #: records whose identity grew (ids the target gave them): their keys need indexing
+    reindex: list[Record] = field(default_factory=list)
+    #: our rows, settled: their changes are written by ``write``
+    settled: list[outbox_rows.Row] = field(default_factory=list)
+
+    def write(self) -> None:
+        """Write what the outcomes applied so far gathered: new links, identity keys,
+        journal, our rows' new states — a statement or two each."""
+        if self.new_links:
+            stored_links.insert_many(self.session, self.new_links)
+            self.new_links = []
+        if self.reindex:
+            index_keys_of(self.session, self.reindex, self.engine.config.sync.natural_key)
+            self.reindex = []
+        self.notes.write(self.session)
+        if self.settled:
+            outbox_rows.write(self.session, self.settled)
+            self.settled = []
+
+    def forget(self) -> None:
+        """Drop what was gathered and not written (its savepoint was rolled back)."""
+        self.new_links, self.reindex, self.notes, self.settled = [], [], Notes(), []
 
     def apply(self, result: _Result) -> str:
         job = result.job
@@ -141,7 +182,7 @@ class _Applier:
             # (never lose a created deal), leave the row to its new owner.
             if result.error is not None or job.kind == "done":
                 return "skipped"
-            row = Outbox.model_validate(row.model_dump())  # a detached scratch copy
+            row = row.scratch()
         moved = row.updated_at != job.stamp
         try:
             return self._outcome(result, row)
@@ -152,9 +193,9 @@ class _Applier:
                     # Re-enqueued while in flight (a capture changed the deal): diff again.
                     row.status, row.next_attempt_at = "pending", utcnow()
                 row.updated_at = utcnow()
-                self.session.add(row)
+                self.settled.append(row)
 
-    def _outcome(self, result: _Result, row: Outbox) -> str:
+    def _outcome(self, result: _Result, row: outbox_rows.Row) -> str:
         exc, session = result.error, self.session
         if exc is None:
             row.status = "done"
@@ -212,31 +253,41 @@ class _Applier:
             self._note(job, "pushed", reason, new=job.diff)
             return "pushed"
         record = self.records.get(job.record_id)
-        if link is not None or record is None:  # a concurrent capture saw our new deal first
-            return "adopted"
-        if self._adopt_identity(job, record, result.after):
-            index_keys(self.session, record, self.engine.config.sync.natural_key)
-        link = Link(
-            record_id=record.id,
-            system=job.system,
-            external_id=answer.external_id,
-            shadow=result.after,
-            vendor_modified=maybe_utc(answer.modified),
-            # Every outbound field, the empty ones too: what the target put where we sent
-            # nothing (a default owner, a required close date) is its lossy copy of "nothing",
-            # so the next push neither blanks it there nor spreads it to the other systems.
-            sent={name: [value, result.after.get(name)] for name, value in job.wanted.items()},
-        )
+        exists = record is not None or job.record_id in self.alive
+        if link is not None or not exists or job.record_id in self.created:
+            return "adopted"  # a concurrent capture saw our new deal first
+        if record is not None and self._adopt_identity(job, record, result.after):
+            self.reindex.append(record)
+        now = utcnow()
+        shadow, vendor_modified = result.after, maybe_utc(answer.modified)
+        # Every outbound field, the empty ones too: what the target put where we sent
+        # nothing (a default owner, a required close date) is its lossy copy of "nothing",
+        # so the next push neither blanks it there nor spreads it to the other systems.
+        sent = {name: [value, result.after.get(name)] for name, value in job.wanted.items()}
         if result.adopted:
             # The deal may have been edited there since it was made: the base is what the
             # create sent, so the next capture merges such an edit instead of our overwriting it.
             row = self.rows.get(job.row_id)
-            sent = (row.intent if row is not None else None) or job.wanted
-            link.shadow, link.sent = adopted_base(sent, result.after)
-            if link.shadow != result.after:
-                link.vendor_modified = None  # read it again: it holds a change of its own
-        self.session.add(link)
-        self.links[record.id] = link
+            intent = (row.intent if row is not None else None) or job.wanted
+            shadow, sent = adopted_base(intent, result.after)
+            if shadow != result.after:
+                vendor_modified = None  # read it again: it holds a change of its own
+        self.new_links.append(
+            {
+                "record_id": job.record_id,
+                "system": job.system,
+                "external_id": answer.external_id,
+                "shadow": shadow,
+                "sent": sent,
+                "vendor_modified": vendor_modified,
+                "confirmed_at": None,
+                "linked_at": now,
+                "synced_at": now,
+                "deleted_at": None,
+                "filtered_at": None,
+            }
+        )
+        self.created.add(job.record_id)
         action = "adopted" if result.adopted else "created"
         self._note(job, action, f"{action} in {job.system} as {answer.external_id}")
         return action
@@ -259,7 +310,7 @@ class _Applier:
         self._note(job, "field_changed", reason, field="external_ids", new=new)
         return True
 
-    def _waiting(self, job: _Job, row: Outbox, waiting: Sequence[Waiting]) -> None:
+    def _waiting(self, job: _Job, row: outbox_rows.Row, waiting: Sequence[Waiting]) -> None:
         """Park the row while references are unknown (every other field went out), journaling
         each reference when it starts and stops waiting."""
         before = {(w.field, w.key): w for w in Waiting.of_row(row.system, row.waiting)}
@@ -334,7 +385,7 @@ def _apply_answer(
     link.synced_at = utcnow()
 
 
-def _release_row(row: Outbox, reason: str) -> None:
+def _release_row(row: outbox_rows.Row, reason: str) -> None:
     """Put a row back for a soon retry after it lost a race (the retry re-reads the links and
     finds, e.g., that a capture already linked the deal it created)."""
     row.status, row.claimed_by, row.claimed_until = "retry", None, None
@@ -379,7 +430,7 @@ def _vendor_words(exc: Rejected) -> str:
 def _not_found(
     engine: Engine,
     session: Session,
-    row: Outbox,
+    row: outbox_rows.Row,
     link: Link | None,
     exc: NotFound,
     run_id: str | None,
@@ -392,13 +443,13 @@ def _not_found(
     return "deleted"
 
 
-def _park(row: Outbox, reason: str) -> None:
+def _park(row: outbox_rows.Row, reason: str) -> None:
     row.status = "parked"
     row.last_error = reason[:1000]
     row.next_attempt_at = utcnow() + dt.timedelta(seconds=unresolved.RETRY_SECONDS)
 
 
-def _retry(engine: Engine, row: Outbox, exc: ConnectorError) -> None:
+def _retry(engine: Engine, row: outbox_rows.Row, exc: ConnectorError) -> None:
     row.attempts += 1
     wait = min(MAX_BACKOFF, engine.backoff_base * 2.0 ** min(row.attempts - 1, 12))
     if isinstance(exc, RateLimited) and exc.retry_after:
@@ -408,7 +459,7 @@ def _retry(engine: Engine, row: Outbox, exc: ConnectorError) -> None:
     row.next_attempt_at = utcnow() + dt.timedelta(seconds=wait)
 
 
-def _dead(session: Session, row: Outbox, error: str, payload: Any) -> None:
+def _dead(session: Session, row: outbox_rows.Row, error: str, payload: Any) -> None:
     row.status = "dead"
     row.last_error = error[:1000]
     dead_letter(

@@ -7,7 +7,8 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from queue import Empty, SimpleQueue
 
 import structlog
 
@@ -25,8 +26,8 @@ from sync.store.db import supports_threads
 log = structlog.get_logger("crmsync.push")
 #: outcomes are applied together once this many arrived, or the oldest waited ``FLUSH_SECONDS``
 #: (fewer commits; a record's journal entry is late by at most that)
-APPLY_GROUP = 32
-FLUSH_SECONDS = 0.05
+APPLY_GROUP = 128
+FLUSH_SECONDS = 0.2
 
 
 def initial_capture_done(engine: Engine) -> bool:
@@ -41,7 +42,7 @@ def drain(
     engine: Engine,
     system: str,
     *,
-    batch: int = 50,
+    batch: int = 200,
     run_id: str | None = None,
     max_rows: int | None = None,
     concurrency: int | None = None,
@@ -145,6 +146,9 @@ class _Drainer:
 
     def run(self, pool: ThreadPoolExecutor, batch: int, max_rows: int | None) -> Counts:
         inflight: dict[Future[list[_Result]], list[_Job]] = {}
+        # sends report here as they finish: waiting on the queue costs the same whatever the
+        # number in flight, where ``wait(inflight)`` hooks into every pending future each time
+        finishing: SimpleQueue[Future[list[_Result]]] = SimpleQueue()
         ready: list[_Result] = []
         first_ready = 0.0
         exhausted = False
@@ -165,7 +169,9 @@ class _Drainer:
                             ready.append(_Result(job, error=job.error))
                         else:
                             # a pool thread inherits no log context: carry the drain's
-                            inflight[pool.submit(carried(self._send), group)] = group
+                            future = pool.submit(carried(self._send), group)
+                            inflight[future] = group
+                            future.add_done_callback(finishing.put)
                     if ready and not first_ready:
                         first_ready = time.monotonic()
                 if inflight and exhausted and self.counts["sliced"]:
@@ -174,10 +180,12 @@ class _Drainer:
                     # With outcomes waiting, wake up in time to apply them.
                     left = first_ready + FLUSH_SECONDS - time.monotonic()
                     timeout = max(0.0, left) if ready else None
-                    finished, _ = wait(inflight, timeout=timeout, return_when=FIRST_COMPLETED)
+                    finished = _finished(finishing, timeout)
                     if finished and not ready:
                         first_ready = time.monotonic()
                     for future in finished:
+                        if future.cancelled():  # given back by _give_back: not ours to apply
+                            continue
                         ready += future.result()  # raises a bug in send: see _abandon
                         del inflight[future]
                 due = time.monotonic() - first_ready >= FLUSH_SECONDS
@@ -215,3 +223,18 @@ class _Drainer:
             apply_results(self.engine, results, self.counts)
         with contextlib.suppress(Exception):
             _release(self.engine, unsent + failed)
+
+
+def _finished(
+    finishing: SimpleQueue[Future[list[_Result]]], timeout: float | None
+) -> list[Future[list[_Result]]]:
+    """The sends that finished: waits up to ``timeout`` (None: until one does) for the first,
+    then takes every other already finished."""
+    try:
+        finished = [finishing.get(timeout=timeout)]
+    except Empty:
+        return []
+    with contextlib.suppress(Empty):
+        while True:
+            finished.append(finishing.get_nowait())
+    return finished
