@@ -53,8 +53,8 @@ class VendorUser:
         through the vendor's own API, as a person would."""
         listing, key, item, verb = self.companies
         company_id = self._lookup(listing, key)[name]
-        body = {"name": new_name}
-        self._ok(self.client.request(verb, item.format(company_id), params=self._params(), json=body))
+        url, body = item.format(company_id), {"name": new_name}
+        self._ok(self.client.request(verb, url, params=self._params(), json=body))
         self._cache.pop(listing, None)
 
     def _deal(self, method: str, deal_id: str, **kw: Any) -> Any:

@@ -179,7 +179,8 @@ class TrutoEmulator(Emulator):
         """``GET`` an account, or ``PATCH`` it (a rename: "Update Accounts", supported for
         Salesforce, Capsule and Close among others)."""
         if request.method == "GET":
-            return await self._reference_one("accounts")(request, integration)
+            answer: Response = await self._reference_one("accounts")(request, integration)
+            return answer
         raw = integration.reference_collection("accounts").get(request.path_params["id"])
         if raw is None:
             raise TrutoError(404, "Account not found")
