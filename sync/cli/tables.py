@@ -300,6 +300,12 @@ def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
             out.print(f"  [red]{name} duplicate: {short(duplicate)}[/]")
     for group in report.twins[:50]:
         out.print(f"  [red]one deal held as {len(group)} records: {', '.join(group)}[/]")
+    for company, names in list(report.company_names.items())[:50]:
+        named = ", ".join(f"{short(name)} in {system}" for system, name in names.items())
+        out.print(
+            f"  [cyan]company {escape(short(company))} is named {escape(named)}: linked, compared "
+            "through the link (each system keeps its own name)[/]"
+        )
     if not report.agrees(accept_known=accept_known):
         raise typer.Exit(1)
     if not report.clean:
