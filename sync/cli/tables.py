@@ -241,7 +241,8 @@ def first_run_notice(engine: Engine) -> None:
         deals = ", ".join(f"{system} {n}" for system, n in sorted(gate.deals.items()))
         err.print(
             f"[yellow]First run: these systems already hold deals ({deals}). Nothing is created "
-            "until you review the match: `crmsync match`, then `crmsync match --approve`.[/]"
+            "until you review the match, and nothing is changed anywhere either: `crmsync "
+            "match`, then `crmsync match --approve` (`crmsync plan` shows what it will write).[/]"
         )
     waiting = first_run.held_for_review(engine)
     if waiting:
