@@ -73,6 +73,8 @@ def match_cmd(
             return
         _print_gate(gate)
         _print_proposal(proposal, limit)
+        if gate.creates_wait:
+            _print_waiting_updates(engine, limit)
         if csv_path is not None:
             rows = matching.write_csv(proposal, csv_path)
             out.print(f"wrote {rows} rows to {csv_path} (one per deal copy; edit match_id/action)")
@@ -105,6 +107,23 @@ def _print_gate(gate: Any) -> None:
         "waived": f"waived ({gate.decided_by})",
     }
     out.print(f"First run: [bold]{gate.state}[/] — {says.get(gate.state, '')}; deals read: {held}")
+
+
+def _print_waiting_updates(engine: Any, limit: int) -> None:
+    """Deals already linked by an id whose copies differ: what approval will write, and why."""
+    from sync.engine.plan import waiting_updates
+
+    writes = waiting_updates(engine)
+    if not writes:
+        return
+    out.print(f"approval will also write {len(writes)} updates to deals already linked by an id:")
+    for write in writes[:limit]:
+        changes = ", ".join(
+            f"{name} {short(before, 20)} → {short(after, 20)}"
+            for name, (before, after) in write.changes.items()
+        )
+        what = f"{short(write.name)}: {changes} ({write.reason})"
+        out.print(f"  {write.system} {escape(what)}", soft_wrap=True)
 
 
 def _print_proposal(proposal: Any, limit: int) -> None:

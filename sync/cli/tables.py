@@ -268,7 +268,8 @@ def first_run_notice(engine: Engine) -> None:
         deals = ", ".join(f"{system} {n}" for system, n in sorted(gate.deals.items()))
         err.print(
             f"[yellow]First run: these systems already hold deals ({deals}). Nothing is created "
-            "until you review the match: `crmsync match`, then `crmsync match --approve`.[/]"
+            "until you review the match, and nothing is changed anywhere either: `crmsync "
+            "match`, then `crmsync match --approve` (`crmsync plan` shows what it will write).[/]"
         )
     waiting = first_run.held_for_review(engine)
     if waiting:
@@ -329,6 +330,12 @@ def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
         _named_lines(name, check)
     for group in report.twins[:NAMED]:
         out.print(f"  [red]one deal held as {len(group)} records: {', '.join(group)}[/]")
+    for company, names in list(report.company_names.items())[:50]:
+        named = ", ".join(f"{short(name)} in {system}" for system, name in names.items())
+        out.print(
+            f"  [cyan]company {escape(short(company))} is named {escape(named)}: linked, compared "
+            "through the link (each system keeps its own name)[/]"
+        )
     if not report.agrees(accept_known=accept_known):
         raise typer.Exit(1)
     if not report.clean:

@@ -189,6 +189,10 @@ class Emulator:
         self.collections: dict[str, dict[str, dict[str, Any]]] = {}
         self._orders: dict[tuple[str, str], tuple[int, int, Ordered]] = {}
         self._fault_rng = random.Random(seed)
+        #: Whether renaming a company (Ruddr company, Close lead, ParsaLink account, Truto
+        #: account) moves the modified stamp of the deals under it. No vendor documents it
+        #: either way, so it is off by default and the tests run both cases.
+        self.rename_touches_deals = False
         self.reset_state(seed=seed, opportunities=seed_opportunities)
         self.app = self._build_app()
 

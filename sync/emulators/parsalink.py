@@ -54,6 +54,8 @@ Stricter behaviour where the docs leave a gap (each choice is deliberate):
   no ``Retry-After``. ``X-RateLimit-Limit`` is the window size, ``X-RateLimit-Remaining`` the
   requests left, ``X-RateLimit-Reset`` the wall-clock Unix second at which the window is full
   again (the emulator clock offset is not applied, since the limiter runs on real time).
+- ``GET/PATCH /accounts/{id}/`` (a rename) as for opportunities; a rename moves the deals'
+  ``updatedAt`` only with ``rename_touches_deals`` (undocumented).
 - ``GET /accounts/`` accepts ``search`` (name) like the opportunity list; paths without the
   trailing slash answer 404; methods other than the documented ones answer 405.
 """
@@ -197,6 +199,7 @@ class ParsaLinkEmulator(Emulator):
                 "delete": self._delete_opp,
             },
             "/accounts/": {"get": self._list_accounts, "post": self._create_account},
+            "/accounts/{id}/": {"get": self._get_account, "patch": self._patch_account},
             "/users/": {"get": self._list_users},
         }
         return [
@@ -629,6 +632,35 @@ class ParsaLinkEmulator(Emulator):
             },
         )
         return JSONResponse(dict(account), 201)
+
+    def _find_account(self, request: Request) -> Record:
+        account = self.collections["accounts"].get(request.path_params["id"])
+        if account is None:
+            raise Invalid(404, {"detail": "Not found."})
+        return account
+
+    async def _get_account(self, request: Request) -> Response:
+        return JSONResponse(dict(self._find_account(request)))
+
+    async def _patch_account(self, request: Request) -> Response:
+        """A rename (PATCH, 200 with the object, as for opportunities). Its deals show the
+        new ``accountName`` at once; whether their ``updatedAt`` moves is not documented
+        (``rename_touches_deals``)."""
+        account = self._find_account(request)
+        body = await _body(request)
+        if "name" in body:
+            name = body["name"]
+            problem = NOT_NULL if name is None else _string(name, 255, blank=False)
+            if problem:
+                raise Invalid(422, {"detail": "Invalid input.", "name": [problem]})
+            account["name"] = name
+        now = self.clock.now()
+        account["updatedAt"] = stamp(now)
+        if self.rename_touches_deals:
+            for deal in self.collections["opportunities"].values():
+                if deal["accountId"] == account["id"]:
+                    deal["updatedAt"] = stamp(now)
+        return JSONResponse(dict(account))
 
     async def _list_users(self, request: Request) -> Response:
         users = sorted(self.collections["users"].values(), key=lambda u: (u["createdAt"], u["id"]))

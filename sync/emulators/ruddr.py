@@ -37,6 +37,9 @@ Stricter behaviour where the docs leave a gap (each choice is deliberate):
 - ``modifiedAt`` is strictly later than the record's previous ``modifiedAt`` at millisecond
   precision on every write (also on control-API ``set``, which models Ruddr's own integrations).
 - ``weightedAmount`` = ``amount`` × ``probability`` rounded to cents; null without an amount.
+- ``GET /companies/{id}`` and ``PATCH /companies/{id}`` (a rename) follow the opportunity
+  family's conventions; a rename moves the deals' ``modifiedAt`` only with
+  ``rename_touches_deals`` (undocumented).
 - ``GET /companies`` additionally accepts ``name`` (exact match, the documented string-filter
   naming); ``GET /members`` accepts pagination only.
 - ``DELETE`` answers 204 with an empty body; unknown routes answer 404 and other methods 405, both
@@ -200,6 +203,11 @@ class RuddrEmulator(Emulator):
             Route(
                 "/companies",
                 self._dispatch(get=self._list_companies, post=self._create_company),
+                methods=ALL_METHODS,
+            ),
+            Route(
+                "/companies/{id}",
+                self._dispatch(get=self._get_company, patch=self._patch_company),
                 methods=ALL_METHODS,
             ),
             Route("/members", self._dispatch(get=self._list_members), methods=ALL_METHODS),
@@ -673,6 +681,36 @@ class RuddrEmulator(Emulator):
                 "createdAt": stamp(self.clock.now()),
             },
         )
+        return JSONResponse(self._company_full(company))
+
+    async def _get_company(self, request: Request) -> Response:
+        company = self.collections["companies"].get(request.path_params["id"])
+        if company is None:
+            return error(404, "Company not found.")
+        return JSONResponse(self._company_full(company))
+
+    async def _patch_company(self, request: Request) -> Response:
+        """Rename a company (PATCH with a partial body, 200 with the full object, as Ruddr
+        documents for the opportunity family). Its deals show the new name at once
+        (``company{name}`` is rendered from it); whether their ``modifiedAt`` moves is not
+        documented: ``rename_touches_deals``."""
+        company = self.collections["companies"].get(request.path_params["id"])
+        if company is None:
+            return error(404, "Company not found.")
+        body = await _body(request)
+        errors = [f"'{k}' is not allowed" for k in body if k not in ("name", "clientId")]
+        if "name" in body:
+            if not body["name"]:
+                errors.append("'name' is required")
+            elif problem := _check_string("name", body["name"], 255):
+                errors.append(problem)
+        if errors:
+            raise BadRequest("The request body is invalid.", errors)
+        company.update({k: v for k, v in body.items() if k in ("name", "clientId")})
+        if self.rename_touches_deals:
+            for deal in self.collections["opportunities"].values():
+                if deal["companyId"] == company["id"]:
+                    self._touch(deal)
         return JSONResponse(self._company_full(company))
 
     async def _list_members(self, request: Request) -> Response:

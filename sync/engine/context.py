@@ -26,7 +26,7 @@ from sync.connectors import build_connector
 from sync.connectors.base import BaseConnector
 from sync.engine.claims import CLAIM_SECONDS, ClaimKeeper, holder_id
 from sync.engine.merge import Policy
-from sync.engine.normalise import normalise_company
+from sync.engine.normalise import normalise_company, same_company_key
 from sync.mapping.mapper import Mapper
 from sync.store import refs as stored_refs
 from sync.store.models import RefMap
@@ -67,6 +67,13 @@ class StoreRefs:
     vendor's own listing (cached for the run), then auto-create where the system allows it.
     Keys match case-insensitively, ignoring surrounding spaces.
 
+    Companies are linked across systems by identity (DESIGN §2.6): the first time a vendor
+    company is seen — read on a deal, or found by name for a write — it is linked to a canonical
+    company (a ``ref_maps`` row, source ``linked``): the one whose name is the same but for
+    case, punctuation and a legal-form suffix, else a new one named as it is there. From then
+    on its id alone decides, so a company renamed in one system keeps its deals everywhere
+    (``sync.engine.companies`` lists the names that differ across a link).
+
     Shared by every thread of a process (one drain per system, several pushes per drain): each
     system's listings are guarded by that system's lock — held across the listing request, so
     concurrent pushes wait for one listing instead of each sending their own, and an
@@ -97,8 +104,9 @@ class StoreRefs:
                 return
             explicit: dict[tuple[str, str], list[RefMap]] = {}
             with self._engine.session() as session:
-                for row in stored_refs.every(session):
-                    explicit.setdefault((row.system, row.kind), []).append(row)
+                rows = [*stored_refs.every(session), *self.pending]  # learnt, not yet stored
+            for row in rows:
+                explicit.setdefault((row.system, row.kind), []).append(row)
             self._explicit = explicit
 
     def _load(self, system: str, kind: str) -> None:
@@ -120,6 +128,9 @@ class StoreRefs:
         for row in explicit:
             by_id[row.vendor_id] = row.key
             by_key[_fold(row.key)] = row.vendor_id
+        if kind == "company":  # a linked company is found by its link's name only (a rename
+            linked = {row.vendor_id: _fold(row.key) for row in explicit}  # is not a move)
+            by_key = {k: v for k, v in by_key.items() if linked.get(v, k) == k}
         self._by_id[slot], self._by_key[slot] = by_id, by_key
 
     def key_for(self, system: str, kind: str, vendor_id: str) -> str | None:
@@ -134,6 +145,8 @@ class StoreRefs:
                 self._by_key.pop((system, kind), None)
                 self._load(system, kind)
                 found = self._by_id[(system, kind)].get(vendor_id)
+            if found is not None and kind == "company":
+                return self._link_company(system, vendor_id, found)
             return found
 
     def id_for(self, system: str, kind: str, key: str) -> str | None:
@@ -150,6 +163,8 @@ class StoreRefs:
                 found = self._by_key[(system, kind)].get(_fold(key))
             if found is None and kind == "company":
                 found = self._same_company(system, key)
+            if found is not None and kind == "company" and not self._linked(system, found):
+                self._remember(system, kind, key, found, "linked")
             if found is not None or kind != "company" or self._engine.dry_run:
                 return found
             if not self._engine.config.systems[system].auto_create_companies:
@@ -157,6 +172,31 @@ class StoreRefs:
             ref = self._engine.connector(system).create_reference(kind, key)
             self._remember(system, kind, key, ref.id, "created")
             return ref.id
+
+    def _explicit_rows(self, system: str, kind: str) -> list[RefMap]:
+        with self._lock:
+            return list((self._explicit or {}).get((system, kind), []))
+
+    def _linked(self, system: str, vendor_id: str) -> bool:
+        return any(row.vendor_id == vendor_id for row in self._explicit_rows(system, "company"))
+
+    def _link_company(self, system: str, vendor_id: str, name: str) -> str:
+        """The canonical company of a vendor company seen for the first time (``name`` is its
+        name there), linked to it from now on; a linked one's canonical key as it is."""
+        if self._linked(system, vendor_id):
+            return name  # the link's key (``_load`` put it over the listing's name)
+        key = same_company_key(name, self.company_keys()) or name
+        taken = any(_fold(row.key) == _fold(key) for row in self._explicit_rows(system, "company"))
+        if not taken:  # else a second company of that name there: read as the linked one
+            self._remember(system, "company", key, vendor_id, "linked")
+        return key
+
+    def company_keys(self) -> set[str]:
+        """Every canonical company key linked in any system."""
+        with self._lock:
+            explicit = dict(self._explicit or {})
+        companies = (rows for (_, kind), rows in explicit.items() if kind == "company")
+        return {row.key for rows in companies for row in rows}
 
     def _same_company(self, system: str, key: str) -> str | None:
         """The one company of ``system`` whose name is ``key`` but for case, punctuation and a

@@ -52,7 +52,7 @@ class Owed:
     states: dict[str, dict[str, int]] = field(default_factory=dict)
     next_due: dt.datetime | None = None
     parked: dict[str, int] = field(default_factory=dict)
-    #: creates held until the operator reviews the first run's match: waiting, not owed
+    #: writes held until the operator reviews the first run's match: waiting, not owed
     for_review: dict[str, int] = field(default_factory=dict)
     #: the references parked pushes wait for, named (``engine.unresolved``)
     waiting: list[WaitingReference] = field(default_factory=list)
@@ -130,11 +130,11 @@ def owed(engine: Engine) -> Owed:
     with engine.read_session() as session:
         rows = outbox.owed_summary(session, (*OWED_STATES, "parked"))
         found.waiting = waiting_references(session)
-    for system, status, op, count, next_attempt, claim_ends in rows:
+    for system, status, _op, count, next_attempt, claim_ends in rows:
         if status == "parked":
             found.parked[system] = found.parked.get(system, 0) + int(count)
             continue
-        if reviewing and op == "create" and status == "pending":
+        if reviewing and status == "pending":  # nothing leaves before the review
             found.for_review[system] = found.for_review.get(system, 0) + int(count)
             continue
         by_state = found.states.setdefault(system, {})

@@ -18,10 +18,11 @@ import httpx
 
 from sync.connectors.base import BaseConnector, Reference
 from sync.connectors.errors import AuthFailed, ConnectorError, NotFound
-from sync.engine import doctor_salesforce
+from sync.engine import companies, doctor_salesforce
 from sync.engine.context import Engine
 from sync.engine.normalise import normalise_company
 from sync.mapping.spec import FieldSpec
+from sync.store import refs as stored_refs
 
 Level = Literal["ok", "warn", "problem"]
 #: where each vendor's credential comes from, and the variable the shipped config.yaml reads
@@ -96,11 +97,14 @@ def doctor(engine: Engine, systems: Sequence[str] | None = None) -> dict[str, Sy
         name: _references_or_empty(engine, name) for name in engine.systems if name not in reports
     }
     all_refs = {**others, **{name: {} for name in reports}, **refs}
+    links = _company_links(engine)
+    renamed = companies.names_across(engine)
     for name, report in reports.items():
         if name in refs:
             _stages(engine, name, refs[name], report)
             _owners(engine, name, all_refs, report)
-            _companies(engine, name, all_refs, report)
+            _companies(engine, name, all_refs, links, report)
+            _renamed(name, renamed, report)
     return reports
 
 
@@ -329,11 +333,46 @@ def _owners(
         report.add("ok", "owners", "every owner is known wherever deals are sent")
 
 
+def _company_links(engine: Engine) -> dict[str, dict[str, str]]:
+    """system -> {vendor company id: its canonical company}, as linked so far."""
+    links: dict[str, dict[str, str]] = {}
+    with engine.read_session() as session:
+        for row in stored_refs.of_kind(session, "company"):
+            links.setdefault(row.system, {})[row.vendor_id] = row.key
+    return links
+
+
+def _renamed(system: str, renamed: dict[str, dict[str, str]], report: SystemDoctor) -> None:
+    """Linked companies named otherwise here than elsewhere: a rename kept where it was made."""
+    for key, names in renamed.items():
+        if system not in names or normalise_company(names[system]) == normalise_company(key):
+            continue
+        elsewhere = ", ".join(
+            f"{name!r} in {other}" for other, name in names.items() if other != system
+        )
+        report.add(
+            "warn",
+            "companies",
+            f"{names[system]!r} here is {elsewhere} (company {key!r}): linked, so its deals stay "
+            "with it everywhere; each system keeps its own name",
+            "rename it in the other systems too if the new name should show there",
+        )
+
+
 def _companies(
-    engine: Engine, system: str, refs: dict[str, dict[str, list[Reference]]], report: SystemDoctor
+    engine: Engine,
+    system: str,
+    refs: dict[str, dict[str, list[Reference]]],
+    links: dict[str, dict[str, str]],
+    report: SystemDoctor,
 ) -> None:
-    """Companies here that a target neither has (by normalised name) nor may create."""
-    mine = {normalise_company(r.key): r.key for r in refs.get(system, {}).get("company", [])}
+    """Companies here that a target neither has (linked, or by normalised name) nor may
+    create."""
+    here = links.get(system, {})
+    mine = {
+        normalise_company(r.key): (r.key, here.get(r.id))
+        for r in refs.get(system, {}).get("company", [])
+    }
     for other in engine.systems:
         if other == system or "company" not in refs.get(other, {}):
             continue
@@ -342,7 +381,10 @@ def _companies(
         if engine.config.systems[other].auto_create_companies:
             continue
         theirs = {normalise_company(r.key) for r in refs[other]["company"]}
-        missing = sorted(name for key, name in mine.items() if key not in theirs)
+        linked = set(links.get(other, {}).values())
+        missing = sorted(
+            name for key, (name, link) in mine.items() if key not in theirs and link not in linked
+        )
         if missing:
             shown = ", ".join(missing[:SHOWN]) + (" …" if len(missing) > SHOWN else "")
             report.add(

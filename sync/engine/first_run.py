@@ -2,7 +2,10 @@
 systems held deals at their first read, until the operator has reviewed the match
 (``crmsync match``) and let it go (``--approve``, ``--apply FILE`` or ``--waive``).
 
-The decision is made once, at the first drain after every system has been read (creates wait
+Until then nothing else is written either (``writes_allowed``): deals already linked by an id
+whose values differ are merged in the store, and ``plan`` / ``match`` show what approval will
+write, but no update leaves before it. The decision is made once, at the first drain after
+every system has been read (creates wait
 for that anyway: ``push.initial_capture_done``), from the links capture made: how many deals
 each system held. At most one system with deals: there is nothing to match, creates start
 (``open``). Otherwise the store is in ``review``. ``sync.first_run: automatic`` applies the
@@ -81,6 +84,15 @@ def creates_wait(engine: Engine) -> bool:
     if state.state == "unread":
         return sum(1 for count in state.deals.values() if count) > 1
     return state.creates_wait
+
+
+def writes_allowed(engine: Engine) -> bool:
+    """May anything at all be written to a vendor? Not while a guided first run waits (or may
+    yet wait) for its review: deals linked by an id whose values differ are merged in the store,
+    and what approval will write shows in ``plan`` and ``match`` — nothing leaves before."""
+    if engine.config.sync.first_run == "waive":
+        return True
+    return gate(engine).state in GOING
 
 
 def creates_allowed(engine: Engine) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from typing import Any
 
 #: legal-form words dropped from the end of a company name before comparing
@@ -50,3 +51,15 @@ def normalise_company(value: Any) -> str:
     while len(words) > 1 and words[-1] in COMPANY_SUFFIXES:
         words.pop()
     return " ".join(words)
+
+
+def same_company_key(name: str, keys: Iterable[str]) -> str | None:
+    """The one key of ``keys`` naming the same company as ``name`` (equal but for case,
+    accents, punctuation and a legal-form suffix); None when none or several do."""
+    keys = list(keys)
+    exact = {key for key in keys if key.strip().casefold() == name.strip().casefold()}
+    if len(exact) == 1:
+        return exact.pop()
+    wanted = normalise_company(name)
+    found = {key for key in keys if normalise_company(key) == wanted}
+    return found.pop() if len(found) == 1 else None

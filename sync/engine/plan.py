@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,10 @@ from sync.engine.capture import capture
 from sync.engine.context import Counts, Engine
 from sync.engine.outbound import desired, push_diff
 from sync.mapping.errors import MappingError
-from sync.store import letters, links, outbox, records
+from sync.store import journal, letters, links, outbox, records
+
+#: how the merge journals values two systems held differently when their deals were matched
+MATCHED = "held different values when matched"
 
 
 @dataclass(frozen=True)
@@ -109,8 +112,8 @@ def plan(engine: Engine, systems: list[str] | None = None) -> PlanReport:
             report.not_planned = _not_planned(session, systems)
             report.not_planned += _parked(report.writes)
             report.writes = [w for w in report.writes if w.op not in ("park", "unknown")]
-        if first_run.creates_wait(scratch):  # the guided first run holds every create
-            report.writes = [_waiting(w) if w.op == "create" else w for w in report.writes]
+        if first_run.creates_wait(scratch):  # the guided first run holds every write
+            report.writes = [_waiting(w) for w in report.writes]
         scratch.close()
     return report
 
@@ -166,6 +169,7 @@ def _planned(engine: Engine, session: Session) -> list[PlannedWrite]:
                 reason += "".join(f"; {w.describe()}" for w in waits)
                 changes = {k: (link.shadow.get(k), v) for k, v in diff.items()}
                 op = "update" if diff else "wait"
+                reason += _matched_differences(session, row.record_id, diff)
             sent = {name: new for name, (_, new) in changes.items()}
             reason += money.note_for(engine, row.system, record.fields, sent)
         except money.CurrencyMismatch as exc:  # the push would be parked: say why
@@ -211,6 +215,24 @@ def _parked(writes: list[PlannedWrite]) -> list[NotPlanned]:
         for w in writes
         if w.op in ("park", "unknown")
     ]
+
+
+def waiting_updates(engine: Engine) -> list[PlannedWrite]:
+    """The updates the outbox owes, from the store alone (no vendor read): while the first
+    run waits for its review, what approval will write to deals already linked by an id
+    whose values differed (``crmsync match`` shows them)."""
+    with engine.read_session() as session:
+        return [write for write in _planned(engine, session) if write.op == "update"]
+
+
+def _matched_differences(session: Session, record_id: str, fields: Iterable[str]) -> str:
+    """For values two systems held differently when their deals were matched (linked by an
+    id on the first run): the policy that chose the one this write sends, from the journal."""
+    wanted, why = set(fields), {}
+    for entry in reversed(journal.of_record(session, record_id)):  # the newest word first
+        if entry.field in wanted and entry.field not in why and MATCHED in entry.reason:
+            why[entry.field] = entry.reason
+    return "".join(f"; {name}: {reason}" for name, reason in sorted(why.items()))
 
 
 def _waiting(write: PlannedWrite) -> PlannedWrite:

@@ -38,7 +38,7 @@ from typing import Any
 from sqlmodel import Session
 
 from sync.connectors.base import VendorRecord
-from sync.engine import guard, money, unresolved
+from sync.engine import companies, guard, money, unresolved
 from sync.engine.context import Engine
 from sync.engine.normalise import normalise_company, normalise_text
 from sync.engine.outbound import MATCH_HOLD, desired
@@ -129,6 +129,9 @@ class VerifyReport:
     systems: dict[str, SystemCheck] = field(default_factory=dict)
     #: groups of live canonical records that look like one real deal (same name and company)
     twins: list[list[str]] = field(default_factory=list)
+    #: linked companies named differently across systems (a rename kept where it was made:
+    #: compared through the link, so not drift): company -> {system: name there}
+    company_names: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -160,6 +163,8 @@ def verify(
     with engine.read_session() as session:
         alike = twins(stored_records.every(session))
         report.twins = [group for group in alike if _one_deal(session, group)]
+    read = [name for name, check in report.systems.items() if check.held is None]
+    report.company_names = companies.names_across(engine, read)
     return report
 
 

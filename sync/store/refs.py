@@ -19,3 +19,8 @@ def every(session: Session) -> Sequence[RefMap]:
 def move_system(session: Session, source: str, target: str) -> None:
     """Move every reference of ``source`` to the system name ``target``."""
     session.execute(sa.update(RefMap).where(col(RefMap.system) == source).values(system=target))
+
+
+def of_kind(session: Session, kind: str) -> Sequence[RefMap]:
+    """Every stored reference of one kind (``company``: the company links), all systems."""
+    return session.exec(select(RefMap).where(col(RefMap.kind) == kind)).all()

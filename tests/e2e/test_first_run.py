@@ -242,3 +242,67 @@ def test_a_company_the_target_lacks_parks_the_create_and_the_cycle_goes_on(
         assert all("Lonely Widgets" in (row.last_error or row.reason) for row in parked)
     finally:
         world.engine.close()
+
+
+def test_two_deals_of_one_name_only_ruddr_holds_are_created_everywhere(tmp_path: Path) -> None:
+    """Issue 24, finding 6: two Ruddr deals of one name at one company, and no other system
+    holds one. Nothing to confuse them with, so not ambiguous: ``sync.first_run: automatic``
+    creates both in every system."""
+    world = make_world(tmp_path, first_run="automatic")
+    try:
+        for amount in (1000.0, 2500.0):
+            world.users["ruddr"].create("Hooli twin renewal", company="Hooli", amount=amount)
+        report = world.converge(cycles=3)
+        assert report.clean, report
+        assert matching.propose(world.engine).counts["ambiguous"] == 0
+        for system in ("ruddr", "close", "parsalink", "truto_salesforce"):
+            named = [
+                d
+                for d in world.users[system].all()
+                if (d.get(f"custom.{CLOSE_NAME}") if system == "close" else d.get("name"))
+                == "Hooli twin renewal"
+            ]
+            assert len(named) == 2, system
+    finally:
+        world.engine.close()
+
+
+def test_deals_linked_by_an_id_that_differ_are_not_written_before_approval(
+    tmp_path: Path,
+) -> None:
+    """Issue 24, finding 6: a Ruddr deal and its Salesforce copy (linked by ``salesforceId``)
+    whose amounts differ. The guided first run writes nothing — not the merged value either —
+    until approval; `plan` shows that write as waiting for the match, with the policy that
+    decides it; after `match --approve` it is written and verify is clean."""
+    from sync.engine.plan import plan
+
+    world = make_world(tmp_path, first_run="guided")
+    try:
+        shared = next(d for d in world.users["ruddr"].all() if d.get("salesforceId"))
+        world.users["ruddr"].edit(shared["id"], amount=77777.0)
+        world.reset_calls()
+        world.cycle()
+        world.cycle()
+        assert first_run.gate(world.engine).state == "review"
+        writes = {s: world.calls(s, writes_only=True) for s in world.emulators}
+        assert not any(writes.values()), writes
+
+        planned = [w for w in plan(world.engine).writes if w.op == "update"]
+        assert planned, "the differing value is a write approval will make"
+        assert all("waits for the first-run match" in w.reason for w in planned)
+        assert any("amount" in w.changes for w in planned)
+        assert any("latest" in w.reason or "prefer" in w.reason for w in planned), planned
+        from sync.engine.plan import waiting_updates
+
+        shown = waiting_updates(world.engine)  # what `crmsync match` lists
+        assert {(w.system, w.record_id) for w in shown} == {
+            (w.system, w.record_id) for w in planned
+        }
+
+        first_run.approve(world.engine, by="test")
+        report = world.converge(cycles=3)
+        assert report.clean, report
+        sf = world.users["truto_salesforce"].get(shared["salesforceId"])
+        assert float(sf["amount"]) == 77777.0
+    finally:
+        world.engine.close()

@@ -45,6 +45,18 @@ class VendorUser:
             self._cache[path] = {row[key]: row["id"] for row in body[self.rows]}
         return self._cache[path]
 
+    #: (list path, name key, one company's path, rename verb) of the vendor's companies
+    companies: ClassVar[tuple[str, str, str, str]]
+
+    def rename_company(self, name: str, new_name: str) -> None:
+        """Rename a company (Ruddr company, Close lead, ParsaLink account, Truto account)
+        through the vendor's own API, as a person would."""
+        listing, key, item, verb = self.companies
+        company_id = self._lookup(listing, key)[name]
+        url, body = item.format(company_id), {"name": new_name}
+        self._ok(self.client.request(verb, url, params=self._params(), json=body))
+        self._cache.pop(listing, None)
+
     def _deal(self, method: str, deal_id: str, **kw: Any) -> Any:
         url = self.item.format(deal_id)
         return self._ok(self.client.request(method, url, params=self._params(), **kw))
@@ -61,6 +73,7 @@ class VendorUser:
 
 class RuddrUser(VendorUser):
     item = "/opportunities/{}"
+    companies = ("/companies", "name", "/companies/{}", "PATCH")
 
     def create(
         self,
@@ -95,6 +108,7 @@ class RuddrUser(VendorUser):
 
 class CloseUser(VendorUser):
     item = "/opportunity/{}/"
+    companies = ("/lead/", "display_name", "/lead/{}/", "PUT")
     edit_method = "PUT"
     rows = "data"
 
@@ -130,6 +144,7 @@ class CloseUser(VendorUser):
 
 class ParsaLinkUser(VendorUser):
     item = "/opportunities/{}/"
+    companies = ("/accounts/", "name", "/accounts/{}/", "PATCH")
 
     def create(
         self,
@@ -159,6 +174,7 @@ class ParsaLinkUser(VendorUser):
 
 class TrutoUser(VendorUser):
     item = "/opportunities/{}"
+    companies = ("/accounts", "name", "/accounts/{}", "PATCH")
     rows = "result"
 
     def __init__(self, client: httpx.Client, integration: str = "salesforce") -> None:

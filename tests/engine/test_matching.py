@@ -115,8 +115,9 @@ def test_tie_breakers_split_an_ambiguous_group_when_they_tell_every_deal_apart()
 
 
 def test_records_already_linked_by_an_id_take_part_as_one_deal() -> None:
-    """A Ruddr+Truto record (linked by Salesforce id) and a Close copy: one deal; two such
-    records with the same name overlap in systems and are ambiguous."""
+    """A Ruddr+Truto record (linked by Salesforce id) and a Close copy: one deal. Two such
+    records with the same name overlap in systems, so neither can be the other: each is its
+    own deal — until a Close copy could be either of them (ambiguous)."""
     linked = Deal(
         "rt", (("ruddr", "r"), ("truto_salesforce", "006")), {"name": "X", "company": "Y"}
     )
@@ -124,7 +125,30 @@ def test_records_already_linked_by_an_id_take_part_as_one_deal() -> None:
     twin = Deal(
         "rt2", (("ruddr", "r2"), ("truto_salesforce", "007")), {"name": "X", "company": "Y"}
     )
-    assert propose([linked, twin]).counts["ambiguous"] == 1
+    assert propose([linked, twin]).counts == {
+        "matched": 2,
+        "ambiguous": 0,
+        "single": 0,
+        "to_link": 0,
+        "near_misses": 0,
+    }
+    assert propose([linked, twin, deal("c", "close", "x", "y")]).counts["ambiguous"] == 1
+
+
+def test_deals_of_one_name_that_only_one_system_holds_are_each_their_own() -> None:
+    """Two Ruddr deals of one name at one company, and no other system holds one: nothing to
+    confuse them with, so they are not ambiguous — two singles, created everywhere once
+    approved."""
+    proposal = propose(
+        [
+            deal("r1", "ruddr", "Hooli renewal", "Hooli", amount="10.00"),
+            deal("r2", "ruddr", "Hooli Renewal", "Hooli Inc", amount="99.00"),
+        ]
+    )
+    assert proposal.counts["ambiguous"] == 0
+    singles = proposal.of("single")
+    assert sorted(g.deals[0].record_id for g in singles) == ["r1", "r2"]
+    assert all("no other system holds one" in g.why for g in singles)
 
 
 def test_a_deal_without_a_company_is_never_matched() -> None:

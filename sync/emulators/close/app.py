@@ -143,6 +143,7 @@ class CloseEmulator(CloseData):
             ("/lead/", self._list_leads, ["GET"]),
             ("/lead/", self._create_lead, ["POST"]),
             ("/lead/{id}/", self._get_lead, ["GET"]),
+            ("/lead/{id}/", self._update_lead, ["PUT"]),
             ("/user/", self._list_users, ["GET"]),
             ("/user/{id}/", self._get_user, ["GET"]),
             ("/me/", self._get_me, ["GET"]),
@@ -711,6 +712,31 @@ class CloseEmulator(CloseData):
         if lead is None:
             raise not_found("Lead")
         return JSONResponse(project(self._render_lead(lead), request.query_params.get("_fields")))
+
+    async def _update_lead(self, request: Request) -> Response:
+        """``PUT /lead/{id}/`` (spec: "supports non-destructive patches"): a rename. Its deals
+        show the new ``lead_name`` at once; whether their ``date_updated`` moves is not
+        documented (``rename_touches_deals``)."""
+        lead = self.collections["lead"].get(request.path_params["id"])
+        if lead is None:
+            raise not_found("Lead")
+        body = await _body(request)
+        unknown = sorted(set(body) - LEAD_KEYS)
+        if unknown:
+            raise bad_request(None, **{k: "Unknown field." for k in unknown})
+        for key in ("name", "description", "url"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise field_error(key, "Not a valid string.")
+        if "status_id" in body and body["status_id"] not in self.collections["lead_status"]:
+            raise field_error("status_id", "Invalid lead status.")
+        now = self.clock.now()
+        lead.update(body, date_updated=now, updated_by=self.api_user_id)
+        if self.rename_touches_deals:
+            for opp in self.collections["opportunity"].values():
+                if opp["lead_id"] == lead["id"]:
+                    opp["date_updated"] = now
+            self._generation += 1
+        return JSONResponse(self._render_lead(lead))
 
     async def _list_users(self, request: Request) -> Response:
         self._only_params(request, {"_limit", "_skip", "_fields", "_order_by"})

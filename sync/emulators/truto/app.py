@@ -126,9 +126,7 @@ class TrutoEmulator(Emulator):
                 methods=["GET", "PATCH", "DELETE"],
             ),
             Route("/accounts", self._endpoint(self._reference_list("accounts")), methods=["GET"]),
-            Route(
-                "/accounts/{id}", self._endpoint(self._reference_one("accounts")), methods=["GET"]
-            ),
+            Route("/accounts/{id}", self._endpoint(self._account), methods=["GET", "PATCH"]),
             Route("/users", self._endpoint(self._reference_list("users")), methods=["GET"]),
             Route("/users/{id}", self._endpoint(self._reference_one("users")), methods=["GET"]),
             Route("/stages", self._endpoint(self._reference_list("stages")), methods=["GET"]),
@@ -176,6 +174,19 @@ class TrutoEmulator(Emulator):
             del integration.collection("opportunities")[record_id]
             return JSONResponse({"id": record_id})
         return JSONResponse(self._shape(integration, "opportunities", raw, request))
+
+    async def _account(self, request: Request, integration: Integration) -> Response:
+        """``GET`` an account, or ``PATCH`` it (a rename: "Update Accounts", supported for
+        Salesforce, Capsule and Close among others)."""
+        if request.method == "GET":
+            answer: Response = await self._reference_one("accounts")(request, integration)
+            return answer
+        raw = integration.reference_collection("accounts").get(request.path_params["id"])
+        if raw is None:
+            raise TrutoError(404, "Account not found")
+        _check_formats(request)
+        integration.update_account(raw, await _body(request))
+        return JSONResponse(self._shape(integration, "accounts", raw, request))
 
     def _find(self, integration: Integration, record_id: str) -> dict[str, Any]:
         raw = integration.collection("opportunities").get(record_id)

@@ -229,6 +229,10 @@ class Integration:
     def unified_account(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
+    def update_account(self, raw: dict[str, Any], body: Mapping[str, Any]) -> None:
+        """``PATCH /accounts/{id}``: rename the upstream account (where emulated)."""
+        raise TrutoError(405, f"Updating accounts is not emulated for {self.name}")
+
     def unified_user(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 

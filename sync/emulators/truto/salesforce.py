@@ -349,6 +349,28 @@ class SalesforceIntegration(Integration):
             "updated_at": iso_ms(parse_stamp(raw["SystemModstamp"])),
         }
 
+    def update_account(self, raw: dict[str, Any], body: Mapping[str, Any]) -> None:
+        """A rename: ``Account.Name`` (string(255), required). The opportunities under it
+        show it through their ``AccountId``; whether their ``SystemModstamp`` moves is not
+        documented (``rename_touches_deals``)."""
+        if "name" in body:
+            name = body["name"]
+            if not isinstance(name, str) or not name.strip():
+                raise self._sf_error(
+                    "Required fields are missing: [Name]", "REQUIRED_FIELD_MISSING", ["Name"]
+                )
+            if len(name) > 255:
+                raise self._sf_error(
+                    "Account Name: data value too large", "STRING_TOO_LONG", ["Name"]
+                )
+            raw["Name"] = name
+        stamp = sf_stamp(self.now())
+        raw["LastModifiedDate"] = raw["SystemModstamp"] = stamp
+        if self.emulator.rename_touches_deals:
+            for deal in self.collection("opportunities").values():
+                if deal.get("AccountId") == raw["Id"]:
+                    deal["LastModifiedDate"] = deal["SystemModstamp"] = stamp
+
     def unified_user(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         return {
             "id": raw["Id"],

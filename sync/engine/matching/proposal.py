@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import combinations
 from typing import Any, Literal
 
 from sqlmodel import Session
@@ -172,6 +173,12 @@ def _decide(members: list[Deal], tie_breakers: Sequence[str], rule: str) -> list
                 Group("", "matched" if len(part) > 1 else _alone(part[0]), part, why)
                 for part in split.values()
             ]
+    if not any(not a.systems & b.systems for a, b in combinations(members, 2)):
+        # e.g. two deals of one name that only Ruddr holds: no two of them could be one deal,
+        # so there is nothing to confuse them with — each is a deal of its own
+        where = ", ".join(sorted({s for d in members for s in d.systems}))
+        why = f"same {rule} as another deal in {where}, and no other system holds one"
+        return [Group("", _alone(deal), [deal], why) for deal in members]
     clash = sorted(
         {s for d in members for s in d.systems if sum(s in o.systems for o in members) > 1}
     )

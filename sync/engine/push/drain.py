@@ -64,8 +64,12 @@ def drain(
     workers = concurrency or engine.config.systems[system].concurrency
     if not supports_threads(engine.db):
         workers = 1  # one shared connection: sessions on two threads would share a transaction
-    # creates wait for every system's first read, then for the first run's match (first_run)
+    # creates wait for every system's first read, then for the first run's match (first_run);
+    # on a fresh store nothing at all leaves before that match is approved
     creates = initial_capture_done(engine) and first_run.creates_allowed(engine)
+    if not first_run.writes_allowed(engine):
+        log.info("drain_waits_for_first_run", system=system)
+        return Counts()
     drainer = _Drainer(engine, system, run_id, workers, creates)
     drainer.until, drainer.stop = until, stop
     try:
