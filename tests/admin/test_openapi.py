@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -111,8 +112,10 @@ def _check(document: dict[str, Any], operation: dict[str, Any], answer: Any, wha
 
 
 def _fill(path: str, params: dict[str, str]) -> str:
+    """The path with its parameters percent-encoded, as a client sends them (a raw "?" would
+    end the path and ask another route)."""
     for name, value in params.items():
-        path = path.replace("{" + name + "}", value)
+        path = path.replace("{" + name + "}", quote(value, safe=""))
     return path
 
 
