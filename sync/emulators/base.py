@@ -29,7 +29,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -50,6 +50,27 @@ DROP_HEADER = "x-emulator-drop"
 #: ``scope["state"]`` key of the callable that aborts the request's connection (set by the
 #: server, ``sync.emulators.server``; absent under other ASGI servers)
 ABORT_STATE = "emulator.abort_connection"
+
+
+#: A vendor endpoint: request in, the vendor's answer out.
+Handler = Callable[[Request], Awaitable[Response]]
+#: The methods a vendor route accepts, so a wrong one meets the vendor's 405, not Starlette's.
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+class VendorError(Exception):
+    """An error answer in the vendor's own shape, raised from deep inside a handler (parsing,
+    validation) and rendered by :meth:`Emulator.dispatch`. Subclasses that keep another shape
+    override :meth:`response`."""
+
+    def __init__(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(status, body)
+        self.status = status
+        self.body = body
+        self.headers = dict(headers or {})
+
+    def response(self) -> Response:
+        return JSONResponse(self.body, self.status, headers=self.headers or None)
 
 
 class _Dropped(Exception):
@@ -226,6 +247,35 @@ class Emulator:
         table[record_id].update(fields)
         if isinstance(table, Table):
             table.touch()  # a stamp the order sorts by may have moved
+
+    def not_found_response(self) -> Response:
+        """The vendor's answer to a path it does not have."""
+        return JSONResponse({"error": "Not found."}, 404)
+
+    def method_not_allowed(self, method: str) -> Response:
+        """The vendor's answer to a method a path does not take."""
+        return JSONResponse({"error": f"Method {method} not allowed."}, 405)
+
+    # -- routing -------------------------------------------------------------------------
+    def dispatch(self, **handlers: Handler) -> Handler:
+        """One endpoint for a path: the handler of the request's method (``get=…``,
+        ``post=…``), the vendor's 405 for any other, and a :class:`VendorError` raised
+        anywhere below rendered as the vendor's answer."""
+
+        async def endpoint(request: Request) -> Response:
+            handler = handlers.get(request.method.lower())
+            if handler is None:
+                return self.method_not_allowed(request.method)
+            try:
+                return await handler(request)
+            except VendorError as exc:
+                return exc.response()
+
+        return endpoint
+
+    async def not_found(self, request: Request) -> Response:
+        """The catch-all route's endpoint (``Route("/{path:path}", self.not_found, …)``)."""
+        return self.not_found_response()
 
     # -- listing order -----------------------------------------------------------------
     def ordered(
