@@ -261,7 +261,9 @@ def emulate(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port_base: Annotated[
         int,
-        typer.Option(help="Ruddr listens on port-base+1, Close +2, ParsaLink +3, Truto +4."),
+        typer.Option(
+            help="Ruddr listens on port-base+1, Close +2, ParsaLink +3, Truto +4, HubSpot +6."
+        ),
     ] = 8710,
     seed: Annotated[int, typer.Option(help="Seed of the reference and random data.")] = 0,
     seed_opportunities: Annotated[

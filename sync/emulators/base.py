@@ -241,6 +241,17 @@ class Emulator:
         """Headers the vendor sends on every answer about its limit (none by default)."""
         return {}
 
+    def check_rate_limit(self, request: Request) -> tuple[Response | None, dict[str, str]]:
+        """Draw on the request's budget: (the vendor's 429 or None, the limit headers).
+        One token bucket per ``rate_limit_key`` unless a vendor keeps several budgets."""
+        allowed, left, reset_in = self.rate_limit.take(self.rate_limit_key(request))
+        extra = self.rate_limit_headers(left, reset_in or 1 / self.rate_limit.rate)
+        return (None if allowed else self.rate_limited_response(reset_in)), extra
+
+    def control_routes(self) -> list[BaseRoute]:
+        """Vendor-specific control endpoints under ``/_emulator/`` (none by default)."""
+        return []
+
     def set_fields(self, collection: str, record_id: str, fields: dict[str, Any]) -> None:
         """Set fields the vendor API treats as read-only (``POST /_emulator/set``)."""
         table = self.collections[collection]
@@ -309,6 +320,7 @@ class Emulator:
             Route("/_emulator/rate_limit", self._ctl_rate_limit, methods=["POST"]),
             Route("/_emulator/clock", self._ctl_clock, methods=["POST"]),
             Route("/_emulator/set", self._ctl_set, methods=["POST"]),
+            *self.control_routes(),
         ]
         vendor = Starlette(routes=self.vendor_routes())
         vendor.router.redirect_slashes = False
@@ -344,12 +356,11 @@ class Emulator:
         refused = self.authenticate(request)
         if refused is not None:
             return await _render(refused)
-        extra = {}
+        extra: dict[str, str] = {}
         if self.rate_limit.enabled:
-            allowed, left, reset_in = self.rate_limit.take(self.rate_limit_key(request))
-            extra = self.rate_limit_headers(left, reset_in or 1 / self.rate_limit.rate)
-            if not allowed:
-                return await _render(self.rate_limited_response(reset_in), extra)
+            refused, extra = self.check_rate_limit(request)
+            if refused is not None:
+                return await _render(refused, extra)
         faults, rng = self.faults, self._fault_rng
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)

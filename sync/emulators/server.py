@@ -9,11 +9,13 @@ ruddr      port-base + 1 ``/api/workspace``      ``Authorization: Bearer ruddr-t
 close      port-base + 2 ``/api/v1``             Basic, API key ``close-test-key``, no password
 parsalink  port-base + 3 ``/api``                ``Authorization: Bearer pk_test_parsalink``
 truto      port-base + 4 ``/unified/crm``        ``Authorization: Bearer truto-test-token``
+hubspot    port-base + 6 (host root)             ``Authorization: Bearer hubspot-test-token``
 ========== ============= ======================= ==========================================
 
-With the default port base 8710 that is 8711..8714. Each port also answers the control API
-under ``/_emulator/`` (see :mod:`sync.emulators.base`). Sockets are bound before any server
-starts, so a taken port fails fast with ``OSError`` and nothing is left half-running.
+With the default port base 8710 that is 8711..8714 and 8716 (+5 is Salesforce's). Each port
+also answers the control API under ``/_emulator/`` (see :mod:`sync.emulators.base`). Sockets
+are bound before any server starts, so a taken port fails fast with ``OSError`` and nothing is
+left half-running.
 """
 
 from __future__ import annotations
@@ -85,6 +87,14 @@ SPECS: dict[str, EmulatorSpec] = {
         ),
         EmulatorSpec(
             "truto", "sync.emulators.truto", "TrutoEmulator", 4, "bearer", "truto-test-token"
+        ),
+        EmulatorSpec(
+            "hubspot",
+            "sync.emulators.hubspot",
+            "HubSpotEmulator",
+            6,
+            "bearer",
+            "hubspot-test-token",
         ),
     )
 }
