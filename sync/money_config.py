@@ -89,6 +89,7 @@ VENDOR_DEFAULTS: dict[str, tuple[CurrencyMode, str | None]] = {
     "close": ("fixed", None),  # the organization's currency, read from the API
     "parsalink": ("fixed", "USD"),  # no currency documented: assumed, say so in config check
     "truto": ("multi", "USD"),  # Salesforce CurrencyIsoCode / Capsule value.currency
+    "hubspot": ("fixed", None),  # the portal's companyCurrency (multi: set mode multi)
 }
 
 

@@ -20,6 +20,7 @@ CREDENTIAL_KEYS: dict[str, tuple[str, ...]] = {
     "close": ("api_key",),
     "parsalink": ("api_key", "email", "password"),  # an API key, or a JWT login
     "truto": ("token",),
+    "hubspot": ("token",),
 }
 
 

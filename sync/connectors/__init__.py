@@ -7,7 +7,8 @@ one). Built-in classes are imported lazily, so a vendor module that is missing o
 breaks that vendor.
 
 Credentials keys: ruddr ``token``; close ``api_key``; parsalink ``api_key`` (``pk_…``) or
-``email`` + ``password``; truto ``token`` (and ``options.integrated_account_id``).
+``email`` + ``password``; truto ``token`` (and ``options.integrated_account_id``); hubspot
+``token`` (a private app's).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ BUILTIN: dict[str, str] = {
     "parsalink": "sync.connectors.parsalink:ParsaLinkConnector",
     "close": "sync.connectors.close:CloseConnector",
     "truto": "sync.connectors.truto:TrutoConnector",
+    "hubspot": "sync.connectors.hubspot:HubSpotConnector",
 }
 
 #: config ``type`` -> connector class, for classes registered in code (plugins, tests).

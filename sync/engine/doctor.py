@@ -29,6 +29,10 @@ CREDENTIALS: dict[str, tuple[str, str]] = {
     "close": ("CLOSE_API_KEY", "Close → Settings → Developer → API Keys (the key acts as you)"),
     "parsalink": ("PARSALINK_API_KEY", "ParsaLink → Settings → API Keys (pk_live_…, shown once)"),
     "truto": ("TRUTO_TOKEN", "Truto dashboard → API tokens (environment-scoped)"),
+    "hubspot": (
+        "HUBSPOT_TOKEN",
+        "HubSpot → Settings → Integrations → Private Apps (scopes crm.objects.deals.read/write)",
+    ),
 }
 #: one cheap listing per vendor: proves the credential and read access, carries rate headers
 PROBES: dict[str, tuple[str, dict[str, str]]] = {
@@ -36,6 +40,7 @@ PROBES: dict[str, tuple[str, dict[str, str]]] = {
     "close": ("/opportunity/", {"_limit": "1"}),
     "parsalink": ("/opportunities/", {"limit": "1"}),
     "truto": ("/opportunities", {"limit": "1"}),
+    "hubspot": ("/crm/v3/objects/deals", {"limit": "1"}),
 }
 RATE_HEADERS = (
     "ratelimit",
@@ -45,6 +50,8 @@ RATE_HEADERS = (
     "x-ratelimit-limit",
     "x-ratelimit-remaining",
     "x-ratelimit-reset",
+    "x-hubspot-ratelimit-max",
+    "x-hubspot-ratelimit-remaining",
 )
 SHOWN = 5  # examples named per finding
 

@@ -242,10 +242,10 @@ MISTAKES: dict[str, Mistake] = {
     ),
     "unknown-system-type": Mistake(
         "    type: parsalink",
-        "    type: hubspot",
-        "type: hubspot",
+        "    type: pipedrive",
+        "type: pipedrive",
         "systems.parsalink.type",
-        'expected one of ruddr, close, parsalink or truto, got "hubspot"',
+        'expected one of ruddr, close, parsalink, truto or hubspot, got "pipedrive"',
     ),
     "unknown-system-in-priority": Mistake(
         "  priority: [ruddr, close, parsalink, truto_salesforce]",

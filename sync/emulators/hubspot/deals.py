@@ -6,7 +6,6 @@ The API's rules are in the package docstring (``sync.emulators.hubspot``).
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from starlette.requests import Request
@@ -219,6 +218,35 @@ class DealEndpoints(HubSpotData):
             "archived": False,
         }
 
+    # -- associations, v4 batch ---------------------------------------------------------------
+    async def batch_read_associations(self, request: Request) -> Response:
+        """``POST /crm/v4/associations/deals/companies/batch/read``: each deal's companies
+        (a deal without any is left out of ``results``; an unknown one is in ``errors``)."""
+        results, missing = [], []
+        for item in _inputs(await json_body(request), limit=1000):
+            deal = self.collections["deals"].get(str(item.get("id", "")))
+            if deal is None or deal["archived"]:
+                missing.append(str(item.get("id", "")))
+            elif deal["companies"]:
+                to = [
+                    {
+                        "toObjectId": int(company),
+                        "associationTypes": [
+                            {"category": "HUBSPOT_DEFINED", "typeId": 341, "label": None}
+                        ],
+                    }
+                    for company in deal["companies"]
+                ]
+                results.append({"from": {"id": deal["id"]}, "to": to})
+        errors = []
+        if missing:
+            errors.append(
+                HubSpotError(404, "No deals with these ids", "OBJECT_NOT_FOUND").standard(
+                    {"ids": missing}
+                )
+            )
+        return self._batch_answer(results, errors, 200)
+
     # -- associations given on create -------------------------------------------------------
     def _association_targets(self, body: dict[str, Any]) -> list[str]:
         """The companies a create associates the deal with (``associations`` on create)."""
@@ -246,12 +274,14 @@ def _properties(body: dict[str, Any]) -> dict[str, Any]:
     return props
 
 
-def _inputs(body: dict[str, Any], *, unique_ids: bool = False) -> list[dict[str, Any]]:
+def _inputs(
+    body: dict[str, Any], *, unique_ids: bool = False, limit: int = BATCH_LIMIT
+) -> list[dict[str, Any]]:
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
         raise validation("inputs must be a list of objects")
-    if len(inputs) > BATCH_LIMIT:
-        raise validation(f"Batch input size {len(inputs)} exceeds the limit of {BATCH_LIMIT}.")
+    if len(inputs) > limit:
+        raise validation(f"Batch input size {len(inputs)} exceeds the limit of {limit}.")
     if unique_ids:
         ids = [str(i.get("id", "")) for i in inputs]
         if len(set(ids)) != len(ids):
@@ -274,6 +304,3 @@ def _int(raw: str | None, default: int, name: str) -> int:
     if not raw.isdigit():
         raise validation(f"{name} must be an integer")
     return int(raw)
-
-
-_ = dt  # stamps come from the clock through HubSpotData
