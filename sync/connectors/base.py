@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Callable, Iterator, Mapping
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -111,6 +112,8 @@ class BaseConnector(abc.ABC):
     capture: ClassVar[CaptureMode] = "scan"
     has_delete_feed: ClassVar[bool] = False
     max_page_size: ClassVar[int] = 100
+    #: deals one request may write (``create_many`` / ``update_many``); 1: one at a time
+    batch_size: ClassVar[int] = 1
 
     def __init__(
         self, system: str, client: httpx.Client, options: Mapping[str, Any] | None = None
@@ -156,6 +159,28 @@ class BaseConnector(abc.ABC):
     @abc.abstractmethod
     def delete(self, external_id: str) -> None:
         """Delete a record (``NotFound`` when already gone)."""
+
+    def create_many(
+        self, items: Sequence[tuple[Mapping[str, Any], str]]
+    ) -> list[VendorRecord | ConnectorError]:
+        """Create up to ``batch_size`` deals, each ``(payload, idempotency key)``: one outcome
+        per item, in order — the deal as the vendor holds it, or the error that item met. A
+        failure of the whole request (no answer, a 5xx, a 429) raises: every item met it.
+        Default: one ``create`` per item."""
+        return [
+            _outcome(functools.partial(self.create, payload, idempotency_key=key))
+            for payload, key in items
+        ]
+
+    def update_many(
+        self, items: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[VendorRecord | ConnectorError]:
+        """Update up to ``batch_size`` deals, each ``(external id, payload)``: one outcome per
+        item, in order, as :meth:`create_many`. Default: one ``update`` per item."""
+        return [
+            _outcome(functools.partial(self.update, external_id, payload))
+            for external_id, payload in items
+        ]
 
     def deleted_since(self, since: dt.datetime) -> Iterator[Deletion]:
         """Deletes the vendor's feed reports at or after ``since`` (``has_delete_feed`` only)."""
@@ -285,6 +310,13 @@ class BaseConnector(abc.ABC):
         _, maybe_sent = classified
         kind = OutcomeUnknown if writing and maybe_sent else Retryable
         return kind(message, system=self.system, record=record)
+
+
+def _outcome(call: Callable[[], VendorRecord]) -> VendorRecord | ConnectorError:
+    try:
+        return call()
+    except ConnectorError as exc:
+        return exc
 
 
 class RestCollection(BaseConnector):

@@ -28,11 +28,12 @@ HubSpot's quirks, each handled here and nowhere else:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
 
+from sync.connectors import hubspot_batch
 from sync.connectors.base import (
     BaseConnector,
     CaptureMode,
@@ -42,6 +43,7 @@ from sync.connectors.base import (
     VendorRecord,
 )
 from sync.connectors.errors import ConnectorError, Rejected
+from sync.connectors.hubspot_batch import COMPANY_FIELD, association, split
 from sync.timefmt import parse_http_date, parse_optional_timestamp, parse_timestamp, utcnow
 
 DEALS = "/crm/v3/objects/deals"
@@ -68,8 +70,6 @@ PROPERTIES = (
     "createdate",
     "hs_lastmodifieddate",
 )
-COMPANY_FIELD = "company_id"
-PRIMARY_COMPANY = 5  # deal -> company, primary (HUBSPOT_DEFINED)
 #: seconds to wait per 429 policy when the answer gives nothing better
 POLICY_WAIT = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0, "DAILY": 3600.0}
 
@@ -86,6 +86,7 @@ class HubSpotConnector(BaseConnector):
     capture: ClassVar[CaptureMode] = "incremental"
     has_delete_feed: ClassVar[bool] = True
     max_page_size: ClassVar[int] = SEARCH_PAGE
+    batch_size: ClassVar[int] = 100  # batch/create and batch/update take 100 inputs
 
     @property
     def id_property(self) -> str:
@@ -115,7 +116,7 @@ class HubSpotConnector(BaseConnector):
                     tail_stamp, tail_ids = stamp, set()
                 tail_ids.add(str(item["id"]))
             if page:
-                yield self._records(page)
+                yield self.with_companies(page)
             following = ((body.get("paging") or {}).get("next") or {}).get("after")
             if not following or not body.get("results"):
                 return
@@ -195,7 +196,7 @@ class HubSpotConnector(BaseConnector):
                 if at is not None and at >= since:
                     yield Deletion(str(item["id"]), at)
 
-    def _records(self, items: list[dict[str, Any]]) -> list[VendorRecord]:
+    def with_companies(self, items: list[dict[str, Any]]) -> list[VendorRecord]:
         """Search results with their companies (one v4 batch read per page)."""
         companies = self._companies_of([str(item["id"]) for item in items])
         return [self.to_record(item, companies.get(str(item["id"]))) for item in items]
@@ -237,20 +238,10 @@ class HubSpotConnector(BaseConnector):
     def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
         """Create a deal with its company association; a 409 on crmsync's id (a lost earlier
         answer) adopts the deal that holds it."""
-        properties, company = _split(payload)
+        properties, company = split(payload)
         body: dict[str, Any] = {"properties": properties}
         if company:
-            body["associations"] = [
-                {
-                    "to": {"id": company},
-                    "types": [
-                        {
-                            "associationCategory": "HUBSPOT_DEFINED",
-                            "associationTypeId": PRIMARY_COMPANY,
-                        }
-                    ],
-                }
-            ]
+            body["associations"] = [association(company)]
         try:
             response = self._request("POST", DEALS, json=body, record=idempotency_key)
         except Rejected as exc:
@@ -271,7 +262,7 @@ class HubSpotConnector(BaseConnector):
 
     def update(self, external_id: str, payload: Mapping[str, Any]) -> VendorRecord:
         """PATCH the properties given; a company moves the deal's association."""
-        properties, company = _split(payload)
+        properties, company = split(payload)
         answer: dict[str, Any] = {"id": external_id, "properties": {}}
         if properties or not company:
             response = self._request(
@@ -282,7 +273,7 @@ class HubSpotConnector(BaseConnector):
             )
             answer = response.json()
         if COMPANY_FIELD in payload:
-            self._move_company(external_id, company)
+            self.move_company(external_id, company)
         record = (
             self.to_record(answer, company) if answer.get("properties") else self.get(external_id)
         )
@@ -290,7 +281,7 @@ class HubSpotConnector(BaseConnector):
             record.data[COMPANY_FIELD] = company
         return record
 
-    def _move_company(self, deal_id: str, company: str | None) -> None:
+    def move_company(self, deal_id: str, company: str | None) -> None:
         base = f"/crm/v4/objects/deals/{deal_id}/associations"
         current = self._request("GET", f"{base}/companies", record=deal_id).json()
         for item in current.get("results") or []:
@@ -302,6 +293,23 @@ class HubSpotConnector(BaseConnector):
 
     def delete(self, external_id: str) -> None:
         self._request("DELETE", f"{DEALS}/{external_id}", record=external_id)
+
+    def create_many(
+        self, items: Sequence[tuple[Mapping[str, Any], str]]
+    ) -> list[VendorRecord | ConnectorError]:
+        """One ``batch/create`` (see ``sync.connectors.hubspot_batch``)."""
+        return hubspot_batch.create_many(self, items)
+
+    def update_many(
+        self, items: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[VendorRecord | ConnectorError]:
+        """One ``batch/update`` (see ``sync.connectors.hubspot_batch``)."""
+        return hubspot_batch.update_many(self, items)
+
+    def request_json(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A JSON request whose answer is a JSON object (the batch writes' one call)."""
+        answer: dict[str, Any] = self._request(method, url, json=body).json()
+        return answer
 
     def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
         """Deals created at or after ``created_after`` (named ``name``), through search."""
@@ -316,7 +324,7 @@ class HubSpotConnector(BaseConnector):
             "limit": SEARCH_PAGE,
         }
         found = self._request("POST", f"{DEALS}/search", json=body).json().get("results") or []
-        records = self._records(found) if found else []
+        records = self.with_companies(found) if found else []
         return [r for r in records if name is None or r.data.get("dealname") == name]
 
     # -- references and the portal --------------------------------------------------------------
@@ -407,25 +415,6 @@ class HubSpotConnector(BaseConnector):
         except (ValueError, AttributeError):
             return None
         return POLICY_WAIT.get(str(policy))
-
-
-def _split(payload: Mapping[str, Any]) -> tuple[dict[str, str], str | None]:
-    """Mapped fields as HubSpot properties (strings; ``""`` clears) and the company id."""
-    properties: dict[str, str] = {}
-    for key, value in payload.items():
-        if key in (COMPANY_FIELD, "id"):
-            continue
-        properties[key] = "" if value is None else _text(value)
-    company = payload.get(COMPANY_FIELD)
-    return properties, (str(company) if company else None)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return ";".join(str(v) for v in value)
-    return str(value)
 
 
 def _ms(moment: dt.datetime) -> int:

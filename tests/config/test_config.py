@@ -211,7 +211,8 @@ def test_unknown_system_type_lists_the_supported_types(tmp_path: Path) -> None:
     text = replace_line(VALID, "type: close", "type: pipedrive")
     assert only(tmp_path, text) == (
         at(tmp_path, text, "type: pipedrive")
-        + 'systems.close.type: expected one of ruddr, close, parsalink, truto or hubspot, got "pipedrive"'
+        + "systems.close.type: expected one of ruddr, close, parsalink, truto or hubspot, "
+        + 'got "pipedrive"'
     )
 
 

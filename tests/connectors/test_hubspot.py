@@ -10,7 +10,7 @@ import pytest
 
 from sync.config import SystemConfig
 from sync.connectors import build_connector
-from sync.connectors.errors import Rejected
+from sync.connectors.errors import NotFound, Rejected
 from sync.connectors.hubspot import HubSpotConnector
 from sync.emulators.hubspot import TOKEN, HubSpotEmulator
 
@@ -134,3 +134,40 @@ def test_429_policy_gives_the_wait() -> None:
     connector = HubSpotConnector("hubspot", httpx.Client())
     response = httpx.Response(429, json={"policyName": "TEN_SECONDLY_ROLLING"})
     assert connector.retry_after(response) == 10.0
+
+
+def test_create_many_gives_each_deal_its_outcome(
+    emulator: HubSpotEmulator, connector: HubSpotConnector
+) -> None:
+    """One ``batch/create``: the good deals are made, the bad one is ``Rejected`` in HubSpot's
+    words, and one whose crmsync id a deal already holds adopts that deal."""
+    existing = connector.create(
+        {"dealname": "Held", "dealstage": "qualifiedtobuy", "crmsync_id": "held"},
+        idempotency_key="h",
+    )
+    emulator.requests.clear()
+    items = [
+        ({"dealname": "Good", "dealstage": "qualifiedtobuy", "crmsync_id": "g"}, "g"),
+        ({"dealname": "Bad", "dealstage": "nope", "crmsync_id": "b"}, "b"),
+        ({"dealname": "Held", "dealstage": "qualifiedtobuy", "crmsync_id": "held"}, "h"),
+    ]
+    good, bad, held = connector.create_many(items)
+    assert not isinstance(good, Exception) and good.data["dealname"] == "Good"
+    assert isinstance(bad, Rejected) and "dealstage" in bad.field_errors
+    assert not isinstance(held, Exception) and held.external_id == existing.external_id
+    routes = [r["path"] for r in emulator.requests]
+    assert routes == [
+        "/crm/v3/objects/deals/batch/create",
+        "/crm/v3/objects/deals/batch/read",
+        "/crm/v4/associations/deals/companies/batch/read",
+    ]
+
+
+def test_update_many_reports_a_missing_deal_as_not_found(connector: HubSpotConnector) -> None:
+    """One ``batch/update``: the existing deal is updated, the missing one is ``NotFound``."""
+    made = connector.create({"dealname": "U", "dealstage": "qualifiedtobuy"}, idempotency_key="u")
+    updated, missing = connector.update_many(
+        [(made.external_id, {"amount": 5}), ("1", {"amount": 6})]
+    )
+    assert not isinstance(updated, Exception) and updated.data["amount"] == "5"
+    assert isinstance(missing, NotFound)

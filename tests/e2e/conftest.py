@@ -27,7 +27,14 @@ from sync.engine.push import claim, prepare, send
 from sync.engine.verify import VerifyReport, verify
 from sync.store.db import make_engine, upgrade
 from sync.store.models import Outbox
-from tests.e2e.users import CloseUser, ParsaLinkUser, RuddrUser, TrutoUser, VendorUser
+from tests.e2e.users import (
+    CloseUser,
+    HubSpotUser,
+    ParsaLinkUser,
+    RuddrUser,
+    TrutoUser,
+    VendorUser,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_RETRY = RetryPolicy(
@@ -43,6 +50,7 @@ AUTH = {
     "close": None,
     "parsalink": {"Authorization": "Bearer pk_test_parsalink"},
     "truto": {"Authorization": "Bearer truto-test-token"},
+    "hubspot": {"Authorization": "Bearer hubspot-test-token"},
 }
 
 
@@ -118,9 +126,14 @@ class World:
 
 
 def _user(kind: str, client: httpx.Client) -> VendorUser:
-    return {"ruddr": RuddrUser, "close": CloseUser, "parsalink": ParsaLinkUser, "truto": TrutoUser}[
-        kind
-    ](client)
+    users: dict[str, type[VendorUser]] = {
+        "ruddr": RuddrUser,
+        "close": CloseUser,
+        "parsalink": ParsaLinkUser,
+        "truto": TrutoUser,
+        "hubspot": HubSpotUser,
+    }
+    return users[kind](client)
 
 
 def make_world(
@@ -142,6 +155,8 @@ def make_world(
     url = f"sqlite:///{tmp_path / 'crmsync.db'}"
     upgrade(url)
     by_vendor = build_all(seed=seed, seed_opportunities=seed_opportunities)
+    if "hubspot" in by_vendor:  # in-process cycles take milliseconds: no search index lag
+        by_vendor["hubspot"].index_lag = 0  # type: ignore[attr-defined]
     emulators = {name: by_vendor[cfg.type] for name, cfg in config.systems.items()}
     engine = Engine.from_config(
         config,

@@ -68,8 +68,9 @@ def writes(world: World) -> dict[str, int]:
 
 
 def test_a_euro_deal_parks_in_usd_only_close_with_a_clear_dead_letter(world: World) -> None:
-    """Default rule (park): a EUR deal is never written to Close or ParsaLink as the same
-    figure in USD; ``plan`` says so beforehand, and each push is a dead letter naming the deal,
+    """Default rule (park): a EUR deal is never written to Close, ParsaLink or a USD-only
+    HubSpot portal as the same figure in USD; ``plan`` says so beforehand, and each push is a
+    dead letter naming the deal,
     its currency and the target's. Salesforce (multi-currency) and Ruddr hold it in EUR; verify
     reports it absent where it was parked."""
     ruddr_id = world.users["ruddr"].create("Euro deal", amount=50000)
@@ -83,10 +84,11 @@ def test_a_euro_deal_parks_in_usd_only_close_with_a_clear_dead_letter(world: Wor
     record_id = record_of(world, "ruddr", ruddr_id)
     assert count_named(world, "close", "Euro deal") == 0
     assert count_named(world, "parsalink", "Euro deal") == 0
+    assert count_named(world, "hubspot", "Euro deal") == 0
     with world.engine.session() as session:
         letters = {d.system: d.error for d in session.exec(select(DeadLetter)).all()}
-    assert set(letters) == {"close", "parsalink"}
-    for system in ("close", "parsalink"):
+    assert set(letters) == {"close", "parsalink", "hubspot"}
+    for system in ("close", "parsalink", "hubspot"):
         assert "'Euro deal'" in letters[system] and "50000.00 EUR" in letters[system]
         assert f"{system} holds only USD" in letters[system]
         assert "foreign is park" in letters[system]

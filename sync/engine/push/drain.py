@@ -15,7 +15,7 @@ from sync.engine.bindings import push_blocked
 from sync.engine.context import Counts, Engine
 from sync.engine.push.apply import _release, apply_results
 from sync.engine.push.prepare import _Job, _Result, claim, prepare
-from sync.engine.push.send import send
+from sync.engine.push.send import send_many
 from sync.store import cursors
 from sync.store.db import supports_threads
 
@@ -55,6 +55,8 @@ def drain(
         workers = 1  # one shared connection: sessions on two threads would share a transaction
     # creates wait for every system's first read, then for the first run's match (first_run)
     creates = initial_capture_done(engine) and first_run.creates_allowed(engine)
+    # a vendor that writes in batches: claim at least a full batch, so one request carries it
+    batch = max(batch, engine.connector(system).batch_size)
     drainer = _Drainer(engine, system, run_id, workers, creates)
     try:
         if workers == 1:
@@ -93,13 +95,12 @@ class _Drainer:
 
     def run_inline(self, batch: int, max_rows: int | None) -> Counts:
         while (jobs := self._claim(batch, max_rows)) is not None:
-            apply_results(
-                self.engine, [send(self.engine, job, self.run_id) for job in jobs], self.counts
-            )
+            apply_results(self.engine, send_many(self.engine, jobs, self.run_id), self.counts)
         return self.counts
 
     def run(self, pool: ThreadPoolExecutor, batch: int, max_rows: int | None) -> Counts:
-        inflight: dict[Future[_Result], _Job] = {}
+        inflight: dict[Future[list[_Result]], list[_Job]] = {}
+        size = self.engine.connector(self.system).batch_size
         ready: list[_Result] = []
         first_ready = 0.0
         exhausted = False
@@ -112,11 +113,17 @@ class _Drainer:
                     if jobs is None:
                         exhausted = True
                         break
+                    sendable = []
                     for job in jobs:
                         if job.kind == "done" or job.error is not None:
                             ready.append(_Result(job, error=job.error))
                         else:
-                            inflight[pool.submit(send, self.engine, job, self.run_id)] = job
+                            sendable.append(job)
+                    # one request per job, or per batch where the vendor writes in batches
+                    for start in range(0, len(sendable), size):
+                        chunk = sendable[start : start + size]
+                        future = pool.submit(send_many, self.engine, chunk, self.run_id)
+                        inflight[future] = chunk
                     if ready and not first_ready:
                         first_ready = time.monotonic()
                 if inflight:
@@ -127,7 +134,7 @@ class _Drainer:
                     if finished and not ready:
                         first_ready = time.monotonic()
                     for future in finished:
-                        ready.append(future.result())  # raises a bug in send: see _abandon
+                        ready += future.result()  # raises a bug in send: see _abandon
                         del inflight[future]
                 due = time.monotonic() - first_ready >= FLUSH_SECONDS
                 if ready and (not inflight or len(ready) >= APPLY_GROUP or due):
@@ -139,13 +146,17 @@ class _Drainer:
             self._abandon(inflight, ready)
             raise
 
-    def _abandon(self, inflight: dict[Future[_Result], _Job], ready: list[_Result]) -> None:
+    def _abandon(
+        self, inflight: dict[Future[list[_Result]], list[_Job]], ready: list[_Result]
+    ) -> None:
         """The drain is failing: record what the vendors already did, put the rest back
         (the rows not sent, and those whose send failed unexpectedly, wait for a retry)."""
-        unsent = [job.row_id for future, job in inflight.items() if future.cancel()]
+        unsent = [
+            job.row_id for future, jobs in inflight.items() if future.cancel() for job in jobs
+        ]
         done, _ = wait([future for future in inflight if not future.cancelled()])
-        results = ready + [f.result() for f in done if f.exception() is None]
-        failed = [inflight[f].row_id for f in done if f.exception() is not None]
+        results = ready + [r for f in done if f.exception() is None for r in f.result()]
+        failed = [j.row_id for f in done if f.exception() is not None for j in inflight[f]]
         with contextlib.suppress(Exception):
             apply_results(self.engine, results, self.counts)
         with contextlib.suppress(Exception):

@@ -5,7 +5,10 @@ outcome is unknown first looks the deal up in the target and adopts it.
 from __future__ import annotations
 
 import contextlib
+import copy as cp
 import datetime as dt
+import functools
+from collections.abc import Callable, Sequence
 
 from sync.connectors.base import VendorRecord
 from sync.connectors.errors import (
@@ -63,6 +66,69 @@ def send(engine: Engine, job: _Job, run_id: str | None) -> _Result:
     except (ConnectorError, MappingError) as exc:
         result.error = exc
     return result
+
+
+def send_many(engine: Engine, jobs: Sequence[_Job], run_id: str | None) -> list[_Result]:
+    """The vendor calls of several jobs of one system (any thread; no transaction open).
+
+    Where the connector writes in batches (``batch_size`` > 1), plain creates travel together
+    in ``create_many`` and updates in ``update_many``, up to ``batch_size`` a request, each job
+    getting its own item's outcome — one item refused never fails the others. A failure of a
+    whole request is every item's (a lost answer: each create's intent recovers it later).
+    Deletes, creates to recover and anything else go one by one through :func:`send`."""
+    connector = engine.connector(jobs[0].system) if jobs else None
+    if connector is None or connector.batch_size <= 1 or len(jobs) == 1:
+        return [send(engine, job, run_id) for job in jobs]
+    creates = [j for j in jobs if j.kind == "create" and not j.recover and j.error is None]
+    updates = [j for j in jobs if j.kind == "update" and j.error is None]
+    grouped = {id(j) for j in (*creates, *updates)}
+    results = [send(engine, job, run_id) for job in jobs if id(job) not in grouped]
+    size = connector.batch_size
+    for start in range(0, len(creates), size):
+        chunk = creates[start : start + size]
+        items = [(j.payload or {}, j.idempotency_key) for j in chunk]
+        results += _batch(engine, chunk, functools.partial(connector.create_many, items))
+    for start in range(0, len(updates), size):
+        chunk = updates[start : start + size]
+        changes = [(str(j.external_id), j.payload or {}) for j in chunk]
+        results += _batch(engine, chunk, functools.partial(connector.update_many, changes))
+    return results
+
+
+def _batch(
+    engine: Engine,
+    jobs: list[_Job],
+    call: Callable[[], list[VendorRecord | ConnectorError]],
+) -> list[_Result]:
+    """One batch request's outcomes, a result per job."""
+    try:
+        outcomes: list[VendorRecord | ConnectorError] = call()
+    except ConnectorError as exc:
+        outcomes = [_own_copy(exc) for _ in jobs]
+    if len(outcomes) != len(jobs):  # a connector bug: never guess which item is which
+        raise RuntimeError(f"batch of {len(jobs)} answered with {len(outcomes)} outcomes")
+    results = []
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        result = _Result(job)
+        if isinstance(outcome, ConnectorError):
+            if isinstance(outcome, Rejected):
+                outcome.payload = job.payload  # type: ignore[attr-defined]
+            result.error = outcome
+        else:
+            result.answer = outcome
+            try:
+                result.after = engine.mapper.to_canonical(job.system, outcome.data, engine.refs)
+            except MappingError as exc:
+                result.error = exc
+        results.append(result)
+    return results
+
+
+def _own_copy(exc: ConnectorError) -> ConnectorError:
+    """A whole-request error, once per job (a dead letter keeps its own payload on it)."""
+    copy = cp.copy(exc)
+    copy.__traceback__ = None
+    return copy
 
 
 def _fresh_intent(engine: Engine, job: _Job, run_id: str | None) -> bool:
