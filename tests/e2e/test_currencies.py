@@ -27,12 +27,12 @@ RATES = RatesConfig(as_of=dt.date(2026, 11, 27), rates={"EUR/USD": Decimal("1.08
 
 
 def converting_config() -> Config:
-    """The shipped config, with Close and ParsaLink converting foreign deals at EUR/USD 1.085."""
+    """The shipped config, with Close, ParsaLink and HubSpot converting EUR deals at 1.085."""
     shipped: Config = load_config(ROOT / "config.yaml", env={})
     convert = CurrencyConfig(mode="fixed", code="USD", foreign="convert")
     systems = {
         name: cfg.model_copy(update={"currency": convert})
-        if name in ("close", "parsalink")
+        if name in ("close", "parsalink", "hubspot")
         else cfg
         for name, cfg in shipped.systems.items()
     }
