@@ -54,6 +54,17 @@ AUTH = {
 }
 
 
+#: POSTs that only read (HubSpot's search and batch reads)
+READ_POSTS = ("/search", "/batch/read")
+
+
+def is_write(request: dict[str, Any]) -> bool:
+    """A logged vendor request that changes something."""
+    if request["method"] == "POST":
+        return not str(request["path"]).endswith(READ_POSTS)
+    return request["method"] in ("PUT", "PATCH", "DELETE")
+
+
 @dataclass
 class World:
     config: Config
@@ -72,7 +83,7 @@ class World:
     def calls(self, system: str, *, writes_only: bool = False) -> int:
         log = self.emulators[system].requests
         if writes_only:
-            return sum(1 for r in log if r["method"] in ("POST", "PUT", "PATCH", "DELETE"))
+            return sum(1 for r in log if is_write(r))
         return len(log)
 
     def reset_calls(self) -> None:

@@ -222,6 +222,7 @@ ORIGIN_DATES: dict[str, tuple[str, Any]] = {
     "close": ("date_won", "2026-12-31T00:00:00-08:00"),  # a local midnight, west of UTC
     "parsalink": ("closeDate", "2026-12-31"),
     "truto_salesforce": ("close_date", "2026-12-30T19:00:00-05:00"),  # midnight UTC in New York
+    "hubspot": ("closedate", "1798675200000"),  # epoch milliseconds, midnight UTC
 }
 
 
@@ -232,6 +233,7 @@ def close_date_in(world: World, system: str, external_id: str) -> str:
         "close": deal.get("date_won"),
         "parsalink": deal.get("closeDate"),
         "truto_salesforce": deal.get("close_date"),
+        "hubspot": deal.get("closedate"),
     }[system]
     return str(value)[:10]
 
