@@ -33,17 +33,19 @@ from typing import Any, ClassVar
 
 import httpx
 
-from sync.connectors import hubspot_batch
+from sync.connectors import hubspot_batch, hubspot_setup
 from sync.connectors.base import (
     BaseConnector,
     CaptureMode,
     Deletion,
     ListingClock,
     Reference,
+    SetupFinding,
     VendorRecord,
 )
-from sync.connectors.errors import ConnectorError, Rejected
+from sync.connectors.errors import AuthFailed, ConnectorError, Rejected
 from sync.connectors.hubspot_batch import COMPANY_FIELD, association, split
+from sync.connectors.hubspot_setup import TokenAuth
 from sync.timefmt import parse_http_date, parse_optional_timestamp, parse_timestamp, utcnow
 
 DEALS = "/crm/v3/objects/deals"
@@ -386,6 +388,24 @@ class HubSpotConnector(BaseConnector):
     def account_currency(self) -> str | None:
         currency = self.portal().get("companyCurrency")
         return str(currency).upper() if currency else None
+
+    # -- setup (crmsync doctor) ----------------------------------------------------------------
+    @classmethod
+    def make_auth(cls, credentials: Mapping[str, str], *, base_url: str) -> httpx.Auth | None:
+        """Bearer ``credentials.token``; the auth keeps the token for the scope check."""
+        token = credentials.get("token")
+        if not token:
+            raise AuthFailed("hubspot needs credentials.token", system=cls.vendor)
+        return TokenAuth(token)
+
+    def setup_findings(self) -> list[SetupFinding]:
+        """The token's scopes, crmsync's id property, the portal and its currencies."""
+        return hubspot_setup.findings(self)
+
+    def get_json(self, url: str) -> dict[str, Any]:
+        """A GET whose answer is a JSON object (the setup checks)."""
+        answer: dict[str, Any] = self._request("GET", url).json()
+        return answer
 
     # -- vendor error signals --------------------------------------------------------------------
     def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:

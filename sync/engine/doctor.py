@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import httpx
 
-from sync.connectors.base import BaseConnector, Reference
+from sync.connectors.base import BaseConnector, Reference, SetupFinding
 from sync.connectors.errors import AuthFailed, ConnectorError, NotFound
 from sync.engine.context import Engine
 from sync.engine.normalise import normalise_company
@@ -90,6 +90,8 @@ def doctor(engine: Engine, systems: Sequence[str] | None = None) -> dict[str, Sy
             _write_access(report)
             if report.vendor == "close":
                 _close_custom_fields(engine, connector, report)
+            for finding in _setup_findings(connector):
+                report.add(finding.level, finding.check, finding.what, finding.fix)
     all_refs = {**{name: _references_or_empty(engine, name) for name in engine.systems}, **refs}
     for name, report in reports.items():
         if name in refs:
@@ -159,6 +161,14 @@ def _probe(engine: Engine, connector: BaseConnector, report: SystemDoctor) -> bo
     return True
 
 
+def _setup_findings(connector: BaseConnector) -> list[SetupFinding]:
+    """The connector's own setup checks; one that cannot run is a problem, not a crash."""
+    try:
+        return connector.setup_findings()
+    except ConnectorError as exc:
+        return [SetupFinding("problem", "setup", f"cannot check the setup: {exc}")]
+
+
 def _write_access(report: SystemDoctor) -> None:
     """No vendor here has an endpoint that says whether a key may write: say so honestly."""
     says = {
@@ -166,6 +176,7 @@ def _write_access(report: SystemDoctor) -> None:
         "close": "a Close key has its user's rights: that user needs edit rights on opportunities",
         "parsalink": "a workspace API key may write; a user JWT has that user's role",
         "truto": "Truto writes with the connected account's rights (the CRM user who connected it)",
+        "hubspot": "a private app writes with its scopes (checked under 'scopes')",
     }
     report.add("ok", "write", says.get(report.vendor, "cannot be checked without writing"))
 

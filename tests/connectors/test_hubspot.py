@@ -171,3 +171,23 @@ def test_update_many_reports_a_missing_deal_as_not_found(connector: HubSpotConne
     )
     assert not isinstance(updated, Exception) and updated.data["amount"] == "5"
     assert isinstance(missing, NotFound)
+
+
+def test_setup_findings_name_what_to_fix(
+    emulator: HubSpotEmulator, connector: HubSpotConnector
+) -> None:
+    """Doctor's HubSpot checks: all ok on the emulator; a missing scope, a wrong id property,
+    another portal and additional currencies each say what to do."""
+    assert {f.level for f in connector.setup_findings()} == {"ok"}
+    emulator.scopes = ["crm.objects.deals.read"]
+    emulator.additional_currencies = ["EUR"]
+    connector.options.update(id_property="no_such_property", portal_id="1")
+    connector._portal = None  # type: ignore[attr-defined]
+    found = {f.check: f for f in connector.setup_findings()}
+    assert found["scopes"].level == "problem" and "crm.objects.deals.write" in found["scopes"].fix
+    assert (
+        found["id property"].level == "problem"
+        and "Require unique values" in found["id property"].fix
+    )
+    assert found["portal"].level == "problem" and "rebind" in found["portal"].fix
+    assert found["currency"].level == "warn" and "multi" in found["currency"].fix

@@ -212,6 +212,11 @@ class HubSpotEmulator(DealEndpoints):
                 f"{v4}/companies/{{to}}", self.dispatch(delete=self.dissociate), methods=ALL_METHODS
             ),
             Route(
+                "/crm/v3/properties/{type}/{name}",
+                self.dispatch(get=self.get_property),
+                methods=ALL_METHODS,
+            ),
+            Route(
                 "/crm/v4/associations/deals/companies/batch/read",
                 self.dispatch(post=self.batch_read_associations),
                 methods=ALL_METHODS,

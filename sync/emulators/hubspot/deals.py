@@ -25,7 +25,7 @@ from sync.emulators.hubspot.common import (
     wanted_properties,
 )
 from sync.emulators.hubspot.data import Deal, HubSpotData
-from sync.emulators.hubspot.properties import derived, project
+from sync.emulators.hubspot.properties import DEFINITIONS, derived, project
 
 
 class DealEndpoints(HubSpotData):
@@ -217,6 +217,29 @@ class DealEndpoints(HubSpotData):
             "updatedAt": props["hs_lastmodifieddate"],
             "archived": False,
         }
+
+    # -- property definitions ---------------------------------------------------------------
+    async def get_property(self, request: Request) -> Response:
+        """``GET /crm/v3/properties/deals/{name}``: a deal property's definition."""
+        prop = DEFINITIONS.get(request.path_params["name"])
+        if prop is None or request.path_params["type"] not in ("deals", "0-3"):
+            raise HubSpotError(
+                404, f"Property {request.path_params['name']} does not exist", "OBJECT_NOT_FOUND"
+            )
+        custom = prop.name.startswith("crmsync_")
+        return JSONResponse(
+            {
+                "name": prop.name,
+                "label": prop.name,
+                "type": prop.kind,
+                "fieldType": "text" if prop.kind == "string" else prop.kind,
+                "groupName": "dealinformation",
+                "hasUniqueValue": prop.unique,
+                "calculated": prop.read_only,
+                "hubspotDefined": not custom,
+                "modificationMetadata": {"readOnlyValue": prop.read_only, "archivable": custom},
+            }
+        )
 
     # -- associations, v4 batch ---------------------------------------------------------------
     async def batch_read_associations(self, request: Request) -> Response:
