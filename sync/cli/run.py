@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from sync.config import Config
     from sync.engine.context import Engine
 
-EMULATED_SYSTEMS = ("ruddr", "close", "parsalink", "truto")
+EMULATED_SYSTEMS = ("ruddr", "close", "parsalink", "truto", "hubspot")
 #: how long `run --once` waits in all for pushes to come due again (429s, outages)
 ONCE_MAX_WAIT = 180.0
 
