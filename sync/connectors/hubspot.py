@@ -101,6 +101,7 @@ class HubSpotConnector(BaseConnector):
     # -- capture -------------------------------------------------------------------------------
     def list_changed(self, since: dt.datetime) -> Iterator[list[VendorRecord]]:
         """Deals modified at or after ``since``, oldest first, re-windowed before the cap."""
+        self.check_portal()
         self.listing_clock = None
         window = _ms(since)
         after = 0
@@ -162,6 +163,7 @@ class HubSpotConnector(BaseConnector):
 
     def scan(self) -> Iterator[list[VendorRecord]]:
         """Every deal, through the plain list (100 a page, companies included)."""
+        self.check_portal()
         self.listing_clock = None
         for page in self._list_pages(archived=False, clocked=True):
             yield [self.to_record(item) for item in page]
@@ -384,6 +386,18 @@ class HubSpotConnector(BaseConnector):
             cached = dict(self._request("GET", "/account-info/v3/details").json())
             self._portal = cached
         return cached
+
+    def check_portal(self) -> None:
+        """Refuse to read a portal other than the one the system is bound to
+        (``options.portal_id``): its deals are not the ones our links name."""
+        bound = str(self.options.get("portal_id") or "")
+        found = str(self.portal().get("portalId") or "") if bound else ""
+        if bound and found != bound:
+            raise AuthFailed(
+                f"the token belongs to portal {found}, the system is bound to portal {bound}: "
+                f"use that portal's token, or `crmsync rebind {self.system}`",
+                system=self.system,
+            )
 
     def account_currency(self) -> str | None:
         currency = self.portal().get("companyCurrency")

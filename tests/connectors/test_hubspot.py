@@ -10,7 +10,7 @@ import pytest
 
 from sync.config import SystemConfig
 from sync.connectors import build_connector
-from sync.connectors.errors import NotFound, Rejected
+from sync.connectors.errors import AuthFailed, NotFound, Rejected
 from sync.connectors.hubspot import HubSpotConnector
 from sync.emulators.hubspot import TOKEN, HubSpotEmulator
 
@@ -191,3 +191,10 @@ def test_setup_findings_name_what_to_fix(
     )
     assert found["portal"].level == "problem" and "rebind" in found["portal"].fix
     assert found["currency"].level == "warn" and "multi" in found["currency"].fix
+
+
+def test_a_token_of_another_portal_is_refused(connector: HubSpotConnector) -> None:
+    """Bound to a portal (``options.portal_id``), a token of another one reads nothing."""
+    connector.options["portal_id"] = "1"
+    with pytest.raises(AuthFailed, match="rebind"):
+        next(connector.list_changed(EPOCH))
