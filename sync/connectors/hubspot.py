@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from sync.connectors import hubspot_batch, hubspot_setup
+from sync.connectors import hubspot_batch, hubspot_refs, hubspot_setup
 from sync.connectors.base import (
     BaseConnector,
     CaptureMode,
@@ -333,41 +333,8 @@ class HubSpotConnector(BaseConnector):
 
     # -- references and the portal --------------------------------------------------------------
     def load_references(self, kind: str) -> Iterator[Reference]:
-        if kind == "company":
-            for company in self._paged("/crm/v3/objects/companies", {"properties": "name"}):
-                yield Reference(
-                    "company", str(company["id"]), str(company["properties"].get("name") or "")
-                )
-        elif kind == "owner":
-            for owner in self._paged("/crm/v3/owners/", {}):
-                yield Reference("owner", str(owner["id"]), str(owner.get("email") or ""))
-        elif kind == "stage":
-            for pipeline in (
-                self._request("GET", "/crm/v3/pipelines/deals").json().get("results") or []
-            ):
-                for stage in pipeline.get("stages") or []:
-                    metadata = stage.get("metadata") or {}
-                    probability = float(metadata.get("probability") or 0)
-                    closed = str(metadata.get("isClosed")).lower() == "true"
-                    status = "open" if not closed else "won" if probability >= 1 else "lost"
-                    extra = {
-                        "pipeline_id": pipeline["id"],
-                        "probability": probability,
-                        "status_type": status,
-                    }
-                    yield Reference("stage", str(stage["id"]), str(stage["label"]), extra)
-        else:
-            raise NotImplementedError(f"hubspot has no {kind} references")
-
-    def _paged(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        query = {**params, "limit": LIST_PAGE}
-        while True:
-            body = self._request("GET", path, params=query).json()
-            yield from body.get("results") or []
-            following = ((body.get("paging") or {}).get("next") or {}).get("after")
-            if not following or following == query.get("after"):
-                return
-            query["after"] = following
+        """Companies by name, owners by e-mail, stages by label (``hubspot_refs``)."""
+        return hubspot_refs.load(self, kind)
 
     def create_reference(self, kind: str, key: str) -> Reference:
         if kind != "company":
@@ -416,9 +383,9 @@ class HubSpotConnector(BaseConnector):
         """The token's scopes, crmsync's id property, the portal and its currencies."""
         return hubspot_setup.findings(self)
 
-    def get_json(self, url: str) -> dict[str, Any]:
-        """A GET whose answer is a JSON object (the setup checks)."""
-        answer: dict[str, Any] = self._request("GET", url).json()
+    def get_json(self, url: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A GET whose answer is a JSON object (references, setup checks)."""
+        answer: dict[str, Any] = self._request("GET", url, params=params).json()
         return answer
 
     # -- vendor error signals --------------------------------------------------------------------
