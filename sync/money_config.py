@@ -91,7 +91,13 @@ VENDOR_DEFAULTS: dict[str, tuple[CurrencyMode, str | None]] = {
     "truto": ("multi", "USD"),  # Salesforce CurrencyIsoCode / Capsule value.currency
     "salesforce": ("fixed", None),  # the org's corporate currency, read from the API; a
     #                                 multi-currency org is configured `multi` (CurrencyIsoCode)
+    "hubspot": ("fixed", None),  # the portal's companyCurrency (multi: set mode multi)
 }
+
+
+#: ``fixed`` systems whose API says the currency: Close (``GET /organization/{id}/``), HubSpot
+#: (``GET /account-info/v3/details`` → ``companyCurrency``)
+READ_FROM_API = frozenset({"close", "hubspot"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +148,7 @@ def _resolve(
     mode = mode or default_mode
     if code is not None:
         return CurrencyModel(mode, code, foreign)
-    if mode == "fixed" and system_type == "close":  # GET /organization/{id}/ says
+    if mode == "fixed" and system_type in READ_FROM_API:
         return CurrencyModel(mode, None, foreign, from_api=True)
     return CurrencyModel(mode, default_code or "USD", foreign, assumed=mode != "per_deal")
 

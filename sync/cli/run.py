@@ -47,13 +47,14 @@ if TYPE_CHECKING:
     from sync.config import Config
     from sync.engine.context import Engine
 
-EMULATED_SYSTEMS = ("ruddr", "close", "parsalink", "truto", "salesforce")
+EMULATED_SYSTEMS = ("ruddr", "close", "parsalink", "truto", "salesforce", "hubspot")
 #: deals each emulator holds at start, unless --seed-opportunities says otherwise
 SEEDED = 10
 PortBase = Annotated[
     int,
     typer.Option(
-        help="Ruddr listens on port-base+1, Close +2, ParsaLink +3, Truto +4, Salesforce +5.",
+        help="Ruddr listens on port-base+1, Close +2, ParsaLink +3, Truto +4, Salesforce +5, "
+        "HubSpot +6.",
         min=1,
         max=65531,
     ),

@@ -21,6 +21,7 @@ CREDENTIAL_KEYS: dict[str, tuple[str, ...]] = {
     "parsalink": ("api_key", "email", "password"),  # an API key, or a JWT login
     "truto": ("token",),
     "salesforce": ("client_id", "client_secret", "token_url", "token"),
+    "hubspot": ("token",),
 }
 
 

@@ -32,7 +32,7 @@ from sync.config.values import (
 from sync.mapping.spec import MappingSpec
 from sync.money_config import CurrencyConfig, RatesConfig
 
-SystemType = Literal["ruddr", "close", "parsalink", "truto", "salesforce"]
+SystemType = Literal["ruddr", "close", "parsalink", "truto", "salesforce", "hubspot"]
 DeletePolicy = Literal["propagate", "unlink", "ignore"]
 
 

@@ -9,7 +9,7 @@ breaks that vendor.
 Credentials keys: ruddr ``token``; close ``api_key``; parsalink ``api_key`` (``pk_…``) or
 ``email`` + ``password``; truto ``token`` (and ``options.integrated_account_id``);
 salesforce ``client_id`` + ``client_secret`` (client credentials, optional ``token_url``) or
-``token``.
+``token``; hubspot ``token`` (a private app's).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ BUILTIN: dict[str, str] = {
     "close": "sync.connectors.close:CloseConnector",
     "truto": "sync.connectors.truto:TrutoConnector",
     "salesforce": "sync.connectors.salesforce:SalesforceConnector",
+    "hubspot": "sync.connectors.hubspot:HubSpotConnector",
 }
 
 #: config ``type`` -> connector class, for classes registered in code (plugins, tests).

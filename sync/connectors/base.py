@@ -71,6 +71,17 @@ class VendorRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SetupFinding:
+    """One result of a connector's own setup checks (``crmsync doctor``): ``level`` ok, warn or
+    problem; ``check`` the doctor's heading; ``fix`` what to do about it, in the vendor's UI."""
+
+    level: Literal["ok", "warn", "problem"]
+    check: str
+    what: str
+    fix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Deletion:
     """A delete seen in a vendor's delete feed."""
 
@@ -240,6 +251,12 @@ class BaseConnector(abc.ABC):
     def load_references(self, kind: str) -> Iterator[Reference]:
         """List every reference of a kind from the vendor (uncached; ``references`` caches).
         Raises ``NotImplementedError`` for a kind the vendor does not have."""
+
+    def setup_findings(self) -> list[SetupFinding]:
+        """What this vendor's setup needs beyond credentials and references (token scopes, a
+        custom field for crmsync's id, the account the system is bound to), checked without
+        writing anything; none by default."""
+        return []
 
     def account_currency(self) -> str | None:
         """The one currency the account holds amounts in, where the API says (None: it does

@@ -29,7 +29,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -50,6 +50,27 @@ DROP_HEADER = "x-emulator-drop"
 #: ``scope["state"]`` key of the callable that aborts the request's connection (set by the
 #: server, ``sync.emulators.server``; absent under other ASGI servers)
 ABORT_STATE = "emulator.abort_connection"
+
+
+#: A vendor endpoint: request in, the vendor's answer out.
+Handler = Callable[[Request], Awaitable[Response]]
+#: The methods a vendor route accepts, so a wrong one meets the vendor's 405, not Starlette's.
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+class VendorError(Exception):
+    """An error answer in the vendor's own shape, raised from deep inside a handler (parsing,
+    validation) and rendered by :meth:`Emulator.dispatch`. Subclasses that keep another shape
+    override :meth:`response`."""
+
+    def __init__(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(status, body)
+        self.status = status
+        self.body = body
+        self.headers = dict(headers or {})
+
+    def response(self) -> Response:
+        return JSONResponse(self.body, self.status, headers=self.headers or None)
 
 
 class _Dropped(Exception):
@@ -224,12 +245,52 @@ class Emulator:
         """Headers the vendor sends on every answer about its limit (none by default)."""
         return {}
 
+    def check_rate_limit(self, request: Request) -> tuple[Response | None, dict[str, str]]:
+        """Draw on the request's budget: (the vendor's 429 or None, the limit headers).
+        One token bucket per ``rate_limit_key`` unless a vendor keeps several budgets."""
+        allowed, left, reset_in = self.rate_limit.take(self.rate_limit_key(request))
+        extra = self.rate_limit_headers(left, reset_in or 1 / self.rate_limit.rate)
+        return (None if allowed else self.rate_limited_response(reset_in)), extra
+
+    def control_routes(self) -> list[BaseRoute]:
+        """Vendor-specific control endpoints under ``/_emulator/`` (none by default)."""
+        return []
+
     def set_fields(self, collection: str, record_id: str, fields: dict[str, Any]) -> None:
         """Set fields the vendor API treats as read-only (``POST /_emulator/set``)."""
         table = self.collections[collection]
         table[record_id].update(fields)
         if isinstance(table, Table):
             table.touch()  # a stamp the order sorts by may have moved
+
+    def not_found_response(self) -> Response:
+        """The vendor's answer to a path it does not have."""
+        return JSONResponse({"error": "Not found."}, 404)
+
+    def method_not_allowed(self, method: str) -> Response:
+        """The vendor's answer to a method a path does not take."""
+        return JSONResponse({"error": f"Method {method} not allowed."}, 405)
+
+    # -- routing -------------------------------------------------------------------------
+    def dispatch(self, **handlers: Handler) -> Handler:
+        """One endpoint for a path: the handler of the request's method (``get=…``,
+        ``post=…``), the vendor's 405 for any other, and a :class:`VendorError` raised
+        anywhere below rendered as the vendor's answer."""
+
+        async def endpoint(request: Request) -> Response:
+            handler = handlers.get(request.method.lower())
+            if handler is None:
+                return self.method_not_allowed(request.method)
+            try:
+                return await handler(request)
+            except VendorError as exc:
+                return exc.response()
+
+        return endpoint
+
+    async def not_found(self, request: Request) -> Response:
+        """The catch-all route's endpoint (``Route("/{path:path}", self.not_found, …)``)."""
+        return self.not_found_response()
 
     # -- listing order -----------------------------------------------------------------
     def ordered(
@@ -263,6 +324,7 @@ class Emulator:
             Route("/_emulator/rate_limit", self._ctl_rate_limit, methods=["POST"]),
             Route("/_emulator/clock", self._ctl_clock, methods=["POST"]),
             Route("/_emulator/set", self._ctl_set, methods=["POST"]),
+            *self.control_routes(),
         ]
         vendor = Starlette(routes=self.vendor_routes())
         vendor.router.redirect_slashes = False
@@ -298,12 +360,11 @@ class Emulator:
         refused = self.authenticate(request)
         if refused is not None:
             return await _render(refused)
-        extra = {}
+        extra: dict[str, str] = {}
         if self.rate_limit.enabled:
-            allowed, left, reset_in = self.rate_limit.take(self.rate_limit_key(request))
-            extra = self.rate_limit_headers(left, reset_in or 1 / self.rate_limit.rate)
-            if not allowed:
-                return await _render(self.rate_limited_response(reset_in), extra)
+            refused, extra = self.check_rate_limit(request)
+            if refused is not None:
+                return await _render(refused, extra)
         faults, rng = self.faults, self._fault_rng
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)

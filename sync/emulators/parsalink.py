@@ -71,7 +71,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode
@@ -83,10 +83,9 @@ from starlette.routing import BaseRoute, Route
 from ulid import ULID
 
 from sync.emulators import reference
-from sync.emulators.base import Emulator, tables
+from sync.emulators.base import ALL_METHODS, Emulator, VendorError, tables
 
 Record = dict[str, Any]
-Handler = Callable[[Request], Awaitable[Response]]
 
 DEFAULT_API_KEY = "pk_test_parsalink"
 DEMO_EMAIL = "demo@parsalink.test"
@@ -95,7 +94,6 @@ ACCESS_TTL = dt.timedelta(hours=1)
 REFRESH_TTL = dt.timedelta(days=30)
 PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
-ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 STAGES = reference.PARSALINK_STAGES
 CLOSED_STAGES = ("closed_won", "closed_lost")
 STAGE_PROBABILITY = {
@@ -148,16 +146,8 @@ def detail(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"detail": message, **extra}, status)
 
 
-class Invalid(Exception):
+class Invalid(VendorError):
     """A DRF-style error answer raised by parsing and validation helpers."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(body)
-        self.status = status
-        self.body = body
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body, self.status)
 
 
 class ParsaLinkEmulator(Emulator):
@@ -203,8 +193,8 @@ class ParsaLinkEmulator(Emulator):
             "/users/": {"get": self._list_users},
         }
         return [
-            *(Route(path, self._dispatch(h), methods=ALL_METHODS) for path, h in routes.items()),
-            Route("/{path:path}", self._not_found, methods=ALL_METHODS),
+            *(Route(path, self.dispatch(**h), methods=ALL_METHODS) for path, h in routes.items()),
+            Route("/{path:path}", self.not_found, methods=ALL_METHODS),
         ]
 
     def authenticate(self, request: Request) -> Response | None:
@@ -377,20 +367,11 @@ class ParsaLinkEmulator(Emulator):
         return full if self.full_list_objects else {k: full[k] for k in SUMMARY_FIELDS}
 
     # -- routing helpers -------------------------------------------------------------------
-    def _dispatch(self, handlers: Mapping[str, Handler]) -> Handler:
-        async def endpoint(request: Request) -> Response:
-            handler = handlers.get(request.method.lower())
-            if handler is None:
-                return detail(405, f'Method "{request.method}" not allowed.')
-            try:
-                return await handler(request)
-            except Invalid as exc:
-                return exc.response()
-
-        return endpoint
-
-    async def _not_found(self, request: Request) -> Response:
+    def not_found_response(self) -> Response:
         return detail(404, "Not found.")
+
+    def method_not_allowed(self, method: str) -> Response:
+        return detail(405, f'Method "{method}" not allowed.')
 
     def _paginate(
         self, request: Request, items: list[Any], render: Callable[[Any], Any]

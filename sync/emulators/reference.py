@@ -89,6 +89,22 @@ SALESFORCE_STAGES: tuple[tuple[str, bool, bool], ...] = (
     ("Closed Lost", True, False),
 )
 
+#: HubSpot's default deal pipeline ("Sales Pipeline", id ``default``): (stage id, label,
+#: probability 0..1, closed). The ids are HubSpot's own for the default pipeline.
+HUBSPOT_STAGES: tuple[tuple[str, str, float, bool], ...] = (
+    ("appointmentscheduled", "Appointment Scheduled", 0.2, False),
+    ("qualifiedtobuy", "Qualified To Buy", 0.4, False),
+    ("presentationscheduled", "Presentation Scheduled", 0.6, False),
+    ("decisionmakerboughtin", "Decision Maker Bought-In", 0.8, False),
+    ("contractsent", "Contract Sent", 0.9, False),
+    ("closedwon", "Closed Won", 1.0, True),
+    ("closedlost", "Closed Lost", 0.0, True),
+)
+#: The HubSpot custom deal properties the shipped config maps: crmsync's id (unique values,
+#: usable as ``idProperty``) and tags.
+HUBSPOT_ID_PROPERTY = "crmsync_id"
+HUBSPOT_TAGS_PROPERTY = "crmsync_tags"
+
 #: Capsule milestones behind Truto's Capsule account: (name, probability %, complete).
 CAPSULE_MILESTONES: tuple[tuple[str, int, bool], ...] = (
     ("New", 10, False),

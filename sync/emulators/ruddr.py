@@ -53,7 +53,7 @@ import json
 import random
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
@@ -62,14 +62,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sync.emulators import reference
-from sync.emulators.base import Emulator, Ordered, tables
+from sync.emulators.base import ALL_METHODS, Emulator, Ordered, VendorError, tables
 
 Record = dict[str, Any]
-Handler = Callable[[Request], Awaitable[Response]]
 
 DEFAULT_TOKEN = "ruddr-test-token"
 WORKSPACE_CURRENCY = "USD"
-ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 PRIORITIES = ("high", "medium", "low")
 READ_ONLY = ("salesforceId", "hubspotId")
 NULLABLE_STRINGS = {"description": 5000, "nextSteps": 255, "cloudFolderUrl": 1024}
@@ -153,11 +151,11 @@ def error(status: int, message: str, errors: list[str] | None = None) -> JSONRes
     return JSONResponse(body, status)
 
 
-class BadRequest(Exception):
+class BadRequest(VendorError):
     """A 400 with Ruddr's body; raised by parsing and validation helpers."""
 
     def __init__(self, message: str, errors: list[str] | None = None) -> None:
-        super().__init__(message)
+        super().__init__(400, message)
         self.message = message
         self.errors = errors
 
@@ -192,29 +190,27 @@ class RuddrEmulator(Emulator):
         return [
             Route(
                 "/opportunities",
-                self._dispatch(get=self._list_opps, post=self._create_opp),
+                self.dispatch(get=self._list_opps, post=self._create_opp),
                 methods=ALL_METHODS,
             ),
             Route(
                 "/opportunities/{id}",
-                self._dispatch(get=self._get_opp, patch=self._patch_opp, delete=self._delete_opp),
+                self.dispatch(get=self._get_opp, patch=self._patch_opp, delete=self._delete_opp),
                 methods=ALL_METHODS,
             ),
             Route(
                 "/companies",
-                self._dispatch(get=self._list_companies, post=self._create_company),
+                self.dispatch(get=self._list_companies, post=self._create_company),
                 methods=ALL_METHODS,
             ),
             Route(
                 "/companies/{id}",
-                self._dispatch(get=self._get_company, patch=self._patch_company),
+                self.dispatch(get=self._get_company, patch=self._patch_company),
                 methods=ALL_METHODS,
             ),
-            Route("/members", self._dispatch(get=self._list_members), methods=ALL_METHODS),
-            Route(
-                "/opportunity-stages", self._dispatch(get=self._list_stages), methods=ALL_METHODS
-            ),
-            Route("/{path:path}", self._not_found, methods=ALL_METHODS),
+            Route("/members", self.dispatch(get=self._list_members), methods=ALL_METHODS),
+            Route("/opportunity-stages", self.dispatch(get=self._list_stages), methods=ALL_METHODS),
+            Route("/{path:path}", self.not_found, methods=ALL_METHODS),
         ]
 
     def authenticate(self, request: Request) -> Response | None:
@@ -473,20 +469,11 @@ class RuddrEmulator(Emulator):
         }
 
     # -- routing helpers -------------------------------------------------------------------
-    def _dispatch(self, **handlers: Handler) -> Handler:
-        async def endpoint(request: Request) -> Response:
-            handler = handlers.get(request.method.lower())
-            if handler is None:
-                return error(405, f"The {request.method} method is not allowed on this resource.")
-            try:
-                return await handler(request)
-            except BadRequest as exc:
-                return exc.response()
-
-        return endpoint
-
-    async def _not_found(self, request: Request) -> Response:
+    def not_found_response(self) -> Response:
         return error(404, "The requested resource was not found.")
+
+    def method_not_allowed(self, method: str) -> Response:
+        return error(405, f"The {method} method is not allowed on this resource.")
 
     def _page(
         self, request: Request, ordered: Ordered, filters: tuple[str, ...] = ()

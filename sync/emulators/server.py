@@ -11,12 +11,8 @@ parsalink  port-base + 3 ``/api``                ``Authorization: Bearer pk_test
 truto      port-base + 4 ``/unified/crm``        ``Authorization: Bearer truto-test-token``
 salesforce port-base + 5 ``/services``           ``Authorization: Bearer sf-test-token``, or
                                                  OAuth client credentials (see the package)
-========== ============= ======================= ==========================================
-
-With the default port base 8710 that is 8711..8715. Each port also answers the control API
-under ``/_emulator/`` (see :mod:`sync.emulators.base`). Sockets are bound before any server
-starts, so a taken port fails fast with ``OSError`` and nothing is left half-running.
-"""
+hubspot    port-base + 6 (host root)             ``Authorization: Bearer hubspot-test-token``
+========== ============= ======================= ==================================="""
 
 from __future__ import annotations
 
@@ -96,6 +92,14 @@ SPECS: dict[str, EmulatorSpec] = {
             5,
             "bearer",
             "sf-test-token",
+        ),
+        EmulatorSpec(
+            "hubspot",
+            "sync.emulators.hubspot",
+            "HubSpotEmulator",
+            6,
+            "bearer",
+            "hubspot-test-token",
         ),
     )
 }

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import httpx
 
-from sync.connectors.base import BaseConnector, Reference
+from sync.connectors.base import BaseConnector, Reference, SetupFinding
 from sync.connectors.errors import AuthFailed, ConnectorError, NotFound
 from sync.engine import companies, doctor_salesforce
 from sync.engine.context import Engine
@@ -35,6 +35,10 @@ CREDENTIALS: dict[str, tuple[str, str]] = {
         "SALESFORCE_CLIENT_SECRET",
         "Salesforce Setup → App Manager → your connected app (client credentials flow)",
     ),
+    "hubspot": (
+        "HUBSPOT_TOKEN",
+        "HubSpot → Settings → Integrations → Private Apps (scopes crm.objects.deals.read/write)",
+    ),
 }
 #: one cheap listing per vendor: proves the credential and read access, carries rate headers
 PROBES: dict[str, tuple[str, dict[str, str]]] = {
@@ -43,6 +47,7 @@ PROBES: dict[str, tuple[str, dict[str, str]]] = {
     "parsalink": ("/opportunities/", {"limit": "1"}),
     "truto": ("/opportunities", {"limit": "1"}),
     "salesforce": ("/services/data/v59.0/query", {"q": "SELECT Id FROM Opportunity LIMIT 1"}),
+    "hubspot": ("/crm/v3/objects/deals", {"limit": "1"}),
 }
 RATE_HEADERS = (
     "ratelimit",
@@ -52,6 +57,8 @@ RATE_HEADERS = (
     "x-ratelimit-limit",
     "x-ratelimit-remaining",
     "x-ratelimit-reset",
+    "x-hubspot-ratelimit-max",
+    "x-hubspot-ratelimit-remaining",
 )
 SHOWN = 5  # examples named per finding
 
@@ -92,6 +99,8 @@ def doctor(engine: Engine, systems: Sequence[str] | None = None) -> dict[str, Sy
                 _close_custom_fields(engine, connector, report)
             if report.vendor == "salesforce":
                 doctor_salesforce.check(engine, connector, report)
+            for finding in _setup_findings(connector):
+                report.add(finding.level, finding.check, finding.what, finding.fix)
     # a checked system that could not be read is not asked again (its finding says why)
     others = {
         name: _references_or_empty(engine, name) for name in engine.systems if name not in reports
@@ -168,6 +177,14 @@ def _probe(engine: Engine, connector: BaseConnector, report: SystemDoctor) -> bo
     return True
 
 
+def _setup_findings(connector: BaseConnector) -> list[SetupFinding]:
+    """The connector's own setup checks; one that cannot run is a problem, not a crash."""
+    try:
+        return connector.setup_findings()
+    except ConnectorError as exc:
+        return [SetupFinding("problem", "setup", f"cannot check the setup: {exc}")]
+
+
 def _write_access(report: SystemDoctor) -> None:
     """No vendor here has an endpoint that says whether a key may write: say so honestly."""
     says = {
@@ -176,6 +193,7 @@ def _write_access(report: SystemDoctor) -> None:
         "parsalink": "a workspace API key may write; a user JWT has that user's role",
         "truto": "Truto writes with the connected account's rights (the CRM user who connected it)",
         "salesforce": "the connected app's run-as user's profile decides (see the org checks)",
+        "hubspot": "a private app writes with its scopes (checked under 'scopes')",
     }
     report.add("ok", "write", says.get(report.vendor, "cannot be checked without writing"))
 

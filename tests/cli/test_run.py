@@ -30,6 +30,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
             "CLOSE_BASE_URL": urls["close"],
             "PARSALINK_BASE_URL": urls["parsalink"],
             "TRUTO_BASE_URL": urls["truto"],
+            "HUBSPOT_BASE_URL": urls["hubspot"],
         }
 
 
@@ -54,9 +55,9 @@ def test_reconcile_after_a_run_heals_nothing_and_status_shows_it(env: dict[str, 
 
 def test_reconcile_rejects_an_unknown_system(env: dict[str, str]) -> None:
     """A typo in --system is a clean usage error naming the configured systems."""
-    code, out = crmsync(env, "reconcile", "--system", "hubspot")
+    code, out = crmsync(env, "reconcile", "--system", "pipedrive")
     assert code != 0
-    assert "unknown system 'hubspot'" in out and "close" in out
+    assert "unknown system 'pipedrive'" in out and "close" in out
 
 
 def _store(env: dict[str, str]) -> Any:

@@ -227,6 +227,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, str]]:
             "CLOSE_BASE_URL": urls["close"],
             "PARSALINK_BASE_URL": urls["parsalink"],
             "TRUTO_BASE_URL": urls["truto"],
+            "HUBSPOT_BASE_URL": urls["hubspot"],
         }
 
 

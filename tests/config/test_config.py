@@ -207,12 +207,12 @@ def test_bad_duration_reads_like_the_issue_example(tmp_path: Path) -> None:
 
 
 def test_unknown_system_type_lists_the_supported_types(tmp_path: Path) -> None:
-    """An unsupported `type` lists the four supported ones."""
+    """An unsupported `type` lists the supported ones."""
     text = replace_line(VALID, "type: close", "type: pipedrive")
     assert only(tmp_path, text) == (
         at(tmp_path, text, "type: pipedrive")
-        + "systems.close.type: expected one of ruddr, close, parsalink, truto or salesforce, "
-        + 'got "pipedrive"'
+        + "systems.close.type: expected one of ruddr, close, parsalink, truto, salesforce or "
+        + 'hubspot, got "pipedrive"'
     )
 
 

@@ -98,15 +98,15 @@ MISTAKES: dict[str, Mistake] = {
         "Prospecting: prospectin",
         "mapping.ruddr.stage.values.Prospecting",
         'maps: "prospecting" (canonical stages: lost, negotiation, proposal, prospecting, '
-        'qualification, won), got "prospectin", which close, parsalink, truto_salesforce '
-        "cannot write",
+        'qualification, won), got "prospectin", which close, parsalink, truto_salesforce, '
+        "hubspot cannot write",
     ),
     "stage-typo-in-a-later-system": Mistake(
         "        Prospecting: prospecting\n",
         "        Prospecting: prospectin\n",
         "Prospecting: prospectin",
         "mapping.close.stage.values.Prospecting",
-        'got "prospectin", which ruddr, parsalink, truto_salesforce cannot write',
+        'got "prospectin", which ruddr, parsalink, truto_salesforce, hubspot cannot write',
         nth=2,
     ),
     "stage-only-one-system-knows": Mistake(
@@ -114,7 +114,7 @@ MISTAKES: dict[str, Mistake] = {
         "        Closed Won: won\n        Discovery: discovery\n",
         "Discovery: discovery",
         "mapping.ruddr.stage.values.Discovery",
-        'got "discovery", which close, parsalink, truto_salesforce cannot write',
+        'got "discovery", which close, parsalink, truto_salesforce, hubspot cannot write',
     ),
     "poll-every-zero": Mistake(
         "    poll_every: 60s",
@@ -242,17 +242,17 @@ MISTAKES: dict[str, Mistake] = {
     ),
     "unknown-system-type": Mistake(
         "    type: parsalink",
-        "    type: hubspot",
-        "type: hubspot",
+        "    type: pipedrive",
+        "type: pipedrive",
         "systems.parsalink.type",
-        'expected one of ruddr, close, parsalink, truto or salesforce, got "hubspot"',
+        'expected one of ruddr, close, parsalink, truto, salesforce or hubspot, got "pipedrive"',
     ),
     "unknown-system-in-priority": Mistake(
         "  priority: [ruddr, close, parsalink, truto_salesforce]",
-        "  priority: [ruddr, hubspot]",
-        "priority: [ruddr, hubspot]",
+        "  priority: [ruddr, pipedrive]",
+        "priority: [ruddr, pipedrive]",
         "conflicts.priority[1]",
-        'got "hubspot"',
+        'got "pipedrive"',
     ),
     "bad-policy": Mistake(
         "  default: latest",

@@ -42,7 +42,8 @@ counter = itertools.count()
 
 
 def _rename(world: World, system: str, deal: str, name: str) -> None:
-    key = f"custom.{name_of.__globals__['CLOSE_NAME']}" if system == "close" else "name"
+    close_key = f"custom.{name_of.__globals__['CLOSE_NAME']}"
+    key = {"close": close_key, "hubspot": "dealname"}.get(system, "name")
     world.users[system].edit(deal, **{key: name})
 
 

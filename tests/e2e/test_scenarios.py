@@ -12,7 +12,7 @@ from tests.e2e.conftest import World
 from tests.e2e.users import CLOSE_NAME
 
 pytestmark = pytest.mark.slow
-SYSTEMS = ["ruddr", "close", "parsalink", "truto_salesforce"]
+SYSTEMS = ["ruddr", "close", "parsalink", "truto_salesforce", "hubspot"]
 
 
 def name_of(system: str, deal: dict[str, Any]) -> Any:

@@ -28,13 +28,25 @@ import pytest
 import sqlalchemy as sa
 
 from sync.emulators.server import Served, running
-from tests.e2e.conftest import AUTH, _user
+from tests.e2e.conftest import AUTH, _user, is_write
 from tests.e2e.test_scenarios import SYSTEMS, name_of
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-TYPE = {"ruddr": "ruddr", "close": "close", "parsalink": "parsalink", "truto_salesforce": "truto"}
-ENV_URL = {"ruddr": "RUDDR", "close": "CLOSE", "parsalink": "PARSALINK", "truto": "TRUTO"}
+TYPE = {
+    "ruddr": "ruddr",
+    "close": "close",
+    "parsalink": "parsalink",
+    "truto_salesforce": "truto",
+    "hubspot": "hubspot",
+}
+ENV_URL = {
+    "ruddr": "RUDDR",
+    "close": "CLOSE",
+    "parsalink": "PARSALINK",
+    "truto": "TRUTO",
+    "hubspot": "HUBSPOT",
+}
 
 
 def amount_of(system: str, deal: dict[str, Any]) -> float | None:
@@ -153,7 +165,7 @@ def test_faults_and_kills_end_with_every_deal_once_holding_its_last_edit(
         r
         for server in served.values()
         for r in server.emulator.requests
-        if r["method"] in ("POST", "PUT", "PATCH", "DELETE") and "_emulator" not in r["path"]
+        if is_write(r) and "_emulator" not in r["path"]
     ]
     assert writes == [], writes[:5]
     # An edit made where a concurrent edit of the same amount had not arrived yet (a killed

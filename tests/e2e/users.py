@@ -256,3 +256,65 @@ class SalesforceUser(VendorUser):
 
     def all(self) -> list[dict[str, Any]]:
         return self._soql("SELECT Id, Name, Amount, StageName, Crmsync_Id__c FROM Opportunity")
+
+
+class HubSpotUser(VendorUser):
+    """A HubSpot user through the CRM v3 API: properties are strings, companies associations."""
+
+    item = "/crm/v3/objects/deals/{}"
+
+    def _lookup_params(self, path: str) -> dict[str, Any]:
+        return {"limit": 100, "properties": "name"} if "companies" in path else {"limit": 100}
+
+    def company_id(self, name: str) -> str:
+        rows = self._ok(self.client.get("/crm/v3/objects/companies", params={"limit": 100}))
+        return str(next(r["id"] for r in rows["results"] if r["properties"]["name"] == name))
+
+    def create(
+        self,
+        name: str,
+        company: str = "Acme Corp",
+        amount: float = 1000.0,
+        stage: str = "appointmentscheduled",
+    ) -> str:
+        body = {
+            "properties": {
+                "dealname": name,
+                "amount": f"{amount:g}",
+                "dealstage": stage,
+                "pipeline": "default",
+                "closedate": "2026-06-30",
+            },
+            "associations": [
+                {
+                    "to": {"id": self.company_id(company)},
+                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5}],
+                }
+            ],
+        }
+        return str(self._ok(self.client.post("/crm/v3/objects/deals", json=body))["id"])
+
+    def edit(self, deal_id: str, **fields: Any) -> dict[str, Any]:
+        properties = {k: "" if v is None else str(v) for k, v in fields.items()}
+        return dict(self._deal("PATCH", deal_id, json={"properties": properties}))
+
+    def get(self, deal_id: str) -> dict[str, Any]:
+        properties = "dealname,amount,dealstage,closedate,description,crmsync_id,hubspot_owner_id"
+        deal = self._ok(
+            self.client.get(self.item.format(deal_id), params={"properties": properties})
+        )
+        return {"id": deal["id"], "name": deal["properties"].get("dealname"), **deal["properties"]}
+
+    def all(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": 100, "properties": "dealname,amount,crmsync_id"}
+        while True:
+            body = self._ok(self.client.get("/crm/v3/objects/deals", params=params))
+            out.extend(
+                {"id": d["id"], "name": d["properties"].get("dealname"), **d["properties"]}
+                for d in body["results"]
+            )
+            following = (body.get("paging") or {}).get("next")
+            if not following:
+                return out
+            params["after"] = following["after"]

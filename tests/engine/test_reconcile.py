@@ -64,15 +64,20 @@ def test_a_lost_push_is_healed_counted_and_journaled(synced: World) -> None:
 
     report = reconcile(synced.engine)
 
-    assert report.healed == 3, report.totals().values
-    for system in ("close", "parsalink", "truto_salesforce"):
+    assert report.healed == 4, report.totals().values
+    for system in ("close", "parsalink", "truto_salesforce", "hubspot"):
         assert report.per_system[system]["healed"] == 1, system
     assert verify(synced.engine).clean
     with synced.engine.session() as session:
         healed = session.exec(
             select(Journal).where(Journal.record_id == record_id, Journal.action == "healed")
         ).all()
-    assert {entry.system for entry in healed} == {"close", "parsalink", "truto_salesforce"}
+    assert {entry.system for entry in healed} == {
+        "close",
+        "parsalink",
+        "truto_salesforce",
+        "hubspot",
+    }
     assert all("differs in amount" in entry.reason for entry in healed)
 
 

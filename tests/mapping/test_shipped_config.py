@@ -45,7 +45,9 @@ def stage_record(system: str, value: str, status: str) -> tuple[dict[str, object
 
 def test_loads_with_emulator_defaults() -> None:
     """With no environment the file points at the local emulators with their test credentials."""
-    assert set(CONFIG.systems) == {"ruddr", "close", "parsalink", "truto_salesforce"}
+    assert set(CONFIG.systems) == {"ruddr", "close", "parsalink", "truto_salesforce", "hubspot"}
+    assert CONFIG.systems["hubspot"].base_url == "http://127.0.0.1:8716"
+    assert CONFIG.systems["hubspot"].credentials == {"token": "hubspot-test-token"}
     assert CONFIG.systems["ruddr"].base_url == "http://127.0.0.1:8711/api/workspace"
     assert CONFIG.systems["close"].base_url == "http://127.0.0.1:8712/api/v1"
     assert CONFIG.systems["parsalink"].base_url == "http://127.0.0.1:8713/api"

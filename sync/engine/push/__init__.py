@@ -36,6 +36,14 @@ from __future__ import annotations
 from sync.engine.push.apply import apply_results
 from sync.engine.push.drain import drain, initial_capture_done
 from sync.engine.push.prepare import claim, prepare
-from sync.engine.push.send import send
+from sync.engine.push.send import send, send_many
 
-__all__ = ["apply_results", "claim", "drain", "initial_capture_done", "prepare", "send"]
+__all__ = [
+    "apply_results",
+    "claim",
+    "drain",
+    "initial_capture_done",
+    "prepare",
+    "send",
+    "send_many",
+]

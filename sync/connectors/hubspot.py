@@ -1,0 +1,427 @@
+"""HubSpot deals (https://developers.hubspot.com/docs/api/crm/deals).
+
+HubSpot's quirks, each handled here and nowhere else:
+
+- **Auth** is a private app's bearer token (scopes ``crm.objects.deals.read/write``,
+  ``crm.objects.companies.read``, ``crm.objects.owners.read``).
+- **Every property value is a string**, read and written; a property without a value is left
+  out of ``properties``. A record's ``data`` is the properties flat (``dealname``, ``amount``,
+  …) plus ``id`` and ``company_id`` (the deal's first associated company), so mapping paths are
+  HubSpot's own property names.
+- **Capture** is ``search`` on ``hs_lastmodifieddate`` (GTE, ascending, 200 a page). One query
+  pages through at most 10,000 results: before that, the window restarts at the last stamp seen,
+  and deals already yielded at that stamp are dropped when the new window re-reads them
+  (https://developers.hubspot.com/docs/api/crm/search). Search lags writes by seconds: the
+  engine's lookback overlaps the cursor. Search results carry no associations: the companies of a
+  page come from one v4 batch read.
+- **Deletes** are archives: search never returns them, ``GET …/deals?archived=true`` lists them
+  with ``archivedAt``.
+- **Creates are idempotent by crmsync's id**: the mapping's ``record_id`` names a custom property
+  with unique values (``options.id_property``, default ``crmsync_id``). A create HubSpot answers
+  409 (the id already exists: an earlier attempt whose answer was lost) adopts that deal.
+- **Companies** are associations: on create in the body (type 5, primary), on update through
+  the v4 default association (the old ones are removed).
+- **Limits**: ten-secondly and daily budgets per account, reported in ``X-HubSpot-RateLimit-*``
+  headers; a 429's ``policyName`` says which (https://developers.hubspot.com/docs/api/usage-details).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import httpx
+
+from sync.connectors import hubspot_batch, hubspot_refs, hubspot_setup
+from sync.connectors.base import (
+    BaseConnector,
+    CaptureMode,
+    Deletion,
+    ListingClock,
+    Reference,
+    SetupFinding,
+    VendorRecord,
+)
+from sync.connectors.errors import AuthFailed, ConnectorError, Rejected
+from sync.connectors.hubspot_batch import COMPANY_FIELD, association, split
+from sync.connectors.hubspot_setup import TokenAuth
+from sync.timefmt import parse_http_date, parse_optional_timestamp, parse_timestamp, utcnow
+
+DEALS = "/crm/v3/objects/deals"
+SEARCH_PAGE = 200
+SEARCH_CAP = 10_000
+LIST_PAGE = 100
+#: what a capture reads of every deal (custom ones are added from the options)
+PROPERTIES = (
+    "dealname",
+    "dealstage",
+    "pipeline",
+    "amount",
+    "deal_currency_code",
+    "closedate",
+    "hubspot_owner_id",
+    "description",
+    "hs_next_step",
+    "hs_priority",
+    "dealtype",
+    "closed_lost_reason",
+    "hs_deal_stage_probability",
+    "hs_is_closed_won",
+    "hs_is_closed",
+    "createdate",
+    "hs_lastmodifieddate",
+)
+#: seconds to wait per 429 policy when the answer gives nothing better
+POLICY_WAIT = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0, "DAILY": 3600.0}
+
+
+class HubSpotConnector(BaseConnector):
+    """Deals in one HubSpot portal.
+
+    Options: ``id_property`` (default ``crmsync_id``: a deal property with unique values where
+    crmsync keeps its id), ``properties`` (extra deal properties the mapping reads),
+    ``portal_id`` (the portal the system is bound to; checked against the token's).
+    """
+
+    vendor: ClassVar[str] = "hubspot"
+    capture: ClassVar[CaptureMode] = "incremental"
+    has_delete_feed: ClassVar[bool] = True
+    max_page_size: ClassVar[int] = SEARCH_PAGE
+    batch_limit: ClassVar[int] = 100  # batch/create and batch/update take 100 inputs
+
+    @property
+    def id_property(self) -> str:
+        return str(self.options.get("id_property") or "crmsync_id")
+
+    def properties(self) -> list[str]:
+        extra = [str(p) for p in self.options.get("properties") or []]
+        return list(dict.fromkeys([*PROPERTIES, self.id_property, *extra]))
+
+    # -- capture -------------------------------------------------------------------------------
+    def list_changed(self, since: dt.datetime) -> Iterator[list[VendorRecord]]:
+        """Deals modified at or after ``since``, oldest first, re-windowed before the cap."""
+        self.check_portal()
+        self.listing_clock = None
+        window = _ms(since)
+        after = 0
+        tail_stamp, tail_ids = window, set[str]()  # ids already yielded at the latest stamp
+        while True:
+            body = self._search(window, after)
+            page = [
+                item
+                for item in body.get("results") or []
+                if not (_stamp_ms(item) == window and item["id"] in tail_ids)
+            ]
+            for item in body.get("results") or []:
+                stamp = _stamp_ms(item)
+                if stamp > tail_stamp:
+                    tail_stamp, tail_ids = stamp, set()
+                tail_ids.add(str(item["id"]))
+            if page:
+                yield self.with_companies(page)
+            following = ((body.get("paging") or {}).get("next") or {}).get("after")
+            if not following or not body.get("results"):
+                return
+            if int(following) + SEARCH_PAGE > SEARCH_CAP:  # the next pages would pass the cap
+                if tail_stamp == window:
+                    raise ConnectorError(
+                        f"hubspot: more than {SEARCH_CAP} deals share the modification stamp "
+                        f"{window}; the search cannot page past them",
+                        system=self.system,
+                    )
+                window, after = tail_stamp, 0
+            else:
+                after = int(following)
+
+    def _search(self, window: int, after: int) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "filterGroups": [
+                {
+                    "filters": [
+                        {
+                            "propertyName": "hs_lastmodifieddate",
+                            "operator": "GTE",
+                            "value": str(window),
+                        }
+                    ]
+                }
+            ],
+            "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+            "properties": self.properties(),
+            "limit": SEARCH_PAGE,
+        }
+        if after:
+            body["after"] = str(after)
+        response = self._request("POST", f"{DEALS}/search", json=body)
+        if self.listing_clock is None:
+            self.listing_clock = ListingClock(
+                parse_http_date(response.headers.get("date")), utcnow()
+            )
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def scan(self) -> Iterator[list[VendorRecord]]:
+        """Every deal, through the plain list (100 a page, companies included)."""
+        self.check_portal()
+        self.listing_clock = None
+        for page in self._list_pages(archived=False, clocked=True):
+            yield [self.to_record(item) for item in page]
+
+    def _list_pages(
+        self, *, archived: bool, clocked: bool = False
+    ) -> Iterator[list[dict[str, Any]]]:
+        params: dict[str, Any] = {
+            "limit": LIST_PAGE,
+            "properties": ",".join(self.properties()),
+            "associations": "companies",
+            "archived": str(archived).lower(),
+        }
+        while True:
+            response = self._request("GET", DEALS, params=params)
+            if clocked and self.listing_clock is None:
+                self.listing_clock = ListingClock(
+                    parse_http_date(response.headers.get("date")), utcnow()
+                )
+            body = response.json()
+            results = body.get("results") or []
+            if results:
+                yield results
+            following = ((body.get("paging") or {}).get("next") or {}).get("after")
+            if not following or not results or following == params.get("after"):
+                return
+            params["after"] = following
+
+    def deleted_since(self, since: dt.datetime) -> Iterator[Deletion]:
+        """Deals archived at or after ``since`` (the archived listing, read in full)."""
+        for page in self._list_pages(archived=True):
+            for item in page:
+                at = parse_optional_timestamp(item.get("archivedAt"))
+                if at is not None and at >= since:
+                    yield Deletion(str(item["id"]), at)
+
+    def with_companies(self, items: list[dict[str, Any]]) -> list[VendorRecord]:
+        """Search results with their companies (one v4 batch read per page)."""
+        companies = self._companies_of([str(item["id"]) for item in items])
+        return [self.to_record(item, companies.get(str(item["id"]))) for item in items]
+
+    def _companies_of(self, deal_ids: list[str]) -> dict[str, str]:
+        body = {"inputs": [{"id": deal_id} for deal_id in deal_ids]}
+        answer = self._request(
+            "POST", "/crm/v4/associations/deals/companies/batch/read", json=body
+        ).json()
+        found: dict[str, str] = {}
+        for result in answer.get("results") or []:
+            targets = result.get("to") or []
+            if targets:
+                found[str(result["from"]["id"])] = str(targets[0]["toObjectId"])
+        return found
+
+    def to_record(self, item: Mapping[str, Any], company: str | None = None) -> VendorRecord:
+        """A deal as crmsync maps it: the properties flat, ``id`` and ``company_id``."""
+        data: dict[str, Any] = dict(item.get("properties") or {})
+        data["id"] = str(item["id"])
+        if company is None:
+            linked = ((item.get("associations") or {}).get("companies") or {}).get("results") or []
+            company = str(linked[0]["id"]) if linked else None
+        data[COMPANY_FIELD] = company
+        stamp = data.get("hs_lastmodifieddate") or item.get("updatedAt")
+        return VendorRecord(
+            data["id"],
+            parse_timestamp(str(stamp)),
+            data,
+            created=parse_optional_timestamp(data.get("createdate") or item.get("createdAt")),
+        )
+
+    # -- single records ------------------------------------------------------------------------
+    def get(self, external_id: str) -> VendorRecord:
+        params = {"properties": ",".join(self.properties()), "associations": "companies"}
+        response = self._request("GET", f"{DEALS}/{external_id}", params=params, record=external_id)
+        return self.to_record(response.json())
+
+    def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
+        """Create a deal with its company association; a 409 on crmsync's id (a lost earlier
+        answer) adopts the deal that holds it."""
+        properties, company = split(payload)
+        body: dict[str, Any] = {"properties": properties}
+        if company:
+            body["associations"] = [association(company)]
+        try:
+            response = self._request("POST", DEALS, json=body, record=idempotency_key)
+        except Rejected as exc:
+            own_id = properties.get(self.id_property)
+            if exc.status != 409 or not own_id:
+                raise
+            return self._by_own_id(own_id)
+        return self.to_record(response.json(), company)
+
+    def _by_own_id(self, own_id: str) -> VendorRecord:
+        params = {
+            "idProperty": self.id_property,
+            "properties": ",".join(self.properties()),
+            "associations": "companies",
+        }
+        response = self._request("GET", f"{DEALS}/{own_id}", params=params, record=own_id)
+        return self.to_record(response.json())
+
+    def update(self, external_id: str, payload: Mapping[str, Any]) -> VendorRecord:
+        """PATCH the properties given; a company moves the deal's association."""
+        properties, company = split(payload)
+        answer: dict[str, Any] = {"id": external_id, "properties": {}}
+        if properties or not company:
+            response = self._request(
+                "PATCH",
+                f"{DEALS}/{external_id}",
+                json={"properties": properties},
+                record=external_id,
+            )
+            answer = response.json()
+        if COMPANY_FIELD in payload:
+            self.move_company(external_id, company)
+        record = (
+            self.to_record(answer, company) if answer.get("properties") else self.get(external_id)
+        )
+        if COMPANY_FIELD in payload:
+            record.data[COMPANY_FIELD] = company
+        return record
+
+    def move_company(self, deal_id: str, company: str | None) -> None:
+        base = f"/crm/v4/objects/deals/{deal_id}/associations"
+        current = self._request("GET", f"{base}/companies", record=deal_id).json()
+        for item in current.get("results") or []:
+            other = str(item["toObjectId"])
+            if other != company:
+                self._request("DELETE", f"{base}/companies/{other}", record=deal_id)
+        if company:
+            self._request("PUT", f"{base}/default/companies/{company}", record=deal_id)
+
+    def delete(self, external_id: str) -> None:
+        self._request("DELETE", f"{DEALS}/{external_id}", record=external_id)
+
+    def create_many(
+        self, items: Sequence[tuple[Mapping[str, Any], str]]
+    ) -> list[VendorRecord | ConnectorError]:
+        """One ``batch/create`` (see ``sync.connectors.hubspot_batch``)."""
+        return hubspot_batch.create_many(self, items)
+
+    def update_many(
+        self, items: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[VendorRecord | ConnectorError]:
+        """One ``batch/update`` (see ``sync.connectors.hubspot_batch``)."""
+        return hubspot_batch.update_many(self, items)
+
+    def request_json(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A JSON request whose answer is a JSON object (the batch writes' one call)."""
+        answer: dict[str, Any] = self._request(method, url, json=body).json()
+        return answer
+
+    def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
+        """Deals created at or after ``created_after`` (named ``name``), through search."""
+        filters: list[dict[str, Any]] = [
+            {"propertyName": "createdate", "operator": "GTE", "value": str(_ms(created_after))}
+        ]
+        if name is not None:
+            filters.append({"propertyName": "dealname", "operator": "EQ", "value": name})
+        body = {
+            "filterGroups": [{"filters": filters}],
+            "properties": self.properties(),
+            "limit": SEARCH_PAGE,
+        }
+        found = self._request("POST", f"{DEALS}/search", json=body).json().get("results") or []
+        records = self.with_companies(found) if found else []
+        return [r for r in records if name is None or r.data.get("dealname") == name]
+
+    # -- references and the portal --------------------------------------------------------------
+    def load_references(self, kind: str) -> Iterator[Reference]:
+        """Companies by name, owners by e-mail, stages by label (``hubspot_refs``)."""
+        return hubspot_refs.load(self, kind)
+
+    def create_reference(self, kind: str, key: str) -> Reference:
+        if kind != "company":
+            raise NotImplementedError(f"hubspot cannot create {kind} references")
+        made = self._request(
+            "POST", "/crm/v3/objects/companies", json={"properties": {"name": key}}
+        ).json()
+        reference = Reference("company", str(made["id"]), key)
+        self._remember_reference(reference)
+        return reference
+
+    def portal(self) -> dict[str, Any]:
+        """The portal (``account-info/v3/details``): id, company and additional currencies."""
+        cached: dict[str, Any] | None = getattr(self, "_portal", None)
+        if cached is None:
+            cached = dict(self._request("GET", "/account-info/v3/details").json())
+            self._portal = cached
+        return cached
+
+    def check_portal(self) -> None:
+        """Refuse to read a portal other than the one the system is bound to
+        (``options.portal_id``): its deals are not the ones our links name."""
+        bound = str(self.options.get("portal_id") or "")
+        found = str(self.portal().get("portalId") or "") if bound else ""
+        if bound and found != bound:
+            raise AuthFailed(
+                f"the token belongs to portal {found}, the system is bound to portal {bound}: "
+                f"use that portal's token, or `crmsync rebind {self.system}`",
+                system=self.system,
+            )
+
+    def account_currency(self) -> str | None:
+        currency = self.portal().get("companyCurrency")
+        return str(currency).upper() if currency else None
+
+    # -- setup (crmsync doctor) ----------------------------------------------------------------
+    @classmethod
+    def make_auth(cls, credentials: Mapping[str, str], *, base_url: str) -> httpx.Auth | None:
+        """Bearer ``credentials.token``; the auth keeps the token for the scope check."""
+        token = credentials.get("token")
+        if not token:
+            raise AuthFailed("hubspot needs credentials.token", system=cls.vendor)
+        return TokenAuth(token)
+
+    def setup_findings(self) -> list[SetupFinding]:
+        """The token's scopes, crmsync's id property, the portal and its currencies."""
+        return hubspot_setup.findings(self)
+
+    def get_json(self, url: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A GET whose answer is a JSON object (references, setup checks)."""
+        answer: dict[str, Any] = self._request("GET", url, params=params).json()
+        return answer
+
+    # -- vendor error signals --------------------------------------------------------------------
+    def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
+        """HubSpot's ``message``, and each refused property from ``errors[].context``."""
+        try:
+            body = response.json()
+        except ValueError:
+            return response.text[:500] or response.reason_phrase, {}
+        if not isinstance(body, dict):
+            return str(body), {}
+        fields: dict[str, str] = {}
+        for error in body.get("errors") or []:
+            for name in (error.get("context") or {}).get("propertyName") or []:
+                fields[str(name)] = str(error.get("message"))
+        message = str(body.get("message") or response.reason_phrase)
+        if fields:
+            message = "; ".join(f"{name}: {text}" for name, text in fields.items())
+        return message, fields
+
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """``Retry-After`` when sent, else the wait the 429's ``policyName`` implies."""
+        header = super().retry_after(response)
+        if header is not None:
+            return header
+        try:
+            policy = response.json().get("policyName")
+        except (ValueError, AttributeError):
+            return None
+        return POLICY_WAIT.get(str(policy))
+
+
+def _ms(moment: dt.datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _stamp_ms(item: Mapping[str, Any]) -> int:
+    props = item.get("properties") or {}
+    return _ms(parse_timestamp(str(props.get("hs_lastmodifieddate") or item.get("updatedAt"))))

@@ -1,0 +1,96 @@
+"""HubSpot end to end, through the vendors' own APIs: its edits reach the others and back,
+Ruddr's ``hubspotId`` links instead of duplicating, batch creates survive lost answers, and a
+207 parks only the deal HubSpot refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from sync.store.models import DeadLetter, Link
+from tests.e2e.conftest import World, make_world
+from tests.e2e.test_scenarios import amount_in, count_named, link_of, record_of
+
+pytestmark = pytest.mark.slow
+
+
+def batch_creates(world: World) -> int:
+    return sum(
+        1 for r in world.emulators["hubspot"].requests if r["path"].endswith("/batch/create")
+    )
+
+
+def test_an_edit_in_hubspot_reaches_ruddr_and_an_edit_in_ruddr_comes_back(world: World) -> None:
+    """A deal made in HubSpot appears in Ruddr; its amount edited in HubSpot reaches Ruddr, its
+    name edited in Ruddr reaches HubSpot."""
+    world.cycle()
+    deal = world.users["hubspot"].create("From HubSpot", amount=1200)
+    world.converge(cycles=2)
+    record = record_of(world, "hubspot", deal)
+    ruddr_id = link_of(world, "ruddr", record).external_id
+    world.users["hubspot"].edit(deal, amount="3400")
+    world.converge(cycles=2)
+    assert amount_in(world, "ruddr", ruddr_id) == 3400
+    world.users["ruddr"].edit(ruddr_id, name="Renamed in Ruddr")
+    report = world.converge(cycles=2)
+    assert world.users["hubspot"].get(deal)["dealname"] == "Renamed in Ruddr"
+    assert not report.systems["hubspot"].drift
+
+
+def test_ruddr_deals_carrying_a_hubspot_id_are_linked_never_duplicated(tmp_path: Path) -> None:
+    """A first run where Ruddr and HubSpot already hold the same deals (Ruddr's ``hubspotId``
+    names the HubSpot deal): each pair is one record, nothing is created twice."""
+    world = make_world(tmp_path, seed=3, first_run="automatic")
+    try:
+        carried = {d["id"]: d["hubspotId"] for d in world.users["ruddr"].all() if d["hubspotId"]}
+        assert carried
+        world.converge(cycles=3)
+        for ruddr_id, hubspot_id in carried.items():
+            record = record_of(world, "ruddr", ruddr_id)
+            assert link_of(world, "hubspot", record).external_id == hubspot_id
+            name = world.users["ruddr"].get(ruddr_id)["name"]
+            assert count_named(world, "hubspot", name) == 1
+    finally:
+        world.engine.close()
+
+
+def test_a_lost_answer_to_a_batch_create_leaves_no_duplicate(world: World) -> None:
+    """HubSpot commits a batch create and the answer is lost: the retries adopt the deals
+    (by crmsync's id), each exists once."""
+    world.cycle()
+    names = [f"Batch lost {i}" for i in range(5)]
+    for name in names:
+        world.users["ruddr"].create(name)
+    world.faults("hubspot", fail_after_commit_rate=1.0)
+    world.cycle()
+    world.faults("hubspot")
+    world.time_passes()
+    report = world.converge(cycles=3)
+    for name in names:
+        assert count_named(world, "hubspot", name) == 1
+    assert not report.systems["hubspot"].duplicates
+
+
+def test_a_207_parks_only_the_deal_hubspot_refused(world: World) -> None:
+    """One batch create of three deals, one of them at a company deleted in HubSpot meanwhile:
+    the two others are created, the third is a dead letter with HubSpot's own message."""
+    world.cycle()
+    hubspot = world.emulators["hubspot"]
+    companies = hubspot.collections["companies"]
+    gone = next(cid for cid, c in companies.items() if c["props"]["name"] == "Initech")
+    for name, company in (("Kept 1", "Acme Corp"), ("Kept 2", "Globex"), ("Parked", "Initech")):
+        world.users["ruddr"].create(name, company=company)
+    del companies[gone]  # after crmsync read the company list: its id is still in our refs
+    hubspot.requests.clear()
+    world.cycle()
+    assert batch_creates(world) == 1
+    assert count_named(world, "hubspot", "Kept 1") == count_named(world, "hubspot", "Kept 2") == 1
+    assert count_named(world, "hubspot", "Parked") == 0
+    with world.engine.session() as session:
+        letters = session.exec(select(DeadLetter).where(DeadLetter.system == "hubspot")).all()
+        parked = session.exec(select(Link).where(Link.system == "hubspot")).all()
+    assert len(letters) == 1 and "No company with id" in letters[0].error
+    assert all(count_named(world, s, "Parked") == 1 for s in ("close", "parsalink"))
+    assert len(parked) >= 2
