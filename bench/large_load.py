@@ -174,13 +174,13 @@ def _store_counts(engine: Engine) -> dict[str, int]:
         ).all()
     creates = {str(system): int(count) for system, count in per_system}
     batched = sum(
-        math.ceil(count / engine.connector(system).batch_size) for system, count in creates.items()
+        math.ceil(count / engine.connector(system).batch_limit) for system, count in creates.items()
     )
     return {
         "records": int(records),
         "links": int(links),
         "creates": sum(creates.values()),
-        "create_requests": batched,  # a batch of batch_size creates is one request
+        "create_requests": batched,  # a batch of batch_limit creates is one request
     }
 
 

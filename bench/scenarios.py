@@ -227,7 +227,7 @@ def tally(
             throttled=sum(1 for r in log if int(r["status"]) == 429),
         )
         # a vendor that writes in batches: a batch is one request
-        batch = world.engine.connector(name).batch_size
+        batch = world.engine.connector(name).batch_limit
         writes = math.ceil(ideal_writes[name] / batch)
         calls.ideal = ideal_lists[name] + writes + len(distinct_refs)
         out[name] = calls
