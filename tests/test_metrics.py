@@ -3,6 +3,7 @@ budgets come from each vendor's own rate-limit headers, latency and propagation 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -32,9 +33,25 @@ def test_a_store_that_cannot_answer_leaves_the_rest_of_the_scrape_standing() -> 
 @pytest.mark.parametrize(
     ("headers", "budget"),
     [
-        ({"ratelimit": "limit=160, remaining=40, reset=8"}, Budget(40, 160)),  # Close
-        ({"RateLimit-Limit": "10", "RateLimit-Remaining": "1"}, Budget(1, 10)),  # Truto
+        ({"ratelimit": "limit=160, remaining=40, reset=8"}, Budget(40, 160, 8)),  # Close
+        (  # Truto: the reset is a delay in seconds
+            {"RateLimit-Limit": "10", "RateLimit-Remaining": "1", "RateLimit-Reset": "3"},
+            Budget(1, 10, 3),
+        ),
         ({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "99"}, Budget(99, 100)),
+        ({"Sforce-Limit-Info": "api-usage=18/15000"}, Budget(14982, 15000, window="day")),
+        (  # HubSpot: the burst window when sent
+            {
+                "X-HubSpot-RateLimit-Max": "190",
+                "X-HubSpot-RateLimit-Remaining": "189",
+                "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+            },
+            Budget(189, 190, window="10 s"),
+        ),
+        (
+            {"X-HubSpot-RateLimit-Daily": "650000", "X-HubSpot-RateLimit-Daily-Remaining": "5"},
+            Budget(5, 650000, window="day"),
+        ),
         ({"X-RateLimit-Limit": "0", "X-RateLimit-Remaining": "0"}, None),
         ({"content-type": "application/json"}, None),
     ],
@@ -43,6 +60,20 @@ def test_the_budget_comes_from_the_vendors_own_headers(
     headers: dict[str, str], budget: Budget | None
 ) -> None:
     assert budget_from_headers(headers) == budget
+
+
+def test_a_unix_reset_becomes_the_seconds_left_and_the_latest_budget_is_kept() -> None:
+    """ParsaLink's ``X-RateLimit-Reset`` is a Unix second: it is read as the time left; the
+    stats keep each system's latest budget for the store (the admin is another process)."""
+    soon = str(int(time.time()) + 30)
+    headers = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "7", "X-RateLimit-Reset": soon}
+    stats = RequestStats()
+    stats.record("pl", "get", 200, 0.1, headers)
+    stats.record("pl", "get", 200, 0.1, {"content-type": "application/json"})
+    seen = stats.latest_budget("pl")
+    assert seen is not None and (seen.budget.remaining, seen.budget.limit) == (7, 100)
+    assert seen.budget.reset_in is not None and 0 < seen.budget.reset_in <= 31
+    assert stats.latest_budget("other") is None
 
 
 def test_each_attempt_feeds_the_latency_histogram_and_the_budget_gauge() -> None:

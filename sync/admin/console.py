@@ -18,7 +18,7 @@ from sync.admin.api import backend_of, system_param
 from sync.admin.auth import COOKIE, clear_cookie, set_cookie
 from sync.admin.html import badge, e, link, page, table, when
 from sync.admin.limits import int_param
-from sync.engine import operations
+from sync.engine import budget, operations
 
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"console.css": "text/css", "console.js": "text/javascript"}
@@ -99,8 +99,8 @@ def home(request: Request) -> Response:
 def overview(request: Request) -> HTMLResponse:
     body = (
         '<p class="hint">Updates every two seconds, without reloading. Lag: time since the '
-        "last poll. API budget left: what the vendor says remains of its rate-limit window "
-        "(no connector reports it yet).</p>"
+        "last poll. API budget left: what the vendor's rate-limit headers said remains of its "
+        "allowance at the last poll (&ldquo;not reported&rdquo;: the vendor sends none).</p>"
         '<div data-refresh="/console/fragments/overview" data-every="2000" aria-live="off">'
         f"{overview_fragment_html(request)}</div>"
     )
@@ -136,7 +136,7 @@ def overview_fragment_html(request: Request) -> str:
                 link("/console/deadletters", row["dead_letters"]),
                 e(row["healed"]) if row["healed"] is not None else "none yet",
                 held,
-                e(views.budget_left(engine, row["system"])),
+                e(budget.describe(row["budget"]) or "not reported"),
             ]
         )
     headers = (

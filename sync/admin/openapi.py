@@ -63,6 +63,20 @@ SCHEMAS: dict[str, Any] = {
         healed=_NI,
         held=_NS,
         held_deletes={"type": "integer"},
+        budget={
+            "type": ["object", "null"],
+            "description": "What the vendor's rate-limit headers last said is left (null: "
+            "it reports none). reset_at: when the allowance is whole again, if it says; "
+            "window: its period when it names one (Salesforce: day).",
+            "required": ["remaining", "limit", "seen_at"],
+            "properties": {
+                "remaining": {"type": "number"},
+                "limit": {"type": "number"},
+                "reset_at": _NS,
+                "window": _NS,
+                "seen_at": _S,
+            },
+        },
     ),
     "Status": _obj(
         ["systems", "runs"],

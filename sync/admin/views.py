@@ -260,9 +260,3 @@ def waiting_count(engine: Engine) -> int:
     count = 1 if gate.state == "review" else 0
     count += first_run.held_for_review(engine)
     return count + len(guard.holds(engine))
-
-
-def budget_left(engine: Engine, system: str) -> str:
-    """The requests the vendor says are left in its window. No connector keeps the vendor's
-    rate-limit headers yet, so this says so rather than guess."""
-    return "not reported"

@@ -9,12 +9,16 @@ Pushes are never starved by it: a backlog of pushes takes the rechecks' share fi
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from typing import Any
 
 from sqlmodel import Session
 
 from sync.config.models import SystemConfig
+from sync.connectors.http.stats import REQUEST_STATS
 from sync.store import outbox
+from sync.timefmt import format_iso, parse_timestamp
 
 #: without a configured rate limit the allowance is unknown: the share applies to a page's
 #: worth of deals a scan (0.25 -> 25 rechecks a scan)
@@ -38,3 +42,47 @@ def rechecks_per_scan(cfg: SystemConfig, owed: int) -> int:
 def recheck_budget(session: Session, cfg: SystemConfig, system: str) -> int:
     """:func:`rechecks_per_scan` with the pushes the store owes ``system`` now."""
     return rechecks_per_scan(cfg, outbox.open_per_system(session).get(system, 0))
+
+
+def announced(system: str) -> dict[str, Any] | None:
+    """What the vendor's rate-limit headers last said is left (``cursors.budget``): counted
+    by the transport in this process, stored with the poll's commit so other processes (the
+    admin, ``status``) can show it. None when the system announced nothing yet."""
+    seen = REQUEST_STATS.latest_budget(system)
+    if seen is None:
+        return None
+    budget = seen.budget
+    reset_at = None
+    if budget.reset_in is not None:
+        reset_at = format_iso(seen.seen_at + dt.timedelta(seconds=budget.reset_in))
+    return {
+        "remaining": budget.remaining,
+        "limit": budget.limit,
+        "reset_at": reset_at,
+        "window": budget.window,
+        "seen_at": format_iso(seen.seen_at),
+    }
+
+
+def describe(budget: dict[str, Any] | None) -> str | None:
+    """One line for people: ``58/60 requests left, full again at 04:01:09 UTC (as of
+    04:01:02)``; None when the vendor reported nothing. Times are the stored UTC stamps, as
+    every other time ``status`` and the console show."""
+    if not budget:
+        return None
+    text = f"{budget['remaining']:g}/{budget['limit']:g} requests left"
+    window = budget.get("window")
+    if window == "day":
+        text += " of the daily allowance"
+    elif window:
+        text += f" per {window}"
+    if budget.get("reset_at"):
+        text += f", full again at {_clock(budget['reset_at'])} UTC"
+    return f"{text} (as of {_clock(budget['seen_at'])})"
+
+
+def _clock(stamp: str) -> str:
+    """The stored stamp's time of day, with its date when it is not today's."""
+    at = parse_timestamp(stamp)
+    today = at.date() == dt.datetime.now(dt.UTC).date()
+    return at.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M:%S")

@@ -23,6 +23,7 @@ import structlog
 
 from sync.connectors.errors import ConnectorError
 from sync.engine import bindings, first_run
+from sync.engine.budget import announced
 from sync.engine.capture import capture
 from sync.engine.context import Counts, Engine, new_id
 from sync.engine.push import drain
@@ -111,6 +112,7 @@ def poll(engine: Engine, system: str, *, full: bool = False, run_id: str | None 
         with engine.session() as session:
             cursor = cursors.get(session, system) or Cursor(system=system)
             cursor.last_error = str(exc)[:1000]
+            cursor.budget = announced(system) or cursor.budget  # a 429 says what is left too
             session.add(cursor)
             session.commit()
         log.warning("capture_failed", system=system, error=str(exc))

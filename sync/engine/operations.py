@@ -105,6 +105,7 @@ def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[s
                 "held": states[system].held if system in states else None,
                 "held_message": states[system].held_message if system in states else None,
                 "held_deletes": held_deletes.get(system, 0),
+                "budget": cursor.budget if cursor else None,
             }
         )
     return rows

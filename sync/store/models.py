@@ -102,7 +102,10 @@ class Cursor(SQLModel, table=True):
     ``watermark``: the vendor's own clock at the start of the last *complete* listing (from its
     HTTP ``Date``). Every record the vendor had committed before it was seen, so the next
     incremental poll asks from ``watermark - lookback`` instead of re-reading from the newest
-    stamp; null until a complete listing answered with a ``Date``."""
+    stamp; null until a complete listing answered with a ``Date``. ``budget``: the request
+    allowance the vendor's rate-limit headers last announced (``remaining``, ``limit``,
+    ``reset_at``, ``window``, ``seen_at``), written with the poll's own commit so the admin
+    process, which sends no requests, can show it; null when the vendor reports none."""
 
     __tablename__ = "cursors"
 
@@ -114,6 +117,7 @@ class Cursor(SQLModel, table=True):
     last_poll_at: dt.datetime | None = None
     last_full_scan_at: dt.datetime | None = None
     last_error: str | None = None
+    budget: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     updated_at: dt.datetime = Field(default_factory=utcnow)
 
 

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from sync.engine import first_run, guard, operations
+from sync.engine.cycle import poll
 from tests.admin.browser import (
     TOKEN,
     Served,
@@ -25,6 +26,7 @@ from tests.admin.browser import (
 )
 from tests.e2e.conftest import World, make_world
 from tests.e2e.test_scenarios import link_of, record_of
+from tests.engine.test_push_concurrency import set_rate_limit
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +42,10 @@ def world(tmp_path: Path) -> Iterator[World]:
 def served(world: World) -> Iterator[Served]:
     with serve(world) as running:
         yield running
+
+
+#: the overview's cells after the row's heading (the system)
+OVERVIEW_COLUMNS = 13
 
 
 def _row(page: Any, system: str) -> Any:
@@ -289,3 +295,17 @@ def test_a_resync_started_from_the_console_is_followed_until_done(
     page.goto(f"{served.url}/docs")
     expect(page.get_by_role("heading", name="crmsync admin API")).to_be_visible()
     check_page(page, "docs")
+
+
+def test_the_overview_shows_the_api_budget_each_vendor_reports(page: Any, served: Served) -> None:
+    """Close enforces its limit (burst 37): after a poll its row says how many requests its
+    ``ratelimit`` header left; Ruddr, which sends no such header, says "not reported"."""
+    world = served.world
+    set_rate_limit(world, "close", rate=100, burst=37)
+    poll(world.engine, "close")
+    poll(world.engine, "ruddr")
+    sign_in(page, served)
+    budget = OVERVIEW_COLUMNS - 1  # the last cell of a row
+    expect(_row(page, "close").locator("td").nth(budget)).to_contain_text("/37 requests left")
+    expect(_row(page, "ruddr").locator("td").nth(budget)).to_have_text("not reported")
+    check_page(page, "overview-budget")

@@ -8,6 +8,7 @@ go to the ``observers`` (:mod:`sync.metrics` adds one); nothing here knows about
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 from collections import Counter
@@ -22,10 +23,22 @@ class RequestKey(NamedTuple):
 
 
 class Budget(NamedTuple):
-    """What a vendor's rate-limit headers said was left of its request allowance."""
+    """What a vendor's rate-limit headers said was left of its request allowance.
+
+    ``reset_in``: seconds until the allowance is whole again, when the vendor says;
+    ``window``: the allowance's period when the vendor names it (Salesforce's is a day)."""
 
     remaining: float
     limit: float
+    reset_in: float | None = None
+    window: str | None = None
+
+
+class SeenBudget(NamedTuple):
+    """The latest budget a system's responses announced, and when (UTC)."""
+
+    budget: Budget
+    seen_at: dt.datetime
 
 
 #: (key, seconds the attempt took, the budget its response announced or None)
@@ -33,31 +46,73 @@ Observer = Callable[[RequestKey, float, Budget | None], None]
 
 # IETF draft / Truto: ratelimit-limit + ratelimit-remaining; GitHub-style X-RateLimit-*; Close
 # sends one header, ``ratelimit: limit=160, remaining=159, reset=8``.
+# ParsaLink's ``X-RateLimit-Reset`` is a Unix second, Truto's ``ratelimit-reset`` a delay;
+# HubSpot sends ``X-HubSpot-RateLimit-Remaining/-Max/-Interval-Milliseconds``; Salesforce
+# ``Sforce-Limit-Info: api-usage=used/allocation`` (a daily allocation).
 _PAIRS = (
-    ("ratelimit-remaining", "ratelimit-limit"),
-    ("x-ratelimit-remaining", "x-ratelimit-limit"),
+    ("ratelimit-remaining", "ratelimit-limit", "ratelimit-reset"),
+    ("x-ratelimit-remaining", "x-ratelimit-limit", "x-ratelimit-reset"),
 )
-_COMBINED = re.compile(r"(limit|remaining)\s*=\s*([0-9.]+)")
+_COMBINED = re.compile(r"(limit|remaining|reset)\s*=\s*([0-9.]+)")
+_SFORCE_USAGE = re.compile(r"api-usage\s*=\s*(\d+)\s*/\s*(\d+)")
+_HUBSPOT = "x-hubspot-ratelimit-"
+#: a reset above this is a Unix timestamp, not a delay (about 2001-09-09)
+_EPOCH_FLOOR = 1_000_000_000
 
 
 def budget_from_headers(headers: Mapping[str, str]) -> Budget | None:
     """The request budget a response announces, or None when it says nothing usable."""
     lower = {k.lower(): v for k, v in headers.items()}
-    for remaining, limit in _PAIRS:
+    for remaining, limit, reset in _PAIRS:
         if remaining in lower and limit in lower:
-            return _budget(lower[remaining], lower[limit])
+            return _budget(lower[remaining], lower[limit], lower.get(reset))
     combined = dict(_COMBINED.findall(lower.get("ratelimit", "")))
     if "remaining" in combined and "limit" in combined:
-        return _budget(combined["remaining"], combined["limit"])
+        return _budget(combined["remaining"], combined["limit"], combined.get("reset"))
+    usage = _SFORCE_USAGE.search(lower.get("sforce-limit-info", ""))
+    if usage is not None:
+        used, total = int(usage.group(1)), int(usage.group(2))
+        return Budget(max(0, total - used), total, window="day") if total > 0 else None
+    return _hubspot_budget(lower)
+
+
+def _hubspot_budget(lower: Mapping[str, str]) -> Budget | None:
+    """HubSpot's burst window when sent, else its daily allowance (search omits both)."""
+    if _HUBSPOT + "remaining" in lower and _HUBSPOT + "max" in lower:
+        found = _budget(lower[_HUBSPOT + "remaining"], lower[_HUBSPOT + "max"])
+        interval = _number(lower.get(_HUBSPOT + "interval-milliseconds"))
+        if found is not None and interval:
+            return found._replace(window=f"{interval / 1000:g} s")
+        return found
+    if _HUBSPOT + "daily-remaining" in lower and _HUBSPOT + "daily" in lower:
+        found = _budget(lower[_HUBSPOT + "daily-remaining"], lower[_HUBSPOT + "daily"])
+        return found._replace(window="day") if found is not None else None
     return None
 
 
-def _budget(remaining: str, limit: str) -> Budget | None:
+def _budget(remaining: str, limit: str, reset: str | None = None) -> Budget | None:
+    left, total = _number(remaining), _number(limit.split(";")[0])
+    if left is None or total is None or total <= 0:
+        return None
+    return Budget(left, total, _reset_in(_number(reset)))
+
+
+def _number(text: str | None) -> float | None:
+    """The first value of a header (``10, 10;w=1`` lists one per policy), or None."""
+    if text is None:
+        return None
     try:
-        left, total = float(remaining.split(",")[0]), float(limit.split(",")[0].split(";")[0])
+        return float(text.split(",")[0].strip())
     except ValueError:
         return None
-    return Budget(left, total) if total > 0 else None
+
+
+def _reset_in(reset: float | None) -> float | None:
+    if reset is None:
+        return None
+    if reset > _EPOCH_FLOOR:
+        return max(0.0, reset - dt.datetime.now(dt.UTC).timestamp())
+    return max(0.0, reset)
 
 
 class RequestStats:
@@ -66,6 +121,7 @@ class RequestStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[RequestKey] = Counter()
+        self._latest: dict[str, SeenBudget] = {}
         self.observers: list[Observer] = []
 
     def record(
@@ -81,6 +137,9 @@ class RequestStats:
             self._counts[key] += 1
         if seconds is not None:
             budget = budget_from_headers(headers) if headers is not None else None
+            if budget is not None:
+                with self._lock:
+                    self._latest[system] = SeenBudget(budget, dt.datetime.now(dt.UTC))
             for observe in self.observers:
                 observe(key, seconds, budget)
 
@@ -97,6 +156,11 @@ class RequestStats:
                 and (status is None or key.status == str(status))
             )
 
+    def latest_budget(self, system: str) -> SeenBudget | None:
+        """The last budget ``system``'s responses announced in this process, or None."""
+        with self._lock:
+            return self._latest.get(system)
+
     def snapshot(self) -> dict[RequestKey, int]:
         with self._lock:
             return dict(self._counts)
@@ -104,6 +168,7 @@ class RequestStats:
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._latest.clear()
 
 
 #: The process-wide counters every client records into unless given its own.

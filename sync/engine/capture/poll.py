@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from sync.connectors.base import BaseConnector, VendorRecord
 from sync.engine import deletes
+from sync.engine.budget import announced
 from sync.engine.capture.merge import _ingest_known, _ingest_new
 from sync.engine.capture.page import (
     EPOCH,
@@ -143,6 +144,7 @@ def _finish_poll(
         if mode == "scan":
             cursor.last_full_scan_at = started
         cursor.last_error = None
+        cursor.budget = announced(system) or cursor.budget
         session.add(cursor)
         session.commit()
     log.info("capture_done", system=system, mode=mode, **counts.values)
