@@ -20,7 +20,6 @@ from Celery's docs (https://docs.celeryq.dev/en/stable/userguide/configuration.h
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import sys
@@ -34,6 +33,7 @@ from sync import metrics
 from sync.config import BROKER_URL_ENV, ConfigError, load_config
 from sync.logging import bind_task, clear_context, configure_logging, current_format
 from sync.runtime.heartbeat import Heartbeat
+from sync.timefmt import utcnow
 
 ADMIN_QUEUE = "crmsync.admin"
 TIME_LIMIT_ENV = "CRMSYNC_TASK_TIME_LIMIT"
@@ -133,7 +133,7 @@ def _say_in_json() -> None:
             "event": " ".join(str(msg).split()),
             "level": "info",
             "logger": "celery.worker",
-            "timestamp": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "timestamp": utcnow().isoformat().replace("+00:00", "Z"),
         }
         stream = f or sys.__stderr__
         with contextlib.suppress(OSError, ValueError, AttributeError):  # best effort, as Celery's

@@ -228,6 +228,12 @@ def test_a_pool_thread_logs_with_the_run_of_whoever_submitted_the_work() -> None
 def test_json_lines_carry_no_colour_codes() -> None:
     """uvicorn's ``color_message`` copy is dropped and escape codes are stripped in JSON mode."""
     stream = io.StringIO()
+    # an in-process uvicorn of an earlier test may have given the logger its own handlers
+    # and cut its propagation; a process serving the admin has only ours
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    uvicorn_error.handlers.clear()
+    uvicorn_error.propagate, uvicorn_error.disabled = True, False
+    uvicorn_error.setLevel(logging.NOTSET)
     configure_logging("json", "INFO", stream=stream)
     logging.getLogger("uvicorn.error").info(
         "Uvicorn running on %s", "http://x", extra={"color_message": "\x1b[1m%s\x1b[0m"}

@@ -11,7 +11,7 @@ import httpx
 
 from sync.connectors.base import VendorRecord
 from sync.connectors.errors import ConnectorError, NotFound, Rejected
-from sync.timefmt import EPOCH
+from sync.timefmt import EPOCH, as_utc
 
 _GONE = {"ENTITY_IS_DELETED", "NOT_FOUND"}
 
@@ -60,13 +60,13 @@ def save_outcomes(
 
 def soql_datetime(moment: dt.datetime) -> str:
     """An unquoted SOQL datetime literal, to the millisecond, in UTC."""
-    utc = (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    utc = as_utc(moment)
     utc = max(utc, EPOCH)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def quote(text: str) -> str:

@@ -18,7 +18,7 @@ from sqlmodel import Session
 from sync.config.models import SystemConfig
 from sync.connectors.http.stats import REQUEST_STATS
 from sync.store import outbox
-from sync.timefmt import format_iso, parse_timestamp
+from sync.timefmt import format_iso, parse_timestamp, utcnow
 
 #: without a configured rate limit the allowance is unknown: the share applies to a page's
 #: worth of deals a scan (0.25 -> 25 rechecks a scan)
@@ -84,5 +84,5 @@ def describe(budget: dict[str, Any] | None) -> str | None:
 def _clock(stamp: str) -> str:
     """The stored stamp's time of day, with its date when it is not today's."""
     at = parse_timestamp(stamp)
-    today = at.date() == dt.datetime.now(dt.UTC).date()
+    today = at.date() == utcnow().date()
     return at.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M:%S")

@@ -200,10 +200,25 @@ def _still_held(ids: Collection[int], holder: str) -> tuple[Any, ...]:
 def renew_claims(session: Session, ids: Collection[int], holder: str, until: dt.datetime) -> int:
     """Move the claim expiry of the rows ``ids`` still ``in_flight`` for ``holder`` to
     ``until``; returns how many."""
+    _lock_in_order(session, ids)
     result = session.execute(
         sa.update(Outbox).where(*_still_held(ids, holder)).values(claimed_until=until)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _lock_in_order(session: Session, ids: Collection[int]) -> None:
+    """Take the row locks of ``ids`` in ascending id order before updating them (PostgreSQL;
+    a no-op on SQLite, which locks the whole file). Two transactions that update overlapping
+    rows — the claim renewer and a drain settling outcomes — then wait for each other instead
+    of deadlocking: an UPDATE alone locks in whatever order it meets the rows."""
+    if ids and session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            sa.select(col(Outbox.id))
+            .where(col(Outbox.id).in_(ids))
+            .order_by(col(Outbox.id))
+            .with_for_update()
+        )
 
 
 def stranded_systems(session: Session, systems: Collection[str], now: dt.datetime) -> list[str]:
@@ -307,8 +322,9 @@ def write_changes(session: Session, changes: Sequence[tuple[int, Mapping[str, An
     """Set the given columns of each row ``(id, {column: value})``: one statement per set of
     columns (rows settled alike share it)."""
     table = Outbox.__table__  # type: ignore[attr-defined]
+    _lock_in_order(session, [row_id for row_id, _ in changes])
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row_id, values in changes:
+    for row_id, values in sorted(changes, key=lambda change: change[0]):
         bound = {f"v_{name}": value for name, value in values.items()}
         by_columns.setdefault(tuple(sorted(values)), []).append({"row": row_id, **bound})
     for columns, params in by_columns.items():

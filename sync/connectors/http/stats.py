@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
+from sync.timefmt import utcnow
+
 
 class RequestKey(NamedTuple):
     system: str
@@ -111,7 +113,7 @@ def _reset_in(reset: float | None) -> float | None:
     if reset is None:
         return None
     if reset > _EPOCH_FLOOR:
-        return max(0.0, reset - dt.datetime.now(dt.UTC).timestamp())
+        return max(0.0, reset - utcnow().timestamp())
     return max(0.0, reset)
 
 
@@ -139,7 +141,7 @@ class RequestStats:
             budget = budget_from_headers(headers) if headers is not None else None
             if budget is not None:
                 with self._lock:
-                    self._latest[system] = SeenBudget(budget, dt.datetime.now(dt.UTC))
+                    self._latest[system] = SeenBudget(budget, utcnow())
             for observe in self.observers:
                 observe(key, seconds, budget)
 
