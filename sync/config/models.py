@@ -91,6 +91,14 @@ class DeleteGuardConfig(_Strict):
     enabled: bool = True
 
 
+class CompaniesConfig(_Strict):
+    """Linked companies (DESIGN §2.6). ``renames``: keep — a company renamed in one system keeps
+    its own name in the others (listed by ``verify`` and ``doctor``, never drift); propagate —
+    the new name is written to its linked company in every other system that allows it."""
+
+    renames: Literal["keep", "propagate"] = "keep"
+
+
 class SyncConfig(_Strict):
     lookback: Duration = dt.timedelta(minutes=2)
     reconcile_every: ReconcileInterval = dt.timedelta(hours=24)
@@ -105,6 +113,7 @@ class SyncConfig(_Strict):
     first_run: Literal["guided", "automatic", "waive"] = "guided"
     #: default for every system; ``systems.NAME.delete_guard`` overrides it
     delete_guard: DeleteGuardConfig = Field(default_factory=DeleteGuardConfig)
+    companies: CompaniesConfig = Field(default_factory=CompaniesConfig)
 
 
 class PreferPolicy(_Strict):

@@ -267,6 +267,20 @@ class BaseConnector(abc.ABC):
         """Create a company/lead/account named ``key`` (auto-create, where configured)."""
         raise NotImplementedError(f"{self.vendor} cannot create {kind} references")
 
+    def rename_company(self, external_id: str, name: str) -> None:
+        """Rename the company/lead/account ``external_id`` to ``name`` (``sync.companies.renames:
+        propagate``). Raises ``NotImplementedError`` where the vendor's API allows no rename."""
+        raise NotImplementedError(f"{self.vendor} cannot rename a company through its API")
+
+    def _renamed(self, external_id: str, name: str) -> None:
+        """Keep the cached company listing in step with a rename just made."""
+        cached = self._ref_cache.get("company")
+        if cached is not None:
+            self._ref_cache["company"] = [
+                Reference("company", ref.id, name) if ref.id == external_id else ref
+                for ref in cached
+            ]
+
     def close(self) -> None:
         self.client.close()
 

@@ -273,6 +273,11 @@ class CloseConnector(BaseConnector):
         self._remember_reference(reference)
         return reference
 
+    def rename_company(self, external_id: str, name: str) -> None:
+        """``PUT /lead/{id}/`` with the new name (Close's lead is the company)."""
+        self._request("PUT", f"/lead/{external_id}/", json={"name": name}, record=name)
+        self._renamed(external_id, name)
+
     def custom_fields(self) -> dict[str, str]:
         """Opportunity custom fields: name -> the flat ``custom.cf_…`` key to read and write."""
         return {

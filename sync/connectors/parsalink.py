@@ -190,6 +190,11 @@ class ParsaLinkConnector(RestCollection):
         self._remember_reference(reference)
         return reference
 
+    def rename_company(self, external_id: str, name: str) -> None:
+        """``PATCH /accounts/{id}/`` with the new name."""
+        self._request("PATCH", f"/accounts/{external_id}/", json={"name": name}, record=name)
+        self._renamed(external_id, name)
+
     # -- vendor signals ------------------------------------------------------------------
     def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
         """DRF-style bodies: ``{"detail": ...}`` or ``{"field": ["msg", ...]}``, possibly

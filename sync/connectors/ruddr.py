@@ -155,6 +155,11 @@ class RuddrConnector(RestCollection):
         self._remember_reference(reference)
         return reference
 
+    def rename_company(self, external_id: str, name: str) -> None:
+        """``PATCH /companies/{id}`` with the new name."""
+        self._request("PATCH", f"/companies/{external_id}", json={"name": name}, record=name)
+        self._renamed(external_id, name)
+
     # -- vendor signals ------------------------------------------------------------------
     def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
         """``{"status", "message", "errors": ["'name' is required"]}`` -> message, fields."""

@@ -385,6 +385,12 @@ class SalesforceConnector(BaseConnector):
         else:
             raise NotImplementedError(f"salesforce has no {kind} references")
 
+    def rename_company(self, external_id: str, name: str) -> None:
+        """``PATCH /sobjects/Account/{id}`` with the new ``Name``."""
+        path = f"{self.api}/sobjects/Account/{external_id}"
+        self._request("PATCH", path, json={"Name": name}, record=name)
+        self._renamed(external_id, name)
+
     def create_reference(self, kind: str, key: str) -> Reference:
         """Create an Account named ``key`` (auto-create of companies)."""
         if kind != "company":

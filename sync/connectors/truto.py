@@ -186,6 +186,19 @@ class TrutoConnector(BaseConnector):
         )
         return self.to_record(response.json())
 
+    def rename_company(self, external_id: str, name: str) -> None:
+        """``PATCH /accounts/{id}``: Truto passes the rename to the integrated CRM's account;
+        an integration that does not support it answers an error, raised as a
+        ``ConnectorError`` (the rename then stays a named difference)."""
+        self._request(
+            "PATCH",
+            f"/accounts/{external_id}",
+            record=name,
+            params=self._params(),
+            json={"name": name},
+        )
+        self._renamed(external_id, name)
+
     def delete(self, external_id: str) -> None:
         self._request(
             "DELETE", f"/opportunities/{external_id}", record=external_id, params=self._params()

@@ -40,6 +40,14 @@ def names_across(engine: Engine, systems: list[str] | None = None) -> dict[str, 
     return {
         key: dict(sorted(by_system.items()))
         for key, by_system in sorted(names.items())
-        if len({normalise_company(name) for name in by_system.values()} | {normalise_company(key)})
-        > 1
+        if _differ(key, by_system)
     }
+
+
+def _differ(key: str, by_system: dict[str, str]) -> bool:
+    """Named differently across systems; a company linked in one system alone, against its
+    link's name. A rename carried everywhere (``renames: propagate``) differs nowhere."""
+    found = {normalise_company(name) for name in by_system.values()}
+    if len(by_system) == 1:
+        found.add(normalise_company(key))
+    return len(found) > 1

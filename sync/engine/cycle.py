@@ -27,6 +27,7 @@ from sync.engine.budget import announced
 from sync.engine.capture import capture
 from sync.engine.context import Counts, Engine, new_id
 from sync.engine.push import drain
+from sync.engine.renames import carry_renames
 from sync.engine.unresolved import WaitingReference, waiting_references
 from sync.logging import carried
 from sync.store import cursors, outbox, runs
@@ -186,6 +187,8 @@ def run_cycle(
             except ConnectorError as exc:
                 report.errors[system] = str(exc)
                 status = "partial"
+        if first_run.gate(engine).state != "review":  # nothing leaves before the review
+            carry_renames(engine, run_id, skip=report.errors)
         report.left = _push_until_settled(engine, run_id, report, max_passes, max_wait)
         if report.left.total and status == "done":
             status = "incomplete"

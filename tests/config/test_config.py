@@ -431,3 +431,18 @@ def test_mask_url_keeps_host_and_user() -> None:
     )
     assert mask_url("https://key:@api.close.com/api/v1") == "https://***@api.close.com/api/v1"
     assert mask_url("sqlite:///crmsync.db") == "sqlite:///crmsync.db"
+
+
+def test_company_renames_default_to_keep_and_a_bad_value_names_its_line_and_key(
+    tmp_path: Path,
+) -> None:
+    """`sync.companies.renames` is `keep` unless set, `propagate` when set; any other value is
+    one error with its line and key, naming both choices."""
+    assert load_config(write(tmp_path, VALID), env=ENV).sync.companies.renames == "keep"
+    text = replace_line(VALID, "lookback: 2m", "lookback: 2m\n  companies: {renames: propagate}")
+    assert load_config(write(tmp_path, text), env=ENV).sync.companies.renames == "propagate"
+    bad = replace_line(VALID, "lookback: 2m", "lookback: 2m\n  companies: {renames: sometimes}")
+    assert only(tmp_path, bad) == (
+        at(tmp_path, bad, "companies:") + "sync.companies.renames: expected one of keep or "
+        'propagate, got "sometimes"'
+    )
