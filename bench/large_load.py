@@ -53,7 +53,9 @@ def serve(records: int, seed: int) -> None:
     from sync.emulators.ruddr import RuddrEmulator
     from sync.emulators.server import build_all, running
 
-    emulators = build_all(seed=seed, seed_opportunities=0)
+    # only the shipped config's vendors: an installed emulator config.yaml does not use
+    # (Salesforce) has no *_BASE_URL there
+    emulators = build_all(only=ENV_OF, seed=seed, seed_opportunities=0)
     emulators["ruddr"] = RuddrEmulator(seed=seed, seed_opportunities=records)
     if "hubspot" in emulators:  # cycles follow each other at once: no search index lag
         emulators["hubspot"].index_lag = 0  # type: ignore[attr-defined]

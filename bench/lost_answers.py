@@ -10,11 +10,13 @@ answers ``--failed`` of all its requests with a 5xx before doing anything (``err
 create refused so is as much in doubt to us, but no deal was made — the recovery must prove
 that). Both run cycles until the outbox is empty (``bench.scenarios.converge``). Per system:
 
-- *lost creates*: create requests (``POST`` on the deals' collection) whose answer was a 5xx
-  or nothing — each may have made a deal we must find, not make twice;
-- *extra requests*: the lossy load's requests minus the clean load's, minus one per read that
-  answered a 5xx (its retry is the price of that fault, not of a lost create): what the
-  recoveries cost (look-ups, full reads of candidates, creates sent again);
+- *lost creates*: create requests (``POST`` on the deals' collection; HubSpot: a batch
+  create, one request for many deals) whose answer was a 5xx or nothing — each may have made
+  a deal we must find, not make twice;
+- *extra requests*: the lossy load's requests minus the clean load's, minus one per read (a
+  GET, or HubSpot's search and batch read POSTs) that answered a 5xx (its retry is the price
+  of that fault, not of a lost create): what the recoveries cost (look-ups, full reads of
+  candidates, creates sent again);
 - *per lost create*: extra ÷ lost creates (target ≤ 3 on every vendor);
 - *duplicates*: deals the vendor holds beyond the records the store links there (must be 0).
 """
@@ -36,6 +38,8 @@ from bench.scenarios import World, classify, converge, make_world
 from sync.logging import configure_logging
 from sync.store.models import Link
 
+#: the kinds of request (``bench.scenarios.classify``) that only read: HubSpot reads by POST
+READS = frozenset({"list", "get", "reference"})
 #: a share of Ruddr's seeded count made in Close first: Ruddr is a create target too
 CLOSE_SHARE = 4
 
@@ -77,6 +81,15 @@ def _lost(status: int) -> bool:
     return status == 0 or status >= 500
 
 
+def _create(request: dict[str, Any]) -> bool:
+    """A create request: a POST on the deals' collection, or HubSpot's batch create (one
+    request for up to 100 deals; its updates are POSTs too, on ``batch/update``)."""
+    if request["method"] != "POST":
+        return False
+    path = request["path"].rstrip("/")
+    return not path.endswith(("/batch/update", "/batch/archive", "/batch/upsert"))
+
+
 def _seed_close(world: World, count: int) -> None:
     for n in range(count):
         world.users["close"].create(f"Close-born deal {n:05d}")
@@ -101,12 +114,13 @@ def load(records: int, lost: float, failed: float, seed: int) -> dict[str, Load]
         for name, emulator in world.emulators.items():
             log = list(emulator.requests)
             failed = [r for r in log if _lost(r["status"])]
-            writes = [r for r in failed if classify(emulator, r) == "write"]
+            kinds = [classify(emulator, r) for r in failed]
+            writes = [r for r, kind in zip(failed, kinds, strict=True) if kind == "write"]
             out[name] = Load(
                 requests=len(log),
-                lost_creates=sum(1 for r in writes if r["method"] == "POST"),
+                lost_creates=sum(1 for r in writes if _create(r)),
                 lost_writes=len(writes),
-                failed_reads=sum(1 for r in failed if r["method"] == "GET"),
+                failed_reads=sum(1 for kind in kinds if kind in READS),
                 deals=len(world.users[name].all()),
                 linked=sum(1 for system in links if system == name),
             )
