@@ -64,7 +64,8 @@ def amount_edit(system: str, amount: float) -> dict[str, Any]:
 
 @pytest.fixture
 def served() -> Iterator[dict[str, Served]]:
-    with running(seed=5, seed_opportunities=12) as emulators:
+    # the shipped config's systems (Salesforce direct is an example config, not shipped)
+    with running(only=ENV_URL, seed=5, seed_opportunities=12) as emulators:
         yield emulators
 
 
