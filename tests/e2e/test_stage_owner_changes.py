@@ -20,6 +20,10 @@ from tests.e2e.test_scenarios import link_of, record_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("restore_logging")]
 NEW_OWNER = "demo@parsalink.test"  # a ParsaLink user the other systems lack
+#: the systems that store a deal's probability (HubSpot's config maps none: its
+#: hs_deal_stage_probability is the stage's, which HubSpot alone decides)
+HOLDERS = ("ruddr", "close", "parsalink", "truto_salesforce")
+OTHERS = ("ruddr", "close", "truto_salesforce", "hubspot")  # the systems lacking NEW_OWNER
 
 
 @pytest.fixture
@@ -64,7 +68,7 @@ def test_a_stage_moved_in_close_leaves_probability_alone(world: World, stage: st
     status = world.users["close"]._lookup("/status/opportunity/", "label")[stage]
     world.users["close"].edit(close_id, status_id=status)
     world.cycle()
-    assert probabilities(world, record) == dict.fromkeys(world.users, 0.15)
+    assert probabilities(world, record) == dict.fromkeys(HOLDERS, 0.15)
     assert verify(world.engine).clean
     with world.engine.session() as session:
         notes = session.exec(
@@ -83,7 +87,7 @@ def test_a_stage_moved_in_salesforce_is_not_a_probability_edit(world: World) -> 
     world.users["truto_salesforce"].edit(opp, stage={"id": "Negotiation/Review"})
     assert world.users["truto_salesforce"].get(opp)["remote_data"]["Probability"] == 90
     world.cycle()
-    assert probabilities(world, record) == dict.fromkeys(world.users, 0.15)
+    assert probabilities(world, record) == dict.fromkeys(HOLDERS, 0.15)
     assert verify(world.engine).clean
     with world.engine.session() as session:
         derived = session.exec(
@@ -102,7 +106,7 @@ def test_a_probability_set_with_the_stage_in_salesforce_is_an_edit(world: World)
         opp, stage={"id": "Negotiation/Review"}, remote_data={"Probability": 40}
     )
     world.cycle()
-    assert probabilities(world, record) == dict.fromkeys(world.users, 0.4)
+    assert probabilities(world, record) == dict.fromkeys(HOLDERS, 0.4)
     assert verify(world.engine).clean
 
 
@@ -116,6 +120,7 @@ def owners(world: World, record: str) -> dict[str, Any]:
         "ruddr": world.users["ruddr"].get(ids["ruddr"])["owner"],
         "close": world.users["close"].get(ids["close"])["user_id"],
         "truto_salesforce": world.users["truto_salesforce"].get(ids["truto_salesforce"])["owner"],
+        "hubspot": world.users["hubspot"].get(ids["hubspot"]).get("hubspot_owner_id"),
     }
 
 
@@ -128,6 +133,7 @@ def amounts(world: World, record: str) -> dict[str, float]:
         "truto_salesforce": float(
             world.users["truto_salesforce"].get(ids["truto_salesforce"])["amount"]
         ),
+        "hubspot": float(world.users["hubspot"].get(ids["hubspot"])["amount"]),
     }
 
 
@@ -172,7 +178,7 @@ def test_an_owner_unknown_elsewhere_does_not_freeze_the_deal(world: World) -> No
     assert owners(world, record) == before  # kept, never blanked
     waiting = {(w.system, w.field, w.key) for w in report.left.waiting}
     assert waiting == {
-        (system, "owner", NEW_OWNER) for system in ("ruddr", "close", "truto_salesforce")
+        (system, "owner", NEW_OWNER) for system in ("ruddr", "close", "truto_salesforce", "hubspot")
     }
     with world.engine.session() as session:
         notes = session.exec(
@@ -180,7 +186,7 @@ def test_an_owner_unknown_elsewhere_does_not_freeze_the_deal(world: World) -> No
                 Journal.record_id == record, Journal.action == "reference_unresolved"
             )
         ).all()
-    assert sorted(n.system or "" for n in notes) == ["close", "ruddr", "truto_salesforce"]
+    assert sorted(n.system or "" for n in notes) == sorted(OTHERS)
     assert all(NEW_OWNER in n.reason and "fallback" in n.reason for n in notes)
     said = " ".join(owed_lines(report.left))  # what `run --once` prints
     assert f"owner '{NEW_OWNER}' has no counterpart in close" in said
@@ -189,7 +195,7 @@ def test_an_owner_unknown_elsewhere_does_not_freeze_the_deal(world: World) -> No
     assert f"WAITING owner '{NEW_OWNER}' has no counterpart in ruddr" in status
     document = json.loads(cli(world, "status", "--json", raw=True))
     assert {(w["system"], w["key"]) for w in document["waiting"]} == {
-        (system, NEW_OWNER) for system in ("ruddr", "close", "truto_salesforce")
+        (system, NEW_OWNER) for system in ("ruddr", "close", "truto_salesforce", "hubspot")
     }
     story = json.loads(cli(world, "history", record, "--json", raw=True))
     assert any(
@@ -206,7 +212,7 @@ def test_an_owner_unknown_elsewhere_does_not_freeze_the_deal(world: World) -> No
     world.time_passes()
     report = world.cycle()
     assert owners(world, record)["close"] == "user_demo0000000000000000000001"
-    assert {w.system for w in report.left.waiting} == {"ruddr", "truto_salesforce"}
+    assert {w.system for w in report.left.waiting} == {"ruddr", "truto_salesforce", "hubspot"}
     assert not [k for k in verify(world.engine).systems["close"].known if k.record_id == record]
 
 

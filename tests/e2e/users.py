@@ -270,6 +270,11 @@ class HubSpotUser(VendorUser):
         rows = self._ok(self.client.get("/crm/v3/objects/companies", params={"limit": 100}))
         return str(next(r["id"] for r in rows["results"] if r["properties"]["name"] == name))
 
+    def rename_company(self, name: str, new_name: str) -> None:
+        """Rename a HubSpot company: its name is a property (``PATCH`` of the company)."""
+        url = f"/crm/v3/objects/companies/{self.company_id(name)}"
+        self._ok(self.client.patch(url, json={"properties": {"name": new_name}}))
+
     def create(
         self,
         name: str,

@@ -42,7 +42,7 @@ What the docs say and we do:
   body names ``policyName`` ``TEN_SECONDLY_ROLLING``, ``SECONDLY`` (search) or ``DAILY``.
 - ``GET /crm/v3/pipelines/deals`` (stages with ``metadata.probability`` and ``isClosed`` as
   strings), ``GET /crm/v3/owners`` (``email`` filter, paged), companies at
-  ``/crm/v3/objects/companies``, associations through v4
+  ``/crm/v3/objects/companies`` (list, get, create, ``PATCH`` one), associations through v4
   (``/crm/v4/objects/deals/{id}/associations/companies``, ``…/default/companies/{to}``),
   ``GET /account-info/v3/details`` (``portalId``, ``companyCurrency``, ``additionalCurrencies``).
 

@@ -197,7 +197,7 @@ class HubSpotEmulator(DealEndpoints):
             ),
             Route(
                 "/crm/v3/objects/companies/{id}",
-                self.dispatch(get=self.get_company),
+                self.dispatch(get=self.get_company, patch=self.update_company),
                 methods=ALL_METHODS,
             ),
             Route(
@@ -296,6 +296,17 @@ class HubSpotEmulator(DealEndpoints):
             raise validation("a company needs a name")
         company = self.new_company(props, self.clock.now())
         return JSONResponse(self._company_view(company), 201)
+
+    async def update_company(self, request: Request) -> Response:
+        company = self.collections["companies"].get(request.path_params["id"])
+        if company is None:
+            raise not_found()
+        body = await json_body(request)
+        props = {str(k): str(v) for k, v in (body.get("properties") or {}).items()}
+        if "name" in props and not props["name"].strip():
+            raise validation("a company needs a name")
+        self.rename_company(company, props)
+        return JSONResponse(self._company_view(company))
 
     def _company_view(self, company: dict[str, Any]) -> dict[str, Any]:
         return {

@@ -97,6 +97,19 @@ class HubSpotData(Emulator):
         self.collections["companies"][company_id] = company
         return company
 
+    def rename_company(self, company: dict[str, Any], props: dict[str, str]) -> None:
+        """A company's properties updated (``name`` among them): its own stamp moves; its
+        deals' ``hs_lastmodifieddate`` only with ``rename_touches_deals`` (HubSpot does not
+        say, as no vendor does)."""
+        now = self.clock.now()
+        company["props"].update(props)
+        company["updated"] = now
+        if self.rename_touches_deals:
+            for deal in self.collections["deals"].values():
+                if company["id"] in deal["companies"]:
+                    deal["updated"] = now
+                    self.reindex(deal)
+
     def new_id(self) -> str:
         self._next_id += 1
         return str(self._next_id)
