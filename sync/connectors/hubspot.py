@@ -264,6 +264,12 @@ class HubSpotConnector(BaseConnector):
         response = self._request("GET", f"{DEALS}/{own_id}", params=params, record=own_id)
         return self.to_record(response.json())
 
+    def rename_company(self, external_id: str, name: str) -> None:
+        """``PATCH /crm/v3/objects/companies/{id}`` with the new ``name`` property."""
+        path = f"/crm/v3/objects/companies/{external_id}"
+        self._request("PATCH", path, json={"properties": {"name": name}}, record=name)
+        self._renamed(external_id, name)
+
     def update(self, external_id: str, payload: Mapping[str, Any]) -> VendorRecord:
         """PATCH the properties given; a company moves the deal's association."""
         properties, company = split(payload)
