@@ -120,10 +120,11 @@ def test_under_convert_a_euro_deal_arrives_converted_with_the_rate_journaled(
         monkeypatch.setattr(cli_base.out, "width", 400)  # one line per journal entry
         shown = CliRunner().invoke(
             app,
-            ["--config", str(ROOT / "config.yaml"), "history", record_id],
+            ["--config", str(ROOT / "config.yaml"), "history", record_id, "--json"],
             env={"CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'crmsync.db'}"},
         )
         assert shown.exit_code == 0, shown.output
+        # --json: the rate is in the journal whatever width a table would be given
         assert "at EUR/USD 1.085 (currency_rates of 2026-11-27)" in shown.stdout
         assert world.converge(cycles=1).clean
         world.reset_calls()
