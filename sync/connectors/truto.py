@@ -74,8 +74,10 @@ class TrutoConnector(BaseConnector):
     max_page_size: ClassVar[int] = 100
     #: Salesforce behind Truto (vendors.md §4.3): ``Probability`` defaults from the stage on
     #: every ``StageName`` change that does not carry one; ``IsClosed``/``IsWon`` are the
-    #: stage's. Paths under ``remote_data`` exist only behind Salesforce, so an account of
-    #: another integration never matches them.
+    #: stage's. Capsule behind Truto: an opportunity's ``probability`` is its milestone's
+    #: unless one is sent with it (https://developer.capsulecrm.com/v2/models/opportunity).
+    #: The ``remote_data`` paths are each integration's own spelling, so a declaration only
+    #: matches a mapping of the integration it is about.
     derived: ClassVar[tuple[DerivedField, ...]] = (
         DerivedField(
             "remote_data.Probability",
@@ -86,6 +88,13 @@ class TrutoConnector(BaseConnector):
         ),
         DerivedField("remote_data.IsClosed", "stage", False, "Salesforce derives IsClosed"),
         DerivedField("remote_data.IsWon", "stage", False, "Salesforce derives IsWon"),
+        DerivedField(
+            "remote_data.probability",
+            "stage",
+            True,
+            "Capsule sets the milestone's probability when the milestone changes",
+            default="remote_data.probability",  # the milestone's, from GET /stages
+        ),
     )
 
     def __init__(

@@ -20,6 +20,7 @@ from sync.config import Config, load_config
 from sync.connectors.http import RetryPolicy
 from sync.connectors.ratelimit import TokenBucket
 from sync.emulators.base import Emulator
+from sync.emulators.reference import TRUTO_ACCOUNTS
 from sync.emulators.server import build_all
 from sync.engine.context import Engine
 from sync.engine.cycle import CycleReport, run_cycle
@@ -138,7 +139,11 @@ class World:
         assert response.status_code == 200
 
 
-def _user(kind: str, client: httpx.Client) -> VendorUser:
+def _user(kind: str, client: httpx.Client, options: dict[str, Any]) -> VendorUser:
+    if kind == "truto":  # the integration behind the system's integrated account
+        account = options.get("integrated_account_id")
+        integration = next(i for i, a in TRUTO_ACCOUNTS.items() if a == account)
+        return TrutoUser(client, integration)
     users: dict[str, type[VendorUser]] = {
         "ruddr": RuddrUser,
         "close": CloseUser,
@@ -191,7 +196,7 @@ def make_world(
             headers=AUTH[cfg.type],
             auth=auth,
         )
-        world.users[name] = _user(cfg.type, client)
+        world.users[name] = _user(cfg.type, client, cfg.options)
     return world
 
 

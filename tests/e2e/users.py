@@ -179,6 +179,7 @@ class TrutoUser(VendorUser):
 
     def __init__(self, client: httpx.Client, integration: str = "salesforce") -> None:
         super().__init__(client)
+        self.integration = integration
         self.account = TRUTO_ACCOUNTS[integration]
 
     def _params(self, **extra: Any) -> dict[str, Any]:
@@ -189,15 +190,25 @@ class TrutoUser(VendorUser):
         name: str,
         company: str = "Acme Corp",
         amount: float = 1000.0,
-        stage: str = "Prospecting",
+        stage: str | None = None,
     ) -> str:
-        body = {
-            "name": name,
+        """A deal with what the integration requires (seed 001): Salesforce and Capsule a name
+        and a stage (by name; Capsule's first milestone is "New"); Close an account and an
+        owner, its name in the "Opportunity Name" custom field (Close deals have none)."""
+        body: dict[str, Any] = {
             "amount": amount,
-            "stage": {"id": stage},
             "account": {"id": self._lookup("/accounts", "name")[company]},
             "close_date": dt.datetime(2026, 6, 30, tzinfo=dt.UTC).isoformat(),
         }
+        if self.integration == "close":
+            body["owner"] = {"id": next(iter(self._lookup("/users", "name").values()))}
+            body["custom_fields"] = {CLOSE_NAME: name}
+        else:
+            body["name"] = name
+            default = "New" if self.integration == "capsule" else "Prospecting"
+            body["stage"] = {"name": stage or default}
+            if self.integration == "salesforce":  # a StageName: its id is its name
+                body["stage"] = {"id": stage or default}
         return str(
             self._ok(self.client.post("/opportunities", params=self._params(), json=body))["id"]
         )

@@ -219,6 +219,52 @@ def test_capsule_create_maps_stage_to_a_milestone(truto_client: httpx.Client) ->
     assert body["remote_data"]["milestone"]["name"] == "Won"
 
 
+def test_fields_seed_001_does_not_write_for_an_integration_are_dropped(
+    truto_client: httpx.Client,
+) -> None:
+    """Close takes no unified description (seed 001), Capsule no unified owner: each is left
+    out, not refused; Close's own note, sent through remote_data, is written."""
+    deal = scan(truto_client, CLOSE)[0]
+    url = f"/opportunities/{deal['id']}"
+    params = {"integrated_account_id": CLOSE}
+    dropped = truto_client.patch(url, params=params, json={"description": "unified"})
+    assert dropped.status_code == 200 and dropped.json()["description"] == deal["description"]
+    noted = truto_client.patch(url, params=params, json={"remote_data": {"note": "own field"}})
+    assert noted.json()["description"] == "own field"
+    capsule = scan(truto_client, CAPSULE)[0]
+    users = [
+        u["id"]
+        for u in truto_client.get("/users", params={"integrated_account_id": CAPSULE}).json()[
+            "result"
+        ]
+    ]
+    other = next(u for u in users if u != capsule["owner"]["id"])
+    url, params = f"/opportunities/{capsule['id']}", {"integrated_account_id": CAPSULE}
+    ignored = truto_client.patch(url, params=params, json={"owner": {"id": other}})
+    assert ignored.json()["owner"] == capsule["owner"]
+
+
+def test_capsule_owner_and_probability_through_remote_data(truto_client: httpx.Client) -> None:
+    """remote_data reaches Capsule as is: an owner that is a Capsule user is set (an unknown
+    one is Capsule's 422), a probability sent with a milestone is kept over the milestone's."""
+    capsule = scan(truto_client, CAPSULE)[0]
+    users = truto_client.get("/users", params={"integrated_account_id": CAPSULE}).json()
+    other = next(u["id"] for u in users["result"] if u["id"] != capsule["owner"]["id"])
+    url, params = f"/opportunities/{capsule['id']}", {"integrated_account_id": CAPSULE}
+    moved = truto_client.patch(url, params=params, json={"remote_data": {"owner": {"id": other}}})
+    assert moved.status_code == 200 and moved.json()["owner"] == {"id": other}
+    unknown = truto_client.patch(url, params=params, json={"remote_data": {"owner": {"id": "1"}}})
+    assert unknown.status_code == 422
+    assert unknown.json()["details"]["remote_error"]["errors"][0]["field"] == "owner"
+    body = {"stage": {"name": "Negotiation"}, "remote_data": {"probability": 35}}
+    both = truto_client.patch(url, params=params, json=body)
+    assert both.json()["remote_data"]["probability"] == 35
+    alone = truto_client.patch(url, params=params, json={"stage": {"name": "Proposal"}})
+    assert alone.json()["remote_data"]["probability"] == 50  # the milestone's
+    bad = truto_client.patch(url, params=params, json={"remote_data": {"probability": 120}})
+    assert bad.status_code == 422
+
+
 # -- CRUD ---------------------------------------------------------------------------------------
 def test_salesforce_crud_round_trip(
     truto_client: httpx.Client, truto_emulator: TrutoEmulator

@@ -23,11 +23,18 @@ name           ``Name``                     ``name``                   ``lead_na
                                                                        Close opportunities have
                                                                        no name — a written name
                                                                        is dropped)
-description    ``Description``              ``description``            ``note``
+description    ``Description``              ``description``            ``note`` (read only: seed
+                                                                       001 has no Close
+                                                                       description write —
+                                                                       send
+                                                                       ``remote_data.note``)
 amount         ``Amount``                   ``value.amount``           ``value`` / 100 (cents)
 currency       ``CurrencyIsoCode`` (multi-  ``value.currency``         —
                currency orgs only)
-owner{id}      ``OwnerId`` (``005…``)       ``owner.id``               ``user_id``
+owner{id}      ``OwnerId`` (``005…``)       ``owner.id`` (read only:   ``user_id``
+                                            seed 001 has no Capsule
+                                            owner write — send
+                                            ``remote_data.owner``)
 account{id}    ``AccountId`` (``001…``)     ``party.id``               ``lead_id``
 stage{id,name} ``StageName`` (id = name)    ``milestone``              — (not in seed 001; set
                                                                        ``remote_data.status_id``)
@@ -47,6 +54,13 @@ Decisions where the docs leave a gap (the stricter choice, as issue 3 asks):
   whatever the upstream precision (Capsule has seconds, Close microseconds). Raw objects keep
   the vendor's format: Salesforce ``…T10:00:00.123+0000``, Capsule ``…T10:00:00Z``, Close
   ``…T10:00:00.123456+00:00``. Every write stamps a strictly later server time.
+- A unified field seed 001 does not list as writable for the integration is dropped, not
+  refused (Capsule ``owner``; Close ``name``, ``description``, ``stage``, ``currency``,
+  ``tags``): Truto writes what its mapping maps. Seed 001 is the *create* page; the update
+  page's per-integration lists were not captured, so updates are assumed to take the same
+  fields. ``remote_data`` reaches the upstream as is, which checks what it knows: Capsule's
+  ``owner`` (a user id, else 422) and ``probability`` (0..100, kept over the milestone's);
+  Close's ``status_id`` (else 400), ``note``, ``confidence``.
 - ``close_date`` must be an RFC 3339 date-time with an offset; Salesforce and Close store a date,
   so the UTC date of the value is kept and answered back as midnight UTC.
 - Truto checks only the unified requirements of seed 001 (Close: ``account`` and ``owner``;

@@ -192,7 +192,29 @@ class CapsuleIntegration(Integration):
                 }
                 for key, value in custom.items()
             ]
-        raw.update(dict(body.get("remote_data") or {}))
+        self._apply_remote(raw, dict(body.get("remote_data") or {}))
+
+    def _apply_remote(self, raw: dict[str, Any], remote: dict[str, Any]) -> None:
+        """``remote_data`` goes to Capsule as is (seed 001), which checks what it knows: the
+        ``owner`` (a user; seed 001 offers no unified ``owner`` write for Capsule) and the
+        ``probability`` (a whole percent, kept over the milestone's when sent with it)."""
+        if "owner" in remote:
+            raw["owner"] = self._owner(remote.pop("owner"))
+        if "probability" in remote:
+            value = remote.pop("probability")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+                raise self.remote_error(
+                    "probability must be a whole number 0..100", ["probability"]
+                )
+            raw["probability"] = value
+        raw.update(remote)
+
+    def _owner(self, ref: Any) -> dict[str, Any]:
+        user_id = ref.get("id") if isinstance(ref, dict) else None
+        user = self.collection("users").get(str(user_id))
+        if user is None:
+            raise self.remote_error("owner is not valid", ["owner"])
+        return {"id": user["id"], "username": user["username"], "name": user["name"]}
 
     def _party(self, ref: str | None) -> dict[str, Any]:
         if ref is None or ref not in self.collection("accounts"):

@@ -145,10 +145,12 @@ class CloseIntegration(Integration):
         return tuple(cf_id for cf_id, _, _ in reference.CLOSE_CUSTOM_FIELDS)
 
     def _apply(self, raw: dict[str, Any], body: Mapping[str, Any]) -> None:
-        if "description" in body:
-            raw["note"] = body_text(body, "description") or ""
-        if "name" in body:
-            body_text(body, "name")  # Close opportunities have no name: validated, then dropped.
+        # Seed 001 lists no unified description (and no name) on Close writes: validated, then
+        # dropped, as Truto leaves out what its Close mapping does not write. Close's own
+        # ``note`` is written through remote_data.
+        for field in ("name", "description"):
+            if field in body:
+                body_text(body, field)
         if "amount" in body:
             amount = body_amount(body)
             raw["value"] = None if amount is None else round(amount * 100)
