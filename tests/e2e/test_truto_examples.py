@@ -129,6 +129,20 @@ def test_a_deal_made_and_edited_in_ruddr_reaches_the_truto_account(world: World)
     assert report.clean, report
 
 
+def test_a_ruddr_deal_without_an_owner_gets_the_default_owner(world: World) -> None:
+    """Capsule wants an owner and Close requires one: a Ruddr deal without one is created with
+    the example's default owner, Ruddr's stays unowned, and verify is clean."""
+    system = truto_system(world)
+    made = world.users["ruddr"].create("Nobody's deal", owner=None)
+    report = world.converge(cycles=3)
+    assert report.clean, report
+    [deal] = named(world, system, "Nobody's deal")
+    client, params = world.users[system].client, world.users[system]._params()
+    owner = client.get(f"/users/{deal['owner']['id']}", params=params).json()
+    assert [e["email"] for e in owner["emails"]] == ["john.davis@example.com"]
+    assert world.users["ruddr"].get(made).get("owner") is None
+
+
 def test_a_qualification_deal_is_kept_as_its_lossy_capsule_copy(tmp_path: Path) -> None:
     """Capsule has no qualification milestone: a Ruddr deal in Qualification is written as
     New and read back as prospecting, which is not drift and does not flow back to Ruddr."""

@@ -90,6 +90,8 @@ class CloseIntegration(Integration):
         raw["value"] = rng.randrange(1, 500) * 50_000
         raw["value_formatted"] = f"${raw['value'] / 100:,.0f}"
         raw["note"] = rng.choice(reference.DEAL_WORDS)
+        # the deal's name in the "Opportunity Name" field, as the Close emulator seeds it
+        raw[f"custom.{reference.CLOSE_CUSTOM_FIELDS[0][0]}"] = f"{lead['name']} - {raw['note']}"
         return raw
 
     def _new(
