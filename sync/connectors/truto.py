@@ -74,8 +74,9 @@ class TrutoConnector(BaseConnector):
     max_page_size: ClassVar[int] = 100
     #: Salesforce behind Truto (vendors.md §4.3): ``Probability`` defaults from the stage on
     #: every ``StageName`` change that does not carry one; ``IsClosed``/``IsWon`` are the
-    #: stage's. Capsule behind Truto: an opportunity's ``probability`` is its milestone's
-    #: unless one is sent with it (https://developer.capsulecrm.com/v2/models/opportunity).
+    #: stage's. Capsule behind Truto: ``probability`` is writable
+    #: (https://developer.capsulecrm.com/v2/models/opportunity); that a milestone change sets
+    #: the milestone's unless one is sent with it is assumed (the docs do not say).
     #: The ``remote_data`` paths are each integration's own spelling, so a declaration only
     #: matches a mapping of the integration it is about.
     derived: ClassVar[tuple[DerivedField, ...]] = (
