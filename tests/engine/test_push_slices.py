@@ -69,3 +69,39 @@ def test_a_stopping_drain_gives_back_its_unsent_rows_and_the_next_sends_them_onc
             assert count_named(world, "ruddr", name) == 1
     finally:
         world.engine.close()
+
+
+def test_a_slice_of_a_rate_limited_system_claims_no_more_than_it_can_send(
+    tmp_path: Path,
+) -> None:
+    """Under a rate limit a slice claims (and journals create intents for) only what the limit
+    lets it send before it ends — a burst and the rate for the time left — not a batch of 200:
+    a worker killed holding them would leave every one in doubt, to be looked up before it is
+    sent again. The rest is claimed by later slices and made once each."""
+    from sync.config.models import RateLimitConfig
+    from sync.engine.push.drain import slice_rows
+    from sync.store.models import Journal
+
+    world = owed_to_ruddr(tmp_path)
+    cfg = world.engine.config.systems["ruddr"]
+    cfg.rate_limit = RateLimitConfig(rate=1, burst=2)  # 1 s left: 1 + 2 rows a claim
+    assert slice_rows(cfg, 1.0) == 3 and slice_rows(cfg, 1.0, per_request=100) == 300
+    sent = world.emulators["ruddr"].requests
+
+    def stop() -> bool:
+        return any(r["method"] == "POST" for r in sent)
+
+    try:
+        first = drain(world.engine, "ruddr", concurrency=2, until=time.monotonic() + 1, stop=stop)
+        assert first["sliced"] == 1 and first["created"] >= 1
+        with world.engine.session() as session:
+            intents = session.exec(
+                select(Journal).where(Journal.system == "ruddr", Journal.action == "create_intent")
+            ).all()
+        assert len(intents) <= 3, f"{len(intents)} intents journaled by a 3-row slice"
+        while drain(world.engine, "ruddr", until=time.monotonic() + 1)["sliced"]:
+            pass
+        for name in NAMES:
+            assert count_named(world, "ruddr", name) == 1
+    finally:
+        world.engine.close()

@@ -130,21 +130,26 @@ class Stack:
 
 
 def write_config(
-    path: Path, emulators: dict[str, Served], overrides: dict[str, dict[str, Any]]
+    path: Path,
+    emulators: dict[str, Served],
+    overrides: dict[str, dict[str, Any]],
+    systems: tuple[str, ...] = SYSTEMS,
+    poll_every: str = "1s",
 ) -> None:
-    """The shipped config.yaml cut down to Ruddr and Close, pointed at the test's emulators."""
+    """The shipped config.yaml cut down to ``systems`` (Ruddr and Close unless told), pointed
+    at the test's emulators (``emulators`` keyed by system name)."""
     data = yaml.safe_load((ROOT / "config.yaml").read_text())
-    data["systems"] = {name: data["systems"][name] for name in SYSTEMS}
-    for name in SYSTEMS:
+    data["systems"] = {name: data["systems"][name] for name in systems}
+    for name in systems:
         data["systems"][name]["base_url"] = emulators[name].base_url
-        data["systems"][name]["poll_every"] = "1s"
+        data["systems"][name]["poll_every"] = poll_every
         data["systems"][name].update(overrides.get(name, {}))
-    data["mapping"] = {k: v for k, v in (data.get("mapping") or {}).items() if k in SYSTEMS}
+    data["mapping"] = {k: v for k, v in (data.get("mapping") or {}).items() if k in systems}
     conflicts = data.get("conflicts") or {}
-    conflicts["priority"] = [s for s in conflicts.get("priority", []) if s in SYSTEMS]
+    conflicts["priority"] = [s for s in conflicts.get("priority", []) if s in systems]
     for policy in (conflicts.get("fields") or {}).values():
         if isinstance(policy, dict) and "prefer" in policy:
-            policy["prefer"] = [s for s in policy["prefer"] if s in SYSTEMS]
+            policy["prefer"] = [s for s in policy["prefer"] if s in systems]
     data["conflicts"] = conflicts
     # both systems start with seeded deals: these tests predate the guided first run
     data["sync"] = {
@@ -158,7 +163,11 @@ def write_config(
 
 @pytest.fixture
 def make_stack(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[Callable[..., Stack]]:
-    """Build a stack: ``make_stack(seed_opportunities=5, overrides={...}, extra_env={...})``."""
+    """Build a stack: ``make_stack(seed_opportunities=5, overrides={...}, extra_env={...})``.
+
+    ``systems`` picks the shipped config's systems (Ruddr and Close unless told); the stack's
+    ``emulators`` are keyed by system name. ``seeded`` seeds only the named systems' emulators
+    with that many deals each (instead of ``seed_opportunities`` in every one)."""
     stacks: list[Stack] = []
     contexts: list[Any] = []
 
@@ -168,17 +177,25 @@ def make_stack(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[Callable
         overrides: dict[str, dict[str, Any]] | None = None,
         extra_env: dict[str, str] | None = None,
         rate_limited: bool = False,
+        systems: tuple[str, ...] = SYSTEMS,
+        poll_every: str = "1s",
+        seeded: dict[str, int] | None = None,
     ) -> Stack:
+        shipped = yaml.safe_load((ROOT / "config.yaml").read_text())["systems"]
+        vendors = {name: shipped[name]["type"] for name in systems}
         ctx = running(
-            only=list(SYSTEMS),
+            only=sorted(set(vendors.values())),
             seed=3,
-            seed_opportunities=seed_opportunities,
+            seed_opportunities=0 if seeded is not None else seed_opportunities,
             rate_limited=rate_limited,
         )
-        emulators = ctx.__enter__()
+        served = ctx.__enter__()
         contexts.append(ctx)
+        emulators = {name: served[vendor] for name, vendor in vendors.items()}
+        for name, count in (seeded or {}).items():
+            emulators[name].emulator.add_opportunities(count, 3)
         config_path = tmp_path / "config.yaml"
-        write_config(config_path, emulators, overrides or {})
+        write_config(config_path, emulators, overrides or {}, systems, poll_every)
         env = {
             **os.environ,
             "CRMSYNC_CONFIG": str(config_path),

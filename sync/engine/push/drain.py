@@ -5,6 +5,7 @@ apply the outcomes as they arrive (see the package docstring for the three steps
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -12,6 +13,7 @@ from queue import Empty, SimpleQueue
 
 import structlog
 
+from sync.config.models import SystemConfig
 from sync.engine import first_run
 from sync.engine.bindings import push_blocked
 from sync.engine.context import Counts, Engine
@@ -104,11 +106,18 @@ class _Drainer:
             return True
         return False
 
-    def _claim(self, batch: int, max_rows: int | None) -> list[_Job] | None:
-        """The next batch, prepared; None when nothing more is due (or ``max_rows`` is met)."""
+    def _claim(self, batch: int, max_rows: int | None, held: int = 0) -> list[_Job] | None:
+        """The next batch, prepared; None when nothing more is due (or ``max_rows`` is met).
+        ``held``: rows this drain holds unsettled (a slice claims no more than it can send)."""
         # a vendor with batch writes gets claims of at least one full batch request
-        batch = max(batch, self.engine.connector(self.system).batch_limit)
+        per_request = self.engine.connector(self.system).batch_limit
+        batch = max(batch, per_request)
         limit = batch if max_rows is None else min(batch, max_rows - self.claimed)
+        if self.until is not None:
+            cfg = self.engine.config.systems[self.system]
+            affordable = slice_rows(cfg, self.until - time.monotonic(), per_request)
+            if affordable is not None:
+                limit = min(limit, max(1, affordable - held))
         if limit <= 0 or self._stopping():
             return None
         ids = claim(self.engine, self.system, limit, creates=self.creates)
@@ -163,7 +172,8 @@ class _Drainer:
                 # Keep the pool fed: claim the next batch while the last one is still sending.
                 # Rows that need no call (unchanged) are applied a group at a time too.
                 while not exhausted and len(inflight) <= self.workers and len(ready) < APPLY_GROUP:
-                    jobs = self._claim(batch, max_rows)
+                    held = sum(len(group) for group in inflight.values())
+                    jobs = self._claim(batch, max_rows, held)
                     if jobs is None:
                         exhausted = True
                         break
@@ -227,6 +237,20 @@ class _Drainer:
             apply_results(self.engine, results, self.counts)
         with contextlib.suppress(Exception):
             _release(self.engine, unsent + failed)
+
+
+def slice_rows(cfg: SystemConfig, seconds: float, per_request: int = 1) -> int | None:
+    """How many rows a slice with ``seconds`` left can send under the system's rate limit
+    (a burst, and the rate for the time left; ``per_request`` rows a request), or None when no
+    limit is configured. A drain claims no more: every create it claims has its intent
+    journaled, and a worker killed while holding it leaves each one in doubt, to be looked
+    up before it is sent again (ParsaLink: two requests each) — 200 claimed at 100 requests a
+    minute made a kill cost minutes of the vendor's budget."""
+    limit = cfg.rate_limit
+    if limit is None:
+        return None
+    burst = limit.burst if limit.burst is not None else limit.rate
+    return math.ceil(limit.rate * max(0.0, seconds) + burst) * max(1, per_request)
 
 
 def _finished(
