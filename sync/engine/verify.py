@@ -315,7 +315,9 @@ def _explain(engine: Engine, check: SystemCheck, system: str) -> None:
     for letter in found:
         key = letter.record_id if letter.record_id in absent else letter.external_id
         if key:
-            check.why[key] = f"dead letter {letter.id} ({letter.op}): {letter.error}"
+            # a write the vendor refused (its words follow), or a read the mapping could not
+            what = f"{letter.op} refused" if letter.direction == "outbound" else "cannot be read"
+            check.why[key] = f"{what} (dead letter {letter.id}): {letter.error}"
     for rid in check.absent:
         if rid in absent and absent[rid].fields.get("name"):
             check.names[rid] = str(absent[rid].fields["name"])

@@ -113,7 +113,7 @@ def test_verify_and_plan_name_a_refused_deal_with_the_vendors_reason(four: World
     ruddr = verify(four.engine, ["ruddr"]).systems["ruddr"]
     assert len(ruddr.absent) == 1
     why = ruddr.why[ruddr.absent[0]]
-    assert why.startswith("dead letter ") and "must be at most 255 characters" in why
+    assert why.startswith("create refused (dead letter ") and "at most 255 characters" in why
     assert ruddr.names[ruddr.absent[0]] == "y" * 300
     report = plan(four.engine)
     refused = [item for item in report.not_planned if item.system == "ruddr"]
