@@ -59,11 +59,11 @@ def vendor_deleted(
 ) -> str:
     """Apply the system's delete policy to a deal that vanished from it, and close the dead
     letters the delete made moot (``sync.engine.letters.resolve_deleted``); returns the policy."""
+    deal = (link.external_id, link.record_id)  # read before ``ignore`` deletes the link
     policy = _apply_policy(engine, session, system, link, how, run_id)
-    record = records.get(session, link.record_id)
+    record = records.get(session, deal[1])
     everywhere = record is not None and record.deleted_at is not None
     why = f"deleted in {system} ({how}; policy {policy})"
-    deal = (link.external_id, link.record_id)
     resolve_deleted(session, system, deal, everywhere=everywhere, why=why, run_id=run_id)
     return policy
 
@@ -71,6 +71,7 @@ def vendor_deleted(
 def _apply_policy(
     engine: Engine, session: Session, system: str, link: Link, how: str, run_id: str | None
 ) -> str:
+    """The policy's effect on the link, the record and the other systems (see the module)."""
     policy = engine.config.systems[system].deletes
     record = records.get(session, link.record_id)
     now = utcnow()

@@ -165,3 +165,35 @@ def test_an_update_that_lands_on_a_deal_in_an_unmapped_stage_leaves_no_dead_lett
         assert open_letters == [("close", "inbound", "read")]
     finally:
         world.engine.close()
+
+
+def test_an_unreadable_deal_deleted_before_it_was_read_closes_its_letter(tmp_path: Path) -> None:
+    """A ParsaLink deal whose stage the mapping does not know is dead-lettered on read (no
+    record holds it); deleted in ParsaLink, the next complete scan misses it and the letter
+    closes (ParsaLink has no delete feed: the scan is what sees deletes)."""
+    probe = make_world(tmp_path / "probe").config
+    spec = probe.mapping["parsalink"]
+    stage = spec.stage
+    assert stage is not None and not isinstance(stage, str) and stage.values
+    values = {k: v for k, v in stage.values.items() if k != "negotiation"}
+    mapping = {
+        "parsalink": spec.model_copy(update={"stage": stage.model_copy(update={"values": values})})
+    }
+    overrides = {"systems": {"parsalink": probe.systems["parsalink"]}, "mapping": mapping}
+    world = make_world(tmp_path, overrides=overrides)
+    try:
+        kept = world.users["parsalink"].create("Odd but kept", stage="negotiation")
+        gone = world.users["parsalink"].create("Odd and deleted", stage="negotiation")
+        world.cycle()
+        assert {(letter.external_id, letter.status) for letter in _letters(world)} == {
+            (kept, "open"),
+            (gone, "open"),
+        }
+        world.users["parsalink"].delete(gone)
+        world.cycle()
+        assert {(letter.external_id, letter.status) for letter in _letters(world)} == {
+            (kept, "open"),
+            (gone, "resolved"),
+        }
+    finally:
+        world.engine.close()
