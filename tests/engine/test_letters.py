@@ -68,10 +68,9 @@ def test_a_refused_create_leads_with_the_reason_and_closes_once_the_deal_is_fixe
     assert all("resolved: a later push succeeded" in note.reason for note in notes)
 
 
-def test_an_unreadable_deal_closes_its_letter_once_it_is_read_fine(tmp_path: Path) -> None:
-    """A ParsaLink deal whose stage the mapping does not know is dead-lettered on read (no
-    record yet); once its stage is changed to a known one it is captured, and the letter
-    closes with a journal entry on the record the read created."""
+def parsalink_without_negotiation(tmp_path: Path) -> World:
+    """ParsaLink synced alone, by a mapping that lacks its "negotiation" stage (a deal there
+    cannot be read)."""
     probe = make_world(tmp_path / "probe").config
     spec = probe.mapping["parsalink"]
     stage = spec.stage
@@ -81,7 +80,14 @@ def test_an_unreadable_deal_closes_its_letter_once_it_is_read_fine(tmp_path: Pat
         "parsalink": spec.model_copy(update={"stage": stage.model_copy(update={"values": values})})
     }
     overrides = {"systems": {"parsalink": probe.systems["parsalink"]}, "mapping": mapping}
-    world = make_world(tmp_path, overrides=overrides)
+    return make_world(tmp_path, overrides=overrides)
+
+
+def test_an_unreadable_deal_closes_its_letter_once_it_is_read_fine(tmp_path: Path) -> None:
+    """A ParsaLink deal whose stage the mapping does not know is dead-lettered on read (no
+    record yet); once its stage is changed to a known one it is captured, and the letter
+    closes with a journal entry on the record the read created."""
+    world = parsalink_without_negotiation(tmp_path)
     try:
         deal = world.users["parsalink"].create("Odd stage deal", stage="negotiation")
         world.cycle()
@@ -171,16 +177,7 @@ def test_an_unreadable_deal_deleted_before_it_was_read_closes_its_letter(tmp_pat
     """A ParsaLink deal whose stage the mapping does not know is dead-lettered on read (no
     record holds it); deleted in ParsaLink, the next complete scan misses it and the letter
     closes (ParsaLink has no delete feed: the scan is what sees deletes)."""
-    probe = make_world(tmp_path / "probe").config
-    spec = probe.mapping["parsalink"]
-    stage = spec.stage
-    assert stage is not None and not isinstance(stage, str) and stage.values
-    values = {k: v for k, v in stage.values.items() if k != "negotiation"}
-    mapping = {
-        "parsalink": spec.model_copy(update={"stage": stage.model_copy(update={"values": values})})
-    }
-    overrides = {"systems": {"parsalink": probe.systems["parsalink"]}, "mapping": mapping}
-    world = make_world(tmp_path, overrides=overrides)
+    world = parsalink_without_negotiation(tmp_path)
     try:
         kept = world.users["parsalink"].create("Odd but kept", stage="negotiation")
         gone = world.users["parsalink"].create("Odd and deleted", stage="negotiation")
