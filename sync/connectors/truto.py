@@ -170,10 +170,13 @@ class TrutoConnector(BaseConnector):
 
     def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
         """Create with an ``Idempotency-Key``: a retry after an unknown outcome replays the
-        first answer instead of creating a duplicate."""
+        first answer instead of creating a duplicate. A refusal names the deal by its name
+        (shortened), as every connector's create does."""
+        name = payload.get("name")
         response = self._request(
             "POST",
             "/opportunities",
+            record=str(name) if name else None,
             params=self._read_params(),
             json=dict(payload),
             headers={"Idempotency-Key": idempotency_key},

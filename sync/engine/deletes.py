@@ -9,6 +9,12 @@ delete feed (Close's event log), or by a 404 on push. The deleting system's poli
 
 Tombstones (``records.deleted_at``, ``links.deleted_at``) keep a stale read from resurrecting.
 
+A delete closes the dead letters it makes moot, with a journal entry saying so: the deleting
+system's letters about its copy, and every system's when the deal itself is deleted
+(``propagate``). A deal deleted with ``unlink`` lives on elsewhere, so a refusal owed to it by
+another system stays open. A deal never captured (its read could not be mapped) is known only
+by its letter, which closes when a complete scan misses the deal or the delete feed names it.
+
 A delete racing a later edit: a delete only wins over what its deleter saw. When a deal is
 deleted in a ``propagate`` system while it carries an edit made elsewhere that the deleting
 system never received (its shadow lacks it), or when such an edit is captured after the
@@ -29,6 +35,7 @@ from sync.engine import guard
 from sync.engine.context import Counts, Engine
 from sync.engine.guard import Vanished
 from sync.engine.journal import enqueue, note
+from sync.engine.letters import resolve_deleted, resolve_vanished_unlinked
 from sync.engine.outbound import push_diff
 from sync.store import cursors, links, outbox, records, systems
 from sync.store.models import (
@@ -50,7 +57,21 @@ def vendor_deleted(
     how: str,
     run_id: str | None = None,
 ) -> str:
-    """Apply the system's delete policy to a deal that vanished from it; returns the policy."""
+    """Apply the system's delete policy to a deal that vanished from it, and close the dead
+    letters the delete made moot (``sync.engine.letters.resolve_deleted``); returns the policy."""
+    deal = (link.external_id, link.record_id)  # read before ``ignore`` deletes the link
+    policy = _apply_policy(engine, session, system, link, how, run_id)
+    record = records.get(session, deal[1])
+    everywhere = record is not None and record.deleted_at is not None
+    why = f"deleted in {system} ({how}; policy {policy})"
+    resolve_deleted(session, system, deal, everywhere=everywhere, why=why, run_id=run_id)
+    return policy
+
+
+def _apply_policy(
+    engine: Engine, session: Session, system: str, link: Link, how: str, run_id: str | None
+) -> str:
+    """The policy's effect on the link, the record and the other systems (see the module)."""
     policy = engine.config.systems[system].deletes
     record = records.get(session, link.record_id)
     now = utcnow()
@@ -111,6 +132,9 @@ def after_complete_scan(
             if external_id not in seen and link_id is not None
         ]
         counts.merge(_apply(engine, session, system, vanished, run_id))
+        if not counts["deletes_held"]:
+            why = f"deleted in {system} (missing from a complete scan)"
+            resolve_vanished_unlinked(session, system, lambda ext: ext not in seen, why, run_id)
         session.commit()
     return counts
 
@@ -148,15 +172,21 @@ def from_feed(engine: Engine, system: str, started: dt.datetime, run_id: str | N
         cursor = cursors.get(session, system) or Cursor(system=system)
         newest = cursor.deletes_stamp
         vanished: list[Vanished] = []
+        unlinked: set[str] = set()
         for deletion in deletions:
             stamp = maybe_utc(deletion.at)
             newest = max(newest, stamp) if newest and stamp else (stamp or newest)
             link = links.find(session, system, deletion.external_id)
+            if link is None:
+                unlinked.add(deletion.external_id)  # never captured: only a letter knows it
             if link is None or link.deleted_at is not None or link.id is None:
                 continue
             how = "reported by the delete feed"
             vanished.append(Vanished(link.id, link.record_id, link.external_id, how))
         counts.merge(_apply(engine, session, system, vanished, run_id))
+        if unlinked:
+            why = f"deleted in {system} (reported by the delete feed)"
+            resolve_vanished_unlinked(session, system, unlinked.__contains__, why, run_id)
         cursor.deletes_stamp = min(newest, started) if newest else started
         session.add(cursor)
         session.commit()

@@ -4,15 +4,17 @@ A letter is written when a push is refused or a read cannot be mapped; the user 
 deal (or the mapping) and the next sync goes through. Leaving the letter ``open`` would keep a
 fixed problem on every dashboard, so the step that succeeded closes it: a push that landed in a
 system resolves that record's outbound letters there, a capture that mapped a vendor record
-resolves its inbound letters, and a deal that left the sync's scope (a filter now leaves it
-out) closes every letter about it. Each closed letter gets a journal entry on its record.
+resolves its inbound letters, and a deal that left the sync's scope closes every letter about
+it: a filter now leaves it out, or it was deleted — in the system the letter is about (its copy
+there is gone, so nothing is owed to or from it), or everywhere (a ``propagate`` delete: the
+deal itself is gone). Each closed letter gets a journal entry on its record.
 
 Both functions run one query per batch (usually finding nothing), never one per record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 
 from sqlmodel import Session
 
@@ -71,6 +73,52 @@ def resolve_filtered(
         record_id = letter.record_id or deals.get(letter.external_id or "")
         why = "the deal left the sync: the system's filter leaves it out"
         _close(session, letter, record_id, notes, run_id, why)
+    return len(found)
+
+
+def resolve_deleted(
+    session: Session,
+    system: str,
+    deal: tuple[str, str],
+    *,
+    everywhere: bool,
+    why: str,
+    run_id: str | None,
+) -> int:
+    """Close the letters about a deal (external id, record id) deleted in ``system``: that
+    system's letters about its copy, and with ``everywhere`` (the record itself was deleted)
+    every system's letters about the record — a refused create or update there is owed to a
+    deal that no longer exists, and would stay open, and counted, for good."""
+    external_id, record_id = deal
+    found = {
+        letter.id: letter
+        for letter in letters.unresolved_of_deals(session, system, [external_id], [record_id])
+    }
+    if everywhere:
+        found.update(
+            (letter.id, letter) for letter in letters.unresolved_of_record(session, record_id)
+        )
+    notes = Notes()
+    for letter in found.values():
+        _close(session, letter, record_id, notes, run_id, f"the deal was deleted: {why}")
+    notes.write(session)
+    return len(found)
+
+
+def resolve_vanished_unlinked(
+    session: Session, system: str, gone: Callable[[str], bool], why: str, run_id: str | None
+) -> int:
+    """Close the inbound letters of ``system`` about never-captured deals that ``gone`` says
+    the vendor deleted (missing from a complete scan, or in its delete feed): no record holds
+    them, so no delete policy ever sees them."""
+    found = [
+        letter
+        for letter in letters.unresolved_unlinked_inbound(session, system)
+        if letter.external_id and gone(letter.external_id)
+    ]
+    notes = Notes()
+    for letter in found:
+        _close(session, letter, None, notes, run_id, f"the deal was deleted: {why}")
     return len(found)
 
 

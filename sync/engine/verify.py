@@ -16,8 +16,9 @@ independently, are common in a CRM and are not reported.)
 Differences with a known reason are listed as such, not hidden (issue 17): a field held by an
 open manual conflict whose copies differ, a linked deal the system's ``filter`` now leaves out
 (crmsync neither reads nor writes it), a field waiting for a reference that system lacks
-(``engine.unresolved``: named, with what to do), and a held system (not read at all: it may
-point at the wrong account). They keep ``clean`` false; ``agrees(accept_known=True)`` accepts them.
+(``engine.unresolved``: named, with what to do), a deal whose update the vendor refused (its
+open dead letter, the vendor's words), and a held system (not read at all: it may point at the
+wrong account). They keep ``clean`` false; ``agrees(accept_known=True)`` accepts them.
 
 A summary listing (ParsaLink) costs a GET per deal to compare in full — two hours for 10,000
 deals at 100 requests a minute, from the budget the sync itself uses. ``summaries`` says how
@@ -298,13 +299,18 @@ def _name_of(
 
 def _explain(engine: Engine, check: SystemCheck, system: str) -> None:
     """Why each unlinked, unreadable and absent deal is there: the open dead letter about it
-    (the vendor's refusal, the mapping's complaint) where there is one, else what is owed."""
+    (the vendor's refusal, the mapping's complaint) where there is one, else what is owed. A
+    drifting deal whose update the vendor refused is a known difference, with that refusal."""
     from sync.store import letters
     from sync.store import outbox as stored_outbox
 
+    drifting = {d.record_id for d in check.drift}
     with engine.read_session() as session:
         found = letters.open_about(
-            session, system, check.absent, [*check.unlinked, *check.unreadable]
+            session,
+            system,
+            [*check.absent, *sorted(drifting)],
+            [*check.unlinked, *check.unreadable],
         )
         owed = {
             row.record_id: row
@@ -313,9 +319,19 @@ def _explain(engine: Engine, check: SystemCheck, system: str) -> None:
         }
         absent = {r.id: r for r in stored_records.many(session, check.absent)}
     for letter in found:
-        key = letter.record_id if letter.record_id in absent else letter.external_id
+        by_record = letter.record_id in absent or letter.record_id in drifting
+        key = letter.record_id if by_record else letter.external_id
         if key:
-            check.why[key] = f"dead letter {letter.id} ({letter.op}): {letter.error}"
+            # a write the vendor refused (its words follow), or a read the mapping could not
+            what = f"{letter.op} refused" if letter.direction == "outbound" else "cannot be read"
+            check.why[key] = f"{what} (dead letter {letter.id}): {letter.error}"
+    refused = {k: check.why.pop(k) for k in drifting if k in check.why}
+    check.known += [
+        Known(system, d.record_id, d.external_id, d.field, refused[d.record_id])
+        for d in check.drift
+        if d.record_id in refused
+    ]
+    check.drift = [d for d in check.drift if d.record_id not in refused]
     for rid in check.absent:
         if rid in absent and absent[rid].fields.get("name"):
             check.names[rid] = str(absent[rid].fields["name"])

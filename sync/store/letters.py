@@ -107,6 +107,28 @@ def unresolved_of_deals(
     ).all()
 
 
+def unresolved_of_record(session: Session, record_id: str) -> Sequence[DeadLetter]:
+    """The unresolved letters about one record, in every system and either direction."""
+    return session.exec(
+        select(DeadLetter).where(
+            col(DeadLetter.status).in_(UNRESOLVED), DeadLetter.record_id == record_id
+        )
+    ).all()
+
+
+def unresolved_unlinked_inbound(session: Session, system: str) -> Sequence[DeadLetter]:
+    """The unresolved inbound letters of ``system`` about deals no record holds yet (a read
+    that could not be mapped, of a deal never captured): usually none or a few."""
+    return session.exec(
+        select(DeadLetter).where(
+            col(DeadLetter.status).in_(UNRESOLVED),
+            DeadLetter.system == system,
+            DeadLetter.direction == "inbound",
+            col(DeadLetter.record_id).is_(None),
+        )
+    ).all()
+
+
 def get(session: Session, letter_id: int) -> DeadLetter | None:
     return session.get(DeadLetter, letter_id)
 

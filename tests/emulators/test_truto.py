@@ -181,6 +181,32 @@ def test_salesforce_rejects_a_stage_outside_the_picklist(truto_client: httpx.Cli
     assert "PICKLIST" in response.json()["details"]["remote_error"][0]["errorCode"]
 
 
+@pytest.mark.parametrize("length", [121, 300])
+def test_salesforce_refuses_a_name_over_120_characters(
+    truto_client: httpx.Client, length: int
+) -> None:
+    """``Name`` is string(120): a longer one, on create or on update, is Salesforce's
+    STRING_TOO_LONG relayed as a 400 that names the field and quotes the value's start; the
+    refused update changes nothing, and exactly 120 characters are accepted."""
+    name = "n" * length
+    refused = sf_create(truto_client, name=name)
+    assert refused.status_code == 400
+    remote = refused.json()["details"]["remote_error"][0]
+    assert (remote["errorCode"], remote["fields"]) == ("STRING_TOO_LONG", ["Name"])
+    expected = f"Opportunity Name: data value too large: {'n' * 40} (max length=120)"
+    assert remote["message"] == refused.json()["message"] == expected
+
+    deal = sf_create(truto_client, name="m" * 120)
+    assert deal.status_code == 201, deal.text
+    url, params = f"/opportunities/{deal.json()['id']}", {"integrated_account_id": SF}
+    patched = truto_client.patch(url, params=params, json={"name": name})
+    assert patched.status_code == 400
+    assert patched.json()["details"]["remote_error"][0]["errorCode"] == "STRING_TOO_LONG"
+    raw = truto_client.patch(url, params=params, json={"remote_data": {"Name": name}})
+    assert raw.status_code == 400
+    assert truto_client.get(url, params=params).json()["name"] == "m" * 120
+
+
 def test_close_create_populates_the_seed_001_fields(truto_client: httpx.Client) -> None:
     """Close answers with status, last_activity_at, close_date and updated_at, amount in units."""
     owner = first(truto_client, "/users", CLOSE)["id"]

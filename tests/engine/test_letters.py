@@ -68,10 +68,9 @@ def test_a_refused_create_leads_with_the_reason_and_closes_once_the_deal_is_fixe
     assert all("resolved: a later push succeeded" in note.reason for note in notes)
 
 
-def test_an_unreadable_deal_closes_its_letter_once_it_is_read_fine(tmp_path: Path) -> None:
-    """A ParsaLink deal whose stage the mapping does not know is dead-lettered on read (no
-    record yet); once its stage is changed to a known one it is captured, and the letter
-    closes with a journal entry on the record the read created."""
+def parsalink_without_negotiation(tmp_path: Path) -> World:
+    """ParsaLink synced alone, by a mapping that lacks its "negotiation" stage (a deal there
+    cannot be read)."""
     probe = make_world(tmp_path / "probe").config
     spec = probe.mapping["parsalink"]
     stage = spec.stage
@@ -81,7 +80,14 @@ def test_an_unreadable_deal_closes_its_letter_once_it_is_read_fine(tmp_path: Pat
         "parsalink": spec.model_copy(update={"stage": stage.model_copy(update={"values": values})})
     }
     overrides = {"systems": {"parsalink": probe.systems["parsalink"]}, "mapping": mapping}
-    world = make_world(tmp_path, overrides=overrides)
+    return make_world(tmp_path, overrides=overrides)
+
+
+def test_an_unreadable_deal_closes_its_letter_once_it_is_read_fine(tmp_path: Path) -> None:
+    """A ParsaLink deal whose stage the mapping does not know is dead-lettered on read (no
+    record yet); once its stage is changed to a known one it is captured, and the letter
+    closes with a journal entry on the record the read created."""
+    world = parsalink_without_negotiation(tmp_path)
     try:
         deal = world.users["parsalink"].create("Odd stage deal", stage="negotiation")
         world.cycle()
@@ -113,7 +119,7 @@ def test_verify_and_plan_name_a_refused_deal_with_the_vendors_reason(four: World
     ruddr = verify(four.engine, ["ruddr"]).systems["ruddr"]
     assert len(ruddr.absent) == 1
     why = ruddr.why[ruddr.absent[0]]
-    assert why.startswith("dead letter ") and "must be at most 255 characters" in why
+    assert why.startswith("create refused (dead letter ") and "at most 255 characters" in why
     assert ruddr.names[ruddr.absent[0]] == "y" * 300
     report = plan(four.engine)
     refused = [item for item in report.not_planned if item.system == "ruddr"]
@@ -163,5 +169,28 @@ def test_an_update_that_lands_on_a_deal_in_an_unmapped_stage_leaves_no_dead_lett
             if letter.status == "open"
         ]
         assert open_letters == [("close", "inbound", "read")]
+    finally:
+        world.engine.close()
+
+
+def test_an_unreadable_deal_deleted_before_it_was_read_closes_its_letter(tmp_path: Path) -> None:
+    """A ParsaLink deal whose stage the mapping does not know is dead-lettered on read (no
+    record holds it); deleted in ParsaLink, the next complete scan misses it and the letter
+    closes (ParsaLink has no delete feed: the scan is what sees deletes)."""
+    world = parsalink_without_negotiation(tmp_path)
+    try:
+        kept = world.users["parsalink"].create("Odd but kept", stage="negotiation")
+        gone = world.users["parsalink"].create("Odd and deleted", stage="negotiation")
+        world.cycle()
+        assert {(letter.external_id, letter.status) for letter in _letters(world)} == {
+            (kept, "open"),
+            (gone, "open"),
+        }
+        world.users["parsalink"].delete(gone)
+        world.cycle()
+        assert {(letter.external_id, letter.status) for letter in _letters(world)} == {
+            (kept, "open"),
+            (gone, "resolved"),
+        }
     finally:
         world.engine.close()

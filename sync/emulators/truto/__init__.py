@@ -67,7 +67,9 @@ Decisions where the docs leave a gap (the stricter choice, as issue 3 asks):
   Capsule: ``name`` and ``stage``; Salesforce: ``name``) → **400** ``Validation failed`` with
   ``details.failures``. The upstream then applies its own rules and its error passes through with
   its status in the envelope, its body under ``details.remote_error``: Salesforce also needs
-  ``StageName`` and ``CloseDate`` (``REQUIRED_FIELD_MISSING``, 400) and rejects unknown stages,
+  ``StageName`` and ``CloseDate`` (``REQUIRED_FIELD_MISSING``, 400), refuses a ``Name`` over
+  120 characters (``STRING_TOO_LONG``, 400: "Opportunity Name: data value too large: <its
+  first 40 characters> (max length=120)", on create and update alike) and rejects unknown stages,
   owners and accounts; Capsule needs a ``party`` (``account``) and answers 422; Close answers 400
   for an unknown lead or user.
 - ``updated_at`` / ``created_at`` filters (``[gt]``, ``[gte]``, ``[lt]``, ``[lte]``, as Truto's SDK

@@ -35,6 +35,9 @@ _SF_PROBABILITY = {
     "Closed Lost": 0,
 }
 _SF_FORECAST = {"Closed Won": "Closed", "Closed Lost": "Omitted", "Negotiation/Review": "Commit"}
+#: Opportunity text fields' lengths and labels (vendors.md §4.3: ``Name`` is string(120)); a
+#: longer value is Salesforce's ``STRING_TOO_LONG``, which Truto relays as a 400
+_SF_LENGTHS = {"Name": (120, "Opportunity Name")}
 
 
 class SalesforceIntegration(Integration):
@@ -217,6 +220,18 @@ class SalesforceIntegration(Integration):
     def custom_field_names(self) -> tuple[str, ...]:
         return ("Crmsync_Id__c", "Tags__c")
 
+    def _check_lengths(self, fields: Mapping[str, Any]) -> None:
+        """Salesforce refuses a text longer than its field, quoting the value's start (its
+        own wording: ``Opportunity Name: data value too large: … (max length=120)``)."""
+        for name, (length, label) in _SF_LENGTHS.items():
+            text = fields.get(name)
+            if isinstance(text, str) and len(text) > length:
+                raise self._sf_error(
+                    f"{label}: data value too large: {text[:40]} (max length={length})",
+                    "STRING_TOO_LONG",
+                    [name],
+                )
+
     def _stage_name(self, body: Mapping[str, Any]) -> str | None:
         stage = body.get("stage")
         if stage is None:
@@ -275,6 +290,7 @@ class SalesforceIntegration(Integration):
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         self.check_required(body)
         fields = {**self._fields(body), **dict(body.get("remote_data") or {})}
+        self._check_lengths(fields)
         missing = [f for f in ("StageName", "CloseDate") if not fields.get(f)]
         if missing:
             raise self._sf_error(
@@ -305,6 +321,7 @@ class SalesforceIntegration(Integration):
                     "REQUIRED_FIELD_MISSING",
                     [required],
                 )
+        self._check_lengths(fields)
         stage_changed = fields.get("StageName", raw["StageName"]) != raw["StageName"]
         raw.update(fields)
         self._derive_stage(raw, reset_probability=stage_changed and "Probability" not in fields)
