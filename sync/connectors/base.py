@@ -30,6 +30,7 @@ from sync.connectors.errors import (
     classify_status,
 )
 from sync.connectors.http import BearerAuth, retry_after_header
+from sync.connectors.ratelimit import RateLimiter
 from sync.timefmt import parse_http_date, utcnow
 
 CaptureMode = Literal["incremental", "scan"]
@@ -163,6 +164,9 @@ class BaseConnector(abc.ABC):
         self.client = client
         self.options: dict[str, Any] = dict(options or {})
         self._ref_cache: dict[str, list[Reference]] = {}
+        #: the limiter its client waits on (``build_connector`` sets it), for a connector that
+        #: sizes it from what the vendor's answers say (HubSpot)
+        self.limiter: RateLimiter | None = None
         #: the vendor's clock at the first answer of the latest ``list_changed``/``scan``
         #: (None until one answered): capture turns it into the cursor's watermark
         self.listing_clock: ListingClock | None = None

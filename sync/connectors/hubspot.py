@@ -23,6 +23,7 @@ HubSpot's quirks, each handled here and nowhere else:
   the v4 default association (the old ones are removed).
 - **Limits**: ten-secondly and daily budgets per account, reported in ``X-HubSpot-RateLimit-*``
   headers; a 429's ``policyName`` says which (https://developers.hubspot.com/docs/api/usage-details).
+  The headers size the shared limiter and pause a nearly spent day (``hubspot_limits``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from sync.connectors.base import (
     BaseConnector,
     CaptureMode,
     Deletion,
+    DerivedField,
     ListingClock,
     Reference,
     SetupFinding,
@@ -45,6 +47,7 @@ from sync.connectors.base import (
 )
 from sync.connectors.errors import AuthFailed, ConnectorError, Rejected
 from sync.connectors.hubspot_batch import COMPANY_FIELD, association, split
+from sync.connectors.hubspot_limits import Pacing
 from sync.connectors.hubspot_setup import TokenAuth
 from sync.timefmt import parse_http_date, parse_optional_timestamp, parse_timestamp, utcnow
 
@@ -89,6 +92,32 @@ class HubSpotConnector(BaseConnector):
     has_delete_feed: ClassVar[bool] = True
     max_page_size: ClassVar[int] = SEARCH_PAGE
     batch_limit: ClassVar[int] = 100  # batch/create and batch/update take 100 inputs
+    #: HubSpot computes a deal's probability from its stage (the pipeline stage's
+    #: ``metadata.probability``) and refuses a written one (a read-only property, vendors.md
+    #: §5.3): the stage alone decides it, so what moves with the stage is never an edit.
+    derived: ClassVar[tuple[DerivedField, ...]] = (
+        DerivedField(
+            "hs_deal_stage_probability",
+            "dealstage",
+            False,
+            "HubSpot computes hs_deal_stage_probability from the deal's stage",
+        ),
+    )
+
+    def __init__(
+        self, system: str, client: httpx.Client, options: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(system, client, options)
+        #: the burst window and daily allowance the answers announce (``hubspot_limits``)
+        self.pacing = Pacing(system, self.options)
+
+    def _request(
+        self, method: str, url: str, *, record: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        self.pacing.daily.check()
+        response = super()._request(method, url, record=record, **kwargs)
+        self.pacing.note(response, self.limiter)
+        return response
 
     @property
     def id_property(self) -> str:
