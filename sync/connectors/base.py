@@ -267,6 +267,12 @@ class BaseConnector(abc.ABC):
         not; the configuration must)."""
         return None
 
+    def account_currencies(self) -> list[str] | None:
+        """Every currency the account holds deals in, its own first, where the API lists them
+        (HubSpot's company and additional currencies); by default the one it holds, or None."""
+        currency = self.account_currency()
+        return [currency] if currency else None
+
     def create_reference(self, kind: str, key: str) -> Reference:
         """Create a company/lead/account named ``key`` (auto-create, where configured)."""
         raise NotImplementedError(f"{self.vendor} cannot create {kind} references")

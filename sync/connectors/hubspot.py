@@ -254,6 +254,8 @@ class HubSpotConnector(BaseConnector):
             linked = ((item.get("associations") or {}).get("companies") or {}).get("results") or []
             company = str(linked[0]["id"]) if linked else None
         data[COMPANY_FIELD] = company
+        if not data.get("deal_currency_code"):  # empty means the company currency (§5.9)
+            data["deal_currency_code"] = self.account_currency()
         stamp = data.get("hs_lastmodifieddate") or item.get("updatedAt")
         return VendorRecord(
             data["id"],
@@ -404,6 +406,13 @@ class HubSpotConnector(BaseConnector):
     def account_currency(self) -> str | None:
         currency = self.portal().get("companyCurrency")
         return str(currency).upper() if currency else None
+
+    def account_currencies(self) -> list[str] | None:
+        """The portal's company currency, then its additional currencies (a multi-currency
+        portal has some: the money model is then ``multi``)."""
+        own = self.account_currency()
+        extra = [str(c).upper() for c in self.portal().get("additionalCurrencies") or []]
+        return list(dict.fromkeys([own, *extra])) if own else None
 
     # -- setup (crmsync doctor) ----------------------------------------------------------------
     @classmethod

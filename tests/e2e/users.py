@@ -306,7 +306,7 @@ class HubSpotUser(VendorUser):
     def get(self, deal_id: str) -> dict[str, Any]:
         properties = (
             "dealname,amount,dealstage,closedate,description,crmsync_id,hubspot_owner_id,"
-            "hs_deal_stage_probability"
+            "hs_deal_stage_probability,deal_currency_code"
         )
         deal = self._ok(
             self.client.get(self.item.format(deal_id), params={"properties": properties})
