@@ -366,6 +366,9 @@ class Emulator:
             if refused is not None:
                 return await _render(refused, extra)
         faults, rng = self.faults, self._fault_rng
+        # A server has the whole request before it works on it: a client that dies while it
+        # waits for the answer does not stop the work (a batch is committed all the same).
+        receive = _replay(await request.body())
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         if faults.error_rate and rng.random() < faults.error_rate:
@@ -479,6 +482,20 @@ async def _render(
     headers = list(response.raw_headers)
     headers += [(k.lower().encode(), v.encode()) for k, v in (extra or {}).items()]
     return response.status_code, headers, bytes(response.body)
+
+
+def _replay(body: bytes) -> Receive:
+    """An ASGI ``receive`` that hands over a request body already read."""
+    given = False
+
+    async def receive() -> Message:
+        nonlocal given
+        if given:
+            return {"type": "http.disconnect"}
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 async def _capture(
