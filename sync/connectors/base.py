@@ -127,6 +127,16 @@ class DerivedField:
     default: str | None = None
 
 
+def error_body(response: httpx.Response) -> dict[str, Any] | str:
+    """An error answer's JSON object, or the text to show for it when it has none: a body that
+    is not JSON (its first 500 characters, else the reason phrase), or JSON but no object."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    return body if isinstance(body, dict) else str(body)
+
+
 class BaseConnector(abc.ABC):
     """Shared plumbing: one request helper that turns HTTP outcomes into typed errors.
 
@@ -328,14 +338,11 @@ class BaseConnector(abc.ABC):
 
     def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
         """The vendor's own message and field errors from an error body."""
-        try:
-            body = response.json()
-        except ValueError:
-            return response.text[:500] or response.reason_phrase, {}
-        if isinstance(body, dict):
-            message = body.get("message") or body.get("error") or body.get("detail") or body
-            return str(message), {}
-        return str(body), {}
+        body = error_body(response)
+        if isinstance(body, str):
+            return body, {}
+        message = body.get("message") or body.get("error") or body.get("detail") or body
+        return str(message), {}
 
     def _request(
         self,
