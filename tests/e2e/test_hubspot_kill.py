@@ -3,7 +3,6 @@ box, the emulators over HTTP, the shipped config, a real process on a SQLite sto
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 
 from sync.emulators.server import Served, running
 from tests.e2e.conftest import AUTH, _user
-from tests.e2e.test_soak import ENV_URL, ROOT
+from tests.e2e.test_soak import ENV_URL, cli_env
 
 pytestmark = pytest.mark.slow
 LATENCY_MS = 3000  # every HubSpot answer this late: the window the kill lands in
@@ -53,15 +52,7 @@ def test_a_run_killed_during_a_hubspot_batch_create_leaves_every_deal_once(
     commits all five; nobody records it. The restarted run adopts them by crmsync's id: each
     deal is in HubSpot once, and `verify` exits 0."""
     db = tmp_path / "kill.db"
-    env = {
-        **os.environ,
-        "CRMSYNC_CONFIG": str(ROOT / "config.yaml"),
-        "CRMSYNC_DATABASE_URL": f"sqlite:///{db}",
-        "CRMSYNC_LOG_FORMAT": "json",
-        "CRMSYNC_LOG_LEVEL": "warning",
-        "CRMSYNC_FIRST_RUN": "waive",
-        **{f"{ENV_URL[k]}_BASE_URL": s.base_url for k, s in served.items()},
-    }
+    env = cli_env(db, served)
 
     def run_once() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
