@@ -13,6 +13,10 @@ A system holds the currency of its deals in one of three ways (``systems.NAME.cu
   multi-currency orgs, HubSpot ``deal_currency_code``): the deal's currency is written with it;
   a deal read without one is in ``code``, the account's corporate currency.
 
+Where the API lists the account's currencies (HubSpot: ``companyCurrency`` and
+``additionalCurrencies``) and config names no mode, the account decides: ``multi`` when it has
+more than one, else ``fixed`` (``CurrencyModel.auto``; ``sync.engine.money.model_of`` asks).
+
 ``foreign`` is the rule for a deal whose currency a ``fixed`` system cannot hold: ``park``
 (default: the push goes to the dead letters naming the deal, its currency and the system's —
 never the figure unchanged) or ``convert`` (at ``currency_rates``; the rate is journaled).
@@ -91,8 +95,12 @@ VENDOR_DEFAULTS: dict[str, tuple[CurrencyMode, str | None]] = {
     "truto": ("multi", "USD"),  # Salesforce CurrencyIsoCode / Capsule value.currency
     "salesforce": ("fixed", None),  # the org's corporate currency, read from the API; a
     #                                 multi-currency org is configured `multi` (CurrencyIsoCode)
-    "hubspot": ("fixed", None),  # the portal's companyCurrency (multi: set mode multi)
+    "hubspot": ("fixed", None),  # the portal's companyCurrency; multi when it has more
 }
+
+#: systems whose API lists every currency the account holds: with no mode configured, the
+#: account decides (multi when it has more than one, else fixed)
+MODE_FROM_API = frozenset({"hubspot"})
 
 
 #: ``fixed`` systems whose API says the currency: Close (``GET /organization/{id}/``), HubSpot
@@ -111,12 +119,21 @@ class CurrencyModel:
     assumed: bool = False
     #: no code configured: the engine asks the vendor's API (Close's organization)
     from_api: bool = False
+    #: no mode configured and the API lists the account's currencies: ``mode`` is a
+    #: placeholder until ``sync.engine.money.model_of`` asks (multi when more than one)
+    auto: bool = False
 
     def holds(self, currency: str | None) -> bool:
         """Can this system hold a deal in ``currency`` as it is?"""
         return self.mode != "fixed" or currency is None or currency == self.code
 
     def describe(self) -> str:
+        if self.auto:
+            return (
+                "the account's currencies, read from the API: multi-currency when it has "
+                "more than one (the deal's currency is written with it), else fixed (a deal in "
+                f"another currency is {self._rule()})"
+            )
         if self.mode == "per_deal":
             return "a currency per deal: written as it is"
         if self.mode == "multi":
@@ -124,14 +141,15 @@ class CurrencyModel:
                 f"multi-currency: the deal's currency is written with it; a deal read without "
                 f"one is in {self.code}" + (" (default)" if self.assumed else "")
             )
-        rule = (
-            "converted at currency_rates (the rate is journaled)"
-            if self.foreign == "convert"
-            else "parked in the dead letters (foreign: park)"
-        )
+        rule = self._rule()
         assumed = " (default — set currency.code to the account's)" if self.assumed else ""
         code = "(the organization's currency, read from the API)" if self.from_api else self.code
         return f"fixed {code}{assumed}; a deal in another currency is {rule}"
+
+    def _rule(self) -> str:
+        if self.foreign == "convert":
+            return "converted at currency_rates (the rate is journaled)"
+        return "parked in the dead letters (foreign: park)"
 
 
 def resolve(system_type: str, config: CurrencyConfig) -> CurrencyModel:
@@ -145,6 +163,8 @@ def _resolve(
     system_type: str, mode: CurrencyMode | None, code: str | None, foreign: ForeignRule
 ) -> CurrencyModel:
     default_mode, default_code = VENDOR_DEFAULTS.get(system_type, ("per_deal", None))
+    if mode is None and system_type in MODE_FROM_API:
+        return CurrencyModel(default_mode, code, foreign, from_api=code is None, auto=True)
     mode = mode or default_mode
     if code is not None:
         return CurrencyModel(mode, code, foreign)

@@ -85,3 +85,16 @@ def test_a_malformed_pair_is_refused(tmp_path: Path) -> None:
 def test_rates_need_their_date() -> None:
     """A rates table without ``as_of`` is refused: a conversion must say which rates it used."""
     assert RatesConfig.model_fields["as_of"].is_required()
+
+
+def test_hubspot_without_a_mode_is_decided_by_its_portal() -> None:
+    """No mode configured for HubSpot: the model is ``auto`` (the engine asks the portal:
+    multi with additional currencies, else fixed); a written mode overrules the portal."""
+    from sync.money_config import CurrencyConfig, resolve
+
+    auto = resolve("hubspot", CurrencyConfig())
+    assert auto.auto and auto.from_api and auto.code is None
+    assert "more than one" in auto.describe()
+    written = resolve("hubspot", CurrencyConfig(mode="fixed", code="EUR"))
+    assert not written.auto and (written.mode, written.code) == ("fixed", "EUR")
+    assert not resolve("close", CurrencyConfig()).auto

@@ -106,6 +106,7 @@ def build_connector(
         retry_after=retry_after,
     )
     connector = cls(name, client, cfg.options)
+    connector.limiter = limiter
     return connector
 
 

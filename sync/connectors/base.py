@@ -30,6 +30,7 @@ from sync.connectors.errors import (
     classify_status,
 )
 from sync.connectors.http import BearerAuth, retry_after_header
+from sync.connectors.ratelimit import RateLimiter
 from sync.timefmt import parse_http_date, utcnow
 
 CaptureMode = Literal["incremental", "scan"]
@@ -126,6 +127,16 @@ class DerivedField:
     default: str | None = None
 
 
+def error_body(response: httpx.Response) -> dict[str, Any] | str:
+    """An error answer's JSON object, or the text to show for it when it has none: a body that
+    is not JSON (its first 500 characters, else the reason phrase), or JSON but no object."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    return body if isinstance(body, dict) else str(body)
+
+
 class BaseConnector(abc.ABC):
     """Shared plumbing: one request helper that turns HTTP outcomes into typed errors.
 
@@ -163,6 +174,9 @@ class BaseConnector(abc.ABC):
         self.client = client
         self.options: dict[str, Any] = dict(options or {})
         self._ref_cache: dict[str, list[Reference]] = {}
+        #: the limiter its client waits on (``build_connector`` sets it), for a connector that
+        #: sizes it from what the vendor's answers say (HubSpot)
+        self.limiter: RateLimiter | None = None
         #: the vendor's clock at the first answer of the latest ``list_changed``/``scan``
         #: (None until one answered): capture turns it into the cursor's watermark
         self.listing_clock: ListingClock | None = None
@@ -263,6 +277,12 @@ class BaseConnector(abc.ABC):
         not; the configuration must)."""
         return None
 
+    def account_currencies(self) -> list[str] | None:
+        """Every currency the account holds deals in, its own first, where the API lists them
+        (HubSpot's company and additional currencies); by default the one it holds, or None."""
+        currency = self.account_currency()
+        return [currency] if currency else None
+
     def create_reference(self, kind: str, key: str) -> Reference:
         """Create a company/lead/account named ``key`` (auto-create, where configured)."""
         raise NotImplementedError(f"{self.vendor} cannot create {kind} references")
@@ -318,14 +338,11 @@ class BaseConnector(abc.ABC):
 
     def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
         """The vendor's own message and field errors from an error body."""
-        try:
-            body = response.json()
-        except ValueError:
-            return response.text[:500] or response.reason_phrase, {}
-        if isinstance(body, dict):
-            message = body.get("message") or body.get("error") or body.get("detail") or body
-            return str(message), {}
-        return str(body), {}
+        body = error_body(response)
+        if isinstance(body, str):
+            return body, {}
+        message = body.get("message") or body.get("error") or body.get("detail") or body
+        return str(message), {}
 
     def _request(
         self,

@@ -37,6 +37,7 @@ from sync.connectors.base import (
     Deletion,
     Reference,
     VendorRecord,
+    error_body,
 )
 from sync.connectors.errors import AuthFailed, ConnectorError, Rejected
 from sync.connectors.http.auth import CloseBasicAuth
@@ -302,12 +303,9 @@ class CloseConnector(BaseConnector):
     # -- vendor error signals ------------------------------------------------------------
     def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
         """Close's ``{"errors": [...], "field-errors": {...}}`` or ``{"error": ...}``."""
-        try:
-            body = response.json()
-        except ValueError:
-            return response.text[:500] or response.reason_phrase, {}
-        if not isinstance(body, dict):
-            return str(body), {}
+        body = error_body(response)
+        if isinstance(body, str):
+            return body, {}
         field_errors = {str(k): _text(v) for k, v in (body.get("field-errors") or {}).items()}
         errors = [_text(e) for e in body.get("errors") or []]
         error = body.get("error")

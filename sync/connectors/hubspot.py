@@ -8,12 +8,9 @@ HubSpot's quirks, each handled here and nowhere else:
   out of ``properties``. A record's ``data`` is the properties flat (``dealname``, ``amount``,
   …) plus ``id`` and ``company_id`` (the deal's first associated company), so mapping paths are
   HubSpot's own property names.
-- **Capture** is ``search`` on ``hs_lastmodifieddate`` (GTE, ascending, 200 a page). One query
-  pages through at most 10,000 results: before that, the window restarts at the last stamp seen,
-  and deals already yielded at that stamp are dropped when the new window re-reads them
-  (https://developers.hubspot.com/docs/api/crm/search). Search lags writes by seconds: the
-  engine's lookback overlaps the cursor. Search results carry no associations: the companies of a
-  page come from one v4 batch read.
+- **Capture** is ``search`` on ``hs_lastmodifieddate``, re-windowed before its 10,000-result
+  cap (``hubspot_search``). Search lags writes by seconds: the engine's lookback overlaps the
+  cursor.
 - **Deletes** are archives: search never returns them, ``GET …/deals?archived=true`` lists them
   with ``archivedAt``.
 - **Creates are idempotent by crmsync's id**: the mapping's ``record_id`` names a custom property
@@ -23,6 +20,7 @@ HubSpot's quirks, each handled here and nowhere else:
   the v4 default association (the old ones are removed).
 - **Limits**: ten-secondly and daily budgets per account, reported in ``X-HubSpot-RateLimit-*``
   headers; a 429's ``policyName`` says which (https://developers.hubspot.com/docs/api/usage-details).
+  The headers size the shared limiter and pause a nearly spent day (``hubspot_limits``).
 """
 
 from __future__ import annotations
@@ -33,24 +31,25 @@ from typing import Any, ClassVar
 
 import httpx
 
-from sync.connectors import hubspot_batch, hubspot_refs, hubspot_setup
+from sync.connectors import hubspot_batch, hubspot_refs, hubspot_search, hubspot_setup
 from sync.connectors.base import (
     BaseConnector,
     CaptureMode,
     Deletion,
+    DerivedField,
     ListingClock,
     Reference,
     SetupFinding,
     VendorRecord,
+    error_body,
 )
 from sync.connectors.errors import AuthFailed, ConnectorError, Rejected
 from sync.connectors.hubspot_batch import COMPANY_FIELD, association, split
+from sync.connectors.hubspot_limits import Pacing
 from sync.connectors.hubspot_setup import TokenAuth
 from sync.timefmt import parse_http_date, parse_optional_timestamp, parse_timestamp, utcnow
 
 DEALS = "/crm/v3/objects/deals"
-SEARCH_PAGE = 200
-SEARCH_CAP = 10_000
 LIST_PAGE = 100
 #: what a capture reads of every deal (custom ones are added from the options)
 PROPERTIES = (
@@ -87,8 +86,34 @@ class HubSpotConnector(BaseConnector):
     vendor: ClassVar[str] = "hubspot"
     capture: ClassVar[CaptureMode] = "incremental"
     has_delete_feed: ClassVar[bool] = True
-    max_page_size: ClassVar[int] = SEARCH_PAGE
+    max_page_size: ClassVar[int] = hubspot_search.SEARCH_PAGE
     batch_limit: ClassVar[int] = 100  # batch/create and batch/update take 100 inputs
+    #: HubSpot computes a deal's probability from its stage (the pipeline stage's
+    #: ``metadata.probability``) and refuses a written one (a read-only property, vendors.md
+    #: §5.3): the stage alone decides it, so what moves with the stage is never an edit.
+    derived: ClassVar[tuple[DerivedField, ...]] = (
+        DerivedField(
+            "hs_deal_stage_probability",
+            "dealstage",
+            False,
+            "HubSpot computes hs_deal_stage_probability from the deal's stage",
+        ),
+    )
+
+    def __init__(
+        self, system: str, client: httpx.Client, options: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(system, client, options)
+        #: the burst window and daily allowance the answers announce (``hubspot_limits``)
+        self.pacing = Pacing(system, self.options)
+
+    def _request(
+        self, method: str, url: str, *, record: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        self.pacing.daily.check()
+        response = super()._request(method, url, record=record, **kwargs)
+        self.pacing.note(response, self.limiter)
+        return response
 
     @property
     def id_property(self) -> str:
@@ -100,61 +125,16 @@ class HubSpotConnector(BaseConnector):
 
     # -- capture -------------------------------------------------------------------------------
     def list_changed(self, since: dt.datetime) -> Iterator[list[VendorRecord]]:
-        """Deals modified at or after ``since``, oldest first, re-windowed before the cap."""
+        """Deals modified at or after ``since``, oldest first (``hubspot_search``)."""
         self.check_portal()
         self.listing_clock = None
-        window = _ms(since)
-        after = 0
-        tail_stamp, tail_ids = window, set[str]()  # ids already yielded at the latest stamp
-        while True:
-            body = self._search(window, after)
-            page = [
-                item
-                for item in body.get("results") or []
-                if not (_stamp_ms(item) == window and item["id"] in tail_ids)
-            ]
-            for item in body.get("results") or []:
-                stamp = _stamp_ms(item)
-                if stamp > tail_stamp:
-                    tail_stamp, tail_ids = stamp, set()
-                tail_ids.add(str(item["id"]))
-            if page:
-                yield self.with_companies(page)
-            following = ((body.get("paging") or {}).get("next") or {}).get("after")
-            if not following or not body.get("results"):
-                return
-            if int(following) + SEARCH_PAGE > SEARCH_CAP:  # the next pages would pass the cap
-                if tail_stamp == window:
-                    raise ConnectorError(
-                        f"hubspot: more than {SEARCH_CAP} deals share the modification stamp "
-                        f"{window}; the search cannot page past them",
-                        system=self.system,
-                    )
-                window, after = tail_stamp, 0
-            else:
-                after = int(following)
+        yield from hubspot_search.changed(self, since)
 
-    def _search(self, window: int, after: int) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "filterGroups": [
-                {
-                    "filters": [
-                        {
-                            "propertyName": "hs_lastmodifieddate",
-                            "operator": "GTE",
-                            "value": str(window),
-                        }
-                    ]
-                }
-            ],
-            "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
-            "properties": self.properties(),
-            "limit": SEARCH_PAGE,
-        }
-        if after:
-            body["after"] = str(after)
+    def search(self, body: dict[str, Any], *, clocked: bool = False) -> dict[str, Any]:
+        """One ``POST …/deals/search``; ``clocked``: a listing's, whose first answer's clock
+        is the listing's."""
         response = self._request("POST", f"{DEALS}/search", json=body)
-        if self.listing_clock is None:
+        if clocked and self.listing_clock is None:
             self.listing_clock = ListingClock(
                 parse_http_date(response.headers.get("date")), utcnow()
             )
@@ -225,6 +205,8 @@ class HubSpotConnector(BaseConnector):
             linked = ((item.get("associations") or {}).get("companies") or {}).get("results") or []
             company = str(linked[0]["id"]) if linked else None
         data[COMPANY_FIELD] = company
+        if not data.get("deal_currency_code"):  # empty means the company currency (§5.9)
+            data["deal_currency_code"] = self.account_currency()
         stamp = data.get("hs_lastmodifieddate") or item.get("updatedAt")
         return VendorRecord(
             data["id"],
@@ -323,19 +305,7 @@ class HubSpotConnector(BaseConnector):
 
     def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
         """Deals created at or after ``created_after`` (named ``name``), through search."""
-        filters: list[dict[str, Any]] = [
-            {"propertyName": "createdate", "operator": "GTE", "value": str(_ms(created_after))}
-        ]
-        if name is not None:
-            filters.append({"propertyName": "dealname", "operator": "EQ", "value": name})
-        body = {
-            "filterGroups": [{"filters": filters}],
-            "properties": self.properties(),
-            "limit": SEARCH_PAGE,
-        }
-        found = self._request("POST", f"{DEALS}/search", json=body).json().get("results") or []
-        records = self.with_companies(found) if found else []
-        return [r for r in records if name is None or r.data.get("dealname") == name]
+        return hubspot_search.candidates(self, name, created_after)
 
     # -- references and the portal --------------------------------------------------------------
     def load_references(self, kind: str) -> Iterator[Reference]:
@@ -376,6 +346,13 @@ class HubSpotConnector(BaseConnector):
         currency = self.portal().get("companyCurrency")
         return str(currency).upper() if currency else None
 
+    def account_currencies(self) -> list[str] | None:
+        """The portal's company currency, then its additional currencies (a multi-currency
+        portal has some: the money model is then ``multi``)."""
+        own = self.account_currency()
+        extra = [str(c).upper() for c in self.portal().get("additionalCurrencies") or []]
+        return list(dict.fromkeys([own, *extra])) if own else None
+
     # -- setup (crmsync doctor) ----------------------------------------------------------------
     @classmethod
     def make_auth(cls, credentials: Mapping[str, str], *, base_url: str) -> httpx.Auth | None:
@@ -397,12 +374,9 @@ class HubSpotConnector(BaseConnector):
     # -- vendor error signals --------------------------------------------------------------------
     def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
         """HubSpot's ``message``, and each refused property from ``errors[].context``."""
-        try:
-            body = response.json()
-        except ValueError:
-            return response.text[:500] or response.reason_phrase, {}
-        if not isinstance(body, dict):
-            return str(body), {}
+        body = error_body(response)
+        if isinstance(body, str):
+            return body, {}
         fields: dict[str, str] = {}
         for error in body.get("errors") or []:
             for name in (error.get("context") or {}).get("propertyName") or []:
@@ -422,12 +396,3 @@ class HubSpotConnector(BaseConnector):
         except (ValueError, AttributeError):
             return None
         return POLICY_WAIT.get(str(policy))
-
-
-def _ms(moment: dt.datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def _stamp_ms(item: Mapping[str, Any]) -> int:
-    props = item.get("properties") or {}
-    return _ms(parse_timestamp(str(props.get("hs_lastmodifieddate") or item.get("updatedAt"))))

@@ -104,11 +104,11 @@ def _portal_findings(self: Target) -> list[SetupFinding]:
     if extra:
         findings.append(
             SetupFinding(
-                "warn",
+                "ok",
                 "currency",
-                f"the portal holds {portal.get('companyCurrency')} and {', '.join(extra)}",
-                f"set systems.{self.system}.currency.mode: multi and map currency to "
-                "deal_currency_code",
+                f"the portal holds {portal.get('companyCurrency')} and {', '.join(extra)}: "
+                "deals keep their own currency (deal_currency_code) unless "
+                f"systems.{self.system}.currency.mode says otherwise",
             )
         )
     return findings

@@ -28,6 +28,22 @@ class RateLimiter(Protocol):
         ...
 
 
+@runtime_checkable
+class Adaptive(Protocol):
+    """A limiter a connector may size from what the vendor's answers say of its allowance
+    (HubSpot's ``X-HubSpot-RateLimit-*``), shared like the configured limit."""
+
+    def resize(self, system: str, rate: float, burst: float) -> None:
+        """Limit ``system`` to ``rate``/s and ``burst``, keeping the tokens it has (at most
+        ``burst``): every answer may say it, so resizing never refills the bucket."""
+        ...
+
+    def hold(self, system: str, seconds: float) -> None:
+        """Let nobody send to ``system`` for ``seconds``: the vendor says its window is almost
+        spent. Not a refusal: the rate stays as it is (``penalize`` may slow it)."""
+        ...
+
+
 @dataclass(slots=True)
 class _Bucket:
     rate: float  # tokens per second
@@ -102,6 +118,22 @@ class TokenBucket:
         with self._lock:
             bucket = self._buckets.get(system)
             return bucket.rate if bucket is not None else None
+
+    def resize(self, system: str, rate: float, burst: float) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        capacity = max(1.0, burst)
+        with self._lock:
+            bucket = self._buckets.get(system)
+            if bucket is None:
+                self._buckets[system] = _Bucket(rate, capacity, capacity, self._clock())
+                return
+            self._refill(bucket, self._clock())
+            bucket.rate, bucket.burst = rate, capacity
+            bucket.tokens = min(bucket.tokens, capacity)
+
+    def hold(self, system: str, seconds: float) -> None:
+        self.penalize(system, seconds)
 
     def penalize(self, system: str, seconds: float) -> None:
         with self._lock:

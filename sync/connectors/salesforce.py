@@ -22,7 +22,7 @@ Salesforce's quirks, each handled here and nowhere else (facts: shared/vendors.m
 - **The daily allocation** is read from ``Sforce-Limit-Info: api-usage=N/M`` on every answer.
   ``options.api_reserve`` (default 0.2: a fifth kept for the org's other tools) pauses this
   system — every call is ``RateLimited`` with a message saying so — once only the reserve is
-  left.
+  left (``sync.connectors.reserve``, shared with HubSpot's daily allowance).
 - **The org**: ``Organization`` gives the org id (``00D…``; what a system is bound to, not the
   instance URL that can change) and ``DefaultCurrencyIsoCode``; a multi-currency org has
   ``CurrencyIsoCode`` on each opportunity, a single-currency org holds every amount in the
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -47,6 +46,7 @@ from sync.connectors.errors import (
     RateLimited,
     Rejected,
 )
+from sync.connectors.reserve import RESERVE_WAIT, DailyReserve
 from sync.connectors.salesforce_auth import SalesforceAuth
 from sync.connectors.salesforce_wire import error_message, iso, quote, save_outcomes, soql_datetime
 from sync.timefmt import parse_optional_timestamp, parse_timestamp, utcnow
@@ -55,9 +55,6 @@ API_VERSION = "59.0"
 EXTERNAL_ID = "Crmsync_Id__c"
 COLLECTION_SIZE = 200
 PAGE_SIZE = 2000
-DEFAULT_RESERVE = 0.2
-#: how long a paused system waits before it looks at the allocation again
-RESERVE_WAIT = 900.0
 #: the fields read on every opportunity (the mapping picks what it needs)
 FIELDS = (
     "Id", "Name", "StageName", "Amount", "Probability", "CloseDate", "AccountId", "OwnerId",
@@ -89,12 +86,10 @@ class SalesforceConnector(BaseConnector):
     ) -> None:
         super().__init__(system, client, options)
         self.api = f"/services/data/v{self.options.get('api_version', API_VERSION)}"
-        self.reserve = float(self.options.get("api_reserve", DEFAULT_RESERVE))
+        #: the daily allocation (``Sforce-Limit-Info``) and the share kept for other tools
+        self.daily = DailyReserve(system, self.options, "org")
         self.page_size = min(PAGE_SIZE, int(self.options.get("page_size", PAGE_SIZE)))
-        #: (used, allocation) from the latest ``Sforce-Limit-Info``; None until an answer
-        self.api_usage: tuple[int, int] | None = None
         self._org: dict[str, Any] | None = None
-        self._probed_at = time.monotonic()
         self._multi_currency: bool | None = None
 
     @classmethod
@@ -118,7 +113,7 @@ class SalesforceConnector(BaseConnector):
     def _request(
         self, method: str, url: str, *, record: str | None = None, **kwargs: Any
     ) -> httpx.Response:
-        self._check_reserve()
+        self.daily.check()
         try:
             response = super()._request(method, url, record=record, **kwargs)
         except ConnectorError as exc:
@@ -144,30 +139,15 @@ class SalesforceConnector(BaseConnector):
             )
         return exc
 
+    @property
+    def api_usage(self) -> tuple[int, int] | None:
+        """(used, allocation) from the latest ``Sforce-Limit-Info``; None until an answer."""
+        return self.daily.usage
+
     def _note_usage(self, response: httpx.Response) -> None:
         match = _USAGE.search(response.headers.get("sforce-limit-info", ""))
         if match:
-            self.api_usage = (int(match.group(1)), int(match.group(2)))
-
-    def _check_reserve(self) -> None:
-        """Pause (``RateLimited``) once only the reserve of the daily allocation is left.
-        While paused, one request a ``reserve_probe_seconds`` (default 60) still goes out:
-        its ``Sforce-Limit-Info`` is how we learn that usage fell and the system may resume."""
-        if self.api_usage is None or self.reserve <= 0:
-            return
-        used, allocation = self.api_usage
-        if allocation and used >= allocation * (1 - self.reserve):
-            now = time.monotonic()
-            if now - self._probed_at >= float(self.options.get("reserve_probe_seconds", 60)):
-                self._probed_at = now
-                return
-            raise RateLimited(
-                f"paused: {used:,} of the org's {allocation:,} daily API requests are used and "
-                f"{self.reserve:.0%} is kept for other tools (options.api_reserve); resuming "
-                "when usage falls below that",
-                retry_after=RESERVE_WAIT,
-                system=self.system,
-            )
+            self.daily.note(int(match.group(1)), int(match.group(2)))
 
     def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
         return error_message(response)

@@ -22,35 +22,46 @@ Faults (all off by default, switched by ``POST /_emulator/faults``):
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import email.utils
 import json
 import random
-import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
-import anyio.from_thread
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from sync.emulators.asgi import (
+    ABORT_STATE,
+    DROP_HEADER,
+    INPROCESS_HEADER,
+    EmulatorTransport,
+    Receive,
+    Scope,
+    Send,
+    capture,
+    render,
+    replay,
+)
+from sync.emulators.state import Clock, Faults, Ordered, RateLimitState, Table, tables
 
-INPROCESS_HEADER = "x-emulator-inprocess"
-DROP_HEADER = "x-emulator-drop"
-#: ``scope["state"]`` key of the callable that aborts the request's connection (set by the
-#: server, ``sync.emulators.server``; absent under other ASGI servers)
-ABORT_STATE = "emulator.abort_connection"
-
+__all__ = [
+    "ABORT_STATE",
+    "ALL_METHODS",
+    "Clock",
+    "Emulator",
+    "EmulatorTransport",
+    "Faults",
+    "Ordered",
+    "RateLimitState",
+    "Table",
+    "VendorError",
+    "tables",
+]
 
 #: A vendor endpoint: request in, the vendor's answer out.
 Handler = Callable[[Request], Awaitable[Response]]
@@ -75,118 +86,6 @@ class VendorError(Exception):
 
 class _Dropped(Exception):
     """The connection was aborted on purpose: send nothing."""
-
-
-class Clock:
-    """Server clock: real time plus an offset, strictly increasing by at least 1 µs per call.
-
-    Vendors format stamps at their own precision (Ruddr ms, Close µs, ParsaLink s), so at a
-    coarse precision several writes can share one stamp — as they do on the real APIs.
-    """
-
-    def __init__(self) -> None:
-        self._offset = dt.timedelta(0)
-        self._last = dt.datetime.min.replace(tzinfo=dt.UTC)
-        self._lock = threading.Lock()
-
-    def now(self) -> dt.datetime:
-        with self._lock:
-            candidate = dt.datetime.now(dt.UTC) + self._offset
-            if candidate <= self._last:
-                candidate = self._last + dt.timedelta(microseconds=1)
-            self._last = candidate
-            return candidate
-
-    def peek(self) -> dt.datetime:
-        """The current time without consuming a tick (for reads and rate limits)."""
-        return max(dt.datetime.now(dt.UTC) + self._offset, self._last)
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._offset += dt.timedelta(seconds=seconds)
-
-
-@dataclass(frozen=True)
-class Ordered:
-    """A collection in listing order, and each record id's index in it."""
-
-    rows: list[dict[str, Any]]
-    position: dict[str, int]
-
-
-class Table(dict[str, dict[str, Any]]):
-    """A collection (id -> record) that counts the changes to its set of records, so a listing
-    order sorted once stays valid until a record is added or deleted — however it is (tests
-    delete straight from the dict, behind the API's back)."""
-
-    version = 0
-
-    def touch(self) -> None:
-        self.version += 1
-
-    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
-        self.touch()
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: str) -> None:
-        self.touch()
-        super().__delitem__(key)
-
-    def pop(self, key: str, *default: Any) -> Any:
-        self.touch()
-        return super().pop(key, *default)
-
-    def popitem(self) -> tuple[str, dict[str, Any]]:
-        self.touch()
-        return super().popitem()
-
-    def clear(self) -> None:
-        self.touch()
-        super().clear()
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        self.touch()
-        super().update(*args, **kwargs)
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        self.touch()
-        return super().setdefault(key, default)
-
-
-def tables(*names: str) -> dict[str, Table]:
-    """Empty collections, one per name (an emulator's ``reset_state``)."""
-    return {name: Table() for name in names}
-
-
-@dataclass
-class Faults:
-    error_rate: float = 0.0
-    statuses: list[int] = field(default_factory=lambda: [500, 502, 503])
-    latency_ms: float = 0.0
-    timeout_rate: float = 0.0
-    fail_after_commit_rate: float = 0.0
-    hang_seconds: float = 30.0
-
-
-@dataclass
-class RateLimitState:
-    """A token bucket per key. ``rate`` tokens/s, ``burst`` capacity."""
-
-    enabled: bool
-    rate: float
-    burst: float
-    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # key -> (tokens, t)
-
-    def take(self, key: str) -> tuple[bool, float, float]:
-        """Take one token. Returns (allowed, tokens left, seconds until one token is back)."""
-        now = time.monotonic()
-        tokens, last = self.buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens >= 1:
-            self.buckets[key] = (tokens - 1, now)
-            return True, tokens - 1, 0.0
-        self.buckets[key] = (tokens, now)
-        return False, tokens, (1 - tokens) / self.rate
 
 
 class Emulator:
@@ -359,27 +258,30 @@ class Emulator:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         refused = self.authenticate(request)
         if refused is not None:
-            return await _render(refused)
+            return await render(refused)
         extra: dict[str, str] = {}
         if self.rate_limit.enabled:
             refused, extra = self.check_rate_limit(request)
             if refused is not None:
-                return await _render(refused, extra)
+                return await render(refused, extra)
         faults, rng = self.faults, self._fault_rng
+        # A server has the whole request before it works on it: a client that dies while it
+        # waits for the answer does not stop the work (a batch is committed all the same).
+        receive = replay(await request.body())
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         if faults.error_rate and rng.random() < faults.error_rate:
             status = rng.choice(faults.statuses)
-            return await _render(JSONResponse({"error": "injected fault"}, status), extra)
+            return await render(JSONResponse({"error": "injected fault"}, status), extra)
         if faults.timeout_rate and rng.random() < faults.timeout_rate:
             return await self._drop(request)
-        captured = await _capture(inner, scope, receive)
+        captured = await capture(inner, scope, receive)
         writing = request.method in {"POST", "PUT", "PATCH", "DELETE"}
         if writing and faults.fail_after_commit_rate:  # noqa: SIM102 — two draws, on purpose
             if rng.random() < faults.fail_after_commit_rate:
                 if rng.random() < 0.5:
                     return await self._drop(request)
-                return await _render(JSONResponse({"error": "bad gateway"}, 502), extra)
+                return await render(JSONResponse({"error": "bad gateway"}, 502), extra)
         status, headers, body = captured
         headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
         return status, headers, body
@@ -471,85 +373,3 @@ class Emulator:
 async def _json(request: Request) -> dict[str, Any]:
     raw = await request.body()
     return dict(json.loads(raw)) if raw else {}
-
-
-async def _render(
-    response: Response, extra: dict[str, str] | None = None
-) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    headers = list(response.raw_headers)
-    headers += [(k.lower().encode(), v.encode()) for k, v in (extra or {}).items()]
-    return response.status_code, headers, bytes(response.body)
-
-
-async def _capture(
-    inner: Any, scope: Scope, receive: Receive
-) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    status = 500
-    headers: list[tuple[bytes, bytes]] = []
-    chunks: list[bytes] = []
-
-    async def send(message: Message) -> None:
-        nonlocal status, headers
-        if message["type"] == "http.response.start":
-            status = message["status"]
-            headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
-        elif message["type"] == "http.response.body":
-            chunks.append(bytes(message.get("body", b"")))
-
-    await inner(scope, receive, send)
-    headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
-    body = b"".join(chunks)
-    headers.append((b"content-length", str(len(body)).encode()))
-    return status, headers, body
-
-
-class EmulatorTransport(httpx.BaseTransport):
-    """Runs an emulator in-process for a synchronous ``httpx.Client``.
-
-    One event loop thread per transport (anyio blocking portal) serves every request, so the
-    emulator's async handlers never race; latency faults still overlap across client threads.
-
-    ``in_flight`` keeps the (start, end) ``perf_counter`` interval of every call: the stand-in
-    for a network round trip, which benchmarks subtract from wall time to get the client's own.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self._asgi = httpx.ASGITransport(app=app)
-        self._portal_cm: Any = None
-        self._portal: Any = None
-        self._lock = threading.Lock()
-        self.in_flight: list[tuple[float, float]] = []
-
-    def _get_portal(self) -> Any:
-        with self._lock:
-            if self._portal is None:
-                self._portal_cm = anyio.from_thread.start_blocking_portal()
-                self._portal = self._portal_cm.__enter__()
-            return self._portal
-
-    async def _send(self, request: httpx.Request) -> httpx.Response:
-        response = await self._asgi.handle_async_request(request)
-        content = await response.aread()
-        return httpx.Response(
-            response.status_code, headers=response.headers, content=content, request=request
-        )
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        started = time.perf_counter()
-        request.headers[INPROCESS_HEADER] = "1"
-        body = request.read()
-        copy = httpx.Request(request.method, request.url, headers=request.headers, content=body)
-        try:
-            response: httpx.Response = self._get_portal().call(self._send, copy)
-        finally:
-            self.in_flight.append((started, time.perf_counter()))  # list.append: thread-safe
-        if response.headers.get(DROP_HEADER):
-            raise httpx.ReadTimeout("emulator: no answer (injected)", request=request)
-        response.request = request
-        return response
-
-    def close(self) -> None:
-        with self._lock:
-            if self._portal_cm is not None:
-                self._portal_cm.__exit__(None, None, None)
-                self._portal_cm = self._portal = None

@@ -16,7 +16,7 @@ from typing import Any
 from sqlmodel import Session
 
 from sync.config.models import SystemConfig
-from sync.connectors.http.stats import REQUEST_STATS
+from sync.connectors.http.stats import REQUEST_STATS, Budget
 from sync.store import outbox
 from sync.timefmt import format_iso, parse_timestamp, utcnow
 
@@ -49,18 +49,24 @@ def announced(system: str) -> dict[str, Any] | None:
     by the transport in this process, stored with the poll's commit so other processes (the
     admin, ``status``) can show it. None when the system announced nothing yet."""
     seen = REQUEST_STATS.latest_budget(system)
-    if seen is None:
+    return as_stored(seen.budget, seen.seen_at) if seen is not None else None
+
+
+def as_stored(budget: Budget | None, seen_at: dt.datetime | None = None) -> dict[str, Any] | None:
+    """A budget in the form ``cursors.budget`` keeps it (and :func:`describe` reads), seen at
+    ``seen_at`` (default: now); None for None."""
+    if budget is None:
         return None
-    budget = seen.budget
+    seen_at = seen_at or utcnow()
     reset_at = None
     if budget.reset_in is not None:
-        reset_at = format_iso(seen.seen_at + dt.timedelta(seconds=budget.reset_in))
+        reset_at = format_iso(seen_at + dt.timedelta(seconds=budget.reset_in))
     return {
         "remaining": budget.remaining,
         "limit": budget.limit,
         "reset_at": reset_at,
         "window": budget.window,
-        "seen_at": format_iso(seen.seen_at),
+        "seen_at": format_iso(seen_at),
     }
 
 

@@ -9,7 +9,8 @@ into canonical fields (``Mapper.derived``). Three rules follow, one per place th
 - **Answer** (:func:`follows`): where the vendor does not accept one, what it shows after our
   own write is that write's consequence: it goes into the shadow, never into the record.
 - **Capture** (:func:`consequences`): a derived value that moved together with its source in
-  an incoming record is the vendor's consequence of the source change, not a person's edit:
+  an incoming record (or, where the vendor takes no value, that moved at all) is the vendor's
+  consequence of the source change, not a person's edit:
   it is neither merged nor spread (a vendor that accepts a value gets ours back by the push).
   Where the vendor says which value the new stage sets (Salesforce's ``DefaultProbability``),
   only that value is the consequence: another one was set by a person, and is merged.
@@ -70,14 +71,25 @@ def consequences(
     base: Mapping[str, Any],
     theirs: Mapping[str, Any],
     data: Mapping[str, Any] | None = None,
+    *,
+    first_match: bool = False,
 ) -> dict[str, Derived]:
     """The derived fields of an incoming record that moved because their source moved. Where
     the vendor says the value its source sets (``Derived.default``, read from the source's
-    reference), a value other than that one was set by a person with the stage: an edit."""
+    reference), a value other than that one was set by a person with the stage: an edit.
+
+    A field the vendor alone decides (it takes no value: HubSpot's stage probability) is never
+    a person's edit, whatever moved with it: its source may have moved before we saw the field
+    at all (a write's answer that leaves it out, a deal matched on the first run)."""
     found: dict[str, Derived] = {}
     for derived in of(engine, system):
         name = derived.field
         if name not in theirs or theirs.get(name) == base.get(name):
+            continue
+        if not derived.accepts_value:
+            found[name] = derived
+            continue
+        if first_match:
             continue
         if not any(s in theirs and theirs.get(s) != base.get(s) for s in derived.sources):
             continue

@@ -18,7 +18,8 @@ import httpx
 
 from sync.connectors.base import BaseConnector, Reference, SetupFinding
 from sync.connectors.errors import AuthFailed, ConnectorError, NotFound
-from sync.engine import companies, doctor_salesforce
+from sync.connectors.http.stats import budget_from_headers
+from sync.engine import budget, companies, doctor_salesforce
 from sync.engine.context import Engine
 from sync.engine.normalise import normalise_company
 from sync.mapping.spec import FieldSpec
@@ -49,17 +50,6 @@ PROBES: dict[str, tuple[str, dict[str, str]]] = {
     "salesforce": ("/services/data/v59.0/query", {"q": "SELECT Id FROM Opportunity LIMIT 1"}),
     "hubspot": ("/crm/v3/objects/deals", {"limit": "1"}),
 }
-RATE_HEADERS = (
-    "ratelimit",
-    "ratelimit-limit",
-    "ratelimit-remaining",
-    "ratelimit-reset",
-    "x-ratelimit-limit",
-    "x-ratelimit-remaining",
-    "x-ratelimit-reset",
-    "x-hubspot-ratelimit-max",
-    "x-hubspot-ratelimit-remaining",
-)
 SHOWN = 5  # examples named per finding
 
 
@@ -199,16 +189,15 @@ def _write_access(report: SystemDoctor) -> None:
 
 
 def _rate(engine: Engine, report: SystemDoctor, response: httpx.Response) -> None:
-    reported = {h: response.headers[h] for h in RATE_HEADERS if h in response.headers}
+    announced = budget.describe(budget.as_stored(budget_from_headers(response.headers)))
     configured = engine.config.systems[report.system].rate_limit
     mine = (
         f"configured {configured.rate:g}/s, burst {configured.burst or configured.rate:g}"
         if configured
         else "no rate_limit configured (connector default)"
     )
-    if reported:
-        text = ", ".join(f"{k}: {v}" for k, v in reported.items())
-        report.add("ok", "rate", f"vendor reports {text}; {mine}")
+    if announced:
+        report.add("ok", "rate", f"vendor reports {announced}; {mine}")
     else:
         report.add("ok", "rate", f"vendor reports no rate-limit headers; {mine}")
 

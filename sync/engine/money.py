@@ -24,7 +24,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
 from sync.mapping.errors import MappingError
-from sync.money_config import CurrencyModel, resolve
+from sync.money_config import CurrencyMode, CurrencyModel, resolve
 
 if TYPE_CHECKING:
     from sync.engine.context import Engine
@@ -57,6 +57,8 @@ def model_of(engine: Engine, system: str) -> CurrencyModel:
     ``ConnectorError`` (a push retries); an API that cannot say is a :class:`MappingError`."""
     config = engine.config.systems[system]
     model = resolve(config.type, config.currency)
+    if model.auto:
+        return _by_account(engine, system, model)
     if model.code is not None:
         return model
     code = engine.connector(system).account_currency()
@@ -67,6 +69,20 @@ def model_of(engine: Engine, system: str) -> CurrencyModel:
             f"systems.{system}.currency.code",
         )  # fmt: skip
     return replace(model, code=code)
+
+
+def _by_account(engine: Engine, system: str, model: CurrencyModel) -> CurrencyModel:
+    """``multi`` when the account holds more than one currency, else ``fixed`` in its own
+    (HubSpot's company currency and additional currencies; the connector keeps the answer)."""
+    currencies = engine.connector(system).account_currencies()
+    if not currencies:
+        raise MappingError(
+            system, "currency", "currency.mode", None,
+            f"the API does not say which currencies {system} holds: set "
+            f"systems.{system}.currency.mode (and code)",
+        )  # fmt: skip
+    mode: CurrencyMode = "multi" if len(set(currencies)) > 1 else "fixed"
+    return replace(model, mode=mode, code=model.code or currencies[0], auto=False)
 
 
 def _quantize(value: Decimal) -> str:
@@ -216,6 +232,8 @@ def for_merge(
     terms = MergeTerms(theirs, Copy(link.shadow, link.sent))
     config = engine.config.systems[system]
     model = resolve(config.type, config.currency)
+    if model.auto:  # the account decides: ask (the connector keeps the answer)
+        model = model_of(engine, system)
     deal = ours.get("currency")
     if model.mode != "fixed" or deal is None or "amount" not in theirs:
         return terms

@@ -22,13 +22,15 @@ from typing import Any
 
 import redis
 
-#: KEYS[1] bucket hash; ARGV: rate, burst, penalty seconds (0 = take a token).
+#: KEYS[1] bucket hash; ARGV: rate, burst, penalty seconds (0 = take a token), and whether a
+#: penalty slows the rate (1: a 429; 0: a hold, the vendor saying its window is almost spent).
 #: Returns the wait in seconds as a string (Lua numbers become integers in replies).
 _SCRIPT = """
 local key = KEYS[1]
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local penalty = tonumber(ARGV[3])
+local slows = tonumber(ARGV[4]) or 1
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local h = redis.call('HMGET', key, 'tokens', 'stamp', 'blocked', 'factor')
@@ -44,7 +46,7 @@ if penalty > 0 then
     if tokens > 0 then tokens = 0 end
     stamp = till
   end
-  factor = math.max(factor / 2, 0.0625)
+  if slows == 1 then factor = math.max(factor / 2, 0.0625) end
 else
   local start = math.max(now, blocked)
   local effective = rate * factor
@@ -116,13 +118,25 @@ class RedisTokenBucket:
             return
         self._run(system, limit, seconds)
 
+    def resize(self, system: str, rate: float, burst: float) -> None:
+        """The bucket's state is in Redis: a new size applies from the next token on (the
+        tokens are capped at ``burst`` there); every worker resizes from its own answers."""
+        self.configure(system, rate, burst)
+
+    def hold(self, system: str, seconds: float) -> None:
+        limit = self._limits.get(system)
+        if limit is None or seconds <= 0:
+            return
+        self._run(system, limit, seconds, slows=False)
+
     def factor(self, system: str) -> float:
         """The current adaptive rate factor of ``system`` (1.0 = the configured rate)."""
         raw = self._client.hget(self.key(system), "factor")
         return float(raw) if raw is not None else 1.0
 
-    def _run(self, system: str, limit: Limit, penalty: float) -> float:
-        answer = self._script(keys=[self.key(system)], args=[limit.rate, limit.burst, penalty])
+    def _run(self, system: str, limit: Limit, penalty: float, *, slows: bool = True) -> float:
+        args = [limit.rate, limit.burst, penalty, 1 if slows else 0]
+        answer = self._script(keys=[self.key(system)], args=args)
         return max(0.0, float(answer.decode() if isinstance(answer, bytes) else answer))
 
 

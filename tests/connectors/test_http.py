@@ -343,6 +343,20 @@ def test_bucket_leaves_unconfigured_systems_alone(fake_time: FakeTime) -> None:
     assert fake_time.slept == []
 
 
+def test_a_resize_keeps_the_tokens_the_bucket_has(fake_time: FakeTime) -> None:
+    """A size announced on every answer never refills the bucket: two of three tokens spent,
+    a resize to 5/s with burst 2 leaves one, and the next ones cost 1/5 s."""
+    bucket = TokenBucket(clock=fake_time.clock, sleep=fake_time.sleep)
+    bucket.configure("s", rate=10, burst=3)
+    bucket.acquire("s")
+    bucket.acquire("s")
+    bucket.resize("s", 5, 2)
+    bucket.acquire("s")
+    bucket.acquire("s")
+    assert fake_time.slept == pytest.approx([0.2])
+    assert bucket.rate("s") == 5
+
+
 def test_penalty_holds_everyone_back_then_resumes_empty(fake_time: FakeTime) -> None:
     """After penalize(2 s) the next request waits 2 s plus one token, not a fresh burst."""
     bucket = TokenBucket(clock=fake_time.clock, sleep=fake_time.sleep)

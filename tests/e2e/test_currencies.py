@@ -290,3 +290,39 @@ def test_a_parked_deal_is_replayed_converted_once_the_rule_allows_it(world: Worl
     close = world.users["close"].get(link_of(world, "close", record_id).external_id)
     assert close["value"] == 5425000
     assert not report.systems["close"].drift and not report.systems["close"].absent
+
+
+@pytest.mark.parametrize("additional", [[], ["EUR", "GBP"]], ids=["one-currency", "multi"])
+def test_hubspots_currency_mode_is_the_portals(tmp_path: Path, additional: list[str]) -> None:
+    """The shipped config writes no HubSpot currency mode: the portal decides. A portal with
+    additional currencies (switched through the emulator's control API) is ``multi``: a EUR deal
+    arrives in HubSpot in EUR, figure unchanged. A portal of one currency is ``fixed`` in it: the
+    EUR deal is parked in the dead letters, never written as dollars."""
+    import httpx
+
+    from sync.engine.money import model_of
+
+    world = make_world(tmp_path)
+    try:
+        emulator = world.emulators["hubspot"]
+        with httpx.Client(transport=emulator.transport(), base_url="http://hubspot.test") as ctl:
+            answer = ctl.post("/_emulator/account", json={"additionalCurrencies": additional})
+            answer.raise_for_status()
+        model = model_of(world.engine, "hubspot")
+        assert (model.mode, model.code) == ("multi" if additional else "fixed", "USD")
+        euro_deal(world, "Euro in HubSpot")
+        world.converge(cycles=2)
+        found = [d for d in world.users["hubspot"].all() if d["name"] == "Euro in HubSpot"]
+        if additional:
+            assert len(found) == 1
+            deal = world.users["hubspot"].get(found[0]["id"])
+            assert (deal["deal_currency_code"], float(deal["amount"])) == ("EUR", 50000)
+        else:
+            assert found == []
+            with world.engine.session() as session:
+                letters = session.exec(
+                    select(DeadLetter).where(DeadLetter.system == "hubspot")
+                ).all()
+            assert any("EUR" in (letter.error or "") for letter in letters), letters
+    finally:
+        world.engine.close()

@@ -94,3 +94,27 @@ def test_a_207_parks_only_the_deal_hubspot_refused(world: World) -> None:
     assert len(letters) == 1 and "No company with id" in letters[0].error
     assert all(count_named(world, s, "Parked") == 1 for s in ("close", "parsalink"))
     assert len(parked) >= 2
+
+
+def test_a_nearly_spent_daily_allowance_pauses_hubspot_and_status_says_so(world: World) -> None:
+    """HubSpot's ``X-HubSpot-RateLimit-Daily-Remaining`` says 85 % of the portal's day is
+    spent (20 % kept for its other tools): nothing is written to HubSpot and ``status`` names
+    why; once the allowance is whole again (a new day) the owed create goes out."""
+    from sync.engine.operations import system_health
+
+    world.converge(cycles=1)
+    emulator = world.emulators["hubspot"]
+    emulator.rate_limit.enabled = True  # the budgets and their headers
+    emulator.daily_limit, emulator.daily_used = 1000, (emulator.clock.peek().date(), 850)
+    world.users["ruddr"].create("Waits for the day")
+    world.cycle()
+    world.cycle()
+    assert count_named(world, "hubspot", "Waits for the day") == 0
+    health = {row["system"]: row for row in system_health(world.engine)}["hubspot"]
+    assert health["health"] == "error", health
+    assert "of the portal's 1,000 daily API requests are used" in health["last_error"]
+    emulator.daily_used = (emulator.clock.peek().date(), 0)
+    world.engine.connector("hubspot").options["reserve_probe_seconds"] = 0  # probe at once
+    world.time_passes()
+    world.converge(cycles=2)
+    assert count_named(world, "hubspot", "Waits for the day") == 1

@@ -62,6 +62,22 @@ def amount_edit(system: str, amount: float) -> dict[str, Any]:
     return {"value": amount} if system == "parsalink" else {"amount": amount}
 
 
+def cli_env(db: Path, served: dict[str, Served]) -> dict[str, str]:
+    """The environment of a `crmsync` process on the shipped config, a SQLite store at ``db``
+    and the served emulators."""
+    return {
+        **os.environ,
+        "CRMSYNC_CONFIG": str(ROOT / "config.yaml"),
+        "CRMSYNC_DATABASE_URL": f"sqlite:///{db}",
+        "CRMSYNC_LOG_FORMAT": "json",
+        "CRMSYNC_LOG_LEVEL": "warning",
+        # every system starts with its own seeded deals: these tests are about faults and
+        # kills, not the guided first-run match (tests/e2e/test_first_run.py)
+        "CRMSYNC_FIRST_RUN": "waive",
+        **{f"{ENV_URL[k]}_BASE_URL": s.base_url for k, s in served.items()},
+    }
+
+
 @pytest.fixture
 def served() -> Iterator[dict[str, Served]]:
     # the shipped config's systems (Salesforce direct is an example config, not shipped)
@@ -76,17 +92,7 @@ def test_faults_and_kills_end_with_every_deal_once_holding_its_last_edit(
     vendor in turn, `run --once` SIGKILLed mid-cycle: converges with no duplicate, no lost
     edit, `verify` 0 and a quiet cycle writing nothing."""
     rng = random.Random(12)
-    env = {
-        **os.environ,
-        "CRMSYNC_CONFIG": str(ROOT / "config.yaml"),
-        "CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'soak.db'}",
-        "CRMSYNC_LOG_FORMAT": "json",
-        "CRMSYNC_LOG_LEVEL": "warning",
-        # every system starts with its own seeded deals: the soak is about faults, not the
-        # guided first-run match (tests/e2e/test_first_run.py)
-        "CRMSYNC_FIRST_RUN": "waive",
-        **{f"{ENV_URL[k]}_BASE_URL": s.base_url for k, s in served.items()},
-    }
+    env = cli_env(tmp_path / "soak.db", served)
     users = {}
     for system in SYSTEMS:
         kind = TYPE[system]

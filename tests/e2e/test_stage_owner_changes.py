@@ -20,8 +20,8 @@ from tests.e2e.test_scenarios import link_of, record_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("restore_logging")]
 NEW_OWNER = "demo@parsalink.test"  # a ParsaLink user the other systems lack
-#: the systems that store a deal's probability (HubSpot's config maps none: its
-#: hs_deal_stage_probability is the stage's, which HubSpot alone decides)
+#: the systems that store a deal's probability freely (HubSpot's hs_deal_stage_probability is
+#: its stage's, which HubSpot alone decides: it is read, never written, see hubspot_follows)
 HOLDERS = ("ruddr", "close", "parsalink", "truto_salesforce")
 OTHERS = ("ruddr", "close", "truto_salesforce", "hubspot")  # the systems lacking NEW_OWNER
 
@@ -48,12 +48,22 @@ def probabilities(world: World, record: str) -> dict[str, float]:
     }
 
 
+def hubspot_follows(world: World, record: str) -> tuple[float, float]:
+    """HubSpot's probability of the deal and the one its pipeline stage gives: equal when
+    HubSpot holds what its stage decides (it takes no written value)."""
+    user = world.users["hubspot"]
+    deal = user.get(link_of(world, "hubspot", record).external_id)
+    return float(deal["hs_deal_stage_probability"]), user.stage_probability(deal["dealstage"])
+
+
 def a_deal_at_15_percent(world: World) -> str:
     deal = world.users["ruddr"].create("Stage Mover", amount=20000.0)
     world.users["ruddr"].edit(deal, probability=0.15)
     assert world.converge(cycles=2).clean
     record = record_of(world, "ruddr", deal)
     assert set(probabilities(world, record).values()) == {0.15}
+    held, staged = hubspot_follows(world, record)
+    assert held == staged != 0.15
     return record
 
 
@@ -69,13 +79,62 @@ def test_a_stage_moved_in_close_leaves_probability_alone(world: World, stage: st
     world.users["close"].edit(close_id, status_id=status)
     world.cycle()
     assert probabilities(world, record) == dict.fromkeys(HOLDERS, 0.15)
+    held, staged = hubspot_follows(world, record)
+    assert held == staged == {"Negotiation": 0.8, "Lost": 0.0}[stage]
     assert verify(world.engine).clean
     with world.engine.session() as session:
         notes = session.exec(
             select(Journal).where(Journal.record_id == record, Journal.action == "pushed")
         ).all()
-    sent = [n.reason for n in notes if n.system == "truto_salesforce"]
+    sent = [n.reason for n in notes if n.system == "truto_salesforce" and n.action == "pushed"]
     assert any("probability sent with stage" in reason for reason in sent), sent
+
+
+def test_a_hubspot_edit_after_a_stage_moved_elsewhere_spreads_no_probability(
+    world: World,
+) -> None:
+    """After the Close move HubSpot holds its new stage's probability (0.8), which its write
+    answer did not show. A later amount edit in HubSpot carries that 0.8 in: it is HubSpot's
+    consequence of the stage, not an edit (nor a conflict) — the amount reaches everyone,
+    probability stays 0.15 wherever it is stored freely, and verify is clean."""
+    record = a_deal_at_15_percent(world)
+    close_id = link_of(world, "close", record).external_id
+    status = world.users["close"]._lookup("/status/opportunity/", "label")["Negotiation"]
+    world.users["close"].edit(close_id, status_id=status)
+    world.cycle()
+    world.users["hubspot"].edit(link_of(world, "hubspot", record).external_id, amount="25000")
+    world.cycle()
+    assert probabilities(world, record) == dict.fromkeys(HOLDERS, 0.15)
+    assert hubspot_follows(world, record) == (0.8, 0.8)
+    assert set(amounts(world, record).values()) == {25000.0}
+    assert verify(world.engine).clean
+    with world.engine.session() as session:
+        notes = session.exec(
+            select(Journal).where(Journal.record_id == record, Journal.field == "probability")
+        ).all()
+    # not a conflict that HubSpot's 0.8 loses only because Ruddr's edit is recent
+    assert [(n.system, n.action) for n in notes if n.system == "hubspot"] == [
+        ("hubspot", "derived")
+    ]
+
+
+def test_a_stage_moved_in_hubspot_is_not_a_probability_edit(world: World) -> None:
+    """The move made in HubSpot: HubSpot computes hs_deal_stage_probability from the new
+    stage (0.9 for Contract Sent) and takes no written value. That 0.9 is HubSpot's
+    consequence, not an edit: every system that stores probability freely keeps 0.15, HubSpot
+    keeps its stage's, the journal says why, and verify is clean after the cycle."""
+    record = a_deal_at_15_percent(world)
+    deal = link_of(world, "hubspot", record).external_id
+    world.users["hubspot"].edit(deal, dealstage="contractsent")
+    world.cycle()
+    assert probabilities(world, record) == dict.fromkeys(HOLDERS, 0.15)
+    assert hubspot_follows(world, record) == (0.9, 0.9)
+    assert verify(world.engine).clean
+    with world.engine.session() as session:
+        derived = session.exec(
+            select(Journal).where(Journal.record_id == record, Journal.action == "derived")
+        ).all()
+    assert [(n.system, n.field) for n in derived] == [("hubspot", "probability")]
 
 
 def test_a_stage_moved_in_salesforce_is_not_a_probability_edit(world: World) -> None:
@@ -107,6 +166,8 @@ def test_a_probability_set_with_the_stage_in_salesforce_is_an_edit(world: World)
     )
     world.cycle()
     assert probabilities(world, record) == dict.fromkeys(HOLDERS, 0.4)
+    held, staged = hubspot_follows(world, record)
+    assert held == staged == 0.8  # Negotiation there: HubSpot's stage decides
     assert verify(world.engine).clean
 
 

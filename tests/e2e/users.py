@@ -315,11 +315,20 @@ class HubSpotUser(VendorUser):
         return dict(self._deal("PATCH", deal_id, json={"properties": properties}))
 
     def get(self, deal_id: str) -> dict[str, Any]:
-        properties = "dealname,amount,dealstage,closedate,description,crmsync_id,hubspot_owner_id"
+        properties = (
+            "dealname,amount,dealstage,closedate,description,crmsync_id,hubspot_owner_id,"
+            "hs_deal_stage_probability,deal_currency_code"
+        )
         deal = self._ok(
             self.client.get(self.item.format(deal_id), params={"properties": properties})
         )
         return {"id": deal["id"], "name": deal["properties"].get("dealname"), **deal["properties"]}
+
+    def stage_probability(self, stage: str) -> float:
+        """The probability HubSpot's pipelines give ``stage`` (``metadata.probability``)."""
+        pipelines = self._ok(self.client.get("/crm/v3/pipelines/deals"))["results"]
+        found = [s for p in pipelines for s in p["stages"] if s["id"] == stage]
+        return float(found[0]["metadata"]["probability"])
 
     def all(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from sync.connectors.ratelimit import RateLimiter
+from sync.connectors.ratelimit import Adaptive, RateLimiter
 from sync.runtime.redis_limiter import RedisTokenBucket
 
 
@@ -76,6 +76,23 @@ def test_penalize_blocks_and_adapts_the_rate_down(
     wait = bucket.reserve("close")
     # blocked 0.5 s, then an empty bucket at half rate: one token costs 1/50 s more.
     assert 0.5 < wait <= 0.53
+
+
+def test_a_hold_blocks_without_slowing_and_a_resize_is_shared(
+    redis_client: redis.Redis[Any], prefix: str
+) -> None:
+    """A vendor's "window nearly spent" (``hold``) blocks every worker for its time but is no
+    refusal: the rate factor stays whole. A size the vendor announces (``resize``) applies to
+    the bucket in Redis from the next token on, keeping the tokens it has."""
+    bucket = _bucket(redis_client, prefix, rate=100, burst=10)
+    assert isinstance(bucket, Adaptive)
+    bucket.hold("close", 0.5)
+    assert bucket.factor("close") == 1.0
+    assert 0.5 < bucket.reserve("close") <= 0.52
+    other = _bucket(redis_client, prefix, rate=100, burst=10)
+    other.resize("close", 10, 2)
+    waits = [other.reserve("close") for _ in range(3)]  # the bucket is empty after the hold
+    assert waits[1] - waits[0] >= 0.09  # a token a tenth of a second, shared with ``bucket``
 
 
 def test_the_bucket_key_expires(redis_client: redis.Redis[Any], prefix: str) -> None:

@@ -80,16 +80,32 @@ def budget_from_headers(headers: Mapping[str, str]) -> Budget | None:
 
 def _hubspot_budget(lower: Mapping[str, str]) -> Budget | None:
     """HubSpot's burst window when sent, else its daily allowance (search omits both)."""
+    burst, daily = hubspot_budgets(lower)
+    return burst or daily
+
+
+def hubspot_budgets(headers: Mapping[str, str]) -> tuple[Budget | None, Budget | None]:
+    """HubSpot's two allowances from its ``X-HubSpot-RateLimit-*`` headers: the burst window
+    (``-Max`` / ``-Remaining``, its period ``-Interval-Milliseconds``, e.g. ``10 s``) and the
+    daily one (``-Daily`` / ``-Daily-Remaining``); None for one a response does not carry."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    burst = daily = None
     if _HUBSPOT + "remaining" in lower and _HUBSPOT + "max" in lower:
-        found = _budget(lower[_HUBSPOT + "remaining"], lower[_HUBSPOT + "max"])
+        burst = _budget(lower[_HUBSPOT + "remaining"], lower[_HUBSPOT + "max"])
         interval = _number(lower.get(_HUBSPOT + "interval-milliseconds"))
-        if found is not None and interval:
-            return found._replace(window=f"{interval / 1000:g} s")
-        return found
+        if burst is not None and interval:
+            burst = burst._replace(window=f"{interval / 1000:g} s")
     if _HUBSPOT + "daily-remaining" in lower and _HUBSPOT + "daily" in lower:
-        found = _budget(lower[_HUBSPOT + "daily-remaining"], lower[_HUBSPOT + "daily"])
-        return found._replace(window="day") if found is not None else None
-    return None
+        daily = _budget(lower[_HUBSPOT + "daily-remaining"], lower[_HUBSPOT + "daily"])
+        daily = daily._replace(window="day") if daily is not None else None
+    return burst, daily
+
+
+def window_seconds(budget: Budget) -> float | None:
+    """The period of a budget whose window names one in seconds (``10 s``), else None."""
+    if budget.window is None or not budget.window.endswith(" s"):
+        return None
+    return _number(budget.window[:-2])
 
 
 def _budget(remaining: str, limit: str, reset: str | None = None) -> Budget | None:

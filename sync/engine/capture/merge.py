@@ -138,8 +138,8 @@ def _merge_into(
             record.id, "not_taken", reason, system=system, field="amount", run_id=run_id
         )
     base = terms.base.shadow
-    following = (
-        {} if first_match else derived.consequences(engine, system, base, terms.theirs, rec.data)
+    following = derived.consequences(
+        engine, system, base, terms.theirs, rec.data, first_match=first_match
     )
     for name, value in terms.theirs.items():
         if not first_match and name in base and value == base[name]:

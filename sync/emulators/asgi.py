@@ -1,0 +1,121 @@
+"""The ASGI plumbing every emulator shares: the in-process transport tests use
+(:class:`EmulatorTransport`), a request body replayed to the vendor app, an answer captured whole.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio.from_thread
+import httpx
+from starlette.responses import Response
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+INPROCESS_HEADER = "x-emulator-inprocess"
+DROP_HEADER = "x-emulator-drop"
+#: ``scope["state"]`` key of the callable that aborts the request's connection (set by the
+#: server, ``sync.emulators.server``; absent under other ASGI servers)
+ABORT_STATE = "emulator.abort_connection"
+
+
+async def render(
+    response: Response, extra: dict[str, str] | None = None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    headers = list(response.raw_headers)
+    headers += [(k.lower().encode(), v.encode()) for k, v in (extra or {}).items()]
+    return response.status_code, headers, bytes(response.body)
+
+
+def replay(body: bytes) -> Receive:
+    """An ASGI ``receive`` that hands over a request body already read."""
+    given = False
+
+    async def receive() -> Message:
+        nonlocal given
+        if given:
+            return {"type": "http.disconnect"}
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def capture(
+    inner: Any, scope: Scope, receive: Receive
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    status = 500
+    headers: list[tuple[bytes, bytes]] = []
+    chunks: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        nonlocal status, headers
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
+        elif message["type"] == "http.response.body":
+            chunks.append(bytes(message.get("body", b"")))
+
+    await inner(scope, receive, send)
+    headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+    body = b"".join(chunks)
+    headers.append((b"content-length", str(len(body)).encode()))
+    return status, headers, body
+
+
+class EmulatorTransport(httpx.BaseTransport):
+    """Runs an emulator in-process for a synchronous ``httpx.Client``.
+
+    One event loop thread per transport (anyio blocking portal) serves every request, so the
+    emulator's async handlers never race; latency faults still overlap across client threads.
+
+    ``in_flight`` keeps the (start, end) ``perf_counter`` interval of every call: the stand-in
+    for a network round trip, which benchmarks subtract from wall time to get the client's own.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
+        self._portal_cm: Any = None
+        self._portal: Any = None
+        self._lock = threading.Lock()
+        self.in_flight: list[tuple[float, float]] = []
+
+    def _get_portal(self) -> Any:
+        with self._lock:
+            if self._portal is None:
+                self._portal_cm = anyio.from_thread.start_blocking_portal()
+                self._portal = self._portal_cm.__enter__()
+            return self._portal
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        response = await self._asgi.handle_async_request(request)
+        content = await response.aread()
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=content, request=request
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        request.headers[INPROCESS_HEADER] = "1"
+        body = request.read()
+        copy = httpx.Request(request.method, request.url, headers=request.headers, content=body)
+        try:
+            response: httpx.Response = self._get_portal().call(self._send, copy)
+        finally:
+            self.in_flight.append((started, time.perf_counter()))  # list.append: thread-safe
+        if response.headers.get(DROP_HEADER):
+            raise httpx.ReadTimeout("emulator: no answer (injected)", request=request)
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        with self._lock:
+            if self._portal_cm is not None:
+                self._portal_cm.__exit__(None, None, None)
+                self._portal_cm = self._portal = None
