@@ -29,12 +29,14 @@ import json
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,12 +45,14 @@ import sqlalchemy as sa
 
 from bench.large_load import _kind
 from bench.scenarios import AMOUNT_EDIT, AUTH, PAGE, USERS
+from sync.store.db import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = {"ruddr": "RUDDR", "close": "CLOSE"}
 DEFAULT_DEALS = 1_000_000
 CHURN_SHARE = 0.001
 PG = os.environ.get("CRMSYNC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("CRMSYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 CHILD = (sys.executable, "-m", "bench.huge")
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -219,6 +223,102 @@ def run_once(env: dict[str, str], log: Path) -> dict[str, Any]:
     }
 
 
+class Workers:
+    """``count`` Celery workers (``--pool solo``: one process each, so each one's RSS is one
+    process's), consuming every queue; started and stopped by their own pids."""
+
+    def __init__(self, count: int, env: dict[str, str], log: Path) -> None:
+        self.procs = []
+        for index in range(count):
+            with log.with_name(f"worker{index}.log").open("ab") as out:
+                self.procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "celery", "-A", "sync.celery_app", "worker",
+                         "--pool", "solo", "-n", f"huge{index}@%h", "--without-gossip",
+                         "--without-mingle", "--loglevel", "WARNING"],
+                        env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                    )
+                )  # fmt: skip
+        self.peaks = [0.0] * count
+
+    def cpu_s(self) -> float:
+        return sum(cpu_seconds(proc.pid) for proc in self.procs)
+
+    def sample(self) -> None:
+        for index, proc in enumerate(self.procs):
+            self.peaks[index] = max(self.peaks[index], vm_hwm_mb(proc.pid) or 0.0)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def free_redis(base: str) -> str:
+    """A Redis database no test or other bench uses now (the tests' marker keys on db 0)."""
+    import redis
+
+    admin = redis.Redis.from_url(f"{base}/0")
+    for number in range(15, 0, -1):
+        if admin.set(f"crmsync-test-db:{number}", "huge", nx=True, ex=6 * 3600):
+            redis.Redis.from_url(f"{base}/{number}").flushdb()
+            return f"{base}/{number}"
+    raise RuntimeError("no free Redis database (1..15)")
+
+
+def release_redis(url: str) -> None:
+    import redis
+
+    base, number = url.rsplit("/", 1)
+    redis.Redis.from_url(url).flushdb()
+    redis.Redis.from_url(f"{base}/0").delete(f"crmsync-test-db:{number}")
+
+
+def through_workers(
+    workers: Workers, env: dict[str, str], url: str, timeout: float
+) -> dict[str, Any]:
+    """Queue a poll of each system; wait until both polls that started after now have
+    finished and nothing is owed. Same figures as :func:`run_once`, over every worker."""
+    from celery import Celery
+
+    from sync.celery_app import route_task
+
+    app = Celery("crmsync-huge", broker=env["CRMSYNC_BROKER_URL"])
+    app.conf.task_routes = (route_task,)
+    cpu = workers.cpu_s()
+    started, began = time.perf_counter(), dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    for system in SYSTEMS:
+        app.send_task("crmsync.poll_system", args=[system])
+    app.close()
+    store = sa.create_engine(url)
+    done = False
+    while not done and time.perf_counter() - started < timeout:
+        time.sleep(1.0)
+        workers.sample()
+        with store.connect() as conn:
+            polled = conn.execute(
+                sa.text("SELECT count(*) FROM cursors WHERE last_poll_at >= :t"), {"t": began}
+            ).scalar_one()
+            owed = conn.execute(
+                sa.text("SELECT count(*) FROM outbox WHERE status IN ('pending', 'retry', "
+                        "'in_flight')")
+            ).scalar_one()  # fmt: skip
+        done = polled == len(SYSTEMS) and owed == 0
+    store.dispose()
+    return {
+        "wall_s": time.perf_counter() - started,
+        "exit": 0 if done else 1,
+        "cpu_s": workers.cpu_s() - cpu,
+        "peak_rss_mb": max(workers.peaks),
+        "peak_rss_per_worker_mb": list(workers.peaks),
+    }
+
+
 # -- the store -------------------------------------------------------------------------------
 
 
@@ -291,11 +391,11 @@ def edit(urls: dict[str, str], picks: list[tuple[str, str]], rng: random.Random)
 
 
 def phase(
-    name: str, emulators: Emulators, env: dict[str, str], log: Path, deals: int, ideal: int
+    name: str, emulators: Emulators, runner: Callable[[], dict[str, Any]], deals: int, ideal: int
 ) -> dict[str, Any]:
     emulators.ask("reset")
     emulator_cpu = emulators.cpu_s()
-    ran = run_once(env, log)
+    ran = runner()
     counts = emulators.ask("counts")
     requests = sum(c.get("total", 0) for c in counts.values())
     return {
@@ -313,7 +413,7 @@ def phase(
     }
 
 
-def measure(deals: int, seed: int = 7, keep: bool = False) -> dict[str, Any]:
+def measure(deals: int, seed: int = 7, keep: bool = False, workers: int = 0) -> dict[str, Any]:
     half = deals // 2
     pages = math.ceil(half / PAGE) + math.ceil((deals - half) / PAGE)
     rng = random.Random(seed)
@@ -321,16 +421,28 @@ def measure(deals: int, seed: int = 7, keep: bool = False) -> dict[str, Any]:
     emulators = Emulators(deals, seed)
     seeded_s = time.perf_counter() - seeding
     url, admin = create_database()
+    broker = free_redis(REDIS) if workers else ""
+    pool: Workers | None = None
     phases = []
     try:
         with tempfile.TemporaryDirectory(prefix="crmsync-huge-") as tmp:
             env = crmsync_env(write_config(Path(tmp)), url, emulators.urls)
             log = Path(tmp) / "crmsync.log"
             refs = 0
+            if workers:
+                upgrade(url)  # workers wait for the schema; `run --once` migrates itself
+                env |= {"CRMSYNC_BROKER_URL": broker, "CRMSYNC_REDIS_PREFIX": "crmsync-huge"}
+                pool = Workers(workers, env, log)
+            workers_ = pool
+
+            def runner() -> dict[str, Any]:
+                if workers_ is None:
+                    return run_once(env, log)
+                return through_workers(workers_, env, url, timeout=6 * 3600)
 
             def run(name: str, ideal: int) -> dict[str, Any]:
                 nonlocal refs
-                result = phase(name, emulators, env, log, deals, ideal + refs)
+                result = phase(name, emulators, runner, deals, ideal + refs)
                 if result["exit"] != 0:
                     result["log_tail"] = log.read_text(errors="replace")[-3000:]
                 phases.append(result)
@@ -357,6 +469,10 @@ def measure(deals: int, seed: int = 7, keep: bool = False) -> dict[str, Any]:
             run("churn 0.1 %", quiet_ideal + changed)
         facts = store_facts(url)
     finally:
+        if pool is not None:
+            pool.stop()
+        if broker:
+            release_redis(broker)
         emulators_peak = emulators.peak_mb()
         emulators.close()
         if not keep:
@@ -364,7 +480,11 @@ def measure(deals: int, seed: int = 7, keep: bool = False) -> dict[str, Any]:
     return {
         "scenario": "huge",
         "deals": deals,
-        "runtime": "embedded (crmsync run --once, one process)",
+        "runtime": (
+            f"{workers} Celery workers (--pool solo), PostgreSQL, Redis"
+            if workers
+            else "embedded (crmsync run --once, one process), PostgreSQL"
+        ),
         "emulators_seed_s": seeded_s,
         "emulators_peak_rss_mb": emulators_peak,
         "phases": phases,
@@ -404,12 +524,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deals", type=int, default=DEFAULT_DEALS)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="Celery workers (0: the embedded loop)"
+    )
     parser.add_argument("--json", type=Path, default=Path("bench/huge.json"))
     args = parser.parse_args(argv)
     if args.mode == "serve":
         serve(args.deals, args.seed)
         return 0
-    result = measure(args.deals, args.seed, args.keep)
+    result = measure(args.deals, args.seed, args.keep, args.workers)
     print(table(result))
     args.json.write_text(json.dumps(result, indent=2))
     print(f"JSON written to {args.json}")
