@@ -29,9 +29,9 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 import anyio.from_thread
 import httpx
@@ -110,22 +110,84 @@ class Clock:
 class Ordered:
     """A collection in listing order, and each record id's index in it."""
 
-    rows: list[dict[str, Any]]
-    position: dict[str, int]
+    rows: Sequence[dict[str, Any]]
+    position: Mapping[str, int]
+
+
+class _Reversed(Sequence[dict[str, Any]]):
+    """A list read from its end: newest first over rows kept oldest first, so a record
+    created after the rest is one append, not a shift of every position."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        n = len(self._rows)
+        if isinstance(index, slice):
+            start, stop, step = index.indices(n)
+            if step != 1:
+                return [self[i] for i in range(start, stop, step)]
+            return self._rows[n - stop : n - start][::-1] if start < stop else []
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(index)
+        return self._rows[n - 1 - index]
+
+
+class _ReversedPositions(Mapping[str, int]):
+    """Each id's index in a :class:`_Reversed` view, from its index in the kept list."""
+
+    def __init__(self, rows: list[dict[str, Any]], position: dict[str, int]) -> None:
+        self._rows, self._position = rows, position
+
+    def __getitem__(self, key: str) -> int:
+        return len(self._rows) - 1 - self._position[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._position
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._position)
+
+    def __len__(self) -> int:
+        return len(self._position)
 
 
 class Table(dict[str, dict[str, Any]]):
     """A collection (id -> record) that counts the changes to its set of records, so a listing
     order sorted once stays valid until a record is added or deleted — however it is (tests
-    delete straight from the dict, behind the API's back)."""
+    delete straight from the dict, behind the API's back). New ids are noted in ``added``
+    and every other change in ``reshaped``: a listing order extends itself with records
+    created after the rest instead of sorting everything again (a million-deal scan runs
+    while deals are being created)."""
 
     version = 0
+    reshaped = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.added: list[str] = []
 
     def touch(self) -> None:
         self.version += 1
+        self.reshaped += 1
 
     def __setitem__(self, key: str, value: dict[str, Any]) -> None:
-        self.touch()
+        if key in self:
+            self.touch()  # a record replaced: the order's row must be the new one
+        else:
+            self.version += 1
+            self.added.append(key)
         super().__setitem__(key, value)
 
     def __delitem__(self, key: str) -> None:
@@ -151,6 +213,31 @@ class Table(dict[str, dict[str, Any]]):
     def setdefault(self, key: str, default: Any = None) -> Any:
         self.touch()
         return super().setdefault(key, default)
+
+
+class _Order:
+    """A table's rows oldest first by a key, each id's index, and the table's state then."""
+
+    def __init__(self, table: Table, key: Callable[[dict[str, Any]], Any]) -> None:
+        self.table = table
+        self.sort(key)
+
+    def sort(self, key: Callable[[dict[str, Any]], Any]) -> None:
+        table = self.table
+        self.rows = sorted(table.values(), key=key)
+        self.position = {row["id"]: index for index, row in enumerate(self.rows)}
+        self.version, self.reshaped, self.added = table.version, table.reshaped, len(table.added)
+
+    def extend(self, key: Callable[[dict[str, Any]], Any]) -> None:
+        """Append the records added since, when they all sort after the rest; else sort."""
+        new = sorted((self.table[k] for k in self.table.added[self.added :]), key=key)
+        if new and self.rows and key(new[0]) <= key(self.rows[-1]):
+            self.sort(key)
+            return
+        for row in new:
+            self.position[row["id"]] = len(self.rows)
+            self.rows.append(row)
+        self.version, self.added = self.table.version, len(self.table.added)
 
 
 def tables(*names: str) -> dict[str, Table]:
@@ -208,7 +295,7 @@ class Emulator:
         self.rate_limit = RateLimitState(rate_limited, self.default_rate, self.default_burst)
         self.requests: list[dict[str, Any]] = []
         self.collections: dict[str, dict[str, dict[str, Any]]] = {}
-        self._orders: dict[tuple[str, str], tuple[int, int, Ordered]] = {}
+        self._orders: dict[tuple[str, str], _Order] = {}
         self._fault_rng = random.Random(seed)
         #: Whether renaming a company (Ruddr company, Close lead, ParsaLink account, Truto
         #: account) moves the modified stamp of the deals under it. No vendor documents it
@@ -298,17 +385,20 @@ class Emulator:
     ) -> Ordered:
         """``collection`` (a :class:`Table`) sorted by ``key`` (``by`` names the order), with
         each id's position. Sorted once per change of the collection instead of on every page
-        request: a scan of 100,000 deals reads 1,000 pages. Only for keys fixed at create
-        (``createdAt``, id); ``set_fields`` counts as a change."""
+        request (a scan of 100,000 deals reads 1,000 pages), and extended, not sorted again,
+        when the only changes are records created after the rest. Only for keys fixed at
+        create (``createdAt``, id); ``set_fields`` counts as a change."""
         table = self.collections[collection]
         assert isinstance(table, Table), f"{collection} is not a Table"
         cached = self._orders.get((collection, by))
-        if cached is not None and cached[:2] == (id(table), table.version):
-            return cached[2]
-        rows = sorted(table.values(), key=key, reverse=newest_first)
-        ordered = Ordered(rows, {row["id"]: index for index, row in enumerate(rows)})
-        self._orders[(collection, by)] = (id(table), table.version, ordered)
-        return ordered
+        if cached is None or cached.table is not table or cached.reshaped != table.reshaped:
+            cached = _Order(table, key)
+            self._orders[(collection, by)] = cached
+        elif cached.version != table.version:
+            cached.extend(key)
+        if newest_first:
+            return Ordered(_Reversed(cached.rows), _ReversedPositions(cached.rows, cached.position))
+        return Ordered(cached.rows, cached.position)
 
     # -- in-process use ----------------------------------------------------------------
     def transport(self) -> EmulatorTransport:
