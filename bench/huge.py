@@ -463,7 +463,9 @@ def measure(deals: int, seed: int = 7, keep: bool = False, workers: int = 0) -> 
             # Ruddr, a scan system, lists every deal it now holds; Close, incremental, what
             # changed since its watermark less the lookback: one request when nothing did
             quiet_ideal = math.ceil(store_facts(url)["deals"] / PAGE) + 1
-            run("quiet cycle", quiet_ideal)
+            # ... but the first cycle after a load reads the load's writes to Close back once
+            readback = math.ceil(half / PAGE)
+            run("quiet cycle", quiet_ideal - 1 + readback)
             changed = max(2, round(deals * CHURN_SHARE))
             edit(emulators.urls, linked_pairs(url, changed, rng), rng)
             run("churn 0.1 %", quiet_ideal + changed)
