@@ -256,6 +256,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"default N = {LARGE} for initial_load and dlt_compare (slow)",
     )
     parser.add_argument(
+        "--huge",
+        action="store_true",
+        help="only the 1,000,000-deal run on PostgreSQL (bench/huge.py; --records sets N, "
+        "--workers its Celery workers); by hand, hours",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="--huge: Celery workers")
+    parser.add_argument(
         "--latency-ms",
         type=float,
         default=0.0,
@@ -301,6 +308,11 @@ def plan_of(args: argparse.Namespace) -> Plan:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.huge:  # a run of its own: its processes, its database, its JSON
+        from bench import huge
+
+        deals = ["--deals", str(args.records)] if args.records else []
+        return huge.main([*deals, "--workers", str(args.workers)])
     plan = plan_of(args)
     configure_logging(level=args.log_level)
     results = run(plan)

@@ -28,6 +28,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from sync.config import Config, ConfigError, load_config
 from sync.engine.context import Counts, Engine
+from sync.engine.pace import poll_due
 from sync.runtime.heartbeat import Heartbeat
 from sync.runtime.jobs import logged_failure, poll_and_drain_job, reconcile_job
 from sync.timefmt import utcnow
@@ -53,6 +54,7 @@ class EnqueueDispatcher:
         *,
         prefix: str = "crmsync",
         leader_ttl: float = 15.0,
+        due: Callable[[str], bool] | None = None,
     ) -> None:
         from sync.runtime.leader import Leadership
 
@@ -61,11 +63,16 @@ class EnqueueDispatcher:
         self._send = send  # runtime.jobs.celery_sender: the config's broker, the system's queue
         self.leadership = Leadership(client, prefix=prefix, ttl=leader_ttl)
         self.periods: dict[str, float] = {}
+        #: whether a system's poll may start now (a scan system's stretched interval,
+        #: sync.engine.pace); None: every tick of its interval enqueues one
+        self.due = due
 
-    def _enqueue(self, job: str, task: str, args: list[Any]) -> bool:
+    def _enqueue(self, job: str, task: str, args: list[Any], *, paced: bool = False) -> bool:
         from sync.runtime.leader import claim_slot
 
         if not self.leadership.check():
+            return False
+        if paced and self.due is not None and not _due(self.due, args[0]):
             return False
         every = self.periods.get(job, 0.0)
         if every > 0 and not claim_slot(self._client, job, every, prefix=self._prefix):
@@ -76,7 +83,7 @@ class EnqueueDispatcher:
         return True
 
     def poll(self, system: str) -> None:
-        self._enqueue(f"poll:{system}", "crmsync.poll_system", [system])
+        self._enqueue(f"poll:{system}", "crmsync.poll_system", [system], paced=True)
 
     def reconcile(self, system: str) -> None:
         self._enqueue(f"reconcile:{system}", "crmsync.reconcile", [system])
@@ -93,6 +100,8 @@ class EmbeddedDispatcher:
 
     def poll(self, system: str) -> None:
         if self.stopping.is_set():
+            return
+        if not _due(lambda name: poll_due(self.engine, name), system):
             return
         with self.lock:
             counts = logged_failure(
@@ -112,6 +121,19 @@ class EmbeddedDispatcher:
             )
             if report is not None:
                 self.last[system] = report.totals()
+
+
+def _due(due: Callable[[str], bool], system: str) -> bool:
+    """``due(system)``, logged when it holds the poll back; a store that cannot answer
+    holds nothing back (the poll itself reports what is wrong)."""
+    try:
+        ready = due(system)
+    except Exception as exc:
+        log.warning("pace_unknown", system=system, error=str(exc))
+        return True
+    if not ready:
+        log.debug("poll_skipped", system=system, reason="stretched interval (status: lag)")
+    return ready
 
 
 def schedule_jobs(scheduler: Any, config: Config, dispatcher: Dispatcher) -> list[str]:

@@ -63,3 +63,29 @@ def test_two_schedulers_enqueue_each_poll_once_per_period_on_the_systems_queue(
     assert _queued(broker, "crmsync.close") == ["crmsync.poll_system"]
     assert _queued(broker, "crmsync.admin") == []
     assert sum(s.leadership.check() for s in schedulers) == 1  # one leader, still leading
+
+
+def test_the_leader_enqueues_no_poll_of_a_stretched_scan_system_before_its_interval(
+    broker: redis.Redis[Any], tmp_path: Path
+) -> None:
+    """Ruddr's listing outgrew its 1 s interval under its limit (sync.engine.pace): the
+    leader's Ruddr tick enqueues nothing while Close's enqueues its poll as ever."""
+    from sync.engine.pace import poll_due
+    from sync.scheduler import EmbeddedDispatcher
+    from tests.engine.test_pace import stretched_world
+
+    world = stretched_world(tmp_path)
+    EmbeddedDispatcher(world.engine).poll("ruddr")  # the listing that measures it
+    config = world.config.model_copy(
+        update={"broker": world.config.broker.model_copy(update={"url": BROKER_URL})}
+    )
+    prefix = f"crmsync-test-{uuid.uuid4().hex[:12]}"
+    leader = EnqueueDispatcher(
+        broker, celery_sender(config), prefix=prefix, due=lambda s: poll_due(world.engine, s)
+    )
+    leader.periods.update({"poll:ruddr": 1.0, "poll:close": 1.0})
+    leader.poll("ruddr")
+    leader.poll("close")
+    assert _queued(broker, "crmsync.ruddr") == []
+    assert _queued(broker, "crmsync.close") == ["crmsync.poll_system"]
+    world.engine.close()

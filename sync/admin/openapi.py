@@ -77,6 +77,22 @@ SCHEMAS: dict[str, Any] = {
                 "seen_at": _S,
             },
         },
+        pace={
+            "type": "object",
+            "description": "The poll interval as configured and as the system's full "
+            "listings allow (a scan system's stretches), why, and how late a change may be read.",
+            "required": ["poll_every_seconds", "interval_seconds", "stretched"],
+            "properties": {
+                "poll_every_seconds": {"type": "number"},
+                "interval_seconds": {"type": "number"},
+                "stretched": {"type": "boolean"},
+                "reason": _NS,
+                "expected_lag_seconds": {"type": "number"},
+                "listing_seconds": {"type": ["number", "null"]},
+                "listing_requests": _NI,
+                "estimated": {"type": "boolean"},
+            },
+        },
     ),
     "Status": _obj(
         ["systems", "runs"],

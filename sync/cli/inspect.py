@@ -118,7 +118,7 @@ def status(
     from sqlalchemy.exc import SQLAlchemyError
 
     from sync.cli.store_access import StoreUnusable, describe_store_error, open_store_engine
-    from sync.engine import budget, operations, reports, unresolved
+    from sync.engine import budget, operations, pace, reports, unresolved
 
     try:  # read-only: a sync writing the store at this moment never blocks it
         engine = open_store_engine(config, read_only=True)
@@ -147,6 +147,9 @@ def status(
     for row in rows:  # what each vendor's rate-limit headers last said is left
         if left := budget.describe(row.get("budget")):
             line(f"[dim]{row['system']} API budget:[/] {escape(left)}")
+    for row in rows:  # a scan system whose listings outgrew its interval: how late it reads
+        if stretched := pace.describe(row["system"], row.get("pace")):
+            line(f"[yellow]STRETCHED[/] {escape(stretched)}")
     for reference in waiting:  # deals written but for a reference that system lacks
         line(f"[yellow]WAITING[/] {escape(reference.describe())}")
     out.print(runs_table(recent, whole=piped()))

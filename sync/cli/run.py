@@ -179,12 +179,25 @@ def scheduler(ctx: typer.Context) -> None:
     """Distributed scheduler: enqueue polls and reconciles (one scheduler leads)."""
     configure_logging_again(ctx)
     config = exported_config(ctx)
+    from functools import cache
+
+    from sync.engine.context import Engine
+    from sync.engine.pace import poll_due
     from sync.runtime.context import prefix, redis_client
     from sync.runtime.jobs import celery_sender
     from sync.scheduler import EnqueueDispatcher, Runner
+    from sync.store.db import make_engine
 
     client = redis_client(require_broker(config, "scheduler"))
-    dispatcher = EnqueueDispatcher(client, celery_sender(config), prefix=prefix())
+
+    @cache  # on first use: a store not migrated yet holds no poll back (sync.scheduler._due)
+    def store() -> Engine:
+        return Engine.from_config(config, make_engine(config.store.url))
+
+    def due(system: str) -> bool:  # a scan system's stretched interval, from cursors.pace
+        return poll_due(store(), system, cfg=runner.config.systems.get(system))
+
+    dispatcher = EnqueueDispatcher(client, celery_sender(config), prefix=prefix(), due=due)
     runner = Runner(config, dispatcher, config_path=os.environ.get(CONFIG_ENV))
     runner.install_signals()
     runner.run_forever()

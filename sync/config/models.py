@@ -166,6 +166,9 @@ class SystemConfig(_Strict):
     #: the share of the system's allowance per poll (``rate_limit.rate`` × ``poll_every``)
     #: that rechecks of unconfirmed summaries (ParsaLink) may spend, less the pushes owed
     recheck_share: float = Field(default=0.25, ge=0, le=1)
+    #: a scan system's full listings may use this share of its rate limit on average: its poll
+    #: interval stretches when they need more (``sync.engine.pace``); pushes keep the rest
+    scan_share: float = Field(default=0.5, gt=0, le=1)
     options: dict[str, Any] = Field(default_factory=dict)
     #: how the system holds currencies (sync.money_config; defaults per vendor type)
     currency: CurrencyConfig = Field(default_factory=CurrencyConfig)

@@ -47,7 +47,17 @@ from sync.emulators.asgi import (
     render,
     replay,
 )
-from sync.emulators.state import Clock, Faults, Ordered, RateLimitState, Table, tables
+from sync.emulators.state import (
+    Clock,
+    Faults,
+    Order,
+    Ordered,
+    RateLimitState,
+    Reversed,
+    ReversedPositions,
+    Table,
+    tables,
+)
 
 __all__ = [
     "ABORT_STATE",
@@ -107,7 +117,7 @@ class Emulator:
         self.rate_limit = RateLimitState(rate_limited, self.default_rate, self.default_burst)
         self.requests: list[dict[str, Any]] = []
         self.collections: dict[str, dict[str, dict[str, Any]]] = {}
-        self._orders: dict[tuple[str, str], tuple[int, int, Ordered]] = {}
+        self._orders: dict[tuple[str, str], Order] = {}
         self._fault_rng = random.Random(seed)
         #: Whether renaming a company (Ruddr company, Close lead, ParsaLink account, Truto
         #: account) moves the modified stamp of the deals under it. No vendor documents it
@@ -197,17 +207,20 @@ class Emulator:
     ) -> Ordered:
         """``collection`` (a :class:`Table`) sorted by ``key`` (``by`` names the order), with
         each id's position. Sorted once per change of the collection instead of on every page
-        request: a scan of 100,000 deals reads 1,000 pages. Only for keys fixed at create
-        (``createdAt``, id); ``set_fields`` counts as a change."""
+        request (a scan of 100,000 deals reads 1,000 pages), and extended, not sorted again,
+        when the only changes are records created after the rest. Only for keys fixed at
+        create (``createdAt``, id); ``set_fields`` counts as a change."""
         table = self.collections[collection]
         assert isinstance(table, Table), f"{collection} is not a Table"
         cached = self._orders.get((collection, by))
-        if cached is not None and cached[:2] == (id(table), table.version):
-            return cached[2]
-        rows = sorted(table.values(), key=key, reverse=newest_first)
-        ordered = Ordered(rows, {row["id"]: index for index, row in enumerate(rows)})
-        self._orders[(collection, by)] = (id(table), table.version, ordered)
-        return ordered
+        if cached is None or cached.table is not table or cached.reshaped != table.reshaped:
+            cached = Order(table, key)
+            self._orders[(collection, by)] = cached
+        elif cached.version != table.version:
+            cached.extend(key)
+        if newest_first:
+            return Ordered(Reversed(cached.rows), ReversedPositions(cached.rows, cached.position))
+        return Ordered(cached.rows, cached.position)
 
     # -- in-process use ----------------------------------------------------------------
     def transport(self) -> EmulatorTransport:

@@ -71,7 +71,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode
@@ -374,7 +374,7 @@ class ParsaLinkEmulator(Emulator):
         return detail(405, f'Method "{method}" not allowed.')
 
     def _paginate(
-        self, request: Request, items: list[Any], render: Callable[[Any], Any]
+        self, request: Request, items: Sequence[Any], render: Callable[[Any], Any]
     ) -> JSONResponse:
         """DRF-style page/limit/offset pagination with absolute next/previous URLs."""
         params, url = request.query_params, request.url
@@ -464,7 +464,7 @@ class ParsaLinkEmulator(Emulator):
         ordered = self.ordered("opportunities", "created", _created_key, newest_first=False)
         return self._paginate(request, self._filter(request, ordered.rows), self._render_summary)
 
-    def _filter(self, request: Request, records: list[Record]) -> list[Record]:
+    def _filter(self, request: Request, records: Sequence[Record]) -> Sequence[Record]:
         params = {k: v for k, v in request.query_params.items() if v != ""}
         checks: list[Callable[[Record], bool]] = []
         if "stage" in params:

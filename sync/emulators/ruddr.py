@@ -495,9 +495,9 @@ class RuddrEmulator(Emulator):
         if before is not None:
             end = position[before]
             # Going backwards, hasMore says whether newer records remain before this page.
-            return rows[max(0, end - limit) : end], end > limit
+            return list(rows[max(0, end - limit) : end]), end > limit
         start = position[after] + 1 if after is not None else 0
-        return rows[start : start + limit], start + limit < len(rows)
+        return list(rows[start : start + limit]), start + limit < len(rows)
 
     def _list(
         self,

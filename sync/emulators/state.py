@@ -6,8 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 
 class Clock:
@@ -43,22 +44,84 @@ class Clock:
 class Ordered:
     """A collection in listing order, and each record id's index in it."""
 
-    rows: list[dict[str, Any]]
-    position: dict[str, int]
+    rows: Sequence[dict[str, Any]]
+    position: Mapping[str, int]
+
+
+class Reversed(Sequence[dict[str, Any]]):
+    """A list read from its end: newest first over rows kept oldest first, so a record
+    created after the rest is one append, not a shift of every position."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        n = len(self._rows)
+        if isinstance(index, slice):
+            start, stop, step = index.indices(n)
+            if step != 1:
+                return [self[i] for i in range(start, stop, step)]
+            return self._rows[n - stop : n - start][::-1] if start < stop else []
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(index)
+        return self._rows[n - 1 - index]
+
+
+class ReversedPositions(Mapping[str, int]):
+    """Each id's index in a :class:`Reversed` view, from its index in the kept list."""
+
+    def __init__(self, rows: list[dict[str, Any]], position: dict[str, int]) -> None:
+        self._rows, self._position = rows, position
+
+    def __getitem__(self, key: str) -> int:
+        return len(self._rows) - 1 - self._position[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._position
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._position)
+
+    def __len__(self) -> int:
+        return len(self._position)
 
 
 class Table(dict[str, dict[str, Any]]):
     """A collection (id -> record) that counts the changes to its set of records, so a listing
     order sorted once stays valid until a record is added or deleted — however it is (tests
-    delete straight from the dict, behind the API's back)."""
+    delete straight from the dict, behind the API's back). New ids are noted in ``added``
+    and every other change in ``reshaped``: a listing order extends itself with records
+    created after the rest instead of sorting everything again (a million-deal scan runs
+    while deals are being created)."""
 
     version = 0
+    reshaped = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.added: list[str] = []
 
     def touch(self) -> None:
         self.version += 1
+        self.reshaped += 1
 
     def __setitem__(self, key: str, value: dict[str, Any]) -> None:
-        self.touch()
+        if key in self:
+            self.touch()  # a record replaced: the order's row must be the new one
+        else:
+            self.version += 1
+            self.added.append(key)
         super().__setitem__(key, value)
 
     def __delitem__(self, key: str) -> None:
@@ -84,6 +147,31 @@ class Table(dict[str, dict[str, Any]]):
     def setdefault(self, key: str, default: Any = None) -> Any:
         self.touch()
         return super().setdefault(key, default)
+
+
+class Order:
+    """A table's rows oldest first by a key, each id's index, and the table's state then."""
+
+    def __init__(self, table: Table, key: Callable[[dict[str, Any]], Any]) -> None:
+        self.table = table
+        self.sort(key)
+
+    def sort(self, key: Callable[[dict[str, Any]], Any]) -> None:
+        table = self.table
+        self.rows = sorted(table.values(), key=key)
+        self.position = {row["id"]: index for index, row in enumerate(self.rows)}
+        self.version, self.reshaped, self.added = table.version, table.reshaped, len(table.added)
+
+    def extend(self, key: Callable[[dict[str, Any]], Any]) -> None:
+        """Append the records added since, when they all sort after the rest; else sort."""
+        new = sorted((self.table[k] for k in self.table.added[self.added :]), key=key)
+        if new and self.rows and key(new[0]) <= key(self.rows[-1]):
+            self.sort(key)
+            return
+        for row in new:
+            self.position[row["id"]] = len(self.rows)
+            self.rows.append(row)
+        self.version, self.added = self.table.version, len(self.table.added)
 
 
 def tables(*names: str) -> dict[str, Table]:

@@ -19,7 +19,7 @@ import httpx
 from sync.connectors.base import BaseConnector, Reference, SetupFinding
 from sync.connectors.errors import AuthFailed, ConnectorError, NotFound
 from sync.connectors.http.stats import budget_from_headers
-from sync.engine import budget, companies, doctor_salesforce
+from sync.engine import budget, companies, doctor_salesforce, pace
 from sync.engine.context import Engine
 from sync.engine.normalise import normalise_company
 from sync.mapping.spec import FieldSpec
@@ -104,6 +104,8 @@ def doctor(engine: Engine, systems: Sequence[str] | None = None) -> dict[str, Sy
             _owners(engine, name, all_refs, report)
             _companies(engine, name, all_refs, links, report)
             _renamed(name, renamed, report)
+        if stretched := pace.warning(engine, name):  # a scan system outgrew its interval
+            report.add("warn", "poll interval", stretched, pace.STRETCH_FIX)
     return reports
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from sync.engine import pace
 from sync.engine.claims import is_dead_incarnation
 from sync.engine.context import Engine
 from sync.engine.journal import enqueue, note
@@ -58,9 +59,12 @@ def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[s
 
     ``health`` is ``held`` (the guard holds it: ``held_message`` says why), ``error`` (the last
     poll failed: ``last_error``), ``never`` (not polled yet), ``stale`` (no poll for three
-    intervals) or ``ok``.
+    intervals: a scan system's as stretched, ``pace``) or ``ok``. ``pace``: the poll interval
+    as configured and as the system's listings allow, why, and the expected lag
+    (:class:`sync.engine.pace.Stretch`).
     """
     now = now or utcnow()
+    configured = engine.config.systems
     with engine.session() as session:
         polled = {c.system: c for c in cursors.every(session)}
         pending = outbox.open_per_system(session)
@@ -69,8 +73,9 @@ def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[s
         healed = _last_healed(session, list(engine.config.systems))
         states = {row.system: row for row in systems.every(session)}
         held_deletes = systems.pending_deletes_per_system(session)
+        paces = {name: pace.of_system(session, cfg, name) for name, cfg in configured.items()}
     rows = []
-    for system, cfg in engine.config.systems.items():
+    for system in configured:
         cursor = polled.get(system)
         last = cursor.last_poll_at if cursor else None
         lag = (now - last).total_seconds() if last else None
@@ -81,7 +86,7 @@ def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[s
             health = "error"  # even before a first poll: an unreachable vendor is an error
         elif last is None:
             health = "never"
-        elif lag is not None and lag > 3 * cfg.poll_every.total_seconds():
+        elif lag is not None and lag > 3 * paces[system].interval:  # a stretched one's
             health = "stale"
         else:
             health = "ok"
@@ -106,6 +111,7 @@ def system_health(engine: Engine, now: dt.datetime | None = None) -> list[dict[s
                 "held_message": states[system].held_message if system in states else None,
                 "held_deletes": held_deletes.get(system, 0),
                 "budget": cursor.budget if cursor else None,
+                "pace": paces[system].as_json(),
             }
         )
     return rows

@@ -105,7 +105,9 @@ class Cursor(SQLModel, table=True):
     stamp; null until a complete listing answered with a ``Date``. ``budget``: the request
     allowance the vendor's rate-limit headers last announced (``remaining``, ``limit``,
     ``reset_at``, ``window``, ``seen_at``), written with the poll's own commit so the admin
-    process, which sends no requests, can show it; null when the vendor reports none."""
+    process, which sends no requests, can show it; null when the vendor reports none.
+    ``pace``: a scan system's last complete listing (``listing_seconds``, ``listing_requests``,
+    ``listed``, ``at``), from which its poll interval stretches (``sync.engine.pace``)."""
 
     __tablename__ = "cursors"
 
@@ -118,6 +120,7 @@ class Cursor(SQLModel, table=True):
     last_full_scan_at: dt.datetime | None = None
     last_error: str | None = None
     budget: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    pace: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     updated_at: dt.datetime = Field(default_factory=utcnow)
 
 

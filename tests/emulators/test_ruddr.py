@@ -519,3 +519,36 @@ def test_control_set_writes_read_only_ids(ruddr_client: httpx.Client) -> None:
         json={"collection": "opportunities", "id": "nope", "fields": fields},
     )
     assert unknown.status_code == 404
+
+
+def test_listing_order_extends_with_creates_and_resorts_on_anything_else(
+    ruddr_emulator: RuddrEmulator, ruddr_client: httpx.Client
+) -> None:
+    """The newest-first order kept between pages (sorted once, then extended by each record
+    created after the rest, for a million-deal scan that runs while deals are created) lists
+    exactly what a fresh sort does — after creates between pages, a delete, and a record put
+    straight into the table with an older ``createdAt``; backwards pages agree too."""
+
+    def fresh() -> list[str]:
+        rows = ruddr_emulator.collections["opportunities"].values()
+        return [r["id"] for r in sorted(rows, key=lambda r: (r["createdAt"], r["id"]))][::-1]
+
+    ruddr_emulator.add_opportunities(250, seed=5)  # three pages: creates land between them
+    company = company_id(ruddr_client)
+    scan(ruddr_client)  # the order is built
+    created = [create(ruddr_client, companyId=company)["id"] for _ in range(3)]
+    ids = scan(
+        ruddr_client,
+        between_pages=lambda _: created.append(create(ruddr_client, companyId=company)["id"]),
+    )
+    assert ids[:3] == created[:3][::-1] and len(created) == 5
+    assert scan(ruddr_client) == fresh()
+    assert ruddr_client.delete(f"/opportunities/{created[1]}").status_code == 204
+    assert scan(ruddr_client) == fresh()
+    table = ruddr_emulator.collections["opportunities"]
+    older = {**table[created[0]], "id": "00000000-old", "createdAt": "2020-01-01T00:00:00.000Z"}
+    table[older["id"]] = older
+    listed = scan(ruddr_client)
+    assert listed == fresh() and listed[-1] == "00000000-old"
+    back = ruddr_client.get("/opportunities", params={"endingBefore": listed[5], "limit": 3})
+    assert [r["id"] for r in back.json()["results"]] == listed[2:5]

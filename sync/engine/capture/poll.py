@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
 import structlog
 from sqlmodel import Session
 
 from sync.connectors.base import BaseConnector, VendorRecord
-from sync.engine import deletes
+from sync.engine import deletes, pace
 from sync.engine.budget import announced
 from sync.engine.capture.merge import _ingest_known, _ingest_new
 from sync.engine.capture.page import (
@@ -74,6 +75,7 @@ def capture(
     covered = _covered(cursor, regular) if full else None
     poll = Poll(engine, system, counts, run_id, started, covered - lookback if covered else None)
     seen: set[str] = set()
+    listed = 0  # pages: the listing's requests, from which a scan system's interval stretches
     for page in one_ahead(pages):  # the next page is read while this one is folded in
         with engine.session() as session:
             _ingest_page(poll, session, page)
@@ -83,6 +85,7 @@ def capture(
             session.commit()
         seen.update(r.external_id for r in page)
         counts.add("fetched", len(page))
+        listed += 1
     # every page was read: the listing proves everything committed before its start was seen
     watermark = _vendor_clock(connector, started)
     if mode == "scan":
@@ -92,7 +95,9 @@ def capture(
         counts.merge(found)
     if connector.has_delete_feed:
         counts.merge(deletes.from_feed(engine, system, started, run_id))
-    _finish_poll(engine, system, started, mode, counts, watermark)
+    # the regular listing of a scan system (not a reconcile's of an incremental one) paces it
+    paced = pace.measured(started, listed, len(seen)) if regular == "scan" == mode else None
+    _finish_poll(engine, system, started, mode, counts, watermark, paced)
     return counts
 
 
@@ -136,6 +141,7 @@ def _finish_poll(
     mode: str,
     counts: Counts,
     watermark: dt.datetime | None,
+    paced: dict[str, Any] | None = None,
 ) -> None:
     with engine.session() as session:
         cursor = cursors.get(session, system) or Cursor(system=system)
@@ -145,6 +151,7 @@ def _finish_poll(
             cursor.last_full_scan_at = started
         cursor.last_error = None
         cursor.budget = announced(system) or cursor.budget
+        cursor.pace = paced or cursor.pace
         session.add(cursor)
         session.commit()
     log.info("capture_done", system=system, mode=mode, **counts.values)

@@ -1,0 +1,545 @@
+"""``--huge``: a million deals between Ruddr and Close, on PostgreSQL (issue 25). By hand only.
+
+Ruddr and Close are seeded with half of ``--deals`` each and served over HTTP by a child
+process; crmsync runs in child processes of its own (``crmsync run --once``: the embedded loop,
+one process) against a fresh PostgreSQL database, with only those two systems configured and
+no client-side rate limit (at Ruddr's 20 requests a second the 500,000 creates it receives
+would take 7 h alone: the figure is crmsync's throughput, not the vendor's limit). Phases:
+
+1. **initial load**: every deal created in the other system (1,000,000 creates);
+2. **quiet cycle**: nothing changed (Ruddr is listed in full: it only scans; Close is asked
+   what changed since its watermark);
+3. **churn**: 0.1 % of the deals edited (amount), half in each vendor, then one cycle.
+
+Per phase: wall time, deals/s, crmsync's CPU time (user + system of its process: its own work,
+not the time it waits on a vendor or on PostgreSQL) per deal, the vendor requests beside the
+ideal, crmsync's peak RSS (``VmHWM``, polled), and the emulators' CPU time and peak RSS apart
+from ours. At the end: the database's size on disk (``pg_database_size``), and every deal
+linked once in both systems with nothing owed.
+
+``python -m bench.huge --deals N`` (default 1,000,000) prints a table and writes JSON
+(``--json``); ``python -m bench --huge`` is the same. ``--keep`` leaves the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import sqlalchemy as sa
+
+from bench.large_load import _kind
+from bench.scenarios import AMOUNT_EDIT, AUTH, PAGE, USERS
+from sync.store.db import upgrade
+
+ROOT = Path(__file__).resolve().parents[1]
+SYSTEMS = {"ruddr": "RUDDR", "close": "CLOSE"}
+DEFAULT_DEALS = 1_000_000
+CHURN_SHARE = 0.001
+PG = os.environ.get("CRMSYNC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("CRMSYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
+CHILD = (sys.executable, "-m", "bench.huge")
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+# -- the emulators' child process ------------------------------------------------------------
+
+
+class Tally(list[dict[str, Any]]):
+    """An emulator's request log that keeps counts, not entries: a million requests logged in
+    full would hold gigabytes in the emulators' process."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.kinds: Counter[str] = Counter()
+        self.references: set[str] = set()
+
+    def append(self, entry: dict[str, Any]) -> None:
+        kind = _kind(entry["path"], self.prefix, entry["method"])
+        self.kinds[kind] += 1
+        self.kinds["total"] += 1
+        if int(entry["status"]) >= 400:
+            self.kinds["errors"] += 1
+        if kind == "reference":
+            self.references.add(entry["path"])
+
+    def clear(self) -> None:
+        self.kinds.clear()
+        self.references.clear()
+
+    def report(self) -> dict[str, Any]:
+        return {**self.kinds, "distinct_references": len(self.references)}
+
+
+def serve(deals: int, seed: int) -> None:
+    """Child: Ruddr and Close with half the deals each; on stdin ``counts`` prints the request
+    counts since the last ``reset`` as one JSON line; end of input stops."""
+    from sync.emulators.server import build_all, running
+
+    half = deals // 2
+    emulators = {
+        **build_all(only=["ruddr"], seed=seed, seed_opportunities=half),
+        **build_all(only=["close"], seed=seed, seed_opportunities=deals - half),
+    }
+    tallies = {}
+    for name, emulator in emulators.items():
+        tallies[name] = emulator.requests = Tally(emulator.prefix)
+    with running(emulators=emulators) as served:
+        print(json.dumps({name: s.base_url for name, s in served.items()}), flush=True)
+        for command in sys.stdin:
+            if command.strip() == "reset":
+                for tally in tallies.values():
+                    tally.clear()
+            print(json.dumps({name: t.report() for name, t in tallies.items()}), flush=True)
+
+
+class Emulators:
+    """The parent's handle on the emulators' child: its URLs, counts, CPU time and RSS."""
+
+    def __init__(self, deals: int, seed: int) -> None:
+        self.proc = subprocess.Popen(
+            [*CHILD, "serve", "--deals", str(deals), "--seed", str(seed)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.urls: dict[str, str] = json.loads(self._out.readline())
+
+    @property
+    def _out(self) -> IO[str]:
+        assert self.proc.stdout is not None
+        return self.proc.stdout
+
+    def ask(self, command: str) -> dict[str, dict[str, int]]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return dict(json.loads(self._out.readline()))
+
+    def cpu_s(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
+    def peak_mb(self) -> float:
+        return vm_hwm_mb(self.proc.pid) or 0.0
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=120)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def vm_hwm_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+# -- crmsync's child processes --------------------------------------------------------------
+
+
+def write_config(tmp: Path) -> Path:
+    """config.yaml with Ruddr and Close only, and no client-side rate limit."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "config.yaml").read_text())
+    data["systems"] = {name: data["systems"][name] for name in SYSTEMS}
+    for system in data["systems"].values():
+        system.pop("rate_limit", None)
+    data["mapping"] = {k: v for k, v in data.get("mapping", {}).items() if k in SYSTEMS}
+    conflicts = data.get("conflicts", {})
+    conflicts["priority"] = [s for s in conflicts.get("priority", []) if s in SYSTEMS]
+    for policy in conflicts.get("fields", {}).values():
+        if isinstance(policy, dict) and "prefer" in policy:
+            policy["prefer"] = [s for s in policy["prefer"] if s in SYSTEMS]
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def crmsync_env(config: Path, store: str, urls: dict[str, str]) -> dict[str, str]:
+    return {
+        **os.environ,
+        **{f"{SYSTEMS[name]}_BASE_URL": url for name, url in urls.items()},
+        "CRMSYNC_CONFIG": str(config),
+        "CRMSYNC_DATABASE_URL": store,
+        "CRMSYNC_LOG_LEVEL": "WARNING",
+        "CRMSYNC_LOG_FORMAT": "json",
+        "CRMSYNC_FIRST_RUN": "waive",  # seeded deals on both sides: a load, not a match
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def run_once(env: dict[str, str], log: Path) -> dict[str, Any]:
+    """``crmsync run --once`` to its end: wall time, exit code, CPU time (``wait4``) and peak
+    RSS (``VmHWM``, read every 0.2 s while it lives)."""
+    started = time.perf_counter()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sync", "run", "--once", "--no-live", "--max-wait", "600"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    peak = 0.0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        peak = max(peak, vm_hwm_mb(proc.pid) or 0.0)
+        time.sleep(0.2)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {
+        "wall_s": time.perf_counter() - started,
+        "exit": proc.returncode,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": peak,
+    }
+
+
+class Workers:
+    """``count`` Celery workers (``--pool solo``: one process each, so each one's RSS is one
+    process's), consuming every queue; started and stopped by their own pids."""
+
+    def __init__(self, count: int, env: dict[str, str], log: Path) -> None:
+        self.procs = []
+        for index in range(count):
+            with log.with_name(f"worker{index}.log").open("ab") as out:
+                self.procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "celery", "-A", "sync.celery_app", "worker",
+                         "--pool", "solo", "-n", f"huge{index}@%h", "--without-gossip",
+                         "--without-mingle", "--loglevel", "WARNING"],
+                        env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                    )
+                )  # fmt: skip
+        self.peaks = [0.0] * count
+
+    def cpu_s(self) -> float:
+        return sum(cpu_seconds(proc.pid) for proc in self.procs)
+
+    def sample(self) -> None:
+        for index, proc in enumerate(self.procs):
+            self.peaks[index] = max(self.peaks[index], vm_hwm_mb(proc.pid) or 0.0)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def free_redis(base: str) -> str:
+    """A Redis database no test or other bench uses now (the tests' marker keys on db 0)."""
+    import redis
+
+    admin = redis.Redis.from_url(f"{base}/0")
+    for number in range(15, 0, -1):
+        if admin.set(f"crmsync-test-db:{number}", "huge", nx=True, ex=6 * 3600):
+            redis.Redis.from_url(f"{base}/{number}").flushdb()
+            return f"{base}/{number}"
+    raise RuntimeError("no free Redis database (1..15)")
+
+
+def release_redis(url: str) -> None:
+    import redis
+
+    base, number = url.rsplit("/", 1)
+    redis.Redis.from_url(url).flushdb()
+    redis.Redis.from_url(f"{base}/0").delete(f"crmsync-test-db:{number}")
+
+
+def through_workers(
+    workers: Workers, env: dict[str, str], url: str, timeout: float
+) -> dict[str, Any]:
+    """Queue a poll of each system; wait until both polls that started after now have
+    finished and nothing is owed. Same figures as :func:`run_once`, over every worker."""
+    from celery import Celery
+
+    from sync.celery_app import route_task
+
+    app = Celery("crmsync-huge", broker=env["CRMSYNC_BROKER_URL"])
+    app.conf.task_routes = (route_task,)
+    cpu = workers.cpu_s()
+    started, began = time.perf_counter(), dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    for system in SYSTEMS:
+        app.send_task("crmsync.poll_system", args=[system])
+    app.close()
+    store = sa.create_engine(url)
+    done = False
+    while not done and time.perf_counter() - started < timeout:
+        time.sleep(1.0)
+        workers.sample()
+        with store.connect() as conn:
+            polled = conn.execute(
+                sa.text("SELECT count(*) FROM cursors WHERE last_poll_at >= :t"), {"t": began}
+            ).scalar_one()
+            owed = conn.execute(
+                sa.text("SELECT count(*) FROM outbox WHERE status IN ('pending', 'retry', "
+                        "'in_flight')")
+            ).scalar_one()  # fmt: skip
+        done = polled == len(SYSTEMS) and owed == 0
+    store.dispose()
+    return {
+        "wall_s": time.perf_counter() - started,
+        "exit": 0 if done else 1,
+        "cpu_s": workers.cpu_s() - cpu,
+        "peak_rss_mb": max(workers.peaks),
+        "peak_rss_per_worker_mb": list(workers.peaks),
+    }
+
+
+# -- the store -------------------------------------------------------------------------------
+
+
+def create_database() -> tuple[str, sa.Engine]:
+    """A fresh database on the bench's PostgreSQL; returns its URL and an admin engine."""
+    admin = sa.create_engine(PG, isolation_level="AUTOCOMMIT")
+    name = f"crmsync_huge_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    return PG.rsplit("/", 1)[0] + f"/{name}", admin
+
+
+def drop_database(admin: sa.Engine, url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def store_facts(url: str) -> dict[str, Any]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+
+        def one(sql: str) -> int:
+            return int(conn.execute(sa.text(sql)).scalar_one())
+
+        facts = {
+            "deals": one("SELECT count(*) FROM records"),
+            "links": one("SELECT count(*) FROM links"),
+            "owed": one("SELECT count(*) FROM outbox WHERE status <> 'done'"),
+            "dead_letters": one("SELECT count(*) FROM dead_letters"),
+            "db_mb": one("SELECT pg_database_size(current_database())") / 2**20,
+        }
+    engine.dispose()
+    return facts
+
+
+def linked_pairs(url: str, count: int, rng: random.Random) -> list[tuple[str, str]]:
+    """``count`` random deals to edit: (system, its id there), half in each system."""
+    engine = sa.create_engine(url)
+    picked: list[tuple[str, str]] = []
+    with engine.connect() as conn:
+        for index, system in enumerate(SYSTEMS):
+            share = count // 2 if index == 0 else count - count // 2
+            rows = conn.execute(
+                sa.text(
+                    "SELECT external_id FROM links WHERE system = :s ORDER BY random() LIMIT :n"
+                ),
+                {"s": system, "n": share},
+            ).all()
+            picked += [(system, str(row[0])) for row in rows]
+    engine.dispose()
+    rng.shuffle(picked)
+    return picked
+
+
+def edit(urls: dict[str, str], picks: list[tuple[str, str]], rng: random.Random) -> None:
+    """The users' edits, through each vendor's API (their requests are not counted)."""
+    clients = {}
+    for name, url in urls.items():
+        auth = httpx.BasicAuth("close-test-key", "") if name == "close" else None
+        clients[name] = USERS[name](
+            httpx.Client(base_url=url, headers=AUTH[name], auth=auth, timeout=60)
+        )
+    for system, external_id in picks:
+        clients[system].edit(external_id, **AMOUNT_EDIT[system](rng.randint(1, 10**6)))
+
+
+# -- the phases ------------------------------------------------------------------------------
+
+
+def phase(
+    name: str, emulators: Emulators, runner: Callable[[], dict[str, Any]], deals: int, ideal: int
+) -> dict[str, Any]:
+    emulators.ask("reset")
+    emulator_cpu = emulators.cpu_s()
+    ran = runner()
+    counts = emulators.ask("counts")
+    requests = sum(c.get("total", 0) for c in counts.values())
+    return {
+        "phase": name,
+        **ran,
+        "deals_per_s": deals / ran["wall_s"] if name == "initial load" else None,
+        "cpu_us_per_deal": ran["cpu_s"] / deals * 1e6,
+        "requests": requests,
+        "ideal": ideal,
+        "ratio": requests / ideal if ideal else None,
+        "writes": sum(c.get("write", 0) for c in counts.values()),
+        "errors": sum(c.get("errors", 0) for c in counts.values()),
+        "emulator_cpu_s": emulators.cpu_s() - emulator_cpu,
+        "per_system": counts,
+    }
+
+
+def measure(deals: int, seed: int = 7, keep: bool = False, workers: int = 0) -> dict[str, Any]:
+    half = deals // 2
+    pages = math.ceil(half / PAGE) + math.ceil((deals - half) / PAGE)
+    rng = random.Random(seed)
+    seeding = time.perf_counter()
+    emulators = Emulators(deals, seed)
+    seeded_s = time.perf_counter() - seeding
+    url, admin = create_database()
+    broker = free_redis(REDIS) if workers else ""
+    pool: Workers | None = None
+    phases = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="crmsync-huge-") as tmp:
+            env = crmsync_env(write_config(Path(tmp)), url, emulators.urls)
+            log = Path(tmp) / "crmsync.log"
+            refs = 0
+            if workers:
+                upgrade(url)  # workers wait for the schema; `run --once` migrates itself
+                env |= {"CRMSYNC_BROKER_URL": broker, "CRMSYNC_REDIS_PREFIX": "crmsync-huge"}
+                pool = Workers(workers, env, log)
+            workers_ = pool
+
+            def runner() -> dict[str, Any]:
+                if workers_ is None:
+                    return run_once(env, log)
+                return through_workers(workers_, env, url, timeout=6 * 3600)
+
+            def run(name: str, ideal: int) -> dict[str, Any]:
+                nonlocal refs
+                result = phase(name, emulators, runner, deals, ideal + refs)
+                if result["exit"] != 0:
+                    result["log_tail"] = log.read_text(errors="replace")[-3000:]
+                phases.append(result)
+                if result["exit"] != 0:
+                    raise RuntimeError(f"{name}: crmsync exited {result['exit']}: see log_tail")
+                print(
+                    json.dumps({k: v for k, v in result.items() if k != "per_system"}),
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return result
+
+            # ideal: each reference endpoint read once a run (a fresh process each time)
+            load = run("initial load", pages + deals)
+            refs = sum(c.get("distinct_references", 0) for c in load["per_system"].values())
+            load["ideal"] += refs
+            load["ratio"] = load["requests"] / load["ideal"]
+            # Ruddr, a scan system, lists every deal it now holds; Close, incremental, what
+            # changed since its watermark less the lookback: one request when nothing did
+            quiet_ideal = math.ceil(store_facts(url)["deals"] / PAGE) + 1
+            # ... but the first cycle after a load reads the load's writes to Close back once
+            readback = math.ceil(half / PAGE)
+            run("quiet cycle", quiet_ideal - 1 + readback)
+            changed = max(2, round(deals * CHURN_SHARE))
+            edit(emulators.urls, linked_pairs(url, changed, rng), rng)
+            run("churn 0.1 %", quiet_ideal + changed)
+        facts = store_facts(url)
+    finally:
+        if pool is not None:
+            pool.stop()
+        if broker:
+            release_redis(broker)
+        emulators_peak = emulators.peak_mb()
+        emulators.close()
+        if not keep:
+            drop_database(admin, url)
+    return {
+        "scenario": "huge",
+        "deals": deals,
+        "runtime": (
+            f"{workers} Celery workers (--pool solo), PostgreSQL, Redis"
+            if workers
+            else "embedded (crmsync run --once, one process), PostgreSQL"
+        ),
+        "emulators_seed_s": seeded_s,
+        "emulators_peak_rss_mb": emulators_peak,
+        "phases": phases,
+        "store": facts,
+        # the emulators' fixtures add a few deals to the seeded ones
+        "fully_linked": facts["links"] == 2 * facts["deals"] and facts["deals"] >= deals,
+        "database": url if keep else None,
+        "at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = [
+        "phase          wall s   deals/s  cpu µs/deal  requests    ideal  ratio  writes"
+        "  peak RSS MB  emulators cpu s"
+    ]
+    for p in result["phases"]:
+        rate = f"{p['deals_per_s']:.0f}" if p["deals_per_s"] else "-"
+        rows.append(
+            f"{p['phase']:<13} {p['wall_s']:>7.1f} {rate:>9} {p['cpu_us_per_deal']:>12.0f}"
+            f" {p['requests']:>9} {p['ideal']:>8} {p['ratio']:>6.3f} {p['writes']:>7}"
+            f" {p['peak_rss_mb']:>12.0f} {p['emulator_cpu_s']:>16.1f}"
+        )
+    store = result["store"]
+    rows.append(
+        f"store: {store['deals']:,} deals, {store['links']:,} links, {store['owed']} owed, "
+        f"{store['dead_letters']} dead letters, {store['db_mb']:.0f} MB on disk; "
+        f"emulators peak RSS {result['emulators_peak_rss_mb']:.0f} MB, "
+        f"seeded in {result['emulators_seed_s']:.0f} s"
+    )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.huge", description=__doc__)
+    parser.add_argument("mode", nargs="?", choices=("run", "serve"), default="run")
+    parser.add_argument("--deals", type=int, default=DEFAULT_DEALS)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="Celery workers (0: the embedded loop)"
+    )
+    parser.add_argument("--json", type=Path, default=Path("bench/huge.json"))
+    args = parser.parse_args(argv)
+    if args.mode == "serve":
+        serve(args.deals, args.seed)
+        return 0
+    result = measure(args.deals, args.seed, args.keep, args.workers)
+    print(table(result))
+    args.json.write_text(json.dumps(result, indent=2))
+    print(f"JSON written to {args.json}")
+    return 0 if result["fully_linked"] and not result["store"]["owed"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
