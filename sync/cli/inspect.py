@@ -218,8 +218,11 @@ def verify_cmd(
         typer.Option(
             "--summaries",
             help="A summary listing (ParsaLink: a GET per deal to read in full): 'full' reads "
-            "every deal, 'trust' compares deals whose stamp a full read confirmed from that "
-            "read, a number N trusts them but reads a random sample of about N in full.",
+            "every deal, 'trust' compares deals whose stamp a full read confirmed, or our own "
+            "write's answer carried, from what that read or answer held (a person's edit in the "
+            "second of our write, of a field the summary lacks, is then missed until capture's "
+            "recheck takes it), a number N trusts them but reads a random sample of about N "
+            "in full.",
         ),
     ] = "full",
 ) -> None:

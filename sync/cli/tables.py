@@ -325,7 +325,8 @@ def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
         if check.summaries is not None:  # a summary listing: say how its deals were read
             out.print(
                 f"  {name}: summaries {check.summaries}: {check.read_in_full} read in full, "
-                f"{check.trusted} trusted on confirmed stamps"
+                f"{check.trusted_by['confirmed']} trusted on confirmed stamps, "
+                f"{check.trusted_by['written']} on our own write's stamp"
             )
         _named_lines(name, check)
     for group in report.twins[:NAMED]:

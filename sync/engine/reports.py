@@ -30,6 +30,18 @@ def status(systems: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[st
     return {"systems": systems, "runs": runs}
 
 
+def _summaries(check: SystemCheck) -> dict[str, Any] | None:
+    """How a summary listing's deals were compared (None: the system lists them in full)."""
+    if check.summaries is None:
+        return None
+    return {
+        "how": check.summaries,
+        "read_in_full": check.read_in_full,
+        "trusted_confirmed": check.trusted_by["confirmed"],
+        "trusted_written": check.trusted_by["written"],
+    }
+
+
 def verify(report: VerifyReport) -> dict[str, Any]:
     """``verify --json``: per system its counts and every deal they count, with why."""
     systems = {}
@@ -46,6 +58,7 @@ def verify(report: VerifyReport) -> dict[str, Any]:
             "duplicates": list(check.duplicates),
             "filtered": list(check.filtered),
             "open_conflicts": check.conflicts,
+            "summaries": _summaries(check),
             "drift": [
                 {
                     "record_id": d.record_id,

@@ -22,11 +22,9 @@ wrong account). They keep ``clean`` false; ``agrees(accept_known=True)`` accepts
 
 A summary listing (ParsaLink) costs a GET per deal to compare in full — two hours for 10,000
 deals at 100 requests a minute, from the budget the sync itself uses. ``summaries`` says how
-to read one (issue 25), and the report says which was done: ``full`` reads every deal;
-``trust`` compares a deal whose summary stamp equals its link's, confirmed by a full read after
-its second closed (``Link.confirmed_at``, as capture trusts it), from that read (the shadow),
-provided the summary's own fields agree with it; a number ``n`` trusts likewise but reads a
-random sample of about ``n`` of those deals in full, to check the trust.
+to read one (issue 25): every deal in full, or trusting stamps a full read confirmed or our
+own write's answer carried, with or without a sample read in full (``engine.summaries``,
+with the risk the trust takes); the report says which, and how many were trusted each way.
 """
 
 from __future__ import annotations
@@ -50,9 +48,6 @@ from sync.store import conflicts, journal
 from sync.store import links as stored_links
 from sync.store import records as stored_records
 from sync.store.models import Link, Record
-
-#: how to read a summary listing's deals: every one in full, trust confirmed stamps, or trust
-#: them but read a random sample of about that many in full (see the module)
 
 #: how capture's journal entry for a record it made from a vendor deal begins
 CAPTURED = "new deal captured from "
@@ -106,7 +101,12 @@ class SystemCheck:
     #: a summary listing: how it was read ("full", "trust", "sample of N"); None: no summaries
     summaries: str | None = None
     read_in_full: int = 0  # summaries read in full (a GET each)
-    trusted: int = 0  # summaries compared from their confirmed shadow
+    #: summaries compared from their shadow, by why (``engine.summaries``): confirmed, written
+    trusted_by: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def trusted(self) -> int:
+        return sum(self.trusted_by.values())
 
     @property
     def clean(self) -> bool:
@@ -358,10 +358,10 @@ def _read(
     if vendor_record.partial:
         check.summaries = sample.label
         if sample.trusts and not sample.drawn():
-            shadow = trusted(engine, system, link, vendor_record)
-            if shadow is not None:
-                check.trusted += 1
-                return shadow
+            trust = trusted(engine, system, link, vendor_record)
+            if trust is not None:
+                check.trusted_by[trust[0]] += 1
+                return trust[1]
         vendor_record = engine.connector(system).get(vendor_record.external_id)
         check.read_in_full += 1
     if not engine.mapper.accepts(system, vendor_record.data):

@@ -106,7 +106,7 @@ def forget_stamps(session: Session, system: str) -> None:
     session.execute(
         sa.update(Link)
         .where(col(Link.system) == system)
-        .values(vendor_modified=None, confirmed_at=None)
+        .values(vendor_modified=None, confirmed_at=None, written_stamp=None)
     )
 
 

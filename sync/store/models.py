@@ -77,6 +77,10 @@ class Link(SQLModel, table=True):
     # shadow. Once this is 2 s past ``vendor_modified`` the stamp's second had closed, so an
     # equal stamp cannot hide a later same-second edit and later scans skip the compare.
     confirmed_at: dt.datetime | None = None
+    # vendor clock: the stamp the answer to our own last write (create or update) carried,
+    # when that answer is the deal as the shadow holds it; null once anything else moved the
+    # stamp. ``verify`` trusts an equal summary stamp on it (``engine.summaries``).
+    written_stamp: dt.datetime | None = None
     linked_at: dt.datetime = Field(default_factory=utcnow)
     synced_at: dt.datetime = Field(default_factory=utcnow)
     deleted_at: dt.datetime | None = None  # tombstone: the deal is gone from this system

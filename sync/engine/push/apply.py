@@ -281,6 +281,8 @@ class _Applier:
                 "sent": sent,
                 "vendor_modified": vendor_modified,
                 "confirmed_at": None,
+                # our create's own answer (not a recovery's read): verify may trust its stamp
+                "written_stamp": None if result.adopted else vendor_modified,
                 "linked_at": now,
                 "synced_at": now,
                 "deleted_at": None,
@@ -380,8 +382,10 @@ def _apply_answer(
         shadow[name] = after.get(name)
     link.sent = {**link.sent, **{name: [value, after.get(name)] for name, value in sent.items()}}
     link.shadow = shadow
+    # the answer's stamp is our write's only when the answer is the deal as the shadow holds it
+    link.written_stamp = None if untouched_moved else maybe_utc(answer.modified)
     if not untouched_moved:
-        link.vendor_modified = maybe_utc(answer.modified)
+        link.vendor_modified = link.written_stamp
     link.synced_at = utcnow()
 
 
