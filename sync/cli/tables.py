@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from sync.engine.context import Engine
     from sync.engine.cycle import CycleReport, Owed
     from sync.engine.reconcile import ReconcileReport
-    from sync.engine.verify import VerifyReport
+    from sync.engine.verify_report import VerifyReport
 
 
 def short(value: Any, width: int = 40) -> str:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from sync.engine.matching.proposal import Deal, Proposal
     from sync.engine.operations import RecordStory
     from sync.engine.plan import PlanReport
-    from sync.engine.verify import SystemCheck, VerifyReport
+    from sync.engine.verify_report import SystemCheck, VerifyReport
     from sync.store.models import SystemState
 
 

@@ -116,7 +116,7 @@ def test_verify_says_how_a_summary_listing_was_read(monkeypatch: pytest.MonkeyPa
 
     from sync.cli import base
     from sync.engine import reports
-    from sync.engine.verify import SystemCheck, VerifyReport
+    from sync.engine.verify_report import SystemCheck, VerifyReport
 
     check = SystemCheck(vendor_records=10, linked=10, summaries="sample of 2", read_in_full=3)
     check.trusted_by = Counter({"written": 5, "confirmed": 2})

@@ -25,7 +25,8 @@ from sync.emulators.server import build_all
 from sync.engine.context import Engine
 from sync.engine.cycle import CycleReport, run_cycle
 from sync.engine.push import claim, prepare, send
-from sync.engine.verify import VerifyReport, verify
+from sync.engine.verify import verify
+from sync.engine.verify_report import VerifyReport
 from sync.store.db import make_engine, upgrade
 from sync.store.models import Outbox
 from tests.e2e.users import (

@@ -15,7 +15,8 @@ import httpx
 import pytest
 from sqlmodel import col, func, select
 
-from sync.engine.verify import VerifyReport, verify
+from sync.engine.verify import verify
+from sync.engine.verify_report import VerifyReport
 from sync.runtime.context import build_engine, redis_client
 from sync.runtime.redis_limiter import from_config
 from sync.store import outbox
