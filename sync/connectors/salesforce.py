@@ -32,7 +32,6 @@ Salesforce's quirks, each handled here and nowhere else (facts: shared/vendors.m
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -40,15 +39,17 @@ from typing import Any, ClassVar
 import httpx
 
 from sync.connectors.base import BaseConnector, CaptureMode, Deletion, Reference, VendorRecord
-from sync.connectors.errors import (
-    AuthFailed,
-    ConnectorError,
-    DeleteFeedGap,
-    RateLimited,
-    Rejected,
-)
+from sync.connectors.errors import AuthFailed, ConnectorError, DeleteFeedGap, RateLimited, Rejected
+from sync.connectors.http.stats import sforce_usage
 from sync.connectors.salesforce_auth import SalesforceAuth
-from sync.connectors.salesforce_wire import error_message, iso, quote, save_outcomes, soql_datetime
+from sync.connectors.salesforce_wire import (
+    DERIVED,
+    error_message,
+    iso,
+    quote,
+    save_outcomes,
+    soql_datetime,
+)
 from sync.timefmt import parse_optional_timestamp, parse_timestamp, utcnow
 
 API_VERSION = "59.0"
@@ -64,7 +65,6 @@ FIELDS = (
     "IsClosed", "IsWon", "Description", "NextStep", "Type", "LeadSource", "CreatedDate",
     "SystemModstamp", EXTERNAL_ID,
 )  # fmt: skip
-_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 
 
 class SalesforceConnector(BaseConnector):
@@ -83,6 +83,8 @@ class SalesforceConnector(BaseConnector):
     batch_limit: ClassVar[int] = COLLECTION_SIZE
     #: creates are upserts on Crmsync_Id__c: a resend finds the deal the lost answer made
     idempotent_creates: ClassVar[bool] = True
+    #: Probability follows StageName, IsClosed/IsWon are the stage's (``salesforce_wire``)
+    derived = DERIVED
 
     def __init__(
         self, system: str, client: httpx.Client, options: Mapping[str, Any] | None = None
@@ -145,9 +147,9 @@ class SalesforceConnector(BaseConnector):
         return exc
 
     def _note_usage(self, response: httpx.Response) -> None:
-        match = _USAGE.search(response.headers.get("sforce-limit-info", ""))
-        if match:
-            self.api_usage = (int(match.group(1)), int(match.group(2)))
+        usage = sforce_usage(response.headers.get("sforce-limit-info", ""))
+        if usage is not None:
+            self.api_usage = usage
 
     def _check_reserve(self) -> None:
         """Pause (``RateLimited``) once only the reserve of the daily allocation is left.

@@ -45,6 +45,10 @@ What the docs say and we do:
   ``INVALID_CROSS_REFERENCE_KEY``); ``OwnerId`` defaults to the running user (the first user);
   ``SystemModstamp`` and ``LastModifiedDate`` move on every write, kept to the millisecond and
   written ``2013-05-08T21:20:00.000+0000``; ids are 18 characters, ``006`` for opportunities.
+- The org is not the one behind Truto's Salesforce account (``reference``): its own org id,
+  accounts, users and opportunities, ids on its own pod, none of Ruddr's ``salesforceId``
+  deals — until ``POST /_emulator/salesforce {"shared_deals": true}`` seeds them (a world where
+  Ruddr's integration is connected to this org); ``{"organization_id": …}`` serves another id.
 - ``Organization`` has the org id (``00D…``) and ``DefaultCurrencyIsoCode`` (USD). The org is
   single-currency until ``POST /_emulator/salesforce {"multi_currency": true}``: then every
   opportunity carries ``CurrencyIsoCode`` (a restricted picklist of the active currencies,

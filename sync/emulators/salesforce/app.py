@@ -25,7 +25,6 @@ from sync.emulators.salesforce.common import (
     EXTERNAL_ID,
     MAX_VERSION,
     MIN_VERSION,
-    ORG_ID,
     TOKEN,
     SalesforceError,
     not_found,
@@ -232,7 +231,7 @@ class SalesforceEmulator(Records):
             return _oauth_error("unsupported_grant_type", "grant type not supported")
         if (client_id, client_secret) != (CLIENT_ID, CLIENT_SECRET):
             return _oauth_error("invalid_client", "invalid client credentials")
-        token = f"{ORG_ID[:15]}!{secrets.token_urlsafe(32)}"
+        token = f"{self.org_id[:15]}!{secrets.token_urlsafe(32)}"
         now = self.clock.peek()
         self.sessions[token] = now + dt.timedelta(seconds=self.session_seconds)
         base = str(request.base_url).rstrip("/")
@@ -241,7 +240,7 @@ class SalesforceEmulator(Records):
             {
                 "access_token": token,
                 "instance_url": base,
-                "id": f"{base}/id/{ORG_ID}/{user}",
+                "id": f"{base}/id/{self.org_id}/{user}",
                 "token_type": "Bearer",
                 "issued_at": str(int(now.timestamp() * 1000)),
                 "signature": base64.b64encode(secrets.token_bytes(32)).decode(),
@@ -252,9 +251,15 @@ class SalesforceEmulator(Records):
     # -- control -------------------------------------------------------------------------------
     async def _ctl_salesforce(self, request: Request) -> Response:
         """Org switches: ``multi_currency``, ``expire_sessions``, ``session_seconds``,
-        ``api_limit``, ``api_used`` (the calls already spent today), ``purge_deleted``."""
+        ``api_limit``, ``api_used`` (the calls already spent today), ``purge_deleted``,
+        ``organization_id`` (serve another org id), ``shared_deals`` (seed the deals Ruddr's
+        ``salesforceId`` names: this org is then the one Ruddr's integration is connected to)."""
         raw = await request.body()
         body = json.loads(raw) if raw and request.method == "POST" else {}
+        if "organization_id" in body:
+            self.organization["Id"] = str(body["organization_id"])
+        if body.get("shared_deals"):
+            self.seed_shared_deals(self.seed)
         if "multi_currency" in body:
             self.set_multi_currency(bool(body["multi_currency"]))
         if body.get("expire_sessions"):
@@ -274,7 +279,7 @@ class SalesforceEmulator(Records):
                 "api_used": self.api_used(),
                 "api_limit": self.api_limit,
                 "sessions": len(self.sessions),
-                "organization_id": ORG_ID,
+                "organization_id": self.org_id,
             }
         )
 
