@@ -32,6 +32,7 @@ from sync.cli.base import (
     out,
     require_broker,
 )
+from sync.cli.firstrun import refuse_shared_orgs
 from sync.cli.progress import Progress
 from sync.cli.tables import (
     cycle_table,
@@ -91,6 +92,7 @@ def run(
     config = exported_config(ctx)
     engine = build_engine(config, distributed=False, migrate=True)
     try:
+        refuse_shared_orgs(engine)
         _release_earlier_claims(engine)
         if once:
             _run_once(engine, max_wait)

@@ -1,4 +1,4 @@
-"""End-to-end scenarios: the four emulators, the shipped config.yaml, `run --once` cycles."""
+"""End-to-end scenarios: the emulators, the shipped config.yaml, `run --once` cycles."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.e2e.conftest import World
 from tests.e2e.users import CLOSE_NAME
 
 pytestmark = pytest.mark.slow
-SYSTEMS = ["ruddr", "close", "parsalink", "truto_salesforce", "hubspot"]
+SYSTEMS = ["ruddr", "close", "parsalink", "truto_salesforce", "salesforce", "hubspot"]
 
 
 def name_of(system: str, deal: dict[str, Any]) -> Any:

@@ -38,11 +38,12 @@ class SalesforceEmulator(Records):
     """Salesforce's REST API under ``/services`` over an in-memory org."""
 
     vendor: ClassVar[str] = "salesforce"
-    prefix: ClassVar[str] = "/services"
+    # the host root, as a config names an instance URL (the connector adds /services itself)
+    prefix: ClassVar[str] = ""
 
     # -- auth --------------------------------------------------------------------------------
     def authenticate(self, request: Request) -> Response | None:
-        if request.url.path.startswith(f"{self.prefix}/oauth2/"):
+        if request.url.path.startswith("/services/oauth2/"):
             return None  # the token endpoint authenticates the client itself
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()
@@ -83,9 +84,9 @@ class SalesforceEmulator(Records):
         data = Starlette(routes=[Route("/{path:path}", self._dispatch, methods=_METHODS)])
         data.router.redirect_slashes = False
         return [
-            Route("/oauth2/token", self._token, methods=["POST"]),
-            Route("/data", self._versions, methods=["GET"]),
-            Mount("/data", app=data),
+            Route("/services/oauth2/token", self._token, methods=["POST"]),
+            Route("/services/data", self._versions, methods=["GET"]),
+            Mount("/services/data", app=data),
         ]
 
     def _build_app(self) -> Starlette:
