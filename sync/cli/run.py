@@ -294,8 +294,9 @@ def emulate(
     ] = False,
 ) -> None:
     """Serve local emulators of the vendor APIs (until interrupted). Point crmsync at them
-    with RUDDR_BASE_URL, CLOSE_BASE_URL, PARSALINK_BASE_URL and TRUTO_BASE_URL (the shipped
-    config.yaml defaults to port base 8710: another --port-base needs all four set)."""
+    with RUDDR_BASE_URL, CLOSE_BASE_URL, PARSALINK_BASE_URL, TRUTO_BASE_URL,
+    SALESFORCE_BASE_URL and HUBSPOT_BASE_URL (the shipped config.yaml defaults to port base
+    8710: another --port-base needs all six set to the URLs it prints)."""
     systems = _parse_only(only)
     serve = _emulator_server()
     try:
@@ -359,10 +360,11 @@ def demo_cmd(
         ),
     ] = 0,
 ) -> None:
-    """The demo: the four emulators with seeded deals over HTTP, and crmsync syncing them.
+    """The demo: the emulators with seeded deals over HTTP, and crmsync syncing them.
 
     Uses the shipped config.yaml, pointed at the emulators' ports, and a fresh store. Watch
-    deals converge across Ruddr, Close, ParsaLink and Salesforce-through-Truto; Ctrl-C stops."""
+    deals converge across Ruddr, Close, ParsaLink, Salesforce through Truto, a second
+    Salesforce org connected directly, and HubSpot; Ctrl-C stops."""
     from sync.emulators.server import running
     from sync.engine.verify import verify
 

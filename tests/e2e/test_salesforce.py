@@ -32,9 +32,7 @@ def sf_world(tmp_path: Path, **kw: Any) -> World:
         "mapping": {name: config.mapping[name] for name in SYSTEMS},
         "conflicts": config.conflicts.model_copy(update={"fields": {}, "priority": SYSTEMS}),
     }
-    world = make_world(
-        tmp_path, overrides=overrides, config_file="examples/salesforce.yaml", **kw
-    )
+    world = make_world(tmp_path, overrides=overrides, config_file="examples/salesforce.yaml", **kw)
     control(world, shared_deals=True)
     return world
 

@@ -172,8 +172,9 @@ def test_fail_after_commit_on_creates_leaves_no_duplicate(world: World) -> None:
 
 
 def test_a_vendor_rejection_lands_in_dead_letters_and_the_cycle_goes_on(world: World) -> None:
-    """A name Ruddr and ParsaLink refuse (over 255 characters) is dead-lettered with each
-    vendor's own message and reported by verify as absent there; other deals sync normally."""
+    """A name Ruddr, ParsaLink (over 255 characters) and Salesforce (over 120) refuse is
+    dead-lettered with each vendor's own message and reported by verify as absent there; other
+    deals sync normally."""
     long_name = "L" * 300
     world.users["close"].create(long_name)
     world.users["truto_salesforce"].create("Ordinary deal")
@@ -184,8 +185,9 @@ def test_a_vendor_rejection_lands_in_dead_letters_and_the_cycle_goes_on(world: W
     with world.engine.session() as session:
         letters = {d.system: d.error for d in session.exec(select(DeadLetter)).all()}
         journal = session.exec(select(Journal).where(Journal.action == "dead_letter")).all()
-    assert set(letters) == {"ruddr", "parsalink"}
+    assert set(letters) == {"ruddr", "parsalink", "salesforce"}
     assert "at most 255 characters" in letters["ruddr"]
+    assert "STRING_TOO_LONG" in letters["salesforce"]
     assert "no more than 255 characters" in letters["parsalink"]
     assert len(journal) >= 2  # a later change of the deal retries the create (and journals it)
     assert len(report.systems["ruddr"].absent) == 1 and not report.systems["close"].absent
