@@ -305,6 +305,30 @@ def test_the_org_is_not_trutos_until_told_to_hold_ruddrs_salesforce_ids(
     assert org[0]["Id"] == "00Dx"
 
 
+def test_an_account_is_created_and_renamed_and_its_deals_keep_their_stamps(
+    salesforce_emulator: SalesforceEmulator, salesforce_client: httpx.Client
+) -> None:
+    """POST sobjects/Account creates (Name required), PATCH renames (204) without moving its
+    opportunities' SystemModstamp unless the emulator is told to."""
+    made = salesforce_client.post("/sobjects/Account", json={"Name": "Vandelay"})
+    assert made.status_code == 201 and made.json()["success"], made.text
+    account = made.json()["id"]
+    assert error_code(salesforce_client.post("/sobjects/Account", json={})) == (
+        "REQUIRED_FIELD_MISSING"
+    )
+    opp = create(salesforce_client, AccountId=account)
+    before = salesforce_emulator.opportunities[opp]["SystemModstamp"]
+    salesforce_emulator.clock.advance(5)
+    renamed = salesforce_client.patch(f"/sobjects/Account/{account}", json={"Name": "V. Ind"})
+    assert renamed.status_code == 204
+    rows = query(salesforce_client, f"SELECT Name FROM Account WHERE Id = '{account}'").json()
+    assert rows["records"][0]["Name"] == "V. Ind"
+    assert salesforce_emulator.opportunities[opp]["SystemModstamp"] == before
+    salesforce_emulator.rename_touches_deals = True
+    salesforce_client.patch(f"/sobjects/Account/{account}", json={"Name": "Vandelay"})
+    assert salesforce_emulator.opportunities[opp]["SystemModstamp"] > before
+
+
 def test_client_credentials_sessions_expire_with_invalid_session_id(
     salesforce_emulator: SalesforceEmulator,
 ) -> None:

@@ -31,6 +31,8 @@ What the docs say and we do:
   created, 200 with ``{id, success, errors, created}`` updated (204 before v46), 300 with the
   matching records' URLs when several match (the External ID field is not unique).
   ``updated/`` and ``deleted/`` are the replication windows of ``windows``.
+- ``sobjects/Account``: POST creates an account (``Name``), PATCH ``/{id}`` renames it (204;
+  opportunities' stamps move only with ``rename_touches_deals``, which Salesforce does not).
 - ``composite/sobjects``: POST creates, PATCH updates (records carry ``attributes.type`` and
   ``id``), ``PATCH composite/sobjects/Opportunity/Crmsync_Id__c`` upserts, DELETE ``?ids=``
   deletes; at most 200 records, one SaveResult per record in request order; with

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from sync.emulators.salesforce import collections, windows
+from sync.emulators.salesforce import accounts, collections, windows
 from sync.emulators.salesforce.common import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -138,6 +138,12 @@ class SalesforceEmulator(Records):
         if not parts:
             return JSONResponse({"sobjects": [{"name": n} for n in self.queryable()]})
         kind, rest = parts[0], parts[1:]
+        if kind == "Account" and (method, len(rest)) in {("POST", 0), ("PATCH", 1)}:
+            if rest:
+                accounts.update(self, rest[0], await _body(request))
+                return Response(status_code=204)
+            row = accounts.create(self, await _body(request))
+            return JSONResponse({"id": row["Id"], "success": True, "errors": []}, 201)
         if kind != "Opportunity":
             if len(rest) == 1 and method == "GET":
                 return JSONResponse(self.get_other(kind, rest[0], request, ver))
