@@ -250,6 +250,7 @@ class SalesforceUser(VendorUser):
         }
         return str(self._ok(self.client.post(f"{self.api}/sobjects/Opportunity", json=body))["id"])
 
+    companies = ("Account", "Name", api + "/sobjects/Account/{}", "PATCH")
     #: the other users' keys, so scenarios over every system read and edit Salesforce alike
     ALIASES: ClassVar[dict[str, str]] = {"id": "Id", "name": "Name", "amount": "Amount"}
 

@@ -49,12 +49,14 @@ def update(data: SalesforceData, account_id: str, body: Any) -> None:
 def _name(body: Any, *, required: bool) -> str | None:
     if not isinstance(body, dict):
         raise SalesforceError(400, "JSON_PARSER_ERROR", "Expected a JSON object")
-    unknown = [key for key in body if key not in ("Name", "attributes")]
+    # field names are case-insensitive, as everywhere in the API
+    fields = {key.lower(): value for key, value in body.items() if key != "attributes"}
+    unknown = [key for key in fields if key != "name"]
     if unknown:
         raise SalesforceError(
             400, "INVALID_FIELD", f"No such column '{unknown[0]}' on sobject of type Account"
         )
-    name = body.get("Name")
+    name = fields.get("name")
     if name is None and not required:
         return None
     if not isinstance(name, str) or not name.strip():
