@@ -60,6 +60,19 @@ def a_deal_at_15_percent(world: World) -> str:
     return record
 
 
+def only_derived_in(world: World, record: str, system: str) -> None:
+    """After a cycle: every system holds 0.15 again, verify is clean, and the journal's one
+    ``derived`` entry is ``system``'s probability (the stage's default, not an edit)."""
+    world.cycle()
+    assert probabilities(world, record) == dict.fromkeys(HOLDERS, 0.15)
+    assert verify(world.engine).clean
+    with world.engine.session() as session:
+        derived = session.exec(
+            select(Journal).where(Journal.record_id == record, Journal.action == "derived")
+        ).all()
+    assert [(n.system, n.field) for n in derived] == [(system, "probability")]
+
+
 @pytest.mark.parametrize("stage", ["Negotiation", "Lost"])
 def test_a_stage_moved_in_close_leaves_probability_alone(world: World, stage: str) -> None:
     """A Ruddr deal at 0.15 moved to Negotiation (or Lost) in Close: Salesforce would reset
@@ -90,14 +103,7 @@ def test_a_stage_moved_in_salesforce_is_not_a_probability_edit(world: World) -> 
     opp = link_of(world, "truto_salesforce", record).external_id
     world.users["truto_salesforce"].edit(opp, stage={"id": "Negotiation/Review"})
     assert world.users["truto_salesforce"].get(opp)["remote_data"]["Probability"] == 90
-    world.cycle()
-    assert probabilities(world, record) == dict.fromkeys(HOLDERS, 0.15)
-    assert verify(world.engine).clean
-    with world.engine.session() as session:
-        derived = session.exec(
-            select(Journal).where(Journal.record_id == record, Journal.action == "derived")
-        ).all()
-    assert [(n.system, n.field) for n in derived] == [("truto_salesforce", "probability")]
+    only_derived_in(world, record, "truto_salesforce")
 
 
 def test_a_stage_moved_in_salesforce_directly_is_not_a_probability_edit(world: World) -> None:
@@ -108,14 +114,7 @@ def test_a_stage_moved_in_salesforce_directly_is_not_a_probability_edit(world: W
     record = a_deal_at_15_percent(world)
     opp = link_of(world, "salesforce", record).external_id
     assert world.users["salesforce"].edit(opp, StageName="Negotiation/Review")["Probability"] == 90
-    world.cycle()
-    assert probabilities(world, record) == dict.fromkeys(HOLDERS, 0.15)
-    assert verify(world.engine).clean
-    with world.engine.session() as session:
-        derived = session.exec(
-            select(Journal).where(Journal.record_id == record, Journal.action == "derived")
-        ).all()
-    assert [(n.system, n.field) for n in derived] == [("salesforce", "probability")]
+    only_derived_in(world, record, "salesforce")
     world.users["salesforce"].edit(opp, StageName="Proposal/Price Quote", Probability=40)
     world.cycle()
     assert probabilities(world, record) == dict.fromkeys(HOLDERS, 0.4)
