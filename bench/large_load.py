@@ -1,6 +1,6 @@
 """Initial load with the emulators in another process: crmsync's own peak RSS and throughput.
 
-In the in-process worlds the emulators' data (every deal of four vendors) lives in the
+In the in-process worlds the emulators' data (every deal of every vendor) lives in the
 measured process, so its peak RSS says little about crmsync. Here a child process serves the
 emulators over HTTP (Ruddr seeded with N deals), and this process runs nothing but crmsync —
 the shipped config.yaml, a fresh SQLite store, real HTTP — until the outbox is empty.
@@ -42,6 +42,7 @@ ENV_OF = {
     "close": "CLOSE",
     "parsalink": "PARSALINK",
     "truto": "TRUTO",
+    "salesforce": "SALESFORCE",
     "hubspot": "HUBSPOT",
 }
 MAX_CYCLES = 10
@@ -49,12 +50,13 @@ CHILD = (sys.executable, "-m", "bench.large_load")
 
 
 def serve(records: int, seed: int) -> None:
-    """Child: serve the four emulators (Ruddr with ``records`` deals) until stdin closes."""
+    """Child: serve the shipped config's emulators (Ruddr with ``records`` deals) until stdin
+    closes."""
     from sync.emulators.ruddr import RuddrEmulator
     from sync.emulators.server import build_all, running
 
-    # only the shipped config's vendors: an installed emulator config.yaml does not use
-    # (Salesforce) has no *_BASE_URL there
+    # only the shipped config's vendors (an installed emulator it does not use has no
+    # *_BASE_URL there)
     emulators = build_all(only=ENV_OF, seed=seed, seed_opportunities=0)
     emulators["ruddr"] = RuddrEmulator(seed=seed, seed_opportunities=records)
     if "hubspot" in emulators:  # cycles follow each other at once: no search index lag

@@ -1,8 +1,8 @@
 """``recovery``: how long the pushes of a process killed with SIGKILL stay stuck (issue 12).
 
-Real processes, real HTTP: the four emulators are served from this process (Ruddr seeded with
-N deals, every target answering ``--latency-ms`` late, so pushes are in flight when the kill
-comes), each scenario on a fresh SQLite store, crmsync in child processes.
+Real processes, real HTTP: the shipped config's emulators are served from this process (Ruddr
+seeded with N deals, every target answering ``--latency-ms`` late, so pushes are in flight when
+the kill comes), each scenario on a fresh SQLite store, crmsync in child processes.
 
 - **worker**: this process captures every system (the outbox then holds a create per deal and
   target); two drainers (child processes draining every due outbox in a loop, as workers do)
@@ -51,6 +51,7 @@ ENV_OF = {
     "close": "CLOSE",
     "parsalink": "PARSALINK",
     "truto": "TRUTO",
+    "salesforce": "SALESFORCE",
     "hubspot": "HUBSPOT",
 }
 HOST = socket.gethostname()[:40]
@@ -60,13 +61,14 @@ TARGET_S = 30.0
 
 @contextlib.contextmanager
 def serving(records: int, seed: int, latency_ms: float) -> Iterator[dict[str, str]]:
-    """The four emulators over HTTP (Ruddr with ``records`` deals, the targets slow); yields the
-    environment a crmsync process needs to reach them (and ``_roots``: their control URLs)."""
+    """The shipped config's emulators over HTTP (Ruddr with ``records`` deals, the targets
+    slow); yields the environment a crmsync process needs to reach them (and ``_roots``: their
+    control URLs)."""
     from sync.emulators.ruddr import RuddrEmulator
     from sync.emulators.server import build_all, running
 
-    # only the shipped config's vendors: an installed emulator config.yaml does not use
-    # (Salesforce) has no *_BASE_URL there
+    # only the shipped config's vendors (an installed emulator it does not use has no
+    # *_BASE_URL there)
     emulators = build_all(only=ENV_OF, seed=seed, seed_opportunities=0)
     emulators["ruddr"] = RuddrEmulator(seed=seed, seed_opportunities=records)
     if "hubspot" in emulators:  # the processes poll back to back: no search index lag

@@ -46,6 +46,7 @@ from tests.e2e.users import (
     HubSpotUser,
     ParsaLinkUser,
     RuddrUser,
+    SalesforceUser,
     TrutoUser,
     VendorUser,
 )
@@ -70,6 +71,7 @@ AUTH: dict[str, dict[str, str] | None] = {
     "close": None,
     "parsalink": {"Authorization": "Bearer pk_test_parsalink"},
     "truto": {"Authorization": "Bearer truto-test-token"},
+    "salesforce": {"Authorization": "Bearer sf-test-token"},
     "hubspot": {"Authorization": "Bearer hubspot-test-token"},
 }
 USERS: dict[str, Callable[[httpx.Client], VendorUser]] = {
@@ -77,6 +79,7 @@ USERS: dict[str, Callable[[httpx.Client], VendorUser]] = {
     "close": CloseUser,
     "parsalink": ParsaLinkUser,
     "truto": TrutoUser,
+    "salesforce": SalesforceUser,
     "hubspot": HubSpotUser,
 }
 #: the field a churn edit changes, per vendor type, and a value for it (canonical ``amount``)
@@ -85,6 +88,7 @@ AMOUNT_EDIT: dict[str, Callable[[int], dict[str, Any]]] = {
     "close": lambda v: {"value": v * 100},  # Close keeps money in cents
     "parsalink": lambda v: {"value": float(v)},
     "truto": lambda v: {"amount": float(v)},
+    "salesforce": lambda v: {"Amount": float(v)},
     "hubspot": lambda v: {"amount": str(v)},  # every HubSpot property is a string
 }
 

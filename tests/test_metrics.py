@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from sync import metrics
-from sync.connectors.http.stats import Budget, RequestStats, budget_from_headers
+from sync.connectors.http.stats import Budget, RequestStats, budget_from_headers, sforce_usage
 
 
 def test_a_store_that_cannot_answer_leaves_the_rest_of_the_scrape_standing() -> None:
@@ -40,6 +40,10 @@ def test_a_store_that_cannot_answer_leaves_the_rest_of_the_scrape_standing() -> 
         ),
         ({"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "99"}, Budget(99, 100)),
         ({"Sforce-Limit-Info": "api-usage=18/15000"}, Budget(14982, 15000, window="day")),
+        (  # Salesforce with a connected app's own limit after the org's: the org's counts
+            {"Sforce-Limit-Info": "per-app-api-usage=17/250(appName=x); api-usage=25/5000"},
+            Budget(4975, 5000, window="day"),
+        ),
         (  # HubSpot: the burst window when sent
             {
                 "X-HubSpot-RateLimit-Max": "190",
@@ -60,6 +64,13 @@ def test_the_budget_comes_from_the_vendors_own_headers(
     headers: dict[str, str], budget: Budget | None
 ) -> None:
     assert budget_from_headers(headers) == budget
+
+
+def test_sforce_limit_info_names_the_orgs_api_usage_not_a_connected_apps() -> None:
+    """The one parser of Sforce-Limit-Info (the budget's and the Salesforce connector's
+    reserve): the org's api-usage wherever it stands, never a per-app figure."""
+    assert sforce_usage("api-usage=25/5000; per-app-api-usage=17/250(appName=x)") == (25, 5000)
+    assert sforce_usage("per-app-api-usage=17/250(appName=x)") is None
 
 
 def test_a_unix_reset_becomes_the_seconds_left_and_the_latest_budget_is_kept() -> None:

@@ -54,6 +54,7 @@ def match_cmd(
     if sum((approve, waive, apply_path is not None)) > 1:
         fail("--approve, --apply and --waive are alternatives: choose one")
     with engine_for(ctx) as engine:
+        refuse_shared_orgs(engine)
         proposal = matching.propose(engine)
         if apply_path is not None:
             try:
@@ -94,6 +95,17 @@ def match_cmd(
                 "Next: check the pairs (`--csv matches.csv` to review or correct them in a "
                 "spreadsheet), then `crmsync match --approve` or `--apply matches.csv`."
             )
+
+
+def refuse_shared_orgs(engine: Any) -> None:
+    """Two systems bound to one Salesforce org (direct and through Truto) would see every deal
+    twice: the first run — ``run``, ``match`` — refuses to start, before reading anything, and
+    exits 2 (a configuration to fix), as ``doctor`` reports."""
+    from sync.engine import orgs
+
+    shared = orgs.shared_orgs(engine)
+    if shared:
+        fail(orgs.refusal(shared), code=2)
 
 
 def _print_gate(gate: Any) -> None:

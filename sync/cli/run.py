@@ -32,6 +32,7 @@ from sync.cli.base import (
     out,
     require_broker,
 )
+from sync.cli.firstrun import refuse_shared_orgs
 from sync.cli.progress import Progress
 from sync.cli.tables import (
     cycle_table,
@@ -91,6 +92,7 @@ def run(
     config = exported_config(ctx)
     engine = build_engine(config, distributed=False, migrate=True)
     try:
+        refuse_shared_orgs(engine)
         _release_earlier_claims(engine)
         if once:
             _run_once(engine, max_wait)
@@ -305,8 +307,9 @@ def emulate(
     ] = False,
 ) -> None:
     """Serve local emulators of the vendor APIs (until interrupted). Point crmsync at them
-    with RUDDR_BASE_URL, CLOSE_BASE_URL, PARSALINK_BASE_URL and TRUTO_BASE_URL (the shipped
-    config.yaml defaults to port base 8710: another --port-base needs all four set)."""
+    with RUDDR_BASE_URL, CLOSE_BASE_URL, PARSALINK_BASE_URL, TRUTO_BASE_URL,
+    SALESFORCE_BASE_URL and HUBSPOT_BASE_URL (the shipped config.yaml defaults to port base
+    8710: another --port-base needs all six set to the URLs it prints)."""
     systems = _parse_only(only)
     serve = _emulator_server()
     try:
@@ -370,10 +373,11 @@ def demo_cmd(
         ),
     ] = 0,
 ) -> None:
-    """The demo: the four emulators with seeded deals over HTTP, and crmsync syncing them.
+    """The demo: the emulators with seeded deals over HTTP, and crmsync syncing them.
 
     Uses the shipped config.yaml, pointed at the emulators' ports, and a fresh store. Watch
-    deals converge across Ruddr, Close, ParsaLink and Salesforce-through-Truto; Ctrl-C stops."""
+    deals converge across Ruddr, Close, ParsaLink, Salesforce through Truto, a second
+    Salesforce org connected directly, and HubSpot; Ctrl-C stops."""
     from sync.emulators.server import running
     from sync.engine.verify import verify
 

@@ -32,7 +32,6 @@ Salesforce's quirks, each handled here and nowhere else (facts: shared/vendors.m
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -46,9 +45,17 @@ from sync.connectors.errors import (
     RateLimited,
     Rejected,
 )
+from sync.connectors.http.stats import sforce_usage
 from sync.connectors.reserve import RESERVE_WAIT, DailyReserve
 from sync.connectors.salesforce_auth import SalesforceAuth
-from sync.connectors.salesforce_wire import error_message, iso, quote, save_outcomes, soql_datetime
+from sync.connectors.salesforce_wire import (
+    DERIVED,
+    error_message,
+    iso,
+    quote,
+    save_outcomes,
+    soql_datetime,
+)
 from sync.timefmt import parse_optional_timestamp, parse_timestamp, utcnow
 
 API_VERSION = "59.0"
@@ -61,7 +68,6 @@ FIELDS = (
     "IsClosed", "IsWon", "Description", "NextStep", "Type", "LeadSource", "CreatedDate",
     "SystemModstamp", EXTERNAL_ID,
 )  # fmt: skip
-_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 
 
 class SalesforceConnector(BaseConnector):
@@ -80,6 +86,8 @@ class SalesforceConnector(BaseConnector):
     batch_limit: ClassVar[int] = COLLECTION_SIZE
     #: creates are upserts on Crmsync_Id__c: a resend finds the deal the lost answer made
     idempotent_creates: ClassVar[bool] = True
+    #: Probability follows StageName, IsClosed/IsWon are the stage's (``salesforce_wire``)
+    derived = DERIVED
 
     def __init__(
         self, system: str, client: httpx.Client, options: Mapping[str, Any] | None = None
@@ -145,9 +153,9 @@ class SalesforceConnector(BaseConnector):
         return self.daily.usage
 
     def _note_usage(self, response: httpx.Response) -> None:
-        match = _USAGE.search(response.headers.get("sforce-limit-info", ""))
-        if match:
-            self.daily.note(int(match.group(1)), int(match.group(2)))
+        usage = sforce_usage(response.headers.get("sforce-limit-info", ""))
+        if usage is not None:
+            self.daily.note(*usage)
 
     def _error_message(self, response: httpx.Response) -> tuple[str, dict[str, str]]:
         return error_message(response)

@@ -1,5 +1,5 @@
 """Salesforce's wire formats, for ``sync.connectors.salesforce``: error bodies, SaveResults,
-SOQL literals."""
+SOQL literals, and the Opportunity fields Salesforce derives."""
 
 from __future__ import annotations
 
@@ -9,11 +9,26 @@ from typing import Any
 
 import httpx
 
-from sync.connectors.base import VendorRecord
+from sync.connectors.base import DerivedField, VendorRecord
 from sync.connectors.errors import ConnectorError, NotFound, Rejected
 from sync.timefmt import EPOCH, as_utc
 
 _GONE = {"ENTITY_IS_DELETED", "NOT_FOUND"}
+
+#: ``Probability`` takes the stage's default on every ``StageName`` change that does not
+#: carry one (the stage reference's ``probability`` says which); ``IsClosed``/``IsWon``
+#: are the stage's (vendors.md §4.3).
+DERIVED: tuple[DerivedField, ...] = (
+    DerivedField(
+        "Probability",
+        "StageName",
+        True,
+        "Salesforce resets Probability to the stage's default when the stage changes",
+        default="probability",  # OpportunityStage.DefaultProbability
+    ),
+    DerivedField("IsClosed", "StageName", False, "Salesforce derives IsClosed"),
+    DerivedField("IsWon", "StageName", False, "Salesforce derives IsWon"),
+)
 
 
 def error_message(response: httpx.Response) -> tuple[str, dict[str, str]]:

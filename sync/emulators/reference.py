@@ -8,6 +8,11 @@ so the same seed always gives the same ids.
 Cross-vendor identity: :func:`shared_deals` lists deals that exist in Truto's Salesforce account
 *and* in Ruddr, where Ruddr's read-only ``salesforceId`` names the Salesforce id (and some also
 carry a ``hubspotId``) — the identity-matching demo and tests rely on them.
+
+Two Salesforce orgs: the one behind Truto's Salesforce account (:data:`TRUTO_SALESFORCE_ORG`,
+its opportunity ids on pod ``0b``) and the one the Salesforce emulator serves directly (its own
+org id, ids on pod ``5g``, no shared deal). Ruddr's ``salesforceId`` names the Truto org's ids,
+so the two can be configured side by side and no opportunity id of one is ever one of the other.
 """
 
 from __future__ import annotations
@@ -121,6 +126,12 @@ TRUTO_ACCOUNTS: dict[str, str] = {
     "close": "5f0c8f1e-6d0a-4c4e-9a8b-2b8f1f0a5003",
 }
 
+#: The Salesforce org behind Truto's Salesforce account (Truto does not say which: a config
+#: names it in ``options.org_id``) and the pod its record ids carry (characters 4–5 of an id).
+#: The directly served org is another one (``sync.emulators.salesforce.ORG_ID``, pod ``5g``).
+TRUTO_SALESFORCE_ORG = "00D0b00000TruToEAJ"
+TRUTO_SALESFORCE_POD = "0b"
+
 DEAL_WORDS = (
     "Mobile App",
     "Data Platform",
@@ -150,9 +161,10 @@ class SharedDeal:
 
 
 def salesforce_id(rng: random.Random) -> str:
-    """An 18-character Salesforce Opportunity id (key prefix 006)."""
+    """An 18-character Opportunity id of the Truto org (key prefix 006, then its pod)."""
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-    return "006" + "".join(rng.choice(alphabet) for _ in range(15))
+    drawn = "".join(rng.choice(alphabet) for _ in range(15))  # as many draws as ever: same seeds
+    return "006" + TRUTO_SALESFORCE_POD + drawn[len(TRUTO_SALESFORCE_POD) :]
 
 
 def shared_deals(seed: int, count: int = 5) -> list[SharedDeal]:

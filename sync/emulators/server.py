@@ -9,7 +9,7 @@ ruddr      port-base + 1 ``/api/workspace``      ``Authorization: Bearer ruddr-t
 close      port-base + 2 ``/api/v1``             Basic, API key ``close-test-key``, no password
 parsalink  port-base + 3 ``/api``                ``Authorization: Bearer pk_test_parsalink``
 truto      port-base + 4 ``/unified/crm``        ``Authorization: Bearer truto-test-token``
-salesforce port-base + 5 ``/services``           ``Authorization: Bearer sf-test-token``, or
+salesforce port-base + 5 (host root) ``/services`` ``Authorization: Bearer sf-test-token``, or
                                                  OAuth client credentials (see the package)
 hubspot    port-base + 6 (host root)             ``Authorization: Bearer hubspot-test-token``
 ========== ============= ======================= ==================================="""

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from sync.connectors.base import BaseConnector
 from sync.connectors.errors import ConnectorError
 from sync.engine.context import Engine
+from sync.engine.orgs import org_of
 
 EXTERNAL_ID = "Crmsync_Id__c"
 HOW_TO_CREATE = (
@@ -80,7 +81,7 @@ def _org(engine: Engine, connector: BaseConnector, report: Report) -> None:
         )
         return
     twins = [
-        name for name in engine.systems if name != report.system and _org_of(engine, name) == org
+        name for name in engine.systems if name != report.system and org_of(engine, name) == org
     ]
     if twins:
         report.add(
@@ -92,20 +93,6 @@ def _org(engine: Engine, connector: BaseConnector, report: Report) -> None:
         return
     fix = "" if wanted else f"set systems.{report.system}.options.org_id: {org} to bind it"
     report.add("ok", "org", f"org {org}", fix)
-
-
-def _org_of(engine: Engine, system: str) -> str | None:
-    """The Salesforce org another system is bound to: a direct one asks the API, a Truto one
-    names it in ``options.org_id`` (Truto does not say)."""
-    cfg = engine.config.systems[system]
-    if cfg.type == "truto":
-        return str(cfg.options.get("org_id") or "") or None
-    if cfg.type != "salesforce":
-        return None
-    try:
-        return engine.connector(system).org_id()  # type: ignore[attr-defined, no-any-return]
-    except ConnectorError:
-        return None
 
 
 def _allocation(connector: BaseConnector, report: Report) -> None:

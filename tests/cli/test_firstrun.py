@@ -106,3 +106,43 @@ def test_connecting_systems_that_hold_the_same_deal(tmp_path: Path) -> None:
         for user in users.values():
             named = [d for d in user.all() if "hooli" in str(d).casefold()]
             assert len(named) == 1
+
+
+def test_the_first_run_refuses_two_systems_bound_to_one_salesforce_org(tmp_path: Path) -> None:
+    """truto_salesforce names the org behind Truto (options.org_id), and the direct Salesforce
+    credentials reach that same org: `run --once` and `match` refuse with a message naming both
+    systems and the org, exit 2, and nothing is written to any vendor or to the store."""
+    import sqlalchemy as sa
+
+    from sync.emulators import reference
+    from tests.e2e.conftest import is_write
+
+    org = reference.TRUTO_SALESFORCE_ORG
+    shipped = (ROOT / "config.yaml").read_text(encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text(shipped.replace("      # org_id: 00D…\n", f"      org_id: {org}\n", 1))
+    assert f"org_id: {org}" in config.read_text(encoding="utf-8")
+    with running(port_base=free_port_base(), seed=1) as served:
+        control = f"{served['salesforce'].root_url}/_emulator/salesforce"
+        assert httpx.post(control, json={"organization_id": org}).status_code == 200
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_BASE_URL")}
+        env |= {f"{name.upper()}_BASE_URL": s.base_url for name, s in served.items()}
+        env |= {
+            "CRMSYNC_CONFIG": str(config),
+            "CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'crmsync.db'}",
+            "HOME_DIR": str(tmp_path),
+            "COLUMNS": "400",
+        }
+        for args in (("run", "--once", "--no-live"), ("match",)):
+            refused = _crmsync(env, *args)
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            said = " ".join(refused.stderr.split())
+            assert f"truto_salesforce and salesforce are bound to one Salesforce org, {org}" in said
+            assert "Nothing was read or written" in said
+        writes = [r for s in served.values() for r in s.emulator.requests if is_write(r)]
+        assert [r for r in writes if "_emulator" not in r["path"]] == []
+    store = sa.create_engine(f"sqlite:///{tmp_path / 'crmsync.db'}")
+    with store.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM records")).scalar() == 0
+        assert conn.execute(sa.text("SELECT count(*) FROM links")).scalar() == 0
+    store.dispose()

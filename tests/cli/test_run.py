@@ -30,6 +30,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
             "CLOSE_BASE_URL": urls["close"],
             "PARSALINK_BASE_URL": urls["parsalink"],
             "TRUTO_BASE_URL": urls["truto"],
+            "SALESFORCE_BASE_URL": urls["salesforce"],
             "HUBSPOT_BASE_URL": urls["hubspot"],
         }
 

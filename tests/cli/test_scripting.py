@@ -25,7 +25,7 @@ READS = ("status", "verify", "plan", "conflicts", "deadletters", "match", "delet
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A store after one seeded cycle against the shipped config's five systems' emulators (3
+    """A store after one seeded cycle against the shipped config's six systems' emulators (3
     deals each)."""
     tmp = tmp_path_factory.mktemp("scripting")
     with running(seed=1, seed_opportunities=3) as served:
@@ -76,6 +76,7 @@ def test_every_read_command_prints_json_with_the_documented_keys(env: dict[str, 
         "close",
         "parsalink",
         "truto_salesforce",
+        "salesforce",
         "hubspot",
     }
     record_id = status["runs"] and read_json(env, "verify")
@@ -130,7 +131,7 @@ def test_every_listing_fits_the_terminal_with_ids_and_counts_whole(
                 assert f"{name}={count}" in texts["status"]
     for row in read_json(env, "deadletters")["dead_letters"]:
         assert str(row["external_id"] or row["record_id"]) in texts["deadletters"]
-    for system in ("ruddr", "close", "parsalink", "truto_salesforce"):
+    for system in ("ruddr", "close", "parsalink", "truto_salesforce", "salesforce"):
         assert system in texts["status"] and system in texts["verify"]
 
 
@@ -237,7 +238,8 @@ def test_a_seeded_run_shows_its_progress_and_the_counts_reach_the_total(tmp_path
         code, out = crmsync(env, "run", "--once", "--no-live")
     assert code == 0, out
     found = dict(re.findall(r"^run (\w+): read; pushes (\d+/\d+) settled", out, re.MULTILINE))
-    assert set(found) == {"ruddr", "close", "parsalink", "truto_salesforce", "hubspot"}, out
+    systems = {"ruddr", "close", "parsalink", "truto_salesforce", "salesforce", "hubspot"}
+    assert set(found) == systems, out
     for system, fraction in found.items():
         settled, total = fraction.split("/")
         assert settled == total and int(total) > 0, (system, fraction)

@@ -44,7 +44,7 @@ class Mistake:
 MISTAKES: dict[str, Mistake] = {
     # ----- found accepted by the adversarial trial (issue 13)
     "unknown-conflict-field": Mistake(
-        "    amount: {prefer: [ruddr, truto_salesforce]}",
+        "    amount: {prefer: [ruddr, truto_salesforce, salesforce]}",
         "    amountz: manual",
         "amountz: manual",
         "conflicts.fields.amountz",
@@ -79,14 +79,14 @@ MISTAKES: dict[str, Mistake] = {
         'expected "api_key" (parsalink credentials: api_key, email, password)',
     ),
     "system-twice-in-priority": Mistake(
-        "  priority: [ruddr, close, parsalink, truto_salesforce]",
-        "  priority: [ruddr, close, ruddr, truto_salesforce]",
+        "  priority: [ruddr, close, parsalink, truto_salesforce, salesforce]",
+        "  priority: [ruddr, close, ruddr, truto_salesforce, salesforce]",
         "priority: [ruddr, close, ruddr",
         "conflicts.priority[2]",
         'expected each system once, got "ruddr" again (first at [0])',
     ),
     "system-twice-in-prefer": Mistake(
-        "    amount: {prefer: [ruddr, truto_salesforce]}",
+        "    amount: {prefer: [ruddr, truto_salesforce, salesforce]}",
         "    amount: {prefer: [close, close]}",
         "prefer: [close, close]",
         "conflicts.fields.amount.prefer[1]",
@@ -99,14 +99,15 @@ MISTAKES: dict[str, Mistake] = {
         "mapping.ruddr.stage.values.Prospecting",
         'maps: "prospecting" (canonical stages: lost, negotiation, proposal, prospecting, '
         'qualification, won), got "prospectin", which close, parsalink, truto_salesforce, '
-        "hubspot cannot write",
+        "salesforce, hubspot cannot write",
     ),
     "stage-typo-in-a-later-system": Mistake(
         "        Prospecting: prospecting\n",
         "        Prospecting: prospectin\n",
         "Prospecting: prospectin",
         "mapping.close.stage.values.Prospecting",
-        'got "prospectin", which ruddr, parsalink, truto_salesforce, hubspot cannot write',
+        'got "prospectin", which ruddr, parsalink, truto_salesforce, salesforce, hubspot '
+        "cannot write",
         nth=2,
     ),
     "stage-only-one-system-knows": Mistake(
@@ -114,7 +115,8 @@ MISTAKES: dict[str, Mistake] = {
         "        Closed Won: won\n        Discovery: discovery\n",
         "Discovery: discovery",
         "mapping.ruddr.stage.values.Discovery",
-        'got "discovery", which close, parsalink, truto_salesforce, hubspot cannot write',
+        'got "discovery", which close, parsalink, truto_salesforce, salesforce, hubspot '
+        "cannot write",
     ),
     "poll-every-zero": Mistake(
         "    poll_every: 60s",
@@ -248,7 +250,7 @@ MISTAKES: dict[str, Mistake] = {
         'expected one of ruddr, close, parsalink, truto, salesforce or hubspot, got "pipedrive"',
     ),
     "unknown-system-in-priority": Mistake(
-        "  priority: [ruddr, close, parsalink, truto_salesforce]",
+        "  priority: [ruddr, close, parsalink, truto_salesforce, salesforce]",
         "  priority: [ruddr, pipedrive]",
         "priority: [ruddr, pipedrive]",
         "conflicts.priority[1]",

@@ -21,6 +21,7 @@ VENDORS = {
     "CLOSE_BASE_URL": "https://api.close.com/api/v1",
     "PARSALINK_BASE_URL": "https://api.parsalink.io/api",
     "TRUTO_BASE_URL": "https://api.truto.one/unified/crm",
+    "SALESFORCE_BASE_URL": "https://crmsync.my.salesforce.com",
     "HUBSPOT_BASE_URL": "https://api.hubapi.com",
 }
 

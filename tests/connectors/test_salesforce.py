@@ -45,7 +45,7 @@ def test_keyset_pages_lose_nothing_inside_one_stamp(
     emulator: SalesforceEmulator, connector: SalesforceConnector
 ) -> None:
     """450 deals sharing few stamps come in pages of 200 by (SystemModstamp, Id): each once."""
-    emulator.add_opportunities(435, seed=2)
+    emulator.add_opportunities(440, seed=2)
     stamp = next(iter(emulator.opportunities.values()))["SystemModstamp"]
     for row in emulator.opportunities.values():
         row["SystemModstamp"] = stamp  # one shared stamp: only the Id orders them

@@ -1,4 +1,4 @@
-"""Scenario harness: the four emulators in-process, the shipped config.yaml, a fresh store.
+"""Scenario harness: the emulators in-process, the shipped config.yaml, a fresh store.
 
 ``world.cycle()`` runs one ``crmsync run --once`` cycle; ``world.users[system]`` edits deals
 through the vendor's own API; ``world.calls()`` counts vendor requests since the last reset.
@@ -58,8 +58,9 @@ AUTH = {
 }
 
 
-#: POSTs that only read (HubSpot's search and batch reads)
-READ_POSTS = ("/search", "/batch/read")
+#: POSTs that change nothing: HubSpot's search and batch reads, Salesforce's sign-in (the
+#: OAuth token endpoint, which every new process calls once)
+READ_POSTS = ("/search", "/batch/read", "/oauth2/token")
 
 
 def is_write(request: dict[str, Any]) -> bool:

@@ -21,7 +21,7 @@ from tests.e2e.test_scenarios import SYSTEMS, amount_in
 
 pytestmark = pytest.mark.slow
 
-RENAME_PATHS = ("/companies/", "/lead/", "/accounts/")
+RENAME_PATHS = ("/companies/", "/lead/", "/accounts/", "/sobjects/Account/")
 
 
 def world_with(tmp_path: Path, renames: str) -> World:

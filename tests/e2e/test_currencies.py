@@ -27,12 +27,13 @@ RATES = RatesConfig(as_of=dt.date(2026, 11, 27), rates={"EUR/USD": Decimal("1.08
 
 
 def converting_config() -> Config:
-    """The shipped config, with Close, ParsaLink and HubSpot converting EUR deals at 1.085."""
+    """The shipped config, with Close, ParsaLink, HubSpot and the USD-only Salesforce org (the
+    one connected directly) converting EUR deals at 1.085."""
     shipped: Config = load_config(ROOT / "config.yaml", env={})
     convert = CurrencyConfig(mode="fixed", code="USD", foreign="convert")
     systems = {
         name: cfg.model_copy(update={"currency": convert})
-        if name in ("close", "parsalink", "hubspot")
+        if name in ("close", "parsalink", "hubspot", "salesforce")
         else cfg
         for name, cfg in shipped.systems.items()
     }
@@ -68,11 +69,11 @@ def writes(world: World) -> dict[str, int]:
 
 
 def test_a_euro_deal_parks_in_usd_only_close_with_a_clear_dead_letter(world: World) -> None:
-    """Default rule (park): a EUR deal is never written to Close, ParsaLink or a USD-only
-    HubSpot portal as the same figure in USD; ``plan`` says so beforehand, and each push is a
-    dead letter naming the deal,
-    its currency and the target's. Salesforce (multi-currency) and Ruddr hold it in EUR; verify
-    reports it absent where it was parked."""
+    """Default rule (park): a EUR deal is never written to Close, ParsaLink, a USD-only
+    HubSpot portal or the USD-only Salesforce org connected directly as the same figure in USD;
+    ``plan`` says so beforehand, and each push is a dead letter naming the deal, its currency
+    and the target's. Salesforce through Truto (multi-currency) and Ruddr hold it in EUR;
+    verify reports it absent where it was parked."""
     ruddr_id = world.users["ruddr"].create("Euro deal", amount=50000)
     world.users["ruddr"].edit(ruddr_id, currency="EUR")
     report = plan(world.engine)
@@ -85,10 +86,11 @@ def test_a_euro_deal_parks_in_usd_only_close_with_a_clear_dead_letter(world: Wor
     assert count_named(world, "close", "Euro deal") == 0
     assert count_named(world, "parsalink", "Euro deal") == 0
     assert count_named(world, "hubspot", "Euro deal") == 0
+    assert count_named(world, "salesforce", "Euro deal") == 0
     with world.engine.session() as session:
         letters = {d.system: d.error for d in session.exec(select(DeadLetter)).all()}
-    assert set(letters) == {"close", "parsalink", "hubspot"}
-    for system in ("close", "parsalink", "hubspot"):
+    assert set(letters) == {"close", "parsalink", "hubspot", "salesforce"}
+    for system in ("close", "parsalink", "hubspot", "salesforce"):
         assert "'Euro deal'" in letters[system] and "50000.00 EUR" in letters[system]
         assert f"{system} holds only USD" in letters[system]
         assert "foreign is park" in letters[system]
@@ -223,6 +225,7 @@ ORIGIN_DATES: dict[str, tuple[str, Any]] = {
     "close": ("date_won", "2026-12-31T00:00:00-08:00"),  # a local midnight, west of UTC
     "parsalink": ("closeDate", "2026-12-31"),
     "truto_salesforce": ("close_date", "2026-12-30T19:00:00-05:00"),  # midnight UTC in New York
+    "salesforce": ("CloseDate", "2026-12-31"),  # a date
     "hubspot": ("closedate", "1798675200000"),  # epoch milliseconds, midnight UTC
 }
 
@@ -234,6 +237,7 @@ def close_date_in(world: World, system: str, external_id: str) -> str:
         "close": deal.get("date_won"),
         "parsalink": deal.get("closeDate"),
         "truto_salesforce": deal.get("close_date"),
+        "salesforce": deal.get("CloseDate"),
         "hubspot": deal.get("closedate"),
     }[system]
     return str(value)[:10]

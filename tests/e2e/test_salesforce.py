@@ -21,7 +21,9 @@ SYSTEMS = ["ruddr", "salesforce"]
 
 
 def sf_world(tmp_path: Path, **kw: Any) -> World:
-    """Ruddr and Salesforce (direct) only: the example config's two systems under test."""
+    """Ruddr and Salesforce (direct) only: the example config's two systems under test. The
+    org is the one Ruddr's Salesforce integration is connected to (the example replaces Truto's
+    Salesforce account by it): it holds the deals Ruddr's salesforceId names."""
     probe = make_world(tmp_path / "probe", config_file="examples/salesforce.yaml")
     config = probe.config
     probe.engine.close()
@@ -30,7 +32,18 @@ def sf_world(tmp_path: Path, **kw: Any) -> World:
         "mapping": {name: config.mapping[name] for name in SYSTEMS},
         "conflicts": config.conflicts.model_copy(update={"fields": {}, "priority": SYSTEMS}),
     }
-    return make_world(tmp_path, overrides=overrides, config_file="examples/salesforce.yaml", **kw)
+    world = make_world(tmp_path, overrides=overrides, config_file="examples/salesforce.yaml", **kw)
+    control(world, shared_deals=True)
+    return world
+
+
+def control(world: World, **switches: Any) -> dict[str, Any]:
+    """The Salesforce emulator's org switches (``POST /_emulator/salesforce``)."""
+    emulator = world.emulators["salesforce"]
+    client = httpx.Client(transport=emulator.transport(), base_url="http://emu")
+    answer = client.post("/_emulator/salesforce", json=switches)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
 
 
 @pytest.fixture
@@ -131,10 +144,7 @@ def test_an_expired_session_is_renewed_without_losing_a_push(world: World) -> No
     deal = world.users["ruddr"].create("Session", amount=1)
     world.converge(cycles=2)
     sf_id = external_of(world, "salesforce", record_of(world, "ruddr", deal))
-    emulator = world.emulators["salesforce"]
-    httpx.Client(transport=emulator.transport(), base_url="http://emu").post(
-        "/_emulator/salesforce", json={"expire_sessions": True}
-    )
+    control(world, expire_sessions=True)
     world.users["ruddr"].edit(deal, amount=2)
     world.converge(cycles=2)
     assert world.users["salesforce"].get(sf_id)["Amount"] == 2.0
@@ -235,7 +245,7 @@ def multi_currency_world(tmp_path: Path) -> World:
         "conflicts": config.conflicts.model_copy(update={"fields": {}, "priority": SYSTEMS}),
     }
     world = make_world(tmp_path, overrides=overrides, config_file="examples/salesforce.yaml")
-    world.emulators["salesforce"].set_multi_currency(True)
+    control(world, shared_deals=True, multi_currency=True)
     return world
 
 

@@ -1,4 +1,4 @@
-"""End-to-end scenarios: the four emulators, the shipped config.yaml, `run --once` cycles."""
+"""End-to-end scenarios: the emulators, the shipped config.yaml, `run --once` cycles."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.e2e.conftest import World
 from tests.e2e.users import CLOSE_NAME
 
 pytestmark = pytest.mark.slow
-SYSTEMS = ["ruddr", "close", "parsalink", "truto_salesforce", "hubspot"]
+SYSTEMS = ["ruddr", "close", "parsalink", "truto_salesforce", "salesforce", "hubspot"]
 
 
 def name_of(system: str, deal: dict[str, Any]) -> Any:
@@ -172,9 +172,9 @@ def test_fail_after_commit_on_creates_leaves_no_duplicate(world: World) -> None:
 
 
 def test_a_vendor_rejection_lands_in_dead_letters_and_the_cycle_goes_on(world: World) -> None:
-    """A name Ruddr and ParsaLink refuse (over 255 characters), and Salesforce behind Truto
-    (over 120), is dead-lettered with each vendor's own message and reported by verify as
-    absent there; other deals sync normally."""
+    """A name Ruddr and ParsaLink refuse (over 255 characters), and Salesforce directly and
+    behind Truto (over 120), is dead-lettered with each vendor's own message and reported by
+    verify as absent there; other deals sync normally."""
     long_name = "L" * 300
     world.users["close"].create(long_name)
     world.users["truto_salesforce"].create("Ordinary deal")
@@ -185,8 +185,9 @@ def test_a_vendor_rejection_lands_in_dead_letters_and_the_cycle_goes_on(world: W
     with world.engine.session() as session:
         letters = {d.system: d.error for d in session.exec(select(DeadLetter)).all()}
         journal = session.exec(select(Journal).where(Journal.action == "dead_letter")).all()
-    assert set(letters) == {"ruddr", "parsalink", "truto_salesforce"}
+    assert set(letters) == {"ruddr", "parsalink", "truto_salesforce", "salesforce"}
     assert "at most 255 characters" in letters["ruddr"]
+    assert "STRING_TOO_LONG" in letters["salesforce"]
     assert "no more than 255 characters" in letters["parsalink"]
     assert "data value too large" in letters["truto_salesforce"]
     assert len(journal) >= 2  # a later change of the deal retries the create (and journals it)

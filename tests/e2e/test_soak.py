@@ -38,6 +38,7 @@ TYPE = {
     "close": "close",
     "parsalink": "parsalink",
     "truto_salesforce": "truto",
+    "salesforce": "salesforce",
     "hubspot": "hubspot",
 }
 ENV_URL = {
@@ -45,6 +46,7 @@ ENV_URL = {
     "close": "CLOSE",
     "parsalink": "PARSALINK",
     "truto": "TRUTO",
+    "salesforce": "SALESFORCE",
     "hubspot": "HUBSPOT",
 }
 
@@ -80,7 +82,7 @@ def cli_env(db: Path, served: dict[str, Served]) -> dict[str, str]:
 
 @pytest.fixture
 def served() -> Iterator[dict[str, Served]]:
-    # the shipped config's systems (Salesforce direct is an example config, not shipped)
+    # the shipped config's systems (Truto's Salesforce org and a second one served directly)
     with running(only=ENV_URL, seed=5, seed_opportunities=12) as emulators:
         yield emulators
 

@@ -22,8 +22,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("restore_logging")]
 NEW_OWNER = "demo@parsalink.test"  # a ParsaLink user the other systems lack
 #: the systems that store a deal's probability freely (HubSpot's hs_deal_stage_probability is
 #: its stage's, which HubSpot alone decides: it is read, never written, see hubspot_follows)
-HOLDERS = ("ruddr", "close", "parsalink", "truto_salesforce")
-OTHERS = ("ruddr", "close", "truto_salesforce", "hubspot")  # the systems lacking NEW_OWNER
+HOLDERS = ("ruddr", "close", "parsalink", "truto_salesforce", "salesforce")
+#: the systems lacking NEW_OWNER
+OTHERS = ("ruddr", "close", "truto_salesforce", "salesforce", "hubspot")
 
 
 @pytest.fixture
@@ -40,11 +41,13 @@ def probabilities(world: World, record: str) -> dict[str, float]:
     close = world.users["close"].get(ids["close"])["confidence"]
     parsalink = world.users["parsalink"].get(ids["parsalink"])["probability"]
     salesforce = world.users["truto_salesforce"].get(ids["truto_salesforce"])["remote_data"]
+    direct = world.users["salesforce"].get(ids["salesforce"])["Probability"]
     return {
         "ruddr": float(ruddr),
         "close": close / 100,
         "parsalink": parsalink / 100,
         "truto_salesforce": salesforce["Probability"] / 100,
+        "salesforce": direct / 100,
     }
 
 
@@ -67,6 +70,19 @@ def a_deal_at_15_percent(world: World) -> str:
     return record
 
 
+def only_derived_in(world: World, record: str, system: str) -> None:
+    """After a cycle: every system holds 0.15 again, verify is clean, and the journal's one
+    ``derived`` entry is ``system``'s probability (the stage's default, not an edit)."""
+    world.cycle()
+    assert probabilities(world, record) == dict.fromkeys(HOLDERS, 0.15)
+    assert verify(world.engine).clean
+    with world.engine.session() as session:
+        derived = session.exec(
+            select(Journal).where(Journal.record_id == record, Journal.action == "derived")
+        ).all()
+    assert [(n.system, n.field) for n in derived] == [(system, "probability")]
+
+
 @pytest.mark.parametrize("stage", ["Negotiation", "Lost"])
 def test_a_stage_moved_in_close_leaves_probability_alone(world: World, stage: str) -> None:
     """A Ruddr deal at 0.15 moved to Negotiation (or Lost) in Close: Salesforce would reset
@@ -86,8 +102,9 @@ def test_a_stage_moved_in_close_leaves_probability_alone(world: World, stage: st
         notes = session.exec(
             select(Journal).where(Journal.record_id == record, Journal.action == "pushed")
         ).all()
-    sent = [n.reason for n in notes if n.system == "truto_salesforce" and n.action == "pushed"]
-    assert any("probability sent with stage" in reason for reason in sent), sent
+    for system in ("truto_salesforce", "salesforce"):
+        sent = [n.reason for n in notes if n.system == system]
+        assert any("probability sent with stage" in reason for reason in sent), (system, sent)
 
 
 def test_a_hubspot_edit_after_a_stage_moved_elsewhere_spreads_no_probability(
@@ -145,14 +162,22 @@ def test_a_stage_moved_in_salesforce_is_not_a_probability_edit(world: World) -> 
     opp = link_of(world, "truto_salesforce", record).external_id
     world.users["truto_salesforce"].edit(opp, stage={"id": "Negotiation/Review"})
     assert world.users["truto_salesforce"].get(opp)["remote_data"]["Probability"] == 90
+    only_derived_in(world, record, "truto_salesforce")
+
+
+def test_a_stage_moved_in_salesforce_directly_is_not_a_probability_edit(world: World) -> None:
+    """The same move in the org connected directly (StageName alone on the REST API): its
+    Probability resets to the stage's default, 90 — the consequence, journaled `derived`, not
+    spread; that org gets 0.15 back and verify is clean. Then a Probability set with the stage
+    (40, not the default) is a person's edit and reaches every system."""
+    record = a_deal_at_15_percent(world)
+    opp = link_of(world, "salesforce", record).external_id
+    assert world.users["salesforce"].edit(opp, StageName="Negotiation/Review")["Probability"] == 90
+    only_derived_in(world, record, "salesforce")
+    world.users["salesforce"].edit(opp, StageName="Proposal/Price Quote", Probability=40)
     world.cycle()
-    assert probabilities(world, record) == dict.fromkeys(HOLDERS, 0.15)
+    assert probabilities(world, record) == dict.fromkeys(HOLDERS, 0.4)
     assert verify(world.engine).clean
-    with world.engine.session() as session:
-        derived = session.exec(
-            select(Journal).where(Journal.record_id == record, Journal.action == "derived")
-        ).all()
-    assert [(n.system, n.field) for n in derived] == [("truto_salesforce", "probability")]
 
 
 def test_a_probability_set_with_the_stage_in_salesforce_is_an_edit(world: World) -> None:
@@ -181,6 +206,7 @@ def owners(world: World, record: str) -> dict[str, Any]:
         "ruddr": world.users["ruddr"].get(ids["ruddr"])["owner"],
         "close": world.users["close"].get(ids["close"])["user_id"],
         "truto_salesforce": world.users["truto_salesforce"].get(ids["truto_salesforce"])["owner"],
+        "salesforce": world.users["salesforce"].get(ids["salesforce"])["OwnerId"],
         "hubspot": world.users["hubspot"].get(ids["hubspot"]).get("hubspot_owner_id"),
     }
 
@@ -194,6 +220,7 @@ def amounts(world: World, record: str) -> dict[str, float]:
         "truto_salesforce": float(
             world.users["truto_salesforce"].get(ids["truto_salesforce"])["amount"]
         ),
+        "salesforce": float(world.users["salesforce"].get(ids["salesforce"])["Amount"]),
         "hubspot": float(world.users["hubspot"].get(ids["hubspot"])["amount"]),
     }
 
@@ -238,9 +265,7 @@ def test_an_owner_unknown_elsewhere_does_not_freeze_the_deal(world: World) -> No
     assert amounts(world, record) == dict.fromkeys(world.users, 6500.0)
     assert owners(world, record) == before  # kept, never blanked
     waiting = {(w.system, w.field, w.key) for w in report.left.waiting}
-    assert waiting == {
-        (system, "owner", NEW_OWNER) for system in ("ruddr", "close", "truto_salesforce", "hubspot")
-    }
+    assert waiting == {(system, "owner", NEW_OWNER) for system in OTHERS}
     with world.engine.session() as session:
         notes = session.exec(
             select(Journal).where(
@@ -256,7 +281,7 @@ def test_an_owner_unknown_elsewhere_does_not_freeze_the_deal(world: World) -> No
     assert f"WAITING owner '{NEW_OWNER}' has no counterpart in ruddr" in status
     document = json.loads(cli(world, "status", "--json", raw=True))
     assert {(w["system"], w["key"]) for w in document["waiting"]} == {
-        (system, NEW_OWNER) for system in ("ruddr", "close", "truto_salesforce", "hubspot")
+        (system, NEW_OWNER) for system in OTHERS
     }
     story = json.loads(cli(world, "history", record, "--json", raw=True))
     assert any(
@@ -273,7 +298,7 @@ def test_an_owner_unknown_elsewhere_does_not_freeze_the_deal(world: World) -> No
     world.time_passes()
     report = world.cycle()
     assert owners(world, record)["close"] == "user_demo0000000000000000000001"
-    assert {w.system for w in report.left.waiting} == {"ruddr", "truto_salesforce", "hubspot"}
+    assert {w.system for w in report.left.waiting} == set(OTHERS) - {"close"}
     assert not [k for k in verify(world.engine).systems["close"].known if k.record_id == record]
 
 

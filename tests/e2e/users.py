@@ -261,12 +261,32 @@ class SalesforceUser(VendorUser):
         }
         return str(self._ok(self.client.post(f"{self.api}/sobjects/Opportunity", json=body))["id"])
 
+    companies = ("Account", "Name", api + "/sobjects/Account/{}", "PATCH")
+    #: the other users' keys, so scenarios over every system read and edit Salesforce alike
+    ALIASES: ClassVar[dict[str, str]] = {"id": "Id", "name": "Name", "amount": "Amount"}
+
+    def rename_company(self, name: str, new_name: str) -> None:
+        """Rename a Salesforce Account (``PATCH sobjects/Account/{id}``)."""
+        account = self._lookup("Account", "Name")[name]
+        self._ok(
+            self.client.patch(f"{self.api}/sobjects/Account/{account}", json={"Name": new_name})
+        )
+        self._cache.pop("Account", None)
+
     def edit(self, deal_id: str, **fields: Any) -> dict[str, Any]:
-        self._deal("PATCH", deal_id, json=fields)  # 204: no body
+        body = {self.ALIASES.get(key, key): value for key, value in fields.items()}
+        self._deal("PATCH", deal_id, json=body)  # 204: no body
         return self.get(deal_id)
 
+    def _aliased(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, **{alias: row.get(key) for alias, key in self.ALIASES.items() if key in row}}
+
+    def get(self, deal_id: str) -> dict[str, Any]:
+        return self._aliased(dict(self._deal("GET", deal_id)))
+
     def all(self) -> list[dict[str, Any]]:
-        return self._soql("SELECT Id, Name, Amount, StageName, Crmsync_Id__c FROM Opportunity")
+        rows = self._soql("SELECT Id, Name, Amount, StageName, Crmsync_Id__c FROM Opportunity")
+        return [self._aliased(row) for row in rows]
 
 
 class HubSpotUser(VendorUser):

@@ -35,7 +35,7 @@ def test_query_pages_by_batch_size_on_a_snapshot_in_modstamp_id_order(
 ) -> None:
     """450 rows at batchSize=200 come in three pages linked by nextRecordsUrl, ordered by
     (SystemModstamp, Id); a write after the first page does not change the later pages."""
-    salesforce_emulator.add_opportunities(425, seed=3)
+    salesforce_emulator.add_opportunities(430, seed=3)
     soql = "SELECT Id, SystemModstamp FROM Opportunity ORDER BY SystemModstamp, Id"
     page = query(salesforce_client, soql, **{"Sforce-Query-Options": "batchSize=200"}).json()
     assert page["totalSize"] == 450 and not page["done"] and len(page["records"]) == 200
@@ -280,6 +280,53 @@ def test_organization_and_the_multi_currency_switch(salesforce_client: httpx.Cli
     assert codes.pop(euro) == "EUR" and set(codes.values()) == {"USD"}
     bad = salesforce_client.post("/sobjects/Opportunity", json={**OPP, "CurrencyIsoCode": "XYZ"})
     assert error_code(bad) == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+
+
+def test_the_org_is_not_trutos_until_told_to_hold_ruddrs_salesforce_ids(
+    salesforce_emulator: SalesforceEmulator, salesforce_client: httpx.Client
+) -> None:
+    """By default the org is another one than Truto's Salesforce account: its own org id, no
+    opportunity Ruddr's salesforceId names, ids on its own pod (never one of Truto's). The
+    control API seeds those deals with their exact ids, and can serve another org id."""
+    from sync.emulators import reference
+
+    shared = {deal.salesforce_id for deal in reference.shared_deals(salesforce_emulator.seed)}
+    rows = query(salesforce_client, "SELECT Id FROM Opportunity").json()["records"]
+    ids = {r["Id"] for r in rows}
+    assert ORG_ID != reference.TRUTO_SALESFORCE_ORG and ids and not ids & shared
+    assert {i[3:5] for i in ids | {create(salesforce_client)}} == {"5g"}
+    assert {i[3:5] for i in shared} == {reference.TRUTO_SALESFORCE_POD}
+    control = "http://sf.test/_emulator/salesforce"
+    answer = salesforce_client.post(control, json={"shared_deals": True, "organization_id": "00Dx"})
+    assert answer.json()["organization_id"] == "00Dx"
+    rows = query(salesforce_client, "SELECT Id, Name FROM Opportunity").json()["records"]
+    assert {r["Id"] for r in rows} >= shared
+    org = query(salesforce_client, "SELECT Id FROM Organization").json()["records"]
+    assert org[0]["Id"] == "00Dx"
+
+
+def test_an_account_is_created_and_renamed_and_its_deals_keep_their_stamps(
+    salesforce_emulator: SalesforceEmulator, salesforce_client: httpx.Client
+) -> None:
+    """POST sobjects/Account creates (Name required), PATCH renames (204) without moving its
+    opportunities' SystemModstamp unless the emulator is told to."""
+    made = salesforce_client.post("/sobjects/Account", json={"Name": "Vandelay"})
+    assert made.status_code == 201 and made.json()["success"], made.text
+    account = made.json()["id"]
+    assert error_code(salesforce_client.post("/sobjects/Account", json={})) == (
+        "REQUIRED_FIELD_MISSING"
+    )
+    opp = create(salesforce_client, AccountId=account)
+    before = salesforce_emulator.opportunities[opp]["SystemModstamp"]
+    salesforce_emulator.clock.advance(5)
+    renamed = salesforce_client.patch(f"/sobjects/Account/{account}", json={"Name": "V. Ind"})
+    assert renamed.status_code == 204
+    rows = query(salesforce_client, f"SELECT Name FROM Account WHERE Id = '{account}'").json()
+    assert rows["records"][0]["Name"] == "V. Ind"
+    assert salesforce_emulator.opportunities[opp]["SystemModstamp"] == before
+    salesforce_emulator.rename_touches_deals = True
+    salesforce_client.patch(f"/sobjects/Account/{account}", json={"Name": "Vandelay"})
+    assert salesforce_emulator.opportunities[opp]["SystemModstamp"] > before
 
 
 def test_client_credentials_sessions_expire_with_invalid_session_id(

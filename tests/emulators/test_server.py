@@ -26,7 +26,7 @@ LIST_PATHS = {
     "close": "/opportunity/",
     "parsalink": "/opportunities/",
     "truto": f"/opportunities?integrated_account_id={reference.TRUTO_ACCOUNTS['salesforce']}",
-    "salesforce": "/data/v59.0/query?q=SELECT+Id+FROM+Opportunity",
+    "salesforce": "/services/data/v59.0/query?q=SELECT+Id+FROM+Opportunity",
     "hubspot": "/crm/v3/objects/deals",
 }
 

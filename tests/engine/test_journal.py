@@ -61,7 +61,9 @@ def test_an_amount_only_edit_journals_only_the_amount(four: World, origin: str) 
     changed = {e.field for e in entries if e.action == "field_changed"}
     assert changed == {"amount"}, [(e.field, e.old, e.new, e.reason) for e in entries]
     pushed = [e for e in entries if e.action == "pushed"]
-    assert {e.system for e in pushed} == {"ruddr", "parsalink", "truto_salesforce", "hubspot"}
+    assert {e.system for e in pushed} == {
+        "ruddr", "parsalink", "truto_salesforce", "salesforce", "hubspot",
+    }  # fmt: skip
     assert all(set(e.new or {}) == {"amount"} for e in pushed), [e.new for e in pushed]
 
 

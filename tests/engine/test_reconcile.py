@@ -64,8 +64,8 @@ def test_a_lost_push_is_healed_counted_and_journaled(synced: World) -> None:
 
     report = reconcile(synced.engine)
 
-    assert report.healed == 4, report.totals().values
-    for system in ("close", "parsalink", "truto_salesforce", "hubspot"):
+    assert report.healed == 5, report.totals().values
+    for system in ("close", "parsalink", "truto_salesforce", "salesforce", "hubspot"):
         assert report.per_system[system]["healed"] == 1, system
     assert verify(synced.engine).clean
     with synced.engine.session() as session:
@@ -76,6 +76,7 @@ def test_a_lost_push_is_healed_counted_and_journaled(synced: World) -> None:
         "close",
         "parsalink",
         "truto_salesforce",
+        "salesforce",
         "hubspot",
     }
     assert all("differs in amount" in entry.reason for entry in healed)

@@ -27,6 +27,10 @@ REFERENCE_STAGES: dict[str, list[tuple[str, str]]] = {
         (name, "won" if won else "lost" if closed else "open")
         for name, closed, won in reference.SALESFORCE_STAGES
     ],
+    "salesforce": [
+        (name, "won" if won else "lost" if closed else "open")
+        for name, closed, won in reference.SALESFORCE_STAGES
+    ],
 }
 
 
@@ -40,12 +44,20 @@ def stage_record(system: str, value: str, status: str) -> tuple[dict[str, object
         return {"status_id": f"id:{value}", "status_type": kind}, refs
     if system == "parsalink":
         return {"stage": value}, refs
+    if system == "salesforce":
+        return {"StageName": value}, refs
     return {"stage": {"id": value, "name": value}}, refs
 
 
 def test_loads_with_emulator_defaults() -> None:
     """With no environment the file points at the local emulators with their test credentials."""
-    assert set(CONFIG.systems) == {"ruddr", "close", "parsalink", "truto_salesforce", "hubspot"}
+    assert set(CONFIG.systems) == {
+        "ruddr", "close", "parsalink", "truto_salesforce", "salesforce", "hubspot",
+    }  # fmt: skip
+    assert CONFIG.systems["salesforce"].base_url == "http://127.0.0.1:8715"
+    assert CONFIG.systems["salesforce"].credentials == {
+        "client_id": "crmsync-test-client", "client_secret": "crmsync-test-secret",
+    }  # fmt: skip
     assert CONFIG.systems["hubspot"].base_url == "http://127.0.0.1:8716"
     assert CONFIG.systems["hubspot"].credentials == {"token": "hubspot-test-token"}
     assert CONFIG.systems["ruddr"].base_url == "http://127.0.0.1:8711/api/workspace"
@@ -76,7 +88,7 @@ def test_conflict_policies_are_automatic() -> None:
     conflicts = CONFIG.conflicts
     assert conflicts.default == "latest"
     assert conflicts.skew.total_seconds() == 5
-    assert conflicts.priority == ["ruddr", "close", "parsalink", "truto_salesforce"]
+    assert conflicts.priority == ["ruddr", "close", "parsalink", "truto_salesforce", "salesforce"]
     assert any(isinstance(p, PreferPolicy) for p in conflicts.fields.values())
     assert "manual" not in conflicts.fields.values()
     assert "# description: manual" in (ROOT / "config.yaml").read_text(encoding="utf-8")
@@ -120,6 +132,7 @@ def test_every_canonical_stage_is_written_to_a_reference_stage(system: str) -> N
             "close": lambda p: p["status_id"].removeprefix("id:"),
             "parsalink": lambda p: p["stage"],
             "truto_salesforce": lambda p: p["stage"]["name"],
+            "salesforce": lambda p: p["StageName"],
         }[system](payload)
         assert written in known, (system, stage, written)
 
@@ -128,6 +141,26 @@ def test_every_canonical_field_is_mapped_somewhere() -> None:
     """Each canonical field but `custom` is read from at least one system."""
     mapped = set().union(*(MAPPER.fields_for(s, "inbound") for s in MAPPER.systems))
     assert set(CANONICAL_FIELDS) - mapped == {"custom"}
+
+
+def test_ruddrs_salesforce_id_names_the_truto_org_only() -> None:
+    """Two Salesforce orgs are shipped: Ruddr's salesforceId is matched against the Truto
+    system's opportunity ids only (the direct org declares no `salesforce` external id), and
+    the direct one maps StageName with Probability (derived from it), Account and Owner."""
+    assert "external_ids" in MAPPER.fields_for("truto_salesforce", "inbound")
+    assert "external_ids" not in MAPPER.fields_for("salesforce", "inbound")
+    payload = MAPPER.to_vendor(
+        "salesforce",
+        {"stage": "proposal", "probability": 0.75, "amount": 10.5, "owner": "o", "company": "c"},
+        FakeRefs(
+            {("salesforce", "owner"): {"005x": "o"}, ("salesforce", "company"): {"001x": "c"}}
+        ),
+        for_create=False,
+    )
+    assert payload == {
+        "StageName": "Proposal/Price Quote", "Probability": 75, "Amount": 10.5,
+        "OwnerId": "005x", "AccountId": "001x",
+    }  # fmt: skip
 
 
 def test_identity_keys_are_inbound_only() -> None:

@@ -56,7 +56,7 @@ _PAIRS = (
     ("x-ratelimit-remaining", "x-ratelimit-limit", "x-ratelimit-reset"),
 )
 _COMBINED = re.compile(r"(limit|remaining|reset)\s*=\s*([0-9.]+)")
-_SFORCE_USAGE = re.compile(r"api-usage\s*=\s*(\d+)\s*/\s*(\d+)")
+_SFORCE_USAGE = re.compile(r"(?<![\w-])api-usage\s*=\s*(\d+)\s*/\s*(\d+)")
 _HUBSPOT = "x-hubspot-ratelimit-"
 #: a reset above this is a Unix timestamp, not a delay (about 2001-09-09)
 _EPOCH_FLOOR = 1_000_000_000
@@ -71,11 +71,19 @@ def budget_from_headers(headers: Mapping[str, str]) -> Budget | None:
     combined = dict(_COMBINED.findall(lower.get("ratelimit", "")))
     if "remaining" in combined and "limit" in combined:
         return _budget(combined["remaining"], combined["limit"], combined.get("reset"))
-    usage = _SFORCE_USAGE.search(lower.get("sforce-limit-info", ""))
+    usage = sforce_usage(lower.get("sforce-limit-info", ""))
     if usage is not None:
-        used, total = int(usage.group(1)), int(usage.group(2))
+        used, total = usage
         return Budget(max(0, total - used), total, window="day") if total > 0 else None
     return _hubspot_budget(lower)
+
+
+def sforce_usage(value: str) -> tuple[int, int] | None:
+    """(used, allocation) of Salesforce's ``Sforce-Limit-Info: api-usage=N/M`` (the header may
+    list other limits too, ``per-app-api-usage=…``); None when it names no api-usage. The one
+    parser of that header: the budget above and the Salesforce connector's reserve read it."""
+    usage = _SFORCE_USAGE.search(value)
+    return (int(usage.group(1)), int(usage.group(2))) if usage is not None else None
 
 
 def _hubspot_budget(lower: Mapping[str, str]) -> Budget | None:

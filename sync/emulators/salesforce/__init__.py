@@ -31,6 +31,8 @@ What the docs say and we do:
   created, 200 with ``{id, success, errors, created}`` updated (204 before v46), 300 with the
   matching records' URLs when several match (the External ID field is not unique).
   ``updated/`` and ``deleted/`` are the replication windows of ``windows``.
+- ``sobjects/Account``: POST creates an account (``Name``), PATCH ``/{id}`` renames it (204;
+  opportunities' stamps move only with ``rename_touches_deals``, which Salesforce does not).
 - ``composite/sobjects``: POST creates, PATCH updates (records carry ``attributes.type`` and
   ``id``), ``PATCH composite/sobjects/Opportunity/Crmsync_Id__c`` upserts, DELETE ``?ids=``
   deletes; at most 200 records, one SaveResult per record in request order; with
@@ -45,6 +47,10 @@ What the docs say and we do:
   ``INVALID_CROSS_REFERENCE_KEY``); ``OwnerId`` defaults to the running user (the first user);
   ``SystemModstamp`` and ``LastModifiedDate`` move on every write, kept to the millisecond and
   written ``2013-05-08T21:20:00.000+0000``; ids are 18 characters, ``006`` for opportunities.
+- The org is not the one behind Truto's Salesforce account (``reference``): its own org id,
+  accounts, users and opportunities, ids on its own pod, none of Ruddr's ``salesforceId``
+  deals — until ``POST /_emulator/salesforce {"shared_deals": true}`` seeds them (a world where
+  Ruddr's integration is connected to this org); ``{"organization_id": …}`` serves another id.
 - ``Organization`` has the org id (``00D…``) and ``DefaultCurrencyIsoCode`` (USD). The org is
   single-currency until ``POST /_emulator/salesforce {"multi_currency": true}``: then every
   opportunity carries ``CurrencyIsoCode`` (a restricted picklist of the active currencies,

@@ -18,14 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from sync.emulators.salesforce import collections, windows
+from sync.emulators.salesforce import accounts, collections, windows
 from sync.emulators.salesforce.common import (
     CLIENT_ID,
     CLIENT_SECRET,
     EXTERNAL_ID,
     MAX_VERSION,
     MIN_VERSION,
-    ORG_ID,
     TOKEN,
     SalesforceError,
     not_found,
@@ -39,11 +38,12 @@ class SalesforceEmulator(Records):
     """Salesforce's REST API under ``/services`` over an in-memory org."""
 
     vendor: ClassVar[str] = "salesforce"
-    prefix: ClassVar[str] = "/services"
+    # the host root, as a config names an instance URL (the connector adds /services itself)
+    prefix: ClassVar[str] = ""
 
     # -- auth --------------------------------------------------------------------------------
     def authenticate(self, request: Request) -> Response | None:
-        if request.url.path.startswith(f"{self.prefix}/oauth2/"):
+        if request.url.path.startswith("/services/oauth2/"):
             return None  # the token endpoint authenticates the client itself
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()
@@ -84,9 +84,9 @@ class SalesforceEmulator(Records):
         data = Starlette(routes=[Route("/{path:path}", self._dispatch, methods=_METHODS)])
         data.router.redirect_slashes = False
         return [
-            Route("/oauth2/token", self._token, methods=["POST"]),
-            Route("/data", self._versions, methods=["GET"]),
-            Mount("/data", app=data),
+            Route("/services/oauth2/token", self._token, methods=["POST"]),
+            Route("/services/data", self._versions, methods=["GET"]),
+            Mount("/services/data", app=data),
         ]
 
     def _build_app(self) -> Starlette:
@@ -138,6 +138,12 @@ class SalesforceEmulator(Records):
         if not parts:
             return JSONResponse({"sobjects": [{"name": n} for n in self.queryable()]})
         kind, rest = parts[0], parts[1:]
+        if kind == "Account" and (method, len(rest)) in {("POST", 0), ("PATCH", 1)}:
+            if rest:
+                accounts.update(self, rest[0], await _body(request))
+                return Response(status_code=204)
+            row = accounts.create(self, await _body(request))
+            return JSONResponse({"id": row["Id"], "success": True, "errors": []}, 201)
         if kind != "Opportunity":
             if len(rest) == 1 and method == "GET":
                 return JSONResponse(self.get_other(kind, rest[0], request, ver))
@@ -232,7 +238,7 @@ class SalesforceEmulator(Records):
             return _oauth_error("unsupported_grant_type", "grant type not supported")
         if (client_id, client_secret) != (CLIENT_ID, CLIENT_SECRET):
             return _oauth_error("invalid_client", "invalid client credentials")
-        token = f"{ORG_ID[:15]}!{secrets.token_urlsafe(32)}"
+        token = f"{self.org_id[:15]}!{secrets.token_urlsafe(32)}"
         now = self.clock.peek()
         self.sessions[token] = now + dt.timedelta(seconds=self.session_seconds)
         base = str(request.base_url).rstrip("/")
@@ -241,7 +247,7 @@ class SalesforceEmulator(Records):
             {
                 "access_token": token,
                 "instance_url": base,
-                "id": f"{base}/id/{ORG_ID}/{user}",
+                "id": f"{base}/id/{self.org_id}/{user}",
                 "token_type": "Bearer",
                 "issued_at": str(int(now.timestamp() * 1000)),
                 "signature": base64.b64encode(secrets.token_bytes(32)).decode(),
@@ -252,9 +258,15 @@ class SalesforceEmulator(Records):
     # -- control -------------------------------------------------------------------------------
     async def _ctl_salesforce(self, request: Request) -> Response:
         """Org switches: ``multi_currency``, ``expire_sessions``, ``session_seconds``,
-        ``api_limit``, ``api_used`` (the calls already spent today), ``purge_deleted``."""
+        ``api_limit``, ``api_used`` (the calls already spent today), ``purge_deleted``,
+        ``organization_id`` (serve another org id), ``shared_deals`` (seed the deals Ruddr's
+        ``salesforceId`` names: this org is then the one Ruddr's integration is connected to)."""
         raw = await request.body()
         body = json.loads(raw) if raw and request.method == "POST" else {}
+        if "organization_id" in body:
+            self.organization["Id"] = str(body["organization_id"])
+        if body.get("shared_deals"):
+            self.seed_shared_deals(self.seed)
         if "multi_currency" in body:
             self.set_multi_currency(bool(body["multi_currency"]))
         if body.get("expire_sessions"):
@@ -274,7 +286,7 @@ class SalesforceEmulator(Records):
                 "api_used": self.api_used(),
                 "api_limit": self.api_limit,
                 "sessions": len(self.sessions),
-                "organization_id": ORG_ID,
+                "organization_id": self.org_id,
             }
         )
 

@@ -75,7 +75,6 @@ class SalesforceData(Emulator):
             "IsSandbox": False,
         }
         self._seed_reference()
-        self._seed_shared(seed)
         self.add_opportunities(opportunities, seed)
 
     # -- tables ------------------------------------------------------------------------------
@@ -99,7 +98,7 @@ class SalesforceData(Emulator):
             "account": (ACCOUNT, self.table("accounts")),
             "user": (USER, self.table("users")),
             "opportunitystage": (STAGE, self.table("stages")),
-            "organization": (ORGANIZATION, {ORG_ID: self.organization}),
+            "organization": (ORGANIZATION, {self.org_id: self.organization}),
         }
         if self.multi_currency:
             known["currencytype"] = (CURRENCY_TYPE, self.table("currencies"))
@@ -118,6 +117,10 @@ class SalesforceData(Emulator):
 
     def now(self) -> dt.datetime:
         return truncate_ms(self.clock.now())
+
+    @property
+    def org_id(self) -> str:
+        return str(self.organization["Id"])
 
     @property
     def running_user(self) -> str:
@@ -154,9 +157,10 @@ class SalesforceData(Emulator):
                 "DecimalPlaces": 2.0, "IsActive": True, "IsCorporate": code == CORPORATE_CURRENCY,
             }  # fmt: skip
 
-    def _seed_shared(self, seed: int) -> None:
-        """Every :func:`reference.shared_deals` deal with its exact Salesforce id (the ids
-        Ruddr's ``salesforceId`` names)."""
+    def seed_shared_deals(self, seed: int) -> None:
+        """Every :func:`reference.shared_deals` deal with its exact id: this org is then the
+        one Ruddr's ``salesforceId`` names (a world without Truto's Salesforce account; by
+        default the org holds only its own deals, ``POST /_emulator/salesforce``)."""
         accounts = {a["Name"]: a["Id"] for a in self.table("accounts").values()}
         users = {u["Email"]: u["Id"] for u in self.table("users").values()}
         for deal in reference.shared_deals(seed):
