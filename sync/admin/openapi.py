@@ -20,153 +20,120 @@ from sync.admin.auth import OPEN_PATHS
 _ERR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _S: dict[str, Any] = {"type": "string"}
 _NS: dict[str, Any] = {"type": ["string", "null"]}
-_NI: dict[str, Any] = {"type": ["integer", "null"]}
 _OBJ: dict[str, Any] = {"type": "object"}
-
-
-def _obj(required: list[str], **props: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": props}
+# The property types a shape names by a word; ``[word]`` is an array of that type, or of the
+# component named ``word``.
+_TYPES: dict[str, dict[str, Any]] = {
+    "str": _S,
+    "str?": _NS,
+    "int": {"type": "integer"},
+    "int?": {"type": ["integer", "null"]},
+    "num": {"type": "number"},
+    "num?": {"type": ["number", "null"]},
+    "bool": {"type": "boolean"},
+    "obj": _OBJ,
+    "list": {"type": "array"},
+    "any": {},
+}
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-_RUN = _obj(
-    ["id", "kind", "status", "counts"],
-    id=_S,
-    kind=_S,
-    system=_NS,
-    status=_S,
-    started_at=_S,
-    finished_at=_NS,
-    counts=_OBJ,
-    error=_NS,
+def _type(word: str) -> dict[str, Any]:
+    if word.startswith("[") and word.endswith("]"):
+        item = word[1:-1]
+        return {"type": "array", "items": _TYPES[item] if item in _TYPES else _ref(item)}
+    return _TYPES[word]
+
+
+def _shape(spec: str, **named: Any) -> dict[str, Any]:
+    """An object schema from ``spec``'s words, ``name[!][:type]`` in property order: ``!``
+    marks a required property, ``type`` is a word of ``_TYPES`` (or ``[word]``), and a name
+    without one takes its schema from the keyword argument of that name."""
+    required: list[str] = []
+    props: dict[str, Any] = {}
+    for word in spec.split():
+        name, _, kind = word.partition(":")
+        if name.endswith("!"):
+            name = name[:-1]
+            required.append(name)
+        props[name] = _type(kind) if kind else named.pop(name)
+    if named:
+        raise ValueError(f"shape {spec!r} does not list {sorted(named)}")
+    return {"type": "object", "required": required, "properties": props}
+
+
+def _described(spec: str, description: str, *, nullable: bool = False) -> dict[str, Any]:
+    """A :func:`_shape` with a description (and maybe null), its keys in the order the
+    document has always served them."""
+    shape = _shape(spec)
+    return {
+        "type": ["object", "null"] if nullable else "object",
+        "description": description,
+        "required": shape["required"],
+        "properties": shape["properties"],
+    }
+
+
+_BUDGET = _described(
+    "remaining!:num limit!:num reset_at:str? window:str? seen_at!:str",
+    "What the vendor's rate-limit headers last said is left (null: it reports none). reset_at: "
+    "when the allowance is whole again, if it says; window: its period when it names one "
+    "(Salesforce: day).",
+    nullable=True,
+)
+_PACE = _described(
+    "poll_every_seconds!:num interval_seconds!:num stretched!:bool reason:str? "
+    "expected_lag_seconds:num listing_seconds:num? listing_requests:int? estimated:bool",
+    "The poll interval as configured and as the system's full listings allow (a scan system's "
+    "stretches), why, and how late a change may be read.",
 )
 SCHEMAS: dict[str, Any] = {
-    "Error": _obj(["error"], error=_S),
-    "Probe": _obj(["status"], status={"type": "string", "enum": ["ok", "unavailable"]}),
-    "Queued": _obj(["run_id", "status"], run_id=_S, status={"const": "queued"}),
-    "Run": _RUN,
-    "RunDetail": {"allOf": [_ref("Run"), _obj(["touched"], touched={"type": "array"})]},
-    "System": _obj(
-        ["system", "health", "pending", "conflicts", "dead_letters"],
-        system=_S,
+    "Error": _shape("error!:str"),
+    "Probe": _shape("status!", status={"type": "string", "enum": ["ok", "unavailable"]}),
+    "Queued": _shape("run_id!:str status!", status={"const": "queued"}),
+    "Run": _shape(
+        "id!:str kind!:str system:str? status!:str started_at:str finished_at:str? "
+        "counts!:obj error:str?"
+    ),
+    "RunDetail": {"allOf": [_ref("Run"), _shape("touched!:list")]},
+    "System": _shape(
+        "system!:str health! cursor:str? last_poll_at:str? lag_seconds:num? last_error:str? "
+        "pending!:int conflicts!:int dead_letters!:int healed:int? held:str? "
+        "held_deletes:int budget pace",
         health={"type": "string", "enum": ["never", "error", "stale", "ok"]},
-        cursor=_NS,
-        last_poll_at=_NS,
-        lag_seconds={"type": ["number", "null"]},
-        last_error=_NS,
-        pending={"type": "integer"},
-        conflicts={"type": "integer"},
-        dead_letters={"type": "integer"},
-        healed=_NI,
-        held=_NS,
-        held_deletes={"type": "integer"},
-        budget={
-            "type": ["object", "null"],
-            "description": "What the vendor's rate-limit headers last said is left (null: "
-            "it reports none). reset_at: when the allowance is whole again, if it says; "
-            "window: its period when it names one (Salesforce: day).",
-            "required": ["remaining", "limit", "seen_at"],
-            "properties": {
-                "remaining": {"type": "number"},
-                "limit": {"type": "number"},
-                "reset_at": _NS,
-                "window": _NS,
-                "seen_at": _S,
-            },
-        },
-        pace={
-            "type": "object",
-            "description": "The poll interval as configured and as the system's full "
-            "listings allow (a scan system's stretches), why, and how late a change may be read.",
-            "required": ["poll_every_seconds", "interval_seconds", "stretched"],
-            "properties": {
-                "poll_every_seconds": {"type": "number"},
-                "interval_seconds": {"type": "number"},
-                "stretched": {"type": "boolean"},
-                "reason": _NS,
-                "expected_lag_seconds": {"type": "number"},
-                "listing_seconds": {"type": ["number", "null"]},
-                "listing_requests": _NI,
-                "estimated": {"type": "boolean"},
-            },
-        },
+        budget=_BUDGET,
+        pace=_PACE,
     ),
-    "Status": _obj(
-        ["systems", "runs"],
-        systems={"type": "array", "items": {"$ref": "#/components/schemas/System"}},
-        runs={"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
+    "Status": _shape("systems!:[System] runs!:[Run]"),
+    "Conflict": _shape(
+        "id!:int record_id!:str field!:str policy:str ours:any ours_system:str? theirs:any "
+        "theirs_system:str? winner:str? status!:str reason:str?"
     ),
-    "Conflict": _obj(
-        ["id", "record_id", "field", "status"],
-        id={"type": "integer"},
-        record_id=_S,
-        field=_S,
-        policy=_S,
-        ours={},
-        ours_system=_NS,
-        theirs={},
-        theirs_system=_NS,
-        winner=_NS,
-        status=_S,
-        reason=_NS,
+    "DeadLetter": _shape(
+        "id!:int record_id:str? system!:str direction!:str op!:str external_id:str? "
+        "error!:str status!:str payload:any"
     ),
-    "DeadLetter": _obj(
-        ["id", "system", "direction", "op", "error", "status"],
-        id={"type": "integer"},
-        record_id=_NS,
-        system=_S,
-        direction=_S,
-        op=_S,
-        external_id=_NS,
-        error=_S,
-        status=_S,
-        payload={},
-    ),
-    "Replayed": _obj(
-        ["replayed", "rereads"], replayed={"type": "array"}, rereads={"type": "array"}
-    ),
-    "ReplayedOne": _obj(
-        ["id", "system", "direction", "reread"],
-        id={"type": "integer"},
-        system=_S,
-        direction=_S,
-        reread=_NS,
-    ),
-    "Deal": _obj(
-        ["record_id", "fields", "copies", "journal"],
-        record_id=_S,
-        fields=_OBJ,
-        held={"type": "array"},
-        copies={"type": "array"},
-        journal={"type": "array"},
-    ),
-    "RunList": _obj(["runs"], runs={"type": "array", "items": _ref("Run")}),
-    "ConflictList": _obj(["conflicts"], conflicts={"type": "array", "items": _ref("Conflict")}),
-    "DeadLetterList": _obj(
-        ["dead_letters"], dead_letters={"type": "array", "items": _ref("DeadLetter")}
-    ),
-    "DealList": _obj(["deals"], deals={"type": "array", "items": _OBJ}),
-    "History": _obj(["record_id", "history"], record_id=_S, history={"type": "array"}),
-    "FirstRunState": _obj(["state"], state=_S),
-    "SystemDone": _obj(["system"], system=_S),
+    "Replayed": _shape("replayed!:list rereads!:list"),
+    "ReplayedOne": _shape("id!:int system!:str direction!:str reread!:str?"),
+    "Deal": _shape("record_id!:str fields!:obj held:list copies!:list journal!:list"),
+    "RunList": _shape("runs!:[Run]"),
+    "ConflictList": _shape("conflicts!:[Conflict]"),
+    "DeadLetterList": _shape("dead_letters!:[DeadLetter]"),
+    "DealList": _shape("deals!:[obj]"),
+    "History": _shape("record_id!:str history!:list"),
+    "FirstRunState": _shape("state!:str"),
+    "SystemDone": _shape("system!:str"),
     "Object": _OBJ,
     "LetterStatus": {"type": "string", "enum": ["open", "replayed", "resolved"], "default": "open"},
-    "Approval": _obj(
-        [], settle={"type": "object", "additionalProperties": {"type": "array", "items": _S}}
-    ),
-    "ResyncBody": _obj([], system=_NS, full={"type": "boolean"}),
-    "SystemBody": _obj([], system=_NS),
-    "Take": _obj(["take"], take={"type": "string", "description": "a system name, or ours"}),
-    "Rebind": _obj([], new_account={"type": "boolean"}),
-    "Waiting": _obj(
-        ["first_run", "held_systems", "parked"],
-        first_run=_OBJ,
-        held_systems={"type": "array"},
-        parked={"type": "array"},
-    ),
+    "Approval": _shape("settle", settle={"type": "object", "additionalProperties": _type("[str]")}),
+    "ResyncBody": _shape("system:str? full:bool"),
+    "SystemBody": _shape("system:str?"),
+    "Take": _shape("take!", take={"type": "string", "description": "a system name, or ours"}),
+    "Rebind": _shape("new_account:bool"),
+    "Waiting": _shape("first_run!:obj held_systems!:list parked!:list"),
 }
 
 

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape, render
 from rich.table import Table
 
-from sync.cli.base import err, out, piped
+from sync.cli.base import PIPE_WIDTH, err, out, piped
 from sync.timefmt import parse_optional_timestamp, utcnow
 
 if TYPE_CHECKING:
@@ -398,7 +398,9 @@ def listing(
         table.add_column(column, no_wrap=True)
     for i, row in enumerate(rows):
         table.add_row(*(escape(cell) for cell in row), style=styles[i] if styles else None)
-    if out.measure(table).maximum <= out.width:
+    # measured unbounded: Console.measure caps a table at the terminal, so it always "fits"
+    natural = out.measure(table, options=out.options.update_width(PIPE_WIDTH)).maximum
+    if natural <= out.width:
         out.print(table)
         return
     out.print(f"[bold]{escape(title)}[/]")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from sqlalchemy import ColumnElement
 from sqlmodel import Session, col, func, select
 
 from sync.store.models import DeadLetter
@@ -33,26 +34,25 @@ def unresolved_outbound(
     session: Session, system: str, record_ids: Collection[str]
 ) -> Sequence[DeadLetter]:
     """The unresolved outbound letters of the given records in ``system``."""
-    return session.exec(
-        select(DeadLetter).where(
-            col(DeadLetter.status).in_(UNRESOLVED),
-            DeadLetter.system == system,
-            DeadLetter.direction == "outbound",
-            col(DeadLetter.record_id).in_(record_ids),
-        )
-    ).all()
+    return _unresolved(session, system, "outbound", col(DeadLetter.record_id).in_(record_ids))
 
 
 def unresolved_inbound(
     session: Session, system: str, external_ids: Collection[str]
 ) -> Sequence[DeadLetter]:
     """The unresolved inbound letters about the given deals of ``system``."""
+    return _unresolved(session, system, "inbound", col(DeadLetter.external_id).in_(external_ids))
+
+
+def _unresolved(
+    session: Session, system: str, direction: str, about: ColumnElement[bool]
+) -> Sequence[DeadLetter]:
     return session.exec(
         select(DeadLetter).where(
             col(DeadLetter.status).in_(UNRESOLVED),
             DeadLetter.system == system,
-            DeadLetter.direction == "inbound",
-            col(DeadLetter.external_id).in_(external_ids),
+            DeadLetter.direction == direction,
+            about,
         )
     ).all()
 

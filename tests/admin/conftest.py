@@ -32,6 +32,11 @@ def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     opened = context.new_page()
     opened.set_default_timeout(30_000)
+    # expect() has its own bound (5 s by default), which a page served by a thread of a busy
+    # test process (the suite runs `-n 2` on 2 cores) outlasts: give it the actions' bound
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)
     opened.on("dialog", lambda dialog: dialog.accept())
     yield opened
     context.close()

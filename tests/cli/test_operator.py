@@ -2,43 +2,32 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlmodel import Session
-from typer.testing import CliRunner
 
-from sync.cli.app import app
-from sync.store.db import make_engine, upgrade
+from sync.store.db import make_engine
 from sync.store.models import Link, PendingDelete, Record, Run, SystemState
+
+if TYPE_CHECKING:
+    from tests.cli.conftest import CliStore, MakeStore
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 
-CONFIG = """\
-store:
-  url: sqlite:///{db}
-systems:
+TRUTO = """\
   truto:
     type: truto
     base_url: http://127.0.0.1:8714/unified/crm
-    credentials: {{token: "${{TRUTO_TOKEN}}"}}
-    options: {{integrated_account_id: acct-new}}
+    credentials: {token: "${TRUTO_TOKEN}"}
+    options: {integrated_account_id: acct-new}
 """
 ENV = {"TRUTO_TOKEN": "t", "CRMSYNC_LOG_FORMAT": "json"}
 
 
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["--config", str(config), *args], env=ENV)
-    return result.exit_code, result.stdout + result.stderr
-
-
 @pytest.fixture
-def store(tmp_path: Path) -> tuple[Path, str]:
-    db = tmp_path / "crmsync.db"
-    upgrade(f"sqlite:///{db}")
-    config = tmp_path / "config.yaml"
-    config.write_text(CONFIG.format(db=db), encoding="utf-8")
-    return config, f"sqlite:///{db}"
+def store(cli_store: MakeStore) -> CliStore:
+    return cli_store(TRUTO, ENV)
 
 
 def _seed(url: str, held: str) -> None:
@@ -65,45 +54,45 @@ def _seed(url: str, held: str) -> None:
         session.commit()
 
 
-def test_deletes_lists_then_discard_releases(store: tuple[Path, str]) -> None:
+def test_deletes_lists_then_discard_releases(store: CliStore) -> None:
     """`deletes` lists held deletes (exit 2); `--discard` drops them, keeps the link, releases
     the system; `status` no longer shows it held."""
-    config, url = store
+    url = store.url
     _seed(url, "deletes")
-    code, out = run(config, "deletes")
+    code, out = store.run("deletes")
     assert code == 2 and "x1" in out and "truto is held for a test" in out
-    code, out = run(config, "status")
+    code, out = store.run("status")
     assert code == 0 and "HELD truto" in out
-    code, out = run(config, "deletes", "--discard", "truto")
+    code, out = store.run("deletes", "--discard", "truto")
     assert code == 0 and "1 held deletes discarded" in out
-    code, out = run(config, "deletes")
+    code, out = store.run("deletes")
     assert code == 0 and "No held deletes" in out
-    code, out = run(config, "status")
+    code, out = store.run("status")
     assert "HELD" not in out
     with Session(make_engine(url)) as session:
         link = session.get(Link, 1)
         assert link is not None and link.deleted_at is None
 
 
-def test_deletes_confirm_applies_the_policy(store: tuple[Path, str]) -> None:
+def test_deletes_confirm_applies_the_policy(store: CliStore) -> None:
     """`--confirm` applies the held deletes with the system's policy (unlink: tombstoned)."""
-    config, url = store
+    url = store.url
     _seed(url, "deletes")
-    code, out = run(config, "deletes", "--confirm", "truto")
+    code, out = store.run("deletes", "--confirm", "truto")
     assert code == 0 and "1 held deletes applied" in out
     with Session(make_engine(url)) as session:
         link = session.get(Link, 1)
         assert link is not None and link.deleted_at is not None
 
 
-def test_rebind_keeps_links_and_releases(store: tuple[Path, str]) -> None:
+def test_rebind_keeps_links_and_releases(store: CliStore) -> None:
     """`rebind truto`: the same account moved — the configured binding is adopted, links kept;
     an unknown system is a clear error."""
-    config, url = store
+    url = store.url
     _seed(url, "binding")
-    code, out = run(config, "rebind", "nowhere")
+    code, out = store.run("rebind", "nowhere")
     assert code == 1 and "unknown system" in out
-    code, out = run(config, "rebind", "truto")
+    code, out = store.run("rebind", "truto")
     assert code == 0 and "links kept" in out
     with Session(make_engine(url)) as session:
         state = session.get(SystemState, "truto")
@@ -130,7 +119,7 @@ class _FakeCelery:
     ],
 )
 def test_distributed_resync_and_reconcile_enqueue_a_queued_run(
-    store: tuple[Path, str],
+    store: CliStore,
     monkeypatch: pytest.MonkeyPatch,
     command: list[str],
     task: str,
@@ -142,19 +131,15 @@ def test_distributed_resync_and_reconcile_enqueue_a_queued_run(
 
     fake = _FakeCelery()
     monkeypatch.setattr(sync.celery_app, "make_app", lambda url, systems: fake)
-    config, url = store
-    result = CliRunner().invoke(
-        app,
-        ["--config", str(config), *command],
-        env={**ENV, "CRMSYNC_BROKER_URL": "redis://127.0.0.1:1/0"},
-    )
-    assert result.exit_code == 0, result.stdout + result.stderr
+    url = store.url
+    code, out = store.run(*command, env={"CRMSYNC_BROKER_URL": "redis://127.0.0.1:1/0"})
+    assert code == 0, out
     assert len(fake.sent) == 1
     name, args = fake.sent[0]
     run_id = args[-1]
     assert name == task
     assert args[0] == "truto"
-    assert result.stdout.strip() == f"{kind} {run_id} enqueued"
+    assert out.strip() == f"{kind} {run_id} enqueued"
     with Session(make_engine(url)) as session:
         run = session.get(Run, run_id)
         assert run is not None and (run.kind, run.status, run.system) == (kind, "queued", "truto")

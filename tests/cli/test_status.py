@@ -9,45 +9,40 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlmodel import Session
 from typer.testing import CliRunner
 
 from sync.cli.app import app
-from sync.store.db import make_engine, upgrade
+from sync.store.db import make_engine
 from sync.store.models import Cursor, Run, SystemState
+
+if TYPE_CHECKING:
+    from tests.cli.conftest import MakeStore
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 
-CONFIG = """\
-store:
-  url: sqlite:///{db}
-systems:
+SYSTEMS = """\
   truto:
     type: truto
     base_url: http://127.0.0.1:8714/unified/crm
-    credentials: {{token: "${{TRUTO_TOKEN}}"}}
-    options: {{integrated_account_id: acct}}
+    credentials: {token: "${TRUTO_TOKEN}"}
+    options: {integrated_account_id: acct}
   ruddr:
     type: ruddr
     base_url: http://127.0.0.1:8711/api/workspace
-    credentials: {{token: "${{RUDDR_TOKEN}}"}}
+    credentials: {token: "${RUDDR_TOKEN}"}
 """
 ENV = {"TRUTO_TOKEN": "t", "RUDDR_TOKEN": "r", "CRMSYNC_LOG_FORMAT": "json", "COLUMNS": "80"}
 
 
-def run(config: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["--config", str(config), *args], env=ENV)
-    return result.exit_code, result.stdout + result.stderr
-
-
-def test_status_names_held_failing_and_died(tmp_path: Path) -> None:
-    db = tmp_path / "crmsync.db"
-    url = f"sqlite:///{db}"
-    upgrade(url)
-    config = tmp_path / "config.yaml"
-    config.write_text(CONFIG.format(db=db), encoding="utf-8")
+def test_status_names_held_failing_and_died(cli_store: MakeStore) -> None:
+    """A held system, an unreachable one and a run whose holder died read as held, error and
+    died, in ``--json`` and in the text, which fits 80 columns."""
+    store = cli_store(SYSTEMS, ENV)
+    url = store.url
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     refused = (
@@ -65,13 +60,13 @@ def test_status_names_held_failing_and_died(tmp_path: Path) -> None:
             )
         )
         session.commit()
-    code, out = run(config, "status", "--json")
+    code, out = store.run("status", "--json")
     assert code == 0, out
     data = json.loads(out)
     health = {row["system"]: row["health"] for row in data["systems"]}
     assert health == {"truto": "held", "ruddr": "error"}
     assert [r["status"] for r in data["runs"]] == ["died"]
-    code, out = run(config, "status")
+    code, out = store.run("status")
     assert code == 0, out
     assert "HELD truto (binding): moved" in out
     one_line = "ruddr last error: ruddr: cannot connect to"
@@ -81,15 +76,12 @@ def test_status_names_held_failing_and_died(tmp_path: Path) -> None:
 
 
 def test_doctor_against_an_unreachable_system_is_one_finding_without_retries(
-    tmp_path: Path,
+    cli_store: MakeStore,
 ) -> None:
     """A wrong base URL (nothing listens): `doctor` says so in one finding with its fix, after
     one request — no retry lines, no log lines about the same failure."""
-    db = tmp_path / "crmsync.db"
-    config = tmp_path / "config.yaml"
-    text = CONFIG.format(db=db).replace("127.0.0.1:8711", "127.0.0.1:9")
-    config.write_text(text, encoding="utf-8")
-    code, out = run(config, "doctor", "--system", "ruddr")
+    store = cli_store(SYSTEMS.replace("127.0.0.1:8711", "127.0.0.1:9"), ENV, migrate=False)
+    code, out = store.run("doctor", "--system", "ruddr")
     assert code == 1, out
     assert out.splitlines()[0] == "ruddr (ruddr): problems", out
     words = " ".join(out.split())

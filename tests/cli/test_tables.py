@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from sync.cli import tables
+from sync.cli import base, tables
 
 COLUMNS = ("vendor deals", "linked", "unlinked", "missing", "absent", "duplicates")
 ROWS = {name: ["40", "40", "0", "0", "0", "0"] for name in ("ruddr", "truto_salesforce")}
@@ -137,3 +137,24 @@ def test_verify_says_how_a_summary_listing_was_read(monkeypatch: pytest.MonkeyPa
         "trusted_written": 5,
     }
     assert systems["ruddr"]["summaries"] is None
+
+
+def test_a_listing_wider_than_the_terminal_is_pairs_with_every_value_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A listing whose natural width exceeds the terminal is not squeezed into a table (rich
+    would cut its cells with "…"): each row is a line of ``column: value`` pairs, wrapped at
+    spaces within 80 columns, every value whole."""
+    why = "changed in close (amount, description) and parsalink (close_date, probability)"
+    saved = base.out._width
+    monkeypatch.setenv("COLUMNS", "80")
+    base.fit_to_pipes()  # as every invocation does: $COLUMNS sets the width
+    try:
+        with base.out.capture() as captured:
+            tables.listing("journal", ("at", "system", "why"), [["2026-12-07", "close", why]])
+    finally:
+        base.out._width = saved
+    text = captured.get()
+    assert "…" not in text and "┃" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert f"at: 2026-12-07 system: close why: {why}" in " ".join(text.split())

@@ -14,6 +14,7 @@ import pytest
 
 from sync.config import SystemConfig
 from sync.connectors.http import RetryPolicy
+from sync.emulators.base import Emulator
 
 #: Real retry behaviour (attempt counts, backoff ordering) in milliseconds instead of seconds.
 FAST_RETRY = RetryPolicy(
@@ -24,6 +25,15 @@ FAST_RETRY = RetryPolicy(
     wait_jitter=0.001,
     max_vendor_wait=0.01,
 )
+
+
+def control(emulator: Emulator, path: str, body: dict[str, Any]) -> None:
+    """Call an emulator's control API (``/_emulator/<path>``: faults, rate limits, clock),
+    closing the in-process transport (and its event-loop thread) after."""
+    transport = emulator.transport()
+    with httpx.Client(transport=transport, base_url="http://emulator.test") as client:
+        client.post(f"/_emulator/{path}", json=body).raise_for_status()
+    transport.close()
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from sync.emulators import reference
 from sync.emulators.close import CloseEmulator
 from sync.timefmt import format_close
 
-from .conftest import CLOSE_BASE, CLOSE_NAME_FIELD, FAST_RETRY, close_config
+from .conftest import CLOSE_BASE, CLOSE_NAME_FIELD, FAST_RETRY, close_config, control
 
 T0 = "2025-01-01T00:00:00.000000+00:00"
 
@@ -157,14 +157,6 @@ def connect(
     )
     assert isinstance(connector, CloseConnector)
     return connector
-
-
-def control(emulator: CloseEmulator, path: str, body: dict[str, Any]) -> None:
-    """Call the emulator's control API (faults, rate limits)."""
-    transport = emulator.transport()
-    with httpx.Client(transport=transport, base_url="http://close.test") as client:
-        client.post(f"/_emulator/{path}", json=body).raise_for_status()
-    transport.close()
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import pytest
 
 from sync.connectors import build_connector
@@ -29,7 +27,7 @@ from sync.emulators.parsalink import (
     ParsaLinkEmulator,
 )
 
-from .conftest import FAST_RETRY, parsalink_config
+from .conftest import FAST_RETRY, control, parsalink_config
 
 
 def connect(
@@ -45,12 +43,6 @@ def connect(
     )
     assert isinstance(connector, ParsaLinkConnector)
     return connector
-
-
-def control(emulator: ParsaLinkEmulator, path: str, body: dict[str, Any]) -> None:
-    """Call the emulator's control API (faults, rate limits, clock)."""
-    with httpx.Client(transport=emulator.transport(), base_url="http://parsalink.test") as client:
-        client.post(f"/_emulator/{path}", json=body).raise_for_status()
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import pytest
 
 from sync.config import SystemConfig
@@ -26,7 +24,7 @@ from sync.connectors.ruddr import RuddrConnector
 from sync.emulators import reference
 from sync.emulators.ruddr import RuddrEmulator
 
-from .conftest import FAST_RETRY, ruddr_config
+from .conftest import FAST_RETRY, control, ruddr_config
 
 
 def connect(
@@ -37,12 +35,6 @@ def connect(
     )
     assert isinstance(connector, RuddrConnector)
     return connector
-
-
-def control(emulator: RuddrEmulator, path: str, body: dict[str, Any]) -> None:
-    """Call the emulator's control API (faults, rate limits)."""
-    with httpx.Client(transport=emulator.transport(), base_url="http://ruddr.test") as client:
-        client.post(f"/_emulator/{path}", json=body).raise_for_status()
 
 
 @pytest.fixture

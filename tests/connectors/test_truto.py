@@ -28,7 +28,7 @@ from sync.connectors.truto import TrutoConnector, next_cursor_paginator, update_
 from sync.emulators import reference
 from sync.emulators.truto import TrutoEmulator
 
-from .conftest import FAST_RETRY, TRUTO_ACCOUNTS, TRUTO_BASE, truto_config
+from .conftest import FAST_RETRY, TRUTO_ACCOUNTS, TRUTO_BASE, control, truto_config
 
 # -- the next_cursor paginator (pure state machine) ------------------------------------------
 
@@ -133,14 +133,6 @@ def connect(
     connector = build_connector("truto", config, transport=emulator.transport(), retry=retry)
     assert isinstance(connector, TrutoConnector)
     return connector
-
-
-def control(emulator: TrutoEmulator, path: str, body: dict[str, Any]) -> None:
-    """Call the emulator's control API (faults, rate limits)."""
-    transport = emulator.transport()
-    with httpx.Client(transport=transport, base_url="http://truto.test") as client:
-        client.post(f"/_emulator/{path}", json=body).raise_for_status()
-    transport.close()
 
 
 def sf_ids(emulator: TrutoEmulator) -> set[str]:
