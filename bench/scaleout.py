@@ -176,14 +176,23 @@ def _left(db: Any) -> int:
         return int(session.exec(query).one())
 
 
-def _drain(env: dict[str, str], workers: int, tmp: Path) -> float:
-    """Start ``workers`` workers, queue one drain per system, time until the outbox is done."""
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) the process ``pid`` has spent so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _drain(env: dict[str, str], workers: int, tmp: Path) -> dict[str, float]:
+    """Start ``workers`` workers, queue one drain per system, time until the outbox is done.
+    Also the CPU seconds the workers and this process (the emulators) spent meanwhile: against
+    2 cores × the seconds, they say whether the machine was full."""
     config = load_config(Path(env["CRMSYNC_CONFIG"]), env=env)
     db = make_engine(env["CRMSYNC_DATABASE_URL"])
     app = _celery(env)
     procs = [_worker(env, f"w{i}", tmp / f"w{i}.log") for i in range(workers)]
     try:
         _wait_ready(app, workers, procs)
+        cpu = [_cpu(p.pid) for p in procs] + [_cpu(os.getpid())]
         started = time.monotonic()
         for system in config.systems:
             app.send_task("crmsync.drain_system", args=[system])
@@ -193,7 +202,10 @@ def _drain(env: dict[str, str], workers: int, tmp: Path) -> float:
             if any(proc.poll() is not None for proc in procs):
                 raise RuntimeError(f"scaleout bench: a worker died (logs in {tmp})")
             time.sleep(0.1)
-        return time.monotonic() - started
+        seconds = time.monotonic() - started
+        spent = [_cpu(p.pid) for p in procs] + [_cpu(os.getpid())]
+        used = [after - before for before, after in zip(cpu, spent, strict=True)]
+        return {"seconds": seconds, "workers_cpu_s": sum(used[:-1]), "emulators_cpu_s": used[-1]}
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -267,9 +279,10 @@ def one_run(records: int, workers: int, latency_ms: float, seed: int) -> dict[st
         _capture(env)
         logs = Path(os.environ.get("SCALEOUT_LOGS") or tmp)  # keep them: SCALEOUT_LOGS=dir
         logs.mkdir(parents=True, exist_ok=True)
-        seconds = _drain(env, workers, logs)
+        timing = _drain(env, workers, logs)
         outcome = _outcome(env, served)
-    return {"workers": workers, "seconds": seconds, "deals_per_s": records / seconds, **outcome}
+    per_s = records / timing["seconds"]
+    return {"workers": workers, **timing, "deals_per_s": per_s, **outcome}
 
 
 def measure(
@@ -293,6 +306,8 @@ def measure(
                 "deals_per_s": medians[w],
                 "speedup": medians[w] / base,
                 "seconds": [round(r["seconds"], 2) for r in runs[w]],
+                "workers_cpu_s": statistics.median(r["workers_cpu_s"] for r in runs[w]),
+                "emulators_cpu_s": statistics.median(r["emulators_cpu_s"] for r in runs[w]),
                 "verify_clean": all(r["verify_clean"] for r in runs[w]),
                 "fully_linked": all(r["fully_linked"] for r in runs[w]),
                 "duplicates": max(max(r["duplicates"].values()) for r in runs[w]),
@@ -307,7 +322,8 @@ def table(result: dict[str, Any]) -> Table:
         title=f"scale-out on PostgreSQL + Celery (N = {result['records']}, "
         f"{result['latency_ms']:g} ms vendor latency, median of {result['rounds']})"
     )
-    for column in ("workers", "deals/s", "speed-up", "seconds per round", "verify", "duplicates"):
+    columns = ("workers", "deals/s", "speed-up", "seconds per round", "CPU s workers / emulators")
+    for column in (*columns, "verify", "duplicates"):
         out.add_column(column, justify="right")
     for row in result["per_workers"]:
         out.add_row(
@@ -315,6 +331,7 @@ def table(result: dict[str, Any]) -> Table:
             f"{row['deals_per_s']:.1f}",
             f"{row['speedup']:.2f}×",
             " ".join(f"{s:.1f}" for s in row["seconds"]),
+            f"{row['workers_cpu_s']:.1f} / {row['emulators_cpu_s']:.1f}",
             "clean" if row["verify_clean"] and row["fully_linked"] else "[red]drift[/]",
             str(row["duplicates"]),
         )
