@@ -48,3 +48,19 @@ def test_a_claim_that_takes_the_whole_backlog_asks_for_nothing(tmp_path: Path) -
         assert asked == []
     finally:
         world.engine.close()
+
+
+def test_a_drain_that_cannot_ask_for_help_goes_on_alone(tmp_path: Path) -> None:
+    """The broker refusing the extra drain costs speed only: every deal is still created."""
+    world = owed_to_ruddr(tmp_path)
+
+    def broker_down() -> None:
+        raise ConnectionError("Redis is down")
+
+    try:
+        counts = drain(world.engine, "ruddr", batch=10, spread=broker_down)
+        assert counts["created"] == len(NAMES)
+        for name in NAMES:
+            assert count_named(world, "ruddr", name) == 1
+    finally:
+        world.engine.close()

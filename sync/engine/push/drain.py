@@ -126,12 +126,21 @@ class _Drainer:
         self.claimed += len(ids)
         self.ids += ids
         if len(ids) == limit and self.spread is not None:
-            spread, self.spread = self.spread, None  # once per drain: the next one spreads on
-            spread()
+            self._spread()
         jobs = prepare(self.engine, self.system, ids, self.run_id)
         self.engine.claims.drop(set(ids) - {job.row_id for job in jobs})  # no longer ours
         self.lookups.claimed(jobs)
         return jobs
+
+    def _spread(self) -> None:
+        """Ask once for another drain of the system (the next one asks on); a failure to ask
+        costs only speed: this drain goes on with what it claimed."""
+        spread, self.spread = self.spread, None
+        try:
+            if spread is not None:
+                spread()
+        except Exception:
+            log.warning("drain_not_spread", system=self.system, exc_info=True)
 
     def _groups(self, jobs: list[_Job]) -> list[list[_Job]]:
         """The claimed jobs as vendor calls: with batch writes (``batch_limit`` > 1), the
