@@ -176,6 +176,18 @@ def _left(db: Any) -> int:
         return int(session.exec(query).one())
 
 
+#: sessions of the store's database waiting for a row or table lock right now
+LOCK_WAITS = sa.text(
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+def _lock_waits(db: Any) -> int:
+    with db.connect() as connection:
+        return int(connection.execute(LOCK_WAITS).scalar_one())
+
+
 def _cpu(pid: int) -> float:
     """CPU seconds (user + system) the process ``pid`` has spent so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -196,7 +208,10 @@ def _drain(env: dict[str, str], workers: int, tmp: Path) -> dict[str, float]:
         started = time.monotonic()
         for system in config.systems:
             app.send_task("crmsync.drain_system", args=[system])
+        samples = waiting = 0  # a hot row would show as sessions waiting on locks
         while _left(db):
+            samples += 1
+            waiting += _lock_waits(db) > 0
             if time.monotonic() - started > TIMEOUT_S:
                 raise RuntimeError(f"scaleout bench: outbox not done after {TIMEOUT_S:.0f}s")
             if any(proc.poll() is not None for proc in procs):
@@ -205,7 +220,12 @@ def _drain(env: dict[str, str], workers: int, tmp: Path) -> dict[str, float]:
         seconds = time.monotonic() - started
         spent = [_cpu(p.pid) for p in procs] + [_cpu(os.getpid())]
         used = [after - before for before, after in zip(cpu, spent, strict=True)]
-        return {"seconds": seconds, "workers_cpu_s": sum(used[:-1]), "emulators_cpu_s": used[-1]}
+        return {
+            "seconds": seconds,
+            "workers_cpu_s": sum(used[:-1]),
+            "emulators_cpu_s": used[-1],
+            "lock_wait_share": waiting / max(samples, 1),
+        }
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -308,6 +328,7 @@ def measure(
                 "seconds": [round(r["seconds"], 2) for r in runs[w]],
                 "workers_cpu_s": statistics.median(r["workers_cpu_s"] for r in runs[w]),
                 "emulators_cpu_s": statistics.median(r["emulators_cpu_s"] for r in runs[w]),
+                "lock_wait_share": max(r["lock_wait_share"] for r in runs[w]),
                 "verify_clean": all(r["verify_clean"] for r in runs[w]),
                 "fully_linked": all(r["fully_linked"] for r in runs[w]),
                 "duplicates": max(max(r["duplicates"].values()) for r in runs[w]),
@@ -323,7 +344,7 @@ def table(result: dict[str, Any]) -> Table:
         f"{result['latency_ms']:g} ms vendor latency, median of {result['rounds']})"
     )
     columns = ("workers", "deals/s", "speed-up", "seconds per round", "CPU s workers / emulators")
-    for column in (*columns, "verify", "duplicates"):
+    for column in (*columns, "lock waits", "verify", "duplicates"):
         out.add_column(column, justify="right")
     for row in result["per_workers"]:
         out.add_row(
@@ -332,6 +353,7 @@ def table(result: dict[str, Any]) -> Table:
             f"{row['speedup']:.2f}×",
             " ".join(f"{s:.1f}" for s in row["seconds"]),
             f"{row['workers_cpu_s']:.1f} / {row['emulators_cpu_s']:.1f}",
+            f"{row['lock_wait_share']:.0%}",
             "clean" if row["verify_clean"] and row["fully_linked"] else "[red]drift[/]",
             str(row["duplicates"]),
         )
