@@ -221,6 +221,12 @@ def _lock_in_order(session: Session, ids: Collection[int]) -> None:
         )
 
 
+def lock_in_order(session: Session, ids: Collection[int]) -> None:
+    """Take the row locks of ``ids`` now, in ascending id order (PostgreSQL; see
+    :func:`_lock_in_order`), for a transaction that then updates them in another order."""
+    _lock_in_order(session, ids)
+
+
 def stranded_systems(session: Session, systems: Collection[str], now: dt.datetime) -> list[str]:
     """Among ``systems``, those with ``in_flight`` rows whose claim ran out before ``now``."""
     found = session.exec(
