@@ -1,10 +1,12 @@
 """Outbox row locks on the real PostgreSQL (issue 25): ``lock_in_order`` takes every given
 row's lock at once, so a transaction that then updates them one by one (the row-by-row apply
-after a unique conflict) acquires nothing later that the claims' renewer — which locks the
-same process's rows in id order — could hold: the two wait for each other, never deadlock."""
+after a unique conflict) acquires nothing later that the claims' renewer could hold; and the
+renewer skips the rows being settled rather than wait for them — waiting, under load, let a
+worker's other claims run out and other workers sent them again."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +16,7 @@ from sqlmodel import Session, SQLModel
 from sync.store import outbox
 from sync.store.db import make_engine
 from sync.store.models import Outbox, Record
+from sync.timefmt import utcnow
 
 
 @pytest.fixture
@@ -57,3 +60,26 @@ def test_every_given_row_is_locked_until_the_transaction_ends(pg: sa.Engine) -> 
         assert not _locked_elsewhere(pg, ids[3])
         session.rollback()
     assert not any(_locked_elsewhere(pg, row_id) for row_id in ids)
+
+
+def test_a_renewal_skips_a_row_being_settled_instead_of_waiting(pg: sa.Engine) -> None:
+    """While another transaction holds one of the rows (a drain's apply settling it), the
+    renewal returns at once having renewed the others; the next renewal renews it too."""
+    ids = _rows(pg, 3)
+    holder, soon, later = "host:1:boot:1", utcnow(), utcnow() + dt.timedelta(seconds=20)
+    with Session(pg) as session:
+        outbox.claim_rows(session, ids, holder, soon)
+        session.commit()
+    with Session(pg) as settling, Session(pg) as renewing:
+        outbox.lock_in_order(settling, [ids[1]])
+        renewing.execute(sa.text("SET LOCAL lock_timeout = '2s'"))  # a wait would fail here
+        assert outbox.renew_claims(renewing, ids, holder, later) == 2
+        renewing.commit()
+        settling.rollback()
+    with Session(pg) as session:
+        assert outbox.renew_claims(session, ids, holder, later) == 3
+        session.commit()
+        until = {row.id: row.claimed_until for row in outbox.many(session, ids)}
+    assert all(
+        value is not None and value >= later - dt.timedelta(seconds=1) for value in until.values()
+    )
