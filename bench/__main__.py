@@ -16,6 +16,8 @@ from bench.dlt_compare import ToolResult, compare
 from bench.engine_cpu import StageCost, engine_cpu
 from bench.large_load import run_in_subprocess
 from bench.recovery import run_in_subprocess as run_recovery
+from bench.scaleout import measure as measure_scaleout
+from bench.scaleout import table as scaleout_table
 from bench.scenarios import SCENARIOS, Plan, Result, run
 from sync.logging import configure_logging
 
@@ -286,6 +288,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--recovery-records", type=int, default=100, help="N of recovery (100; < 2 min)"
     )
+    parser.add_argument(
+        "--scaleout-records", type=int, default=1000, help="Ruddr deals in scaleout (1000)"
+    )
+    parser.add_argument(
+        "--scaleout-workers", default="1,2,4", help="worker counts of scaleout (1,2,4)"
+    )
+    parser.add_argument(
+        "--scaleout-rounds", type=int, default=3, help="runs per worker count in scaleout (3)"
+    )
     parser.add_argument("--json", type=Path, default=Path("bench/results.json"), help="output file")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--log-level", default="WARNING", help="the engine's log level")
@@ -302,6 +313,9 @@ def plan_of(args: argparse.Namespace) -> Plan:
         ratelimit_records=args.ratelimit_records,
         dlt_records=args.dlt_records or (LARGE if args.large else 10_000),
         recovery_records=args.recovery_records,
+        scaleout_records=args.scaleout_records,
+        scaleout_workers=tuple(int(w) for w in args.scaleout_workers.split(",")),
+        scaleout_rounds=args.scaleout_rounds,
         seed=args.seed,
     )
 
@@ -335,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     if "recovery" in plan.scenarios:
         recovery = run_recovery(plan.recovery_records, plan.seed)
         console.print(recovery_table(recovery))
+    scaleout: dict[str, Any] = {}
+    if "scaleout" in plan.scenarios:
+        scaleout = measure_scaleout(
+            plan.scaleout_records, list(plan.scaleout_workers), 50.0, plan.scaleout_rounds
+        )
+        console.print(scaleout_table(scaleout))
     payload: dict[str, Any] = {
         "machine": {
             "python": sys.version.split()[0],
@@ -347,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine_cpu": [c.to_json() for c in cpu],
         "initial_load_oop": oop,
         "recovery": recovery,
+        "scaleout": scaleout,
     }
     args.json.write_text(json.dumps(payload, indent=2, default=str))
     console.print(f"JSON written to {args.json}")

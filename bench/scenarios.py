@@ -667,6 +667,7 @@ SCENARIOS = (
     "engine_cpu",
     "initial_load_oop",
     "recovery",
+    "scaleout",
 )
 MAIN_WORLD = ("initial_load", "noop_cycle", "churn", "noop_steady")
 
@@ -684,6 +685,9 @@ class Plan:
     ratelimit_records: int = 100
     dlt_records: int = 10_000
     recovery_records: int = 100
+    scaleout_records: int = 1000
+    scaleout_workers: tuple[int, ...] = (1, 2, 4)
+    scaleout_rounds: int = 3
     seed: int = 7
 
 

@@ -2,7 +2,9 @@
 
 =========================  ==========================================================
 ``crmsync.poll_system``    capture one system's changes (one poll per system at a time)
-``crmsync.drain_system``   push one system's due outbox rows (any number in parallel)
+``crmsync.drain_system``   push one system's due outbox rows (any number in parallel: a
+                           drain whose claim comes back full queues one more, so a
+                           backlog spreads over every idle worker)
 ``crmsync.resync``         re-read one system or all (``full``: a complete scan), push
 ``crmsync.reconcile``      anti-entropy for one system or all: a complete read, the pushes
                            the store owes, deletes found by the scan (DESIGN §2.7); counts
@@ -116,7 +118,13 @@ def _drain_system(self: Any, system: str) -> dict[str, Any]:
     engine = _engine(system)
     client = _redis()
     client.delete(f"{context.prefix()}:drain-queued:{system}")
-    counts = drain_job(engine, system, stop=lambda: shutdown.stopping(client, context.prefix()))
+    counts = drain_job(
+        engine,
+        system,
+        stop=lambda: shutdown.stopping(client, context.prefix()),
+        # a backlog bigger than one claim: another worker drains this system beside us
+        spread=lambda: enqueue_drains(engine, [system]),
+    )
     if counts["sliced"]:  # the slice ended with rows left: the next one queues behind polls
         enqueue_drains(engine, [system])
     return {"system": system, "counts": counts.values}

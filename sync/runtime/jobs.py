@@ -169,16 +169,22 @@ def poll_and_drain_job(
     return run_job(engine, "poll", system, work).counts
 
 
-def drain_job(engine: Engine, system: str, stop: Callable[[], bool] | None = None) -> Counts:
+def drain_job(
+    engine: Engine,
+    system: str,
+    stop: Callable[[], bool] | None = None,
+    spread: Callable[[], object] | None = None,
+) -> Counts:
     """Push ``system``'s due outbox rows, for one slice of at most the system's poll interval
     (a drain holds its system's queue: the polls queued behind it must run that often) or
     until ``stop()`` says the worker is shutting down; ``counts["sliced"]``: rows may remain,
     the caller queues the next slice. Metered always; a ``drain`` row, dated from the start,
     only when the drain did something; an error propagates with no row and no error metric
-    (the pushes it failed are retried and dead-lettered per row)."""
+    (the pushes it failed are retried and dead-lettered per row). ``spread``: see
+    :func:`sync.engine.push.drain` (the Celery drain queues another drain of the system)."""
     started = utcnow()
     until = time.monotonic() + engine.config.systems[system].poll_every.total_seconds()
-    counts = drain(engine, system, until=until, stop=stop)
+    counts = drain(engine, system, until=until, stop=stop, spread=spread)
     observe_counts(system, counts.values)
     if counts.values:
         run_id = _record_run(engine, "drain", system, started, counts)

@@ -199,26 +199,40 @@ def _still_held(ids: Collection[int], holder: str) -> tuple[Any, ...]:
 
 def renew_claims(session: Session, ids: Collection[int], holder: str, until: dt.datetime) -> int:
     """Move the claim expiry of the rows ``ids`` still ``in_flight`` for ``holder`` to
-    ``until``; returns how many."""
-    _lock_in_order(session, ids)
+    ``until``; returns how many. On PostgreSQL a row locked right now is skipped, not waited
+    for: its holder is settling it (the drain's apply, on another connection of this very
+    process) — a renewal stuck behind that apply let the other claims run out under load and
+    other workers took them and sent them again. The next beat renews what was skipped."""
+    free = _lock_in_order(session, ids, skip_locked=True)
     result = session.execute(
-        sa.update(Outbox).where(*_still_held(ids, holder)).values(claimed_until=until)
+        sa.update(Outbox).where(*_still_held(free, holder)).values(claimed_until=until)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _lock_in_order(session: Session, ids: Collection[int]) -> None:
+def _lock_in_order(
+    session: Session, ids: Collection[int], *, skip_locked: bool = False
+) -> Collection[int]:
     """Take the row locks of ``ids`` in ascending id order before updating them (PostgreSQL;
     a no-op on SQLite, which locks the whole file). Two transactions that update overlapping
     rows — the claim renewer and a drain settling outcomes — then wait for each other instead
-    of deadlocking: an UPDATE alone locks in whatever order it meets the rows."""
-    if ids and session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            sa.select(col(Outbox.id))
-            .where(col(Outbox.id).in_(ids))
-            .order_by(col(Outbox.id))
-            .with_for_update()
-        )
+    of deadlocking: an UPDATE alone locks in whatever order it meets the rows. Returns the
+    ids locked (``skip_locked``: those no other transaction holds; all ids on SQLite)."""
+    if not ids or session.get_bind().dialect.name != "postgresql":
+        return ids
+    locked = session.execute(
+        sa.select(col(Outbox.id))
+        .where(col(Outbox.id).in_(ids))
+        .order_by(col(Outbox.id))
+        .with_for_update(skip_locked=skip_locked)
+    )
+    return [row_id for (row_id,) in locked]
+
+
+def lock_in_order(session: Session, ids: Collection[int]) -> None:
+    """Take the row locks of ``ids`` now, in ascending id order (PostgreSQL; see
+    :func:`_lock_in_order`), for a transaction that then updates them in another order."""
+    _lock_in_order(session, ids)
 
 
 def stranded_systems(session: Session, systems: Collection[str], now: dt.datetime) -> list[str]:

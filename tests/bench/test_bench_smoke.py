@@ -32,14 +32,17 @@ TINY = [
 def test_every_scenario_runs_at_a_tiny_size_with_sane_figures(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     every_but_recovery = [
-        arg for name in SCENARIOS if name != "recovery" for arg in ("--scenario", name)
+        arg
+        for name in SCENARIOS
+        if name not in ("recovery", "scaleout")
+        for arg in ("--scenario", name)
     ]
     assert main([*TINY, *every_but_recovery, "--json", str(out)]) == 0
     payload = json.loads(out.read_text())
     results = {r["scenario"]: r for r in payload["results"]}
-    outside = {"dlt_compare", "engine_cpu", "initial_load_oop", "recovery"}
+    outside = {"dlt_compare", "engine_cpu", "initial_load_oop", "recovery", "scaleout"}
     assert set(results) | outside == set(SCENARIOS)
-    assert payload["recovery"] == {}
+    assert payload["recovery"] == {} and payload["scaleout"] == {}
     for name, r in results.items():
         assert r["records"] >= 10, name  # 5 fixture deals join the seeded ones
         assert r["outbox_left"] == 0, name
@@ -85,3 +88,23 @@ def test_the_recovery_scenario_times_both_kills_and_ends_converged(
         assert 0 < part["claimed_redone_s"] < 30
     assert worker["claimed_redone_s"] <= worker["outbox_empty_s"]
     assert embedded["restart_exit_code"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_scaleout_scenario_times_each_worker_count_and_ends_clean(tmp_path: Path) -> None:
+    """``scaleout`` at N = 10 with 1 and 2 Celery workers on PostgreSQL and Redis: each run
+    drains the whole outbox, ends with verify clean, every deal linked in every system and no
+    duplicate in any; the figures are finite and the speed-up is against one worker."""
+    out = tmp_path / "results.json"
+    argv = ["--scenario", "scaleout", "--scaleout-records", "10", "--scaleout-workers", "1,2"]
+    assert main([*argv, "--scaleout-rounds", "1", "--json", str(out)]) == 0
+    scaleout = json.loads(out.read_text())["scaleout"]
+    assert scaleout["records"] == 10 and scaleout["latency_ms"] == 50
+    rows = {row["workers"]: row for row in scaleout["per_workers"]}
+    assert set(rows) == {1, 2} and rows[1]["speedup"] == 1.0
+    for row in rows.values():
+        assert row["verify_clean"] and row["fully_linked"], row
+        assert row["duplicates"] == 0, row
+        assert math.isfinite(row["deals_per_s"]) and row["deals_per_s"] > 0
+        assert row["workers_cpu_s"] > 0

@@ -98,6 +98,10 @@ def _apply_all(
             _resolve_letters(applier, results)
             applier.write()
         return outcomes
+    # Row by row, each row's write would lock it in the group's order: lock them all first, in
+    # id order, as the claims' renewer does — else the two deadlock (outside the savepoints:
+    # a row's rollback keeps the locks).
+    outbox.lock_in_order(session, [r.job.row_id for r in results])
     outcomes = []
     for result in results:
         try:

@@ -50,6 +50,7 @@ def drain(
     concurrency: int | None = None,
     until: float | None = None,
     stop: Callable[[], bool] | None = None,
+    spread: Callable[[], object] | None = None,
 ) -> Counts:
     """Push every due row of one system's outbox, up to ``concurrency`` (default: the system's
     ``concurrency`` setting) vendor calls at a time. Returns counts (pushed, created, …).
@@ -58,7 +59,14 @@ def drain(
     A bounded slice: past ``until`` (``time.monotonic()``), or once ``stop()`` says so (a
     worker shutting down), no more rows are claimed, the rows claimed but not yet sent are
     given back, and the drain returns when what is in flight has answered; ``counts["sliced"]``
-    then says rows may remain (the caller queues the next slice)."""
+    then says rows may remain (the caller queues the next slice).
+
+    ``spread`` is called once, the first time a claim comes back full (more rows are likely
+    due than this drain holds): the distributed runtime queues another drain of the system
+    there, which an idle worker takes and claims beside this one (``SKIP LOCKED``), and which
+    spreads again while its claims come back full — so a backlog spreads over every idle
+    worker. The system's rate limit is shared by every drain (Redis), ``concurrency`` is per
+    drain."""
     if (blocked := push_blocked(engine, system)) is not None:
         log.info("drain_held", system=system, reason=blocked)
         return Counts()
@@ -73,7 +81,7 @@ def drain(
         log.info("drain_waits_for_first_run", system=system)
         return Counts()
     drainer = _Drainer(engine, system, run_id, workers, creates)
-    drainer.until, drainer.stop = until, stop
+    drainer.until, drainer.stop, drainer.spread = until, stop, spread
     try:
         if workers == 1:
             return drainer.run_inline(batch, max_rows)
@@ -97,6 +105,7 @@ class _Drainer:
         self.lookups = Lookups(engine, system)  # shared by the drain's create recoveries
         self.until: float | None = None
         self.stop: Callable[[], bool] | None = None
+        self.spread: Callable[[], object] | None = None
 
     def _stopping(self) -> bool:
         """The slice is over (``until``) or the process is shutting down (``stop``)."""
@@ -125,10 +134,22 @@ class _Drainer:
             return None
         self.claimed += len(ids)
         self.ids += ids
+        if len(ids) == limit and self.spread is not None:
+            self._spread()
         jobs = prepare(self.engine, self.system, ids, self.run_id)
         self.engine.claims.drop(set(ids) - {job.row_id for job in jobs})  # no longer ours
         self.lookups.claimed(jobs)
         return jobs
+
+    def _spread(self) -> None:
+        """Ask once for another drain of the system (the next one asks on); a failure to ask
+        costs only speed: this drain goes on with what it claimed."""
+        spread, self.spread = self.spread, None
+        try:
+            if spread is not None:
+                spread()
+        except Exception:
+            log.warning("drain_not_spread", system=self.system, exc_info=True)
 
     def _groups(self, jobs: list[_Job]) -> list[list[_Job]]:
         """The claimed jobs as vendor calls: with batch writes (``batch_limit`` > 1), the
