@@ -194,3 +194,14 @@ def engine_for(ctx: typer.Context, *, read_only: bool = True) -> Iterator[Engine
         fail(describe_store_error(config.store.url, exc))
     finally:
         engine.close()
+
+
+def refuse_shared_orgs(engine: Any) -> None:
+    """Two systems bound to one Salesforce org (direct and through Truto) would see every deal
+    twice: the first run — ``run``, ``match`` — refuses to start, before reading anything, and
+    exits 2 (a configuration to fix), as ``doctor`` reports."""
+    from sync.engine import orgs
+
+    shared = orgs.shared_orgs(engine)
+    if shared:
+        fail(orgs.refusal(shared), code=2)

@@ -14,7 +14,16 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from sync.cli.base import check_systems, context, engine_for, err, fail, out, print_json
+from sync.cli.base import (
+    check_systems,
+    context,
+    engine_for,
+    err,
+    fail,
+    out,
+    print_json,
+    refuse_shared_orgs,
+)
 from sync.cli.tables import line, listing, short
 
 #: seconds `doctor` gives one vendor request (it retries nothing)
@@ -95,17 +104,6 @@ def match_cmd(
                 "Next: check the pairs (`--csv matches.csv` to review or correct them in a "
                 "spreadsheet), then `crmsync match --approve` or `--apply matches.csv`."
             )
-
-
-def refuse_shared_orgs(engine: Any) -> None:
-    """Two systems bound to one Salesforce org (direct and through Truto) would see every deal
-    twice: the first run — ``run``, ``match`` — refuses to start, before reading anything, and
-    exits 2 (a configuration to fix), as ``doctor`` reports."""
-    from sync.engine import orgs
-
-    shared = orgs.shared_orgs(engine)
-    if shared:
-        fail(orgs.refusal(shared), code=2)
 
 
 def _print_gate(gate: Any) -> None:

@@ -30,9 +30,9 @@ from sync.cli.base import (
     exported_config,
     fail,
     out,
+    refuse_shared_orgs,
     require_broker,
 )
-from sync.cli.firstrun import refuse_shared_orgs
 from sync.cli.progress import Progress
 from sync.cli.tables import (
     cycle_table,

@@ -228,6 +228,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, str]]:
             "PARSALINK_BASE_URL": urls["parsalink"],
             "TRUTO_BASE_URL": urls["truto"],
             "HUBSPOT_BASE_URL": urls["hubspot"],
+            "SALESFORCE_BASE_URL": urls["salesforce"],
         }
 
 
