@@ -120,7 +120,9 @@ def prepare(engine: Engine, system: str, ids: Sequence[int], run_id: str | None)
     fresh = [job for job in jobs if job.kind == "create" and not job.recover and not job.error]
     if fresh:
         sendable = _commit_intents(engine, fresh, run_id)
-        jobs = [job for job in jobs if job not in fresh or job.row_id in sendable]
+        # by row id: ``job not in fresh`` compared whole dataclasses, O(batch²) field by field
+        unsendable = {job.row_id for job in fresh} - sendable
+        jobs = [job for job in jobs if job.row_id not in unsendable]
     updates = [job for job in jobs if job.kind == "update" and not job.error]
     if updates:
         _commit_doubts(engine, updates)
