@@ -26,7 +26,7 @@ from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store import links as stored_links
 from sync.store import outbox
 from sync.store import records as stored_records
-from sync.store.models import Link, Outbox, Record
+from sync.store.models import Link, Record
 from sync.timefmt import utcnow
 
 Kind = Literal["create", "update", "delete", "done"]
@@ -149,10 +149,10 @@ def _doubts_of(job: _Job) -> dict[str, Any] | None:
 
 def _load(
     session: Session, system: str, ids: Iterable[int], *, records_of: set[str] | None = None
-) -> tuple[dict[int, Outbox], dict[str, Record], dict[str, Link]]:
+) -> tuple[dict[int, Any], dict[str, Record], dict[str, Link]]:
     """The rows, their records (all, or only ``records_of``) and their links in ``system``:
     three queries for a whole batch."""
-    rows = {row.id: row for row in outbox.many(session, list(ids)) if row.id is not None}
+    rows = {row.id: row for row in outbox.prepare_view(session, list(ids))}
     record_ids = list({row.record_id for row in rows.values()})
     if not record_ids:
         return rows, {}, {}
