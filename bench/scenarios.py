@@ -366,6 +366,14 @@ class Result:
     latencies: list[float] = field(default_factory=list, repr=False)
     unpropagated: int = 0  # edited records that reached no other system
     saturation: list[Saturation] = field(default_factory=list)
+    #: CPU seconds of the process minus the emulators' event loop threads: the client's own
+    #: work even where it overlapped a request in flight on another thread (which ``engine_s``
+    #: does not count: with pushes in flight on 8 threads, most of it hides there)
+    engine_cpu_s: float = 0.0
+
+    @property
+    def engine_cpu_us_per_record(self) -> float:
+        return self.engine_cpu_s / self.records * 1e6 if self.records else 0.0
 
     @property
     def requests(self) -> int:
@@ -416,6 +424,7 @@ class Result:
             "throttled",
             "records_per_s",
             "engine_us_per_record",
+            "engine_cpu_us_per_record",
             "latency_p50_s",
             "latency_p95_s",
         ):
@@ -426,13 +435,23 @@ class Result:
 
 
 @contextmanager
-def measured() -> Iterator[dict[str, float]]:
+def measured(world: World | None = None) -> Iterator[dict[str, float]]:
+    """``wall`` seconds, and with a ``world`` its ``cpu``: the process's CPU seconds minus
+    its emulators' (see ``Result.engine_cpu_s``)."""
     box: dict[str, float] = {}
     started = time.perf_counter()
+    cpu = time.process_time() - (emulator_cpu(world) if world else 0.0)
     try:
         yield box
     finally:
         box["wall"] = time.perf_counter() - started
+        if world is not None:
+            box["cpu"] = time.process_time() - emulator_cpu(world) - cpu
+
+
+def emulator_cpu(world: World) -> float:
+    """CPU seconds the engine's emulators spent answering, so far."""
+    return sum(t.cpu_seconds() for t in world.transports.values())
 
 
 def open_rows(world: World) -> int:
@@ -483,6 +502,7 @@ def result(
     wall: float,
     ideal_lists: dict[str, int],
     ideal_writes: dict[str, int],
+    cpu: float = 0.0,
 ) -> Result:
     return Result(
         scenario=scenario,
@@ -495,6 +515,7 @@ def result(
         outbox_left=open_rows(world),
         systems=tally(world, ideal_lists, ideal_writes),
         latency_ms=world.latency_ms,
+        engine_cpu_s=cpu,
     )
 
 
@@ -509,13 +530,13 @@ def initial_load(world: World, scenario: str = "initial_load") -> Result:
     """
     world.reset_logs()
     started = utcnow()
-    with measured() as t:
+    with measured(world) as t:
         cycles = converge(world)
     total = len(links_by_record(world))
     lists = {name: pages(count) for name, count in world.held.items()}
     writes = {name: total - count for name, count in world.held.items()}
     changed = sum(writes.values())
-    out = result(world, scenario, total, changed, cycles, t["wall"], lists, writes)
+    out = result(world, scenario, total, changed, cycles, t["wall"], lists, writes, t["cpu"])
     out.latencies = load_latencies(world.engine, started)
     return out
 
@@ -528,11 +549,11 @@ def scan_or_one(world: World, name: str, records: int) -> int:
 def noop_cycle(world: World, records: int, scenario: str = "noop_cycle") -> Result:
     """One more cycle once everything is linked: only the cost of finding nothing changed."""
     world.reset_logs()
-    with measured() as t:
+    with measured(world) as t:
         run_cycle(world.engine)
     lists = {name: scan_or_one(world, name, records) for name in world.emulators}
     writes = dict.fromkeys(world.emulators, 0)
-    return result(world, scenario, records, 0, 1, t["wall"], lists, writes)
+    return result(world, scenario, records, 0, 1, t["wall"], lists, writes, t["cpu"])
 
 
 def noop_steady(world: World, records: int) -> Result:
@@ -599,14 +620,14 @@ def churn(
     lists: Counter[str] = Counter()
     writes: Counter[str] = Counter()
     latencies: list[float] = []
-    unpropagated = wall = 0.0
+    unpropagated = wall = cpu = 0.0
     changed = 0
     for _ in range(rounds):
         edits, edits_in = churn_round(world, rng, records, share)
         world.reset_logs()  # the edits are the users' requests, not ours
-        with measured() as t:
+        with measured(world) as t:
             run_cycle(world.engine)
-        wall += t["wall"]
+        wall, cpu = wall + t["wall"], cpu + t["cpu"]
         for name in systems:
             logs[name] += world.emulators[name].requests
             lists[name] += scan_or_one(world, name, records)
@@ -617,7 +638,7 @@ def churn(
         unpropagated += missing
     for name in systems:  # the accounting reads the request logs: hand it every round's
         world.emulators[name].requests[:] = logs[name]
-    out = result(world, "churn", records, changed, rounds, wall, dict(lists), dict(writes))
+    out = result(world, "churn", records, changed, rounds, wall, dict(lists), dict(writes), cpu)
     out.latencies, out.unpropagated = latencies, int(unpropagated)
     return out
 

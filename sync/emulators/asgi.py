@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -85,6 +86,9 @@ class EmulatorTransport(httpx.BaseTransport):
         self._portal: Any = None
         self._lock = threading.Lock()
         self.in_flight: list[tuple[float, float]] = []
+        #: the event loop thread(s) that ran the emulator: their CPU is the vendor's, not the
+        #: client's (``cpu_seconds``)
+        self.loop_threads: set[int] = set()
 
     def _get_portal(self) -> Any:
         with self._lock:
@@ -93,7 +97,16 @@ class EmulatorTransport(httpx.BaseTransport):
                 self._portal = self._portal_cm.__enter__()
             return self._portal
 
+    def cpu_seconds(self) -> float:
+        """CPU time the emulator's event loop thread(s) used so far (Linux thread clocks)."""
+        total = 0.0
+        for ident in list(self.loop_threads):
+            with contextlib.suppress(OSError, OverflowError):  # a thread that has ended
+                total += time.clock_gettime(time.pthread_getcpuclockid(ident))
+        return total
+
     async def _send(self, request: httpx.Request) -> httpx.Response:
+        self.loop_threads.add(threading.get_ident())
         response = await self._asgi.handle_async_request(request)
         content = await response.aread()
         return httpx.Response(

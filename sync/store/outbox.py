@@ -305,9 +305,25 @@ def claim_rows(session: Session, ids: Collection[int], holder: str, until: dt.da
     )
 
 
-def many(session: Session, ids: Collection[int]) -> Sequence[Outbox]:
-    """The rows with the given ids (those that exist, in no particular order)."""
-    return session.exec(select(Outbox).where(col(Outbox.id).in_(ids))).all()
+def prepare_view(session: Session, ids: Collection[int]) -> Sequence[Any]:
+    """The columns a drain's prepare reads of the rows ``ids`` that exist, as rows with
+    attribute access (``row.status``…): no ORM object per row (their identity-map upkeep cost
+    more than the query)."""
+    columns = (
+        Outbox.id,
+        Outbox.record_id,
+        Outbox.system,
+        Outbox.op,
+        Outbox.reason,
+        Outbox.status,
+        Outbox.claimed_by,
+        Outbox.updated_at,
+        Outbox.idempotency_key,
+        Outbox.intent_at,
+        Outbox.intent,
+    )
+    query = sa.select(*(col(c) for c in columns)).where(col(Outbox.id).in_(ids))
+    return session.execute(query).all()
 
 
 def settle_view(session: Session, ids: Collection[int]) -> Sequence[tuple[Any, ...]]:

@@ -33,6 +33,15 @@ def many(session: Session, record_ids: Collection[str]) -> Sequence[Record]:
     return session.exec(select(Record).where(col(Record.id).in_(record_ids))).all()
 
 
+def plan_view(session: Session, record_ids: Collection[str]) -> Sequence[Any]:
+    """``id, fields, provenance, held, deleted_at`` of the records with the given ids, as rows
+    with attribute access: what planning a push reads, without an ORM object per record (a
+    load builds thousands; their identity-map upkeep cost more than the query)."""
+    columns = (Record.id, Record.fields, Record.provenance, Record.held, Record.deleted_at)
+    query = sa.select(*(col(c) for c in columns)).where(col(Record.id).in_(record_ids))
+    return session.execute(query).all()
+
+
 def existing(session: Session, record_ids: Collection[str]) -> set[str]:
     """Which of the given records exist (tombstoned or not): their ids only, not the rows."""
     if not record_ids:

@@ -52,6 +52,9 @@ def test_every_scenario_runs_at_a_tiny_size_with_sane_figures(tmp_path: Path) ->
         assert r["latency_samples"] > 0, name
         assert 0 < r["latency_p50_s"] <= r["latency_p95_s"] <= r["wall_s"] + 1, name
     assert results["churn"]["unpropagated"] == 0
+    # the client's CPU, the emulators' own left out: positive, and under the whole process's
+    load = results["initial_load"]
+    assert 0 < load["engine_cpu_s"] <= load["wall_s"] * 2  # two cores at most
     for name in ("noop_cycle", "noop_steady"):
         assert results[name]["writes"] == 0, name
     limited = {s["system"]: s for s in results["rate_limit"]["saturation"]}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from http.cookiejar import CookieJar
+from typing import Any
 
 import httpx
 
@@ -20,6 +22,15 @@ from sync.connectors.ratelimit import RateLimiter
 from sync.timefmt import parse_http_date
 
 USER_AGENT = f"crmsync/{__version__}"
+
+
+class _NoCookies(CookieJar):
+    """A jar that keeps nothing: no vendor API we call authenticates by cookie, and httpx
+    copying every response into a urllib cookie request cost ~10 % of its time per call."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
 
 #: Connections kept alive per client; one client serves one system.
 POOL_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30)
@@ -59,6 +70,7 @@ def build_client(
         headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
         transport=stack,
         follow_redirects=False,
+        cookies=_NoCookies(),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlmodel import Session
 
@@ -20,13 +20,13 @@ from sync.engine import derived, money, unresolved
 from sync.engine.context import Engine
 from sync.engine.intents import in_doubt
 from sync.engine.journal import Notes, push_reason
-from sync.engine.outbound import desired, push_diff
+from sync.engine.outbound import Canonical, desired, push_diff
 from sync.engine.unresolved import Waiting
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store import links as stored_links
 from sync.store import outbox
 from sync.store import records as stored_records
-from sync.store.models import Link, Outbox, Record
+from sync.store.models import Link
 from sync.timefmt import utcnow
 
 Kind = Literal["create", "update", "delete", "done"]
@@ -120,7 +120,9 @@ def prepare(engine: Engine, system: str, ids: Sequence[int], run_id: str | None)
     fresh = [job for job in jobs if job.kind == "create" and not job.recover and not job.error]
     if fresh:
         sendable = _commit_intents(engine, fresh, run_id)
-        jobs = [job for job in jobs if job not in fresh or job.row_id in sendable]
+        # by row id: ``job not in fresh`` compared whole dataclasses, O(batch²) field by field
+        unsendable = {job.row_id for job in fresh} - sendable
+        jobs = [job for job in jobs if job.row_id not in unsendable]
     updates = [job for job in jobs if job.kind == "update" and not job.error]
     if updates:
         _commit_doubts(engine, updates)
@@ -147,22 +149,29 @@ def _doubts_of(job: _Job) -> dict[str, Any] | None:
 
 def _load(
     session: Session, system: str, ids: Iterable[int], *, records_of: set[str] | None = None
-) -> tuple[dict[int, Outbox], dict[str, Record], dict[str, Link]]:
+) -> tuple[dict[int, Any], dict[str, _Planned], dict[str, Link]]:
     """The rows, their records (all, or only ``records_of``) and their links in ``system``:
     three queries for a whole batch."""
-    rows = {row.id: row for row in outbox.many(session, list(ids)) if row.id is not None}
+    rows = {row.id: row for row in outbox.prepare_view(session, list(ids))}
     record_ids = list({row.record_id for row in rows.values()})
     if not record_ids:
         return rows, {}, {}
     wanted = record_ids if records_of is None else list(records_of)
-    records = {r.id: r for r in stored_records.many(session, wanted)} if wanted else {}
+    records = {r.id: r for r in stored_records.plan_view(session, wanted)} if wanted else {}
     links = {
         link.record_id: link for link in stored_links.of_records_in(session, system, record_ids)
     }
     return rows, records, links
 
 
-def _plan(engine: Engine, job: _Job, record: Record | None, link: Link | None) -> None:
+class _Planned(Canonical, Protocol):
+    """What planning a push reads of a record (``records.plan_view``)."""
+
+    id: str
+    provenance: dict[str, Any]
+
+
+def _plan(engine: Engine, job: _Job, record: _Planned | None, link: Link | None) -> None:
     """Fill in what the job sends (or decide it needs no call); may raise MappingError."""
     if record is None:
         return
