@@ -1,11 +1,14 @@
 """Vendor requests per lost create (issue 25): what a lost answer costs, per vendor.
 
-``python -m bench.lost_answers [--records N] [--lost 0.2] [--failed 0.1] [--json PATH]``
+``python -m bench.lost_answers [--records N] [--lost 0.2] [--batch-lost 0.5] [--failed 0.1]
+[--json PATH]``
 
 Two loads of the same world (``bench.scenarios.make_world``: Ruddr seeded with N deals, and a
 quarter of N made in Close by a user first, so every vendor is a create target): one with no
 fault, one where every vendor loses ``--lost`` of its write answers *after* committing (the
-emulators' ``fail_after_commit_rate``: a 502 or a dropped connection, the deal made) and
+emulators' ``fail_after_commit_rate``: a 502 or a dropped connection, the deal made; a vendor
+that creates in batches loses ``--batch-lost``: HubSpot's 100 deals a request make a handful
+of creates, of which 20 % would lose one or none) and
 answers ``--failed`` of all its requests with a 5xx before doing anything (``error_rate``: a
 create refused so is as much in doubt to us, but no deal was made — the recovery must prove
 that). Both run cycles until the outbox is empty (``bench.scenarios.converge``).
@@ -28,7 +31,9 @@ its poll difference is a column of its own. Per system:
   them: deals a lost answer made, found since (by a recovery's look-up, or by a capture that
   knew our id). HubSpot creates 100 deals a request, so its few lost batches say little;
   *per found* (recovery ÷ found) says what one deal of a lost batch cost;
-- *duplicates*: deals the vendor holds beyond the records the store links there (must be 0).
+- *duplicates*: deals the vendor holds beyond the records the store links there (must be 0;
+  a deal made by a lost answer and not linked yet counts too, so read it beside *left*);
+- *left*: outbox rows still open when the load stopped (``MAX_CYCLES`` cycles: not converged).
 """
 
 from __future__ import annotations
@@ -50,8 +55,9 @@ from sqlmodel import col, select
 
 from bench.scenarios import World, classify, converge, make_world
 from sync.engine import cycle
+from sync.engine.journal import OPEN_STATES
 from sync.logging import configure_logging
-from sync.store.models import Journal, Link
+from sync.store.models import Journal, Link, Outbox
 
 #: the kinds of request (``bench.scenarios.classify``) that only read: HubSpot reads by POST
 READS = frozenset({"list", "get", "reference"})
@@ -72,6 +78,7 @@ class Load:
     found: int  # deals made by a create whose answer was lost, found and linked since
     deals: int  # deals the vendor holds after the load
     linked: int  # links the store holds to that system
+    left: int  # outbox rows still open when the load stopped (``MAX_CYCLES``: not converged)
 
 
 @dataclass
@@ -118,6 +125,7 @@ class Row:
             "per_lost_create": self.per_lost_create,
             "per_found": self.per_found,
             "duplicates": self.lossy.deals - self.lossy.linked,
+            "left": self.lossy.left,
         }
 
 
@@ -163,15 +171,20 @@ def _seed_close(world: World, count: int) -> None:
         world.users["close"].create(f"Close-born deal {n:05d}")
 
 
-def load(records: int, lost: float, failed: float, seed: int) -> dict[str, Load]:
+def load(
+    records: int, lost: float, failed: float, seed: int, batch_lost: float | None = None
+) -> dict[str, Load]:
     """Build the world, run the load with ``lost`` of write answers lost after commit and
     ``failed`` of all requests refused with a 5xx, count per system."""
     world = make_world(records, seed=seed)
     try:
         _seed_close(world, max(5, records // CLOSE_SHARE))
         world.reset_logs()  # the users' requests are not ours
-        for emulator in world.emulators.values():
+        for name, emulator in world.emulators.items():
+            batches = world.engine.connector(name).batch_limit > 1
             emulator.faults.fail_after_commit_rate = lost
+            if batches and batch_lost is not None:
+                emulator.faults.fail_after_commit_rate = batch_lost
             emulator.faults.error_rate = failed
         with push_phases() as spans:
             converge(world)
@@ -184,8 +197,11 @@ def load(records: int, lost: float, failed: float, seed: int) -> dict[str, Load]
                     col(Journal.action).in_(("create_intent", "created"))
                 )
             ).all()
+            open_ = session.exec(
+                select(Outbox.system).where(col(Outbox.status).in_(OPEN_STATES))
+            ).all()
         return {
-            name: _count(world, name, spans, links, _found(name, links, notes))
+            name: _count(world, name, spans, links, _found(name, links, notes), open_.count(name))
             for name in world.emulators
         }
     finally:
@@ -210,6 +226,7 @@ def _count(
     spans: list[tuple[float, float]],
     links: list[tuple[str, str]],
     found: int,
+    left: int,
 ) -> Load:
     emulator = world.emulators[name]
     tally = {"write": 0, "lookup": 0, "poll": 0, "lookup_failed": 0, "poll_failed": 0}
@@ -234,16 +251,20 @@ def _count(
         found=found,
         deals=len(world.users[name].all()),
         linked=sum(1 for _, system in links if system == name),
+        left=left,
     )
 
 
-def run(records: int, lost: float, failed: float, seed: int = 7) -> dict[str, Any]:
+def run(
+    records: int, lost: float, failed: float, seed: int = 7, batch_lost: float | None = None
+) -> dict[str, Any]:
     clean = load(records, 0.0, 0.0, seed)
-    lossy = load(records, lost, failed, seed)
+    lossy = load(records, lost, failed, seed, batch_lost)
     rows = [Row(name, clean[name], lossy[name]) for name in sorted(clean)]
     return {
         "records": records,
         "lost": lost,
+        "batch_lost": lost if batch_lost is None else batch_lost,
         "failed": failed,
         "seed": seed,
         "systems": [row.figures() for row in rows],
@@ -253,12 +274,13 @@ def run(records: int, lost: float, failed: float, seed: int = 7) -> dict[str, An
 def table(result: dict[str, Any]) -> Table:
     out = Table(
         title=f"requests per lost create (N = {result['records']}, "
-        f"{result['lost']:.0%} of write answers lost after commit, "
+        f"{result['lost']:.0%} of write answers lost after commit "
+        f"({result['batch_lost']:.0%} in batches), "
         f"{result['failed']:.0%} of requests refused with a 5xx)"
     )
     columns = (
         "system", "+writes", "+look-ups", "+polls", "lost creates", "per lost create",
-        "found", "per found", "dup",
+        "found", "per found", "dup", "left",
     )  # fmt: skip
     for column in columns:
         out.add_column(column, justify="left" if column == "system" else "right")
@@ -273,6 +295,7 @@ def table(result: dict[str, Any]) -> Table:
             str(r["found"]),
             f"{r['per_found']:.2f}",
             str(r["duplicates"]),
+            str(r["left"]),
         )
     return out
 
@@ -281,13 +304,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.lost_answers", description=__doc__)
     parser.add_argument("--records", type=int, default=400, help="Ruddr deals (400)")
     parser.add_argument("--lost", type=float, default=0.2, help="share of write answers lost")
+    parser.add_argument(
+        "--batch-lost", type=float, default=0.5, help="the same, batch-writing vendors"
+    )
     parser.add_argument("--failed", type=float, default=0.1, help="share of requests 5xx'd")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     configure_logging(level=args.log_level)
-    result = run(args.records, args.lost, args.failed, args.seed)
+    result = run(args.records, args.lost, args.failed, args.seed, args.batch_lost)
     Console(width=140).print(table(result))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2))

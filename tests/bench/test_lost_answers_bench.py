@@ -18,14 +18,15 @@ from bench.lost_answers import main
 @pytest.mark.timeout(300)
 def test_the_lost_answers_benchmark_runs_and_makes_no_duplicate(tmp_path: Path) -> None:
     out = tmp_path / "lost.json"
-    assert main(["--records", "20", "--lost", "0.3", "--failed", "0.1", "--json", str(out)]) == 0
+    argv = ["--records", "20", "--lost", "0.3", "--batch-lost", "0.3", "--failed", "0.1"]
+    assert main([*argv, "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     systems = {row["system"]: row for row in result["systems"]}
     assert set(systems) == {
         "ruddr", "close", "parsalink", "truto_salesforce", "salesforce", "hubspot",
     }  # fmt: skip
     for name, row in systems.items():
-        assert row["duplicates"] == 0, name
+        assert row["duplicates"] == 0 and row["left"] == 0, name
         assert math.isfinite(row["per_lost_create"]), name
         assert math.isfinite(row["per_found"]), name
         assert row["per_lost_create"] == pytest.approx(
