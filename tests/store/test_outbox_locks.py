@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, col, select
 
 from sync.store import outbox
 from sync.store.db import make_engine
@@ -79,7 +79,8 @@ def test_a_renewal_skips_a_row_being_settled_instead_of_waiting(pg: sa.Engine) -
     with Session(pg) as session:
         assert outbox.renew_claims(session, ids, holder, later) == 3
         session.commit()
-        until = {row.id: row.claimed_until for row in outbox.many(session, ids)}
+        rows = session.exec(select(Outbox).where(col(Outbox.id).in_(ids))).all()
+        until = {row.id: row.claimed_until for row in rows}
     assert all(
         value is not None and value >= later - dt.timedelta(seconds=1) for value in until.values()
     )

@@ -84,6 +84,7 @@ class NewLink:
     confirmed_at: dt.datetime | None = None
     deleted_at: dt.datetime | None = None
     filtered_at: dt.datetime | None = None
+    written_stamp: dt.datetime | None = None  # set by our own writes' answers, never by capture
 
 
 @dataclass
