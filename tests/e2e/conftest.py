@@ -141,9 +141,9 @@ class World:
         assert response.status_code == 200
 
 
-def _user(kind: str, client: httpx.Client, options: dict[str, Any]) -> VendorUser:
+def _user(kind: str, client: httpx.Client, options: dict[str, Any] | None = None) -> VendorUser:
     if kind == "truto":  # the integration behind the system's integrated account
-        account = options.get("integrated_account_id")
+        account = (options or {}).get("integrated_account_id")
         # an account Truto does not know (a test of doctor's finding) reads as Salesforce's
         integration = next((i for i, a in TRUTO_ACCOUNTS.items() if a == account), "salesforce")
         return TrutoUser(client, integration)
