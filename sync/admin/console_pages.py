@@ -147,8 +147,10 @@ def deal(request: Request) -> HTMLResponse:
         for j in found["journal"]
     )
     body = (
-        f"<p>Record <code>{e(found['record_id'])}</code>. Highlighted (≠): a system's copy "
-        "differs from ours — a push owed, a conflict, or a value it cannot hold.</p>"
+        f"<p>Record <code>{e(found['record_id'])}</code>. Highlighted (≠): a value this "
+        "system's copy does not hold yet — a push owed, a conflict, or a value it cannot "
+        "hold. Ids a system does not keep and values only the vendor decides are not "
+        "highlighted.</p>"
         f"{held}{side}<h2>Timeline</h2>"
         f'<ol class="timeline">{timeline or "<li>No journal entry.</li>"}</ol>'
     )

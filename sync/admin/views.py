@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sync.engine import first_run, guard, matching, operations
+from sync.engine import first_run, guard, matching, money, operations, outbound
 from sync.engine.context import Engine
 from sync.engine.operations import AdminError
 from sync.store import journal, letters, links, outbox, records
@@ -103,7 +103,7 @@ def deal(engine: Engine, record_or_vendor_id: str) -> dict[str, Any]:
     copies = []
     for link in sorted(story.links, key=lambda link: link.system):
         shadow = dict(link.shadow)
-        differs = sorted(name for name in shadow if name in ours and shadow[name] != ours[name])
+        differs = _owed(engine, story.record, link)
         copies.append(
             {
                 "system": link.system,
@@ -122,6 +122,22 @@ def deal(engine: Engine, record_or_vendor_id: str) -> dict[str, Any]:
         "copies": copies,
         "journal": [_entry(entry) for entry in story.journal],
     }
+
+
+def _owed(engine: Engine, record: Any, link: Any) -> list[str]:
+    """The fields where this copy is not what the engine wants it to hold: what a push would
+    send it (``outbound.push_diff``: the fields its mapping writes, the amount in its currency,
+    none it only derives), a value it cannot hold, and a field an open conflict holds. A plain
+    comparison with ours would flag ids a system does not keep and values only it decides."""
+    if link.system not in engine.config.systems or link.deleted_at or record.deleted_at:
+        return []
+    try:
+        owed = set(outbound.push_diff(engine, link.system, record, link))
+    except money.CurrencyMismatch:
+        owed = {"amount", "currency"}
+    shadow, ours = link.shadow, record.fields
+    owed |= {name for name in record.held if name in ours and shadow.get(name) != ours[name]}
+    return sorted(owed)
 
 
 # --------------------------------------------------------------------------- waiting
