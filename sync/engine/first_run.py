@@ -33,6 +33,8 @@ from sync.timefmt import utcnow
 
 log = structlog.get_logger("crmsync.first_run")
 GOING = ("open", "approved", "waived", "automatic")
+#: who waived a first run the config waives (``sync.first_run: waive``), as status shows it
+WAIVED_BY_CONFIG = "sync.first_run: waive in the config"
 
 
 @dataclass
@@ -73,6 +75,8 @@ def gate(engine: Engine) -> Gate:
         row = stored.get(session)
         if row is not None:
             return Gate(row.state, dict(row.deals), row.decided_by)
+        if engine.config.sync.first_run == "waive":  # never "unread" forever: nothing waits
+            return Gate("waived", _deals_per_system(session), WAIVED_BY_CONFIG)
         return Gate("unread", _deals_per_system(session))
 
 

@@ -85,3 +85,17 @@ def test_automatic_links_what_matches_without_a_review(tmp_path: Path) -> None:
         assert sum(d["name"].casefold() == "same deal" for d in world.users["ruddr"].all()) == 1
     finally:
         world.engine.close()
+
+
+def test_a_first_run_the_config_waives_says_so_rather_than_unread(tmp_path: Path) -> None:
+    """With ``sync.first_run: waive`` nothing ever waits for a match: status, ``match`` and the
+    console say "waived" by the config, not "unread" for ever, and creates go out at once."""
+    world = _two_systems(tmp_path, "waive", "ruddr", "close")
+    try:
+        gate = first_run.gate(world.engine)
+        assert (gate.state, gate.decided_by) == ("waived", first_run.WAIVED_BY_CONFIG)
+        assert not gate.creates_wait
+        world.cycle()
+        assert len(world.users["close"].all()) == len(world.users["ruddr"].all())
+    finally:
+        world.engine.close()
