@@ -75,22 +75,21 @@ def cli_env(
     store: Path,
     *,
     config: Path = ROOT / "config.yaml",
-    first_run: str | None = None,
+    first_run: str = "guided",
 ) -> dict[str, str]:
     """The environment of a `crmsync` command as an operator sets it up: ``config``, a SQLite
     store at ``store``, each served emulator's ``<NAME>_BASE_URL`` (what config.yaml reads),
-    logs as JSON at warning level. A user starts with the guided first run: ``first_run``
-    sets ``CRMSYNC_FIRST_RUN`` for a test that says why it does not."""
-    env = {
+    logs as JSON at warning level. ``first_run``: the guided first run a user starts with
+    (config.yaml's default, named so that no value left in this process's environment
+    decides), unless a test says why it waives it."""
+    return {
         "CRMSYNC_CONFIG": str(config),
         "CRMSYNC_DATABASE_URL": f"sqlite:///{store}",
         "CRMSYNC_LOG_FORMAT": "json",
         "CRMSYNC_LOG_LEVEL": "warning",
+        "CRMSYNC_FIRST_RUN": first_run,
         **{f"{name.upper()}_BASE_URL": s.base_url for name, s in served.items()},
     }
-    if first_run is not None:
-        env["CRMSYNC_FIRST_RUN"] = first_run
-    return env
 
 
 @dataclass
