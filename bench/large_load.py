@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from sqlmodel import col, func, select
 
+from bench.common import ENV_OF
 from bench.memory import peak_rss_mb
 from bench.scenarios import FAST_RETRY, PAGE, WRITES, load_latencies, percentile
 from sync.config import load_config
@@ -37,14 +38,6 @@ from sync.store.models import Journal, Link, Record
 from sync.timefmt import utcnow
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV_OF = {
-    "ruddr": "RUDDR",
-    "close": "CLOSE",
-    "parsalink": "PARSALINK",
-    "truto": "TRUTO",
-    "salesforce": "SALESFORCE",
-    "hubspot": "HUBSPOT",
-}
 MAX_CYCLES = 10
 CHILD = (sys.executable, "-m", "bench.large_load")
 

@@ -38,22 +38,14 @@ from typing import Any
 import httpx
 from sqlmodel import col, func, select
 
+from bench.common import ENV_OF, verified
 from sync.config import load_config
 from sync.engine.cycle import poll
-from sync.engine.verify import verify
 from sync.runtime.context import build_engine
 from sync.store.db import make_engine, upgrade
-from sync.store.models import Link, Outbox, Record
+from sync.store.models import Outbox
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV_OF = {
-    "ruddr": "RUDDR",
-    "close": "CLOSE",
-    "parsalink": "PARSALINK",
-    "truto": "TRUTO",
-    "salesforce": "SALESFORCE",
-    "hubspot": "HUBSPOT",
-}
 HOST = socket.gethostname()[:40]
 TIMEOUT_S = 120.0
 TARGET_S = 30.0
@@ -163,24 +155,12 @@ def _kill_while_holding(proc: subprocess.Popen[bytes], db: Any) -> tuple[float, 
 
 
 def _outcome(env: dict[str, str]) -> dict[str, Any]:
-    """Verify the store against every system (latency off: it reads every deal); every deal
-    linked once everywhere."""
-    for root in env["_roots"].split():
-        httpx.post(f"{root}/_emulator/faults", json={}).raise_for_status()
-    config = load_config(Path(env["CRMSYNC_CONFIG"]), env=env)
-    engine = build_engine(config, distributed=False)
-    try:
-        report = verify(engine)
-        with engine.session() as session:
-            records = int(session.exec(select(func.count()).select_from(Record)).one())
-            links = int(session.exec(select(func.count()).select_from(Link)).one())
-    finally:
-        engine.close()
-        engine.db.dispose()
+    """Verify the store against every system; every deal linked once everywhere."""
+    result = verified(env, env["_roots"].split())
     return {
-        "verify_clean": report.clean,
-        "deals": records,
-        "fully_linked": links == records * len(config.systems),
+        "verify_clean": result.clean,
+        "deals": result.deals,
+        "fully_linked": sum(result.links.values()) == result.deals * len(result.config.systems),
     }
 
 

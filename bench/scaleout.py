@@ -48,14 +48,13 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, func, select
 
-from bench.recovery import ENV_OF
+from bench.common import ENV_OF, verified
 from sync.config import load_config
 from sync.engine import first_run
 from sync.engine.cycle import poll
-from sync.engine.verify import verify
 from sync.runtime.context import build_engine
 from sync.store.db import make_engine, upgrade
-from sync.store.models import Link, Outbox, Record
+from sync.store.models import Outbox
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get(
@@ -243,20 +242,8 @@ def _outcome(env: dict[str, str], served: dict[str, Any]) -> dict[str, Any]:
     """``verify`` with the latency off, and per target the deals it holds beyond N."""
     from bench.scenarios import AUTH, USERS
 
-    for s in served.values():
-        httpx.post(f"{s.root_url}/_emulator/faults", json={}).raise_for_status()
-    config = load_config(Path(env["CRMSYNC_CONFIG"]), env=env)
-    engine = build_engine(config, distributed=False)
-    try:
-        report = verify(engine)
-        with engine.session() as session:
-            deals = int(session.exec(select(func.count()).select_from(Record)).one())
-            links = dict(
-                session.exec(select(Link.system, func.count()).group_by(col(Link.system))).all()
-            )
-    finally:
-        engine.close()
-        engine.db.dispose()
+    result = verified(env, (s.root_url for s in served.values()))
+    config, deals, links = result.config, result.deals, result.links
     duplicates: dict[str, int] = {}
     for name, cfg in config.systems.items():
         auth = httpx.BasicAuth("close-test-key", "") if cfg.type == "close" else None
@@ -269,7 +256,7 @@ def _outcome(env: dict[str, str], served: dict[str, Any]) -> dict[str, Any]:
         with client:
             duplicates[name] = len(USERS[cfg.type](client).all()) - deals
     return {
-        "verify_clean": report.clean,
+        "verify_clean": result.clean,
         "duplicates": duplicates,
         "deals": deals,
         "fully_linked": all(links.get(name, 0) == deals for name in config.systems),

@@ -4,6 +4,8 @@ the tables it orders, the faults and rate limits switched through its control AP
 from __future__ import annotations
 
 import datetime as dt
+import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -179,6 +181,60 @@ def tables(*names: str) -> dict[str, Table]:
     return {name: Table() for name in names}
 
 
+#: Seeded records are dated before this instant, so the same seed gives the same ids and stamps.
+SEED_EPOCH = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+
+
+def seed_epoch(now: dt.datetime) -> dt.datetime:
+    """The instant seeded history ends: fixed for determinism, never in the server's future."""
+    return min(SEED_EPOCH, now)
+
+
+def add(table: dict[str, dict[str, Any]], record: dict[str, Any]) -> dict[str, Any]:
+    """Store ``record`` under its ``id`` and return it."""
+    table[record["id"]] = record
+    return record
+
+
+def add_random(
+    table: dict[str, dict[str, Any]],
+    count: int,
+    name: str,
+    make: Callable[[random.Random], dict[str, Any]],
+) -> None:
+    """Add ``count`` records from ``make``, drawn from a generator named after ``name`` and the
+    table's size: the same seed and size give the same records (``POST /_emulator/seed``)."""
+    rng = random.Random(f"{name}-{len(table)}")
+    for _ in range(count):
+        add(table, make(rng))
+
+
+def update_known(
+    table: dict[str, dict[str, Any]], record_id: str, fields: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Set fields of a record behind the API's back (``POST /_emulator/set``). A field the
+    record does not have is a ``KeyError`` (answered 404), so a misspelt name fails loudly."""
+    record = table[record_id]
+    unknown = set(fields) - set(record)
+    if unknown:
+        raise KeyError(f"field {sorted(unknown)[0]}")
+    record.update(fields)
+    return record
+
+
+def json_number(value: Any) -> Any:
+    """A whole float as the integer a JavaScript or Python backend writes (``50000``, not
+    ``50000.0``); anything else as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def is_number(value: Any) -> bool:
+    """A JSON number: an int or a float, not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 @dataclass
 class Faults:
     error_rate: float = 0.0
@@ -208,3 +264,14 @@ class RateLimitState:
             return True, tokens - 1, 0.0
         self.buckets[key] = (tokens, now)
         return False, tokens, (1 - tokens) / self.rate
+
+
+def is_date(value: Any) -> bool:
+    """A ``YYYY-MM-DD`` string naming a real day."""
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return False
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True

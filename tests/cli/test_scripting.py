@@ -16,10 +16,14 @@ from typer.testing import CliRunner
 
 from sync.cli.app import app
 from sync.emulators.server import running
+from tests.e2e.conftest import cli_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("restore_logging")]
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+#: seeded systems all hold deals; these tests read the CLI's output, not the guided first run
+#: (tests/cli/test_firstrun.py), so their stores start with it waived
+WAIVED = "waive"
 READS = ("status", "verify", "plan", "conflicts", "deadletters", "match", "deletes", "doctor")
 
 
@@ -29,15 +33,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     deals each)."""
     tmp = tmp_path_factory.mktemp("scripting")
     with running(seed=1, seed_opportunities=3) as served:
-        urls = {name: emulator.base_url for name, emulator in served.items()}
-        env = {
-            "CRMSYNC_CONFIG": str(ROOT / "config.yaml"),
-            "CRMSYNC_DATABASE_URL": f"sqlite:///{tmp / 'crmsync.db'}",
-            "CRMSYNC_LOG_FORMAT": "json",
-            "CRMSYNC_LOG_LEVEL": "warning",
-            "CRMSYNC_FIRST_RUN": "waive",
-            **{f"{name.upper()}_BASE_URL": url for name, url in urls.items()},
-        }
+        env = cli_env(served, tmp / "crmsync.db", first_run=WAIVED)
         code, out = crmsync(env, "run", "--once", "--no-live")
         assert code == 0, out
         yield env
@@ -162,14 +158,7 @@ def own(tmp_path: Path) -> Iterator[dict[str, str]]:
     config = tmp_path / "config.yaml"
     config.write_text((ROOT / "config.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     with running(seed=1, seed_opportunities=3) as served:
-        env = {
-            "CRMSYNC_CONFIG": str(config),
-            "CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'crmsync.db'}",
-            "CRMSYNC_LOG_FORMAT": "json",
-            "CRMSYNC_LOG_LEVEL": "warning",
-            "CRMSYNC_FIRST_RUN": "waive",
-            **{f"{name.upper()}_BASE_URL": emu.base_url for name, emu in served.items()},
-        }
+        env = cli_env(served, tmp_path / "crmsync.db", config=config, first_run=WAIVED)
         code, out = crmsync(env, "run", "--once", "--no-live")
         assert code == 0, out
         yield env
@@ -227,14 +216,7 @@ def test_a_seeded_run_shows_its_progress_and_the_counts_reach_the_total(tmp_path
     """``run --once`` on seeded emulators prints, per system, whether it was read and the
     pushes settled of all it owes; at the end every system's count has reached its total."""
     with running(seed=1, seed_opportunities=3) as served:
-        env = {
-            "CRMSYNC_CONFIG": str(ROOT / "config.yaml"),
-            "CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'crmsync.db'}",
-            "CRMSYNC_LOG_FORMAT": "json",
-            "CRMSYNC_LOG_LEVEL": "warning",
-            "CRMSYNC_FIRST_RUN": "waive",
-            **{f"{name.upper()}_BASE_URL": emu.base_url for name, emu in served.items()},
-        }
+        env = cli_env(served, tmp_path / "crmsync.db", first_run=WAIVED)
         code, out = crmsync(env, "run", "--once", "--no-live")
     assert code == 0, out
     found = dict(re.findall(r"^run (\w+): read; pushes (\d+/\d+) settled", out, re.MULTILINE))

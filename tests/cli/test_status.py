@@ -80,8 +80,16 @@ def test_doctor_against_an_unreachable_system_is_one_finding_without_retries(
 ) -> None:
     """A wrong base URL (nothing listens): `doctor` says so in one finding with its fix, after
     one request — no retry lines, no log lines about the same failure."""
-    store = cli_store(SYSTEMS.replace("127.0.0.1:8711", "127.0.0.1:9"), ENV, migrate=False)
-    code, out = store.run("doctor", "--system", "ruddr")
+    # Deterministic whatever else runs on this machine: the port is one this test holds bound
+    # without listening (a connection to it is refused; a fixed port may be served by someone),
+    # and Ruddr is the only system (doctor also reads the others' references, and Truto's
+    # 127.0.0.1:8714 is the emulators' default port, which a demo elsewhere may be serving).
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        unreachable = f"127.0.0.1:{held.getsockname()[1]}"
+        ruddr_only = SYSTEMS[SYSTEMS.index("  ruddr:") :].replace("127.0.0.1:8711", unreachable)
+        store = cli_store(ruddr_only, ENV, migrate=False)
+        code, out = store.run("doctor", "--system", "ruddr")
     assert code == 1, out
     assert out.splitlines()[0] == "ruddr (ruddr): problems", out
     words = " ".join(out.split())

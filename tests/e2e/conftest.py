@@ -7,7 +7,7 @@ through the vendor's own API; ``world.calls()`` counts vendor requests since the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from sync.connectors.http import RetryPolicy
 from sync.connectors.ratelimit import TokenBucket
 from sync.emulators.base import Emulator
 from sync.emulators.reference import TRUTO_ACCOUNTS
-from sync.emulators.server import build_all
+from sync.emulators.server import Served, build_all
 from sync.engine.context import Engine
 from sync.engine.cycle import CycleReport, run_cycle
 from sync.engine.push import claim, prepare, send
@@ -68,6 +68,28 @@ def is_write(request: dict[str, Any]) -> bool:
     if request["method"] == "POST":
         return not str(request["path"]).endswith(READ_POSTS)
     return request["method"] in ("PUT", "PATCH", "DELETE")
+
+
+def cli_env(
+    served: Mapping[str, Served],
+    store: Path,
+    *,
+    config: Path = ROOT / "config.yaml",
+    first_run: str = "guided",
+) -> dict[str, str]:
+    """The environment of a `crmsync` command as an operator sets it up: ``config``, a SQLite
+    store at ``store``, each served emulator's ``<NAME>_BASE_URL`` (what config.yaml reads),
+    logs as JSON at warning level. ``first_run``: the guided first run a user starts with
+    (config.yaml's default, named so that no value left in this process's environment
+    decides), unless a test says why it waives it."""
+    return {
+        "CRMSYNC_CONFIG": str(config),
+        "CRMSYNC_DATABASE_URL": f"sqlite:///{store}",
+        "CRMSYNC_LOG_FORMAT": "json",
+        "CRMSYNC_LOG_LEVEL": "warning",
+        "CRMSYNC_FIRST_RUN": first_run,
+        **{f"{name.upper()}_BASE_URL": s.base_url for name, s in served.items()},
+    }
 
 
 @dataclass

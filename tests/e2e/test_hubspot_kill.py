@@ -16,7 +16,7 @@ import pytest
 
 from sync.emulators.server import Served, running
 from tests.e2e.conftest import AUTH, _user
-from tests.e2e.test_soak import ENV_URL, cli_env
+from tests.e2e.test_soak import VENDORS, cli_env
 
 pytestmark = pytest.mark.slow
 LATENCY_MS = 3000  # every HubSpot answer this late: the window the kill lands in
@@ -25,7 +25,7 @@ NAMES = [f"Killed mid-batch {i}" for i in range(5)]
 
 @pytest.fixture
 def served() -> Iterator[dict[str, Served]]:
-    with running(only=ENV_URL, seed=5, seed_opportunities=4) as emulators:
+    with running(only=VENDORS, seed=5, seed_opportunities=4) as emulators:
         yield emulators
 
 

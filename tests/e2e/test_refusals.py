@@ -1,6 +1,7 @@
 """Deals a vendor refuses (issue 24: finding 5, and a refused deal that is later deleted),
 through the vendors' own APIs over HTTP and the CLI only, as an operator meets them: the shipped
-config, `run --once`, `deadletters`, `verify` and `history`."""
+config, the guided first run (`match --approve`), `run --once`, `deadletters`, `verify` and
+`history`."""
 
 from __future__ import annotations
 
@@ -16,16 +17,8 @@ from typer.testing import CliRunner
 
 from sync.cli.app import app
 from sync.emulators.server import running
-from tests.e2e.conftest import AUTH, ROOT
-from tests.e2e.users import (
-    CLOSE_NAME,
-    CloseUser,
-    HubSpotUser,
-    ParsaLinkUser,
-    RuddrUser,
-    TrutoUser,
-    VendorUser,
-)
+from tests.e2e.conftest import AUTH, ROOT, _user, cli_env
+from tests.e2e.users import CLOSE_NAME
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("restore_logging")]
 #: the shipped config's systems, each with the emulator (vendor) serving it
@@ -35,13 +28,6 @@ SYSTEMS = {
     "parsalink": "parsalink",
     "truto_salesforce": "truto",
     "hubspot": "hubspot",
-}
-USERS: dict[str, type[VendorUser]] = {
-    "ruddr": RuddrUser,
-    "close": CloseUser,
-    "parsalink": ParsaLinkUser,
-    "truto": TrutoUser,
-    "hubspot": HubSpotUser,
 }
 #: 200 characters: Ruddr, Close, ParsaLink and HubSpot take it; Salesforce's Name holds 120
 LONG_NAME = "Long " + "n" * 195
@@ -72,6 +58,16 @@ class Installation:
             assert code == 0 or (code == 1 and "went to dead letters" in out), out
             assert ": done " in out, out
 
+    def first_run(self) -> None:
+        """The guided first run, as a user starts on a fresh store: `run --once` reads every
+        system and creates nothing until the match is reviewed, `match --approve` links the
+        deals the systems already share, and the next `run --once` syncs the rest."""
+        code, out = self.crmsync("run", "--once", "--no-live")
+        assert code == 0 and "Nothing is created until you review the match" in out, out
+        code, out = self.crmsync("match", "--approve")
+        assert code == 0 and "Approved:" in out, out
+        self.run(1)
+
     def holding(self, name: str) -> dict[str, int]:
         """How many deals of this name each vendor's own API lists."""
         return {system: sum(1 for d in user.all() if _name(system, d) == name)
@@ -98,25 +94,19 @@ def install(tmp_path: Path, *, edit: tuple[str, str] | None = None) -> Iterator[
         text = text.replace(*edit)
     config.write_text(text, encoding="utf-8")
     with running(seed=1, seed_opportunities=3) as served:
-        env = {
-            "CRMSYNC_CONFIG": str(config),
-            "CRMSYNC_DATABASE_URL": f"sqlite:///{tmp_path / 'crmsync.db'}",
-            "CRMSYNC_LOG_FORMAT": "json",
-            "CRMSYNC_LOG_LEVEL": "warning",
-            "CRMSYNC_FIRST_RUN": "waive",
-            **{f"{name.upper()}_BASE_URL": emu.base_url for name, emu in served.items()},
+        clients = {
+            system: httpx.Client(
+                base_url=served[vendor].base_url,
+                headers=AUTH[vendor],
+                auth=httpx.BasicAuth("close-test-key", "") if vendor == "close" else None,
+            )
+            for system, vendor in SYSTEMS.items()
         }
-        clients = []
-        users: dict[str, Any] = {}
-        for system, vendor in SYSTEMS.items():
-            auth = httpx.BasicAuth("close-test-key", "") if vendor == "close" else None
-            client = httpx.Client(base_url=served[vendor].base_url, headers=AUTH[vendor], auth=auth)
-            clients.append(client)
-            users[system] = USERS[vendor](client)
-        installation = Installation(env, users)
-        installation.run(1)
+        users = {system: _user(SYSTEMS[system], client) for system, client in clients.items()}
+        installation = Installation(cli_env(served, tmp_path / "crmsync.db", config=config), users)
+        installation.first_run()
         yield installation
-        for client in clients:
+        for client in clients.values():
             client.close()
 
 

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from sync.emulators.server import Served, running
 from tests.e2e.conftest import AUTH, _user, is_write
+from tests.e2e.conftest import cli_env as shipped_env
 from tests.e2e.test_scenarios import SYSTEMS, name_of
 
 pytestmark = pytest.mark.slow
@@ -41,14 +42,7 @@ TYPE = {
     "salesforce": "salesforce",
     "hubspot": "hubspot",
 }
-ENV_URL = {
-    "ruddr": "RUDDR",
-    "close": "CLOSE",
-    "parsalink": "PARSALINK",
-    "truto": "TRUTO",
-    "salesforce": "SALESFORCE",
-    "hubspot": "HUBSPOT",
-}
+VENDORS = sorted(set(TYPE.values()))  # the emulators serving the shipped config's systems
 
 
 def amount_of(system: str, deal: dict[str, Any]) -> float | None:
@@ -67,23 +61,15 @@ def amount_edit(system: str, amount: float) -> dict[str, Any]:
 def cli_env(db: Path, served: dict[str, Served]) -> dict[str, str]:
     """The environment of a `crmsync` process on the shipped config, a SQLite store at ``db``
     and the served emulators."""
-    return {
-        **os.environ,
-        "CRMSYNC_CONFIG": str(ROOT / "config.yaml"),
-        "CRMSYNC_DATABASE_URL": f"sqlite:///{db}",
-        "CRMSYNC_LOG_FORMAT": "json",
-        "CRMSYNC_LOG_LEVEL": "warning",
-        # every system starts with its own seeded deals: these tests are about faults and
-        # kills, not the guided first-run match (tests/e2e/test_first_run.py)
-        "CRMSYNC_FIRST_RUN": "waive",
-        **{f"{ENV_URL[k]}_BASE_URL": s.base_url for k, s in served.items()},
-    }
+    # every system starts with its own seeded deals: these tests are about faults and
+    # kills, not the guided first-run match (tests/e2e/test_first_run.py)
+    return {**os.environ, **shipped_env(served, db, first_run="waive")}
 
 
 @pytest.fixture
 def served() -> Iterator[dict[str, Served]]:
     # the shipped config's systems (Truto's Salesforce org and a second one served directly)
-    with running(only=ENV_URL, seed=5, seed_opportunities=12) as emulators:
+    with running(only=VENDORS, seed=5, seed_opportunities=12) as emulators:
         yield emulators
 
 

@@ -6,6 +6,7 @@ The API's rules are in the package docstring (``sync.emulators.close``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 from typing import Any
 
@@ -178,3 +179,16 @@ def project(obj: dict[str, Any], fields: str | None) -> dict[str, Any]:
         return obj
     wanted = [f.strip() for f in fields.split(",") if f.strip()]
     return {k: obj[k] for k in wanted if k in obj}
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("application/json"):
+        raise CloseError(415, {"error": "Unsupported media type: send application/json."})
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        raise bad_request("Invalid JSON body.") from None
+    if not isinstance(body, dict):
+        raise bad_request("The body must be a JSON object.")
+    return body
