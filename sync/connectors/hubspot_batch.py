@@ -1,4 +1,4 @@
-"""HubSpot's batch writes: up to 100 deals a request, one outcome per deal.
+"""HubSpot's deal creates and batch writes (up to 100 deals a request, one outcome each).
 
 ``batch/create`` and ``batch/update`` answer 201/200 when every input succeeded and 207 with
 ``results`` and ``errors`` when some failed (https://developers.hubspot.com/docs/api/crm/deals,
