@@ -54,6 +54,7 @@ from rich.table import Table
 from sqlmodel import col, select
 
 from bench.scenarios import World, classify, converge, make_world
+from sync.connectors.salesforce import EXTERNAL_ID as SALESFORCE_KEY
 from sync.engine import cycle
 from sync.engine.journal import OPEN_STATES
 from sync.logging import configure_logging
@@ -158,11 +159,15 @@ def _lost(status: int) -> bool:
 
 
 def _create(request: dict[str, Any]) -> bool:
-    """A create request: a POST on the deals' collection, or HubSpot's batch create (one
-    request for up to 100 deals; its updates are POSTs too, on ``batch/update``)."""
+    """A create request: a POST on the deals' collection, HubSpot's batch create (one request
+    for up to 100 deals; its updates are POSTs too, on ``batch/update``), or Salesforce's
+    upsert on our External ID field (a ``PATCH`` naming ``Crmsync_Id__c``: one deal, or a
+    collection of up to 200)."""
+    path = request["path"].rstrip("/")
+    if request["method"] == "PATCH":
+        return f"/{SALESFORCE_KEY}" in path
     if request["method"] != "POST":
         return False
-    path = request["path"].rstrip("/")
     return not path.endswith(("/batch/update", "/batch/archive", "/batch/upsert"))
 
 

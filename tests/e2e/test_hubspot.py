@@ -74,11 +74,11 @@ def test_a_lost_answer_to_a_batch_create_leaves_no_duplicate(world: World) -> No
     assert not report.systems["hubspot"].duplicates
 
 
-def _lose_a_batch(world: World, names: list[str]) -> None:
-    """Ruddr makes deals; HubSpot commits their batch create and the answer is lost, and its
-    search does not show them yet (its index lags): no capture can link them first."""
-    for name in names:
-        world.users["ruddr"].create(name)
+def _lose_a_batch(world: World, names: list[str]) -> list[str]:
+    """Ruddr makes deals (their Ruddr ids); HubSpot commits their batch create and the answer
+    is lost, and its search does not show them yet (its index lags): no capture can link them
+    first."""
+    made = [world.users["ruddr"].create(name) for name in names]
     world.emulators["hubspot"].index_lag = 3600
     world.faults("hubspot", fail_after_commit_rate=1.0)
     world.cycle()
@@ -86,6 +86,7 @@ def _lose_a_batch(world: World, names: list[str]) -> None:
     assert all(count_named(world, "hubspot", name) == 1 for name in names)  # made, unanswered
     world.time_passes()
     world.emulators["hubspot"].requests.clear()
+    return made
 
 
 def _deal_posts(world: World) -> list[str]:
@@ -132,6 +133,22 @@ def test_a_retried_batch_create_adopts_the_deals_its_lost_answer_made(world: Wor
     for name in names:
         deal = next(d for d in world.users["hubspot"].all() if d["dealname"] == name)
         link_of(world, "hubspot", record_of(world, "hubspot", deal["id"]))
+
+
+def test_an_edit_made_while_a_create_was_in_doubt_reaches_the_adopted_deal(world: World) -> None:
+    """The lost batch made the deal with the first amount; Ruddr's amount is edited before the
+    batch goes out again. The deal the resend adopts keeps what the lost create sent as its
+    base, so the new amount is pushed to HubSpot — not taken for HubSpot's edit and reverted."""
+    world.cycle()
+    (ruddr_id,) = _lose_a_batch(world, ["Edited in doubt"])
+    world.users["ruddr"].edit(ruddr_id, amount=2500)
+    world.converge(cycles=2)
+    assert _hubspot_actions(world).count("adopted") == 1
+    world.emulators["hubspot"].index_lag = 0
+    world.converge(cycles=2)
+    deal = next(d for d in world.users["hubspot"].all() if d["dealname"] == "Edited in doubt")
+    assert float(deal["amount"]) == 2500
+    assert amount_in(world, "ruddr", ruddr_id) == 2500
 
 
 def test_a_207_adopts_the_conflicts_and_parks_the_bad_input(world: World) -> None:

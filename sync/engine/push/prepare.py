@@ -193,8 +193,8 @@ def _plan(engine: Engine, job: _Job, record: _Planned | None, link: Link | None)
         job.reason += money.note_for(engine, job.system, record.fields, job.wanted)
         again = job.intent_at is not None
         job.recover = again and not resends_plainly(engine, job.system)
-        job.keep_intent = again and not job.recover and bool(job.intent_sent)
-        job.keep_intent &= engine.connector(job.system).idempotent_by_record_id
+        first_wins = engine.connector(job.system).idempotent_by_record_id
+        job.keep_intent = again and not job.recover and first_wins and bool(job.intent_sent)
         if not job.recover:
             job.payload = _create_payload(engine, job)
         return
