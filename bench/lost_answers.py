@@ -21,8 +21,9 @@ makes: its recoveries' listings, searches and full reads); during the captures i
 its poll difference is a column of its own. Per system:
 
 - *lost creates*: create requests (``POST`` on the deals' collection; HubSpot: a batch
-  create, one request for up to 100 deals) whose answer was a 5xx or nothing — each may have
-  made a deal we must find, not make twice;
+  create, one request for up to 100 deals; Salesforce: an upsert on ``Crmsync_Id__c``, one
+  deal or a collection of 200) whose answer was a 5xx or nothing — each may have made a deal
+  we must find, not make twice;
 - *extra writes* / *extra look-ups* / *extra polls*: the lossy load's minus the clean
   load's, the look-ups and polls less one per read that answered a 5xx (its retry is the
   price of that fault, not of a lost create);
