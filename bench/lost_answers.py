@@ -21,8 +21,9 @@ makes: its recoveries' listings, searches and full reads); during the captures i
 its poll difference is a column of its own. Per system:
 
 - *lost creates*: create requests (``POST`` on the deals' collection; HubSpot: a batch
-  create, one request for up to 100 deals) whose answer was a 5xx or nothing — each may have
-  made a deal we must find, not make twice;
+  create, one request for up to 100 deals; Salesforce: an upsert on ``Crmsync_Id__c``, one
+  deal or a collection of 200) whose answer was a 5xx or nothing — each may have made a deal
+  we must find, not make twice;
 - *extra writes* / *extra look-ups* / *extra polls*: the lossy load's minus the clean
   load's, the look-ups and polls less one per read that answered a 5xx (its retry is the
   price of that fault, not of a lost create);
@@ -54,6 +55,7 @@ from rich.table import Table
 from sqlmodel import col, select
 
 from bench.scenarios import World, classify, converge, make_world
+from sync.connectors.salesforce import EXTERNAL_ID as SALESFORCE_KEY
 from sync.engine import cycle
 from sync.engine.journal import OPEN_STATES
 from sync.logging import configure_logging
@@ -158,11 +160,15 @@ def _lost(status: int) -> bool:
 
 
 def _create(request: dict[str, Any]) -> bool:
-    """A create request: a POST on the deals' collection, or HubSpot's batch create (one
-    request for up to 100 deals; its updates are POSTs too, on ``batch/update``)."""
+    """A create request: a POST on the deals' collection, HubSpot's batch create (one request
+    for up to 100 deals; its updates are POSTs too, on ``batch/update``), or Salesforce's
+    upsert on our External ID field (a ``PATCH`` naming ``Crmsync_Id__c``: one deal, or a
+    collection of up to 200)."""
+    path = request["path"].rstrip("/")
+    if request["method"] == "PATCH":
+        return f"/{SALESFORCE_KEY}" in path
     if request["method"] != "POST":
         return False
-    path = request["path"].rstrip("/")
     return not path.endswith(("/batch/update", "/batch/archive", "/batch/upsert"))
 
 

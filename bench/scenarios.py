@@ -187,11 +187,26 @@ def classify(emulator: Emulator, request: dict[str, Any]) -> str:
         return "list" if len(parts) == 4 else "get"
     if parts[:2] == ["crm", "v4"] and parts[-1] == "read":  # a page's companies
         return "list"
+    if parts[:2] == ["services", "data"] and len(parts) > 3:  # Salesforce's REST API
+        return _salesforce_kind(parts[3:], request)
     if parts[0] in ("opportunities", "opportunity"):
         if request["method"] in WRITES:
             return "write"
         return "list" if len(parts) == 1 else "get"
     return "reference" if request["method"] == "GET" else "other"
+
+
+def _salesforce_kind(rest: list[str], request: dict[str, Any]) -> str:
+    """Salesforce: SOQL on Opportunity and its delete feed list, writes on Opportunity (one, or
+    a collection: ``composite/sobjects``) write, one read gets; other queries are references."""
+    if rest[0] == "query":
+        return "list" if "FROM+Opportunity" in str(request.get("query")) else "reference"
+    deals = rest[:2] == ["sobjects", "Opportunity"] or rest[:2] == ["composite", "sobjects"]
+    if not deals:
+        return "reference" if request["method"] == "GET" else "other"
+    if request["method"] in WRITES:
+        return "write"
+    return "list" if rest[-1] == "deleted" else "get"
 
 
 @dataclass

@@ -12,7 +12,6 @@ from __future__ import annotations
 import abc
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -29,112 +28,33 @@ from sync.connectors.errors import (
     classify_exception,
     classify_status,
 )
-from sync.connectors.http import BearerAuth, retry_after_header
+from sync.connectors.http import READ_ONLY, BearerAuth, retry_after_header
 from sync.connectors.ratelimit import RateLimiter
+from sync.connectors.records import (
+    Deletion,
+    DerivedField,
+    ListingClock,
+    Reference,
+    SetupFinding,
+    VendorRecord,
+    error_body,
+)
 from sync.timefmt import parse_http_date, utcnow
 
+__all__ = [
+    "BaseConnector",
+    "CaptureMode",
+    "Deletion",
+    "DerivedField",
+    "ListingClock",
+    "Reference",
+    "RestCollection",
+    "SetupFinding",
+    "VendorRecord",
+    "error_body",
+]
+
 CaptureMode = Literal["incremental", "scan"]
-
-
-@dataclass(frozen=True, slots=True)
-class ListingClock:
-    """The vendor's clock against ours, read from the first answer of a listing.
-
-    ``vendor`` is that answer's ``Date`` (None when the vendor sent none); ``local`` is our
-    clock when the answer arrived. ``vendor - local`` is the skew, erring on the early side
-    (``Date`` is truncated to the second and stamped before the answer travelled back), which
-    is the safe side for a watermark.
-    """
-
-    vendor: dt.datetime | None
-    local: dt.datetime
-
-    def to_vendor(self, moment: dt.datetime) -> dt.datetime | None:
-        """``moment`` of our clock in the vendor's clock; None without a ``Date``."""
-        if self.vendor is None:
-            return None
-        return moment + (self.vendor - self.local)
-
-
-@dataclass(frozen=True, slots=True)
-class VendorRecord:
-    """One opportunity as the vendor returned it."""
-
-    external_id: str
-    modified: dt.datetime  # timezone-aware UTC, parsed from the vendor's stamp
-    data: dict[str, Any]
-    #: the listing returned a summary (ParsaLink): ``get()`` the record before mapping it
-    partial: bool = False
-    #: when the vendor says the deal was made (None: it does not say). Identity uses it: a
-    #: deal whose name differs from what our create sent must have been edited since it was
-    #: made, or it is somebody else's deal (``engine.intents``).
-    created: dt.datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SetupFinding:
-    """One result of a connector's own setup checks (``crmsync doctor``): ``level`` ok, warn or
-    problem; ``check`` the doctor's heading; ``fix`` what to do about it, in the vendor's UI."""
-
-    level: Literal["ok", "warn", "problem"]
-    check: str
-    what: str
-    fix: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Deletion:
-    """A delete seen in a vendor's delete feed."""
-
-    external_id: str
-    at: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Reference:
-    """A referenced object: a company/lead/account, an owner (user/member) or a stage/status.
-
-    ``key`` is what references are matched on across systems (company name, user e-mail,
-    stage name); ``extra`` carries what the mapping needs besides (e.g. a stage's status type
-    ``open|won|lost``, a Close status's ``pipeline_id``).
-    """
-
-    kind: Literal["company", "owner", "stage"]
-    id: str
-    key: str
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class DerivedField:
-    """A field the vendor recomputes when another changes (DESIGN.md §2.11): Salesforce resets
-    ``Probability`` to the stage's default when ``StageName`` changes without it; HubSpot's
-    ``hs_deal_stage_probability`` follows ``dealstage``; ``IsClosed``/``IsWon`` follow the stage.
-
-    ``path`` and ``source`` are vendor paths as the mapping reads them (a source may name an
-    object, ``stage``, for every path under it): the mapping layer turns them into canonical
-    fields. ``accepts_value``: a write may carry the derived field with its source and the vendor
-    keeps it (Salesforce's ``Probability``); when False the vendor alone decides it, so what it
-    shows after a stage change is that change's consequence, never an edit. ``why`` is said in
-    the journal. ``default``: where the source's reference (``Reference.extra`` of the stage)
-    says the value the vendor sets, e.g. Salesforce's ``remote_data.DefaultProbability``: a
-    value that moved with the stage to anything else was set by a person, and is an edit."""
-
-    path: str
-    source: str
-    accepts_value: bool
-    why: str
-    default: str | None = None
-
-
-def error_body(response: httpx.Response) -> dict[str, Any] | str:
-    """An error answer's JSON object, or the text to show for it when it has none: a body that
-    is not JSON (its first 500 characters, else the reason phrase), or JSON but no object."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-    return body if isinstance(body, dict) else str(body)
 
 
 class BaseConnector(abc.ABC):
@@ -166,6 +86,16 @@ class BaseConnector(abc.ABC):
     #: carrying our key): a create whose outcome is unknown is simply sent again, with no
     #: look-up first
     idempotent_creates: ClassVar[bool] = False
+    #: a create carrying crmsync's id in :attr:`record_id_property` (a property whose values
+    #: the vendor keeps unique: HubSpot) makes one record however often it is sent; a resend
+    #: answers with the record the first one made (``VendorRecord.existing``). Where the
+    #: mapping writes our id there, a create whose outcome is unknown is sent again as is.
+    idempotent_by_record_id: ClassVar[bool] = False
+
+    @property
+    def record_id_property(self) -> str | None:
+        """The vendor field that holds crmsync's id with unique values (None: none)."""
+        return None
 
     def __init__(
         self, system: str, client: httpx.Client, options: Mapping[str, Any] | None = None
@@ -350,10 +280,15 @@ class BaseConnector(abc.ABC):
         url: str,
         *,
         record: str | None = None,
+        read: bool = False,
         **kwargs: Any,
     ) -> httpx.Response:
-        """Send one request; return a 2xx response or raise the typed error for it."""
-        writing = method.upper() in {"POST", "PUT", "PATCH", "DELETE"}
+        """Send one request; return a 2xx response or raise the typed error for it. ``read``:
+        a POST that changes nothing (a search): retried like a GET, its failure ``Retryable``
+        rather than ``OutcomeUnknown``."""
+        writing = method.upper() in {"POST", "PUT", "PATCH", "DELETE"} and not read
+        if read:
+            kwargs["extensions"] = {**kwargs.get("extensions", {}), READ_ONLY: True}
         try:
             response = self.client.request(method, url, **kwargs)
         except httpx.TransportError as exc:

@@ -15,7 +15,10 @@ HubSpot's quirks, each handled here and nowhere else:
   with ``archivedAt``.
 - **Creates are idempotent by crmsync's id**: the mapping's ``record_id`` names a custom property
   with unique values (``options.id_property``, default ``crmsync_id``). A create HubSpot answers
-  409 (the id already exists: an earlier attempt whose answer was lost) adopts that deal.
+  409 (the id already exists: an earlier attempt whose answer was lost) answers with that deal,
+  marked ``existing`` for the engine to adopt; so a create in doubt is simply sent again.
+- **Reads by POST** (``search``, ``batch/read``, the v4 associations' batch read) change
+  nothing: they are marked read-only, and retried like GETs.
 - **Companies** are associations: on create in the body (type 5, primary), on update through
   the v4 default association (the old ones are removed).
 - **Limits**: ten-secondly and daily budgets per account, reported in ``X-HubSpot-RateLimit-*``
@@ -43,9 +46,9 @@ from sync.connectors.base import (
     VendorRecord,
     error_body,
 )
-from sync.connectors.errors import AuthFailed, ConnectorError, Rejected
-from sync.connectors.hubspot_batch import COMPANY_FIELD, association, split
-from sync.connectors.hubspot_limits import Pacing
+from sync.connectors.errors import AuthFailed, ConnectorError
+from sync.connectors.hubspot_batch import COMPANY_FIELD, refused_fields, split
+from sync.connectors.hubspot_limits import Pacing, policy_wait
 from sync.connectors.hubspot_setup import TokenAuth
 from sync.timefmt import parse_http_date, parse_optional_timestamp, parse_timestamp, utcnow
 
@@ -71,8 +74,6 @@ PROPERTIES = (
     "createdate",
     "hs_lastmodifieddate",
 )
-#: seconds to wait per 429 policy when the answer gives nothing better
-POLICY_WAIT = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0, "DAILY": 3600.0}
 
 
 class HubSpotConnector(BaseConnector):
@@ -88,6 +89,7 @@ class HubSpotConnector(BaseConnector):
     has_delete_feed: ClassVar[bool] = True
     max_page_size: ClassVar[int] = hubspot_search.SEARCH_PAGE
     batch_limit: ClassVar[int] = 100  # batch/create and batch/update take 100 inputs
+    idempotent_by_record_id: ClassVar[bool] = True  # our id's property has unique values
     #: HubSpot computes a deal's probability from its stage (the pipeline stage's
     #: ``metadata.probability``) and refuses a written one (a read-only property, vendors.md
     #: §5.3): the stage alone decides it, so what moves with the stage is never an edit.
@@ -119,6 +121,10 @@ class HubSpotConnector(BaseConnector):
     def id_property(self) -> str:
         return str(self.options.get("id_property") or "crmsync_id")
 
+    @property
+    def record_id_property(self) -> str | None:
+        return self.id_property
+
     def properties(self) -> list[str]:
         extra = [str(p) for p in self.options.get("properties") or []]
         return list(dict.fromkeys([*PROPERTIES, self.id_property, *extra]))
@@ -133,7 +139,7 @@ class HubSpotConnector(BaseConnector):
     def search(self, body: dict[str, Any], *, clocked: bool = False) -> dict[str, Any]:
         """One ``POST …/deals/search``; ``clocked``: a listing's, whose first answer's clock
         is the listing's."""
-        response = self._request("POST", f"{DEALS}/search", json=body)
+        response = self._request("POST", f"{DEALS}/search", json=body, read=True)
         if clocked and self.listing_clock is None:
             self.listing_clock = ListingClock(
                 parse_http_date(response.headers.get("date")), utcnow()
@@ -188,7 +194,7 @@ class HubSpotConnector(BaseConnector):
     def _companies_of(self, deal_ids: list[str]) -> dict[str, str]:
         body = {"inputs": [{"id": deal_id} for deal_id in deal_ids]}
         answer = self._request(
-            "POST", "/crm/v4/associations/deals/companies/batch/read", json=body
+            "POST", "/crm/v4/associations/deals/companies/batch/read", json=body, read=True
         ).json()
         found: dict[str, str] = {}
         for result in answer.get("results") or []:
@@ -222,29 +228,9 @@ class HubSpotConnector(BaseConnector):
         return self.to_record(response.json())
 
     def create(self, payload: Mapping[str, Any], *, idempotency_key: str) -> VendorRecord:
-        """Create a deal with its company association; a 409 on crmsync's id (a lost earlier
-        answer) adopts the deal that holds it."""
-        properties, company = split(payload)
-        body: dict[str, Any] = {"properties": properties}
-        if company:
-            body["associations"] = [association(company)]
-        try:
-            response = self._request("POST", DEALS, json=body, record=idempotency_key)
-        except Rejected as exc:
-            own_id = properties.get(self.id_property)
-            if exc.status != 409 or not own_id:
-                raise
-            return self._by_own_id(own_id)
-        return self.to_record(response.json(), company)
-
-    def _by_own_id(self, own_id: str) -> VendorRecord:
-        params = {
-            "idProperty": self.id_property,
-            "properties": ",".join(self.properties()),
-            "associations": "companies",
-        }
-        response = self._request("GET", f"{DEALS}/{own_id}", params=params, record=own_id)
-        return self.to_record(response.json())
+        """One create (``hubspot_batch.create_one``): a 409 on crmsync's id answers with the
+        deal that holds it, ``existing``."""
+        return hubspot_batch.create_one(self, payload, idempotency_key)
 
     def rename_company(self, external_id: str, name: str) -> None:
         """``PATCH /crm/v3/objects/companies/{id}`` with the new ``name`` property."""
@@ -298,9 +284,20 @@ class HubSpotConnector(BaseConnector):
         """One ``batch/update`` (see ``sync.connectors.hubspot_batch``)."""
         return hubspot_batch.update_many(self, items)
 
-    def request_json(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
-        """A JSON request whose answer is a JSON object (the batch writes' one call)."""
-        answer: dict[str, Any] = self._request(method, url, json=body).json()
+    def request_json(
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any],
+        *,
+        read: bool = False,
+        record: str | None = None,
+    ) -> dict[str, Any]:
+        """A JSON request whose answer is a JSON object (the writes' one call; ``read``: a POST
+        that only reads, retried like a GET)."""
+        answer: dict[str, Any] = self._request(
+            method, url, json=body, read=read, record=record
+        ).json()
         return answer
 
     def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
@@ -377,22 +374,10 @@ class HubSpotConnector(BaseConnector):
         body = error_body(response)
         if isinstance(body, str):
             return body, {}
-        fields: dict[str, str] = {}
-        for error in body.get("errors") or []:
-            for name in (error.get("context") or {}).get("propertyName") or []:
-                fields[str(name)] = str(error.get("message"))
-        message = str(body.get("message") or response.reason_phrase)
-        if fields:
-            message = "; ".join(f"{name}: {text}" for name, text in fields.items())
-        return message, fields
+        message, fields = refused_fields(body.get("errors") or [])
+        return message or str(body.get("message") or response.reason_phrase), fields
 
     def retry_after(self, response: httpx.Response) -> float | None:
         """``Retry-After`` when sent, else the wait the 429's ``policyName`` implies."""
         header = super().retry_after(response)
-        if header is not None:
-            return header
-        try:
-            policy = response.json().get("policyName")
-        except (ValueError, AttributeError):
-            return None
-        return POLICY_WAIT.get(str(policy))
+        return header if header is not None else policy_wait(response)

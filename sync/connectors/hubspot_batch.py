@@ -1,17 +1,20 @@
-"""HubSpot's batch writes: up to 100 deals a request, one outcome per deal.
+"""HubSpot's deal creates and batch writes (up to 100 deals a request, one outcome each).
 
 ``batch/create`` and ``batch/update`` answer 201/200 when every input succeeded and 207 with
 ``results`` and ``errors`` when some failed (https://developers.hubspot.com/docs/api/crm/deals,
 "Batch"). Each input carries its position as ``objectWriteTraceId``, which HubSpot echoes in its
 result and in its error's ``context``, so every deal gets its own outcome: a refused one is a
 ``Rejected`` with HubSpot's message, the others are written. A create refused because a deal
-already holds its crmsync id (``CONFLICT``: an earlier attempt whose answer was lost) adopts
-that deal, read back by the id property — never a second one.
+already holds its crmsync id (``CONFLICT``: an earlier attempt whose answer was lost) is
+answered with that deal, marked ``existing`` (the engine adopts it) — never a second one. The
+conflicts of one batch are read back together: one ``batch/read`` by the id property, retried
+like a GET (it changes nothing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from sync.connectors.base import VendorRecord
@@ -31,7 +34,16 @@ class HubSpotConnector(Protocol):
     @property
     def id_property(self) -> str: ...
     def properties(self) -> list[str]: ...
-    def request_json(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    def request_json(
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any],
+        *,
+        read: bool = False,
+        record: str | None = None,
+    ) -> dict[str, Any]: ...
+    def get_json(self, url: str, params: dict[str, Any] | None = None) -> dict[str, Any]: ...
     def to_record(self, item: Mapping[str, Any], company: str | None = None) -> VendorRecord: ...
     def with_companies(self, items: list[dict[str, Any]]) -> list[VendorRecord]: ...
     def move_company(self, deal_id: str, company: str | None) -> None: ...
@@ -60,6 +72,29 @@ def association(company: str) -> dict[str, Any]:
     """A create's association to its (primary) company."""
     types = [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": PRIMARY_COMPANY}]
     return {"to": {"id": company}, "types": types}
+
+
+def create_one(connector: HubSpotConnector, payload: Mapping[str, Any], key: str) -> VendorRecord:
+    """A create with its company association; a 409 on crmsync's id (a lost earlier answer)
+    answers with the deal that holds it, read back by the id property, ``existing``."""
+    properties, company = split(payload)
+    body: dict[str, Any] = {"properties": properties}
+    if company:
+        body["associations"] = [association(company)]
+    try:
+        made = connector.request_json("POST", DEALS, body, record=key)
+    except Rejected as exc:
+        own_id = properties.get(connector.id_property)
+        if exc.status != 409 or not own_id:
+            raise
+        params = {
+            "idProperty": connector.id_property,
+            "properties": ",".join(connector.properties()),
+            "associations": "companies",
+        }
+        held = connector.get_json(f"{DEALS}/{own_id}", params)
+        return replace(connector.to_record(held), existing=True)
+    return connector.to_record(made, company)
 
 
 def create_many(
@@ -131,13 +166,20 @@ def _positions(error: Mapping[str, Any]) -> list[int]:
     return [int(trace) for trace in traces if str(trace).isdigit()]
 
 
-def _error(connector: HubSpotConnector, error: Mapping[str, Any], record: str) -> ConnectorError:
-    """One input's error in HubSpot's words (``Rejected``; ``NotFound`` for a missing deal)."""
+def refused_fields(errors: Iterable[Mapping[str, Any]]) -> tuple[str, dict[str, str]]:
+    """The properties HubSpot refused (``errors[].context.propertyName``), each with its
+    message, and the message naming them all (``""``: none named)."""
     fields: dict[str, str] = {}
-    for detail in error.get("errors") or []:
+    for detail in errors:
         for name in (detail.get("context") or {}).get("propertyName") or []:
             fields[str(name)] = str(detail.get("message"))
-    message = "; ".join(f"{k}: {v}" for k, v in fields.items()) or str(error.get("message"))
+    return "; ".join(f"{k}: {v}" for k, v in fields.items()), fields
+
+
+def _error(connector: HubSpotConnector, error: Mapping[str, Any], record: str) -> ConnectorError:
+    """One input's error in HubSpot's words (``Rejected``; ``NotFound`` for a missing deal)."""
+    message, fields = refused_fields(error.get("errors") or [])
+    message = message or str(error.get("message"))
     common: dict[str, Any] = {"system": connector.system, "record": record}
     if error.get("category") == "OBJECT_NOT_FOUND":
         return NotFound(message, status=404, **common)
@@ -153,7 +195,7 @@ def _lost(connector: HubSpotConnector, record: str) -> ConnectorError:
 
 
 def _read_by_own_id(connector: HubSpotConnector, own_ids: list[str]) -> dict[str, VendorRecord]:
-    """The deals holding these crmsync ids (``batch/read`` by the id property)."""
+    """The deals holding these crmsync ids (``batch/read`` by the id property), ``existing``."""
     if not own_ids:
         return {}
     body = connector.request_json(
@@ -164,7 +206,8 @@ def _read_by_own_id(connector: HubSpotConnector, own_ids: list[str]) -> dict[str
             "inputs": [{"id": own_id} for own_id in own_ids],
             "properties": connector.properties(),
         },
+        read=True,
     )
     found = body.get("results") or []
-    records = connector.with_companies(found)
-    return {str(r.data.get(connector.id_property)): r for r in records}
+    records = connector.with_companies(found) if found else []
+    return {str(r.data.get(connector.id_property)): replace(r, existing=True) for r in records}

@@ -32,6 +32,17 @@ LOW_WATER = 0.1
 #: burst followed by the steady rate could pass ``Max`` within one interval
 BURST_SHARE = 0.5
 DEFAULT_INTERVAL = 10.0  # seconds, when the answer names none
+#: seconds to wait per 429 policy when the answer gives nothing better
+POLICY_WAIT = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0, "DAILY": 3600.0}
+
+
+def policy_wait(response: httpx.Response) -> float | None:
+    """The wait a 429's ``policyName`` implies (None: it names none we know)."""
+    try:
+        policy = response.json().get("policyName")
+    except (ValueError, AttributeError):
+        return None
+    return POLICY_WAIT.get(str(policy))
 
 
 class Pacing:

@@ -43,7 +43,9 @@ class Target(Protocol):
     def id_property(self) -> str: ...
     def portal(self) -> dict[str, Any]: ...
     def get_json(self, url: str, params: dict[str, Any] | None = None) -> dict[str, Any]: ...
-    def request_json(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    def request_json(
+        self, method: str, url: str, body: dict[str, Any], *, read: bool = False
+    ) -> dict[str, Any]: ...
 
 
 def findings(self: Target) -> list[SetupFinding]:
@@ -56,7 +58,7 @@ def _scope_findings(self: Target) -> list[SetupFinding]:
     if not token:
         return []
     info = self.request_json(
-        "POST", "/oauth/v2/private-apps/get/access-token-info", {"tokenKey": token}
+        "POST", "/oauth/v2/private-apps/get/access-token-info", {"tokenKey": token}, read=True
     )
     missing = sorted(set(REQUIRED_SCOPES) - set(info.get("scopes") or []))
     if missing:

@@ -212,6 +212,11 @@ class Mapper:
         """Whether the system's deals carry crmsync's record id (a mapped ``record_id`` slot)."""
         return system in self._record_ids
 
+    def record_id_paths(self, system: str) -> tuple[str, ...]:
+        """Where a create to the system writes crmsync's record id (none: no slot)."""
+        entry = self._record_ids.get(system)
+        return tuple(entry.spec.write_paths) if entry is not None else ()
+
     def record_id_of(self, system: str, data: Mapping[str, Any]) -> str | None:
         """crmsync's record id stored in the vendor record, where the system has a slot for it."""
         entry = self._record_ids.get(system)

@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from sync import __version__
 from sync.connectors.errors import Action, classify_exception
 from sync.connectors.http import (
+    READ_ONLY,
     BearerAuth,
     CloseBasicAuth,
     ParsaLinkJWTAuth,
@@ -174,6 +175,16 @@ def test_post_with_idempotency_key_is_retried_after_5xx() -> None:
     response = client.post("/x", json={}, headers={"Idempotency-Key": "k1"})
     assert response.status_code == 200
     assert len(rec.requests) == 2
+
+
+def test_a_read_only_post_is_retried_like_a_get() -> None:
+    """A POST marked read-only (HubSpot's search) changes nothing: a 502 or a dropped answer is
+    retried, and the mark is never sent to the vendor."""
+    client, rec = client_for(sequence(json_response(502, {}), httpx.ReadTimeout("lost"), OK))
+    response = client.post("/search", json={}, extensions={READ_ONLY: True})
+    assert response.status_code == 200
+    assert len(rec.requests) == 3
+    assert not any(READ_ONLY in name for name in rec.requests[0].headers)
 
 
 def test_patch_and_delete_are_retried_after_5xx() -> None:

@@ -69,7 +69,8 @@ def test_scan_pages_the_plain_list(emulator: HubSpotEmulator, connector: HubSpot
 def test_create_is_idempotent_by_crmsync_id(
     emulator: HubSpotEmulator, connector: HubSpotConnector
 ) -> None:
-    """A create repeated with the same crmsync id adopts the deal the first one made."""
+    """A create repeated with the same crmsync id answers with the deal the first one made,
+    marked ``existing`` (the engine adopts it)."""
     company = emulator.company_named("Globex")
     payload = {
         "dealname": "Once",
@@ -81,6 +82,7 @@ def test_create_is_idempotent_by_crmsync_id(
     first = connector.create(payload, idempotency_key="k1")
     again = connector.create(payload, idempotency_key="k1")
     assert first.external_id == again.external_id and again.data["company_id"] == company
+    assert again.existing and not first.existing
     assert (
         sum(d["props"].get("crmsync_id") == "rec-1" for d in emulator.collections["deals"].values())
         == 1
@@ -140,7 +142,8 @@ def test_create_many_gives_each_deal_its_outcome(
     emulator: HubSpotEmulator, connector: HubSpotConnector
 ) -> None:
     """One ``batch/create``: the good deals are made, the bad one is ``Rejected`` in HubSpot's
-    words, and one whose crmsync id a deal already holds adopts that deal."""
+    words, and one whose crmsync id a deal already holds is answered with that deal, marked
+    ``existing``, read back in one ``batch/read`` with its company."""
     existing = connector.create(
         {"dealname": "Held", "dealstage": "qualifiedtobuy", "crmsync_id": "held"},
         idempotency_key="h",
@@ -155,6 +158,7 @@ def test_create_many_gives_each_deal_its_outcome(
     assert not isinstance(good, Exception) and good.data["dealname"] == "Good"
     assert isinstance(bad, Rejected) and "dealstage" in bad.field_errors
     assert not isinstance(held, Exception) and held.external_id == existing.external_id
+    assert held.existing and not good.existing
     routes = [r["path"] for r in emulator.requests]
     assert routes == [
         "/crm/v3/objects/deals/batch/create",

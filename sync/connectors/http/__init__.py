@@ -15,9 +15,10 @@ from sync.connectors.http.client import (
 )
 from sync.connectors.http.redact import redact_headers, redact_url
 from sync.connectors.http.stats import REQUEST_STATS, RequestKey, RequestStats
-from sync.connectors.http.transport import RetryAfter, RetryPolicy, is_idempotent
+from sync.connectors.http.transport import READ_ONLY, RetryAfter, RetryPolicy, is_idempotent
 
 __all__ = [
+    "READ_ONLY",
     "REQUEST_STATS",
     "USER_AGENT",
     "BearerAuth",

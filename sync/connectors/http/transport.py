@@ -9,7 +9,9 @@ Whether an outcome is retried is decided by the tables in :mod:`sync.connectors.
 here. One rule is ours: a non-idempotent request (a POST without an ``Idempotency-Key``) is
 retried only when it cannot have reached the server (a connect failure) or was refused with
 429; after a timeout or a 5xx its outcome is unknown and it surfaces, so the engine's create
-recovery (look the record up, adopt it) runs instead of a blind duplicate.
+recovery (look the record up, adopt it) runs instead of a blind duplicate. A POST that only
+reads (HubSpot's ``search`` and ``batch/read``) carries the :data:`READ_ONLY` extension and is
+retried like a GET: sending it twice changes nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ RetryAfter = Callable[[httpx.Response], "float | None"]
 log = structlog.get_logger("sync.connectors.http")
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+#: the request extension (``httpx``'s per-request ``extensions``, never sent) a connector sets
+#: on a POST that changes nothing at the vendor: retried like a GET
+READ_ONLY = "crmsync.read_only"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +69,11 @@ class RetryPolicy:
 
 
 def is_idempotent(request: httpx.Request) -> bool:
-    """Whether sending ``request`` twice is as good as once (POST only with an idempotency key)."""
-    return request.method in _IDEMPOTENT or "idempotency-key" in request.headers
+    """Whether sending ``request`` twice is as good as once (POST only with an idempotency key,
+    or marked :data:`READ_ONLY`)."""
+    if request.method in _IDEMPOTENT or "idempotency-key" in request.headers:
+        return True
+    return bool(request.extensions.get(READ_ONLY))
 
 
 class InstrumentTransport(httpx.BaseTransport):

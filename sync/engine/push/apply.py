@@ -205,6 +205,11 @@ class _Applier:
             row.status = "done"
             observe_propagation(row.system, (utcnow() - as_utc(row.created_at)).total_seconds())
             outcome = self._success(result)
+            if result.adopted and (row.intent or result.job.wanted) != result.job.wanted:
+                # the record moved since the create's intent, the adopted deal's base: diff
+                # it against that deal (a capture before this push saw the edit, re-enqueued
+                # nothing: the row was already owed)
+                row.status, row.next_attempt_at = "pending", utcnow()
             if outcome not in ("skipped", "deleted"):
                 self._waiting(result.job, row, result.job.waiting)
             return outcome

@@ -53,6 +53,10 @@ class _Job:
     payload: dict[str, Any] | None = None
     #: create whose earlier outcome is unknown: look the deal up before sending
     recover: bool = False
+    #: create whose earlier outcome is unknown, sent again as is (``resends_plainly``) to a
+    #: vendor where the first create that lands makes the deal: what that one sent stays the
+    #: row's intent (an adopted deal's base), not what this one sends
+    keep_intent: bool = False
     intent_at: dt.datetime | None = None
     #: what the earlier attempt sent (``Outbox.intent``): a recovery looks for a deal like it
     intent_sent: dict[str, Any] | None = None
@@ -187,8 +191,10 @@ def _plan(engine: Engine, job: _Job, record: _Planned | None, link: Link | None)
         job.kind, job.name = "create", record.fields.get("name")
         job.wanted = desired(engine, job.system, record)
         job.reason += money.note_for(engine, job.system, record.fields, job.wanted)
-        idempotent = engine.connector(job.system).idempotent_creates
-        job.recover = job.intent_at is not None and not idempotent
+        again = job.intent_at is not None
+        job.recover = again and not resends_plainly(engine, job.system)
+        first_wins = engine.connector(job.system).idempotent_by_record_id
+        job.keep_intent = again and not job.recover and first_wins and bool(job.intent_sent)
         if not job.recover:
             job.payload = _create_payload(engine, job)
         return
@@ -209,6 +215,19 @@ def _plan(engine: Engine, job: _Job, record: _Planned | None, link: Link | None)
         job.reason += f"; {derived.sent_with(riders, diff)}"
     job.reason += money.note_for(engine, job.system, record.fields, diff)
     job.payload = payload
+
+
+def resends_plainly(engine: Engine, system: str) -> bool:
+    """Whether a create whose outcome is unknown is simply sent again, with no look-up: the
+    vendor makes one deal of it however often it is sent — by an upsert on our key
+    (``idempotent_creates``: Salesforce), or because the mapping writes crmsync's id to the
+    property the vendor keeps unique (``idempotent_by_record_id``: HubSpot's answers name the
+    deal that holds it, to adopt)."""
+    connector = engine.connector(system)
+    if connector.idempotent_creates:
+        return True
+    unique = connector.record_id_property
+    return connector.idempotent_by_record_id and unique in engine.mapper.record_id_paths(system)
 
 
 def _create_payload(engine: Engine, job: _Job) -> dict[str, Any]:
@@ -234,7 +253,12 @@ def _commit_intents(engine: Engine, jobs: Sequence[_Job], run_id: str | None) ->
         ours = outbox.mark_intents(session, [job.row_id for job in jobs], engine.worker_id, now)
         if ours:  # what each create sends: a capture meeting its deal first adopts it by this
             outbox.set_intents(
-                session, [(job.row_id, job.wanted) for job in jobs if job.row_id in ours]
+                session,
+                [
+                    (job.row_id, (job.keep_intent and job.intent_sent) or job.wanted)
+                    for job in jobs
+                    if job.row_id in ours
+                ],
             )
         notes = Notes()
         for job in jobs:

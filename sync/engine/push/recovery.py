@@ -16,6 +16,10 @@ decides which deals to put before that rule, and how cheaply:
   deal it may have made is in the listing.
 - A summary (ParsaLink's list) is put before the rule's necessary condition first
   (``intents.may_qualify``); only the few that pass are read in full, once per drain.
+
+A vendor that makes one deal of a create however often it is sent (Salesforce's upsert,
+HubSpot's unique id property) needs none of this: the create is sent again
+(``prepare.resends_plainly``).
 """
 
 from __future__ import annotations

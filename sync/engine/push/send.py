@@ -1,5 +1,7 @@
 """Step 2 of a drain: the vendor call, with no session open; a create whose earlier attempt's
-outcome is unknown first looks the deal up in the target and adopts it.
+outcome is unknown first looks the deal up in the target and adopts it — unless the target
+makes one deal of it however often it is sent (``prepare.resends_plainly``): then it is sent
+again, alone or in a batch, and a deal the vendor answers with as ``existing`` is adopted.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def send(engine: Engine, job: _Job, run_id: str | None, lookups: Lookups | None 
                     return result
                 assert job.payload is not None
                 result.answer = connector.create(job.payload, idempotency_key=job.idempotency_key)
+                result.adopted = result.answer.existing  # an earlier attempt made it
         result.after = _read_back(engine, job, result.answer)
     except Rejected as exc:
         exc.payload = job.payload  # type: ignore[attr-defined]
@@ -109,6 +112,7 @@ def send_many(engine: Engine, jobs: Sequence[_Job], run_id: str | None) -> list[
             result.error = outcome
             continue
         result.answer = outcome
+        result.adopted = outcome.existing  # made by an earlier attempt whose answer was lost
         try:
             system = result.job.system
             result.after = engine.mapper.to_canonical(system, outcome.data, engine.refs)
