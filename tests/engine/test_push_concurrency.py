@@ -139,8 +139,8 @@ def test_answers_lost_after_commit_under_concurrency_duplicate_nothing(seeded: W
     with seeded.engine.session() as session:
         recovered = session.exec(
             select(Journal).where(
-                Journal.action.in_(("adopted", "linked")),  # type: ignore[attr-defined]
-                Journal.system.in_(("close", "parsalink")),  # type: ignore[union-attr]
+                col(Journal.action).in_(("adopted", "linked")),
+                col(Journal.system).in_(("close", "parsalink")),
             )
         ).all()
     # neither holds a deal of Ruddr's before the load: a link there is a lost create recovered
