@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from sync.store.db import insert_ignoring
 from sync.store.models import Conflict, DeadLetter, Journal, Link, Outbox, Record, RecordKey
 
 
@@ -113,8 +114,11 @@ def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def insert_keys(session: Session, rows: Sequence[dict[str, str]]) -> None:
-    """Insert identity key rows (``record_id``, ``namespace``, ``value``) with one statement."""
-    session.execute(sa.insert(RecordKey), rows)
+    """Insert identity key rows (``record_id``, ``namespace``, ``value``) with one statement;
+    a key another worker stored meanwhile stays that record's (the first to want a key keeps
+    it, as ``index_keys_of`` decides among the keys it read)."""
+    table = RecordKey.__table__  # type: ignore[attr-defined]
+    insert_ignoring(session, table, rows, ("namespace", "value"))
 
 
 def named(session: Session, text: str, limit: int) -> Sequence[Record]:

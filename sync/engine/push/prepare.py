@@ -23,8 +23,8 @@ from sync.engine.journal import Notes, push_reason
 from sync.engine.outbound import Canonical, desired, push_diff
 from sync.engine.unresolved import Waiting
 from sync.mapping.errors import MappingError, UnresolvedReference
+from sync.store import claims as stored_claims
 from sync.store import links as stored_links
-from sync.store import outbox
 from sync.store import records as stored_records
 from sync.store.models import Link
 from sync.timefmt import utcnow
@@ -77,9 +77,9 @@ def claim(engine: Engine, system: str, limit: int, *, creates: bool = True) -> l
     """Claim due rows of one system's outbox; returns their ids."""
     now = utcnow()
     with engine.session() as session:
-        ids = outbox.lock_due(session, system, now, limit, creates=creates)
+        ids = stored_claims.lock_due(session, system, now, limit, creates=creates)
         if ids:
-            outbox.claim_rows(session, ids, engine.worker_id, engine.claims.until())
+            stored_claims.claim_rows(session, ids, engine.worker_id, engine.claims.until())
         session.commit()
     # short claims, renewed while this process lives (sync.engine.claims)
     engine.claims.hold(ids)
@@ -134,7 +134,7 @@ def _commit_doubts(engine: Engine, jobs: Sequence[_Job]) -> None:
     doubt), one statement for the batch. A row taken from us since ``prepare`` checked it is
     left alone; sending its update twice is harmless (same values), unlike a create."""
     with engine.session() as session:
-        outbox.record_doubts(
+        stored_claims.record_doubts(
             session,
             engine.worker_id,
             [(job.row_id, in_doubt(_doubts_of(job), job.diff)) for job in jobs],
@@ -152,7 +152,7 @@ def _load(
 ) -> tuple[dict[int, Any], dict[str, _Planned], dict[str, Link]]:
     """The rows, their records (all, or only ``records_of``) and their links in ``system``:
     three queries for a whole batch."""
-    rows = {row.id: row for row in outbox.prepare_view(session, list(ids))}
+    rows = {row.id: row for row in stored_claims.prepare_view(session, list(ids))}
     record_ids = list({row.record_id for row in rows.values()})
     if not record_ids:
         return rows, {}, {}
@@ -231,9 +231,11 @@ def _commit_intents(engine: Engine, jobs: Sequence[_Job], run_id: str | None) ->
     (only those may be sent)."""
     now = utcnow()
     with engine.session() as session:
-        ours = outbox.mark_intents(session, [job.row_id for job in jobs], engine.worker_id, now)
+        ours = stored_claims.mark_intents(
+            session, [job.row_id for job in jobs], engine.worker_id, now
+        )
         if ours:  # what each create sends: a capture meeting its deal first adopts it by this
-            outbox.set_intents(
+            stored_claims.set_intents(
                 session, [(job.row_id, job.wanted) for job in jobs if job.row_id in ours]
             )
         notes = Notes()
