@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+import structlog
 from sqlmodel import Session
 
 from sync.engine.context import Counts, Engine
@@ -20,6 +21,8 @@ from sync.store import links as stored_links
 from sync.store import records as stored_records
 from sync.store import refs as stored_refs
 from sync.timefmt import utcnow
+
+log = structlog.get_logger("crmsync.push")
 
 # --------------------------------------------------------------------------- 3. apply
 
@@ -40,7 +43,10 @@ def apply_results(engine: Engine, results: Sequence[_Result], counts: Counts) ->
                 outcomes = _apply_all(engine, session, results, isolate=False)
                 stored_refs.store_learnt(session, taken)
                 session.commit()
-        except sa.exc.IntegrityError:
+        except sa.exc.IntegrityError as exc:
+            # rare by design (a capture linked a deal while our create of it was in flight):
+            # said, so a run where it is not rare shows which constraint makes it so
+            log.info("apply_row_by_row", system=results[0].job.system, error=str(exc.orig))
             with engine.session() as session:
                 outcomes = _apply_all(engine, session, results, isolate=True)
                 stored_refs.store_learnt(session, taken)
