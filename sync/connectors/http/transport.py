@@ -108,7 +108,7 @@ class InstrumentTransport(httpx.BaseTransport):
                 headers=redact_headers(request.headers),
                 ms=_ms(started),
             )
-        elif log.isEnabledFor(logging.DEBUG):  # else the redacted URL is made for nothing
+        elif log.is_enabled_for(logging.DEBUG):  # else the redacted URL is made for nothing
             fields = self._fields(request)
             log.debug("http.response", **fields, status=response.status_code, ms=_ms(started))
         return response
