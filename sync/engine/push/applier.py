@@ -33,10 +33,20 @@ from sync.mapping.derived import Derived
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.metrics import observe_propagation
 from sync.store import links as stored_links
-from sync.store.models import Link, Record
+from sync.store import records as stored_records
+from sync.store.models import Link
 from sync.timefmt import as_utc, maybe_utc, utcnow
 
 MAX_BACKOFF = 3600.0
+
+
+@dataclass
+class Identity:
+    """A record whose create landed, as far as its identity goes: the ids a target gives the
+    new deal join its ``fields`` (written back by ``_Applier.write``)."""
+
+    id: str
+    fields: dict[str, Any]
 
 
 @dataclass
@@ -46,7 +56,7 @@ class _Applier:
     engine: Engine
     session: Session
     rows: dict[int, outbox_rows.Row]
-    records: dict[str, Record]
+    records: dict[str, Identity]
     links: dict[str, Link]
     #: records known to exist that were not loaded (a create landed for them, no ids came back)
     alive: set[str] = field(default_factory=set)
@@ -57,7 +67,7 @@ class _Applier:
     #: the records linked by ``new_links`` (a second outcome for one of them is no create)
     created: set[str] = field(default_factory=set)
     #: records whose identity grew (ids the target gave them): their keys need indexing
-    reindex: list[Record] = field(default_factory=list)
+    reindex: list[Identity] = field(default_factory=list)
     #: our rows, settled: their changes are written by ``write``
     settled: list[outbox_rows.Row] = field(default_factory=list)
 
@@ -68,6 +78,9 @@ class _Applier:
             stored_links.insert_many(self.session, self.new_links)
             self.new_links = []
         if self.reindex:
+            now = utcnow()
+            changes = [(record.id, record.fields, now) for record in self.reindex]
+            stored_records.set_fields(self.session, changes)
             index_keys_of(self.session, self.reindex, self.engine.config.sync.natural_key)
             self.reindex = []
         self.notes.write(self.session)
@@ -202,7 +215,7 @@ class _Applier:
         self._note(job, action, f"{action} in {job.system} as {answer.external_id}")
         return action
 
-    def _adopt_identity(self, job: _Job, record: Record, theirs: dict[str, Any]) -> bool:
+    def _adopt_identity(self, job: _Job, record: Identity, theirs: dict[str, Any]) -> bool:
         """The ids the target gave the new deal (e.g. its Salesforce id) join the deal's
         ``external_ids``: they identify it, so identity resolution and ``salesforceId``
         matching can use them. Other values the target invented stay its own (see
@@ -214,8 +227,6 @@ class _Applier:
         if not new:
             return False
         record.fields = {**record.fields, "external_ids": {**known, **new}}
-        record.updated_at = utcnow()
-        self.session.add(record)
         reason = f"ids given by {job.system} on create"
         self._note(job, "field_changed", reason, field="external_ids", new=new)
         return True

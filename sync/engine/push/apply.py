@@ -14,7 +14,7 @@ from sqlmodel import Session
 from sync.engine.context import Counts, Engine
 from sync.engine.letters import resolve_pushed
 from sync.engine.push import rows as outbox_rows
-from sync.engine.push.applier import _Applier
+from sync.engine.push.applier import Identity, _Applier
 from sync.engine.push.prepare import _Job, _Result
 from sync.store import claims as stored_claims
 from sync.store import links as stored_links
@@ -68,7 +68,8 @@ def _apply_all(
     wanted = {r.job.record_id for r in landed if r.after.get("external_ids")}
     rows = outbox_rows.load(session, [r.job.row_id for r in results])
     record_ids = list({row.record_id for row in rows.values()})
-    records = {r.id: r for r in stored_records.many(session, list(wanted))} if wanted else {}
+    found = stored_records.fields_of(session, list(wanted)) if wanted else {}
+    records = {record_id: Identity(record_id, fields) for record_id, fields in found.items()}
     links = {
         link.record_id: link
         for link in stored_links.of_records_in(session, results[0].job.system, record_ids)

@@ -148,24 +148,30 @@ def _doubts_of(job: _Job) -> dict[str, Any] | None:
 
 
 def _load(
-    session: Session, system: str, ids: Iterable[int], *, records_of: set[str] | None = None
+    session: Session, system: str, ids: Iterable[int]
 ) -> tuple[dict[int, Any], dict[str, _Planned], dict[str, Link]]:
-    """The rows, their records (all, or only ``records_of``) and their links in ``system``:
-    three queries for a whole batch."""
+    """The rows, their records and their links in ``system``: a query each for a whole batch
+    (records in two when some are linked and some not: a create never reads the record's
+    provenance, the largest of its columns, so only the linked ones load it)."""
     rows = {row.id: row for row in stored_claims.prepare_view(session, list(ids))}
     record_ids = list({row.record_id for row in rows.values()})
     if not record_ids:
         return rows, {}, {}
-    wanted = record_ids if records_of is None else list(records_of)
-    records = {r.id: r for r in stored_records.plan_view(session, wanted)} if wanted else {}
     links = {
         link.record_id: link for link in stored_links.of_records_in(session, system, record_ids)
     }
+    records: dict[str, _Planned] = {}
+    for linked in (True, False):
+        wanted = [record_id for record_id in record_ids if (record_id in links) == linked]
+        if wanted:
+            view = stored_records.plan_view(session, wanted, provenance=linked)
+            records.update((record.id, record) for record in view)
     return rows, records, links
 
 
 class _Planned(Canonical, Protocol):
-    """What planning a push reads of a record (``records.plan_view``)."""
+    """What planning a push reads of a record (``records.plan_view``; ``provenance`` None for
+    a record not linked in the system: its create does not read it)."""
 
     id: str
     provenance: dict[str, Any]
