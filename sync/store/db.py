@@ -20,7 +20,7 @@ engine pushes on the calling thread).
 
 JSON columns are encoded and decoded with orjson (:func:`json_dumps`): a load encodes and
 decodes dozens of JSON values per deal (records, links, journal, outbox intents), and the
-standard library's ``json`` was a third of the engine's CPU there.
+standard library's ``json`` was the largest single cost of the store's work.
 
 Migrations need no ``alembic.ini``: :func:`alembic_config` builds the configuration and points
 it at ``sync/store/migrations``. ``crmsync db upgrade`` calls :func:`upgrade`.
