@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from sync.store import outbox
+from sync.store import claims as stored_claims
 from sync.store.db import supports_threads
 from sync.timefmt import utcnow
 
@@ -89,11 +89,11 @@ def release_dead_holders(engine: Engine) -> int:
     """Put back (due now) the rows claimed by dead earlier processes of this host; returns how
     many. Embedded mode calls it at start; the rows' pushes then run in this process's cycle."""
     with engine.session() as session:
-        holders = outbox.in_flight_holders(session)
+        holders = stored_claims.in_flight_holders(session)
         dead = [h for h in holders if h and h != engine.worker_id and is_dead_incarnation(h)]
         if not dead:
             return 0
-        count = outbox.release_holders(session, dead, utcnow())
+        count = stored_claims.release_holders(session, dead, utcnow())
         session.commit()
     log.warning("claims_released", rows=count, holders=dead, reason="their process died")
     return count
@@ -152,7 +152,7 @@ class ClaimKeeper:
         if not ids:
             return 0
         with self.engine.session() as session:
-            renewed = outbox.renew_claims(session, ids, self.engine.worker_id, self.until())
+            renewed = stored_claims.renew_claims(session, ids, self.engine.worker_id, self.until())
             session.commit()
         return renewed
 
@@ -197,4 +197,4 @@ class ClaimKeeper:
 def stranded_systems(engine: Engine) -> list[str]:
     """Systems with rows whose claim ran out while ``in_flight``: their holder died."""
     with engine.read_session() as session:
-        return outbox.stranded_systems(session, engine.systems, utcnow())
+        return stored_claims.stranded_systems(session, engine.systems, utcnow())

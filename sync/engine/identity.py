@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel import Session
 
@@ -48,7 +48,19 @@ def index_keys(session: Session, record: Record, natural_key: Sequence[str]) -> 
     index_keys_of(session, [record], natural_key)
 
 
-def index_keys_of(session: Session, stored: Sequence[Record], natural_key: Sequence[str]) -> None:
+class Identified(Protocol):
+    """What indexing reads of a record: a stored ``Record``, or its id and fields alone."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def fields(self) -> dict[str, Any]: ...
+
+
+def index_keys_of(
+    session: Session, stored: Sequence[Identified], natural_key: Sequence[str]
+) -> None:
     """``index_keys`` for several records: one query for the keys already taken and one
     insert for the new ones, whatever the number of records (in order: the first record to
     want a key keeps it)."""

@@ -22,6 +22,7 @@ from sync.engine.claims import is_dead_incarnation
 from sync.engine.context import Engine
 from sync.engine.journal import enqueue, note
 from sync.engine.outbound import enqueue_pushes
+from sync.store import claims as stored_claims
 from sync.store import (
     conflicts,
     cursors,
@@ -133,7 +134,7 @@ def due_systems(engine: Engine) -> list[str]:
     """Systems with outbox rows a drain could claim now (due, or abandoned by a dead worker)."""
     now = utcnow()
     with engine.session() as session:
-        return outbox.due_systems(session, now)
+        return stored_claims.due_systems(session, now)
 
 
 def open_outbox(engine: Engine) -> int:

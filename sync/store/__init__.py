@@ -1,9 +1,10 @@
 """The store: the tables (``models``), the database engine and migrations (``db``), and every
 query crmsync runs against them, one module per table or concern:
 
-``runs`` · ``records`` (and identity keys) · ``links`` · ``outbox`` (and claims) ·
-``journal`` · ``letters`` (dead letters) · ``conflicts`` · ``cursors`` · ``systems``
-(system states, held deletes) · ``refs`` (reference map) · ``first_run`` · ``probe``.
+``runs`` · ``records`` (and identity keys) · ``links`` · ``outbox`` · ``claims`` (the outbox
+as drains claim and settle it) · ``journal`` · ``letters`` (dead letters) · ``conflicts`` ·
+``cursors`` · ``systems`` (system states, held deletes) · ``refs`` (reference map) ·
+``first_run`` · ``probe``.
 
 Engine, runtime, admin and CLI code ask these modules named questions
 (``links.find(session, system, external_id)``, ``outbox.open_row(session, ...)``) instead of

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from sync.store.db import insert_ignoring
 from sync.store.models import Conflict, DeadLetter, Journal, Link, Outbox, Record, RecordKey
 
 
@@ -33,13 +34,36 @@ def many(session: Session, record_ids: Collection[str]) -> Sequence[Record]:
     return session.exec(select(Record).where(col(Record.id).in_(record_ids))).all()
 
 
-def plan_view(session: Session, record_ids: Collection[str]) -> Sequence[Any]:
+def plan_view(
+    session: Session, record_ids: Collection[str], *, provenance: bool = True
+) -> Sequence[Any]:
     """``id, fields, provenance, held, deleted_at`` of the records with the given ids, as rows
     with attribute access: what planning a push reads, without an ORM object per record (a
-    load builds thousands; their identity-map upkeep cost more than the query)."""
-    columns = (Record.id, Record.fields, Record.provenance, Record.held, Record.deleted_at)
-    query = sa.select(*(col(c) for c in columns)).where(col(Record.id).in_(record_ids))
+    load builds thousands; their identity-map upkeep cost more than the query). Without
+    ``provenance`` that column reads None (not loaded: a create does not need it)."""
+    kept = col(Record.provenance) if provenance else sa.null().label("provenance")
+    columns = (col(Record.id), col(Record.fields), kept, col(Record.held), col(Record.deleted_at))
+    query = sa.select(*columns).where(col(Record.id).in_(record_ids))
     return session.execute(query).all()
+
+
+def fields_of(session: Session, record_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+    """``id -> fields`` of the given records that exist: one column, no ORM object (a
+    push's answer that gives a deal its ids reads and grows nothing else)."""
+    query = sa.select(col(Record.id), col(Record.fields)).where(col(Record.id).in_(record_ids))
+    return {record_id: fields for record_id, fields in session.execute(query).all()}
+
+
+def set_fields(session: Session, changes: Sequence[tuple[str, Mapping[str, Any], Any]]) -> None:
+    """Set ``fields`` and ``updated_at`` of each record ``(id, fields, updated_at)``, one
+    statement for all."""
+    table = Record.__table__  # type: ignore[attr-defined]
+    session.execute(
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("record"))
+        .values(fields=sa.bindparam("v_fields"), updated_at=sa.bindparam("v_updated_at")),
+        [{"record": i, "v_fields": f, "v_updated_at": at} for i, f, at in changes],
+    )
 
 
 def existing(session: Session, record_ids: Collection[str]) -> set[str]:
@@ -113,8 +137,11 @@ def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def insert_keys(session: Session, rows: Sequence[dict[str, str]]) -> None:
-    """Insert identity key rows (``record_id``, ``namespace``, ``value``) with one statement."""
-    session.execute(sa.insert(RecordKey), rows)
+    """Insert identity key rows (``record_id``, ``namespace``, ``value``) with one statement;
+    a key another worker stored meanwhile stays that record's (the first to want a key keeps
+    it, as ``index_keys_of`` decides among the keys it read)."""
+    table = RecordKey.__table__  # type: ignore[attr-defined]
+    insert_ignoring(session, table, rows, ("namespace", "value"))
 
 
 def named(session: Session, text: str, limit: int) -> Sequence[Record]:

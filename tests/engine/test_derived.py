@@ -13,7 +13,7 @@ import pytest
 
 from sync.connectors.base import DerivedField, VendorRecord
 from sync.engine import derived
-from sync.engine.push.apply import _apply_answer
+from sync.engine.push.applier import _apply_answer
 from sync.mapping.derived import Derived
 from sync.store.models import Link
 from tests.e2e.conftest import World, make_world

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, SQLModel, col, select
 
-from sync.store import outbox
+from sync.store import claims as stored_claims
 from sync.store.db import make_engine
 from sync.store.models import Outbox, Record
 from sync.timefmt import utcnow
@@ -55,7 +55,7 @@ def test_every_given_row_is_locked_until_the_transaction_ends(pg: sa.Engine) -> 
     with the transaction."""
     ids = _rows(pg, 4)
     with Session(pg) as session:
-        outbox.lock_in_order(session, [ids[2], ids[0], ids[1]])
+        stored_claims.lock_in_order(session, [ids[2], ids[0], ids[1]])
         assert all(_locked_elsewhere(pg, row_id) for row_id in ids[:3])
         assert not _locked_elsewhere(pg, ids[3])
         session.rollback()
@@ -68,16 +68,16 @@ def test_a_renewal_skips_a_row_being_settled_instead_of_waiting(pg: sa.Engine) -
     ids = _rows(pg, 3)
     holder, soon, later = "host:1:boot:1", utcnow(), utcnow() + dt.timedelta(seconds=20)
     with Session(pg) as session:
-        outbox.claim_rows(session, ids, holder, soon)
+        stored_claims.claim_rows(session, ids, holder, soon)
         session.commit()
     with Session(pg) as settling, Session(pg) as renewing:
-        outbox.lock_in_order(settling, [ids[1]])
+        stored_claims.lock_in_order(settling, [ids[1]])
         renewing.execute(sa.text("SET LOCAL lock_timeout = '2s'"))  # a wait would fail here
-        assert outbox.renew_claims(renewing, ids, holder, later) == 2
+        assert stored_claims.renew_claims(renewing, ids, holder, later) == 2
         renewing.commit()
         settling.rollback()
     with Session(pg) as session:
-        assert outbox.renew_claims(session, ids, holder, later) == 3
+        assert stored_claims.renew_claims(session, ids, holder, later) == 3
         session.commit()
         rows = session.exec(select(Outbox).where(col(Outbox.id).in_(ids))).all()
         until = {row.id: row.claimed_until for row in rows}

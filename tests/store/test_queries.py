@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.orm import ORMExecuteState
 from sqlmodel import Session, SQLModel, select
 
+from sync.store import claims as stored_claims
 from sync.store import first_run, outbox, records
 from sync.store.db import make_engine, make_sessionmaker
 from sync.store.models import FirstRun, Journal, Link, Outbox, Record
@@ -81,7 +82,7 @@ def test_renewing_claims_touches_only_the_holders_rows_in_flight(session: Sessio
     _row(session, "r4", status="in_flight", claimed_by="me", claimed_until=NOW)  # not asked
     later = NOW + dt.timedelta(minutes=5)
     ids = [row.id for row in (mine, settled, theirs) if row.id is not None]
-    assert outbox.renew_claims(session, ids, "me", later) == 1
+    assert stored_claims.renew_claims(session, ids, "me", later) == 1
     session.expire_all()
     until = {row.record_id: row.claimed_until for row in session.exec(select(Outbox))}
     assert until == {"r1": later, "r2": NOW, "r3": NOW, "r4": NOW}
@@ -92,8 +93,8 @@ def test_releasing_dead_holders_puts_their_rows_back_due_now(session: Session) -
     _row(session, "r1", status="in_flight", claimed_by="dead", claimed_until=NOW)
     _row(session, "r2", status="in_flight", claimed_by="alive", claimed_until=NOW)
     _row(session, "r3", status="done", claimed_by="dead", claimed_until=NOW)
-    assert sorted(str(h) for h in outbox.in_flight_holders(session)) == ["alive", "dead"]
-    assert outbox.release_holders(session, ["dead"], NOW) == 1
+    assert sorted(str(h) for h in stored_claims.in_flight_holders(session)) == ["alive", "dead"]
+    assert stored_claims.release_holders(session, ["dead"], NOW) == 1
     session.expire_all()
     rows = {row.record_id: row for row in session.exec(select(Outbox))}
     released = rows["r1"]
@@ -148,7 +149,7 @@ def test_settling_rows_writes_only_the_columns_each_changed(session: Session) ->
     one = _row(session, "r1", status="in_flight", claimed_by="me", reason="kept")
     two = _row(session, "r2", status="in_flight", claimed_by="me", attempts=2)
     assert one.id is not None and two.id is not None
-    outbox.write_changes(
+    stored_claims.write_changes(
         session,
         [
             (one.id, {"status": "done", "claimed_by": None}),
@@ -165,7 +166,7 @@ def test_settling_rows_writes_only_the_columns_each_changed(session: Session) ->
         "503",
         3,
     )
-    view = {row[0]: row for row in outbox.settle_view(session, [one.id, two.id])}
+    view = {row[0]: row for row in stored_claims.settle_view(session, [one.id, two.id])}
     assert view[one.id][4] == "done" and view[two.id][5] == 3
 
 

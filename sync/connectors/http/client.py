@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from http.cookiejar import CookieJar
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -24,12 +24,43 @@ from sync.timefmt import parse_http_date
 USER_AGENT = f"crmsync/{__version__}"
 
 
-class _NoCookies(CookieJar):
-    """A jar that keeps nothing: no vendor API we call authenticates by cookie, and httpx
+class _NoCookies(httpx.Cookies):
+    """Cookies that keep nothing: no vendor API we call authenticates by cookie, and httpx
     copying every response into a urllib cookie request cost ~10 % of its time per call."""
 
-    def extract_cookies(self, response: Any, request: Any) -> None:
+    def extract_cookies(self, response: httpx.Response) -> None:
         return None
+
+
+class Client(httpx.Client):
+    """``httpx.Client`` with two costs per request taken out: the cookie jar (above), and
+    joining a relative URL to ``base_url``, which httpx does by parsing the URL twice (a
+    quarter of building a request). Here a relative URL is joined as text and parsed once,
+    and the few URLs sent again and again (a collection's POST, a list) are parsed once."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        pass  # keeps nothing (``httpx.Client.__init__`` sets an empty jar)
+
+    def request(self, method: str, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
+        if isinstance(url, str) and "://" not in url:
+            url = _joined(str(self.base_url), url)
+        return super().request(method, url, **kwargs)
+
+
+_NO_COOKIES = _NoCookies()
+
+
+@lru_cache(maxsize=512)
+def _joined(base: str, url: str) -> httpx.URL:
+    """``url`` (relative) under ``base``, as httpx's own merge makes it: the base's path (which
+    httpx keeps ending in ``/``; an empty one prints as nothing), then the URL's without its
+    leading slashes."""
+    return httpx.URL(base.removesuffix("/") + "/" + url.lstrip("/"))
 
 
 #: Connections kept alive per client; one client serves one system.
@@ -63,14 +94,13 @@ def build_client(
     stack = RetryTransport(
         stack, system=system, policy=retry, limiter=limiter, retry_after=retry_after
     )
-    return httpx.Client(
+    return Client(
         base_url=base_url,
         auth=auth,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
         transport=stack,
         follow_redirects=False,
-        cookies=_NoCookies(),
     )
 
 

@@ -16,6 +16,7 @@ retried like a GET: sending it twice changes nothing.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,11 +87,6 @@ class InstrumentTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         started = time.perf_counter()
-        fields: dict[str, Any] = {
-            "system": self._system,
-            "method": request.method,
-            "url": redact_url(request.url),
-        }
         try:
             response = self._inner.handle_request(request)
         except Exception as exc:
@@ -99,7 +95,7 @@ class InstrumentTransport(httpx.BaseTransport):
             )
             log.warning(
                 "http.error",
-                **fields,
+                **self._fields(request),
                 error=type(exc).__name__,
                 headers=redact_headers(request.headers),
                 ms=_ms(started),
@@ -115,14 +111,18 @@ class InstrumentTransport(httpx.BaseTransport):
         if response.status_code >= 400:
             log.info(
                 "http.response",
-                **fields,
+                **self._fields(request),
                 status=response.status_code,
                 headers=redact_headers(request.headers),
                 ms=_ms(started),
             )
-        else:
+        elif log.is_enabled_for(logging.DEBUG):  # else the redacted URL is made for nothing
+            fields = self._fields(request)
             log.debug("http.response", **fields, status=response.status_code, ms=_ms(started))
         return response
+
+    def _fields(self, request: httpx.Request) -> dict[str, Any]:
+        return {"system": self._system, "method": request.method, "url": redact_url(request.url)}
 
     def close(self) -> None:
         self._inner.close()

@@ -28,7 +28,9 @@ No transaction is open while a vendor answers. A drain works in three steps per 
    again). A row that loses a race (a unique link) is put back for a soon retry.
 
 Layout: ``drain`` (the loop), ``prepare`` (claim, diff, intents), ``send`` (vendor calls,
-create recovery), ``apply`` (outcomes: retry, park, dead letters).
+create recovery), ``apply`` (the transaction, its row-by-row fallback, rows given back) and
+``applier`` (each outcome: links, shadows, retry, park, dead letters), ``rows`` (the outbox
+columns apply reads and writes).
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from sync.engine.journal import Notes, push_reason
 from sync.engine.outbound import Canonical, desired, push_diff
 from sync.engine.unresolved import Waiting
 from sync.mapping.errors import MappingError, UnresolvedReference
+from sync.store import claims as stored_claims
 from sync.store import links as stored_links
-from sync.store import outbox
 from sync.store import records as stored_records
 from sync.store.models import Link
 from sync.timefmt import utcnow
@@ -81,9 +81,9 @@ def claim(engine: Engine, system: str, limit: int, *, creates: bool = True) -> l
     """Claim due rows of one system's outbox; returns their ids."""
     now = utcnow()
     with engine.session() as session:
-        ids = outbox.lock_due(session, system, now, limit, creates=creates)
+        ids = stored_claims.lock_due(session, system, now, limit, creates=creates)
         if ids:
-            outbox.claim_rows(session, ids, engine.worker_id, engine.claims.until())
+            stored_claims.claim_rows(session, ids, engine.worker_id, engine.claims.until())
         session.commit()
     # short claims, renewed while this process lives (sync.engine.claims)
     engine.claims.hold(ids)
@@ -138,7 +138,7 @@ def _commit_doubts(engine: Engine, jobs: Sequence[_Job]) -> None:
     doubt), one statement for the batch. A row taken from us since ``prepare`` checked it is
     left alone; sending its update twice is harmless (same values), unlike a create."""
     with engine.session() as session:
-        outbox.record_doubts(
+        stored_claims.record_doubts(
             session,
             engine.worker_id,
             [(job.row_id, in_doubt(_doubts_of(job), job.diff)) for job in jobs],
@@ -152,24 +152,30 @@ def _doubts_of(job: _Job) -> dict[str, Any] | None:
 
 
 def _load(
-    session: Session, system: str, ids: Iterable[int], *, records_of: set[str] | None = None
+    session: Session, system: str, ids: Iterable[int]
 ) -> tuple[dict[int, Any], dict[str, _Planned], dict[str, Link]]:
-    """The rows, their records (all, or only ``records_of``) and their links in ``system``:
-    three queries for a whole batch."""
-    rows = {row.id: row for row in outbox.prepare_view(session, list(ids))}
+    """The rows, their records and their links in ``system``: a query each for a whole batch
+    (records in two when some are linked and some not: a create never reads the record's
+    provenance, the largest of its columns, so only the linked ones load it)."""
+    rows = {row.id: row for row in stored_claims.prepare_view(session, list(ids))}
     record_ids = list({row.record_id for row in rows.values()})
     if not record_ids:
         return rows, {}, {}
-    wanted = record_ids if records_of is None else list(records_of)
-    records = {r.id: r for r in stored_records.plan_view(session, wanted)} if wanted else {}
     links = {
         link.record_id: link for link in stored_links.of_records_in(session, system, record_ids)
     }
+    records: dict[str, _Planned] = {}
+    for linked in (True, False):
+        wanted = [record_id for record_id in record_ids if (record_id in links) == linked]
+        if wanted:
+            view = stored_records.plan_view(session, wanted, provenance=linked)
+            records.update((record.id, record) for record in view)
     return rows, records, links
 
 
 class _Planned(Canonical, Protocol):
-    """What planning a push reads of a record (``records.plan_view``)."""
+    """What planning a push reads of a record (``records.plan_view``; ``provenance`` None for
+    a record not linked in the system: its create does not read it)."""
 
     id: str
     provenance: dict[str, Any]
@@ -250,9 +256,11 @@ def _commit_intents(engine: Engine, jobs: Sequence[_Job], run_id: str | None) ->
     (only those may be sent)."""
     now = utcnow()
     with engine.session() as session:
-        ours = outbox.mark_intents(session, [job.row_id for job in jobs], engine.worker_id, now)
+        ours = stored_claims.mark_intents(
+            session, [job.row_id for job in jobs], engine.worker_id, now
+        )
         if ours:  # what each create sends: a capture meeting its deal first adopts it by this
-            outbox.set_intents(
+            stored_claims.set_intents(
                 session,
                 [
                     (job.row_id, (job.keep_intent and job.intent_sent) or job.wanted)

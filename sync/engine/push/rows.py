@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from sync.store import outbox
+from sync.store import claims as stored_claims
 
 
 @dataclass
@@ -50,12 +50,14 @@ class Row:
 
 def load(session: Session, ids: Iterable[int]) -> dict[int, Row]:
     """The rows ``ids`` that exist, by id (one query)."""
-    return {int(values[0]): Row(*values) for values in outbox.settle_view(session, list(ids))}
+    return {
+        int(values[0]): Row(*values) for values in stored_claims.settle_view(session, list(ids))
+    }
 
 
 def write(session: Session, rows: Sequence[Row]) -> None:
     """Store what changed on each row (one statement per set of changed columns), and
     forget the changes."""
-    outbox.write_changes(session, [(row.id, row.changed) for row in rows if row.changed])
+    stored_claims.write_changes(session, [(row.id, row.changed) for row in rows if row.changed])
     for row in rows:
         row.changed = {}

@@ -1,0 +1,271 @@
+"""The ``outbox`` as drains claim and settle it: due rows locked and claimed, claims renewed
+and released, the columns a drain reads of its rows, and what each outcome writes back — one
+statement per batch, no ORM object per row.
+
+Every function takes the caller's session and leaves the transaction to it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from sync.store.models import Outbox
+from sync.store.outbox import UNSENT_STATES
+
+
+def in_flight_holders(session: Session) -> Sequence[str | None]:
+    """The distinct holders of rows ``in_flight``."""
+    return session.exec(
+        select(Outbox.claimed_by)
+        .where(col(Outbox.status) == "in_flight", col(Outbox.claimed_by).is_not(None))
+        .distinct()
+    ).all()
+
+
+def release_holders(session: Session, holders: Collection[str], now: dt.datetime) -> int:
+    """Put the ``in_flight`` rows of ``holders`` back to ``retry``, due at ``now``, unclaimed;
+    returns how many."""
+    released = session.execute(
+        sa.update(Outbox)
+        .where(col(Outbox.status) == "in_flight", col(Outbox.claimed_by).in_(holders))
+        .values(status="retry", claimed_by=None, claimed_until=None, next_attempt_at=now)
+    )
+    return int(getattr(released, "rowcount", 0) or 0)
+
+
+def _still_held(ids: Collection[int], holder: str) -> tuple[Any, ...]:
+    """The rows ``ids`` that are still ``in_flight`` under ``holder``'s claim (a claim that ran
+    out may have been released and retaken: those rows are someone else's now)."""
+    return (
+        col(Outbox.id).in_(ids),
+        col(Outbox.status) == "in_flight",
+        col(Outbox.claimed_by) == holder,
+    )
+
+
+def renew_claims(session: Session, ids: Collection[int], holder: str, until: dt.datetime) -> int:
+    """Move the claim expiry of the rows ``ids`` still ``in_flight`` for ``holder`` to
+    ``until``; returns how many. On PostgreSQL a row locked right now is skipped, not waited
+    for: its holder is settling it (the drain's apply, on another connection of this very
+    process) — a renewal stuck behind that apply let the other claims run out under load and
+    other workers took them and sent them again. The next beat renews what was skipped."""
+    free = _lock_in_order(session, ids, skip_locked=True)
+    result = session.execute(
+        sa.update(Outbox).where(*_still_held(free, holder)).values(claimed_until=until)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _lock_in_order(
+    session: Session, ids: Collection[int], *, skip_locked: bool = False
+) -> Collection[int]:
+    """Take the row locks of ``ids`` in ascending id order before updating them (PostgreSQL;
+    a no-op on SQLite, which locks the whole file). Two transactions that update overlapping
+    rows — the claim renewer and a drain settling outcomes — then wait for each other instead
+    of deadlocking: an UPDATE alone locks in whatever order it meets the rows. Returns the
+    ids locked (``skip_locked``: those no other transaction holds; all ids on SQLite)."""
+    if not ids or session.get_bind().dialect.name != "postgresql":
+        return ids
+    locked = session.execute(
+        sa.select(col(Outbox.id))
+        .where(col(Outbox.id).in_(ids))
+        .order_by(col(Outbox.id))
+        .with_for_update(skip_locked=skip_locked)
+    )
+    return [row_id for (row_id,) in locked]
+
+
+def lock_in_order(session: Session, ids: Collection[int]) -> None:
+    """Take the row locks of ``ids`` now, in ascending id order (PostgreSQL; see
+    :func:`_lock_in_order`), for a transaction that then updates them in another order."""
+    _lock_in_order(session, ids)
+
+
+def stranded_systems(session: Session, systems: Collection[str], now: dt.datetime) -> list[str]:
+    """Among ``systems``, those with ``in_flight`` rows whose claim ran out before ``now``."""
+    found = session.exec(
+        select(Outbox.system)
+        .where(
+            col(Outbox.system).in_(systems),
+            col(Outbox.status) == "in_flight",
+            col(Outbox.claimed_until) < now,
+        )
+        .distinct()
+    ).all()
+    return sorted(str(system) for system in found)
+
+
+def _claimable(now: dt.datetime) -> Any:
+    """Rows a drain may claim at ``now``: unsent and due, or in flight under a claim that ran
+    out (its holder died). The claim itself and ``due_systems`` ask the same question."""
+    return sa.or_(
+        sa.and_(col(Outbox.status).in_(UNSENT_STATES), col(Outbox.next_attempt_at) <= now),
+        sa.and_(col(Outbox.status) == "in_flight", col(Outbox.claimed_until) < now),
+    )
+
+
+def lock_due(
+    session: Session, system: str, now: dt.datetime, limit: int, *, creates: bool = True
+) -> list[int]:
+    """Lock (``FOR UPDATE SKIP LOCKED``) and return the ids of up to ``limit`` rows of
+    ``system`` due at ``now`` — unsent and due, or in flight with a lapsed claim — in queue
+    order; creates left out unless ``creates``."""
+    query = (
+        select(Outbox.id)
+        .where(
+            Outbox.system == system,
+            _claimable(now),
+        )
+        .order_by(col(Outbox.next_attempt_at), col(Outbox.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if not creates:
+        query = query.where(Outbox.op != "create")
+    return [row_id for row_id in session.exec(query).all() if row_id is not None]
+
+
+def claim_rows(session: Session, ids: Collection[int], holder: str, until: dt.datetime) -> None:
+    """Mark the rows ``ids`` ``in_flight``, claimed by ``holder`` until ``until``."""
+    session.execute(
+        sa.update(Outbox)
+        .where(col(Outbox.id).in_(ids))
+        .values(status="in_flight", claimed_by=holder, claimed_until=until)
+    )
+
+
+def prepare_view(session: Session, ids: Collection[int]) -> Sequence[Any]:
+    """The columns a drain's prepare reads of the rows ``ids`` that exist, as rows with
+    attribute access (``row.status``…): no ORM object per row (their identity-map upkeep cost
+    more than the query)."""
+    columns = (
+        Outbox.id,
+        Outbox.record_id,
+        Outbox.system,
+        Outbox.op,
+        Outbox.reason,
+        Outbox.status,
+        Outbox.claimed_by,
+        Outbox.updated_at,
+        Outbox.idempotency_key,
+        Outbox.intent_at,
+        Outbox.intent,
+    )
+    query = sa.select(*(col(c) for c in columns)).where(col(Outbox.id).in_(ids))
+    return session.execute(query).all()
+
+
+def settle_view(session: Session, ids: Collection[int]) -> Sequence[tuple[Any, ...]]:
+    """``(id, record_id, system, op, status, attempts, intent, intent_at, claimed_by,
+    updated_at, created_at, waiting)`` of the rows ``ids`` that exist: what settling a push
+    reads."""
+    columns = (
+        Outbox.id,
+        Outbox.record_id,
+        Outbox.system,
+        Outbox.op,
+        Outbox.status,
+        Outbox.attempts,
+        Outbox.intent,
+        Outbox.intent_at,
+        Outbox.claimed_by,
+        Outbox.updated_at,
+        Outbox.created_at,
+        Outbox.waiting,
+    )
+    query = sa.select(*(col(c) for c in columns)).where(col(Outbox.id).in_(ids))
+    return [tuple(row) for row in session.execute(query).all()]
+
+
+def write_changes(session: Session, changes: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+    """Set the given columns of each row ``(id, {column: value})``: one statement per set of
+    columns (rows settled alike share it)."""
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    _lock_in_order(session, [row_id for row_id, _ in changes])
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row_id, values in sorted(changes, key=lambda change: change[0]):
+        bound = {f"v_{name}": value for name, value in values.items()}
+        by_columns.setdefault(tuple(sorted(values)), []).append({"row": row_id, **bound})
+    for columns, params in by_columns.items():
+        statement = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("row"))
+            .values({name: sa.bindparam(f"v_{name}") for name in columns})
+        )
+        session.execute(statement, params)
+
+
+def record_doubts(
+    session: Session, holder: str, sent: Sequence[tuple[int, Mapping[str, Any]]]
+) -> None:
+    """Store what each update row ``(id, values)`` sends as its ``intent`` and clear its
+    ``intent_at``, one statement for the batch; rows no longer ``in_flight`` for ``holder``
+    are left alone."""
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    session.execute(
+        sa.update(table)
+        .where(
+            table.c.id == sa.bindparam("row"),
+            table.c.status == "in_flight",
+            table.c.claimed_by == holder,
+        )
+        # intent_at cleared: a create row whose deal got linked meanwhile now sends an
+        # update, and its create intent is moot (``open_intents`` skips linked ones)
+        .values(intent=sa.bindparam("sent"), intent_at=None),
+        [{"row": row_id, "sent": values} for row_id, values in sent],
+    )
+
+
+def mark_intents(session: Session, ids: Collection[int], holder: str, now: dt.datetime) -> set[int]:
+    """Set ``intent_at`` to ``now`` and count an attempt on the rows ``ids`` still
+    ``in_flight`` for ``holder``; returns those rows' ids."""
+    result = session.execute(
+        sa.update(Outbox)
+        .where(*_still_held(ids, holder))
+        .values(intent_at=now, attempts=col(Outbox.attempts) + 1)
+        .returning(col(Outbox.id))
+    )
+    return {row_id for (row_id,) in result.all()}
+
+
+def set_intents(session: Session, sent: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+    """Store what each create row ``(id, values)`` sends as its ``intent``, one statement for
+    the batch."""
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    session.execute(
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("row"))
+        .values(intent=sa.bindparam("sent")),
+        [{"row": row_id, "sent": values} for row_id, values in sent],
+    )
+
+
+def release_claimed(session: Session, ids: Collection[int], holder: str, now: dt.datetime) -> None:
+    """Put the rows ``ids`` claimed by ``holder`` back to ``retry``, due at ``now``,
+    unclaimed."""
+    session.execute(
+        sa.update(Outbox)
+        .where(col(Outbox.id).in_(ids), col(Outbox.claimed_by) == holder)
+        .values(status="retry", claimed_by=None, claimed_until=None, next_attempt_at=now)
+    )
+
+
+def forget_intents(session: Session, ids: Collection[int], holder: str) -> None:
+    """Clear the create intents of rows ``ids`` still claimed by ``holder`` (their request
+    never left: there is nothing to look up)."""
+    session.execute(
+        sa.update(Outbox)
+        .where(col(Outbox.id).in_(ids), col(Outbox.claimed_by) == holder)
+        .values(intent_at=None, intent=None)
+    )
+
+
+def due_systems(session: Session, now: dt.datetime) -> list[str]:
+    """The systems with rows a drain could claim at ``now`` (due, or in flight with a claim
+    that ran out), sorted."""
+    due = session.exec(select(Outbox.system).where(_claimable(now)).distinct()).all()
+    return sorted(str(system) for system in due)
