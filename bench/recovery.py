@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 from sqlmodel import col, func, select
 
+from bench.emulator_child import ENV_OF
 from sync.config import load_config
 from sync.engine.cycle import poll
 from sync.engine.verify import verify
@@ -46,14 +47,6 @@ from sync.store.db import make_engine, upgrade
 from sync.store.models import Link, Outbox, Record
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV_OF = {
-    "ruddr": "RUDDR",
-    "close": "CLOSE",
-    "parsalink": "PARSALINK",
-    "truto": "TRUTO",
-    "salesforce": "SALESFORCE",
-    "hubspot": "HUBSPOT",
-}
 HOST = socket.gethostname()[:40]
 TIMEOUT_S = 120.0
 TARGET_S = 30.0
