@@ -2,15 +2,23 @@
 
 The distributed runtime for real, once per worker count W and round: a fresh PostgreSQL
 database (created and dropped), a fresh Redis database and key prefix, the shipped config's
-five emulators served over HTTP from this process (Ruddr seeded with N deals, every target
-answering ``--latency-ms`` late: pushes are I/O-bound, so even a 2-core machine can show a
-speed-up). This process captures every system and approves the first run (the outbox then
-holds a create per deal and target), starts W Celery worker processes (``--pool solo``: one
-task at a time each, so W is the number of drains that can run at once), waits until each
-answers a ping, queues one drain per system and times until every outbox row is done. The
-workers are stopped, then ``verify`` (latency off) must be clean and every target must hold
-exactly the store's deals (``duplicates``: what it holds beyond them; the emulators seed a
-few reference deals of their own besides Ruddr's N).
+six emulators served over HTTP by a child process of their own (``bench.emulator_child``:
+Ruddr seeded with N deals, every target answering ``--latency-ms`` late, so pushes are
+I/O-bound and even a 2-core machine can show a speed-up). This process captures every system
+and approves the first run (the outbox then holds a create per deal and target), starts W
+Celery worker processes (``--pool solo``: one task at a time each, so W is the number of
+drains that can run at once), waits until each answers a ping, queues one drain per system
+and times until every outbox row is done. The workers are stopped, then ``verify`` (latency
+off) must be clean and every target must hold exactly the store's deals (``duplicates``: what
+it holds beyond them; the emulators seed a few reference deals of their own besides Ruddr's
+N).
+
+Per round, beside the time: each worker's CPU seconds, the emulators' (their process), the
+store's PostgreSQL backends' (sampled from ``pg_stat_activity`` and ``/proc``), the machine's
+1-minute load average (mean of the samples), and deals per worker CPU-second. On a shared
+machine the last tells a scaling limit (it falls as W grows) from contention (deals/s falls,
+it does not). ``--profile DIR`` runs each worker under ``bench.sampler`` (stack samples;
+``SAMPLER_CPU=1``: per-thread CPU profiles instead).
 
 Client-side rate limits are off (the emulators enforce none here): ParsaLink's 100 requests
 a minute would make every figure ParsaLink's budget, not the workers'. The limit is shared by
@@ -54,7 +62,7 @@ from sync.engine import first_run
 from sync.engine.cycle import poll
 from sync.engine.verify import verify
 from sync.runtime.context import build_engine
-from sync.store.db import make_engine, upgrade
+from sync.store.db import upgrade
 from sync.store.models import Link, Outbox, Record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +71,10 @@ PG_ADMIN = os.environ.get(
 )
 REDIS_ADMIN = "redis://127.0.0.1:6379/0"
 TIMEOUT_S = 1800.0
+#: how often the bench looks at the outbox (a scan of every row: 5 N of them) and samples
+POLL_S = 0.5
+#: the bench's own sessions on the store, told apart from the workers' by this name
+BENCH_APP = "crmsync-scaleout-bench"
 #: the Celery test stack's naming, so the bench and the integration tests never share a db
 REDIS_DB_KEY = "crmsync-test-db:{}"
 
@@ -218,8 +230,13 @@ class _Meter:
         }
 
 
-#: the store's own PostgreSQL backends (the bench's database is fresh: only crmsync uses it)
-BACKENDS = sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+#: the store's own PostgreSQL backends: the database is fresh, so only the workers' and the
+#: bench's, which is left out (its polls scan the outbox: 65 CPU s of 10,000 deals at 10 a
+#: second, more than the workers' queries at N = 1,000)
+BACKENDS = sa.text(
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+    f" AND application_name <> '{BENCH_APP}'"
+)
 
 
 def _drain(
@@ -229,7 +246,7 @@ def _drain(
     with it what each process spent meanwhile (:class:`_Meter`): against 2 cores × the
     seconds, they say whether the machine was full."""
     config = load_config(Path(env["CRMSYNC_CONFIG"]), env=env)
-    db = make_engine(env["CRMSYNC_DATABASE_URL"])
+    db = sa.create_engine(env["CRMSYNC_DATABASE_URL"], connect_args={"application_name": BENCH_APP})
     app = _celery(env)
     procs = [_worker(env, f"w{i}", tmp / f"w{i}.log", profile) for i in range(workers)]
     try:
@@ -244,7 +261,7 @@ def _drain(
                 raise RuntimeError(f"scaleout bench: outbox not done after {TIMEOUT_S:.0f}s")
             if any(proc.poll() is not None for proc in procs):
                 raise RuntimeError(f"scaleout bench: a worker died (logs in {tmp})")
-            time.sleep(0.1)
+            time.sleep(POLL_S)
         return {"seconds": time.monotonic() - started, **meter.spent()}
     finally:
         for proc in procs:

@@ -24,7 +24,9 @@ def store(db_url: str) -> Iterator[sa.Engine]:
 
 
 def _learnt(key: str, vendor_id: str) -> RefMap:
-    return RefMap(system="parsalink", kind="company", key=key, vendor_id=vendor_id, source="created")
+    return RefMap(
+        system="parsalink", kind="company", key=key, vendor_id=vendor_id, source="created"
+    )
 
 
 def test_a_key_stored_meanwhile_keeps_its_row_and_the_others_are_stored(
