@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from sync.store.models import RefMap
@@ -25,19 +24,3 @@ def move_system(session: Session, source: str, target: str) -> None:
 def of_kind(session: Session, kind: str) -> Sequence[RefMap]:
     """Every stored reference of one kind (``company``: the company links), all systems."""
     return session.exec(select(RefMap).where(col(RefMap.kind) == kind)).all()
-
-
-def insert_learnt(session: Session, rows: Sequence[RefMap]) -> None:
-    """Store references learnt meanwhile (one statement); a key already stored for the system
-    and kind keeps its row. Another process (a second drain of the system, a poll) learns the
-    same company at the same time, or did since this one read the map: first come keeps it,
-    as the map's unique key says, where a plain insert failed the caller's whole transaction."""
-    if not rows:
-        return
-    values = [
-        {c: getattr(row, c) for c in ("system", "kind", "key", "vendor_id", "source", "updated_at")}
-        for row in rows
-    ]
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(RefMap).values(values)
-    session.execute(insert.on_conflict_do_nothing(index_elements=["system", "kind", "key"]))

@@ -32,7 +32,7 @@ from sync.engine.journal import enqueue_into, outbox_row
 from sync.engine.letters import resolve_captured, resolve_filtered
 from sync.engine.outbound import push_op
 from sync.engine.prefetch import one_ahead
-from sync.store import cursors, links, outbox, records, refs
+from sync.store import cursors, links, outbox, records
 from sync.store.models import Cursor, Link, Outbox
 from sync.timefmt import maybe_utc, utcnow
 
@@ -79,7 +79,7 @@ def capture(
     for page in one_ahead(pages):  # the next page is read while this one is folded in
         with engine.session() as session:
             _ingest_page(poll, session, page)
-            refs.insert_learnt(session, engine.refs.take_pending())
+            session.add_all(engine.refs.take_pending())
             if mode == "incremental":
                 _advance_cursor(session, system, page, _vendor_start(connector, started))
             session.commit()

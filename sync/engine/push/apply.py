@@ -34,7 +34,7 @@ from sync.mapping.derived import Derived
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.metrics import observe_propagation
 from sync.store import links as stored_links
-from sync.store import outbox, refs
+from sync.store import outbox
 from sync.store import records as stored_records
 from sync.store.models import Link, Record
 from sync.timefmt import as_utc, maybe_utc, utcnow
@@ -55,14 +55,14 @@ def apply_results(engine: Engine, results: Sequence[_Result], counts: Counts) ->
     try:
         with engine.session() as session:
             outcomes = _apply_all(engine, session, results, isolate=False)
-            refs.insert_learnt(session, taken)
+            session.add_all(taken)
             session.commit()
     except sa.exc.IntegrityError:
         engine.refs.give_back(taken)
         taken = engine.refs.take_pending()
         with engine.session() as session:
             outcomes = _apply_all(engine, session, results, isolate=True)
-            refs.insert_learnt(session, taken)
+            session.add_all(taken)
             try:
                 session.commit()
             except sa.exc.IntegrityError:  # a learnt reference was stored meanwhile
