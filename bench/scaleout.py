@@ -307,6 +307,10 @@ def _outcome(env: dict[str, str], child: EmulatorChild) -> dict[str, Any]:
     }
 
 
+#: the processes of a load: the workers, the emulators, the store
+CPU_KEYS = ("workers_cpu_s", "emulators_cpu_s", "postgres_cpu_s")
+
+
 def one_run(
     records: int, workers: int, latency_ms: float, seed: int, profile: Path | None = None
 ) -> dict[str, Any]:
@@ -343,6 +347,8 @@ def one_run(
         **timing,
         "deals_per_s": records / timing["seconds"],
         "deals_per_worker_cpu_s": records / timing["workers_cpu_s"],
+        # how many of the machine's cores the load got: against what the workers could use
+        "cores": sum(timing[k] for k in CPU_KEYS) / timing["seconds"],
         **outcome,
     }
 
@@ -391,7 +397,7 @@ def measure(
 
 
 #: per worker count, the median over the rounds
-MEDIANS = ("workers_cpu_s", "emulators_cpu_s", "postgres_cpu_s", "deals_per_worker_cpu_s")
+MEDIANS = (*CPU_KEYS, "deals_per_worker_cpu_s", "cores")
 
 
 def table(result: dict[str, Any]) -> Table:
@@ -400,8 +406,8 @@ def table(result: dict[str, Any]) -> Table:
         f"{result['latency_ms']:g} ms vendor latency, median of {result['rounds']})"
     )
     columns: tuple[str, ...] = ("workers", "deals/s", "speed-up", "seconds per round")
-    columns += ("deals / worker CPU s", "CPU s workers/emul./PG", "load", "lock waits", "verify")
-    for column in (*columns, "duplicates"):
+    columns += ("deals / worker CPU s", "CPU s workers/emul./PG", "cores", "load", "lock waits")
+    for column in (*columns, "verify", "duplicates"):
         out.add_column(column, justify="right")
     for row in result["per_workers"]:
         out.add_row(
@@ -412,6 +418,7 @@ def table(result: dict[str, Any]) -> Table:
             f"{row['deals_per_worker_cpu_s']:.0f}",
             f"{row['workers_cpu_s']:.1f} / {row['emulators_cpu_s']:.1f} / "
             f"{row['postgres_cpu_s']:.1f}",
+            f"{row['cores']:.2f}",
             " ".join(f"{load:.1f}" for load in row["load_avg"]),
             f"{row['lock_wait_share']:.0%}",
             "clean" if row["verify_clean"] and row["fully_linked"] else "[red]drift[/]",

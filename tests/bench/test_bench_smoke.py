@@ -115,3 +115,4 @@ def test_the_scaleout_scenario_times_each_worker_count_and_ends_clean(tmp_path: 
         # one CPU figure per worker per round; the emulators run in a child process of their own
         assert [len(cpu) for cpu in row["worker_cpu_s"]] == [row["workers"]]
         assert row["emulators_cpu_s"] > 0 and row["postgres_cpu_s"] >= 0 and row["load_avg"]
+        assert 0 < row["cores"] < 64
