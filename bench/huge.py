@@ -38,11 +38,13 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
 
+from bench.emulator_child import EmulatorChild, cpu_seconds, vm_hwm_mb
+from bench.emulator_child import serve as serve_emulators
 from bench.large_load import _kind
 from bench.scenarios import AMOUNT_EDIT, AUTH, PAGE, USERS
 from sync.store.db import upgrade
@@ -54,7 +56,6 @@ CHURN_SHARE = 0.001
 PG = os.environ.get("CRMSYNC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("CRMSYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 CHILD = (sys.executable, "-m", "bench.huge")
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 # -- the emulators' child process ------------------------------------------------------------
@@ -90,7 +91,7 @@ class Tally(list[dict[str, Any]]):
 def serve(deals: int, seed: int) -> None:
     """Child: Ruddr and Close with half the deals each; on stdin ``counts`` prints the request
     counts since the last ``reset`` as one JSON line; end of input stops."""
-    from sync.emulators.server import build_all, running
+    from sync.emulators.server import build_all
 
     half = deals // 2
     emulators = {
@@ -100,64 +101,21 @@ def serve(deals: int, seed: int) -> None:
     tallies = {}
     for name, emulator in emulators.items():
         tallies[name] = emulator.requests = Tally(emulator.prefix)
-    with running(emulators=emulators) as served:
-        print(json.dumps({name: s.base_url for name, s in served.items()}), flush=True)
-        for command in sys.stdin:
-            if command.strip() == "reset":
-                for tally in tallies.values():
-                    tally.clear()
-            print(json.dumps({name: t.report() for name, t in tallies.items()}), flush=True)
+
+    def answer(command: str) -> dict[str, Any]:
+        if command == "reset":
+            for tally in tallies.values():
+                tally.clear()
+        return {name: t.report() for name, t in tallies.items()}
+
+    serve_emulators(emulators, answer)
 
 
-class Emulators:
+class Emulators(EmulatorChild):
     """The parent's handle on the emulators' child: its URLs, counts, CPU time and RSS."""
 
     def __init__(self, deals: int, seed: int) -> None:
-        self.proc = subprocess.Popen(
-            [*CHILD, "serve", "--deals", str(deals), "--seed", str(seed)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.urls: dict[str, str] = json.loads(self._out.readline())
-
-    @property
-    def _out(self) -> IO[str]:
-        assert self.proc.stdout is not None
-        return self.proc.stdout
-
-    def ask(self, command: str) -> dict[str, dict[str, int]]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return dict(json.loads(self._out.readline()))
-
-    def cpu_s(self) -> float:
-        return cpu_seconds(self.proc.pid)
-
-    def peak_mb(self) -> float:
-        return vm_hwm_mb(self.proc.pid) or 0.0
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=120)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def vm_hwm_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+        super().__init__([*CHILD, "serve", "--deals", str(deals), "--seed", str(seed)])
 
 
 # -- crmsync's child processes --------------------------------------------------------------

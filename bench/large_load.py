@@ -2,8 +2,9 @@
 
 In the in-process worlds the emulators' data (every deal of every vendor) lives in the
 measured process, so its peak RSS says little about crmsync. Here a child process serves the
-emulators over HTTP (Ruddr seeded with N deals), and this process runs nothing but crmsync —
-the shipped config.yaml, a fresh SQLite store, real HTTP — until the outbox is empty.
+emulators over HTTP (``bench.emulator_child``, Ruddr seeded with N deals), and this process
+runs nothing but crmsync — the shipped config.yaml, a fresh SQLite store, real HTTP — until
+the outbox is empty.
 
 ``python -m bench.large_load run --records N`` prints one JSON object; ``python -m bench``
 runs it in a fresh process as the ``initial_load_oop`` scenario (``--large``: 100,000).
@@ -26,7 +27,7 @@ from typing import Any
 import httpx
 from sqlmodel import col, func, select
 
-from bench.common import ENV_OF
+from bench.emulator_child import SHIPPED, EmulatorChild, origin
 from bench.memory import peak_rss_mb
 from bench.scenarios import FAST_RETRY, PAGE, WRITES, load_latencies, percentile
 from sync.config import load_config
@@ -42,30 +43,8 @@ MAX_CYCLES = 10
 CHILD = (sys.executable, "-m", "bench.large_load")
 
 
-def serve(records: int, seed: int) -> None:
-    """Child: serve the shipped config's emulators (Ruddr with ``records`` deals) until stdin
-    closes."""
-    from sync.emulators.ruddr import RuddrEmulator
-    from sync.emulators.server import build_all, running
-
-    # only the shipped config's vendors (an installed emulator it does not use has no
-    # *_BASE_URL there)
-    emulators = build_all(only=ENV_OF, seed=seed, seed_opportunities=0)
-    emulators["ruddr"] = RuddrEmulator(seed=seed, seed_opportunities=records)
-    if "hubspot" in emulators:  # cycles follow each other at once: no search index lag
-        emulators["hubspot"].index_lag = 0  # type: ignore[attr-defined]
-    with running(emulators=emulators) as served:
-        print(json.dumps({name: s.base_url for name, s in served.items()}), flush=True)
-        sys.stdin.read()  # the parent closes our stdin when it is done
-
-
-def _origin(base_url: str) -> str:
-    url = httpx.URL(base_url)
-    return f"{url.scheme}://{url.host}:{url.port}"
-
-
 def _requests(base_url: str, prefix: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{_origin(base_url)}/_emulator/requests", timeout=120)
+    answer = httpx.get(f"{origin(base_url)}/_emulator/requests", timeout=120)
     answer.raise_for_status()
     return [r for r in answer.json()["requests"] if r["path"].startswith(prefix)]
 
@@ -80,24 +59,11 @@ def _kind(path: str, prefix: str, method: str) -> str:
 
 
 def measure(records: int, seed: int = 7) -> dict[str, Any]:
-    child = subprocess.Popen(
-        [*CHILD, "serve", "--records", str(records), "--seed", str(seed)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        urls: dict[str, str] = json.loads(child.stdout.readline())
-        return _load(urls, records)
-    finally:
-        if child.stdin:
-            child.stdin.close()
-        child.wait(timeout=60)
+    with EmulatorChild([*SHIPPED, "--records", str(records), "--seed", str(seed)]) as child:
+        return _load(child.env(), records)
 
 
-def _load(urls: dict[str, str], records: int) -> dict[str, Any]:
-    env = {f"{ENV_OF[kind]}_BASE_URL": url for kind, url in urls.items()}
+def _load(env: dict[str, str], records: int) -> dict[str, Any]:
     env["CRMSYNC_FIRST_RUN"] = "waive"  # a load, not a first-run match (sync.first_run)
     config = load_config(ROOT / "config.yaml", env=env)
     prefixes = {name: httpx.URL(cfg.base_url).path for name, cfg in config.systems.items()}
@@ -194,13 +160,10 @@ def run_in_subprocess(records: int, seed: int = 7) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.large_load", description=__doc__)
-    parser.add_argument("mode", choices=("run", "serve"))
+    parser.add_argument("mode", choices=("run",))
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    if args.mode == "serve":
-        serve(args.records, args.seed)
-        return 0
     from sync.logging import configure_logging
 
     configure_logging(level="WARNING")

@@ -98,7 +98,8 @@ def test_the_recovery_scenario_times_both_kills_and_ends_converged(
 def test_the_scaleout_scenario_times_each_worker_count_and_ends_clean(tmp_path: Path) -> None:
     """``scaleout`` at N = 10 with 1 and 2 Celery workers on PostgreSQL and Redis: each run
     drains the whole outbox, ends with verify clean, every deal linked in every system and no
-    duplicate in any; the figures are finite and the speed-up is against one worker."""
+    duplicate in any; the figures are finite, the speed-up is against one worker, and the CPU
+    of each worker, of the emulators' own process and of PostgreSQL is reported."""
     out = tmp_path / "results.json"
     argv = ["--scenario", "scaleout", "--scaleout-records", "10", "--scaleout-workers", "1,2"]
     assert main([*argv, "--scaleout-rounds", "1", "--json", str(out)]) == 0
@@ -110,4 +111,8 @@ def test_the_scaleout_scenario_times_each_worker_count_and_ends_clean(tmp_path: 
         assert row["verify_clean"] and row["fully_linked"], row
         assert row["duplicates"] == 0, row
         assert math.isfinite(row["deals_per_s"]) and row["deals_per_s"] > 0
-        assert row["workers_cpu_s"] > 0
+        assert row["workers_cpu_s"] > 0 and row["deals_per_worker_cpu_s"] > 0
+        # one CPU figure per worker per round; the emulators run in a child process of their own
+        assert [len(cpu) for cpu in row["worker_cpu_s"]] == [row["workers"]]
+        assert row["emulators_cpu_s"] > 0 and row["postgres_cpu_s"] >= 0 and row["load_avg"]
+        assert 0 < row["cores"] < 64

@@ -81,6 +81,20 @@ def test_unique_id_property_refuses_a_second_deal(client: httpx.Client) -> None:
     assert second.status_code == 409 and first["id"] in second.json()["message"]
 
 
+def test_a_unique_value_is_freed_by_a_change_or_an_archive(client: httpx.Client) -> None:
+    """The value a deal held is free once it holds another, or once it is archived; the new
+    one is taken (the emulator keeps an index of the values, no longer a scan per create)."""
+    first = client.post(DEALS, json=_deal("U", crmsync_id="r-1")).json()
+    client.patch(f"{DEALS}/{first['id']}", json={"properties": {"crmsync_id": "r-2"}})
+    assert client.post(DEALS, json=_deal("U2", crmsync_id="r-2")).status_code == 409
+    freed = client.post(DEALS, json=_deal("U3", crmsync_id="r-1"))
+    assert freed.status_code == 201
+    client.delete(f"{DEALS}/{freed.json()['id']}")
+    assert client.post(DEALS, json=_deal("U4", crmsync_id="r-1")).status_code == 201
+    found = client.get(f"{DEALS}/r-2", params={"idProperty": "crmsync_id"})
+    assert found.json()["id"] == first["id"]
+
+
 def test_upsert_by_id_property_never_duplicates(client: httpx.Client) -> None:
     """Upserting the same id twice creates once and then updates."""
     body = {

@@ -42,6 +42,11 @@ class HubSpotData(Emulator):
         self.company_currency = "USD"
         self.additional_currencies: list[str] = []
         self.index: dict[str, Deal] = {}  # what search sees
+        # the live deal holding each value of the unique id property, and each deal's value:
+        # a create's uniqueness check was a scan of every deal (O(n²) for a load: at 10,000
+        # deals, batch creates timed out)
+        self.holders: dict[str, str] = {}
+        self.held: dict[str, str] = {}
         self.pending: list[tuple[dt.datetime, str, Deal | None]] = []  # not yet indexed
         self._next_id = 20_000_000_000 + seed * 1000
         self._seed_reference(seed)
@@ -212,6 +217,11 @@ class HubSpotData(Emulator):
                 f"Property {id_property} is not a unique identifier property",
                 "VALIDATION_ERROR",
             )
+        if id_property == ID_PROPERTY:
+            found = deals.get(self.holders.get(key, ""))
+            if found is None or found["archived"] or found["props"].get(ID_PROPERTY) != key:
+                return None
+            return found
         return next(
             (
                 d
@@ -289,12 +299,24 @@ class HubSpotData(Emulator):
     # -- the search index ---------------------------------------------------------------------
     def reindex(self, deal: Deal) -> None:
         """Search sees the write ``index_lag`` seconds later (at once when the lag is 0)."""
+        self._hold(deal)
         snapshot = None if deal["archived"] else copy.deepcopy(deal)
         if self.index_lag <= 0:
             self._index_one(deal["id"], snapshot)
         else:
             due = self.clock.peek() + dt.timedelta(seconds=self.index_lag)
             self.pending.append((due, deal["id"], snapshot))
+
+    def _hold(self, deal: Deal) -> None:
+        """Keep ``holders`` true after a write: what the deal held before is let go, what it
+        holds now (a live deal only) is its own."""
+        before = self.held.pop(deal["id"], None)
+        if before is not None and self.holders.get(before) == deal["id"]:
+            del self.holders[before]
+        value = deal["props"].get(ID_PROPERTY)
+        if value and not deal["archived"]:
+            self.holders[value] = deal["id"]
+            self.held[deal["id"]] = value
 
     def indexed(self) -> list[Deal]:
         """The deals search sees now."""
