@@ -8,13 +8,16 @@ would take 7 h alone: the figure is crmsync's throughput, not the vendor's limit
 
 1. **initial load**: every deal created in the other system (1,000,000 creates);
 2. **quiet cycle**: nothing changed (Ruddr is listed in full: it only scans; Close is asked
-   what changed since its watermark);
-3. **churn**: 0.1 % of the deals edited (amount), half in each vendor, then one cycle.
+   what changed since its watermark: the load's own writes, read back once);
+3. **quiet again**: the steady state, Close's listing of what changed now empty;
+4. **churn**: 0.1 % of the deals edited (amount), half in each vendor, then one cycle.
 
 Per phase: wall time, deals/s, crmsync's CPU time (user + system of its process: its own work,
 not the time it waits on a vendor or on PostgreSQL) per deal, the vendor requests beside the
-ideal, crmsync's peak RSS (``VmHWM``, polled), and the emulators' CPU time and peak RSS apart
-from ours. At the end: the database's size on disk (``pg_database_size``), and every deal
+ideal, crmsync's peak RSS (``VmHWM``, polled), each system's poll (wall and CPU time, from
+its ``capture_done`` log line: embedded only), and the emulators' CPU time and peak RSS apart
+from ours. ``--progress S``: a line on stderr every S seconds of a phase (RSS, CPU, links,
+pushes done). At the end: the database's size on disk (``pg_database_size``), and every deal
 linked once in both systems with nothing owed.
 
 ``python -m bench.huge --deals N`` (default 1,000,000) prints a table and writes JSON
@@ -43,6 +46,7 @@ from typing import IO, Any
 import httpx
 import sqlalchemy as sa
 
+from bench.huge_watch import Polls, Progress, cpu_seconds, vm_hwm_mb
 from bench.large_load import _kind
 from bench.scenarios import AMOUNT_EDIT, AUTH, PAGE, USERS
 from sync.store.db import upgrade
@@ -54,7 +58,6 @@ CHURN_SHARE = 0.001
 PG = os.environ.get("CRMSYNC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("CRMSYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 CHILD = (sys.executable, "-m", "bench.huge")
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 # -- the emulators' child process ------------------------------------------------------------
@@ -144,22 +147,6 @@ class Emulators:
         self.proc.wait(timeout=120)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def vm_hwm_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 # -- crmsync's child processes --------------------------------------------------------------
 
 
@@ -188,17 +175,18 @@ def crmsync_env(config: Path, store: str, urls: dict[str, str]) -> dict[str, str
         **{f"{SYSTEMS[name]}_BASE_URL": url for name, url in urls.items()},
         "CRMSYNC_CONFIG": str(config),
         "CRMSYNC_DATABASE_URL": store,
-        "CRMSYNC_LOG_LEVEL": "WARNING",
+        "CRMSYNC_LOG_LEVEL": "INFO",  # a few lines a run: `capture_done` times each poll
         "CRMSYNC_LOG_FORMAT": "json",
         "CRMSYNC_FIRST_RUN": "waive",  # seeded deals on both sides: a load, not a match
         "PYTHONPATH": str(ROOT),
     }
 
 
-def run_once(env: dict[str, str], log: Path) -> dict[str, Any]:
-    """``crmsync run --once`` to its end: wall time, exit code, CPU time (``wait4``) and peak
-    RSS (``VmHWM``, read every 0.2 s while it lives)."""
+def run_once(env: dict[str, str], log: Path, progress: Progress) -> dict[str, Any]:
+    """``crmsync run --once`` to its end: wall time, exit code, CPU time (``wait4``), peak
+    RSS (``VmHWM``, read every 0.2 s while it lives) and each system's poll (``Polls``)."""
     started = time.perf_counter()
+    polls = Polls(log)
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sync", "run", "--once", "--no-live", "--max-wait", "600"],
@@ -213,6 +201,8 @@ def run_once(env: dict[str, str], log: Path) -> dict[str, Any]:
         if pid:
             break
         peak = max(peak, vm_hwm_mb(proc.pid) or 0.0)
+        polls.read(time.perf_counter() - started, proc.pid)
+        progress.tick([proc.pid])
         time.sleep(0.2)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {
@@ -220,6 +210,7 @@ def run_once(env: dict[str, str], log: Path) -> dict[str, Any]:
         "exit": proc.returncode,
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "peak_rss_mb": peak,
+        "polls": polls.spans(),
     }
 
 
@@ -280,7 +271,7 @@ def release_redis(url: str) -> None:
 
 
 def through_workers(
-    workers: Workers, env: dict[str, str], url: str, timeout: float
+    workers: Workers, env: dict[str, str], url: str, timeout: float, progress: Progress
 ) -> dict[str, Any]:
     """Queue a poll of each system; wait until both polls that started after now have
     finished and nothing is owed. Same figures as :func:`run_once`, over every worker."""
@@ -300,6 +291,7 @@ def through_workers(
     while not done and time.perf_counter() - started < timeout:
         time.sleep(1.0)
         workers.sample()
+        progress.tick([proc.pid for proc in workers.procs])
         with store.connect() as conn:
             polled = conn.execute(
                 sa.text("SELECT count(*) FROM cursors WHERE last_poll_at >= :t"), {"t": began}
@@ -413,7 +405,9 @@ def phase(
     }
 
 
-def measure(deals: int, seed: int = 7, keep: bool = False, workers: int = 0) -> dict[str, Any]:
+def measure(
+    deals: int, seed: int = 7, keep: bool = False, workers: int = 0, every: float = 60.0
+) -> dict[str, Any]:
     half = deals // 2
     pages = math.ceil(half / PAGE) + math.ceil((deals - half) / PAGE)
     rng = random.Random(seed)
@@ -421,6 +415,7 @@ def measure(deals: int, seed: int = 7, keep: bool = False, workers: int = 0) -> 
     emulators = Emulators(deals, seed)
     seeded_s = time.perf_counter() - seeding
     url, admin = create_database()
+    progress = Progress(url, every)
     broker = free_redis(REDIS) if workers else ""
     pool: Workers | None = None
     phases = []
@@ -437,11 +432,12 @@ def measure(deals: int, seed: int = 7, keep: bool = False, workers: int = 0) -> 
 
             def runner() -> dict[str, Any]:
                 if workers_ is None:
-                    return run_once(env, log)
-                return through_workers(workers_, env, url, timeout=6 * 3600)
+                    return run_once(env, log, progress)
+                return through_workers(workers_, env, url, 6 * 3600, progress)
 
             def run(name: str, ideal: int) -> dict[str, Any]:
                 nonlocal refs
+                progress.start(name)
                 result = phase(name, emulators, runner, deals, ideal + refs)
                 if result["exit"] != 0:
                     result["log_tail"] = log.read_text(errors="replace")[-3000:]
@@ -466,6 +462,9 @@ def measure(deals: int, seed: int = 7, keep: bool = False, workers: int = 0) -> 
             # ... but the first cycle after a load reads the load's writes to Close back once
             readback = math.ceil(half / PAGE)
             run("quiet cycle", quiet_ideal - 1 + readback)
+            # the steady state: Close's changes since the last cycle, none (issue 25's "quiet
+            # cycle under 10 s per incremental system" is this cycle's Close poll)
+            run("quiet again", quiet_ideal)
             changed = max(2, round(deals * CHURN_SHARE))
             edit(emulators.urls, linked_pairs(url, changed, rng), rng)
             run("churn 0.1 %", quiet_ideal + changed)
@@ -510,6 +509,15 @@ def table(result: dict[str, Any]) -> str:
             f" {p['requests']:>9} {p['ideal']:>8} {p['ratio']:>6.3f} {p['writes']:>7}"
             f" {p['peak_rss_mb']:>12.0f} {p['emulator_cpu_s']:>16.1f}"
         )
+        polls = p.get("polls") or {}
+        if polls:
+            rows.append(
+                "  polls: "
+                + ", ".join(
+                    f"{system} {span['wall_s']:.1f} s ({span['cpu_s']:.1f} s cpu)"
+                    for system, span in polls.items()
+                )
+            )
     store = result["store"]
     rows.append(
         f"store: {store['deals']:,} deals, {store['links']:,} links, {store['owed']} owed, "
@@ -530,11 +538,14 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=int, default=0, help="Celery workers (0: the embedded loop)"
     )
     parser.add_argument("--json", type=Path, default=Path("bench/huge.json"))
+    parser.add_argument(
+        "--progress", type=float, default=60.0, help="seconds between progress lines (0: none)"
+    )
     args = parser.parse_args(argv)
     if args.mode == "serve":
         serve(args.deals, args.seed)
         return 0
-    result = measure(args.deals, args.seed, args.keep, args.workers)
+    result = measure(args.deals, args.seed, args.keep, args.workers, args.progress)
     print(table(result))
     args.json.write_text(json.dumps(result, indent=2))
     print(f"JSON written to {args.json}")
