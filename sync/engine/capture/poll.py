@@ -84,7 +84,8 @@ def capture(
             if mode == "incremental":
                 _advance_cursor(session, system, page, _vendor_start(connector, started))
             session.commit()
-        seen.update(r.external_id for r in page)
+        if mode == "scan":  # what its deletes are found from; a listing of changes has none
+            seen.update(r.external_id for r in page)
         counts.add("fetched", len(page))
         listed += 1
     # every page was read: the listing proves everything committed before its start was seen
