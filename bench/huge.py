@@ -92,7 +92,8 @@ class Tally(list[dict[str, Any]]):
 
 def serve(deals: int, seed: int) -> None:
     """Child: Ruddr and Close with half the deals each; on stdin ``counts`` prints the request
-    counts since the last ``reset`` as one JSON line; end of input stops."""
+    counts since the last ``reset`` (which warms Close's listing first) as one JSON line; end
+    of input stops."""
     from sync.emulators.server import build_all, running
 
     half = deals // 2
@@ -104,12 +105,27 @@ def serve(deals: int, seed: int) -> None:
     for name, emulator in emulators.items():
         tallies[name] = emulator.requests = Tally(emulator.prefix)
     with running(emulators=emulators) as served:
-        print(json.dumps({name: s.base_url for name, s in served.items()}), flush=True)
+        urls = {name: s.base_url for name, s in served.items()}
+        print(json.dumps(urls), flush=True)
         for command in sys.stdin:
             if command.strip() == "reset":
+                warm_close(urls["close"])
                 for tally in tallies.values():
                     tally.clear()
             print(json.dumps({name: t.report() for name, t in tallies.items()}), flush=True)
+
+
+def warm_close(url: str) -> None:
+    """Have Close's emulator sort its deals by ``date_updated`` now, before a phase: after the
+    seeding or a phase's writes its first listing re-sorts every deal, which at 500,000 and
+    more outlasts crmsync's 30 s read timeout on a busy machine (the 1,000,000 run of
+    2026-12-07 failed so). A vendor answers a page in constant time: the bench should too."""
+    httpx.get(
+        f"{url}/opportunity/",
+        params={"date_updated__gte": "1970-01-01T00:00:00Z", "_order_by": "date_updated"},
+        auth=httpx.BasicAuth("close-test-key", ""),
+        timeout=None,
+    ).raise_for_status()
 
 
 class Emulators:
@@ -442,7 +458,8 @@ def measure(
                 if result["exit"] != 0:
                     result["log_tail"] = log.read_text(errors="replace")[-3000:]
                 phases.append(result)
-                if result["exit"] != 0:
+                if result["exit"] != 0:  # the log goes with the temporary directory: say it now
+                    print(result["log_tail"], file=sys.stderr, flush=True)
                     raise RuntimeError(f"{name}: crmsync exited {result['exit']}: see log_tail")
                 print(
                     json.dumps({k: v for k, v in result.items() if k != "per_system"}),
