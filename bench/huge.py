@@ -9,7 +9,8 @@ would take 7 h alone: the figure is crmsync's throughput, not the vendor's limit
 1. **initial load**: every deal created in the other system (1,000,000 creates);
 2. **quiet cycle**: nothing changed (Ruddr is listed in full: it only scans; Close is asked
    what changed since its watermark: the load's own writes, read back once);
-3. **quiet again**: the steady state, Close's listing of what changed now empty;
+3. **quiet again**: the steady state (the load's last write by then `lookback` old: Close's
+   listing of what changed is one empty page);
 4. **churn**: 0.1 % of the deals edited (amount), half in each vendor, then one cycle.
 
 Per phase: wall time, deals/s, crmsync's CPU time (user + system of its process: its own work,
@@ -49,6 +50,7 @@ import sqlalchemy as sa
 from bench.huge_watch import Polls, Progress, cpu_seconds, vm_hwm_mb
 from bench.large_load import _kind
 from bench.scenarios import AMOUNT_EDIT, AUTH, PAGE, USERS
+from sync.config import load_config
 from sync.store.db import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -437,7 +439,9 @@ def measure(
     phases = []
     try:
         with tempfile.TemporaryDirectory(prefix="crmsync-huge-") as tmp:
-            env = crmsync_env(write_config(Path(tmp)), url, emulators.urls)
+            config = write_config(Path(tmp))
+            env = crmsync_env(config, url, emulators.urls)
+            lookback = load_config(config, env=env).sync.lookback.total_seconds()
             log = Path(tmp) / "crmsync.log"
             refs = 0
             if workers:
@@ -473,6 +477,9 @@ def measure(
             refs = sum(c.get("distinct_references", 0) for c in load["per_system"].values())
             load["ideal"] += refs
             load["ratio"] = load["requests"] / load["ideal"]
+            # Close re-reads `lookback` before its watermark: once that long has passed since
+            # the load's last write, the second quiet cycle's window holds none of them
+            time.sleep(lookback)
             # Ruddr, a scan system, lists every deal it now holds; Close, incremental, what
             # changed since its watermark less the lookback: one request when nothing did
             quiet_ideal = math.ceil(store_facts(url)["deals"] / PAGE) + 1
