@@ -228,9 +228,10 @@ def catch_up(engine: Engine, system: str, batch: int = 500) -> int:
     crmsync may create). Returns how many were queued."""
     queued = 0
     with engine.session() as session:
-        ids = records.live_ids(session)
-        for start in range(0, len(ids), batch):
-            queued += _catch_up_batch(engine, session, system, ids[start : start + batch])
+        after = ""  # keyset paging: a million ids held at once are some 80 MB
+        while ids := records.live_ids_after(session, after, batch):
+            queued += _catch_up_batch(engine, session, system, ids)
+            after = ids[-1]
         session.commit()
     log.info("system_caught_up", system=system, queued=queued)
     return queued

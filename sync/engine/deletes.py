@@ -26,6 +26,7 @@ journaled with both sides. No edit is ever dropped silently.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Container
 
 import structlog
 from sqlmodel import Session
@@ -37,6 +38,7 @@ from sync.engine.guard import Vanished
 from sync.engine.journal import enqueue, note
 from sync.engine.letters import resolve_deleted, resolve_vanished_unlinked
 from sync.engine.outbound import push_diff
+from sync.engine.seen import SeenIds
 from sync.store import cursors, links, outbox, records, systems
 from sync.store.models import (
     Conflict,
@@ -116,7 +118,7 @@ def _apply_policy(
 
 
 def after_complete_scan(
-    engine: Engine, system: str, seen: set[str], started: dt.datetime, run_id: str | None
+    engine: Engine, system: str, seen: Container[str], started: dt.datetime, run_id: str | None
 ) -> Counts:
     """Links of ``system`` that a complete scan no longer saw were deleted there — unless
     there are so many that the mass-delete guard holds them for an operator."""
@@ -199,7 +201,7 @@ def _after_gap(
     """The delete feed lost deletes: a complete read finds them by set difference (the
     mass-delete guard still applies), and the feed is read from this run on."""
     log.warning("delete_feed_gap", system=system, message=gap.message)
-    seen = {r.external_id for page in engine.connector(system).scan() for r in page}
+    seen = SeenIds(r.external_id for page in engine.connector(system).scan() for r in page)
     counts = after_complete_scan(engine, system, seen, started, run_id)
     counts.add("delete_feed_gaps")
     with engine.session() as session:

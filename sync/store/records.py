@@ -74,13 +74,6 @@ def existing(session: Session, record_ids: Collection[str]) -> set[str]:
     return set(found)
 
 
-def live_ids(session: Session) -> list[str]:
-    """The ids of every live record (in no particular order)."""
-    return list(
-        session.exec(select(Record.id).where(Record.deleted_at == None)).all()  # noqa: E711
-    )
-
-
 def live_ids_after(session: Session, after: str, limit: int) -> list[str]:
     """Up to ``limit`` live record ids greater than ``after``, in id order (keyset paging)."""
     return list(

@@ -1,12 +1,15 @@
 """The ``--huge`` benchmark's pieces that a typo would only break hours into a run by hand
 (bench/huge.py; the run itself never runs in CI): its two-system config loads, and the
-emulators' counting log counts requests by kind without keeping them."""
+emulators' counting log counts requests by kind without keeping them, and each system's
+poll is timed from crmsync's log."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from bench.huge import SYSTEMS, Tally, write_config
+from bench.huge_watch import Polls
 from sync.config import load_config
 
 
@@ -38,3 +41,22 @@ def test_the_tally_counts_by_kind_and_keeps_nothing() -> None:
     }  # fmt: skip
     tally.clear()
     assert tally.report() == {"distinct_references": 0}
+
+
+def test_polls_are_timed_from_the_capture_done_lines(tmp_path: Path) -> None:
+    """Each system's poll spans from the previous ``capture_done`` line (the first from the
+    process's start) to its own; lines written before the phase and a line not yet ended are
+    not read."""
+    log = tmp_path / "crmsync.log"
+    log.write_text('{"event": "capture_done", "system": "old"}\n')
+    polls = Polls(log)
+    with log.open("a") as out:
+        out.write('{"event": "capture_done", "system": "ruddr"}\n{"event": "other"}\n')
+    polls.read(2.0, os.getpid())
+    with log.open("a") as out:
+        out.write('{"event": "capture_done", "system": "close"}\n{"event": "capt')
+    polls.read(5.0, os.getpid())
+    spans = polls.spans()
+    assert list(spans) == ["ruddr", "close"]
+    assert (spans["ruddr"]["wall_s"], spans["close"]["wall_s"]) == (2.0, 3.0)
+    assert all(span["cpu_s"] >= 0 for span in spans.values())

@@ -153,10 +153,7 @@ class CloseEmulator(OpportunityEndpoints):
             key=lambda ld: (ld["date_created"], ld["id"]),
             reverse=True,
         )
-        data = [
-            project(self._render_lead(ld), params.get("_fields"))
-            for ld in leads[skip : skip + limit]
-        ]
+        data = [self._render_lead(ld, params.get("_fields")) for ld in leads[skip : skip + limit]]
         return JSONResponse(
             {"data": data, "has_more": skip + limit < len(leads), "total_results": len(leads)}
         )
@@ -180,7 +177,7 @@ class CloseEmulator(OpportunityEndpoints):
         lead = self.collections["lead"].get(request.path_params["id"])
         if lead is None:
             raise not_found("Lead")
-        return JSONResponse(project(self._render_lead(lead), request.query_params.get("_fields")))
+        return JSONResponse(self._render_lead(lead, request.query_params.get("_fields")))
 
     async def _update_lead(self, request: Request) -> Response:
         """``PUT /lead/{id}/`` (spec: "supports non-destructive patches"): a rename. Its deals

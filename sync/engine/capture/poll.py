@@ -32,6 +32,7 @@ from sync.engine.journal import enqueue_into, outbox_row
 from sync.engine.letters import resolve_captured, resolve_filtered
 from sync.engine.outbound import push_op
 from sync.engine.prefetch import one_ahead
+from sync.engine.seen import SeenIds
 from sync.store import cursors, links, outbox, records
 from sync.store import refs as stored_refs
 from sync.store.models import Cursor, Link, Outbox
@@ -75,7 +76,7 @@ def capture(
         pages = connector.scan()
     covered = _covered(cursor, regular) if full else None
     poll = Poll(engine, system, counts, run_id, started, covered - lookback if covered else None)
-    seen: set[str] = set()
+    seen = SeenIds()  # a scan's listing, compactly: a million ids as strings are 110 MB
     listed = 0  # pages: the listing's requests, from which a scan system's interval stretches
     for page in one_ahead(pages):  # the next page is read while this one is folded in
         with engine.session() as session:
@@ -84,7 +85,8 @@ def capture(
             if mode == "incremental":
                 _advance_cursor(session, system, page, _vendor_start(connector, started))
             session.commit()
-        seen.update(r.external_id for r in page)
+        if mode == "scan":  # what its deletes are found from; a listing of changes has none
+            seen.update(r.external_id for r in page)
         counts.add("fetched", len(page))
         listed += 1
     # every page was read: the listing proves everything committed before its start was seen
