@@ -42,11 +42,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
 
+from bench.emulator_child import EmulatorChild
 from bench.huge_watch import Polls, Progress, cpu_seconds, vm_hwm_mb
 from bench.large_load import _kind
 from bench.scenarios import AMOUNT_EDIT, AUTH, PAGE, USERS
@@ -130,39 +131,14 @@ def warm_close(url: str) -> None:
     ).raise_for_status()
 
 
-class Emulators:
+class Emulators(EmulatorChild):
     """The parent's handle on the emulators' child: its URLs, counts, CPU time and RSS."""
 
     def __init__(self, deals: int, seed: int) -> None:
-        self.proc = subprocess.Popen(
-            [*CHILD, "serve", "--deals", str(deals), "--seed", str(seed)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        self.urls: dict[str, str] = json.loads(self._out.readline())
-
-    @property
-    def _out(self) -> IO[str]:
-        assert self.proc.stdout is not None
-        return self.proc.stdout
+        super().__init__([*CHILD, "serve", "--deals", str(deals), "--seed", str(seed)])
 
     def ask(self, command: str) -> dict[str, dict[str, int]]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return dict(json.loads(self._out.readline()))
-
-    def cpu_s(self) -> float:
-        return cpu_seconds(self.proc.pid)
-
-    def peak_mb(self) -> float:
-        return vm_hwm_mb(self.proc.pid) or 0.0
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=120)
+        return dict(super().ask(command))
 
 
 # -- crmsync's child processes --------------------------------------------------------------
