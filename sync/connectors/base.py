@@ -46,15 +46,25 @@ __all__ = [
     "CaptureMode",
     "Deletion",
     "DerivedField",
+    "Keep",
     "ListingClock",
     "Reference",
     "RestCollection",
     "SetupFinding",
     "VendorRecord",
     "error_body",
+    "kept",
 ]
 
 CaptureMode = Literal["incremental", "scan"]
+#: which records of a long listing to hold (``find_candidates``): the others are dropped as
+#: their page arrives, so a listing of every deal made in a window is never held whole
+Keep = Callable[[VendorRecord], bool]
+
+
+def kept(keep: Keep | None, record: VendorRecord) -> bool:
+    """Whether ``record`` is held (no ``keep``: every record is)."""
+    return keep is None or keep(record)
 
 
 class BaseConnector(abc.ABC):
@@ -165,9 +175,13 @@ class BaseConnector(abc.ABC):
         raise NotImplementedError(f"{self.vendor} has no delete feed")
 
     @abc.abstractmethod
-    def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
+    def find_candidates(
+        self, name: str | None, created_after: dt.datetime, keep: Keep | None = None
+    ) -> list[VendorRecord]:
         """Records named ``name`` (any name: None) created at or after ``created_after``: the
-        look-up half of intent-then-look-up-then-adopt create recovery."""
+        look-up half of intent-then-look-up-then-adopt create recovery. ``keep``: only the
+        records it accepts are returned, each judged as its page arrives — a listing of any
+        name runs to every deal made since, which a recovery must not hold whole."""
 
     def find_like(
         self, payload: Mapping[str, Any], created_after: dt.datetime

@@ -35,9 +35,11 @@ from sync.connectors.base import (
     BaseConnector,
     CaptureMode,
     Deletion,
+    Keep,
     Reference,
     VendorRecord,
     error_body,
+    kept,
 )
 from sync.connectors.errors import AuthFailed, ConnectorError, Rejected
 from sync.connectors.http.auth import CloseBasicAuth
@@ -219,13 +221,20 @@ class CloseConnector(BaseConnector):
     def delete(self, external_id: str) -> None:
         self._request("DELETE", f"/opportunity/{external_id}/", record=external_id)
 
-    def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
+    def find_candidates(
+        self, name: str | None, created_after: dt.datetime, keep: Keep | None = None
+    ) -> list[VendorRecord]:
         """Opportunities created at or after ``created_after`` whose name custom field is
-        ``name`` (filtered client-side: Close's list has no filter on custom fields)."""
+        ``name`` (filtered client-side: Close's list has no filter on custom fields), those
+        ``keep`` accepts."""
         key = self._name_field()
         found: list[VendorRecord] = []
         for page in self._windowed("date_created", format_close(created_after)):
-            found += [record for record in page if name in (None, record.data.get(key))]
+            found += [
+                record
+                for record in page
+                if name in (None, record.data.get(key)) and kept(keep, record)
+            ]
         return found
 
     def _name_field(self) -> str:

@@ -40,11 +40,13 @@ from sync.connectors.base import (
     CaptureMode,
     Deletion,
     DerivedField,
+    Keep,
     ListingClock,
     Reference,
     SetupFinding,
     VendorRecord,
     error_body,
+    kept,
 )
 from sync.connectors.errors import AuthFailed, ConnectorError
 from sync.connectors.hubspot_batch import COMPANY_FIELD, refused_fields, split
@@ -300,9 +302,13 @@ class HubSpotConnector(BaseConnector):
         ).json()
         return answer
 
-    def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
-        """Deals created at or after ``created_after`` (named ``name``), through search."""
-        return hubspot_search.candidates(self, name, created_after)
+    def find_candidates(
+        self, name: str | None, created_after: dt.datetime, keep: Keep | None = None
+    ) -> list[VendorRecord]:
+        """Deals created at or after ``created_after`` (named ``name``), through search (one
+        page), those ``keep`` accepts."""
+        found = hubspot_search.candidates(self, name, created_after)
+        return [record for record in found if kept(keep, record)]
 
     # -- references and the portal --------------------------------------------------------------
     def load_references(self, kind: str) -> Iterator[Reference]:

@@ -32,9 +32,11 @@ import httpx
 
 from sync.connectors.base import (
     CaptureMode,
+    Keep,
     Reference,
     RestCollection,
     VendorRecord,
+    kept,
 )
 from sync.connectors.errors import AuthFailed
 from sync.connectors.http import (
@@ -81,16 +83,22 @@ class ParsaLinkConnector(RestCollection):
             if records:
                 yield records
 
-    def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
+    def find_candidates(
+        self, name: str | None, created_after: dt.datetime, keep: Keep | None = None
+    ) -> list[VendorRecord]:
         """By name: the list's ``search``. Any name: every page (no created-since filter
-        exists), only after a look-up by name found nothing — a rare recovery."""
-        found = {
-            str(raw["id"]): self.to_record(raw, partial=True)
-            for page in self._pages("/opportunities/", {"search": name} if name else None)
-            for raw in page
-            if name in (None, raw.get("name"))
-            and parse_timestamp(raw["createdAt"]) >= created_after
-        }
+        exists), only after a look-up by name found nothing — a rare recovery. The summaries
+        ``keep`` accepts, once each (a delete mid-listing makes a page be read again)."""
+        found: dict[str, VendorRecord] = {}
+        for page in self._pages("/opportunities/", {"search": name} if name else None):
+            for raw in page:
+                if name not in (None, raw.get("name")):
+                    continue
+                if parse_timestamp(raw["createdAt"]) < created_after:
+                    continue
+                record = self.to_record(raw, partial=True)
+                if kept(keep, record):
+                    found[record.external_id] = record
         return list(found.values())
 
     def find_like(

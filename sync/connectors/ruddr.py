@@ -33,9 +33,11 @@ import httpx
 
 from sync.connectors.base import (
     CaptureMode,
+    Keep,
     Reference,
     RestCollection,
     VendorRecord,
+    kept,
 )
 from sync.connectors.errors import Rejected, Retryable
 from sync.connectors.pagination import CursorPaginator
@@ -72,14 +74,20 @@ class RuddrConnector(RestCollection):
             if records:
                 yield records
 
-    def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
+    def find_candidates(
+        self, name: str | None, created_after: dt.datetime, keep: Keep | None = None
+    ) -> list[VendorRecord]:
+        """Opportunities named ``name`` (any: None) created at or after ``created_after``,
+        those ``keep`` accepts (once each: a cursor restart lists some again)."""
         found: dict[str, VendorRecord] = {}
         for page in self._pages("/opportunities"):
             for raw in page:
                 if parse_timestamp(raw["createdAt"]) < created_after:
                     return list(found.values())  # newest first: everything further is older
                 if name is None or raw.get("name") == name:
-                    found[raw["id"]] = self.to_record(raw)
+                    record = self.to_record(raw)
+                    if kept(keep, record):
+                        found[raw["id"]] = record
         return list(found.values())
 
     def _pages(self, path: str, *, clocked: bool = False) -> Iterator[list[dict[str, Any]]]:

@@ -37,7 +37,15 @@ from typing import Any, ClassVar
 
 import httpx
 
-from sync.connectors.base import BaseConnector, CaptureMode, Deletion, Reference, VendorRecord
+from sync.connectors.base import (
+    BaseConnector,
+    CaptureMode,
+    Deletion,
+    Keep,
+    Reference,
+    VendorRecord,
+    kept,
+)
 from sync.connectors.errors import (
     AuthFailed,
     ConnectorError,
@@ -286,13 +294,15 @@ class SalesforceConnector(BaseConnector):
         path = f"{self.api}/sobjects/Opportunity/{external_id}"
         self._request("DELETE", path, record=external_id)
 
-    def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
+    def find_candidates(
+        self, name: str | None, created_after: dt.datetime, keep: Keep | None = None
+    ) -> list[VendorRecord]:
         where = f"CreatedDate >= {soql_datetime(created_after)}"
         if name is not None:
             where += f" AND Name = '{quote(name)}'"
         found: list[VendorRecord] = []
         for page in self._keyset(where, clocked=False):
-            found += page
+            found += [record for record in page if kept(keep, record)]
         return found
 
     def to_record(self, data: dict[str, Any]) -> VendorRecord:

@@ -38,8 +38,10 @@ from sync.connectors.base import (
     BaseConnector,
     CaptureMode,
     DerivedField,
+    Keep,
     Reference,
     VendorRecord,
+    kept,
 )
 from sync.connectors.errors import ConnectorError
 from sync.connectors.pagination import CursorPaginator, JSONObject, iterate_pages
@@ -217,16 +219,22 @@ class TrutoConnector(BaseConnector):
             "DELETE", f"/opportunities/{external_id}", record=external_id, params=self._params()
         )
 
-    def find_candidates(self, name: str | None, created_after: dt.datetime) -> list[VendorRecord]:
+    def find_candidates(
+        self, name: str | None, created_after: dt.datetime, keep: Keep | None = None
+    ) -> list[VendorRecord]:
         """Opportunities named ``name`` created at or after ``created_after`` (listing plus a
-        client-side filter: the unified list has no name filter)."""
+        client-side filter: the unified list has no name filter), those ``keep`` accepts."""
         query: dict[str, str] = {}
         if "created_at" in self.query_fields():
             query["created_at[gte]"] = format_truto(created_after)
         found: list[VendorRecord] = []
         for page in self._pages("/opportunities", query):
             found += [
-                r for r in page if name in (None, r.data.get("name")) and _created(r, created_after)
+                r
+                for r in page
+                if name in (None, r.data.get("name"))
+                and _created(r, created_after)
+                and kept(keep, r)
             ]
         return found
 

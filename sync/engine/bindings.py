@@ -196,14 +196,8 @@ def _forget_reads(session: Session, system: str, fields: list[str]) -> None:
     never seen: their shadow values are dropped (no base: the three-way rules compare the
     vendor's value with ours) and the stored stamps forgotten (no deal is skipped)."""
     links.forget_stamps(session, system)
-    if not fields:
-        return
-    top = {name.partition(".")[0] for name in fields}
-    for link in links.of_system(session, system):
-        if top & set(link.shadow):
-            link.shadow = {k: v for k, v in link.shadow.items() if k not in top}
-            link.sent = {k: v for k, v in link.sent.items() if k not in top}
-            session.add(link)
+    if fields:
+        links.drop_shadow_fields(session, system, {name.partition(".")[0] for name in fields})
 
 
 def after_capture(engine: Engine, system: str, prepared: Prepared) -> Counts:

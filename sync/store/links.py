@@ -45,6 +45,38 @@ def of_system(session: Session, system: str) -> Sequence[Link]:
     return session.exec(select(Link).where(Link.system == system)).all()
 
 
+def drop_shadow_fields(
+    session: Session, system: str, fields: Collection[str], *, chunk: int = LIVE_CHUNK
+) -> int:
+    """Drop ``fields`` (top-level names) from the shadow and ``sent`` of every link of
+    ``system`` holding one; returns how many changed. Read ``chunk`` links at a time by id
+    and written back by primary key, never as objects of the session: a million links held
+    at once with their shadows are gigabytes."""
+    drop, after, changed = set(fields), 0, 0
+    while True:
+        rows = session.exec(
+            select(Link.id, Link.shadow, Link.sent)
+            .where(Link.system == system, col(Link.id) > after)
+            .order_by(col(Link.id))
+            .limit(chunk)
+        ).all()
+        if not rows:
+            return changed
+        after = int(rows[-1][0] or 0)
+        updates = [
+            {
+                "id": link_id,
+                "shadow": {k: v for k, v in shadow.items() if k not in drop},
+                "sent": {k: v for k, v in (sent or {}).items() if k not in drop},
+            }
+            for link_id, shadow, sent in rows
+            if drop & set(shadow or {})
+        ]
+        if updates:
+            session.execute(sa.update(Link), updates)  # by primary key, in one executemany
+        changed += len(updates)
+
+
 def of_records_in(session: Session, system: str, record_ids: Collection[str]) -> Sequence[Link]:
     """The links in ``system`` of the given records."""
     return session.exec(

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from sync.connectors import build_connector
+from sync.connectors.base import VendorRecord
 from sync.connectors.close import CloseConnector, WindowPaginator, event_paginator
 from sync.connectors.errors import (
     AuthFailed,
@@ -331,6 +332,21 @@ def test_find_candidates_matches_the_name_field_after_a_time(close: CloseConnect
     found = close.find_candidates("Needle", before)
     assert [r.external_id for r in found] == [created.external_id]
     assert close.find_candidates("Needle", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)) == []
+
+
+def test_find_candidates_of_any_name_holds_what_keep_accepts(close: CloseConnector) -> None:
+    """A listing of any name returns only the records ``keep`` accepts, each asked once."""
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    made = [close.create(new_payload(close, f"Kept {n}"), idempotency_key=f"kk{n}") for n in "ab"]
+    asked: list[str] = []
+
+    def keep(record: VendorRecord) -> bool:
+        asked.append(record.external_id)
+        return record.external_id == made[1].external_id
+
+    found = close.find_candidates(None, before, keep)
+    assert [r.external_id for r in found] == [made[1].external_id]
+    assert sorted(asked) == sorted(r.external_id for r in made)
 
 
 # -- references ------------------------------------------------------------------------------

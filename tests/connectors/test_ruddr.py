@@ -10,6 +10,7 @@ import pytest
 
 from sync.config import SystemConfig
 from sync.connectors import build_connector, connector_class
+from sync.connectors.base import VendorRecord
 from sync.connectors.errors import (
     AuthFailed,
     ConnectorError,
@@ -153,6 +154,24 @@ def test_find_candidates_finds_recent_records_by_name(ruddr: RuddrConnector) -> 
     found = ruddr.find_candidates("Needle", since)
     assert [r.external_id for r in found] == [made.external_id]
     assert ruddr.find_candidates("Needle", dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)) == []
+
+
+def test_find_candidates_of_any_name_holds_what_keep_accepts(ruddr: RuddrConnector) -> None:
+    """A listing of any name returns only the records ``keep`` accepts, each asked once."""
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    made = [
+        ruddr.create({"name": f"Kept {n}", "companyId": company_id(ruddr)}, idempotency_key=n)
+        for n in "ab"
+    ]
+    asked: list[str] = []
+
+    def keep(record: VendorRecord) -> bool:
+        asked.append(record.external_id)
+        return record.external_id == made[0].external_id
+
+    found = ruddr.find_candidates(None, since, keep)
+    assert [r.external_id for r in found] == [made[0].external_id]
+    assert sorted(asked) == sorted(r.external_id for r in made)
 
 
 # -- references ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from sqlalchemy.orm import ORMExecuteState
 from sqlmodel import Session, SQLModel, select
 
 from sync.store import claims as stored_claims
-from sync.store import first_run, outbox, records
+from sync.store import first_run, links, outbox, records
 from sync.store.db import make_engine, make_sessionmaker
 from sync.store.models import FirstRun, Journal, Link, Outbox, Record
 from sync.timefmt import utcnow
@@ -123,6 +123,43 @@ def test_live_ids_are_paged_in_id_order(session: Session) -> None:
     assert records.live_ids_after(session, "", 2) == ["r1", "r3"]
     assert records.live_ids_after(session, "r3", 2) == ["r4", "r5"]
     assert records.live_ids_after(session, "r5", 2) == []
+
+
+@pytest.mark.parametrize("chunk", [2, 1000])
+def test_dropping_shadow_fields_rewrites_the_systems_links_holding_one(
+    db_url: str, chunk: int
+) -> None:
+    """A mapping's transform changed: the field leaves the shadow and ``sent`` of every link
+    of that system holding it (read a few at a time, on both dialects); other fields, links
+    without it and other systems' links stay as they were."""
+    engine = make_engine(db_url)
+    SQLModel.metadata.create_all(engine)
+    with make_sessionmaker(engine)() as session:
+        _records(session, "r1", "r2", "r3", "r4")
+        held = {"name": "A", "stage": {"id": "s"}, "value": 5}
+        for record_id, system, shadow in (
+            ("r1", "close", held),
+            ("r2", "close", {"name": "B"}),
+            ("r3", "close", held),
+            ("r4", "ruddr", held),
+        ):
+            link = Link(record_id=record_id, system=system, external_id=f"{system}_{record_id}")
+            link.shadow, link.sent = dict(shadow), {"stage": ["x", "y"]}
+            session.add(link)
+        session.commit()
+        assert links.drop_shadow_fields(session, "close", {"stage"}, chunk=chunk) == 2
+        session.commit()
+        session.expunge_all()
+        found = {
+            link.record_id: (link.shadow, link.sent) for link in session.exec(select(Link)).all()
+        }
+    engine.dispose()
+    assert found == {
+        "r1": ({"name": "A", "value": 5}, {}),
+        "r2": ({"name": "B"}, {"stage": ["x", "y"]}),
+        "r3": ({"name": "A", "value": 5}, {}),
+        "r4": (held, {"stage": ["x", "y"]}),
+    }
 
 
 def test_absorbing_a_record_moves_its_rows_and_drops_its_unsent_pushes(session: Session) -> None:

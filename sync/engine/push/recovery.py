@@ -13,7 +13,9 @@ decides which deals to put before that rule, and how cheaply:
 - Otherwise **one listing of the deals created since the oldest intent of the drain**,
   shared by every recovery of that drain (``Lookups.window``). It serves a create only when it
   started after that create was claimed here: the earlier attempt had ended by then, so the
-  deal it may have made is in the listing.
+  deal it may have made is in the listing. So every create it can serve is known when it
+  starts, and it holds only the deals one of them could adopt (``_Wanted``): a listing runs to
+  every deal the vendor made since (100,000 in a large load), its memory to the few candidates.
 - A summary (ParsaLink's list) is put before the rule's necessary condition first
   (``intents.may_qualify``); only the few that pass are read in full, once per drain.
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +51,8 @@ class AlreadyLinked(Exception):
 
 @dataclass
 class _Window:
-    """One listing of the deals created since ``since``, started at ``started`` (monotonic)."""
+    """One listing of the deals created since ``since``, started at ``started`` (monotonic):
+    those a recovery it serves could adopt (``_Wanted``)."""
 
     started: float
     since: dt.datetime
@@ -64,35 +67,53 @@ class Lookups:
     engine: Engine
     system: str
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _claimed: dict[int, float] = field(default_factory=dict)  # row id -> when claimed here
-    _since: dt.datetime | None = None  # the oldest recovering intent claimed, minus SLACK
+    # the recoveries claimed and not over, by row id: when claimed here, and the job
+    _waiting: dict[int, tuple[float, _Job]] = field(default_factory=dict)
     _window: _Window | None = None
     _full: dict[str, VendorRecord] = field(default_factory=dict)  # full reads, by vendor id
     _taken: set[str] = field(default_factory=set)  # deals a recovery of this drain adopted
 
     def claimed(self, jobs: Iterable[_Job]) -> None:
         """Note the drain's newly claimed jobs: a listing serves those claimed before it."""
-        now = time.monotonic()
         with self._lock:
+            # read under the lock: a job noted while a listing runs is noted after it began
+            # (that listing kept nothing for it, so it must not serve it)
+            now = time.monotonic()
             for job in jobs:
-                if job.recover and job.intent_at is not None:
-                    self._claimed[job.row_id] = now
-                    since = _since(job)
-                    self._since = since if self._since is None else min(self._since, since)
+                if job.recover and job.intent_at is not None and job.error is None:
+                    self._waiting[job.row_id] = (now, job)
+
+    def done(self, job: _Job) -> None:
+        """``job``'s recovery is over: the listings from now on keep nothing for it."""
+        with self._lock:
+            self._waiting.pop(job.row_id, None)
 
     def window(self, job: _Job) -> list[VendorRecord]:
-        """The deals created since ``job``'s intent (less ``SLACK``), from one listing shared
-        by the drain; listed again only for a job claimed after it began (or older)."""
+        """The deals created since ``job``'s intent (less ``SLACK``) that it could adopt, from
+        one listing shared by the drain; listed again only for a job claimed after it began
+        (or older)."""
         since = _since(job)
         with self._lock:
             current = self._window
-            claimed = self._claimed.get(job.row_id, time.monotonic())
+            claimed = self._waiting.get(job.row_id, (time.monotonic(), job))[0]
             if current is None or current.started < claimed or since < current.since:
-                oldest = min(since, self._since or since)
-                started = time.monotonic()
-                deals = self.engine.connector(self.system).find_candidates(None, oldest)
-                current = self._window = _Window(started, oldest, deals)
+                current = self._window = self._list(job)
         return [deal for deal in current.deals if _born(deal, since)]
+
+    def _list(self, job: _Job) -> _Window:
+        """One listing for ``job`` and every recovery waiting (under ``_lock``): those are
+        all it can serve, so it keeps only the deals one of them could adopt."""
+        jobs = [job, *(other for _, other in self._waiting.values() if other is not job)]
+        oldest = min(_since(each) for each in jobs)
+        started = time.monotonic()
+        keep = _Wanted(self.engine, self.system, jobs)
+        deals = self.engine.connector(self.system).find_candidates(None, oldest, keep)
+        return _Window(started, oldest, deals)
+
+    def held(self) -> list[VendorRecord]:
+        """The deals the latest listing keeps (the rest of what it listed was dropped)."""
+        with self._lock:
+            return list(self._window.deals) if self._window is not None else []
 
     def full(self, deal: VendorRecord) -> VendorRecord:
         """The deal read in full (a summary is read once per drain; a full record as is)."""
@@ -132,6 +153,47 @@ def _born(deal: VendorRecord, since: dt.datetime) -> bool:
     return born is None or born >= since
 
 
+def _intent(job: _Job) -> Intent:
+    """The intent the identity rule weighs a deal against: what the create sent (what the
+    record holds now where the row kept nothing)."""
+    assert job.intent_at is not None
+    sent = {k: v for k, v in (job.intent_sent or job.wanted).items() if v is not None}
+    return Intent(job.row_id, job.record_id, job.intent_at, sent)
+
+
+class _Wanted:
+    """Which deals of a listing to hold: those one of ``jobs`` could adopt. A superset of
+    what ``_most_alike`` can return for each, so what is adopted does not change:
+
+    - born since the job's intent (``window`` gives a job no other);
+    - carrying the job's record id: its own, kept whatever it holds (``_free`` puts it before
+      any other, and ``_best`` judges it);
+    - else carrying no record id, where the vendor's deals carry none (``_free`` drops a deal
+      carrying another's, and any deal without ours where our creates carry it), and passing
+      the identity rule's necessary condition (``intents.may_qualify``, what ``_best`` asks of
+      a summary before reading it in full), or not mappable to canonical fields (``_best``
+      reads such a summary in full).
+    """
+
+    def __init__(self, engine: Engine, system: str, jobs: Sequence[_Job]) -> None:
+        self.engine, self.system = engine, system
+        self.holds = engine.mapper.holds_record_id(system)
+        self.jobs = [(job, _since(job), _intent(job)) for job in jobs]
+
+    def __call__(self, deal: VendorRecord) -> bool:
+        carried = self.engine.mapper.record_id_of(self.system, deal.data)
+        born = [(job, intent) for job, since, intent in self.jobs if _born(deal, since)]
+        if any(carried == job.record_id for job, _ in born):
+            return True
+        if carried is not None or self.holds or not born:
+            return False
+        theirs = _canonical(self.engine, self.system, deal.data)
+        if theirs is None:
+            return True
+        stamp, created = maybe_utc(deal.modified), maybe_utc(deal.created)
+        return any(may_qualify(i, theirs, stamp, created, job.wanted) for job, i in born)
+
+
 # --------------------------------------------------------------------------- the recovery
 
 
@@ -140,6 +202,13 @@ def recover(engine: Engine, job: _Job, lookups: Lookups) -> VendorRecord | None:
     can be sure). Raises ``AlreadyLinked`` when the record got its link meanwhile."""
     if job.intent_at is None:
         return None
+    try:
+        return _recover(engine, job, lookups)
+    finally:
+        lookups.done(job)
+
+
+def _recover(engine: Engine, job: _Job, lookups: Lookups) -> VendorRecord | None:
     with engine.read_session() as session:
         linked = links.id_of_record_in(session, job.record_id, job.system)
     if linked is not None:
@@ -239,9 +308,7 @@ def _most_alike(
 def _best(
     engine: Engine, job: _Job, lookups: Lookups, free: list[VendorRecord]
 ) -> VendorRecord | None:
-    assert job.intent_at is not None
-    sent = {k: v for k, v in (job.intent_sent or job.wanted).items() if v is not None}
-    intent = Intent(job.row_id, job.record_id, job.intent_at, sent)
+    intent = _intent(job)
     now = {job.record_id: job.wanted}  # the record may have been edited since
     best: tuple[VendorRecord, tuple[bool, float]] | None = None
     renames = 0  # candidates that qualify only as a rename of what was sent
