@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from sync import __version__
-from sync.cli import firstrun, inspect, operator, run, store
+from sync.cli import distributed, firstrun, inspect, operator, run, store
 from sync.cli.base import CliContext, fail, fit_to_pipes, out
 from sync.config import CONFIG_ENV, DEFAULT_PATH
 
@@ -94,9 +94,9 @@ app.command("deadletters")(operator.deadletters_cmd)
 app.command("history")(inspect.history_cmd)
 app.command("demo")(run.demo_cmd)
 app.command("run")(run.run)
-app.command("scheduler")(run.scheduler)
-app.command("worker")(run.worker)
-app.command("admin")(run.admin)
+app.command("scheduler")(distributed.scheduler)
+app.command("worker")(distributed.worker)
+app.command("admin")(distributed.admin)
 app.command("resync")(operator.resync)
 app.command("reconcile")(operator.reconcile)
 app.command("status")(inspect.status)

@@ -109,36 +109,6 @@ def test_the_live_views_tables_show_whole_stamps_and_fit_80_columns() -> None:
     assert "18:32:37" in text.split() and "truto_salesforce" in text.split()
 
 
-def test_verify_says_how_a_summary_listing_was_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`verify` names the mode for a summary listing and how many deals it read in full,
-    trusted on confirmed stamps and trusted on our own write's stamp — in text and --json."""
-    from collections import Counter
-
-    from sync.cli import base
-    from sync.engine import reports
-    from sync.engine.verify_report import SystemCheck, VerifyReport
-
-    check = SystemCheck(vendor_records=10, linked=10, summaries="sample of 2", read_in_full=3)
-    check.trusted_by = Counter({"written": 5, "confirmed": 2})
-    report = VerifyReport(systems={"parsalink": check, "ruddr": SystemCheck()})
-    console = Console(width=200, record=True)
-    monkeypatch.setattr(tables, "out", console)
-    monkeypatch.setattr(base, "out", console)
-    tables.show_verify(report, accept_known=False)
-    assert (
-        "parsalink: summaries sample of 2: 3 read in full, 2 trusted on confirmed stamps, "
-        "5 on our own write's stamp"
-    ) in console.export_text()
-    systems = reports.verify(report)["systems"]
-    assert systems["parsalink"]["summaries"] == {
-        "how": "sample of 2",
-        "read_in_full": 3,
-        "trusted_confirmed": 2,
-        "trusted_written": 5,
-    }
-    assert systems["ruddr"]["summaries"] is None
-
-
 def test_a_listing_wider_than_the_terminal_is_pairs_with_every_value_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
