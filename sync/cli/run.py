@@ -36,6 +36,7 @@ from sync.cli.tables import (
     cycle_table,
     first_run_notice,
     health_table,
+    line,
     owed_lines,
     runs_table,
 )
@@ -116,8 +117,8 @@ def _run_once(engine: Engine, max_wait: float) -> None:
     with Progress(engine, "run"):
         report = run_cycle(engine, max_wait=max_wait)
     out.print(cycle_table(report))
-    for line in owed_lines(report.left):
-        err.print(line, soft_wrap=True)
+    for text in owed_lines(report.left):
+        line(text, console=err)
     first_run_notice(engine)
     if report.dead_letters:
         err.print(f"[red]{report.dead_letters} record(s) went to dead letters[/]")

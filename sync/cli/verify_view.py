@@ -59,17 +59,17 @@ def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
     out.print(count_table("verify", columns, rows))
     for name, check in report.systems.items():
         if check.summaries is not None:  # a summary listing: say how its deals were read
-            out.print(
+            line(
                 f"  {name}: summaries {check.summaries}: {check.read_in_full} read in full, "
                 f"{check.trusted_by['confirmed']} trusted on confirmed stamps, "
                 f"{check.trusted_by['written']} on our own write's stamp"
             )
         _named_lines(name, check)
     for group in report.twins[:NAMED]:
-        out.print(f"  [red]one deal held as {len(group)} records: {', '.join(group)}[/]")
+        line(f"  [red]one deal held as {len(group)} records: {', '.join(group)}[/]")
     for company, names in list(report.company_names.items())[:50]:
         named = ", ".join(f"{short(name)} in {system}" for system, name in names.items())
-        out.print(
+        line(
             f"  [cyan]company {escape(short(company))} is named {escape(named)}: linked, compared "
             "through the link (each system keeps its own name)[/]"
         )
