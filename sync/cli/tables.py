@@ -294,7 +294,11 @@ def line(text: str, *, console: Console | None = None) -> None:
     where it starts (``  ✓ rate: …`` goes on under ``rate``, ``• match: …`` under
     ``match``), so a wrapped item never reads as the start of the next one."""
     console = console or out
-    for part in hanging(console.render_str(text), console.width):
+    rendered = console.render_str(text)
+    if "\n" in rendered.plain:  # a vendor's multi-line message: one item, wrapped as one
+        plain = rendered.plain.replace("\n", " ")
+        rendered = Text(plain, style=rendered.style, spans=rendered.spans)
+    for part in hanging(rendered, console.width):
         console.print(part, soft_wrap=True)  # already fitted: not wrapped or cut again
 
 

@@ -134,7 +134,7 @@ def test_a_long_line_hangs_under_its_item_and_keeps_every_id_whole() -> None:
     """At 80 columns a long indented line (a verify or doctor item) wraps at spaces within
     80 columns, each continuation two columns past the item's indent, and the ids a person
     copies stay whole on one line, never cut with "…" or folded; a word wider than the line
-    stands whole on a line of its own."""
+    stands whole on a line of its own; a line break inside the text is wrapped as a space."""
     deal = "rec_071cae88b2204193827e"
     vendor = "oppo_zVcdiDO0plhRMELI5OUONukQgmjaD2X5rDMjG6VDGtA"
     console = Console(width=80, record=True, color_system=None)
@@ -153,6 +153,12 @@ def test_a_long_line_hangs_under_its_item_and_keeps_every_id_whole() -> None:
     tables.line(f"  fix: open https://example.test/{vendor}/settings then retry", console=console)
     lines = console.export_text().splitlines()
     assert f"https://example.test/{vendor}/settings" in [row.strip() for row in lines]
+    console = Console(width=40, record=True, color_system=None)
+    tables.line("  close dead letter: HTTP 400\nname is required on create", console=console)
+    assert console.export_text().splitlines() == [
+        "  close dead letter: HTTP 400 name is",
+        "    required on create",
+    ]  # a vendor's multi-line message is one item, wrapped as one
 
 
 def test_a_listing_too_wide_for_the_terminal_indents_the_rows_that_continue_a_match(
