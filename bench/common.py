@@ -1,5 +1,5 @@
-"""What the process-level benches share: the shipped config's vendors, and the closing check
-that the store agrees with every system."""
+"""What the process-level benches share: the shipped config's vendors, that config without
+client-side rate limits, and the closing check that the store agrees with every system."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import yaml
 from sqlmodel import col, func, select
 
 from sync.config import Config, load_config
 from sync.engine.verify import verify
 from sync.runtime.context import build_engine
 from sync.store.models import Link, Record
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: The shipped config.yaml's vendors, each with the prefix of the ``<PREFIX>_BASE_URL``
 #: variable it reads (the emulators serve only these: one it does not use has no URL there).
@@ -25,6 +28,29 @@ ENV_OF = {
     "salesforce": "SALESFORCE",
     "hubspot": "HUBSPOT",
 }
+
+
+def unlimited_config(tmp: Path, only: Iterable[str] | None = None) -> Path:
+    """Write ``tmp/config.yaml``: the shipped config.yaml without client-side rate limits
+    (the emulators enforce none in the benches: with limits on, ParsaLink's 100 requests a
+    minute would make every figure ParsaLink's budget, not the code's). ``only``: keep just
+    these systems, and drop the others from the mapping and the conflict priorities too, so
+    the config still names no system it does not hold."""
+    data = yaml.safe_load((ROOT / "config.yaml").read_text())
+    if only is not None:
+        kept = list(only)
+        data["systems"] = {name: data["systems"][name] for name in kept}
+        data["mapping"] = {k: v for k, v in data.get("mapping", {}).items() if k in kept}
+        conflicts = data.get("conflicts", {})
+        conflicts["priority"] = [s for s in conflicts.get("priority", []) if s in kept]
+        for policy in conflicts.get("fields", {}).values():
+            if isinstance(policy, dict) and "prefer" in policy:
+                policy["prefer"] = [s for s in policy["prefer"] if s in kept]
+    for system in data["systems"].values():
+        system.pop("rate_limit", None)
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
 @dataclass(frozen=True)

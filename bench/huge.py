@@ -47,6 +47,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from bench.common import unlimited_config
 from bench.emulator_child import EmulatorChild
 from bench.huge_watch import Polls, Progress, cpu_seconds, vm_hwm_mb
 from bench.large_load import _kind
@@ -146,21 +147,7 @@ class Emulators(EmulatorChild):
 
 def write_config(tmp: Path) -> Path:
     """config.yaml with Ruddr and Close only, and no client-side rate limit."""
-    import yaml
-
-    data = yaml.safe_load((ROOT / "config.yaml").read_text())
-    data["systems"] = {name: data["systems"][name] for name in SYSTEMS}
-    for system in data["systems"].values():
-        system.pop("rate_limit", None)
-    data["mapping"] = {k: v for k, v in data.get("mapping", {}).items() if k in SYSTEMS}
-    conflicts = data.get("conflicts", {})
-    conflicts["priority"] = [s for s in conflicts.get("priority", []) if s in SYSTEMS]
-    for policy in conflicts.get("fields", {}).values():
-        if isinstance(policy, dict) and "prefer" in policy:
-            policy["prefer"] = [s for s in policy["prefer"] if s in SYSTEMS]
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return unlimited_config(tmp, only=SYSTEMS)
 
 
 def crmsync_env(config: Path, store: str, urls: dict[str, str]) -> dict[str, str]:

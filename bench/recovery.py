@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 from sqlmodel import col, func, select
 
-from bench.common import ENV_OF, verified
+from bench.common import ENV_OF, unlimited_config, verified
 from sync.config import load_config
 from sync.engine.cycle import poll
 from sync.runtime.context import build_engine
@@ -74,25 +74,12 @@ def serving(records: int, seed: int, latency_ms: float) -> Iterator[dict[str, st
         yield {**urls, "_roots": " ".join(s.root_url for s in served.values())}
 
 
-def _unlimited_config(tmp: Path) -> Path:
-    """The shipped config.yaml without client-side rate limits (the emulators enforce none
-    here): the figures are then the claims' own, not ParsaLink's 100 requests a minute."""
-    import yaml
-
-    data = yaml.safe_load((ROOT / "config.yaml").read_text())
-    for system in data["systems"].values():
-        system.pop("rate_limit", None)
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 def _env(urls: dict[str, str], store: str, claim_seconds: float) -> dict[str, str]:
     tmp = Path(store.removeprefix("sqlite:///")).parent
     return {
         **os.environ,
         **urls,
-        "CRMSYNC_CONFIG": str(_unlimited_config(tmp)),
+        "CRMSYNC_CONFIG": str(unlimited_config(tmp)),
         "CRMSYNC_DATABASE_URL": store,
         "CRMSYNC_CLAIM_SECONDS": f"{claim_seconds:g}",
         "CRMSYNC_LOG_LEVEL": "WARNING",

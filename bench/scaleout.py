@@ -50,13 +50,12 @@ from typing import Any
 import httpx
 import redis
 import sqlalchemy as sa
-import yaml
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, func, select
 
-from bench.common import verified
+from bench.common import unlimited_config, verified
 from bench.emulator_child import SHIPPED, EmulatorChild, cpu_seconds, origin
 from sync.config import load_config
 from sync.engine import first_run
@@ -120,16 +119,6 @@ def _latency(child: EmulatorChild, latency_ms: float) -> None:
         if name != "ruddr":
             faults = {"latency_ms": latency_ms} if latency_ms else {}
             httpx.post(f"{origin(url)}/_emulator/faults", json=faults).raise_for_status()
-
-
-def _config(tmp: Path) -> Path:
-    """The shipped config.yaml without client-side rate limits (see the module doc)."""
-    data = yaml.safe_load((ROOT / "config.yaml").read_text())
-    for system in data["systems"].values():
-        system.pop("rate_limit", None)
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def _capture(env: dict[str, str]) -> None:
@@ -315,7 +304,7 @@ def one_run(
         env = {
             **os.environ,
             **child.env(),
-            "CRMSYNC_CONFIG": str(_config(Path(tmp))),
+            "CRMSYNC_CONFIG": str(unlimited_config(Path(tmp))),
             "CRMSYNC_DATABASE_URL": store,
             "CRMSYNC_BROKER_URL": broker,
             "CRMSYNC_REDIS_PREFIX": f"scaleout{uuid.uuid4().hex[:8]}",

@@ -60,7 +60,7 @@ class EnqueueDispatcher:
 
         self._client = client
         self._prefix = prefix
-        self._send = send  # runtime.jobs.celery_sender: the config's broker, the system's queue
+        self._send = send  # runtime.starters.celery_sender: the config's broker, the system's queue
         self.leadership = Leadership(client, prefix=prefix, ttl=leader_ttl)
         self.periods: dict[str, float] = {}
         #: whether a system's poll may start now (a scan system's stretched interval,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from sync.runtime.jobs import celery_sender
+from sync.runtime.starters import celery_sender
 from sync.scheduler import EnqueueDispatcher
 from tests.e2e.conftest import World, make_world
 

@@ -6,13 +6,15 @@ points (``crmsync``, ``python -m sync``).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from inspect import getdoc
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from sync import __version__
-from sync.cli import firstrun, inspect, operator, run, store
+from sync.cli import distributed, firstrun, inspect, operator, run, store
 from sync.cli.base import CliContext, fail, fit_to_pipes, out
 from sync.config import CONFIG_ENV, DEFAULT_PATH
 
@@ -84,26 +86,40 @@ def main_callback(
 
 # --------------------------------------------------------------------------- commands
 
-config_app.command("check")(inspect.config_check)
-db_app.command("upgrade")(store.db_upgrade)
-app.command("emulate")(run.emulate)
-app.command("plan")(inspect.plan_cmd)
-app.command("verify")(inspect.verify_cmd)
-app.command("conflicts")(operator.conflicts_cmd)
-app.command("deadletters")(operator.deadletters_cmd)
-app.command("history")(inspect.history_cmd)
-app.command("demo")(run.demo_cmd)
-app.command("run")(run.run)
-app.command("scheduler")(run.scheduler)
-app.command("worker")(run.worker)
-app.command("admin")(run.admin)
-app.command("resync")(operator.resync)
-app.command("reconcile")(operator.reconcile)
-app.command("status")(inspect.status)
-app.command("match")(firstrun.match_cmd)
-app.command("doctor")(firstrun.doctor_cmd)
-app.command("deletes")(operator.deletes_cmd)
-app.command("rebind")(operator.rebind_cmd)
+
+def _help(command: Callable[..., Any]) -> str:
+    """A command's docstring with each paragraph on one line. Typer's rich mode keeps the
+    docstring's own line breaks (made for the source's 100 columns) in ``--help``, which
+    then breaks lines raggedly at any terminal width; folded, each paragraph wraps to it.
+    A docstring's literal (two backticks, for the code's readers) shows as one backtick."""
+    doc = (getdoc(command) or "").replace("``", "`")
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in doc.split("\n\n"))
+
+
+def _add(group: typer.Typer, name: str, command: Callable[..., Any]) -> None:
+    group.command(name, help=_help(command))(command)
+
+
+_add(config_app, "check", inspect.config_check)
+_add(db_app, "upgrade", store.db_upgrade)
+_add(app, "emulate", run.emulate)
+_add(app, "plan", inspect.plan_cmd)
+_add(app, "verify", inspect.verify_cmd)
+_add(app, "conflicts", operator.conflicts_cmd)
+_add(app, "deadletters", operator.deadletters_cmd)
+_add(app, "history", inspect.history_cmd)
+_add(app, "demo", run.demo_cmd)
+_add(app, "run", run.run)
+_add(app, "scheduler", distributed.scheduler)
+_add(app, "worker", distributed.worker)
+_add(app, "admin", distributed.admin)
+_add(app, "resync", operator.resync)
+_add(app, "reconcile", operator.reconcile)
+_add(app, "status", inspect.status)
+_add(app, "match", firstrun.match_cmd)
+_add(app, "doctor", firstrun.doctor_cmd)
+_add(app, "deletes", operator.deletes_cmd)
+_add(app, "rebind", operator.rebind_cmd)
 
 
 # --------------------------------------------------------------------------- entry point

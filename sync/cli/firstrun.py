@@ -112,9 +112,10 @@ def _print_gate(gate: Any) -> None:
         "unread": "not every system has been read yet: run `crmsync run --once` first",
         "review": "nothing is created until you approve this match",
         "open": "at most one system held deals: nothing to match",
-        "approved": f"approved ({gate.decided_by})",
+        # the state is said before the dash: after it, who decided ("approved — approved …")
+        "approved": f"by `{gate.decided_by}`",
         "automatic": "applied automatically (sync.first_run: automatic)",
-        "waived": f"waived ({gate.decided_by})",
+        "waived": f"by `{gate.decided_by}`",
     }
     out.print(f"First run: [bold]{gate.state}[/] — {says.get(gate.state, '')}; deals read: {held}")
 
@@ -133,7 +134,7 @@ def _print_waiting_updates(engine: Any, limit: int) -> None:
             for name, (before, after) in write.changes.items()
         )
         what = f"{short(write.name)}: {changes} ({write.reason})"
-        out.print(f"  {write.system} {escape(what)}", soft_wrap=True)
+        line(f"  {write.system} {escape(what)}")
 
 
 def _print_proposal(proposal: Any, limit: int) -> None:
@@ -171,9 +172,7 @@ def _print_proposal(proposal: Any, limit: int) -> None:
     if proposal.near_misses_cut:
         out.print("[yellow]near-miss search stopped at its budget: there may be more[/]")
     for miss in proposal.near_misses[:limit]:
-        out.print(
-            f"  [yellow]near-miss:[/] {miss.first.label()} ~ {miss.second.label()}: {miss.why}"
-        )
+        line(f"  [yellow]near-miss:[/] {miss.first.label()} ~ {miss.second.label()}: {miss.why}")
 
 
 def doctor_cmd(

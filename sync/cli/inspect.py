@@ -35,8 +35,8 @@ from sync.cli.tables import (
     one_line,
     runs_table,
     short,
-    show_verify,
 )
+from sync.cli.verify_view import show_verify
 from sync.config import Config, ConfigError, load_config
 from sync.money_config import resolve
 

@@ -158,7 +158,8 @@ def reread_system(engine: Engine, config: Config, system: str) -> None:
     dead letter (:func:`~sync.runtime.backend.admin_backend`): enqueued when distributed; run
     here, in the foreground, when embedded (a CLI command must not exit with the work on a
     thread)."""
-    from sync.runtime.jobs import EnqueuedJobs, queue_run, resync_job
+    from sync.runtime.jobs import queue_run, resync_job
+    from sync.runtime.starters import EnqueuedJobs
 
     if config.broker.url:
         EnqueuedJobs(engine, config).reread(system)
@@ -193,7 +194,8 @@ def resync(
     wait: Annotated[bool, typer.Option("--wait", help="Wait, with a progress bar.")] = False,
 ) -> None:
     """Re-read one system or all and push the differences (enqueued when distributed)."""
-    from sync.runtime.jobs import EnqueuedJobs, queue_run, resync_job
+    from sync.runtime.jobs import queue_run, resync_job
+    from sync.runtime.starters import EnqueuedJobs
 
     config, engine, distributed = _admin_engine(ctx, system)
     try:
@@ -223,7 +225,8 @@ def reconcile(
 
     Heals are also scheduled (``sync.reconcile_every``, daily by default); a healthy
     installation heals nothing. Exit 1 when a system could not be read."""
-    from sync.runtime.jobs import EnqueuedJobs, queue_run, reconcile_job
+    from sync.runtime.jobs import queue_run, reconcile_job
+    from sync.runtime.starters import EnqueuedJobs
 
     config, engine, distributed = _admin_engine(ctx, system)
     try:

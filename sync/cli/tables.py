@@ -1,5 +1,6 @@
 """How the commands show what they found: rich tables, and the lines that several commands
-print alike (what a cycle left owed, why the first run creates nothing yet, a verify report).
+print alike (what a cycle left owed, why the first run creates nothing yet; a verify report
+is :mod:`sync.cli.verify_view`'s).
 
 The tables take plain rows — the dictionaries of :mod:`sync.engine.operations`, the admin
 API's too — or engine reports; nothing here reads the store itself.
@@ -11,9 +12,11 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import typer
+from rich.cells import cell_len
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape, render
 from rich.table import Table
+from rich.text import Text
 
 from sync.cli.base import PIPE_WIDTH, err, out, piped
 from sync.timefmt import parse_optional_timestamp, utcnow
@@ -22,7 +25,6 @@ if TYPE_CHECKING:
     from sync.engine.context import Engine
     from sync.engine.cycle import CycleReport, Owed
     from sync.engine.reconcile import ReconcileReport
-    from sync.engine.verify_report import VerifyReport
 
 
 def short(value: Any, width: int = 40) -> str:
@@ -77,7 +79,7 @@ _HEALTH_STYLE = {
 
 def health_table(
     rows: list[dict[str, Any]], title: str = "systems", *, whole: bool = False, width: int = 0
-) -> Table:
+) -> RenderableType:
     """Per system its health and counts; ``whole`` stamps stand date above time (a cell of
     ten characters that never has to be cut)."""
     columns = ("health", "last poll", "lag", "cursor", "pending", "conflicts", "dead letters")
@@ -141,7 +143,7 @@ def _took(started: str | None, finished: str | None) -> str:
     return ago((end - start).total_seconds())
 
 
-def cycle_table(report: CycleReport) -> Table:
+def cycle_table(report: CycleReport) -> RenderableType:
     columns = ("fetched", "changed", "created", "pushed", "deleted", "conflicts", "dead letters")
     rows = {
         system: [str(counts[name.replace(" ", "_")]) for name in columns]
@@ -150,7 +152,7 @@ def cycle_table(report: CycleReport) -> Table:
     return count_table(f"cycle {report.run_id}: {report.status}", columns, rows, report.errors)
 
 
-def reconcile_table(report: ReconcileReport) -> Table:
+def reconcile_table(report: ReconcileReport) -> RenderableType:
     title = f"reconcile {report.run_id}: {report.status} — healed {report.healed}"
     columns = ("fetched", "healed", "changed", "created", "linked", "deleted", "pushed")
     rows = {}
@@ -161,6 +163,9 @@ def reconcile_table(report: ReconcileReport) -> Table:
         rows[system] = cells
     return count_table(title, columns, rows, report.errors)
 
+
+#: the narrowest continuation a hanging indent leaves; a terminal narrower goes without one
+MIN_HANGING = 20
 
 #: cells that say "nothing here": a column of only these may leave a narrow table
 QUIET = frozenset({"0", "—"})
@@ -174,12 +179,12 @@ def count_table(
     *,
     left: Collection[str] = (),
     width: int = 0,
-) -> Table:
+) -> RenderableType:
     """A table of counts, a row per system, that fits the terminal.
 
     A system's name is never cut (``parsa…`` names nothing). When the table is wider than
     ``width`` (the terminal's), the columns that are 0 for every system leave it and are named
-    in its caption, so the counts that matter keep readable headers (a never-reconciled
+    in a line below it, so the counts that matter keep readable headers (a never-reconciled
     ``healed`` of "—" counts as 0 there). The ``error`` column is there only when a system
     failed: empty, it only took room. Columns are right-aligned (counts) but those in ``left``.
     """
@@ -188,8 +193,6 @@ def count_table(
     if _natural_width(rows, columns) > (width or out.width):
         shown = [c for i, c in enumerate(columns) if any(r[i] not in QUIET for r in rows.values())]
     table = Table(title=title, title_justify="left")
-    if dropped := [c for c in columns if c not in shown]:
-        table.caption, table.caption_justify = _quiet_caption(columns, rows, dropped), "left"
     table.add_column("system", no_wrap=True)
     for name in shown:
         table.add_column(name, justify="left" if name in left else "right")
@@ -199,10 +202,15 @@ def count_table(
     for system, cells in rows.items():
         error = [escape(errors.get(system, ""))] if errors else []
         table.add_row(system, *(cells[i] for i in keep), *error)
+    if dropped := [c for c in columns if c not in shown]:
+        # below the table, not its caption: a caption wraps to the table's width, which on
+        # a narrow terminal splits the names it lists ("drifting" / "fields") in a slim box
+        note = Text(_quiet_note(columns, rows, dropped), style="table.caption")
+        return Group(table, note)
     return table
 
 
-def _quiet_caption(
+def _quiet_note(
     columns: Sequence[str], rows: Mapping[str, Sequence[str]], dropped: list[str]
 ) -> str:
     """Names the columns left out: "0 for every system", or "none" for those that hold "—"
@@ -279,118 +287,60 @@ def first_run_notice(engine: Engine) -> None:
         )
 
 
-#: deals named per system and kind in a verify report (``--json`` names every one)
-NAMED = 50
+def line(text: str, *, console: Console | None = None) -> None:
+    """One line of a listing (markup): wrapped at spaces to the terminal, never inside a word
+    or a number — a word wider than the line stands whole on a line of its own, so an id is
+    copied whole — and whole when piped. Its continuation lines hang two columns in from
+    where it starts (``  ✓ rate: …`` goes on under ``rate``, ``• match: …`` under
+    ``match``), so a wrapped item never reads as the start of the next one."""
+    console = console or out
+    rendered = console.render_str(text)
+    if "\n" in rendered.plain:  # a vendor's multi-line message: one item, wrapped as one
+        plain = rendered.plain.replace("\n", " ")
+        rendered = Text(plain, style=rendered.style, spans=rendered.spans)
+    for part in hanging(rendered, console.width):
+        console.print(part, soft_wrap=True)  # already fitted: not wrapped or cut again
 
 
-def show_verify(report: VerifyReport, *, accept_known: bool) -> None:
-    """Print a verify report (``crmsync verify``, the demo's last step); exit 1 unless every
-    system agrees (known differences count as agreeing with ``accept_known``). Every deal a
-    count counts is named below the table with why (up to ``NAMED`` a kind and system, then
-    how many more), so the counts and the lines agree."""
-    columns = (
-        "vendor deals",
-        "linked",
-        "unlinked",
-        "unreadable",
-        "missing",
-        "absent",
-        "duplicates",
-        "drifting fields",
-        "known",
-        "filtered",
-        "open conflicts",
-    )
-    rows = {
-        name: [
-            str(count)
-            for count in (
-                check.vendor_records,
-                check.linked,
-                len(check.unlinked),
-                len(check.unreadable),
-                len(check.missing),
-                len(check.absent),
-                len(check.duplicates),
-                len(check.drift),
-                len(check.known),
-                len(check.filtered),
-                check.conflicts,
-            )
-        ]
-        for name, check in report.systems.items()
-    }
-    out.print(count_table("verify", columns, rows))
-    for name, check in report.systems.items():
-        if check.summaries is not None:  # a summary listing: say how its deals were read
-            out.print(
-                f"  {name}: summaries {check.summaries}: {check.read_in_full} read in full, "
-                f"{check.trusted_by['confirmed']} trusted on confirmed stamps, "
-                f"{check.trusted_by['written']} on our own write's stamp"
-            )
-        _named_lines(name, check)
-    for group in report.twins[:NAMED]:
-        out.print(f"  [red]one deal held as {len(group)} records: {', '.join(group)}[/]")
-    for company, names in list(report.company_names.items())[:50]:
-        named = ", ".join(f"{short(name)} in {system}" for system, name in names.items())
-        out.print(
-            f"  [cyan]company {escape(short(company))} is named {escape(named)}: linked, compared "
-            "through the link (each system keeps its own name)[/]"
-        )
-    if not report.agrees(accept_known=accept_known):
-        raise typer.Exit(1)
-    if not report.clean:
-        out.print("[yellow]No drift besides the known differences listed (accepted).[/]")
-        return
-    out.print("[green]No drift.[/]")
+def hanging(text: Text, width: int) -> list[Text]:
+    """``text`` in lines of at most ``width`` cells, broken at spaces, its continuation lines
+    indented two columns past its own indent (none on a terminal too narrow for one)."""
+    plain = text.plain
+    indent = len(plain) - len(plain.lstrip(" "))
+    hang = indent + 2 if width >= indent + 2 + MIN_HANGING else 0
+    lines: list[Text] = []
+    start, room = 0, width
+    while cell_len(plain[start:]) > room:
+        cut = _break_at(plain, start, room)
+        if cut is None:
+            break
+        lines.append(text[start:cut])
+        start = len(plain) - len(plain[cut:].lstrip(" "))
+        room = width - hang
+    lines.append(text[start:])
+    return [lines[0], *(Text(" " * hang) + part for part in lines[1:])]
 
 
-def _named_lines(system: str, check: Any) -> None:
-    """Each deal a count of ``check`` counts, one line each: what, which deal, and why."""
-    kinds = (
-        ("unlinked", check.unlinked, "red"),
-        ("unreadable", check.unreadable, "red"),
-        ("missing", check.missing, "red"),
-        ("absent", check.absent, "red"),
-    )
-    for kind, ids, style in kinds:
-        for deal_id in ids[:NAMED]:
-            name = check.names.get(deal_id)
-            deal = f"{deal_id} ({name!r})" if name else deal_id
-            why = check.why.get(deal_id, "")
-            line(f"  [{style}]{system} {kind}:[/] {escape(deal)}: {escape(why)}")
-        _more(system, kind, len(ids))
-    for known in check.known[:NAMED]:
-        where = " ".join(x for x in (known.external_id, known.field) if x)
-        line(f"  [cyan]{system} known:[/] {escape(where)}: {escape(known.reason)}")
-    _more(system, "known", len(check.known))
-    for drift in check.drift[:NAMED]:
-        line(
-            f"  [yellow]{system} drift:[/] {escape(drift.external_id)} {escape(drift.field)}: "
-            f"ours {escape(short(drift.ours))} != theirs {escape(short(drift.theirs))}"
-        )
-    _more(system, "drifting fields", len(check.drift))
-    for duplicate in check.duplicates[:NAMED]:
-        line(f"  [red]{system} duplicate:[/] {escape(short(duplicate))}")
-    _more(system, "duplicates", len(check.duplicates))
-
-
-def _more(system: str, kind: str, count: int) -> None:
-    if count > NAMED:
-        line(f"  {system} {kind}: {count - NAMED} more (`--json` lists every one)")
-
-
-def line(text: str) -> None:
-    """One line of a listing: wrapped at spaces to the terminal, never inside a word or a
-    number (a word wider than the terminal excepted), and whole when piped."""
-    out.print(text)
+def _break_at(plain: str, start: int, room: int) -> int | None:
+    """Where the line from ``start`` ends: the last space before ``room`` cells, else the
+    first one (its first word alone is wider); None when no space is left to break at."""
+    body = len(plain) - len(plain[start:].lstrip(" "))  # the indent is no place to break
+    fits = None
+    space = plain.find(" ", body)
+    while space != -1 and cell_len(plain[start:space]) <= room:
+        fits = space
+        space = plain.find(" ", space + 1)
+    if fits is not None:
+        return fits
+    return space if space != -1 else None
 
 
 def listing(
     title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], *, styles: Sequence[str] = ()
 ) -> None:
     """Rows of plain text (no markup) as a table when it fits the terminal at its natural width,
-    else one row a line as ``column: value`` pairs, wrapped only at spaces. A table is never
+    else one row a line as ``column: value`` pairs, wrapped only at spaces (a row with an
+    empty first column indented under the row above, as it continues it). A table is never
     squeezed — how rich squeezes differs between releases, and a squeezed cell splits words or
     drops digits — so at any width every value is whole."""
     table = Table(title=title, title_justify="left")
@@ -407,5 +357,7 @@ def listing(
     for i, row in enumerate(rows):
         pairs = "  ".join(f"{c}: {v}" for c, v in zip(columns, row, strict=True) if v)
         style = styles[i] if styles and styles[i] else ""
-        text = f"• {escape(pairs)}"
+        # a row that leaves the first column empty goes on with the row above (the other
+        # deals of a match): indented under it, not a bullet that reads as an item of its own
+        text = f"{'  ' if i and not row[0] else '• '}{escape(pairs)}"
         line(f"[{style}]{text}[/]" if style else text)

@@ -35,8 +35,8 @@ class AdminBackend:
 
 def admin_backend(engine: Engine, config: Config) -> AdminBackend:
     """How the admin API starts work: Celery tasks when distributed (with a broker readiness
-    check), a thread of this process when embedded — :func:`sync.runtime.jobs.job_starter`."""
-    from sync.runtime.jobs import job_starter
+    check), a thread of this process when embedded — :func:`sync.runtime.starters.job_starter`."""
+    from sync.runtime.starters import job_starter
 
     jobs = job_starter(engine, config)
     return AdminBackend(

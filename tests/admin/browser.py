@@ -16,7 +16,7 @@ import uvicorn
 
 from sync.admin.app import create_app
 from sync.runtime.backend import AdminBackend
-from sync.runtime.jobs import HereJobs
+from sync.runtime.starters import HereJobs
 from tests.e2e.conftest import World
 
 TOKEN = "console-test-token-0123456789abcdef"

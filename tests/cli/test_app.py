@@ -62,6 +62,29 @@ def test_help_lists_only_working_commands() -> None:
         assert command in out
 
 
+@pytest.mark.parametrize("columns", [80, 200])
+def test_help_wraps_each_paragraph_to_the_terminal_not_at_the_docstrings_breaks(
+    columns: int,
+) -> None:
+    """A command's help is its docstring's paragraphs wrapped to the terminal: at 200 columns
+    `emulate`'s first paragraph stands on two lines of the command list, not on the four of
+    its docstring; at 80 no line of it ends well short of the column (a docstring's break);
+    and a docstring's ``literal`` shows with one backtick."""
+    code, out, _ = run("--help", env={"COLUMNS": str(columns), "TERMINAL_WIDTH": str(columns)})
+    assert code == 0
+    rows = [row for row in out.splitlines() if row.startswith("│")]
+    start = next(i for i, row in enumerate(rows) if "│ emulate " in row)
+    end = next(i for i, row in enumerate(rows) if "│ plan " in row)
+    texts = [row.strip("│ ").removeprefix("emulate").strip() for row in rows[start:end]]
+    assert "Point crmsync at them with RUDDR_BASE_URL" in " ".join(texts)
+    if columns == 200:
+        assert "Point crmsync at them with RUDDR_BASE_URL" in texts[0] and len(texts) <= 2
+    else:
+        assert all(len(text) >= 50 for text in texts[:-1]), texts
+    code, out, _ = run("conflicts", "--help", env={"COLUMNS": str(columns)})
+    assert "`--resolve ID --take SYSTEM`" in out and "``" not in out
+
+
 def test_config_check_prints_the_resolved_config_without_secrets(config_file: Path) -> None:
     """A valid file is printed as resolved YAML with credentials masked, exit 0."""
     code, out, err = run("config", "check", str(config_file))

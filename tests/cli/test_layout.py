@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 CLI = Path(__file__).resolve().parents[2] / "sync" / "cli"
-COMMAND_MODULES = {"inspect", "operator", "firstrun", "run", "store"}
-SHARED_MODULES = {"base", "tables", "store_access", "progress"}
+COMMAND_MODULES = {"inspect", "operator", "firstrun", "run", "distributed", "store"}
+SHARED_MODULES = {"base", "tables", "verify_view", "store_access", "progress"}
 
 
 def _tree(name: str) -> ast.Module:
@@ -86,10 +86,11 @@ def test_the_cli_runs_jobs_through_the_job_runner(name: str) -> None:
 
 
 def test_the_admin_backend_starts_the_job_runners_jobs() -> None:
-    """sync.runtime.backend builds no job of its own: it hands over sync.runtime.jobs' starters."""
+    """sync.runtime.backend builds no job of its own: it hands over the job runner's starters
+    (sync.runtime.starters, which run sync.runtime.jobs' jobs)."""
     backend = CLI.parent / "runtime" / "backend.py"
     tree = ast.parse(backend.read_text(encoding="utf-8"))
     modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert "sync.runtime.jobs" in modules
+    assert "sync.runtime.starters" in modules
     assert not {"threading", "sync.engine.reconcile", "sync.celery_app"} & modules
     assert not any(isinstance(node, ast.Import) for node in ast.walk(tree))

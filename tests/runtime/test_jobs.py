@@ -15,7 +15,6 @@ from sqlmodel import select
 from sync.engine.cycle import run_cycle
 from sync.metrics import REGISTRY
 from sync.runtime.jobs import (
-    HereJobs,
     drain_job,
     poll_and_drain_job,
     poll_job,
@@ -24,6 +23,7 @@ from sync.runtime.jobs import (
     resync_job,
     verify_job,
 )
+from sync.runtime.starters import HereJobs
 from sync.store.models import Run
 from tests.e2e.conftest import World, make_world
 

@@ -1,4 +1,5 @@
-"""The Salesforce emulator's state and its write rules (validation, derived fields, deletes).
+"""The Salesforce emulator's state and its write rules (derived fields, deletes; the field
+checks of a written body are in ``validation``).
 
 The API's rules are in the package docstring (``sync.emulators.salesforce``).
 """
@@ -6,7 +7,6 @@ The API's rules are in the package docstring (``sync.emulators.salesforce``).
 from __future__ import annotations
 
 import datetime as dt
-import math
 import random
 from typing import Any
 
@@ -33,17 +33,9 @@ from sync.emulators.salesforce.common import (
     normalise_id,
     truncate_ms,
 )
+from sync.emulators.salesforce.validation import clean
 
 Row = dict[str, Any]
-_LABELS = {
-    "Name": "Opportunity Name",
-    "StageName": "Stage",
-    "Probability": "Probability (%)",
-    "CurrencyIsoCode": "Opportunity Currency",
-    "AccountId": "Account ID",
-    "OwnerId": "Owner ID",
-}
-_MAX_AMOUNT = 10**16  # currency(18, 2): 16 digits before the point
 
 
 class SalesforceData(Emulator):
@@ -204,7 +196,7 @@ class SalesforceData(Emulator):
 
     # -- writes ------------------------------------------------------------------------------
     def create(self, body: Any, record_id: str | None = None) -> Row:
-        values = self.clean(body, creating=True)
+        values = clean(body, self.schema("Opportunity")[0], self.table)
         missing = [f for f in ("Name", "StageName", "CloseDate") if values.get(f) is None]
         if missing:
             raise SalesforceError(
@@ -230,7 +222,7 @@ class SalesforceData(Emulator):
 
     def update(self, record_id: str, body: Any) -> Row:
         row = self.live(record_id)
-        values = self.clean(body, creating=False)
+        values = clean(body, self.schema("Opportunity")[0], self.table)
         for name in ("Name", "StageName", "CloseDate", "OwnerId"):
             if name in values and values[name] is None:
                 raise SalesforceError(
@@ -291,112 +283,3 @@ class SalesforceData(Emulator):
         row["ExpectedRevenue"] = (
             None if amount is None or probability is None else round(amount * probability / 100, 2)
         )
-
-    # -- validation ----------------------------------------------------------------------------
-    def clean(self, body: Any, *, creating: bool) -> Row:
-        """The body's fields as stored values; Salesforce's 400 for the first bad one."""
-        if not isinstance(body, dict):
-            raise SalesforceError(400, "JSON_PARSER_ERROR", "Expected a JSON object")
-        schema = self.schema("Opportunity")[0]
-        values: Row = {}
-        for name, raw in body.items():
-            if name == "attributes":
-                continue
-            known = next((f for f in schema if f.lower() == name.lower()), None)
-            if known is None:
-                raise SalesforceError(
-                    400, "INVALID_FIELD", f"No such column '{name}' on sobject of type Opportunity"
-                )
-            if not schema[known].writable:
-                raise SalesforceError(
-                    400,
-                    "INVALID_FIELD_FOR_INSERT_UPDATE",
-                    f"Unable to create/update fields: {known}. Please check the security "
-                    "settings of this field and verify that it is read/write for your profile "
-                    "or permission set.",
-                    [known],
-                )
-            values[known] = self._value(known, schema[known], raw)
-        return values
-
-    def _value(self, name: str, field: Field, raw: Any) -> Any:
-        label = _LABELS.get(name, name)
-        if raw is None:
-            return None
-        if field.type in {"string", "textarea", "picklist"}:
-            text = raw if isinstance(raw, str) else str(raw)
-            if field.length and len(text) > field.length:
-                raise SalesforceError(
-                    400, "STRING_TOO_LONG",
-                    f"{label}: data value too large: {text[:40]} (max length={field.length})",
-                    [name],
-                )  # fmt: skip
-            return self._picklist(name, label, text)
-        if field.type == "date":
-            try:
-                return dt.date.fromisoformat(str(raw)[:10]) if isinstance(raw, str) else _bad(raw)
-            except ValueError:
-                return _bad(raw, "date")
-        if field.type in {"currency", "percent"}:
-            number = _number(raw, field.type)
-            if name == "Probability" and not 0 <= number <= 100:
-                raise SalesforceError(
-                    400, "NUMBER_OUTSIDE_VALID_RANGE",
-                    f"{label}: value outside of valid range on numeric field: {raw}", [name],
-                )  # fmt: skip
-            if abs(number) >= _MAX_AMOUNT:
-                raise SalesforceError(
-                    400, "NUMBER_OUTSIDE_VALID_RANGE",
-                    f"{label}: value outside of valid range on numeric field: {raw}", [name],
-                )  # fmt: skip
-            return float(round(number)) if name == "Probability" else round(number, 2)
-        return self._reference(name, label, raw)
-
-    def _picklist(self, name: str, label: str, text: str) -> str:
-        allowed: list[str] | None = None
-        if name == "StageName":
-            allowed = [s["ApiName"] for s in self.table("stages").values() if s["IsActive"]]
-        elif name == "CurrencyIsoCode":
-            allowed = [c["IsoCode"] for c in self.table("currencies").values() if c["IsActive"]]
-        if allowed is not None and text not in allowed:
-            raise SalesforceError(
-                400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                f"{label}: bad value for restricted picklist field: {text}", [name],
-            )  # fmt: skip
-        return text
-
-    def _reference(self, name: str, label: str, raw: Any) -> str:
-        target = "users" if name == "OwnerId" else "accounts"
-        prefix = PREFIXES["User" if name == "OwnerId" else "Account"]
-        full = normalise_id(raw) if isinstance(raw, str) else None
-        if full is None or not full.startswith(prefix):
-            raise SalesforceError(
-                400, "MALFORMED_ID", f"{label}: id value of incorrect type: {raw}", [name]
-            )
-        if full not in self.table(target):
-            raise SalesforceError(
-                400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", []
-            )
-        return full
-
-
-def _number(raw: Any, kind: str) -> float:
-    if isinstance(raw, bool):
-        return float(_bad(raw, kind))
-    if isinstance(raw, int | float) and math.isfinite(raw):
-        return float(raw)
-    if isinstance(raw, str):
-        try:
-            return float(raw)
-        except ValueError:
-            pass
-    return float(_bad(raw, kind))
-
-
-def _bad(raw: Any, kind: str = "date") -> Any:
-    raise SalesforceError(
-        400,
-        "JSON_PARSER_ERROR",
-        f"Cannot deserialize instance of {kind} from VALUE_STRING value {raw} or request may "
-        "be missing a required field",
-    )

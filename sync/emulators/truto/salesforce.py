@@ -1,4 +1,6 @@
-"""Salesforce behind Truto: ``Opportunity`` objects in Salesforce's own shape, mapped to unified."""
+"""Salesforce behind Truto: ``Opportunity`` objects in Salesforce's own shape, mapped to unified.
+
+The records themselves (their raw shape, the stage defaults) are in ``salesforce_raw``."""
 
 from __future__ import annotations
 
@@ -8,13 +10,13 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from sync.emulators import reference
+from sync.emulators.truto import salesforce_raw as sf
 from sync.emulators.truto.common import (
     Integration,
     TrutoError,
     body_amount,
     body_text,
     date_as_datetime,
-    first_last,
     iso_ms,
     parse_datetime,
     parse_stamp,
@@ -23,21 +25,6 @@ from sync.emulators.truto.common import (
     sf_stamp,
     validation_failure,
 )
-
-#: Salesforce's default probability per standard stage (Setup → Opportunity Stages).
-_SF_PROBABILITY = {
-    "Prospecting": 10,
-    "Qualification": 10,
-    "Needs Analysis": 20,
-    "Proposal/Price Quote": 75,
-    "Negotiation/Review": 90,
-    "Closed Won": 100,
-    "Closed Lost": 0,
-}
-_SF_FORECAST = {"Closed Won": "Closed", "Closed Lost": "Omitted", "Negotiation/Review": "Commit"}
-#: Opportunity text fields' lengths and labels (vendors.md §4.3: ``Name`` is string(120)); a
-#: longer value is Salesforce's ``STRING_TOO_LONG``, which Truto relays as a 400
-_SF_LENGTHS = {"Name": (120, "Opportunity Name")}
 
 
 class SalesforceIntegration(Integration):
@@ -74,48 +61,18 @@ class SalesforceIntegration(Integration):
 
     def seed_reference(self, rng: random.Random) -> None:
         for order, (stage, closed, won) in enumerate(reference.SALESFORCE_STAGES, start=1):
-            self.collection("stages")[stage] = {
-                "ApiName": stage, "MasterLabel": stage, "IsActive": True, "IsClosed": closed,
-                "IsWon": won, "DefaultProbability": _SF_PROBABILITY[stage], "SortOrder": order,
-                "ForecastCategoryName": _SF_FORECAST.get(stage, "Pipeline"),
-            }  # fmt: skip
+            self.collection("stages")[stage] = sf.stage(order, stage, closed, won)
         for full_name, email in reference.USERS:
             user_id = random_id(rng, "005", 15)
-            first, last = first_last(full_name)
-            stamp = sf_stamp(self.now())
-            self.collection("users")[user_id] = {
-                "attributes": {
-                    "type": "User",
-                    "url": f"/services/data/v59.0/sobjects/User/{user_id}",
-                },
-                "Id": user_id,
-                "Username": email,
-                "Name": full_name,
-                "FirstName": first,
-                "LastName": last,
-                "Email": email,
-                "IsActive": True,
-                "CreatedDate": stamp,
-                "SystemModstamp": stamp,
-            }
+            self.collection("users")[user_id] = sf.user(
+                user_id, full_name, email, sf_stamp(self.now())
+            )
         owners = list(self.collection("users"))
         for i, company in enumerate(reference.COMPANIES):
             account_id = random_id(rng, "001", 15)
-            stamp = sf_stamp(self.now())
-            self.collection("accounts")[account_id] = {
-                "attributes": {
-                    "type": "Account",
-                    "url": f"/services/data/v59.0/sobjects/Account/{account_id}",
-                },
-                "Id": account_id,
-                "Name": company,
-                "OwnerId": owners[i % len(owners)],
-                "Industry": None,
-                "Website": None,
-                "CreatedDate": stamp,
-                "LastModifiedDate": stamp,
-                "SystemModstamp": stamp,
-            }
+            owner = owners[i % len(owners)]
+            account = sf.account(account_id, company, owner, sf_stamp(self.now()))
+            self.collection("accounts")[account_id] = account
 
     def seed_shared_deals(self, seed: int) -> None:
         """Every :func:`reference.shared_deals` deal with its exact Salesforce id."""
@@ -145,28 +102,7 @@ class SalesforceIntegration(Integration):
         amount: float | None,
     ) -> dict[str, Any]:
         stamp = sf_stamp(self.now())
-        raw: dict[str, Any] = {
-            "attributes": {
-                "type": "Opportunity",
-                "url": f"/services/data/v59.0/sobjects/Opportunity/{opp_id}",
-            },
-            "Id": opp_id,
-            "IsDeleted": False,
-            "Name": name,
-            "Description": None,
-            "AccountId": account,
-            "OwnerId": owner,
-            "Amount": amount,
-            "StageName": stage,
-            "CloseDate": close_date,
-            "Type": None,
-            "LeadSource": None,
-            "CreatedDate": stamp,
-            "LastModifiedDate": stamp,
-            "SystemModstamp": stamp,
-            "Crmsync_Id__c": None,
-            "Tags__c": None,
-        }
+        raw = sf.opportunity(opp_id, name, stage, close_date, owner, account, amount, stamp)
         if self.multi_currency:
             raw["CurrencyIsoCode"] = self.corporate_currency
         self._derive_stage(raw)
@@ -174,16 +110,16 @@ class SalesforceIntegration(Integration):
 
     def _derive_stage(self, raw: dict[str, Any], *, reset_probability: bool = True) -> None:
         if raw["StageName"] not in self.stages:  # e.g. a StageName sent in remote_data
-            raise self._sf_error(
+            raise sf.error(
                 f"bad value for restricted picklist field: {raw['StageName']}",
                 "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                 ["StageName"],
             )
         closed, won = self.stages[raw["StageName"]]
         raw["IsClosed"], raw["IsWon"] = closed, won
-        raw["ForecastCategoryName"] = _SF_FORECAST.get(raw["StageName"], "Pipeline")
+        raw["ForecastCategoryName"] = sf.FORECAST.get(raw["StageName"], "Pipeline")
         if reset_probability:
-            raw["Probability"] = _SF_PROBABILITY.get(raw["StageName"], 10)
+            raw["Probability"] = sf.PROBABILITY.get(raw["StageName"], 10)
 
     def random_opportunity(self, rng: random.Random) -> dict[str, Any]:
         opp_id = reference.salesforce_id(rng)
@@ -206,16 +142,11 @@ class SalesforceIntegration(Integration):
         return str(raw["Id"])
 
     def remote_error(self, message: str, fields: list[str]) -> TrutoError:
-        return self._sf_error(message, "INVALID_CROSS_REFERENCE_KEY", fields)
+        return sf.error(message, "INVALID_CROSS_REFERENCE_KEY", fields)
 
     def unknown_field_error(self, fields: list[str]) -> TrutoError:
         message = f"No such column '{fields[0]}' on sobject of type Opportunity"
-        return self._sf_error(message, "INVALID_FIELD", fields)
-
-    @staticmethod
-    def _sf_error(message: str, code: str, fields: list[str]) -> TrutoError:
-        remote = [{"message": message, "errorCode": code, "fields": fields}]
-        return TrutoError(400, message, {"remote_error": remote})
+        return sf.error(message, "INVALID_FIELD", fields)
 
     def custom_field_names(self) -> tuple[str, ...]:
         return ("Crmsync_Id__c", "Tags__c")
@@ -223,10 +154,10 @@ class SalesforceIntegration(Integration):
     def _check_lengths(self, fields: Mapping[str, Any]) -> None:
         """Salesforce refuses a text longer than its field, quoting the value's start (its
         own wording: ``Opportunity Name: data value too large: … (max length=120)``)."""
-        for name, (length, label) in _SF_LENGTHS.items():
+        for name, (length, label) in sf.LENGTHS.items():
             text = fields.get(name)
             if isinstance(text, str) and len(text) > length:
-                raise self._sf_error(
+                raise sf.error(
                     f"{label}: data value too large: {text[:40]} (max length={length})",
                     "STRING_TOO_LONG",
                     [name],
@@ -240,7 +171,7 @@ class SalesforceIntegration(Integration):
             raise validation_failure("stage", "must be an object with an id or a name")
         value = stage.get("id") or stage.get("name")
         if value not in self.stages:
-            raise self._sf_error(
+            raise sf.error(
                 f"bad value for restricted picklist field: {value}",
                 "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                 ["StageName"],
@@ -280,7 +211,7 @@ class SalesforceIntegration(Integration):
         if value is None:  # a multi-currency record always has a currency
             value = self.corporate_currency
         if not (isinstance(value, str) and len(value) == 3 and value.isalpha()):
-            raise self._sf_error(
+            raise sf.error(
                 f"bad value for restricted picklist field: {value}",
                 "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                 ["CurrencyIsoCode"],
@@ -293,7 +224,7 @@ class SalesforceIntegration(Integration):
         self._check_lengths(fields)
         missing = [f for f in ("StageName", "CloseDate") if not fields.get(f)]
         if missing:
-            raise self._sf_error(
+            raise sf.error(
                 f"Required fields are missing: [{', '.join(missing)}]",
                 "REQUIRED_FIELD_MISSING",
                 missing,
@@ -316,7 +247,7 @@ class SalesforceIntegration(Integration):
         fields = {**self._fields(body), **dict(body.get("remote_data") or {})}
         for required in ("Name", "StageName", "CloseDate"):
             if required in fields and not fields[required]:
-                raise self._sf_error(
+                raise sf.error(
                     f"Required fields are missing: [{required}]",
                     "REQUIRED_FIELD_MISSING",
                     [required],
@@ -373,13 +304,11 @@ class SalesforceIntegration(Integration):
         if "name" in body:
             name = body["name"]
             if not isinstance(name, str) or not name.strip():
-                raise self._sf_error(
+                raise sf.error(
                     "Required fields are missing: [Name]", "REQUIRED_FIELD_MISSING", ["Name"]
                 )
             if len(name) > 255:
-                raise self._sf_error(
-                    "Account Name: data value too large", "STRING_TOO_LONG", ["Name"]
-                )
+                raise sf.error("Account Name: data value too large", "STRING_TOO_LONG", ["Name"])
             raw["Name"] = name
         stamp = sf_stamp(self.now())
         raw["LastModifiedDate"] = raw["SystemModstamp"] = stamp
