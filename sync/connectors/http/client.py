@@ -20,6 +20,7 @@ from sync.connectors.http.transport import (
     RetryAfter,
     RetryPolicy,
     RetryTransport,
+    WriteWatchTransport,
 )
 from sync.connectors.ratelimit import RateLimiter
 from sync.timefmt import parse_http_date
@@ -101,7 +102,7 @@ def build_client(
     stats: RequestStats | None = None,
 ) -> httpx.Client:
     """An ``httpx.Client`` for one system: base URL, auth, timeouts, pool, User-Agent, and the
-    retry -> rate limit -> instrument transport stack around ``transport``
+    retry -> rate limit -> instrument -> write watch transport stack around ``transport``
     (default: the network, a connection pool per thread).
 
     ``timeout`` is the read/write/pool timeout; connecting gets at most 10 s of it.
@@ -109,7 +110,7 @@ def build_client(
     """
     inner = transport or ThreadTransports(_network_transport)
     stack: httpx.BaseTransport = InstrumentTransport(
-        inner, system=system, stats=stats or REQUEST_STATS
+        WriteWatchTransport(inner), system=system, stats=stats or REQUEST_STATS
     )
     stack = RateLimitTransport(stack, system=system, limiter=limiter)
     stack = RetryTransport(
