@@ -154,7 +154,8 @@ class WriteWatchTransport(httpx.BaseTransport):
         try:
             return self._inner.handle_request(request)
         except httpx.TransportError as exc:
-            if watch.failed is None or isinstance(exc, RequestNotSent):
+            # a failure the table knows (not our own bug, as a LocalProtocolError is)
+            if watch.failed is None or classify_exception(exc) in (None, (Action.RETRY, False)):
                 raise
             raise RequestNotSent(
                 f"{type(exc).__name__}: {exc} (after {watch.failed} failed: not sent in full)",
