@@ -5,9 +5,11 @@ seen as ``ReadError: [Errno 9] Bad file descriptor`` on Close creates in the 200
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpcore
 import httpx
 import pytest
 
@@ -50,6 +52,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.server.note("ports", self.client_address[1])
         self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(201)
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"{}")
@@ -145,3 +154,64 @@ def test_closing_the_client_closes_every_threads_connections(
     client.close()
     assert server.wait_closed(set(server.ports))
     assert _transports(client).threads() == 0
+
+
+def test_a_connection_expiring_as_a_thread_starts_on_it_is_not_closed_under_it(
+    server: KeepAlive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 200,000 load's ``ReadError: [Errno 9] Bad file descriptor``, replayed in order:
+    thread A is handed a kept-alive connection; before it starts on it the connection's
+    keep-alive runs out; thread B's request sweeps the pool and closes what expired, after A
+    wrote its create and before A reads the answer. A pool shared by the threads closes A's
+    socket under it (the create made, its answer lost); a pool per thread closes only B's own
+    connection, and A reads its answer. The hooks only order the two threads."""
+    host, port = server.server_address[:2]
+    url = f"http://{host!s}:{port}/opportunity/"
+    short = httpx.Limits(keepalive_expiry=0.2)
+    client = httpx.Client(transport=ThreadTransports(lambda: httpx.HTTPTransport(limits=short)))
+    client.post(url, json={}).raise_for_status()  # a connection, idle, expiring in 0.2 s
+    a_started, decided, written, closed = (threading.Event() for _ in range(4))
+
+    pool = httpcore.ConnectionPool
+    start_connection = httpcore.HTTPConnection.handle_request
+    sweep = pool._close_connections  # type: ignore[attr-defined]
+
+    def start(self: httpcore.HTTPConnection, request: httpcore.Request) -> httpcore.Response:
+        if threading.current_thread() is a:
+            a_started.set()
+            decided.wait(5)  # handed a connection, not on it until B's sweep decided
+        return start_connection(self, request)
+
+    def close(self: httpcore.ConnectionPool, closing: list[object]) -> None:
+        if closing and threading.current_thread() is not a:
+            decided.set()
+            written.wait(5)  # B closes what it swept once A wrote its create
+            sweep(self, closing)
+            closed.set()
+            return
+        sweep(self, closing)
+
+    def trace(event: str, info: dict[str, object]) -> None:
+        if event == "http11.send_request_body.complete":
+            written.set()
+            closed.wait(5)  # A reads its answer after B's close
+
+    answers: list[int | str] = []
+
+    def create() -> None:
+        try:
+            response = client.post(url, json={"name": "A"}, extensions={"trace": trace})
+            answers.append(response.status_code)
+        except httpx.TransportError as exc:
+            answers.append(f"{type(exc).__name__}: {exc}")
+
+    monkeypatch.setattr(httpcore.HTTPConnection, "handle_request", start)
+    monkeypatch.setattr(pool, "_close_connections", close)
+    a = threading.Thread(target=create)
+    a.start()
+    assert a_started.wait(5)
+    time.sleep(0.3)  # the connection kept alive expires while A is about to use it
+    client.post(url, json={"name": "B"}).raise_for_status()
+    a.join(10)
+    client.close()
+    assert answers == [201]
