@@ -11,9 +11,9 @@ here. One rule is ours: a non-idempotent request (a POST without an ``Idempotenc
 retried only when it cannot have reached the server (a connect failure) or was refused with
 429, or failed before its request was written in full (``RequestNotSent``); after a timeout or
 a 5xx its outcome is unknown and it surfaces, so the engine's create recovery (look the record
-up, adopt it) runs instead of a blind duplicate. A POST that only
-reads (HubSpot's ``search`` and ``batch/read``) carries the :data:`READ_ONLY` extension and is
-retried like a GET: sending it twice changes nothing.
+up, adopt it) runs instead of a blind duplicate. A POST that only reads (HubSpot's ``search``
+and ``batch/read``) carries the :data:`READ_ONLY` extension and is retried like a GET: sending
+it twice changes nothing.
 """
 
 from __future__ import annotations
@@ -154,7 +154,8 @@ class WriteWatchTransport(httpx.BaseTransport):
         try:
             return self._inner.handle_request(request)
         except httpx.TransportError as exc:
-            # a failure the table knows (not our own bug, as a LocalProtocolError is)
+            # as it was: no write failed, the table does not know it (our own bug, as a
+            # LocalProtocolError is), or it says "never sent" already
             if watch.failed is None or classify_exception(exc) in (None, (Action.RETRY, False)):
                 raise
             raise RequestNotSent(
