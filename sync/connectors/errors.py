@@ -89,6 +89,13 @@ class DeleteFeedGap(ConnectorError):
     the system in full instead."""
 
 
+class RequestNotSent(httpx.NetworkError):
+    """A transport failure whose request was not written in full (the connection failed
+    under the write, as httpcore's trace of the attempt says): the vendor cannot have acted on
+    it, so it is retried even when it is a create. Raised by the HTTP layer's transport stack
+    over the failure httpx reported (a write failure surfaces as the read after it failing)."""
+
+
 class Action(enum.Enum):
     """What to do with one HTTP outcome (the Airbyte ResponseAction idea)."""
 
@@ -132,6 +139,7 @@ def classify_status(status: int) -> Action:
 #: so the "never sent" connect failures come before the timeouts and network errors they
 #: subclass. A non-idempotent write is only retried when the answer is ``False``.
 EXCEPTION_ACTIONS: Sequence[tuple[type[Exception], Action, bool]] = (
+    (RequestNotSent, Action.RETRY, False),
     (httpx.ConnectError, Action.RETRY, False),
     (httpx.ConnectTimeout, Action.RETRY, False),
     (httpx.PoolTimeout, Action.RETRY, False),

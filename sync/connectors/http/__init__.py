@@ -1,4 +1,5 @@
-"""The one HTTP layer: client factory, transport stack, auth flows, redaction and counters.
+"""The one HTTP layer: client factory, transport stack, auth flows, redaction and counters;
+on the network, a connection pool per thread (``threads``).
 
 Connectors build their client with :func:`build_client` and never retry or sleep themselves.
 """

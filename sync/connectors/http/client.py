@@ -13,12 +13,14 @@ import httpx
 
 from sync import __version__
 from sync.connectors.http.stats import REQUEST_STATS, RequestStats
+from sync.connectors.http.threads import ThreadTransports
 from sync.connectors.http.transport import (
     InstrumentTransport,
     RateLimitTransport,
     RetryAfter,
     RetryPolicy,
     RetryTransport,
+    WriteWatchTransport,
 )
 from sync.connectors.ratelimit import RateLimiter
 from sync.timefmt import parse_http_date
@@ -65,8 +67,12 @@ def _joined(base: str, url: str) -> httpx.URL:
     return httpx.URL(base.removesuffix("/") + "/" + url.lstrip("/"))
 
 
-#: Connections kept alive per client; one client serves one system.
-POOL_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30)
+#: Connections of one thread's pool (:mod:`sync.connectors.http.threads`): a thread sends one
+#: request at a time, so one is kept alive; a few more only if a response were held open. An
+#: idle connection is dropped after 4 s, before a server does: uvicorn (the emulators) and
+#: Node close theirs after 5 s, and a request written as the server closes the connection
+#: fails with its outcome unknown (the 30 s this was let the emulators close first).
+POOL_LIMITS = httpx.Limits(max_connections=4, max_keepalive_connections=1, keepalive_expiry=4)
 
 
 @functools.cache
@@ -75,6 +81,11 @@ def _tls() -> ssl.SSLContext:
     CA bundle (~20 ms of CPU), which each engine paid once per system — every CLI command and
     every worker's first task."""
     return httpx.create_ssl_context()
+
+
+def _network_transport() -> httpx.BaseTransport:
+    """One thread's connection pool to a vendor."""
+    return httpx.HTTPTransport(verify=_tls(), limits=POOL_LIMITS, retries=0)
 
 
 def build_client(
@@ -91,14 +102,15 @@ def build_client(
     stats: RequestStats | None = None,
 ) -> httpx.Client:
     """An ``httpx.Client`` for one system: base URL, auth, timeouts, pool, User-Agent, and the
-    retry -> rate limit -> instrument transport stack around ``transport``.
+    retry -> rate limit -> instrument -> write watch transport stack around ``transport``
+    (default: the network, a connection pool per thread).
 
     ``timeout`` is the read/write/pool timeout; connecting gets at most 10 s of it.
     ``retry_after`` reads the vendor's wait signal off a 429/503 (seconds, or None).
     """
-    inner = transport or httpx.HTTPTransport(verify=_tls(), limits=POOL_LIMITS, retries=0)
+    inner = transport or ThreadTransports(_network_transport)
     stack: httpx.BaseTransport = InstrumentTransport(
-        inner, system=system, stats=stats or REQUEST_STATS
+        WriteWatchTransport(inner), system=system, stats=stats or REQUEST_STATS
     )
     stack = RateLimitTransport(stack, system=system, limiter=limiter)
     stack = RetryTransport(

@@ -2,16 +2,18 @@
 
 ``RetryTransport`` (stamina: bounded retries with exponential backoff + jitter, vendor wait
 signals honoured) -> ``RateLimitTransport`` (one limiter token per attempt) ->
-``InstrumentTransport`` (redacted log line + request counters per attempt) -> the inner transport
-(``httpx.HTTPTransport``, or an emulator's in-process transport in tests).
+``InstrumentTransport`` (redacted log line + request counters per attempt) ->
+``WriteWatchTransport`` (a write that failed before it was written in full says so) -> the inner
+transport (a connection pool per thread, or an emulator's in-process transport in tests).
 
 Whether an outcome is retried is decided by the tables in :mod:`sync.connectors.errors`, never
 here. One rule is ours: a non-idempotent request (a POST without an ``Idempotency-Key``) is
 retried only when it cannot have reached the server (a connect failure) or was refused with
-429; after a timeout or a 5xx its outcome is unknown and it surfaces, so the engine's create
-recovery (look the record up, adopt it) runs instead of a blind duplicate. A POST that only
-reads (HubSpot's ``search`` and ``batch/read``) carries the :data:`READ_ONLY` extension and is
-retried like a GET: sending it twice changes nothing.
+429, or failed before its request was written in full (``RequestNotSent``); after a timeout or
+a 5xx its outcome is unknown and it surfaces, so the engine's create recovery (look the record
+up, adopt it) runs instead of a blind duplicate. A POST that only reads (HubSpot's ``search``
+and ``batch/read``) carries the :data:`READ_ONLY` extension and is retried like a GET: sending
+it twice changes nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import httpx
 import stamina
 import structlog
 
-from sync.connectors.errors import Action, classify_exception, classify_status
+from sync.connectors.errors import Action, RequestNotSent, classify_exception, classify_status
 from sync.connectors.http.redact import redact_headers, redact_url
 from sync.connectors.http.stats import RequestStats
 from sync.connectors.ratelimit import RateLimiter
@@ -126,6 +128,64 @@ class InstrumentTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
+
+
+class WriteWatchTransport(httpx.BaseTransport):
+    """Tells a write that failed before its request was written in full from one that may
+    have reached the vendor: the only failures where a create may be sent again.
+
+    httpx cannot say: httpcore swallows a failed write and reads on (a server may answer
+    early), so a connection that failed under the write surfaces as the *read* failing
+    (``ReadError``, ``RemoteProtocolError``) — the same exception as a connection lost after
+    the vendor got the whole request. httpcore's ``trace`` extension does say which write
+    steps failed; a failure after one did is raised as :class:`RequestNotSent`. Only the
+    writes a retry depends on are traced (reads are retried anyway), and a transport that
+    traces nothing (an emulator's in-process one) leaves every failure as it was."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if is_idempotent(request):
+            return self._inner.handle_request(request)
+        extensions = request.extensions
+        watch = _WriteWatch(extensions.get("trace"))
+        request.extensions = {**extensions, "trace": watch}
+        try:
+            return self._inner.handle_request(request)
+        except httpx.TransportError as exc:
+            # as it was: no write failed, the table does not know it (our own bug, as a
+            # LocalProtocolError is), or it says "never sent" already
+            if watch.failed is None or classify_exception(exc) in (None, (Action.RETRY, False)):
+                raise
+            raise RequestNotSent(
+                f"{type(exc).__name__}: {exc} (after {watch.failed} failed: not sent in full)",
+                request=request,
+            ) from exc
+        finally:
+            request.extensions = extensions  # a retry is traced afresh
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _WriteWatch:
+    """httpcore's ``trace`` callback for one attempt: notes the write step that failed
+    (``send_request_headers`` or ``send_request_body``), and passes every event on to the
+    callback the request already had."""
+
+    __slots__ = ("_then", "failed")
+
+    def __init__(self, then: Callable[[str, dict[str, Any]], None] | None) -> None:
+        self.failed: str | None = None
+        self._then = then
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        step, _, outcome = event.rpartition(".")
+        if outcome == "failed" and step.endswith(("send_request_headers", "send_request_body")):
+            self.failed = self.failed or step
+        if self._then is not None:
+            self._then(event, info)
 
 
 class RateLimitTransport(httpx.BaseTransport):
