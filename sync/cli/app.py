@@ -5,6 +5,7 @@ points (``crmsync``, ``python -m sync``).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from inspect import getdoc
@@ -78,10 +79,27 @@ def main_callback(
 
     fit_to_pipes()
     try:
-        configure_logging(log_format, log_level)
+        configure_logging(log_format, log_level or _default_level(ctx.invoked_subcommand))
     except ValueError as exc:
         fail(str(exc), 2)
     ctx.obj = CliContext(config_path=config, log_format=log_format, log_level=log_level)
+
+
+#: commands that print a report and end: their INFO lines (each vendor request, an expected
+#: 400 on a probe) would land in the middle of the report on a terminal; warnings still show
+REPORTS = frozenset(
+    {"plan", "verify", "conflicts", "deadletters", "history", "status", "match", "doctor"}
+)
+
+
+def _default_level(command: str | None) -> str | None:
+    """WARNING for a report command unless ``$CRMSYNC_LOG_LEVEL`` says otherwise; None (the
+    logging's own default, INFO) for the commands that run the sync and log its progress."""
+    from sync.logging import LEVEL_ENV
+
+    if command in REPORTS and not os.environ.get(LEVEL_ENV):
+        return "WARNING"
+    return None
 
 
 # --------------------------------------------------------------------------- commands

@@ -278,3 +278,26 @@ def test_emulate_only_salesforce_serves_it_on_port_base_plus_5() -> None:
         process.send_signal(signal.SIGINT)
         _out, err = process.communicate(timeout=15)
     assert process.returncode == 0, err
+
+
+def test_report_commands_log_only_warnings_unless_asked(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report (status, verify, match, …) is not interleaved with INFO log lines on the
+    terminal: its default level is WARNING; `--log-level` or `$CRMSYNC_LOG_LEVEL` still wins,
+    and the commands that run the sync keep INFO (their progress is the log)."""
+    import logging
+
+    from sync.cli.app import _default_level
+
+    monkeypatch.delenv("CRMSYNC_LOG_LEVEL", raising=False)
+    assert _default_level("status") == "WARNING"
+    assert _default_level("verify") == "WARNING"
+    assert _default_level("run") is None and _default_level("worker") is None
+    monkeypatch.setenv("CRMSYNC_LOG_LEVEL", "DEBUG")
+    assert _default_level("status") is None
+    monkeypatch.delenv("CRMSYNC_LOG_LEVEL")
+    run("--config", str(config_file), "status")
+    assert logging.getLogger().getEffectiveLevel() == logging.WARNING
+    run("--config", str(config_file), "--log-level", "INFO", "status")
+    assert logging.getLogger().getEffectiveLevel() == logging.INFO
