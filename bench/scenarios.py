@@ -38,6 +38,7 @@ from sync.engine.capture import capture_mode
 from sync.engine.context import Engine
 from sync.engine.cycle import run_cycle
 from sync.engine.journal import OPEN_STATES
+from sync.runtime import collector
 from sync.store.db import make_engine, upgrade
 from sync.store.models import Journal, Link, Outbox
 from sync.timefmt import utcnow
@@ -169,6 +170,7 @@ def make_world(
             emulator.rate_limit = RateLimitState(
                 True, emulator.default_rate, emulator.default_burst
             )
+    collector.tune()  # as crmsync's own processes do once their engine is built
     return World(config, engine, emulators, users, tmp, held, transports, latency_ms, rate_limited)
 
 
