@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from sync.store import bulk
 from sync.store.models import Outbox
 from sync.store.outbox import UNSENT_STATES
 
@@ -188,15 +189,10 @@ def write_changes(session: Session, changes: Sequence[tuple[int, Mapping[str, An
     _lock_in_order(session, [row_id for row_id, _ in changes])
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row_id, values in sorted(changes, key=lambda change: change[0]):
-        bound = {f"v_{name}": value for name, value in values.items()}
-        by_columns.setdefault(tuple(sorted(values)), []).append({"row": row_id, **bound})
-    for columns, params in by_columns.items():
-        statement = (
-            sa.update(table)
-            .where(table.c.id == sa.bindparam("row"))
-            .values({name: sa.bindparam(f"v_{name}") for name in columns})
-        )
-        session.execute(statement, params)
+        columns = tuple(sorted(values))
+        by_columns.setdefault(columns, []).append({"id": row_id, **{c: values[c] for c in columns}})
+    for rows in by_columns.values():
+        bulk.update_rows(session, table, rows)
 
 
 def record_doubts(
@@ -206,17 +202,13 @@ def record_doubts(
     ``intent_at``, one statement for the batch; rows no longer ``in_flight`` for ``holder``
     are left alone."""
     table = Outbox.__table__  # type: ignore[attr-defined]
-    session.execute(
-        sa.update(table)
-        .where(
-            table.c.id == sa.bindparam("row"),
-            table.c.status == "in_flight",
-            table.c.claimed_by == holder,
-        )
+    bulk.update_rows(
+        session,
+        table,
         # intent_at cleared: a create row whose deal got linked meanwhile now sends an
         # update, and its create intent is moot (``open_intents`` skips linked ones)
-        .values(intent=sa.bindparam("sent"), intent_at=None),
-        [{"row": row_id, "sent": values} for row_id, values in sent],
+        [{"id": row_id, "intent": values, "intent_at": None} for row_id, values in sent],
+        where={"status": "in_flight", "claimed_by": holder},
     )
 
 
@@ -236,12 +228,7 @@ def set_intents(session: Session, sent: Sequence[tuple[int, Mapping[str, Any]]])
     """Store what each create row ``(id, values)`` sends as its ``intent``, one statement for
     the batch."""
     table = Outbox.__table__  # type: ignore[attr-defined]
-    session.execute(
-        sa.update(table)
-        .where(table.c.id == sa.bindparam("row"))
-        .values(intent=sa.bindparam("sent")),
-        [{"row": row_id, "sent": values} for row_id, values in sent],
-    )
+    bulk.update_rows(session, table, [{"id": row_id, "intent": values} for row_id, values in sent])
 
 
 def release_claimed(session: Session, ids: Collection[int], holder: str, now: dt.datetime) -> None:
