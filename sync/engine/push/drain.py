@@ -190,10 +190,14 @@ class _Drainer:
             while True:
                 if not exhausted and self._stopping():
                     exhausted = True  # between outcomes too: a shutdown waits for no batch
-                # Keep the pool fed: claim the next batch while the last one is still sending.
+                # Keep the pool fed: claim the next batch while the last one is still sending
+                # — by half a batch ahead, so the claim's wait for the store's write lock
+                # (other drains apply meanwhile) passes while the pool still has rows to send.
                 # Rows that need no call (unchanged) are applied a group at a time too.
-                while not exhausted and len(inflight) <= self.workers and len(ready) < APPLY_GROUP:
+                while not exhausted and len(ready) < APPLY_GROUP:
                     held = sum(len(group) for group in inflight.values())
+                    if len(inflight) > self.workers and held > batch // 2:
+                        break
                     jobs = self._claim(batch, max_rows, held)
                     if jobs is None:
                         exhausted = True
