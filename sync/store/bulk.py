@@ -34,7 +34,12 @@ def _processors(
     session: Session, table: sa.Table, names: Sequence[str]
 ) -> list[Callable[[Any], Any] | None]:
     dialect = session.get_bind().dialect
-    return [table.c[name].type._cached_bind_processor(dialect) for name in names]
+    by_type: dict[str, Callable[[Any], Any] | None] = {}  # one per kind of column (a memo each)
+    processors = []
+    for name in names:
+        kind = table.c[name].type
+        processors.append(by_type.setdefault(repr(kind), kind._cached_bind_processor(dialect)))
+    return processors
 
 
 def _defaults(table: sa.Table, names: Sequence[str]) -> list[tuple[str, Any]]:
@@ -61,7 +66,8 @@ def _bound(
     """The rows' values in order, each through its column's processor. A batch repeats its
     scalars (a page's rows share their stamps, systems, ops): each distinct one is processed
     once per column — the datetime formatting alone was a third of a capture's inserts."""
-    memos: list[dict[tuple[type, Any], Any]] = [{} for _ in names]
+    shared: dict[int, dict[tuple[type, Any], Any]] = {}  # columns with one processor share
+    memos = [shared.setdefault(id(process), {}) for process in processors]
     flat: list[Any] = []
     for row in rows:
         for name, process, memo in zip(names, processors, memos, strict=True):
