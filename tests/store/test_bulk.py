@@ -122,3 +122,28 @@ def test_updated_rows_match_executemany_and_respect_the_guard(store: sa.Engine) 
     assert strip == [tuple(v for v in row if not str(v).startswith("rec_")) for row in second]
     statuses = [row[OUTBOX.c.keys().index("status") - 1] for row in second]
     assert statuses == ["in_flight", "done", "in_flight", "done"]  # the guard held
+
+
+def test_both_dialects_insert_defaults_and_guard_updates(db_url: str) -> None:
+    """On SQLite and PostgreSQL alike: inserted rows get the columns' defaults, and an update
+    sets each row's own values, only on rows that hold the guard's values."""
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        records = [{"id": f"rec_{i}", "fields": {}, "provenance": {}, "held": {}} for i in range(4)]
+        bulk.insert_rows(session, RECORDS, records)
+        bulk.insert_rows(session, OUTBOX, [outbox_row(i) for i in range(4)])
+        session.commit()
+    with Session(engine) as session:
+        ids = [row_id for (row_id,) in session.execute(sa.select(OUTBOX.c.id).order_by("id"))]
+        rows = [
+            {"id": row_id, "intent": {"n": n}, "intent_at": None} for n, row_id in enumerate(ids)
+        ]
+        bulk.update_rows(session, OUTBOX, rows, where={"claimed_by": "me"})
+        session.commit()
+        stored = session.execute(
+            sa.select(OUTBOX.c.intent, OUTBOX.c.attempts, OUTBOX.c.reason).order_by("id")
+        ).all()
+    assert [row.intent for row in stored] == [None, {"n": 1}, None, {"n": 3}]
+    assert {(row.attempts, row.reason) for row in stored} == {(0, "")}  # the defaults
+    engine.dispose()
