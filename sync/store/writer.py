@@ -24,6 +24,7 @@ SQLite refuses it after its busy timeout, as it did before there was a gate.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections import deque
@@ -92,6 +93,17 @@ class WriterGate:
 
 _gates: dict[str, WriterGate] = {}
 _gates_lock = threading.Lock()
+
+
+def _forget_gates() -> None:
+    """A forked child starts with no writer: a gate held by a parent's thread at the fork
+    would otherwise stay taken in the child, where that thread does not exist."""
+    global _gates_lock
+    _gates.clear()
+    _gates_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_gates)
 
 
 def gate_for(database: str) -> WriterGate:
