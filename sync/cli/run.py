@@ -42,6 +42,7 @@ from sync.cli.tables import (
 )
 from sync.cli.verify_view import show_verify
 from sync.config import CONFIG_ENV, DATABASE_URL_ENV, mask_url
+from sync.runtime import collector
 
 if TYPE_CHECKING:
     from sync.config import Config
@@ -90,6 +91,7 @@ def run(
     configure_logging_again(ctx)
     config = exported_config(ctx)
     engine = build_engine(config, distributed=False, migrate=True)
+    collector.tune()  # a long-lived process (see sync.runtime.collector)
     try:
         refuse_shared_orgs(engine)
         _release_earlier_claims(engine)

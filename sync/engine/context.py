@@ -103,7 +103,9 @@ class StoreRefs:
             if self._explicit is not None:
                 return
             explicit: dict[tuple[str, str], list[RefMap]] = {}
-            with self._engine.session() as session:
+            # a read: no write lock (a writer that waits for this lock meanwhile, inside
+            # its transaction, would otherwise wait for us while we wait for it)
+            with self._engine.read_session() as session:
                 rows = [*stored_refs.every(session), *self.pending]  # learnt, not yet stored
             for row in rows:
                 explicit.setdefault((row.system, row.kind), []).append(row)

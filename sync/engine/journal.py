@@ -6,6 +6,7 @@ import it from this one."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -129,9 +130,12 @@ def open_rows(session: Session, record_id: str) -> dict[str, Outbox]:
     return {row.system: row for row in rows}
 
 
-def outbox_row(record_id: str, system: str, op: str, reason: str) -> dict[str, Any]:
-    """Every column of a new outbox row (capture inserts a page's rows in one statement)."""
-    now = utcnow()
+def outbox_row(
+    record_id: str, system: str, op: str, reason: str, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Every column of a new outbox row (capture inserts a page's rows in one statement, all
+    queued at one ``now``: the stamp is then bound once for the page)."""
+    now = now or utcnow()
     return {
         "record_id": record_id,
         "system": system,

@@ -32,6 +32,7 @@ from sync.config import Config, ConfigError, load_config
 from sync.config.reader import ConfigProblem
 from sync.engine.claims import CLAIM_SECONDS
 from sync.engine.context import BACKOFF_BASE, Engine
+from sync.runtime import collector
 from sync.store.db import make_engine
 
 PREFIX_ENV = "CRMSYNC_REDIS_PREFIX"
@@ -109,6 +110,7 @@ def engine(*, distributed: bool = True) -> Engine:
     with _lock:
         if _engine is None:
             _engine = build_engine(load_config(), distributed=distributed)
+            collector.tune()  # a worker's process: see sync.runtime.collector
         return _engine
 
 

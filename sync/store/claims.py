@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from sync.store import bulk
 from sync.store.models import Outbox
 from sync.store.outbox import UNSENT_STATES
 
@@ -114,6 +115,8 @@ def lock_due(
     """Lock (``FOR UPDATE SKIP LOCKED``) and return the ids of up to ``limit`` rows of
     ``system`` due at ``now`` — unsent and due, or in flight with a lapsed claim — in queue
     order; creates left out unless ``creates``."""
+    if session.get_bind().dialect.name == "sqlite":
+        return _due_on_sqlite(session, system, now, limit, creates=creates)
     query = (
         select(Outbox.id)
         .where(
@@ -127,6 +130,43 @@ def lock_due(
     if not creates:
         query = query.where(Outbox.op != "create")
     return [row_id for row_id in session.exec(query).all() if row_id is not None]
+
+
+def _due_on_sqlite(
+    session: Session, system: str, now: dt.datetime, limit: int, *, creates: bool
+) -> list[int]:
+    """``lock_due``'s rows on SQLite, read from ``ix_outbox_drain`` a status at a time.
+
+    SQLite answers the one query with an ``OR`` of two conditions on ``status`` by reading
+    every row of the system (done ones included) and sorting those due: each claim of a
+    10,000-deal load read ~10,000 rows per system inside the write lock, O(N²) over a load.
+    Each status's due rows come in queue order straight from the index (``system, status,
+    next_attempt_at``, then rowid), so ``limit`` of each, merged, is the same answer for
+    ``limit`` rows read per status. Text, built once: SQLAlchemy took ~10× the query's own
+    time to compile and bind the four-part union. (SQLite has no row locks: the write
+    transaction is the lock.)"""
+    statement = _DUE_SQLITE[creates]
+    params = {"system": system, "now": now, "limit": limit}
+    return [int(row_id) for (row_id,) in session.execute(statement, params).all()]
+
+
+def _due_on_sqlite_statement(*, creates: bool) -> sa.TextClause:
+    only = "" if creates else " AND op != 'create'"
+    parts = [
+        "SELECT * FROM (SELECT id, next_attempt_at FROM outbox"
+        f" WHERE system = :system AND status = '{status}' AND {due}{only}"
+        " ORDER BY next_attempt_at, id LIMIT :limit)"
+        for status, due in (
+            *((status, "next_attempt_at <= :now") for status in UNSENT_STATES),
+            ("in_flight", "claimed_until < :now"),
+        )
+    ]
+    sql = f"SELECT id FROM ({' UNION ALL '.join(parts)}) ORDER BY next_attempt_at, id LIMIT :limit"
+    stamp = Outbox.__table__.c.next_attempt_at.type  # type: ignore[attr-defined]
+    return sa.text(sql).bindparams(sa.bindparam("now", type_=stamp))
+
+
+_DUE_SQLITE = {creates: _due_on_sqlite_statement(creates=creates) for creates in (True, False)}
 
 
 def claim_rows(session: Session, ids: Collection[int], holder: str, until: dt.datetime) -> None:
@@ -188,15 +228,10 @@ def write_changes(session: Session, changes: Sequence[tuple[int, Mapping[str, An
     _lock_in_order(session, [row_id for row_id, _ in changes])
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row_id, values in sorted(changes, key=lambda change: change[0]):
-        bound = {f"v_{name}": value for name, value in values.items()}
-        by_columns.setdefault(tuple(sorted(values)), []).append({"row": row_id, **bound})
-    for columns, params in by_columns.items():
-        statement = (
-            sa.update(table)
-            .where(table.c.id == sa.bindparam("row"))
-            .values({name: sa.bindparam(f"v_{name}") for name in columns})
-        )
-        session.execute(statement, params)
+        columns = tuple(sorted(values))
+        by_columns.setdefault(columns, []).append({"id": row_id, **{c: values[c] for c in columns}})
+    for rows in by_columns.values():
+        bulk.update_rows(session, table, rows)
 
 
 def record_doubts(
@@ -206,17 +241,13 @@ def record_doubts(
     ``intent_at``, one statement for the batch; rows no longer ``in_flight`` for ``holder``
     are left alone."""
     table = Outbox.__table__  # type: ignore[attr-defined]
-    session.execute(
-        sa.update(table)
-        .where(
-            table.c.id == sa.bindparam("row"),
-            table.c.status == "in_flight",
-            table.c.claimed_by == holder,
-        )
+    bulk.update_rows(
+        session,
+        table,
         # intent_at cleared: a create row whose deal got linked meanwhile now sends an
         # update, and its create intent is moot (``open_intents`` skips linked ones)
-        .values(intent=sa.bindparam("sent"), intent_at=None),
-        [{"row": row_id, "sent": values} for row_id, values in sent],
+        [{"id": row_id, "intent": values, "intent_at": None} for row_id, values in sent],
+        where={"status": "in_flight", "claimed_by": holder},
     )
 
 
@@ -236,12 +267,7 @@ def set_intents(session: Session, sent: Sequence[tuple[int, Mapping[str, Any]]])
     """Store what each create row ``(id, values)`` sends as its ``intent``, one statement for
     the batch."""
     table = Outbox.__table__  # type: ignore[attr-defined]
-    session.execute(
-        sa.update(table)
-        .where(table.c.id == sa.bindparam("row"))
-        .values(intent=sa.bindparam("sent")),
-        [{"row": row_id, "sent": values} for row_id, values in sent],
-    )
+    bulk.update_rows(session, table, [{"id": row_id, "intent": values} for row_id, values in sent])
 
 
 def release_claimed(session: Session, ids: Collection[int], holder: str, now: dt.datetime) -> None:

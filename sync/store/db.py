@@ -12,6 +12,10 @@ committed fails at once with SQLITE_BUSY instead of waiting (https://sqlite.org/
 At CRM sizes serialising writers costs nothing; pass ``sqlite_begin="DEFERRED"`` for read-only use,
 or set the execution option ``sqlite_begin="DEFERRED"`` on one connection (``Engine.read_session``):
 a read then takes no lock at all, so pushes running on several threads read while one writes.
+The threads of one process queue for that write lock in order (``sync.store.writer``) rather
+than through SQLite's busy handler, which serves no one in order and gave up after the busy
+timeout during a 10,000-deal load; a ``BEGIN`` that SQLite still refuses (another process held
+the lock past the timeout) is tried again — nothing was done yet.
 
 Pools are sized for the push threads (``POOL_SIZE`` + ``POOL_OVERFLOW`` connections): one drain
 thread per system plus its bounded pool of push threads each hold a session briefly. An in-memory
@@ -35,6 +39,7 @@ from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
+import structlog
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
@@ -46,8 +51,13 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 from sqlmodel import Session, SQLModel
 
+from sync.store.writer import GatedConnection, enter_writer, gate_for, leave_writer
+
+log = structlog.get_logger("crmsync.store")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: tries of a ``BEGIN IMMEDIATE`` that SQLite refused as locked, each after its busy timeout
+BEGIN_ATTEMPTS = 3
 #: connections kept open, and opened beyond that under load (threads waiting on a full pool
 #: would otherwise queue for ``pool_timeout``)
 POOL_SIZE = 10
@@ -86,18 +96,24 @@ def make_engine(
         kwargs.setdefault("poolclass", StaticPool)  # one connection, or each sees an empty DB
     else:
         Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+        connect_args.setdefault("factory", GatedConnection)  # writers queue: sync.store.writer
         if "poolclass" not in kwargs:
             kwargs.setdefault("pool_size", POOL_SIZE)
             kwargs.setdefault("max_overflow", POOL_OVERFLOW)
     engine = sa.create_engine(parsed, connect_args=connect_args, **kwargs)
-    _install_sqlite_pragmas(engine, wal=not _is_memory(parsed), begin=sqlite_begin)
+    database = None if _is_memory(parsed) else parsed.database
+    _install_sqlite_pragmas(engine, database=database, begin=sqlite_begin)
     return engine
 
 
-def _install_sqlite_pragmas(engine: Engine, *, wal: bool, begin: str) -> None:
+def _install_sqlite_pragmas(engine: Engine, *, database: str | None, begin: str) -> None:
+    wal = database is not None  # an in-memory database has no WAL (and one connection)
+
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        if database is not None and isinstance(dbapi_connection, GatedConnection):
+            dbapi_connection.gate = gate_for(database)
         cursor = dbapi_connection.cursor()
         if wal:
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -111,7 +127,29 @@ def _install_sqlite_pragmas(engine: Engine, *, wal: bool, begin: str) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", begin)
         if mode not in ("IMMEDIATE", "DEFERRED"):
             raise ValueError(f"sqlite_begin must be IMMEDIATE or DEFERRED, not {mode!r}")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode == "DEFERRED":
+            connection.exec_driver_sql("BEGIN DEFERRED")
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        enter_writer(dbapi_connection)
+        try:
+            _begin_immediate(connection)
+        except BaseException:
+            leave_writer(dbapi_connection)
+            raise
+
+
+def _begin_immediate(connection: sa.Connection) -> None:
+    """``BEGIN IMMEDIATE``, tried again when SQLite answers that the database is locked (it
+    waited out its busy timeout behind another process): the transaction did nothing yet."""
+    for attempt in range(1, BEGIN_ATTEMPTS + 1):
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except sa.exc.OperationalError as exc:
+            if "locked" not in str(exc.orig) or attempt == BEGIN_ATTEMPTS:
+                raise
+            log.warning("store_begin_locked", attempt=attempt, error=str(exc.orig))
 
 
 def insert_ignoring(

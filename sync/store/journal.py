@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from sync.store import bulk
 from sync.store.models import Journal
 
 
@@ -18,8 +19,7 @@ def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert journal entries (every row with the same columns) with one statement, in order.
     A Core insert of the table: the ORM's would send a statement per run of rows alike in
     which columns are None, and costs more per row."""
-    table = Journal.__table__  # type: ignore[attr-defined]
-    session.execute(sa.insert(table), rows)
+    bulk.insert_rows(session, Journal.__table__, rows)  # type: ignore[attr-defined]
 
 
 def creates_of(

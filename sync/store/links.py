@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
+from sync.store import bulk
 from sync.store.models import Link
 
 #: links streamed at a time by :func:`live_before`
@@ -207,8 +208,7 @@ def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert links (every row with the same columns, all but the id) with one statement. A
     Core insert of the table: the ORM's would send a statement per run of rows alike in which
     columns are None."""
-    table = Link.__table__  # type: ignore[attr-defined]
-    session.execute(sa.insert(table), rows)
+    bulk.insert_rows(session, Link.__table__, rows)  # type: ignore[attr-defined]
 
 
 def id_of_record_in(session: Session, record_id: str, system: str) -> int | None:

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
+from sync.store import bulk
 from sync.store.models import Link, Outbox
 
 OPEN_STATES = ("pending", "retry", "parked", "in_flight")
@@ -175,7 +176,7 @@ def open_rows_of_many(session: Session, record_ids: Collection[str]) -> Sequence
 
 def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert outbox rows (their columns) with one statement."""
-    session.execute(sa.insert(Outbox), rows)
+    bulk.insert_rows(session, Outbox.__table__, rows)  # type: ignore[attr-defined]
 
 
 def get(session: Session, row_id: int) -> Outbox | None:

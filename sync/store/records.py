@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from sync.store import bulk
 from sync.store.db import insert_ignoring
 from sync.store.models import Conflict, DeadLetter, Journal, Link, Outbox, Record, RecordKey
 
@@ -58,12 +59,8 @@ def set_fields(session: Session, changes: Sequence[tuple[str, Mapping[str, Any],
     """Set ``fields`` and ``updated_at`` of each record ``(id, fields, updated_at)``, one
     statement for all."""
     table = Record.__table__  # type: ignore[attr-defined]
-    session.execute(
-        sa.update(table)
-        .where(table.c.id == sa.bindparam("record"))
-        .values(fields=sa.bindparam("v_fields"), updated_at=sa.bindparam("v_updated_at")),
-        [{"record": i, "v_fields": f, "v_updated_at": at} for i, f, at in changes],
-    )
+    rows = [{"id": i, "fields": f, "updated_at": at} for i, f, at in changes]
+    bulk.update_rows(session, table, rows)
 
 
 def existing(session: Session, record_ids: Collection[str]) -> set[str]:
@@ -126,7 +123,7 @@ def keys_among(
 
 def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert records (their columns) with one statement."""
-    session.execute(sa.insert(Record), rows)
+    bulk.insert_rows(session, Record.__table__, rows)  # type: ignore[attr-defined]
 
 
 def insert_keys(session: Session, rows: Sequence[dict[str, str]]) -> None:

@@ -215,6 +215,7 @@ def _queue_pushes(poll: Poll, state: Page) -> None:
         open_rows = {
             (row.record_id, row.system): row for row in outbox.open_rows_of_many(session, stored)
         }
+    now = utcnow()
     for record_id in ids:
         record, reason = state.touched[record_id]
         held = copies.get(record_id, {})
@@ -222,7 +223,7 @@ def _queue_pushes(poll: Poll, state: Page) -> None:
             op = push_op(engine, system, record, held.get(system))
             queued = open_rows.get((record_id, system))
             if op and queued is None:  # most of a load: inserted with the page's other rows
-                state.new_outbox.append(outbox_row(record_id, system, op, reason))
+                state.new_outbox.append(outbox_row(record_id, system, op, reason, now))
             elif op:
                 enqueue_into(session, queued, record_id, system, op, reason)
     if state.new_outbox:

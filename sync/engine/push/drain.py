@@ -129,6 +129,12 @@ class _Drainer:
             affordable = slice_rows(cfg, self.until - time.monotonic(), per_request)
             if affordable is not None:
                 limit = min(limit, max(1, affordable - held))
+        full = limit  # a claim this size that comes back full says more is due: spread
+        if not self.claimed:
+            # the first claim only fills the pool: its requests leave once a few rows are
+            # prepared, not a whole batch (nothing is in flight meanwhile); the next claim,
+            # a full one, is prepared while these are sent
+            limit = min(limit, max(2 * self.workers, per_request))
         if limit <= 0 or self._stopping():
             return None
         ids = claim(self.engine, self.system, limit, creates=self.creates)
@@ -136,7 +142,7 @@ class _Drainer:
             return None
         self.claimed += len(ids)
         self.held.update(ids)
-        if len(ids) == limit and self.spread is not None:
+        if len(ids) == limit == full and self.spread is not None:
             self._spread()
         jobs = prepare(self.engine, self.system, ids, self.run_id)
         gone = set(ids) - {job.row_id for job in jobs}
@@ -194,10 +200,17 @@ class _Drainer:
             while True:
                 if not exhausted and self._stopping():
                     exhausted = True  # between outcomes too: a shutdown waits for no batch
-                # Keep the pool fed: claim the next batch while the last one is still sending.
-                # Rows that need no call (unchanged) are applied a group at a time too.
-                while not exhausted and len(inflight) <= self.workers and len(ready) < APPLY_GROUP:
+                # Keep the pool fed: claim the next batch while the last one is still sending
+                # — by half a batch ahead, so the claim's wait for the store's write lock
+                # (other drains apply meanwhile) passes while the pool still has rows to send;
+                # a slice under a rate limit claims no more than it can send (``_claim``), so
+                # only once its pool has room. Rows that need no call (unchanged) are applied
+                # a group at a time too.
+                ahead = batch // 2 if self.until is None else 0
+                while not exhausted and len(ready) < APPLY_GROUP:
                     held = sum(len(group) for group in inflight.values())
+                    if len(inflight) > self.workers and held > ahead:
+                        break
                     jobs = self._claim(batch, max_rows, held)
                     if jobs is None:
                         exhausted = True
