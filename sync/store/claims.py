@@ -282,11 +282,21 @@ def release_claimed(session: Session, ids: Collection[int], holder: str, now: dt
 
 def forget_intents(session: Session, ids: Collection[int], holder: str) -> None:
     """Clear the create intents of rows ``ids`` still claimed by ``holder`` (their request
-    never left: there is nothing to look up)."""
+    never left: there is nothing to look up), and the attempt their intent counted — a row
+    given back at every slice's end would otherwise back off ever longer on its first real
+    failure."""
     session.execute(
         sa.update(Outbox)
-        .where(col(Outbox.id).in_(ids), col(Outbox.claimed_by) == holder)
-        .values(intent_at=None, intent=None)
+        .where(
+            col(Outbox.id).in_(ids),
+            col(Outbox.claimed_by) == holder,
+            col(Outbox.intent_at).is_not(None),
+        )
+        .values(
+            intent_at=None,
+            intent=None,
+            attempts=sa.case((col(Outbox.attempts) > 0, col(Outbox.attempts) - 1), else_=0),
+        )
     )
 
 

@@ -1,7 +1,7 @@
 """A drain works in bounded slices (issue 25): past its deadline, or once its worker is
 shutting down, it claims nothing more, gives back what it has not sent — a create's fresh
 intent with it, since nothing can have been made — and says rows may remain; the next slice
-sends them, once each."""
+sends them, once each, counting no attempt for the give-back."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def test_a_stopping_drain_gives_back_its_unsent_rows_and_the_next_sends_them_onc
     assert not rows(world, "in_flight"), "nothing stays claimed"
     left = rows(world, "retry") + rows(world, "pending")
     assert left and all(row.intent_at is None for row in left), "unsent: no intent"
+    assert all(row.attempts == 0 for row in left), "an attempt never sent is not counted"
     world.reset_calls()
     rest = drain(world.engine, "ruddr")
     assert not rest["sliced"] and rest["created"] == len(left)
