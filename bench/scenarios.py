@@ -115,6 +115,8 @@ class World:
 
     def close(self) -> None:
         self.engine.close()
+        for transport in self.transports.values():  # one a connector never used included
+            transport.close()
         for user in self.users.values():
             user.client.close()
         self.tmp.cleanup()

@@ -7,6 +7,7 @@ can run in parallel (``pytest -n 2``) without seeing each other's rows.
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,7 +17,23 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from sync.runtime import collector
+
 PG_URL = os.environ.get("CRMSYNC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def _collector_as_found() -> Iterator[None]:
+    """A test that runs ``crmsync run`` (or builds the runtime's engine) in-process tunes the
+    garbage collector of the whole pytest process (``sync.runtime.collector``: ``gc.freeze()``,
+    a young pass every 50,000 allocations) for every later test: what they drop unclosed is
+    then freed in rare, large passes at unrelated moments, or frozen for good. Put it back."""
+    thresholds = gc.get_threshold()
+    yield
+    if gc.get_freeze_count() or gc.get_threshold() != thresholds:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+    collector._done.clear()  # the next test's in-process run tunes (and is put back) again
 
 
 @pytest.fixture

@@ -4,12 +4,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import Future
 from typing import Any
 
+import anyio
 import anyio.from_thread
 import httpx
 from starlette.responses import Response
@@ -70,6 +74,57 @@ async def capture(
     return status, headers, body
 
 
+class LoopThread:
+    """An event loop thread with a blocking portal into it, which any thread can stop.
+
+    Not ``anyio.from_thread.start_blocking_portal``: a transport dropped unclosed left that
+    context manager's generator to the garbage collector, whose ``close()`` calls
+    ``portal.call(stop)`` and ``thread.join()`` — blocking work inside whichever thread the
+    collector happened to run in. That thread may hold a lock the loop thread needs to end
+    (``threading.enumerate()`` holds ``threading._active_limbo_lock`` while it allocates; a
+    thread's exit takes that lock): a deadlock. On the loop thread itself, the join raised
+    and the loop thread leaked. :meth:`stop_soon` only schedules the stop, never waits.
+    """
+
+    def __init__(self) -> None:
+        ready: Future[tuple[anyio.from_thread.BlockingPortal, asyncio.AbstractEventLoop]] = Future()
+        self._stop: Callable[[], None] | None = None  # set on the loop, before ``ready``
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), daemon=True, name="emulator-loop"
+        )
+        self._thread.start()
+        self.portal, self._loop = ready.result()
+
+    def _run(self, ready: Future[Any]) -> None:
+        async def serve() -> None:
+            async with anyio.from_thread.BlockingPortal() as portal:
+                stop = asyncio.Event()
+                self._stop = stop.set  # only ever called on this loop (call_soon_threadsafe)
+                ready.set_result((portal, asyncio.get_running_loop()))
+                await stop.wait()
+                # calls still running finish first (the portal's exit waits for them), as with
+                # ``start_blocking_portal``'s normal exit; a dropped transport has none
+
+        try:
+            anyio.run(serve)
+        except BaseException as exc:
+            if ready.done():
+                raise
+            ready.set_exception(exc)  # the loop never started: raised in ``__init__``
+
+    def stop_soon(self) -> None:
+        """Ask the loop to end; returns at once, from any thread (a GC finalizer included)."""
+        if self._stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already closed
+                self._loop.call_soon_threadsafe(self._stop)
+
+    def close(self) -> None:
+        """Stop the loop and wait for its thread (unless called on that thread)."""
+        self.stop_soon()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+
 class EmulatorTransport(httpx.BaseTransport):
     """Runs an emulator in-process for a synchronous ``httpx.Client``.
 
@@ -82,20 +137,22 @@ class EmulatorTransport(httpx.BaseTransport):
 
     def __init__(self, app: Any) -> None:
         self._asgi = httpx.ASGITransport(app=app)
-        self._portal_cm: Any = None
-        self._portal: Any = None
+        self._loop: LoopThread | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         self._lock = threading.Lock()
         self.in_flight: list[tuple[float, float]] = []
         #: the event loop thread(s) that ran the emulator: their CPU is the vendor's, not the
         #: client's (``cpu_seconds``)
         self.loop_threads: set[int] = set()
 
-    def _get_portal(self) -> Any:
+    def _get_portal(self) -> anyio.from_thread.BlockingPortal:
         with self._lock:
-            if self._portal is None:
-                self._portal_cm = anyio.from_thread.start_blocking_portal()
-                self._portal = self._portal_cm.__enter__()
-            return self._portal
+            if self._loop is None:
+                self._loop = LoopThread()
+                # a transport dropped unclosed: its loop is stopped, never waited for (the
+                # finalizer must not block whichever thread the collector runs in)
+                self._finalizer = weakref.finalize(self, self._loop.stop_soon)
+            return self._loop.portal
 
     def cpu_seconds(self) -> float:
         """CPU time the emulator's event loop thread(s) used so far (Linux thread clocks)."""
@@ -128,7 +185,12 @@ class EmulatorTransport(httpx.BaseTransport):
         return response
 
     def close(self) -> None:
+        """Stop the event loop thread and wait for it (the deterministic way: callers close
+        what they open; the finalizer is only the safety net)."""
         with self._lock:
-            if self._portal_cm is not None:
-                self._portal_cm.__exit__(None, None, None)
-                self._portal_cm = self._portal = None
+            loop, self._loop = self._loop, None
+            if self._finalizer is not None:
+                self._finalizer.detach()
+                self._finalizer = None
+        if loop is not None:
+            loop.close()

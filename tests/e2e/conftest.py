@@ -132,6 +132,13 @@ class World:
         old.close()
         return self.engine
 
+    def close(self) -> None:
+        """The engine (and the transports its connectors use), then the users' clients: each
+        in-process transport's event loop thread ends here, not whenever the GC finds it."""
+        self.engine.close()
+        for user in self.users.values():
+            user.client.close()
+
     def time_passes(self) -> None:
         """Every waiting retry and every claim falls due — what minutes of waiting would do —
         and retries from now on are due at once."""
@@ -157,9 +164,8 @@ class World:
 
     def faults(self, system: str, **faults: Any) -> None:
         emulator = self.emulators[system]
-        response = httpx.Client(transport=emulator.transport(), base_url="http://emu").post(
-            "/_emulator/faults", json=faults
-        )
+        with httpx.Client(transport=emulator.transport(), base_url="http://emu") as client:
+            response = client.post("/_emulator/faults", json=faults)
         assert response.status_code == 200
 
 
@@ -239,4 +245,4 @@ def single_system(tmp_path: Path, system: str, seed_opportunities: int = 0) -> W
 def world(tmp_path: Path) -> Iterator[World]:
     built = make_world(tmp_path)
     yield built
-    built.engine.close()
+    built.close()
