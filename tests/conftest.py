@@ -30,10 +30,7 @@ def _collector_as_found() -> Iterator[None]:
     then freed in rare, large passes at unrelated moments, or frozen for good. Put it back."""
     thresholds = gc.get_threshold()
     yield
-    if gc.get_freeze_count() or gc.get_threshold() != thresholds:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
-    collector._done.clear()  # the next test's in-process run tunes (and is put back) again
+    collector.reset(thresholds)  # the next test's in-process run tunes (and is put back) again
 
 
 @pytest.fixture

@@ -33,3 +33,11 @@ def tune() -> None:
     gc.collect()  # what is garbage already is freed, not frozen
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
+
+
+def reset(thresholds: tuple[int, int, int]) -> None:
+    """Undo ``tune`` (tests: one in-process ``crmsync run`` must not retune every later test
+    of the session): unfreeze, put ``thresholds`` back, and let the next ``tune`` run again."""
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+    _done.clear()
