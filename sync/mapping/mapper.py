@@ -101,6 +101,12 @@ class Mapper:
             system: list(self._resolve(system, mapping, config.systems[system].type))
             for system, mapping in config.mapping.items()
         }
+        # the entries a vendor record is read through, filtered once: to_canonical runs for
+        # every deal of every capture, and ``spec.reads`` is a property call per entry
+        self._reading: dict[str, tuple[_Entry, ...]] = {
+            system: tuple(entry for entry in entries if entry.spec.reads)
+            for system, entries in self._entries.items()
+        }
         self._record_ids: dict[str, _Entry] = {
             system: self._entry(
                 system, "record_id", None, mapping.record_id, config.systems[system].type
@@ -230,9 +236,8 @@ class Mapper:
         """The partial canonical record of one vendor object (inbound and both fields only)."""
         record: Fields = {}
         dicts: dict[str, dict[str, JSON]] = {}
-        for entry in self._system(system):
-            if not entry.spec.reads:
-                continue
+        self._system(system)  # an unmapped system's error
+        for entry in self._reading[system]:
             value = self._read(entry, get_path(data, entry.spec.read), refs)
             if entry.key is None:
                 record[entry.field] = value
