@@ -96,11 +96,13 @@ CLOSE_BASE = "http://close.test/api/v1"
 CLOSE_NAME_FIELD = "custom.cf_OppName0000000000000000000000000000000001"
 
 
-def close_config(api_key: str = "close-test-key", **extra: Any) -> SystemConfig:
+def close_config(
+    api_key: str = "close-test-key", base_url: str = CLOSE_BASE, **extra: Any
+) -> SystemConfig:
     options = {"name_field": CLOSE_NAME_FIELD, **extra.pop("options", {})}
     return SystemConfig(
         type="close",
-        base_url=CLOSE_BASE,
+        base_url=base_url,
         credentials={"api_key": api_key},
         options=options,
         **extra,

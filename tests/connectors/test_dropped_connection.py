@@ -7,12 +7,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from sync.config import SystemConfig
 from sync.connectors import build_connector
 from sync.connectors.base import BaseConnector
 from sync.connectors.errors import OutcomeUnknown, Retryable
 from sync.emulators.server import Served, running
-from tests.connectors.conftest import CLOSE_NAME_FIELD, FAST_RETRY
+from tests.connectors.conftest import CLOSE_NAME_FIELD, FAST_RETRY, close_config
 
 
 @pytest.fixture
@@ -27,13 +26,9 @@ def close_served() -> Iterator[Served]:
 
 @pytest.fixture
 def close(close_served: Served) -> Iterator[BaseConnector]:
-    cfg = SystemConfig(
-        type="close",
-        base_url=close_served.base_url,
-        credentials={"api_key": "close-test-key"},
-        options={"name_field": CLOSE_NAME_FIELD},
+    connector = build_connector(
+        "close", close_config(base_url=close_served.base_url), retry=FAST_RETRY
     )
-    connector = build_connector("close", cfg, retry=FAST_RETRY)
     yield connector
     connector.close()
 

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from sync.config import SystemConfig
 from sync.connectors import build_connector
 from sync.connectors.base import BaseConnector
 from sync.connectors.errors import (
@@ -24,7 +23,7 @@ from sync.connectors.errors import (
 )
 from sync.connectors.http import build_client
 
-from .conftest import CLOSE_NAME_FIELD, FAST_RETRY
+from .conftest import CLOSE_NAME_FIELD, FAST_RETRY, close_config
 
 #: far more than the kernel buffers between the two ends on one host (4 MB send buffer, an
 #: unread receive window): the write is still going when the server hangs up
@@ -70,13 +69,7 @@ def hang_up() -> Iterator[HangUp]:
 
 @pytest.fixture
 def close(hang_up: HangUp) -> Iterator[BaseConnector]:
-    cfg = SystemConfig(
-        type="close",
-        base_url=hang_up.url,
-        credentials={"api_key": "close-test-key"},
-        options={"name_field": CLOSE_NAME_FIELD},
-    )
-    connector = build_connector("close", cfg, retry=FAST_RETRY)
+    connector = build_connector("close", close_config(base_url=hang_up.url), retry=FAST_RETRY)
     yield connector
     connector.close()
 
