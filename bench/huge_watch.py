@@ -5,6 +5,7 @@ minute during a phase that runs for an hour (``Progress``)."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import sys
@@ -74,6 +75,29 @@ class Polls:
             spans[system] = {"wall_s": at - wall, "cpu_s": used - cpu}
             wall, cpu = at, used
         return spans
+
+
+def poll_runs(url: str, since: dt.datetime) -> dict[str, dict[str, float]]:
+    """Each system's poll that started after ``since`` and finished, from the store's ``runs``
+    rows (kind ``poll``): its wall time, the capture alone (with workers a poll is one task
+    and the pushes are others, so this is the poll's own time, the figure ``Polls`` reads from
+    the embedded loop's log)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT system, started_at, finished_at FROM runs WHERE kind = 'poll' "
+                    "AND started_at >= :t AND finished_at IS NOT NULL ORDER BY started_at"
+                ),
+                {"t": since},
+            ).all()
+    finally:
+        engine.dispose()
+    return {
+        str(system): {"wall_s": (finished - started).total_seconds()}
+        for system, started, finished in rows
+    }
 
 
 class Progress:
