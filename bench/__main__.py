@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 from bench.dlt_compare import ToolResult, compare
 from bench.engine_cpu import StageCost, engine_cpu
@@ -19,6 +20,7 @@ from bench.recovery import run_in_subprocess as run_recovery
 from bench.scaleout import measure as measure_scaleout
 from bench.scaleout import table as scaleout_table
 from bench.scenarios import SCENARIOS, Plan, Result, run
+from bench.store import DEFAULT_PG_URL, STORES
 from sync.logging import configure_logging
 
 LARGE = 100_000
@@ -32,7 +34,8 @@ def seconds(value: float | None) -> str:
 
 
 def summary(results: list[Result]) -> Table:
-    table = Table(title="crmsync benchmark (in-process emulators)")
+    stores = ", ".join(sorted({r.store for r in results}))
+    table = Table(title=f"crmsync benchmark (in-process emulators, {stores} store)")
     for column in (
         "scenario",
         "N",
@@ -49,6 +52,7 @@ def summary(results: list[Result]) -> Table:
         "engine s",
         "µs/rec",
         "CPU µs/rec",
+        "store CPU µs/rec",
         "p50 s",
         "p95 s",
         "peak RSS MB",
@@ -72,6 +76,7 @@ def summary(results: list[Result]) -> Table:
             f"{r.engine_s:.2f}",
             f"{r.engine_us_per_record:.0f}",
             f"{r.engine_cpu_us_per_record:.0f}",
+            "-" if r.store_cpu_us_per_record is None else f"{r.store_cpu_us_per_record:.0f}",
             seconds(r.latency_p50_s),
             seconds(r.latency_p95_s),
             f"{r.peak_rss_mb:.0f}",
@@ -299,6 +304,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scaleout-rounds", type=int, default=3, help="runs per worker count in scaleout (3)"
     )
+    parser.add_argument(
+        "--store",
+        choices=STORES,
+        default="sqlite",
+        help="the store of the in-process worlds: a SQLite file, or a fresh PostgreSQL database "
+        "on --pg-url's server, dropped at the end (default sqlite)",
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=DEFAULT_PG_URL,
+        help=f"--store postgresql: a database on the server to create the store's next to "
+        f"(default {DEFAULT_PG_URL})",
+    )
     parser.add_argument("--json", type=Path, default=Path("bench/results.json"), help="output file")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--log-level", default="WARNING", help="the engine's log level")
@@ -319,6 +337,8 @@ def plan_of(args: argparse.Namespace) -> Plan:
         scaleout_workers=tuple(int(w) for w in args.scaleout_workers.split(",")),
         scaleout_rounds=args.scaleout_rounds,
         seed=args.seed,
+        store=args.store,
+        pg_url=args.pg_url,
     )
 
 
@@ -363,7 +383,11 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
         },
-        "plan": {**plan.__dict__, "scenarios": list(plan.scenarios)},
+        "plan": {
+            **plan.__dict__,
+            "scenarios": list(plan.scenarios),
+            "pg_url": make_url(plan.pg_url).render_as_string(hide_password=True),
+        },
         "results": [r.to_json() for r in results],
         "dlt_compare": [t.to_json() for t in tools],
         "engine_cpu": [c.to_json() for c in cpu],

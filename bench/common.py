@@ -1,14 +1,19 @@
-"""What the process-level benches share: the shipped config's vendors, that config without
-client-side rate limits, and the closing check that the store agrees with every system."""
+"""What the benches share: the shipped config's vendors, that config without client-side
+rate limits, a fresh PostgreSQL database, and the closing check that the store agrees with
+every system."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 import yaml
+from sqlalchemy.engine import make_url
 from sqlmodel import col, func, select
 
 from sync.config import Config, load_config
@@ -51,6 +56,27 @@ def unlimited_config(tmp: Path, only: Iterable[str] | None = None) -> Path:
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+@contextlib.contextmanager
+def fresh_database(admin_url: str, prefix: str, *, keep: bool = False) -> Iterator[str]:
+    """A new, empty PostgreSQL database ``PREFIX_<random>`` on ``admin_url``'s server (any
+    database there will do to create it: the benches pass ``test`` or ``postgres``); yields
+    its URL, ``admin_url``'s with the database swapped. Dropped afterwards, even on failure and
+    with sessions still open (``WITH (FORCE)``), unless ``keep``."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            if not keep:
+                with admin.connect() as connection:
+                    connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ disk (``pg_database_size``), and every deal linked once in both systems with not
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import math
@@ -38,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +47,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench.common import unlimited_config
+from bench.common import fresh_database, unlimited_config
 from bench.emulator_child import EmulatorChild
 from bench.huge_watch import Polls, Progress, cpu_seconds, poll_runs, vm_hwm_mb
 from bench.large_load import _kind
@@ -296,22 +296,6 @@ def through_workers(
 # -- the store -------------------------------------------------------------------------------
 
 
-def create_database() -> tuple[str, sa.Engine]:
-    """A fresh database on the bench's PostgreSQL; returns its URL and an admin engine."""
-    admin = sa.create_engine(PG, isolation_level="AUTOCOMMIT")
-    name = f"crmsync_huge_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    return PG.rsplit("/", 1)[0] + f"/{name}", admin
-
-
-def drop_database(admin: sa.Engine, url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def store_facts(url: str) -> dict[str, Any]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
@@ -396,7 +380,8 @@ def measure(
     seeding = time.perf_counter()
     emulators = Emulators(deals, seed)
     seeded_s = time.perf_counter() - seeding
-    url, admin = create_database()
+    databases = contextlib.ExitStack()  # the store, dropped at the end unless `keep`
+    url = databases.enter_context(fresh_database(PG, "crmsync_huge", keep=keep))
     progress = Progress(url, every)
     broker = free_redis(REDIS) if workers else ""
     pool: Workers | None = None
@@ -464,8 +449,7 @@ def measure(
             release_redis(broker)
         emulators_peak = emulators.peak_mb()
         emulators.close()
-        if not keep:
-            drop_database(admin, url)
+        databases.close()
     return {
         "scenario": "huge",
         "deals": deals,

@@ -52,10 +52,9 @@ import redis
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, func, select
 
-from bench.common import unlimited_config, verified
+from bench.common import fresh_database, unlimited_config, verified
 from bench.emulator_child import SHIPPED, EmulatorChild, cpu_seconds, origin
 from sync.config import load_config
 from sync.engine import first_run
@@ -76,21 +75,6 @@ POLL_S = 0.5
 BENCH_APP = "crmsync-scaleout-bench"
 #: the Celery test stack's naming, so the bench and the integration tests never share a db
 REDIS_DB_KEY = "crmsync-test-db:{}"
-
-
-@contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new PostgreSQL database (its URL), dropped afterwards even with sessions still open."""
-    name = f"crmsync_scaleout_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 @contextlib.contextmanager
@@ -295,7 +279,7 @@ def one_run(
     """One timed load with ``workers`` workers, on fresh emulators, database and Redis."""
     with (
         tempfile.TemporaryDirectory(prefix="crmsync-scaleout-") as tmp,
-        fresh_database() as store,
+        fresh_database(PG_ADMIN, "crmsync_scaleout") as store,
         fresh_redis() as broker,
         EmulatorChild([*SHIPPED, "--records", str(records), "--seed", str(seed)]) as child,
     ):

@@ -1,7 +1,8 @@
 """Benchmark scenarios against the four emulators in-process (issue 7).
 
 The world is built the way ``tests/e2e/conftest.py`` builds it (shipped ``config.yaml``, a fresh
-SQLite store, in-process transports), except that Ruddr starts with ``N`` opportunities.
+SQLite store, in-process transports), except that Ruddr starts with ``N`` opportunities; the
+store may be a fresh PostgreSQL database instead (``bench.store``).
 Request counts come from the emulators' own request logs, so they count what a vendor would
 see. Per-record propagation latency comes from the store's journal: the engine notes
 ``created`` / ``adopted`` / ``pushed`` right after the vendor answered a write, with the time.
@@ -10,6 +11,7 @@ The emulators' request log carries no timestamp, so it cannot say *when* a write
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import random
@@ -27,6 +29,7 @@ import sqlalchemy as sa
 from sqlmodel import col, func, select
 
 from bench.memory import peak_rss_mb
+from bench.store import DEFAULT_PG_URL, BackendClock, world_store
 from sync.config import Config, load_config
 from sync.connectors.http import RetryPolicy
 from sync.connectors.ratelimit import TokenBucket
@@ -39,7 +42,7 @@ from sync.engine.context import Engine
 from sync.engine.cycle import run_cycle
 from sync.engine.journal import OPEN_STATES
 from sync.runtime import collector
-from sync.store.db import make_engine, upgrade
+from sync.store.db import make_engine
 from sync.store.models import Journal, Link, Outbox
 from sync.timefmt import utcnow
 from tests.e2e.users import (
@@ -106,6 +109,10 @@ class World:
     transports: dict[str, EmulatorTransport]  # the engine's, which time their round trips
     latency_ms: float = 0.0
     rate_limited: bool = False
+    store: str = "sqlite"  # bench.store.STORES
+    clock: BackendClock | None = None  # the PostgreSQL backends' CPU (None on SQLite)
+    #: what goes with the world: its PostgreSQL database, dropped; its temporary directory
+    resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def reset_logs(self) -> None:
         for emulator in self.emulators.values():
@@ -114,29 +121,57 @@ class World:
             transport.in_flight.clear()
 
     def close(self) -> None:
-        self.engine.close()
-        for transport in self.transports.values():  # one a connector never used included
-            transport.close()
-        for user in self.users.values():
-            user.client.close()
-        self.tmp.cleanup()
+        with self.resources:  # even if a close below fails
+            self.engine.close()
+            self.engine.db.dispose()  # a PostgreSQL database is then dropped with no session
+            for transport in self.transports.values():  # one a connector never used included
+                transport.close()
+            for user in self.users.values():
+                user.client.close()
 
 
 def make_world(
-    records: int, seed: int = 7, *, latency_ms: float = 0.0, rate_limited: bool = False
+    records: int,
+    seed: int = 7,
+    *,
+    latency_ms: float = 0.0,
+    rate_limited: bool = False,
+    store: str = "sqlite",
+    pg_url: str = DEFAULT_PG_URL,
 ) -> World:
     """The e2e world with ``records`` opportunities seeded in Ruddr and none elsewhere.
 
     ``latency_ms`` delays every vendor answer (the emulators' latency fault). ``rate_limited``
     switches on each emulator's documented limit and lets the engine size its client-side
     limiter from config.yaml's ``rate_limit`` per system (``build_connector`` does that when no
-    limiter is passed), with the production retry policy and backoff.
+    limiter is passed), with the production retry policy and backoff. ``store``: ``sqlite``
+    (a file) or ``postgresql`` (a new database on ``pg_url``'s server), see ``bench.store``;
+    :meth:`World.close` drops it, and so does a failure here.
     """
+    tmp = tempfile.TemporaryDirectory(prefix="crmsync-bench-")
+    with contextlib.ExitStack() as resources:
+        resources.callback(tmp.cleanup)
+        url = resources.enter_context(world_store(store, Path(tmp.name), pg_url))
+        world = _world(url, records, seed, latency_ms, rate_limited, tmp)
+        world.store = store
+        world.resources = resources.pop_all()
+    return world
+
+
+def _world(
+    url: str,
+    records: int,
+    seed: int,
+    latency_ms: float,
+    rate_limited: bool,
+    tmp: tempfile.TemporaryDirectory[str],
+) -> World:
+    """:func:`make_world` on the store at ``url``, empty with the schema at head."""
     # Ruddr's load and Truto's seeded deals: a load, not a first-run match (sync.first_run)
     config = load_config(ROOT / "config.yaml", env={"CRMSYNC_FIRST_RUN": "waive"})
-    tmp = tempfile.TemporaryDirectory(prefix="crmsync-bench-")
-    url = f"sqlite:///{Path(tmp.name) / 'crmsync.db'}"
-    upgrade(url)
+    db = make_engine(url)
+    # before the engine opens any connection, so every backend of its pool is counted
+    clock = BackendClock(db) if db.dialect.name == "postgresql" else None
     by_vendor = build_all(seed=seed, seed_opportunities=0)
     by_vendor["ruddr"] = RuddrEmulator(seed=seed, seed_opportunities=records)
     if "hubspot" in by_vendor:  # cycles follow each other at once: no search index lag
@@ -144,11 +179,11 @@ def make_world(
     emulators = {name: by_vendor[cfg.type] for name, cfg in config.systems.items()}
     transports = {name: emu.transport() for name, emu in emulators.items()}
     if rate_limited:
-        engine = Engine.from_config(config, make_engine(url), transports=transports)
+        engine = Engine.from_config(config, db, transports=transports)
     else:
         engine = Engine.from_config(
             config,
-            make_engine(url),
+            db,
             transports=transports,
             retry=FAST_RETRY,
             limiter=TokenBucket(),  # unconfigured: the emulators enforce no limits either
@@ -173,7 +208,9 @@ def make_world(
                 True, emulator.default_rate, emulator.default_burst
             )
     collector.tune()  # as crmsync's own processes do once their engine is built
-    return World(config, engine, emulators, users, tmp, held, transports, latency_ms, rate_limited)
+    world = World(config, engine, emulators, users, tmp, held, transports, latency_ms, rate_limited)
+    world.clock = clock
+    return world
 
 
 # -- request accounting --------------------------------------------------------------------
@@ -389,10 +426,21 @@ class Result:
     #: work even where it overlapped a request in flight on another thread (which ``engine_s``
     #: does not count: with pushes in flight on 8 threads, most of it hides there)
     engine_cpu_s: float = 0.0
+    store: str = "sqlite"  # bench.store.STORES
+    #: CPU seconds of the PostgreSQL backends meanwhile (bench.store.BackendClock): the
+    #: store's work, which runs in the process on SQLite (so in ``engine_cpu_s``) but in other
+    #: processes on PostgreSQL. None on SQLite, or when ``/proc`` does not show the backends
+    store_cpu_s: float | None = None
 
     @property
     def engine_cpu_us_per_record(self) -> float:
         return self.engine_cpu_s / self.records * 1e6 if self.records else 0.0
+
+    @property
+    def store_cpu_us_per_record(self) -> float | None:
+        if self.store_cpu_s is None or not self.records:
+            return None
+        return self.store_cpu_s / self.records * 1e6
 
     @property
     def requests(self) -> int:
@@ -444,6 +492,7 @@ class Result:
             "records_per_s",
             "engine_us_per_record",
             "engine_cpu_us_per_record",
+            "store_cpu_us_per_record",
             "latency_p50_s",
             "latency_p95_s",
         ):
@@ -456,8 +505,10 @@ class Result:
 @contextmanager
 def measured(world: World | None = None) -> Iterator[dict[str, float]]:
     """``wall`` seconds, and with a ``world`` its ``cpu``: the process's CPU seconds minus
-    its emulators' (see ``Result.engine_cpu_s``)."""
+    its emulators' (see ``Result.engine_cpu_s``); on PostgreSQL also ``store_cpu``, its
+    backends' (see ``Result.store_cpu_s``), when ``/proc`` shows them."""
     box: dict[str, float] = {}
+    store = store_cpu(world)
     started = time.perf_counter()
     cpu = time.process_time() - (emulator_cpu(world) if world else 0.0)
     try:
@@ -466,6 +517,14 @@ def measured(world: World | None = None) -> Iterator[dict[str, float]]:
         box["wall"] = time.perf_counter() - started
         if world is not None:
             box["cpu"] = time.process_time() - emulator_cpu(world) - cpu
+        now = store_cpu(world)
+        if now is not None and store is not None:
+            box["store_cpu"] = now - store
+
+
+def store_cpu(world: World | None) -> float | None:
+    """CPU seconds the world's PostgreSQL backends spent so far (None on SQLite)."""
+    return world.clock.seconds() if world is not None and world.clock is not None else None
 
 
 def emulator_cpu(world: World) -> float:
@@ -522,6 +581,7 @@ def result(
     ideal_lists: dict[str, int],
     ideal_writes: dict[str, int],
     cpu: float = 0.0,
+    store_cpu: float | None = None,
 ) -> Result:
     return Result(
         scenario=scenario,
@@ -535,6 +595,8 @@ def result(
         systems=tally(world, ideal_lists, ideal_writes),
         latency_ms=world.latency_ms,
         engine_cpu_s=cpu,
+        store=world.store,
+        store_cpu_s=store_cpu,
     )
 
 
@@ -555,7 +617,18 @@ def initial_load(world: World, scenario: str = "initial_load") -> Result:
     lists = {name: pages(count) for name, count in world.held.items()}
     writes = {name: total - count for name, count in world.held.items()}
     changed = sum(writes.values())
-    out = result(world, scenario, total, changed, cycles, t["wall"], lists, writes, t["cpu"])
+    out = result(
+        world,
+        scenario,
+        total,
+        changed,
+        cycles,
+        t["wall"],
+        lists,
+        writes,
+        t["cpu"],
+        t.get("store_cpu"),
+    )
     out.latencies = load_latencies(world.engine, started)
     return out
 
@@ -572,7 +645,9 @@ def noop_cycle(world: World, records: int, scenario: str = "noop_cycle") -> Resu
         run_cycle(world.engine)
     lists = {name: scan_or_one(world, name, records) for name in world.emulators}
     writes = dict.fromkeys(world.emulators, 0)
-    return result(world, scenario, records, 0, 1, t["wall"], lists, writes, t["cpu"])
+    return result(
+        world, scenario, records, 0, 1, t["wall"], lists, writes, t["cpu"], t.get("store_cpu")
+    )
 
 
 def noop_steady(world: World, records: int) -> Result:
@@ -640,6 +715,7 @@ def churn(
     writes: Counter[str] = Counter()
     latencies: list[float] = []
     unpropagated = wall = cpu = 0.0
+    backends: float | None = None if world.clock is None else 0.0
     changed = 0
     for _ in range(rounds):
         edits, edits_in = churn_round(world, rng, records, share)
@@ -647,6 +723,8 @@ def churn(
         with measured(world) as t:
             run_cycle(world.engine)
         wall, cpu = wall + t["wall"], cpu + t["cpu"]
+        if backends is not None:
+            backends = backends + t["store_cpu"] if "store_cpu" in t else None
         for name in systems:
             logs[name] += world.emulators[name].requests
             lists[name] += scan_or_one(world, name, records)
@@ -657,7 +735,9 @@ def churn(
         unpropagated += missing
     for name in systems:  # the accounting reads the request logs: hand it every round's
         world.emulators[name].requests[:] = logs[name]
-    out = result(world, "churn", records, changed, rounds, wall, dict(lists), dict(writes), cpu)
+    out = result(
+        world, "churn", records, changed, rounds, wall, dict(lists), dict(writes), cpu, backends
+    )
     out.latencies, out.unpropagated = latencies, int(unpropagated)
     return out
 
@@ -729,6 +809,8 @@ class Plan:
     scaleout_workers: tuple[int, ...] = (1, 2, 4)
     scaleout_rounds: int = 3
     seed: int = 7
+    store: str = "sqlite"  # the in-process worlds' (bench.store)
+    pg_url: str = DEFAULT_PG_URL  # the server of a postgresql store, and a database on it
 
 
 def run_main_world(plan: Plan) -> list[Result]:
@@ -737,7 +819,13 @@ def run_main_world(plan: Plan) -> list[Result]:
     quiet period of ``noop_steady``: steady churn, not edits inside the load's lookback. The
     quiet period runs only for those two: at 10,000 deals its warm cycles (a Ruddr scan each
     until the load's ParsaLink stamps are confirmed, ~450 of them) took longer than the load."""
-    world = make_world(plan.records, seed=plan.seed, latency_ms=plan.latency_ms)
+    world = make_world(
+        plan.records,
+        seed=plan.seed,
+        latency_ms=plan.latency_ms,
+        store=plan.store,
+        pg_url=plan.pg_url,
+    )
     out: list[Result] = []
     try:
         load = initial_load(world)
@@ -761,7 +849,14 @@ def run_alone(plan: Plan, name: str) -> Result:
     """``initial_load_latency`` or ``rate_limit``, each on a world of its own."""
     limited = name == "rate_limit"
     records = plan.ratelimit_records if limited else plan.latency_records
-    world = make_world(records, seed=plan.seed, latency_ms=plan.injected_ms, rate_limited=limited)
+    world = make_world(
+        records,
+        seed=plan.seed,
+        latency_ms=plan.injected_ms,
+        rate_limited=limited,
+        store=plan.store,
+        pg_url=plan.pg_url,
+    )
     try:
         return rate_limit(world) if limited else initial_load(world, scenario=name)
     finally:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from bench.__main__ import main
-from bench.scenarios import SCENARIOS
+from bench.scenarios import MAIN_WORLD, SCENARIOS
+from bench.store import PREFIX
 
 TINY = [
     "--records", "20",
@@ -34,6 +37,8 @@ IN_PROCESS = (
     "engine_cpu",
 )  # fmt: skip
 CHILD_PROCESSES = ("dlt_compare", "initial_load_oop")
+#: the server CI starts (tests/conftest.py); the bench creates its store's database there
+PG_URL = os.environ.get("CRMSYNC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 # Timeouts: a hang guard sized for a loaded CI machine, not a performance bound. At N = 20 the
 # work is start-up, not deals: the in-process part takes ~4 CPU-seconds (plus ~8 s asleep on
@@ -43,10 +48,10 @@ CHILD_PROCESSES = ("dlt_compare", "initial_load_oop")
 # one test with 120 s until that timed out once at load 16.
 
 
-def _run(tmp_path: Path, scenarios: tuple[str, ...]) -> dict[str, Any]:
+def _run(tmp_path: Path, scenarios: tuple[str, ...], *extra: str) -> dict[str, Any]:
     out = tmp_path / "results.json"
     chosen = [arg for name in scenarios for arg in ("--scenario", name)]
-    assert main([*TINY, *chosen, "--json", str(out)]) == 0
+    assert main([*TINY, *chosen, *extra, "--json", str(out)]) == 0
     payload: dict[str, Any] = json.loads(out.read_text())
     return payload
 
@@ -71,6 +76,8 @@ def test_the_in_process_scenarios_run_at_a_tiny_size_with_sane_figures(tmp_path:
         assert r["records"] >= 10, name  # 5 fixture deals join the seeded ones
         assert r["outbox_left"] == 0, name
         assert math.isfinite(r["ratio"]) and 0.5 <= r["ratio"] <= 3.0, (name, r["ratio"])
+        # the store's work is the process's own: no other process to count
+        assert r["store"] == "sqlite" and r["store_cpu_s"] is None, name
     for name in ("initial_load", "initial_load_latency", "rate_limit", "churn"):
         r = results[name]
         assert r["latency_samples"] > 0, name
@@ -87,6 +94,39 @@ def test_the_in_process_scenarios_run_at_a_tiny_size_with_sane_figures(tmp_path:
     stages = {(c["stage"], c["system"]) for c in payload["engine_cpu"]}
     assert ("merge", "all") in stages and ("map in", "close") in stages
     assert all(0 < c["us_per_record"] < 1e5 for c in payload["engine_cpu"])
+
+
+def _bench_databases() -> set[str]:
+    admin = sa.create_engine(PG_URL)
+    try:
+        with admin.connect() as connection:
+            query = sa.text("SELECT datname FROM pg_database WHERE starts_with(datname, :prefix)")
+            return set(connection.execute(query, {"prefix": f"{PREFIX}_"}).scalars())
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_main_world_runs_on_a_fresh_postgresql_database_dropped_afterwards(
+    tmp_path: Path,
+) -> None:
+    """``--store postgresql``: the main world's scenarios run on a database of their own with
+    the migrations' schema, drain the outbox with sane ratios, say which store ran, count the
+    PostgreSQL backends' CPU beside the process's, and leave no database behind."""
+    before = _bench_databases()
+    payload = _run(tmp_path, MAIN_WORLD, "--store", "postgresql", "--pg-url", PG_URL)
+    assert payload["plan"]["store"] == "postgresql"
+    results = {r["scenario"]: r for r in payload["results"]}
+    assert set(results) == set(MAIN_WORLD)
+    for name, r in results.items():
+        assert r["store"] == "postgresql", name
+        assert r["outbox_left"] == 0, name
+        assert math.isfinite(r["ratio"]) and 0.5 <= r["ratio"] <= 3.0, (name, r["ratio"])
+        assert r["store_cpu_s"] is not None and r["store_cpu_s"] >= 0, name
+    assert results["churn"]["unpropagated"] == 0
+    assert results["initial_load"]["store_cpu_s"] > 0  # the load's statements ran there
+    assert _bench_databases() <= before  # its own dropped (no other bench runs meanwhile)
 
 
 @pytest.mark.slow
