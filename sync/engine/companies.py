@@ -1,7 +1,7 @@
 """Companies linked across systems (DESIGN §2.6): which linked companies are named
 differently in two systems — a rename in one of them, kept there by ``sync.companies``.
 
-Identity itself lives with the other references (``StoreRefs`` in ``engine.context``): a vendor
+Identity itself lives with the other references (``StoreRefs`` in ``engine.refs``): a vendor
 company is linked to a canonical company by name the first time it is seen, by id ever after,
 so renaming it is never read as its deals moving to another company. This module only names
 what the link keeps apart, for ``crmsync verify`` and ``crmsync doctor``.

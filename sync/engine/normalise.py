@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
 from typing import Any
 
 #: legal-form words dropped from the end of a company name before comparing
@@ -53,13 +52,31 @@ def normalise_company(value: Any) -> str:
     return " ".join(words)
 
 
-def same_company_key(name: str, keys: Iterable[str]) -> str | None:
-    """The one key of ``keys`` naming the same company as ``name`` (equal but for case,
-    accents, punctuation and a legal-form suffix); None when none or several do."""
-    keys = list(keys)
-    exact = {key for key in keys if key.strip().casefold() == name.strip().casefold()}
-    if len(exact) == 1:
-        return exact.pop()
-    wanted = normalise_company(name)
-    found = {key for key in keys if normalise_company(key) == wanted}
-    return found.pop() if len(found) == 1 else None
+class CompanyNames:
+    """A growing set of company names that answers "which one names the same company as
+    this?" in O(1): each name is indexed by its casefold and (from the first question that
+    needs it) by ``normalise_company``. Not locked: the caller serialises ``add`` and ``same``."""
+
+    def __init__(self) -> None:
+        self._by_fold: dict[str, set[str]] = {}
+        self._by_company: dict[str, set[str]] | None = None
+
+    def add(self, name: str) -> None:
+        self._by_fold.setdefault(name.strip().casefold(), set()).add(name)
+        if self._by_company is not None:
+            self._by_company.setdefault(normalise_company(name), set()).add(name)
+
+    def same(self, name: str) -> str | None:
+        """The one name naming the same company as ``name`` (equal but for case, accents,
+        punctuation and a legal-form suffix; one equal but for case first); None when none or
+        several do."""
+        exact = self._by_fold.get(name.strip().casefold(), set())
+        if len(exact) == 1:
+            return next(iter(exact))
+        if self._by_company is None:
+            self._by_company = {}
+            for names in self._by_fold.values():
+                for each in names:
+                    self._by_company.setdefault(normalise_company(each), set()).add(each)
+        found = self._by_company.get(normalise_company(name), set())
+        return next(iter(found)) if len(found) == 1 else None
