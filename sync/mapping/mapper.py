@@ -27,7 +27,7 @@ present in ``fields``. Decisions worth knowing:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -41,7 +41,7 @@ from sync.mapping.transforms import (
     default_for_kind,
     get_transform,
 )
-from sync.model import CANONICAL_FIELDS, CanonicalValueError, Fields, normalize
+from sync.model import CANONICAL_FIELDS, CanonicalValueError, Fields, normalize, normalizer
 from sync.money_config import resolve
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ class RefResolver(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """One mapped field of one system, resolved once from config."""
+    """One mapped field of one system, resolved once from config — down to what reading a
+    value runs, since every field of every captured deal is read through it."""
 
     system: str
     field: str  # canonical field
@@ -75,6 +76,13 @@ class _Entry:
     spec: FieldSpec
     transform: Transform
     flat: bool  # write paths are literal keys
+    #: reading: a read path without a dot is one ``dict.get`` (``get_path`` tries no nesting)
+    nested: bool = True
+    #: reading: the transform's ``to_canonical``, None for ``identity`` (nothing to call)
+    convert: Callable[[JSON], JSON] | None = None
+    #: reading: ``normalize`` of the field, None when nothing is left to do (a dict field's
+    #: key, normalised with its whole dict; a transform that already gives the normal form)
+    norm: Callable[[JSON], JSON] | None = None
 
     @property
     def label(self) -> str:
@@ -135,7 +143,10 @@ class Mapper:
             if spec.write_flat is not None
             else all(_flat_default(system_type, path) for path in spec.write_paths)
         )
-        return _Entry(system, field, key, spec, transform, flat)
+        convert = None if transform.name == "identity" else transform.to_canonical
+        done = key is not None or (transform.gives == kind and spec.values is None)
+        norm = None if done else normalizer(field)
+        return _Entry(system, field, key, spec, transform, flat, "." in spec.read, convert, norm)
 
     def _resolve(self, system: str, mapping: SystemMapping, system_type: str) -> Iterator[_Entry]:
         for label, spec in mapping.entries():
@@ -238,7 +249,10 @@ class Mapper:
         dicts: dict[str, dict[str, JSON]] = {}
         self._system(system)  # an unmapped system's error
         for entry in self._reading[system]:
-            value = self._read(entry, get_path(data, entry.spec.read), refs)
+            path = entry.spec.read
+            value = self._read(
+                entry, get_path(data, path) if entry.nested else data.get(path), refs
+            )
             if entry.key is None:
                 record[entry.field] = value
             else:
@@ -256,13 +270,19 @@ class Mapper:
         value = raw
         if entry.spec.ref is not None:
             value = self._key_for(entry, raw, refs)
-        try:
-            value = entry.transform.to_canonical(value)
-        except TransformError as exc:
-            raise entry.error(raw, str(exc)) from exc
+        if entry.convert is not None:
+            try:
+                value = entry.convert(value)
+            except TransformError as exc:
+                raise entry.error(raw, str(exc)) from exc
         if entry.spec.values is not None and value is not None:
             value = self._canonical_value(entry, value)
-        return self._normalize(entry, value, raw)
+        if entry.norm is None:
+            return value
+        try:
+            return entry.norm(value)
+        except CanonicalValueError as exc:
+            raise entry.error(raw, str(exc)) from exc
 
     @staticmethod
     def _key_for(entry: _Entry, raw: JSON, refs: RefResolver) -> str:
@@ -284,15 +304,6 @@ class Mapper:
             return values[_ANY]
         known = ", ".join(v for v in values if v != _ANY)
         raise entry.error(value, f"not in the values map ({known})")
-
-    @staticmethod
-    def _normalize(entry: _Entry, value: JSON, raw: JSON) -> JSON:
-        if entry.key is not None:
-            return value  # normalized with its whole dict
-        try:
-            return normalize(entry.field, value)
-        except CanonicalValueError as exc:
-            raise entry.error(raw, str(exc)) from exc
 
     # -- canonical → vendor ------------------------------------------------------------------------
     def to_vendor(
