@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sync.mapping.derived import Derived, DerivedDeclaration, under
 from sync.mapping.errors import MappingError, UnresolvedReference
-from sync.mapping.paths import get_path, set_path
+from sync.mapping.paths import get_path, getter, set_path
 from sync.mapping.spec import FieldSpec, SystemMapping, relative_date, vendor_text
 from sync.mapping.transforms import (
     Transform,
@@ -76,8 +76,6 @@ class _Entry:
     spec: FieldSpec
     transform: Transform
     flat: bool  # write paths are literal keys
-    #: reading: a read path without a dot is one ``dict.get`` (``get_path`` tries no nesting)
-    nested: bool = True
     #: reading: the transform's ``to_canonical``, None for ``identity`` (nothing to call)
     convert: Callable[[JSON], JSON] | None = None
     #: reading: ``normalize`` of the field, None when nothing is left to do (a dict field's
@@ -90,6 +88,10 @@ class _Entry:
 
     def error(self, value: object, reason: str, *, path: str | None = None) -> MappingError:
         return MappingError(self.system, self.label, path or self.spec.read, value, reason)
+
+
+#: a field the mapper reads: canonical field, key of a dict field, how its value is read
+_Reader = tuple[str, str | None, Callable[[Mapping[str, Any], "RefResolver"], JSON]]
 
 
 def _flat_default(system_type: str, path: str) -> bool:
@@ -111,8 +113,12 @@ class Mapper:
         }
         # the entries a vendor record is read through, filtered once: to_canonical runs for
         # every deal of every capture, and ``spec.reads`` is a property call per entry
-        self._reading: dict[str, tuple[_Entry, ...]] = {
-            system: tuple(entry for entry in entries if entry.spec.reads)
+        self._reading: dict[str, tuple[_Reader, ...]] = {
+            system: tuple(
+                (entry.field, entry.key, self._reader(entry))
+                for entry in entries
+                if entry.spec.reads
+            )
             for system, entries in self._entries.items()
         }
         self._record_ids: dict[str, _Entry] = {
@@ -146,7 +152,7 @@ class Mapper:
         convert = None if transform.name == "identity" else transform.to_canonical
         done = key is not None or (transform.gives == kind and spec.values is None)
         norm = None if done else normalizer(field)
-        return _Entry(system, field, key, spec, transform, flat, "." in spec.read, convert, norm)
+        return _Entry(system, field, key, spec, transform, flat, convert, norm)
 
     def _resolve(self, system: str, mapping: SystemMapping, system_type: str) -> Iterator[_Entry]:
         for label, spec in mapping.entries():
@@ -248,21 +254,40 @@ class Mapper:
         record: Fields = {}
         dicts: dict[str, dict[str, JSON]] = {}
         self._system(system)  # an unmapped system's error
-        for entry in self._reading[system]:
-            path = entry.spec.read
-            value = self._read(
-                entry, get_path(data, path) if entry.nested else data.get(path), refs
-            )
-            if entry.key is None:
-                record[entry.field] = value
+        for field, key, read in self._reading[system]:
+            value = read(data, refs)
+            if key is None:
+                record[field] = value
             else:
-                dicts.setdefault(entry.field, {})[entry.key] = value
+                dicts.setdefault(field, {})[key] = value
         for field, items in dicts.items():
             record[field] = normalize(field, items)
         code = self._account_currency.get(system)
         if code and record.get("amount") is not None and record.get("currency") is None:
             record["currency"] = code
         return record
+
+    def _reader(self, entry: _Entry) -> Callable[[Mapping[str, Any], RefResolver], JSON]:
+        """How one field is read from a vendor record: ``_read`` of the value at its path,
+        down to a look-up and a normaliser for a plain field (no reference, transform or
+        values: most of them)."""
+        get = getter(entry.spec.read)
+        spec, norm = entry.spec, entry.norm
+        if spec.ref or spec.values is not None or entry.convert or entry.transform.accepts_none:
+            return lambda data, refs: self._read(entry, get(data), refs)
+        if norm is None:
+            return lambda data, refs: get(data)
+
+        def plain(data: Mapping[str, Any], refs: RefResolver) -> JSON:
+            raw = get(data)
+            if raw is None:
+                return None
+            try:
+                return norm(raw)
+            except CanonicalValueError as exc:
+                raise entry.error(raw, str(exc)) from exc
+
+        return plain
 
     def _read(self, entry: _Entry, raw: JSON, refs: RefResolver) -> JSON:
         if raw is None and not entry.transform.accepts_none:
