@@ -20,8 +20,10 @@ from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
 from operator import itemgetter
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 from sqlmodel import Session
 
 #: bound parameters per statement (SQLite's limit is 32,766 since 3.32)
@@ -32,16 +34,22 @@ def _on_sqlite(session: Session) -> bool:
     return session.get_bind().dialect.name == "sqlite"
 
 
-def _processors(
-    session: Session, table: sa.Table, names: Sequence[str]
-) -> list[Callable[[Any], Any] | None]:
+Processor = Callable[[Any], Any] | None
+#: per dialect: the processor of each kind of column (by its ``repr``: columns of one kind
+#: share one, and so their memo of processed values) and of each (table, column), resolved
+#: once — a ``repr`` of a column type costs more than binding a page of its values
+_RESOLVED: WeakKeyDictionary[Dialect, dict[Any, Processor]] = WeakKeyDictionary()
+
+
+def _processors(session: Session, table: sa.Table, names: Sequence[str]) -> list[Processor]:
     dialect = session.get_bind().dialect
-    by_type: dict[str, Callable[[Any], Any] | None] = {}  # one per kind of column (a memo each)
-    processors = []
+    resolved = _RESOLVED.setdefault(dialect, {})
     for name in names:
-        kind = table.c[name].type
-        processors.append(by_type.setdefault(repr(kind), kind._cached_bind_processor(dialect)))
-    return processors
+        if (table, name) not in resolved:
+            kind = table.c[name].type
+            shared = resolved.setdefault(repr(kind), kind._cached_bind_processor(dialect))
+            resolved[(table, name)] = shared
+    return [resolved[(table, name)] for name in names]
 
 
 def _defaults(table: sa.Table, names: Sequence[str]) -> list[tuple[str, Any]]:
