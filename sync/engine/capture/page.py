@@ -24,7 +24,7 @@ from sync.engine.journal import Notes, dead_letter
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store import links, records
 from sync.store.models import Link, Record
-from sync.timefmt import maybe_utc
+from sync.timefmt import maybe_utc, utcnow
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SETTLE = dt.timedelta(seconds=2)  # after this, a whole-second stamp can gain no same-second edit
@@ -47,8 +47,10 @@ class Poll:
     rechecks_left: int | None = None
 
     def missed(self, rec: VendorRecord) -> bool:
+        if self.heal_before is None:
+            return False
         stamp = maybe_utc(rec.modified)
-        return self.heal_before is not None and stamp is not None and stamp < self.heal_before
+        return stamp is not None and stamp < self.heal_before
 
 
 @dataclass
@@ -117,6 +119,9 @@ class Page:
     read_in_full: dict[str, dt.datetime | None] = field(default_factory=dict)
     #: external id -> record id of the deals the filter left out (their letters close)
     filtered: dict[str, str | None] = field(default_factory=dict)
+    #: when the page's new records and links were made: one stamp for the transaction's rows
+    #: (bound once for all of them, ``store.bulk``), not a clock read per deal
+    now: dt.datetime = field(default_factory=utcnow)
 
     def record(self, record_id: str | None) -> Record | NewRecord | None:
         """A stored record the page loaded, or one it created."""

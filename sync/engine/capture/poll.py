@@ -216,19 +216,22 @@ def _queue_pushes(poll: Poll, state: Page) -> None:
             (row.record_id, row.system): row for row in outbox.open_rows_of_many(session, stored)
         }
     now = utcnow()
+    systems = engine.systems
     names: dict[str, set[str]] = {}  # each system's pushable fields, once per page
     for record_id in ids:
         record, reason = state.touched[record_id]
         held = copies.get(record_id, {})
-        for system in engine.systems:
+        for system in systems:
             link = held.get(system)
             if link is not None and system not in names:
                 names[system] = pushable(engine, system)
             op = push_op(engine, system, record, link, names.get(system))
+            if op is None:
+                continue
             queued = open_rows.get((record_id, system))
-            if op and queued is None:  # most of a load: inserted with the page's other rows
+            if queued is None:  # most of a load: inserted with the page's other rows
                 state.new_outbox.append(outbox_row(record_id, system, op, reason, now))
-            elif op:
+            else:
                 enqueue_into(session, queued, record_id, system, op, reason)
     if state.new_outbox:
         outbox.insert_many(session, state.new_outbox)
