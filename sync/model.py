@@ -15,8 +15,9 @@ Only the mapping layer converts vendor units into this form (via :func:`normaliz
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import partial
 from typing import Any, Final
 
 JSON = Any
@@ -90,6 +91,69 @@ def _date(field: str, value: object) -> str:
     raise CanonicalValueError(field, value, "a date YYYY-MM-DD")
 
 
+def _money(field: str, value: object) -> JSON:
+    return str(_decimal(field, value).quantize(_CENT, rounding=ROUND_HALF_EVEN))
+
+
+def _probability(field: str, value: object) -> JSON:
+    number = _decimal(field, value)
+    if not Decimal(0) <= number <= Decimal(1):
+        raise CanonicalValueError(field, value, "a probability between 0 and 1")
+    return str(number.quantize(_BASIS_POINT, rounding=ROUND_HALF_EVEN))
+
+
+def _tags(field: str, value: object) -> JSON:
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise CanonicalValueError(field, value, "a list of strings")
+    return sorted({str(tag) for tag in value if str(tag) != ""})
+
+
+def _dict(field: str, value: object) -> JSON:
+    if not isinstance(value, Mapping):
+        raise CanonicalValueError(field, value, "a mapping")
+    return {str(k): v for k, v in sorted(value.items()) if v is not None}
+
+
+def _currency(field: str, value: object) -> JSON:
+    text = _text(field, value)
+    if text is None:
+        return None
+    if len(text) != 3 or not text.isalpha():
+        raise CanonicalValueError(field, value, "a 3-letter ISO 4217 code")
+    return text.upper()
+
+
+def _status(field: str, value: object) -> JSON:
+    text = _text(field, value)
+    if text is not None and text not in STATUSES:
+        raise CanonicalValueError(field, value, f"one of {', '.join(STATUSES)}")
+    return text
+
+
+def _priority(field: str, value: object) -> JSON:
+    text = _text(field, value)
+    if text is None:
+        return None
+    if text.lower() not in PRIORITIES:
+        raise CanonicalValueError(field, value, f"one of {', '.join(PRIORITIES)}")
+    return text.lower()
+
+
+#: kind -> the normal form of a value of that kind that is not None
+_BY_KIND: Final[dict[str, Callable[[str, object], JSON]]] = {
+    "text": _text,
+    "key": _text,
+    "money": _money,
+    "probability": _probability,
+    "date": _date,
+    "tags": _tags,
+    "dict": _dict,
+    "currency": _currency,
+    "status": _status,
+    "priority": _priority,
+}
+
+
 def normalize(field: str, value: object) -> JSON:
     """Put one python value for a canonical field into canonical form (None stays None)."""
     kind = CANONICAL_FIELDS.get(field)
@@ -99,32 +163,18 @@ def normalize(field: str, value: object) -> JSON:
         )
     if value is None:
         return None
-    if kind == "money":
-        return str(_decimal(field, value).quantize(_CENT, rounding=ROUND_HALF_EVEN))
-    if kind == "probability":
-        number = _decimal(field, value)
-        if not Decimal(0) <= number <= Decimal(1):
-            raise CanonicalValueError(field, value, "a probability between 0 and 1")
-        return str(number.quantize(_BASIS_POINT, rounding=ROUND_HALF_EVEN))
-    if kind == "date":
-        return _date(field, value)
-    if kind == "tags":
-        if not isinstance(value, list | tuple | set | frozenset):
-            raise CanonicalValueError(field, value, "a list of strings")
-        return sorted({str(tag) for tag in value if str(tag) != ""})
-    if kind == "dict":
-        if not isinstance(value, Mapping):
-            raise CanonicalValueError(field, value, "a mapping")
-        return {str(k): v for k, v in sorted(value.items()) if v is not None}
-    text = _text(field, value)
-    if text is None:
-        return None
-    if kind == "currency":
-        if len(text) != 3 or not text.isalpha():
-            raise CanonicalValueError(field, value, "a 3-letter ISO 4217 code")
-        return text.upper()
-    if kind == "status" and text not in STATUSES:
-        raise CanonicalValueError(field, value, f"one of {', '.join(STATUSES)}")
-    if kind == "priority" and text.lower() not in PRIORITIES:
-        raise CanonicalValueError(field, value, f"one of {', '.join(PRIORITIES)}")
-    return text.lower() if kind == "priority" else text
+    return _BY_KIND[kind](field, value)
+
+
+def normalizer(field: str) -> Callable[[object], JSON]:
+    """``normalize`` of one field with its kind looked up once: the mapper reads every field
+    of every captured deal through it (a load of 10,000 deals normalises some 120,000 values)."""
+    kind = CANONICAL_FIELDS.get(field)
+    if kind is None:
+        return partial(normalize, field)  # raises, naming the canonical fields
+    convert = _BY_KIND[kind]
+
+    def one(value: object) -> JSON:
+        return None if value is None else convert(field, value)
+
+    return one

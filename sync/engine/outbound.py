@@ -4,6 +4,7 @@ system's shadow (DESIGN §2.4). Only changed fields are ever sent."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
 from sqlmodel import Session
@@ -35,23 +36,37 @@ class Copy(Protocol):
     deleted_at: dt.datetime | None
 
 
-def desired(engine: Engine, system: str, record: Canonical) -> dict[str, Any]:
+def pushable(engine: Engine, system: str) -> set[str]:
+    """The canonical fields ever pushed to ``system``: those its mapping writes, but a field
+    only the vendor decides (it takes no value for it), which is never sent."""
+    return engine.mapper.fields_for(system, "outbound") - derived.unwritable(engine, system)
+
+
+def desired(
+    engine: Engine, system: str, record: Canonical, names: AbstractSet[str] | None = None
+) -> dict[str, Any]:
     """The canonical fields this system should hold (held fields excluded), the amount in the
-    currency it holds. Raises ``money.CurrencyMismatch`` when it cannot hold the deal's."""
-    # a field only the vendor decides (it takes no value for it) is never sent
-    names = engine.mapper.fields_for(system, "outbound") - derived.unwritable(engine, system)
+    currency it holds. Raises ``money.CurrencyMismatch`` when it cannot hold the deal's.
+    ``names``: ``pushable`` of the system, when the caller asks for many records."""
+    names = pushable(engine, system) if names is None else names
     wanted = {name: record.fields.get(name) for name in names if name not in record.held}
     return money.project(engine, system, record.fields, wanted)
 
 
-def push_diff(engine: Engine, system: str, record: Canonical, link: Copy) -> dict[str, Any]:
+def push_diff(
+    engine: Engine,
+    system: str,
+    record: Canonical,
+    link: Copy,
+    names: AbstractSet[str] | None = None,
+) -> dict[str, Any]:
     """Fields whose desired value differs from the shadow — unless the shadow is the vendor's
     lossy copy of exactly that value (``link.sent``), which would otherwise ping-pong.
     Nothing is owed to a copy the system's filter leaves out (``Link.filtered_at``)."""
     if getattr(link, "filtered_at", None) is not None:
         return {}
     diff: dict[str, Any] = {}
-    for name, value in desired(engine, system, record).items():
+    for name, value in desired(engine, system, record, names).items():
         held = link.shadow.get(name)
         if value == held or link.sent.get(name) == [value, held]:
             continue
@@ -65,9 +80,16 @@ def creatable(engine: Engine, system: str) -> bool:
     return engine.config.systems[system].create
 
 
-def push_op(engine: Engine, system: str, record: Canonical, link: Copy | None) -> str | None:
+def push_op(
+    engine: Engine,
+    system: str,
+    record: Canonical,
+    link: Copy | None,
+    names: AbstractSet[str] | None = None,
+) -> str | None:
     """What ``system`` is owed for ``record``: ``create`` (it lacks the deal and may get it),
-    ``update`` (its copy differs), or nothing. The one place this decision is made."""
+    ``update`` (its copy differs), or nothing. The one place this decision is made.
+    ``names``: ``pushable`` of the system, when the caller asks for many records."""
     if link is None:
         if MATCH_HOLD in record.held:  # an ambiguous first-run match waits for a person
             return None
@@ -75,7 +97,7 @@ def push_op(engine: Engine, system: str, record: Canonical, link: Copy | None) -
     if link.deleted_at is not None or record.deleted_at is not None:
         return None
     try:
-        return "update" if push_diff(engine, system, record, link) else None
+        return "update" if push_diff(engine, system, record, link, names) else None
     except (money.CurrencyMismatch, ConnectorError):
         return "update"  # the push decides, and says why if it cannot write
 

@@ -27,21 +27,20 @@ present in ``fields``. Decisions worth knowing:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sync.mapping.derived import Derived, DerivedDeclaration, under
-from sync.mapping.errors import MappingError, UnresolvedReference
-from sync.mapping.paths import get_path, set_path
+from sync.mapping.entry import Entry, Reader, flat_default
+from sync.mapping.errors import UnresolvedReference
+from sync.mapping.paths import get_path, getter, set_path
 from sync.mapping.spec import FieldSpec, SystemMapping, relative_date, vendor_text
 from sync.mapping.transforms import (
-    Transform,
     TransformError,
     default_for_kind,
     get_transform,
 )
-from sync.model import CANONICAL_FIELDS, CanonicalValueError, Fields, normalize
+from sync.model import CANONICAL_FIELDS, CanonicalValueError, Fields, normalize, normalizer
 from sync.money_config import resolve
 
 if TYPE_CHECKING:
@@ -65,30 +64,6 @@ class RefResolver(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """One mapped field of one system, resolved once from config."""
-
-    system: str
-    field: str  # canonical field
-    key: str | None  # sub-key of a dict field (external_ids.salesforce)
-    spec: FieldSpec
-    transform: Transform
-    flat: bool  # write paths are literal keys
-
-    @property
-    def label(self) -> str:
-        return self.field if self.key is None else f"{self.field}.{self.key}"
-
-    def error(self, value: object, reason: str, *, path: str | None = None) -> MappingError:
-        return MappingError(self.system, self.label, path or self.spec.read, value, reason)
-
-
-def _flat_default(system_type: str, path: str) -> bool:
-    # Close custom fields are flat keys with a dot (https://developer.close.com/api/resources/custom-fields)
-    return system_type == "close" and path.startswith("custom.")
-
-
 class Mapper:
     """Maps every configured system's records to canonical fields and back."""
 
@@ -97,17 +72,21 @@ class Mapper:
         if unknown:
             raise ValueError(f"mapping names systems not configured: {', '.join(unknown)}")
         self._mappings: dict[str, SystemMapping] = dict(config.mapping)
-        self._entries: dict[str, list[_Entry]] = {
+        self._entries: dict[str, list[Entry]] = {
             system: list(self._resolve(system, mapping, config.systems[system].type))
             for system, mapping in config.mapping.items()
         }
         # the entries a vendor record is read through, filtered once: to_canonical runs for
         # every deal of every capture, and ``spec.reads`` is a property call per entry
-        self._reading: dict[str, tuple[_Entry, ...]] = {
-            system: tuple(entry for entry in entries if entry.spec.reads)
+        self._reading: dict[str, tuple[Reader, ...]] = {
+            system: tuple(
+                (entry.field, entry.key, self._reader(entry))
+                for entry in entries
+                if entry.spec.reads
+            )
             for system, entries in self._entries.items()
         }
-        self._record_ids: dict[str, _Entry] = {
+        self._record_ids: dict[str, Entry] = {
             system: self._entry(
                 system, "record_id", None, mapping.record_id, config.systems[system].type
             )
@@ -127,22 +106,25 @@ class Mapper:
     @staticmethod
     def _entry(
         system: str, field: str, key: str | None, spec: FieldSpec, system_type: str
-    ) -> _Entry:
+    ) -> Entry:
         kind = CANONICAL_FIELDS.get(field, "text")
         transform = get_transform(spec.transform) if spec.transform else default_for_kind(kind)
         flat = (
             spec.write_flat
             if spec.write_flat is not None
-            else all(_flat_default(system_type, path) for path in spec.write_paths)
+            else all(flat_default(system_type, path) for path in spec.write_paths)
         )
-        return _Entry(system, field, key, spec, transform, flat)
+        convert = None if transform.name == "identity" else transform.to_canonical
+        done = key is not None or (transform.gives == kind and spec.values is None)
+        norm = None if done else normalizer(field)
+        return Entry(system, field, key, spec, transform, flat, convert, norm)
 
-    def _resolve(self, system: str, mapping: SystemMapping, system_type: str) -> Iterator[_Entry]:
+    def _resolve(self, system: str, mapping: SystemMapping, system_type: str) -> Iterator[Entry]:
         for label, spec in mapping.entries():
             field, _, key = label.partition(".")
             yield self._entry(system, field, key or None, spec, system_type)
 
-    def _system(self, system: str) -> list[_Entry]:
+    def _system(self, system: str) -> list[Entry]:
         try:
             return self._entries[system]
         except KeyError:
@@ -237,12 +219,12 @@ class Mapper:
         record: Fields = {}
         dicts: dict[str, dict[str, JSON]] = {}
         self._system(system)  # an unmapped system's error
-        for entry in self._reading[system]:
-            value = self._read(entry, get_path(data, entry.spec.read), refs)
-            if entry.key is None:
-                record[entry.field] = value
+        for field, key, read in self._reading[system]:
+            value = read(data, refs)
+            if key is None:
+                record[field] = value
             else:
-                dicts.setdefault(entry.field, {})[entry.key] = value
+                dicts.setdefault(field, {})[key] = value
         for field, items in dicts.items():
             record[field] = normalize(field, items)
         code = self._account_currency.get(system)
@@ -250,22 +232,50 @@ class Mapper:
             record["currency"] = code
         return record
 
-    def _read(self, entry: _Entry, raw: JSON, refs: RefResolver) -> JSON:
+    def _reader(self, entry: Entry) -> Callable[[Mapping[str, Any], RefResolver], JSON]:
+        """How one field is read from a vendor record: ``_read`` of the value at its path,
+        down to a look-up and a normaliser for a plain field (no reference, transform or
+        values: most of them)."""
+        get = getter(entry.spec.read)
+        spec, norm = entry.spec, entry.norm
+        if spec.ref or spec.values is not None or entry.convert or entry.transform.accepts_none:
+            return lambda data, refs: self._read(entry, get(data), refs)
+        if norm is None:
+            return lambda data, refs: get(data)
+
+        def plain(data: Mapping[str, Any], refs: RefResolver) -> JSON:
+            raw = get(data)
+            if raw is None:
+                return None
+            try:
+                return norm(raw)
+            except CanonicalValueError as exc:
+                raise entry.error(raw, str(exc)) from exc
+
+        return plain
+
+    def _read(self, entry: Entry, raw: JSON, refs: RefResolver) -> JSON:
         if raw is None and not entry.transform.accepts_none:
             return None
         value = raw
         if entry.spec.ref is not None:
             value = self._key_for(entry, raw, refs)
-        try:
-            value = entry.transform.to_canonical(value)
-        except TransformError as exc:
-            raise entry.error(raw, str(exc)) from exc
+        if entry.convert is not None:
+            try:
+                value = entry.convert(value)
+            except TransformError as exc:
+                raise entry.error(raw, str(exc)) from exc
         if entry.spec.values is not None and value is not None:
             value = self._canonical_value(entry, value)
-        return self._normalize(entry, value, raw)
+        if entry.norm is None:
+            return value
+        try:
+            return entry.norm(value)
+        except CanonicalValueError as exc:
+            raise entry.error(raw, str(exc)) from exc
 
     @staticmethod
-    def _key_for(entry: _Entry, raw: JSON, refs: RefResolver) -> str:
+    def _key_for(entry: Entry, raw: JSON, refs: RefResolver) -> str:
         kind = str(entry.spec.ref)
         key = refs.key_for(entry.system, kind, str(raw))
         if key is None:
@@ -275,7 +285,7 @@ class Mapper:
         return key
 
     @staticmethod
-    def _canonical_value(entry: _Entry, value: JSON) -> JSON:
+    def _canonical_value(entry: Entry, value: JSON) -> JSON:
         values = entry.spec.values or {}
         text = vendor_text(value)
         if text in values:
@@ -284,15 +294,6 @@ class Mapper:
             return values[_ANY]
         known = ", ".join(v for v in values if v != _ANY)
         raise entry.error(value, f"not in the values map ({known})")
-
-    @staticmethod
-    def _normalize(entry: _Entry, value: JSON, raw: JSON) -> JSON:
-        if entry.key is not None:
-            return value  # normalized with its whole dict
-        try:
-            return normalize(entry.field, value)
-        except CanonicalValueError as exc:
-            raise entry.error(raw, str(exc)) from exc
 
     # -- canonical → vendor ------------------------------------------------------------------------
     def to_vendor(
@@ -324,14 +325,14 @@ class Mapper:
         return payload
 
     @staticmethod
-    def _default(entry: _Entry) -> JSON:
+    def _default(entry: Entry) -> JSON:
         default = entry.spec.default
         if entry.key is not None:
             return default
         return normalize(entry.field, relative_date(default) or default)
 
     @staticmethod
-    def _value_of(entry: _Entry, fields: Mapping[str, JSON]) -> tuple[bool, JSON]:
+    def _value_of(entry: Entry, fields: Mapping[str, JSON]) -> tuple[bool, JSON]:
         if entry.field not in fields:
             return False, None
         value = fields[entry.field]
@@ -340,14 +341,14 @@ class Mapper:
         return True, (value or {}).get(entry.key)
 
     @staticmethod
-    def _write(entry: _Entry, payload: dict[str, JSON], value: JSON) -> None:
+    def _write(entry: Entry, payload: dict[str, JSON], value: JSON) -> None:
         for path in entry.spec.write_paths:
             try:
                 set_path(payload, path, value, flat=entry.flat)
             except ValueError as exc:
                 raise entry.error(value, str(exc), path=path) from exc
 
-    def _vendor_value(self, entry: _Entry, value: JSON, refs: RefResolver) -> JSON:
+    def _vendor_value(self, entry: Entry, value: JSON, refs: RefResolver) -> JSON:
         if value is None:
             return None
         path = entry.spec.write_paths[0]
@@ -363,7 +364,7 @@ class Mapper:
         return vendor
 
     @staticmethod
-    def _vendor_choice(entry: _Entry, value: JSON, path: str) -> JSON:
+    def _vendor_choice(entry: Entry, value: JSON, path: str) -> JSON:
         """``write_values`` first, else the first vendor value that reads as ``value``."""
         if entry.spec.write_values and value in entry.spec.write_values:
             return entry.spec.write_values[value]
@@ -373,7 +374,7 @@ class Mapper:
         raise entry.error(value, "no vendor value maps to it (add it to values)", path=path)
 
     @staticmethod
-    def _id_for(entry: _Entry, key: JSON, refs: RefResolver) -> str:
+    def _id_for(entry: Entry, key: JSON, refs: RefResolver) -> str:
         kind = str(entry.spec.ref)
         vendor_id = refs.id_for(entry.system, kind, str(key))
         if vendor_id is None:

@@ -18,7 +18,7 @@ cleared field impossible to see.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 
@@ -35,6 +35,25 @@ def get_path(data: Mapping[str, Any], path: str) -> Any:
             if found is not None:
                 return found
     return None
+
+
+def getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
+    """``get_path(·, path)`` with the path taken apart once: the mapper reads every field of
+    every captured deal through one. A plain key is one look-up; ``a.b`` the literal key,
+    else ``b`` of the object at ``a``; a longer path goes through ``get_path``."""
+    if "." not in path:
+        return lambda data: data.get(path)
+    head, _, leaf = path.partition(".")
+    if "." in leaf:
+        return lambda data: get_path(data, path)
+
+    def nested(data: Mapping[str, Any]) -> Any:
+        if path in data:
+            return data[path]
+        child = data.get(head)
+        return child.get(leaf) if isinstance(child, Mapping) else None
+
+    return nested
 
 
 def set_path(

@@ -39,6 +39,9 @@ class Transform:
     to_vendor: Callable[[JSON], JSON]
     doc: str
     accepts_none: bool = False
+    #: the canonical kind whose normal form ``to_canonical`` already returns: reading skips
+    #: ``normalize`` for a field of that kind (it would parse the value again for nothing)
+    gives: str | None = None
 
 
 def _decimal(value: JSON) -> Decimal:
@@ -216,12 +219,15 @@ TRANSFORMS: Final[dict[str, Transform]] = {
             _percent_to_vendor,
             "integer percent 0..100 ⇄ probability 0..1 (Close `confidence`, ParsaLink)",
         ),
-        Transform("date", _date_to_canonical, _date_to_vendor, "YYYY-MM-DD ⇄ YYYY-MM-DD"),
+        Transform(
+            "date", _date_to_canonical, _date_to_vendor, "YYYY-MM-DD ⇄ YYYY-MM-DD", gives="date"
+        ),
         Transform(
             "datetime",
             _date_to_canonical,
             _datetime_to_vendor,
             "ISO date-time ⇄ date; written as midnight UTC (Truto `close_date`, Close `date_won`)",
+            gives="date",
         ),
         Transform(
             "tags_csv",

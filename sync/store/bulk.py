@@ -17,9 +17,13 @@ as Core's insert does. Every row carries the same columns as the first. PostgreS
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 from sqlmodel import Session
 
 #: bound parameters per statement (SQLite's limit is 32,766 since 3.32)
@@ -30,16 +34,22 @@ def _on_sqlite(session: Session) -> bool:
     return session.get_bind().dialect.name == "sqlite"
 
 
-def _processors(
-    session: Session, table: sa.Table, names: Sequence[str]
-) -> list[Callable[[Any], Any] | None]:
+Processor = Callable[[Any], Any] | None
+#: per dialect: the processor of each kind of column (by its ``repr``: columns of one kind
+#: share one, and so their memo of processed values) and of each (table, column), resolved
+#: once — a ``repr`` of a column type costs more than binding a page of its values
+_RESOLVED: WeakKeyDictionary[Dialect, dict[Any, Processor]] = WeakKeyDictionary()
+
+
+def _processors(session: Session, table: sa.Table, names: Sequence[str]) -> list[Processor]:
     dialect = session.get_bind().dialect
-    by_type: dict[str, Callable[[Any], Any] | None] = {}  # one per kind of column (a memo each)
-    processors = []
+    resolved = _RESOLVED.setdefault(dialect, {})
     for name in names:
-        kind = table.c[name].type
-        processors.append(by_type.setdefault(repr(kind), kind._cached_bind_processor(dialect)))
-    return processors
+        if (table, name) not in resolved:
+            kind = table.c[name].type
+            shared = resolved.setdefault(repr(kind), kind._cached_bind_processor(dialect))
+            resolved[(table, name)] = shared
+    return [resolved[(table, name)] for name in names]
 
 
 def _defaults(table: sa.Table, names: Sequence[str]) -> list[tuple[str, Any]]:
@@ -58,34 +68,66 @@ def _default_value(default: Any) -> Any:
     return default.arg
 
 
+#: processed values of one bind processor for values of one type, shared by the columns of a
+#: batch that have that processor (a record's ``created_at`` and ``updated_at``)
+Memos = dict[tuple[Callable[[Any], Any], type | None], dict[Any, Any]]
+
+
+def _column(values: list[Any], process: Callable[[Any], Any] | None, memos: Memos) -> list[Any]:
+    """One column's values through its processor. A batch repeats its scalars (a page's rows
+    share their stamps, systems, ops): each distinct one is processed once — the datetime
+    formatting alone was a third of a capture's inserts. Equal values of one type are one
+    value; a column mixing types (``True`` and ``1``) or holding JSON documents, which are all
+    unlike, has each value processed."""
+    if process is None:
+        return values
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if len(kinds) > 1:
+        return list(map(process, values))
+    memo = memos.setdefault((process, kinds.pop() if kinds else None), {})
+    try:
+        for value in dict.fromkeys(values):  # the first of equal values, as they come
+            if value not in memo:
+                memo[value] = process(value)
+    except TypeError:  # unhashable: JSON documents
+        return list(map(process, values))
+    return list(map(memo.__getitem__, values))
+
+
 def _bound(
     rows: Sequence[Mapping[str, Any]],
     names: Sequence[str],
     processors: Sequence[Callable[[Any], Any] | None],
 ) -> list[Any]:
-    """The rows' values in order, each through its column's processor. A batch repeats its
-    scalars (a page's rows share their stamps, systems, ops): each distinct one is processed
-    once per column — the datetime formatting alone was a third of a capture's inserts."""
-    shared: dict[int, dict[tuple[type, Any], Any]] = {}  # columns with one processor share
-    memos = [shared.setdefault(id(process), {}) for process in processors]
-    flat: list[Any] = []
-    for row in rows:
-        for name, process, memo in zip(names, processors, memos, strict=True):
-            value = row[name]
-            if process is None:
-                flat.append(value)
-            elif isinstance(value, dict | list):  # unhashable; JSON documents are all unlike
-                flat.append(process(value))
-            else:
-                key = (type(value), value)  # by type too: True and 1 are equal keys
-                if key not in memo:
-                    memo[key] = process(value)
-                flat.append(memo[key])
-    return flat
+    """The rows' values in order, row by row, each through its column's processor."""
+    memos: Memos = {}
+    columns = [
+        _column(list(map(itemgetter(name), rows)), process, memos)
+        for name, process in zip(names, processors, strict=True)
+    ]
+    return list(chain.from_iterable(zip(*columns, strict=True)))
+
+
+def _same(values: list[Any]) -> bool:
+    """Whether a column holds one scalar in every row (of one type: ``1`` is not ``True``).
+    JSON documents are left out: equal ones may still be written differently (``[1]`` and
+    ``[1.0]``)."""
+    first = values[0]
+    return (
+        not isinstance(first, dict | list)
+        and values[-1] == first
+        and values.count(first) == len(values)
+        and len(set(map(type, values))) == 1
+    )
 
 
 def insert_rows(session: Session, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert ``rows`` (column → value, the same columns in each) into ``table``."""
+    """Insert ``rows`` (column → value, the same columns in each) into ``table``.
+
+    A column holding one value in every row is bound once per statement (``?1``…, numbered
+    parameters every row repeats), not once per row: most of a capture's outbox row is the
+    same for the page (status, attempts, stamps, the empty columns)."""
     if not rows:
         return
     if not _on_sqlite(session):
@@ -94,16 +136,27 @@ def insert_rows(session: Session, table: sa.Table, rows: Sequence[Mapping[str, A
     defaults = _defaults(table, list(rows[0]))
     if defaults:
         rows = [{**row, **{n: _default_value(d) for n, d in defaults}} for row in rows]
-    names = list(rows[0])
-    processors = _processors(session, table, names)
+    columns = {name: list(map(itemgetter(name), rows)) for name in rows[0]}
+    same = [name for name, values in columns.items() if len(rows) > 1 and _same(values)]
+    varying = [name for name in columns if name not in same]
+    shared = [
+        process(columns[name][0]) if process is not None else columns[name][0]
+        for name, process in zip(same, _processors(session, table, same), strict=True)
+    ]
+    memos: Memos = {}
+    bound = [
+        _column(columns[name], process, memos)
+        for name, process in zip(varying, _processors(session, table, varying), strict=True)
+    ]
     connection = session.connection()
-    one = "(" + ", ".join("?" * len(names)) + ")"
-    head = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
-    per_statement = max(1, MAX_PARAMS // len(names))
+    one = "(" + ", ".join([f"?{n}" for n in range(1, len(same) + 1)] + ["?"] * len(varying)) + ")"
+    head = f"INSERT INTO {table.name} ({', '.join(same + varying)}) VALUES "
+    per_statement = max(1, (MAX_PARAMS - len(same)) // max(1, len(varying)))
     for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        sql = head + ", ".join([one] * len(chunk))
-        connection.exec_driver_sql(sql, tuple(_bound(chunk, names, processors)))
+        chunk = [values[start : start + per_statement] for values in bound]
+        count = min(per_statement, len(rows) - start)
+        params = shared + list(chain.from_iterable(zip(*chunk, strict=True)))
+        connection.exec_driver_sql(head + ", ".join([one] * count), tuple(params))
 
 
 def update_rows(

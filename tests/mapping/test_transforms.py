@@ -246,3 +246,18 @@ def test_every_registered_transform_has_a_property_test() -> None:
         "names",
     }
     assert set(TRANSFORMS) == covered
+
+
+# -- properties: a transform that says it gives the normal form does -----------------------------
+_DATE_TIMES = st.datetimes(timezones=st.timezones()).map(lambda moment: moment.isoformat())
+
+
+@given(st.dates().map(dt.date.isoformat) | _DATE_TIMES)
+def test_what_gives_the_normal_form_is_already_normalized(value: str) -> None:
+    """A transform naming the kind whose normal form it returns (``gives``: the mapper then
+    skips ``normalize``) returns exactly what ``normalize`` would make of it."""
+    givers = [t for t in TRANSFORMS.values() if t.gives is not None]
+    assert {t.name for t in givers} == {"date", "datetime"}
+    for transform in givers:
+        read = transform.to_canonical(value)
+        assert normalize("close_date", read) == read

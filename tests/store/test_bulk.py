@@ -77,6 +77,36 @@ def test_a_batch_beyond_the_parameter_limit_is_split(
     assert len(stored(store, JOURNAL, range(1, 100))) == 9
 
 
+def test_columns_of_one_value_are_stored_as_executemany_stores_them(
+    store: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Columns holding one value in every row (bound once per statement) store what
+    ``executemany`` stores — also where equal values differ in type (``1`` and ``True``),
+    where equal documents fill a JSON column, where every column is the same, and where the
+    batch spans several statements; and a row stays where it was in the batch."""
+    monkeypatch.setattr(bulk, "MAX_PARAMS", 20)
+    alike = {"action": "created", "system": "close", "field": None, "at": AT}
+    batches = [
+        [
+            {**alike, "record_id": f"rec_{i}", "old": 1 if i % 2 else True, "new": {}}
+            for i in range(9)
+        ],
+        [{**alike, "record_id": "rec_same", "old": 1.5, "new": None} for _ in range(3)],
+        [{**alike, "record_id": "rec_one", "old": [1], "new": {"a": 1}}],
+    ]
+    first = 1
+    for rows in batches:
+        with Session(store) as session:
+            session.execute(sa.insert(JOURNAL), rows)
+            bulk.insert_rows(session, JOURNAL, rows)
+            session.commit()
+        n = len(rows)
+        core = stored(store, JOURNAL, range(first, first + n))
+        assert core == stored(store, JOURNAL, range(first + n, first + 2 * n))
+        assert [row[0] for row in core] == [row["record_id"] for row in rows]
+        first += 2 * n
+
+
 def outbox_row(i: int) -> dict[str, Any]:
     return {
         "record_id": f"rec_{i}",

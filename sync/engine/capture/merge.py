@@ -49,7 +49,7 @@ def _ingest_new(poll: Poll, state: Page, item: Item) -> None:
     elif found is not None and found.deleted_at is not None:
         poll.counts.add("tombstoned")
         return
-    now = utcnow()
+    now = state.now
     record: Record | NewRecord = found or _create(poll, state, rec, theirs, now)
     intent = state.adopted.get(rec.external_id) if found is not None else None
     if found is not None:

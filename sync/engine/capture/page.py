@@ -24,7 +24,7 @@ from sync.engine.journal import Notes, dead_letter
 from sync.mapping.errors import MappingError, UnresolvedReference
 from sync.store import links, records
 from sync.store.models import Link, Record
-from sync.timefmt import maybe_utc
+from sync.timefmt import maybe_utc, utcnow
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SETTLE = dt.timedelta(seconds=2)  # after this, a whole-second stamp can gain no same-second edit
@@ -47,8 +47,10 @@ class Poll:
     rechecks_left: int | None = None
 
     def missed(self, rec: VendorRecord) -> bool:
+        if self.heal_before is None:
+            return False
         stamp = maybe_utc(rec.modified)
-        return self.heal_before is not None and stamp is not None and stamp < self.heal_before
+        return stamp is not None and stamp < self.heal_before
 
 
 @dataclass
@@ -117,6 +119,9 @@ class Page:
     read_in_full: dict[str, dt.datetime | None] = field(default_factory=dict)
     #: external id -> record id of the deals the filter left out (their letters close)
     filtered: dict[str, str | None] = field(default_factory=dict)
+    #: when the page's new records and links were made: one stamp for the transaction's rows
+    #: (bound once for all of them, ``store.bulk``), not a clock read per deal
+    now: dt.datetime = field(default_factory=utcnow)
 
     def record(self, record_id: str | None) -> Record | NewRecord | None:
         """A stored record the page loaded, or one it created."""
@@ -141,8 +146,12 @@ def _vendor_clock(connector: BaseConnector, moment: dt.datetime) -> dt.datetime 
     return clock.to_vendor(moment) if clock is not None else None
 
 
-def _changed_only(poll: Poll, session: Session, page: list[VendorRecord]) -> list[VendorRecord]:
-    """The page minus the deals whose vendor stamp says nothing changed since their shadow.
+def _changed_only(
+    poll: Poll, session: Session, page: list[VendorRecord]
+) -> tuple[list[VendorRecord], set[str]]:
+    """The page minus the deals whose vendor stamp says nothing changed since their shadow,
+    and the external ids of the page's deals that are linked (``_load_links`` reads no link
+    of the others: a page of a first load reads none).
 
     Decided from a few columns of the links, not from loaded Link and Record objects: a no-op
     scan of 10,000 deals would otherwise build 20,000 ORM objects and parse their JSON only to
@@ -152,7 +161,7 @@ def _changed_only(poll: Poll, session: Session, page: list[VendorRecord]) -> lis
     edit made in the second of our last read or write, of a field the summary lacks, would
     otherwise never show."""
     if not page:
-        return page
+        return page, set()
     stored: dict[str, tuple[dt.datetime | None, dt.datetime | None]] = {
         external_id: (stamp, confirmed)
         for external_id, stamp, confirmed in links.stamps_of(
@@ -177,7 +186,7 @@ def _changed_only(poll: Poll, session: Session, page: list[VendorRecord]) -> lis
     _confirm(poll, session, sorted(recheck))
     unchanged = {rec.external_id for rec in same} - moved - recheck
     poll.counts.add("unchanged", len(unchanged))
-    return [rec for rec in page if rec.external_id not in unchanged]
+    return [rec for rec in page if rec.external_id not in unchanged], set(stored)
 
 
 def _rechecks(poll: Poll, session: Session, quiet: list[VendorRecord]) -> set[str]:
@@ -249,9 +258,11 @@ def confirm_full_reads(poll: Poll, state: Page) -> None:
             link.confirmed_at = at
 
 
-def _load_links(session: Session, system: str, page: list[VendorRecord]) -> Page:
-    ids = [r.external_id for r in page]
-    if not ids:  # every record of the page was unchanged
+def _load_links(session: Session, system: str, page: list[VendorRecord], linked: set[str]) -> Page:
+    """The page's state with the links of its deals among ``linked`` (those ``_changed_only``
+    found linked, in this transaction: no other deal of the page has a link to load)."""
+    ids = [r.external_id for r in page if r.external_id in linked]
+    if not ids:  # every record of the page was unchanged, or none is linked
         return Page(session, {})
     stored = {link.external_id: link for link in links.of_deals_in(session, system, ids)}
     state = Page(session, stored)

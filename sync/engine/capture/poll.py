@@ -30,7 +30,7 @@ from sync.engine.capture.page import (
 from sync.engine.context import Counts, Engine
 from sync.engine.journal import enqueue_into, outbox_row
 from sync.engine.letters import resolve_captured, resolve_filtered
-from sync.engine.outbound import push_op
+from sync.engine.outbound import push_op, pushable
 from sync.engine.prefetch import one_ahead
 from sync.engine.seen import SeenIds
 from sync.store import cursors, links, outbox, records
@@ -164,8 +164,8 @@ def _finish_poll(
 def _ingest_page(poll: Poll, session: Session, page: list[VendorRecord]) -> None:
     """Fold one page in: skip and map every record, load what identity resolution needs in
     one go, ingest record by record, then queue the pushes once per touched record."""
-    page = _changed_only(poll, session, page)
-    state = _load_links(session, poll.system, page)
+    page, linked = _changed_only(poll, session, page)
+    state = _load_links(session, poll.system, page, linked)
     items = [item for rec in page if (item := _prepare(poll, state, rec)) is not None]
     _load_identities(poll, state, [item for item in items if item.record is None])
     for item in items:
@@ -216,15 +216,22 @@ def _queue_pushes(poll: Poll, state: Page) -> None:
             (row.record_id, row.system): row for row in outbox.open_rows_of_many(session, stored)
         }
     now = utcnow()
+    systems = engine.systems
+    names: dict[str, set[str]] = {}  # each system's pushable fields, once per page
     for record_id in ids:
         record, reason = state.touched[record_id]
         held = copies.get(record_id, {})
-        for system in engine.systems:
-            op = push_op(engine, system, record, held.get(system))
+        for system in systems:
+            link = held.get(system)
+            if link is not None and system not in names:
+                names[system] = pushable(engine, system)
+            op = push_op(engine, system, record, link, names.get(system))
+            if op is None:
+                continue
             queued = open_rows.get((record_id, system))
-            if op and queued is None:  # most of a load: inserted with the page's other rows
+            if queued is None:  # most of a load: inserted with the page's other rows
                 state.new_outbox.append(outbox_row(record_id, system, op, reason, now))
-            elif op:
+            else:
                 enqueue_into(session, queued, record_id, system, op, reason)
     if state.new_outbox:
         outbox.insert_many(session, state.new_outbox)
