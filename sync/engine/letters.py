@@ -36,6 +36,14 @@ def resolve_pushed(
     return len(found)
 
 
+def outbound_open(session: Session, system: str, record_ids: Collection[str]) -> bool:
+    """Whether any of ``record_ids`` has an open outbound letter in ``system`` (a push there
+    that lands closes it: :func:`resolve_pushed`)."""
+    return bool(record_ids) and bool(
+        letters.unresolved_outbound(session, system, sorted(record_ids))
+    )
+
+
 def resolve_captured(
     session: Session, system: str, external_ids: Collection[str], notes: Notes, run_id: str | None
 ) -> int:

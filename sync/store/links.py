@@ -221,3 +221,18 @@ def id_of_record_in(session: Session, record_id: str, system: str) -> int | None
 def with_external_id(session: Session, external_id: str) -> Link | None:
     """A link of the vendor id ``external_id``, in whichever system (the first found)."""
     return session.exec(select(Link).where(Link.external_id == external_id)).first()
+
+
+def states(session: Session, link_ids: Collection[int]) -> dict[int, tuple[Any, ...]]:
+    """``id -> (shadow, sent, vendor_modified, deleted_at, filtered_at)`` of the given links:
+    what a push's apply decided on a snapshot re-checks before rewriting them. On PostgreSQL
+    they are locked, in id order, until the transaction ends."""
+    columns = (Link.id, Link.shadow, Link.sent, Link.vendor_modified)
+    query = (
+        sa.select(*(col(c) for c in columns), col(Link.deleted_at), col(Link.filtered_at))
+        .where(col(Link.id).in_(link_ids))
+        .order_by(col(Link.id))
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {int(row[0]): tuple(row[1:]) for row in session.execute(query).all()}

@@ -21,14 +21,16 @@ No transaction is open while a vendor answers. A drain works in three steps per 
 2. *send* (a bounded pool of threads, ``systems.<name>.concurrency``): the vendor call, and the
    vendor's answer mapped to canonical fields; no session is open (except a create recovery's
    look-up and its fresh intent);
-3. *apply* (the draining thread): the outcomes that arrived, in one short write transaction:
+3. *apply* (the draining thread): the outcomes that arrived, decided on a read snapshot and
+   written in one short write transaction that first re-checks what it read (``snapshot``):
    shadows from the answers, journal, outbox status, dead letters, retries, the 404 policy.
    Each row is re-checked: still claimed by us, and not re-enqueued meanwhile (a capture
    changed the deal while it was in flight: the row goes back to ``pending`` and is diffed
    again). A row that loses a race (a unique link) is put back for a soon retry.
 
 Layout: ``drain`` (the loop), ``prepare`` (claim, diff, intents), ``send`` (vendor calls,
-create recovery), ``apply`` (the transaction, its row-by-row fallback, rows given back) and
+create recovery), ``apply`` (the transaction, its row-by-row fallback, rows given back),
+``snapshot`` (an apply's reads and decisions before the write lock, re-checked in it) and
 ``applier`` (each outcome: links, shadows, retry, park, dead letters), ``rows`` (the outbox
 columns apply reads and writes).
 """

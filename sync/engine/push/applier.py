@@ -26,12 +26,12 @@ from sync.engine.deletes import vendor_deleted
 from sync.engine.identity import index_keys_of
 from sync.engine.intents import adopted_base
 from sync.engine.journal import Notes, dead_letter, note
+from sync.engine.letters import resolve_pushed
 from sync.engine.push import rows as outbox_rows
 from sync.engine.push.prepare import _Job, _Result
 from sync.engine.unresolved import Waiting
 from sync.mapping.derived import Derived
 from sync.mapping.errors import MappingError, UnresolvedReference
-from sync.metrics import observe_propagation
 from sync.store import links as stored_links
 from sync.store import records as stored_records
 from sync.store.models import Link
@@ -70,6 +70,12 @@ class _Applier:
     reindex: list[Identity] = field(default_factory=list)
     #: our rows, settled: their changes are written by ``write``
     settled: list[outbox_rows.Row] = field(default_factory=list)
+    #: links whose shadow or tombstone an outcome changed: added to the session by ``write``
+    #: (an apply that read them in a snapshot writes them in another session)
+    touched: list[Link] = field(default_factory=list)
+    #: how long each landed push took from its change being queued, by system: observed once
+    #: the apply committed (a group re-applied after losing a race would count it twice)
+    propagation: list[tuple[str, float]] = field(default_factory=list)
 
     def write(self) -> None:
         """Write what the outcomes applied so far gathered: new links, identity keys,
@@ -83,6 +89,8 @@ class _Applier:
             stored_records.set_fields(self.session, changes)
             index_keys_of(self.session, self.reindex, self.engine.config.sync.natural_key)
             self.reindex = []
+        self.session.add_all(self.touched)
+        self.touched = []
         self.notes.write(self.session)
         if self.settled:
             outbox_rows.write(self.session, self.settled)
@@ -91,6 +99,18 @@ class _Applier:
     def forget(self) -> None:
         """Drop what was gathered and not written (its savepoint was rolled back)."""
         self.new_links, self.reindex, self.notes, self.settled = [], [], Notes(), []
+        self.touched = []
+
+    def resolve_letters(self, results: Sequence[_Result]) -> None:
+        """Close the dead letters of the deals that just went through (see ``letters``):
+        their row is done (a row put back after losing a race is not)."""
+        landed = set()
+        for result in results:
+            row = self.rows.get(result.job.row_id)
+            if result.error is None and row is not None and row.status == "done":
+                landed.add(result.job.record_id)
+        system, run_id = results[0].job.system, results[0].job.run_id
+        resolve_pushed(self.session, system, landed, self.notes, run_id)
 
     def apply(self, result: _Result) -> str:
         job = result.job
@@ -120,7 +140,8 @@ class _Applier:
         exc, session = result.error, self.session
         if exc is None:
             row.status = "done"
-            observe_propagation(row.system, (utcnow() - as_utc(row.created_at)).total_seconds())
+            waited = (utcnow() - as_utc(row.created_at)).total_seconds()
+            self.propagation.append((row.system, waited))
             outcome = self._success(result)
             if result.adopted and (row.intent or result.job.wanted) != result.job.wanted:
                 # the record moved since the create's intent, the adopted deal's base: diff
@@ -161,7 +182,7 @@ class _Applier:
         if job.kind == "delete":
             if link is not None and link.deleted_at is None:
                 link.deleted_at = utcnow()
-                self.session.add(link)
+                self.touched.append(link)
                 self._note(job, "deleted_remote", f"deleted in {job.system}: {job.reason}")
             return "deleted"
         answer = result.answer
@@ -174,7 +195,7 @@ class _Applier:
                 follows = derived.follows(self.engine, job.system, job.diff)
                 self._note_follows(job, follows, link.shadow, result.after)
                 _apply_answer(link, answer, result.after, job.diff, follows)
-                self.session.add(link)
+                self.touched.append(link)
             reason = f"{job.reason}: sent {', '.join(sorted(job.diff))}"
             self._note(job, "pushed", reason, new=job.diff)
             return "pushed"

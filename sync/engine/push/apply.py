@@ -1,6 +1,6 @@
 """Step 3 of a drain: apply the outcomes in one short write transaction (what each outcome
-does is ``push.applier``), falling back to a savepoint per row when one lost a race; give back
-rows never sent.
+does is ``push.applier``; decided before the write lock where it can, ``push.snapshot``),
+falling back to a savepoint per row when one lost a race; give back rows never sent.
 """
 
 from __future__ import annotations
@@ -9,17 +9,16 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 import structlog
-from sqlmodel import Session
 
 from sync.engine.context import Counts, Engine
-from sync.engine.letters import resolve_pushed
 from sync.engine.push import rows as outbox_rows
-from sync.engine.push.applier import Identity, _Applier
+from sync.engine.push import snapshot
+from sync.engine.push.applier import _Applier
 from sync.engine.push.prepare import _Job, _Result
+from sync.metrics import observe_propagation
 from sync.store import claims as stored_claims
-from sync.store import links as stored_links
-from sync.store import records as stored_records
 from sync.store import refs as stored_refs
+from sync.store.models import RefMap
 from sync.timefmt import utcnow
 
 log = structlog.get_logger("crmsync.push")
@@ -28,60 +27,69 @@ log = structlog.get_logger("crmsync.push")
 
 
 def apply_results(engine: Engine, results: Sequence[_Result], counts: Counts) -> None:
-    """Record the outcomes of several sends in one write transaction. Should one of them lose
-    a race (a unique constraint: a capture linked the deal meanwhile), each is applied on its
-    own savepoint instead and the loser is put back for a soon retry. References learnt
-    meanwhile are stored with them, leaving out those another worker stored first (every
-    process learns the same company links: with four workers that made most groups fall back
-    to row by row)."""
+    """Record the outcomes of several sends in one write transaction, decided beforehand on
+    a read snapshot (``push.snapshot``: the write lock covers a re-check and the writes).
+    Should a row have moved since the snapshot, the group is applied as before, reading under
+    the lock; should one of them lose a race (a unique constraint: a capture linked the deal
+    meanwhile), each is applied on its own savepoint instead and the loser is put back for a
+    soon retry. References learnt meanwhile are stored with them, leaving out those another
+    worker stored first (every process learns the same company links: with four workers that
+    made most groups fall back to row by row)."""
     if not results:
         return
     taken = engine.refs.take_pending()
     try:
-        try:
-            with engine.session() as session:
-                outcomes = _apply_all(engine, session, results, isolate=False)
-                stored_refs.store_learnt(session, taken)
-                session.commit()
-        except sa.exc.IntegrityError as exc:
-            # rare by design (a capture linked a deal while our create of it was in flight):
-            # said, so a run where it is not rare shows which constraint makes it so
-            log.info("apply_row_by_row", system=results[0].job.system, error=str(exc.orig))
-            with engine.session() as session:
-                outcomes = _apply_all(engine, session, results, isolate=True)
-                stored_refs.store_learnt(session, taken)
-                session.commit()
+        outcomes, propagation = _settle(engine, results, taken)
     except BaseException:
         engine.refs.give_back(taken)
         raise
     for outcome in outcomes:
         counts.add(outcome)
+    for system, seconds in propagation:
+        observe_propagation(system, seconds)
     engine.claims.drop(r.job.row_id for r in results)
 
 
-def _apply_all(
-    engine: Engine, session: Session, results: Sequence[_Result], *, isolate: bool
-) -> list[str]:
-    # Records matter only where a create landed (its new link): whole where the target gave
-    # the deal ids (its identity may grow), otherwise only whether it is still there.
-    landed = [r for r in results if r.job.kind == "create" and r.answer is not None]
-    wanted = {r.job.record_id for r in landed if r.after.get("external_ids")}
-    rows = outbox_rows.load(session, [r.job.row_id for r in results])
-    record_ids = list({row.record_id for row in rows.values()})
-    found = stored_records.fields_of(session, list(wanted)) if wanted else {}
-    records = {record_id: Identity(record_id, fields) for record_id, fields in found.items()}
-    links = {
-        link.record_id: link
-        for link in stored_links.of_records_in(session, results[0].job.system, record_ids)
-    }
-    alive = stored_records.existing(session, {r.job.record_id for r in landed} - wanted)
-    applier = _Applier(engine, session, rows, records, links, alive)
+def _settle(
+    engine: Engine, results: Sequence[_Result], taken: Sequence[RefMap]
+) -> tuple[list[str], list[tuple[str, float]]]:
+    """Apply and commit ``results``: read first where it can, under the lock otherwise, row by
+    row after a unique constraint refused the group; returns the outcomes and how long each
+    landed push took."""
+    try:
+        with engine.session() as session:
+            planned = snapshot.plan(engine, session, results)
+            if planned is not None and snapshot.write(planned, results, taken):
+                return planned.outcomes, planned.applier.propagation
+        return _apply_locked(engine, results, taken, isolate=False)
+    except sa.exc.IntegrityError as exc:
+        # rare by design (a capture linked a deal while our create of it was in flight):
+        # said, so a run where it is not rare shows which constraint makes it so
+        log.info("apply_row_by_row", system=results[0].job.system, error=str(exc.orig))
+        return _apply_locked(engine, results, taken, isolate=True)
+
+
+def _apply_locked(
+    engine: Engine, results: Sequence[_Result], taken: Sequence[RefMap], *, isolate: bool
+) -> tuple[list[str], list[tuple[str, float]]]:
+    """Apply ``results`` reading under the write lock (what a snapshot could not settle)."""
+    with engine.session() as session:
+        loaded = snapshot.load(session, results)
+        applier = _Applier(engine, session, loaded.rows, loaded.records, loaded.links, loaded.alive)
+        outcomes = _apply_all(applier, results, isolate=isolate)
+        stored_refs.store_learnt(session, taken)
+        session.commit()
+    return outcomes, applier.propagation
+
+
+def _apply_all(applier: _Applier, results: Sequence[_Result], *, isolate: bool) -> list[str]:
+    session = applier.session
     if not isolate:
         # No flush between rows: the group's writes go out together at commit. A conflict
         # between rows surfaces there, and the group is re-applied row by row.
         with session.no_autoflush:
             outcomes = [applier.apply(result) for result in results]
-            _resolve_letters(applier, results)
+            applier.resolve_letters(results)
             applier.write()
         return outcomes
     # Row by row, each row's write would lock it in the group's order: lock them all first, in
@@ -96,7 +104,7 @@ def _apply_all(
                 applier.write()
         except sa.exc.IntegrityError as exc:  # lost a race with a concurrent capture
             applier.forget()
-            links.pop(result.job.record_id, None)
+            applier.links.pop(result.job.record_id, None)
             applier.created.discard(result.job.record_id)
             fresh = outbox_rows.load(session, [result.job.row_id])  # as the rollback left it
             applier.rows.update(fresh)
@@ -104,21 +112,9 @@ def _apply_all(
                 _release_row(row, f"concurrent change: {exc.orig}")
             outbox_rows.write(session, list(fresh.values()))
             outcomes.append("retries")
-    _resolve_letters(applier, results)
+    applier.resolve_letters(results)
     applier.write()
     return outcomes
-
-
-def _resolve_letters(applier: _Applier, results: Sequence[_Result]) -> None:
-    """Close the dead letters of the deals that just went through (see ``letters``): their
-    row is done (a row put back after losing a race is not)."""
-    landed = set()
-    for result in results:
-        row = applier.rows.get(result.job.row_id)
-        if result.error is None and row is not None and row.status == "done":
-            landed.add(result.job.record_id)
-    system, run_id = results[0].job.system, results[0].job.run_id
-    resolve_pushed(applier.session, system, landed, applier.notes, run_id)
 
 
 def _release_row(row: outbox_rows.Row, reason: str) -> None:

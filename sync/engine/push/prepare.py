@@ -80,15 +80,46 @@ class _Result:
 def claim(engine: Engine, system: str, limit: int, *, creates: bool = True) -> list[int]:
     """Claim due rows of one system's outbox; returns their ids."""
     now = utcnow()
-    with engine.session() as session:
-        ids = stored_claims.lock_due(session, system, now, limit, creates=creates)
-        if ids:
-            stored_claims.claim_rows(session, ids, engine.worker_id, engine.claims.until())
-        session.commit()
+    if stored_claims.locks_rows(engine.db):
+        with engine.session() as session:
+            ids = stored_claims.lock_due(session, system, now, limit, creates=creates)
+            if ids:
+                stored_claims.claim_rows(session, ids, engine.worker_id, engine.claims.until())
+            session.commit()
+    else:
+        ids = _claim_read_first(engine, system, now, limit, creates=creates)
     # short claims, renewed while this process lives (sync.engine.claims)
     engine.claims.hold(ids)
     engine.claims.renew_if_due()
     return ids
+
+
+#: fresh snapshots a claim reads, on SQLite, while other processes take every row it found
+CLAIM_TRIES = 5
+
+
+def _claim_read_first(
+    engine: Engine, system: str, now: dt.datetime, limit: int, *, creates: bool
+) -> list[int]:
+    """SQLite: the due rows are found on a snapshot, outside the write lock (inside it each
+    row a query returns hands the GIL over once, behind the send threads); the claim re-checks
+    that they are still due. Rows another process claimed meanwhile are left to it; should it
+    have taken all, the due rows are read again (a drain that came back empty-handed would
+    end while rows are still due)."""
+    for _ in range(CLAIM_TRIES):
+        with engine.read_session() as session:
+            due = stored_claims.lock_due(session, system, now, limit, creates=creates)
+        if not due:
+            return []
+        with engine.session() as session:
+            until = engine.claims.until()
+            ids = stored_claims.claim_if_due(
+                session, due, engine.worker_id, now, until, creates=creates
+            )
+            session.commit()
+        if ids:
+            return ids
+    return []
 
 
 # --------------------------------------------------------------------------- 1. prepare
