@@ -204,6 +204,17 @@ def of_records(session: Session, record_ids: Collection[str]) -> Sequence[Link]:
     return session.exec(select(Link).where(col(Link.record_id).in_(record_ids))).all()
 
 
+def systems_of(session: Session, record_ids: Collection[str]) -> dict[str, set[str]]:
+    """``record id -> systems`` it has a link in (tombstoned links too: that system held it)."""
+    query = sa.select(col(Link.record_id), col(Link.system)).where(
+        col(Link.record_id).in_(record_ids)
+    )
+    found: dict[str, set[str]] = {record_id: set() for record_id in record_ids}
+    for record_id, system in session.execute(query).all():
+        found[record_id].add(system)
+    return found
+
+
 def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert links (every row with the same columns, all but the id) with one statement. A
     Core insert of the table: the ORM's would send a statement per run of rows alike in which

@@ -174,6 +174,21 @@ def open_rows_of_many(session: Session, record_ids: Collection[str]) -> Sequence
     ).all()
 
 
+def open_states_locked(session: Session, record_ids: Collection[str]) -> Sequence[Any]:
+    """``record_id, system, status, intent_at`` of the open rows of the given records, locked
+    until the transaction ends (PostgreSQL: a drain's ``SKIP LOCKED`` claim passes them by, and
+    a claim under way is waited for and then seen ``in_flight``)."""
+    columns = (Outbox.record_id, Outbox.system, Outbox.status, Outbox.intent_at)
+    query = (
+        sa.select(*(col(c) for c in columns))
+        .where(col(Outbox.record_id).in_(record_ids), col(Outbox.status).in_(OPEN_STATES))
+        .order_by(col(Outbox.id))
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.execute(query).all()
+
+
 def insert_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert outbox rows (their columns) with one statement."""
     bulk.insert_rows(session, Outbox.__table__, rows)  # type: ignore[attr-defined]

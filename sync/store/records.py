@@ -13,7 +13,16 @@ from sqlmodel import Session, col, select
 
 from sync.store import bulk
 from sync.store.db import insert_ignoring
-from sync.store.models import Conflict, DeadLetter, Journal, Link, Outbox, Record, RecordKey
+from sync.store.models import (
+    Conflict,
+    DeadLetter,
+    Journal,
+    Link,
+    Outbox,
+    PendingDelete,
+    Record,
+    RecordKey,
+)
 
 
 def get(session: Session, record_id: str) -> Record | None:
@@ -91,19 +100,36 @@ def live_holds(session: Session) -> Sequence[Sequence[Any]]:
 def absorb(session: Session, moves: Mapping[str, str], unsent: Sequence[str]) -> None:
     """Fold each record ``gone`` of ``moves`` (gone -> kept) into the record it joins: its
     not yet sent pushes (status in ``unsent``) are dropped, every row of it in links, keys,
-    journal, conflicts, dead letters and the outbox moves to the kept record, and it is
-    deleted. One statement per table."""
+    journal, conflicts, dead letters, stopped deletes and the outbox moves to the kept record,
+    and it is deleted. One statement per table."""
     gone = list(moves)
     session.execute(
         sa.delete(Outbox).where(col(Outbox.record_id).in_(gone), col(Outbox.status).in_(unsent))
     )
-    tables: tuple[Any, ...] = (Link, RecordKey, Journal, Conflict, DeadLetter, Outbox)
+    tables: tuple[Any, ...] = (
+        Link,
+        RecordKey,
+        Journal,
+        Conflict,
+        DeadLetter,
+        PendingDelete,
+        Outbox,
+    )
     for table in tables:
         column = col(table.record_id)
         session.execute(
             sa.update(table).where(column.in_(gone)).values(record_id=sa.case(moves, value=column))
         )
     session.execute(sa.delete(Record).where(col(Record.id).in_(gone)))
+
+
+def lock(session: Session, record_ids: Collection[str]) -> None:
+    """Lock the rows of these records until the transaction ends, in id order (PostgreSQL;
+    SQLite's write transaction already holds the whole file). A transaction that links to,
+    updates or claims pushes of one of them waits for this one, then sees what it did."""
+    if record_ids and session.get_bind().dialect.name == "postgresql":
+        query = sa.select(col(Record.id)).where(col(Record.id).in_(record_ids))
+        session.execute(query.order_by(col(Record.id)).with_for_update())
 
 
 # --------------------------------------------------------------------------- identity keys

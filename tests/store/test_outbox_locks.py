@@ -2,7 +2,8 @@
 row's lock at once, so a transaction that then updates them one by one (the row-by-row apply
 after a unique conflict) acquires nothing later that the claims' renewer could hold; and the
 renewer skips the rows being settled rather than wait for them — waiting, under load, let a
-worker's other claims run out and other workers sent them again."""
+worker's other claims run out and other workers sent them again. A bridge check locks two
+records and their open rows."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, SQLModel, col, select
 
 from sync.store import claims as stored_claims
+from sync.store import outbox, records
 from sync.store.db import make_engine
-from sync.store.models import Outbox, Record
+from sync.store.models import Link, Outbox, Record
 from sync.timefmt import utcnow
 
 
@@ -84,3 +86,25 @@ def test_a_renewal_skips_a_row_being_settled_instead_of_waiting(pg: sa.Engine) -
     assert all(
         value is not None and value >= later - dt.timedelta(seconds=1) for value in until.values()
     )
+
+
+def test_a_bridge_check_keeps_drains_and_links_off_the_two_records(pg: sa.Engine) -> None:
+    """While a capture checks whether two records may be folded (``capture.bridge``): a
+    drain's claim passes their open rows by, and a link to one of them waits (the fold would
+    delete the record under it); the third record's row is claimed as usual."""
+    ids = _rows(pg, 3)
+    with Session(pg) as checking:
+        records.lock(checking, ["r1", "r0"])
+        seen = outbox.open_states_locked(checking, ["r0", "r1"])
+        assert sorted(row[0] for row in seen) == ["r0", "r1"]
+        with Session(pg) as draining:
+            due = stored_claims.lock_due(draining, "close", utcnow(), 10)
+            assert due == [ids[2]]
+            draining.rollback()
+        with Session(pg) as linking:
+            linking.execute(sa.text("SET LOCAL lock_timeout = '1s'"))
+            linking.add(Link(record_id="r0", system="ruddr", external_id="d1"))
+            with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+                linking.flush()
+            linking.rollback()
+        checking.rollback()

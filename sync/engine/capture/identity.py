@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 from sync.connectors.base import VendorRecord
+from sync.engine.capture.bridge import fold_bridged
 from sync.engine.capture.page import NewRecord, Page, Poll, _load_records, _lookup_keys
 from sync.engine.context import new_id
 from sync.engine.identity import describe_key, keys_of
@@ -32,6 +33,8 @@ def _match(
         record, why = _find_record(state, theirs, poll.engine.config.sync.natural_key)
     if record is None:
         record, why = _by_intent(poll, state, rec, theirs)
+    if isinstance(record, Record) and record.id not in state.linked_here and not record.deleted_at:
+        fold_bridged(poll, state, record, theirs)  # its other ids may name other records
     return record, why
 
 

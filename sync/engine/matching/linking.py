@@ -5,22 +5,19 @@ statement per table and chunk, not per record."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlmodel import Session
 
 from sync.engine.context import Engine
+from sync.engine.fold import fold_fields
 from sync.engine.identity import index_keys
 from sync.engine.journal import Notes
 from sync.engine.matching.proposal import Deal, Group, Proposal
-from sync.engine.merge import Side, merge_field
 from sync.engine.outbound import MATCH_HOLD, enqueue_pushes
 from sync.store import outbox, records
 from sync.store.models import Record
-from sync.timefmt import parse_timestamp, utcnow
 
 CHUNK = 400  # ids per statement (SQLite binds up to 32,766 variables; PostgreSQL 65,535)
 
@@ -107,46 +104,9 @@ class _Batch:
         )
 
     def merge(self, keep: Record, other: Record, why: str) -> None:
-        """Fold ``other``'s fields into ``keep`` (as at a first match: each field's policy,
-        ids and custom keys key by key); its rows move when the batch finishes."""
-        ours, provenance = dict(keep.fields), dict(keep.provenance)
-        held = list(dict.fromkeys([*keep.held, *other.held]))
-        for name, value in other.fields.items():
-            mine = provenance.get(name) or {}
-            theirs = other.provenance.get(name) or {}
-            decision = merge_field(
-                name,
-                None,
-                Side(ours.get(name), mine.get("system"), _at(mine.get("at"))),
-                Side(value, theirs.get("system"), _at(theirs.get("at"))),
-                self.engine.policy_for(name),
-                first_match=True,
-            )
-            if decision.outcome == "held" and name not in held:
-                held.append(name)
-            if decision.value != ours.get(name) and decision.outcome != "held":
-                old, ours[name] = ours.get(name), decision.value
-                if decision.outcome == "take_theirs" and theirs:
-                    provenance[name] = theirs
-                self.notes.add(
-                    keep.id,
-                    "field_changed",
-                    f"match: {decision.reason}",
-                    field=name,
-                    old=old,
-                    new=decision.value,
-                )
-            elif decision.conflict:
-                self.notes.add(
-                    keep.id,
-                    "conflict",
-                    f"match: {decision.reason}",
-                    field=name,
-                    old=value,
-                    new=ours.get(name),
-                )
-        keep.fields, keep.provenance, keep.held = ours, provenance, held
-        keep.updated_at = utcnow()
+        """Fold ``other``'s fields into ``keep`` (``fold.fold_fields``); its rows move when
+        the batch finishes."""
+        fold_fields(self.engine, keep, other, self.notes, "match")
         self.moves[other.id] = keep.id
         self.touched[keep.id] = keep
         self.touched.pop(other.id, None)
@@ -181,8 +141,3 @@ class _Batch:
         for gone_id in self.moves:
             self.session.expunge(self.records[gone_id])
 
-
-def _at(value: Any) -> dt.datetime | None:
-    if not value:
-        return None
-    return parse_timestamp(str(value))
