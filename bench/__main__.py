@@ -58,7 +58,10 @@ def summary(results: list[Result]) -> Table:
         "peak RSS MB",
         "outbox left",
     ):
-        table.add_column(column, justify="left" if column == "scenario" else "right")
+        if column == "scenario":  # the row's name: never cut to "initia…" in a narrow terminal
+            table.add_column(column, justify="left", no_wrap=True, min_width=16)
+        else:
+            table.add_column(column, justify="right")
     for r in results:
         table.add_row(
             r.scenario,
