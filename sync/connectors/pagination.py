@@ -17,13 +17,40 @@ cursor that does not move would re-read the same page forever).
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sync.connectors.errors import Retryable
 
 JSONObject = dict[str, Any]
+
+
+class RecentIds:
+    """The ids a listing yielded lately, to drop the few a resumed or re-read page lists again
+    (Ruddr's cursor resumed after an earlier id, ParsaLink's records re-read after deletes
+    shifted the offsets). Only the latest ``limit``: a set of every id listed held a million
+    deals' ids, some 110 MB of a worker that must stay under 300 (issue 25). A repeat older
+    than that (a listing restarted from the top) is yielded again, which capture absorbs: the
+    deal is linked by then and its stamp unchanged."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+        self._limit = limit
+
+    def __contains__(self, external_id: object) -> bool:
+        return external_id in self._ids
+
+    def add(self, ids: Iterable[str]) -> None:
+        for external_id in ids:
+            if external_id in self._ids:
+                continue
+            self._ids.add(external_id)
+            self._order.append(external_id)
+            if len(self._order) > self._limit:
+                self._ids.discard(self._order.popleft())
 
 
 class PaginationLoop(Retryable):

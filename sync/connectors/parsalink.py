@@ -45,7 +45,7 @@ from sync.connectors.http import (
     reset_epoch_header,
     retry_after_header,
 )
-from sync.connectors.pagination import NextUrlPaginator
+from sync.connectors.pagination import NextUrlPaginator, RecentIds
 from sync.timefmt import parse_optional_timestamp, parse_timestamp
 
 PAGE_SIZE = 100
@@ -76,10 +76,10 @@ class ParsaLinkConnector(RestCollection):
 
     # -- listing -------------------------------------------------------------------------
     def scan(self) -> Iterator[list[VendorRecord]]:
-        seen: set[str] = set()
+        seen = RecentIds()  # a resumed cursor or a re-read lists a few deals again
         for page in self._pages("/opportunities/", clocked=True):
             records = [self.to_record(r, partial=True) for r in page if str(r["id"]) not in seen]
-            seen.update(r.external_id for r in records)
+            seen.add(r.external_id for r in records)
             if records:
                 yield records
 

@@ -40,7 +40,7 @@ from sync.connectors.base import (
     kept,
 )
 from sync.connectors.errors import Rejected, Retryable
-from sync.connectors.pagination import CursorPaginator
+from sync.connectors.pagination import CursorPaginator, RecentIds
 from sync.timefmt import parse_optional_timestamp, parse_timestamp
 
 PAGE_SIZE = 100
@@ -67,10 +67,10 @@ class RuddrConnector(RestCollection):
 
     # -- listing -------------------------------------------------------------------------
     def scan(self) -> Iterator[list[VendorRecord]]:
-        seen: set[str] = set()
+        seen = RecentIds()  # a resumed cursor or a re-read lists a few deals again
         for page in self._pages("/opportunities", clocked=True):
             records = [self.to_record(r) for r in page if r["id"] not in seen]
-            seen.update(r.external_id for r in records)
+            seen.add(r.external_id for r in records)
             if records:
                 yield records
 

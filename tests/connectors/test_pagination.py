@@ -12,6 +12,7 @@ from sync.connectors.pagination import (
     NextUrlPaginator,
     OffsetPaginator,
     PaginationLoop,
+    RecentIds,
     iterate_pages,
 )
 from sync.connectors.ruddr import ruddr_paginator
@@ -126,3 +127,16 @@ def test_iterate_pages_merges_cursor_params_over_listing_params() -> None:
 
     assert len(list(iterate_pages(fetch, "/o", ruddr_paginator(), {"limit": 100}))) == 2
     assert calls == [{"limit": 100}, {"limit": 100, "startingAfter": "a"}]
+
+
+def test_recent_ids_drop_a_repeat_but_hold_only_the_latest() -> None:
+    """A listing's recent ids answer ``in`` for what was added lately, once each, and forget
+    the oldest beyond the limit: memory bounded whatever the listing's size."""
+    recent = RecentIds(limit=3)
+    recent.add(["a", "b", "a", "c"])
+    assert all(key in recent for key in "abc")
+    recent.add(["d"])
+    assert "a" not in recent
+    assert all(key in recent for key in "bcd")
+    recent.add(f"id{n}" for n in range(10_000))
+    assert sum(1 for n in range(10_000) if f"id{n}" in recent) == 3
