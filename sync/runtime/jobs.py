@@ -181,11 +181,18 @@ def drain_job(
     :func:`sync.engine.push.drain` (the Celery drain queues another drain of the system)."""
     started = utcnow()
     until = time.monotonic() + engine.config.systems[system].poll_every.total_seconds()
-    counts = drain(engine, system, until=until, stop=stop, spread=spread)
-    observe_counts(system, counts.values)
-    if counts.values:
-        run_id = _record_run(engine, "drain", system, started, counts)
-        log.info("drain_done", run_id=run_id, system=system, **counts.values)
+    # its id is known from the start, so every line the drain logs names it, though its row
+    # is written only at the end (a drain that found nothing to push leaves none)
+    run_id = new_id("run")
+    bound = bind_run_context(run_id, system)
+    try:
+        counts = drain(engine, system, until=until, stop=stop, spread=spread)
+        observe_counts(system, counts.values)
+        if counts.values:
+            _record_run(engine, run_id, "drain", system, started, counts)
+            log.info("drain_done", system=system, **counts.values)
+    finally:
+        reset_contextvars(**bound)
     return counts
 
 
@@ -305,12 +312,11 @@ def _set_counts(engine: Engine, run_id: str, counts: Counts) -> None:
 
 
 def _record_run(
-    engine: Engine, kind: str, system: str, started: dt.datetime, counts: Counts
-) -> str:
-    """A ``done`` row for work already finished, dated from when it started; its id."""
-    run_id = start_run(engine, kind, system)
+    engine: Engine, run_id: str, kind: str, system: str, started: dt.datetime, counts: Counts
+) -> None:
+    """A ``done`` row ``run_id`` for work already finished, dated from when it started."""
+    _open_run(engine, run_id, kind, system)
     with engine.session() as session:
         if runs.set_started(session, run_id, started) is not None:
             session.commit()
     finish_run(engine, run_id, "done", counts)
-    return run_id

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import select
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
 
 from sync.engine.cycle import run_cycle
 from sync.metrics import REGISTRY
@@ -104,11 +106,15 @@ def test_a_drain_that_pushed_is_a_done_row_with_its_counts(world: World) -> None
     poll_job(world.engine, "ruddr")  # the other systems lack Ruddr's deals: creates are owed
     for system in world.engine.systems:
         poll_job(world.engine, system)  # every system read once: creates may go
-    pushed = drain_job(world.engine, "close")
+    with capture_logs(processors=[merge_contextvars]) as lines:
+        pushed = drain_job(world.engine, "close")
     assert pushed["created"] > 0
     (run,) = rows(world, "drain")
     assert (run.system, run.status, run.counts) == ("close", "done", pushed.values)
     assert run.started_at <= run.finished_at  # type: ignore[operator]
+    # every line the drain logged, on its push threads too, names the row written at its end
+    assert any(line["event"] == "drain_done" for line in lines)
+    assert {line.get("run_id") for line in lines} == {run.id}, lines[:3]
 
 
 def test_the_embedded_job_polls_then_drains_as_one_row_and_stops_when_asked(
