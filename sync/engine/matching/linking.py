@@ -140,4 +140,3 @@ class _Batch:
             records.absorb(self.session, dict(pairs[start : start + CHUNK]), outbox.UNSENT_STATES)
         for gone_id in self.moves:
             self.session.expunge(self.records[gone_id])
-
