@@ -61,6 +61,17 @@ def test_every_scenario_is_smoke_tested() -> None:
     assert sorted([*IN_PROCESS, *CHILD_PROCESSES, "recovery", "scaleout"]) == sorted(SCENARIOS)
 
 
+def assert_sane_ratio(name: str, r: dict[str, Any]) -> None:
+    """Requests within 3× the ideal, beside ParsaLink's confirming reads: each deal whose
+    whole-second summary stamp we wrote is read in full once after its second closed — in
+    the load's own cycles on a fast machine, in the next (quiet) cycle on a slow one, which at
+    this size is most of its requests. At most one per deal, counted apart."""
+    assert math.isfinite(r["ratio"]) and r["ratio"] >= 0.5, (name, r["ratio"])
+    confirming = r["systems"].get("parsalink", {}).get("by_kind", {}).get("get", 0)
+    assert confirming <= r["records"], (name, confirming)
+    assert r["requests"] - confirming <= 3 * r["ideal"], (name, r["requests"], r["ideal"])
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_the_in_process_scenarios_run_at_a_tiny_size_with_sane_figures(tmp_path: Path) -> None:
@@ -75,7 +86,7 @@ def test_the_in_process_scenarios_run_at_a_tiny_size_with_sane_figures(tmp_path:
     for name, r in results.items():
         assert r["records"] >= 10, name  # 5 fixture deals join the seeded ones
         assert r["outbox_left"] == 0, name
-        assert math.isfinite(r["ratio"]) and 0.5 <= r["ratio"] <= 3.0, (name, r["ratio"])
+        assert_sane_ratio(name, r)
         # the store's work is the process's own: no other process to count
         assert r["store"] == "sqlite" and r["store_cpu_s"] is None, name
     for name in ("initial_load", "initial_load_latency", "rate_limit", "churn"):
@@ -122,7 +133,7 @@ def test_the_main_world_runs_on_a_fresh_postgresql_database_dropped_afterwards(
     for name, r in results.items():
         assert r["store"] == "postgresql", name
         assert r["outbox_left"] == 0, name
-        assert math.isfinite(r["ratio"]) and 0.5 <= r["ratio"] <= 3.0, (name, r["ratio"])
+        assert_sane_ratio(name, r)
         assert r["store_cpu_s"] is not None and r["store_cpu_s"] >= 0, name
     assert results["churn"]["unpropagated"] == 0
     assert results["initial_load"]["store_cpu_s"] > 0  # the load's statements ran there
