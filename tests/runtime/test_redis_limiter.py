@@ -86,9 +86,12 @@ def test_a_hold_blocks_without_slowing_and_a_resize_is_shared(
     the bucket in Redis from the next token on, keeping the tokens it has."""
     bucket = _bucket(redis_client, prefix, rate=100, burst=10)
     assert isinstance(bucket, Adaptive)
+    start = time.monotonic()
     bucket.hold("close", 0.5)
     assert bucket.factor("close") == 1.0
-    assert 0.5 < bucket.reserve("close") <= 0.52
+    wait = bucket.reserve("close")
+    spent = time.monotonic() - start  # a loaded machine takes a while between the two calls
+    assert 0.5 - spent <= wait <= 0.52
     other = _bucket(redis_client, prefix, rate=100, burst=10)
     other.resize("close", 10, 2)
     waits = [other.reserve("close") for _ in range(3)]  # the bucket is empty after the hold
