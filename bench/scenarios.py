@@ -18,7 +18,7 @@ import random
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -303,9 +303,13 @@ def waiting_seconds(world: World) -> float:
     """Time during which at least one engine request was in flight (the union of the
     in-process round trips: what a network and a vendor would take), to subtract from wall
     time. A union, not a sum: eight pushes in flight at once wait once, not eight times."""
-    spans = sorted(span for t in world.transports.values() for span in t.in_flight)
+    return union_seconds(span for t in world.transports.values() for span in t.in_flight)
+
+
+def union_seconds(spans: Iterable[tuple[float, float]]) -> float:
+    """The time covered by at least one of the ``(start, stop)`` spans."""
     total, end = 0.0, float("-inf")
-    for start, stop in spans:
+    for start, stop in sorted(spans):
         if stop <= end:
             continue
         total += stop - max(start, end)

@@ -147,7 +147,7 @@ def test_the_child_process_scenarios_run_at_a_tiny_size_with_sane_figures(
 ) -> None:
     """dlt ingests the same Close listing crmsync's capture does, each in a process of its own
     with its peak RSS; the load against emulators in another process drains and links every
-    deal everywhere."""
+    deal everywhere, and times the engine apart from its requests in flight."""
     payload = _run(tmp_path, CHILD_PROCESSES)
     assert payload["results"] == [] and payload["engine_cpu"] == []
     crmsync, dlt = payload["dlt_compare"]
@@ -157,6 +157,9 @@ def test_the_child_process_scenarios_run_at_a_tiny_size_with_sane_figures(
     oop = payload["initial_load_oop"]
     assert oop["outbox_left"] == 0 and oop["fully_linked"]
     assert 0.9 <= oop["ratio"] <= 1.5 and oop["peak_rss_mb"] > 0
+    # engine time: the wall time no request was in flight, from the client's own spans
+    assert 0 < oop["engine_s"] < oop["wall_s"]
+    assert oop["engine_us_per_record"] == pytest.approx(oop["engine_s"] / oop["records"] * 1e6)
 
 
 @pytest.mark.slow
