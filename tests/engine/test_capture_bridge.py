@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
+from sync.engine import first_run
 from sync.engine.cycle import poll
 from sync.store.models import Journal, Record
 from tests.e2e.conftest import World, make_world
@@ -81,5 +82,25 @@ def test_records_a_create_may_already_have_reached_stay_apart_and_say_why(
         world.time_passes()
         report = world.converge(cycles=3)
         assert report.clean, report
+    finally:
+        world.close()
+
+
+def test_a_guided_first_run_read_in_that_order_holds_each_deal_once(tmp_path: Path) -> None:
+    """As a user starts: a fresh store with the guided first run, Truto and HubSpot read before
+    Ruddr, nothing written until ``crmsync match --approve``; then each deal once everywhere."""
+    world = make_world(tmp_path, first_run="guided")
+    try:
+        for system in ("truto_salesforce", "hubspot", "close", "parsalink", "salesforce", "ruddr"):
+            poll(world.engine, system)
+        assert [r for r in journal(world, "merged") if "folded record" in r]
+        world.cycle()
+        assert first_run.gate(world.engine).state == "review"
+        assert not any(world.calls(s, writes_only=True) for s in world.emulators)
+        first_run.approve(world.engine, by="test")
+        report = world.converge(cycles=3)
+        assert report.clean, report
+        for system in ("ruddr", "parsalink"):
+            assert not names_held_twice(world.users[system].all()), system
     finally:
         world.close()
